@@ -1,0 +1,96 @@
+"""Plain, frozen data that every layer speaks: hosts, packages, strategies."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# A version, app name or host name that ends up in a path or a shell command must be a plain name.
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+def is_plain_name(value: str) -> bool:
+    """True for names safe to use as one path component: ``2.4.1``, ``order-service``, ``v2+build.7``."""
+    return bool(PLAIN_NAME.match(value)) and ".." not in value
+
+
+class PackageKind(StrEnum):
+    WAR = "war"
+    JAR = "jar"
+    TAR_GZ = "tar.gz"
+    ZIP = "zip"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine that runs an instance of an app, as the CMDB knows it."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    group: str = "default"
+    tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    in_service: bool = True
+
+    @property
+    def zone(self) -> str:
+        return self.tags.get("zone", "")
+
+
+@dataclass(frozen=True)
+class Package:
+    """A resolved package: where to get it and the sha256 every host must verify.
+
+    Exactly one of ``url`` (hosts download it) and ``local_path`` (the controller uploads it) is set.
+    """
+
+    app: str
+    version: str
+    kind: PackageKind
+    filename: str
+    sha256: str
+    url: str | None = None
+    local_path: str | None = None
+
+
+class PromoteMode(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class OnFailure(StrEnum):
+    PAUSE = "pause"
+    ROLLBACK = "rollback"
+
+
+class OnUnhealthy(StrEnum):
+    """What a pre-check that finds the service already unhealthy does."""
+
+    SKIP = "skip"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How hosts are grouped and paced. Validated from config; used by the planner and the policy."""
+
+    canary_hosts: tuple[str, ...] = ()
+    canary_group: str | None = None
+    canary_count: int = 1
+    bake_seconds: float = 0.0
+    promote: PromoteMode = PromoteMode.AUTO
+    batch_size: int | None = None
+    batch_percent: float | None = None
+    pause_seconds: float = 0.0
+    max_failed_per_batch: int = 0
+    max_failed_total: int = 0
+    on_failure: OnFailure = OnFailure.PAUSE
+    on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
+    max_parallel: int = 50
+    allow_half_or_more: bool = False
+
+    @property
+    def has_canary(self) -> bool:
+        return bool(self.canary_hosts) or self.canary_group is not None

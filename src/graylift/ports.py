@@ -1,0 +1,126 @@
+"""The small interfaces the engine drives. One module per backend under ``graylift.adapters``.
+
+Every method is idempotent: calling it twice has the effect of calling it once, because the
+engine re-runs a step that was killed right after its side effect. Adapters translate their
+library's errors into ``graylift.errors`` at this boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from graylift.core.model import Host, Package
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Runs commands on one host and copies files to it. Kept open for a whole release."""
+
+    host: Host
+
+    async def run(self, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+        """Run a shell command. Raises CommandTimeout, HostUnreachable, and (if check)
+        RemoteCommandFailed with the exit code and the last lines of output."""
+        ...
+
+    async def put(self, local: Path, remote: str) -> None:
+        """Copy a local file to a remote path (the parent directory must exist)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Connector(Protocol):
+    """Opens transports; one per fleet (SSH with known_hosts, or local)."""
+
+    async def connect(self, host: Host) -> Transport: ...
+
+    async def close(self) -> None: ...
+
+
+class TrafficSwitch(Protocol):
+    """A load balancer or service registry entry for a host: take out, put back, verify."""
+
+    name: str  # shown in messages, e.g. "haproxy:web" or "zookeeper:/dubbo/com.acme.OrderService"
+
+    async def take_out(self, host: Host) -> None:
+        """Stop sending new traffic to the host (drain). Idempotent."""
+        ...
+
+    async def put_back(self, host: Host) -> None:
+        """Send traffic to the host again. Idempotent."""
+        ...
+
+    async def is_out(self, host: Host) -> bool:
+        """Read the backend back: True when no new traffic can reach the host."""
+        ...
+
+    async def is_in(self, host: Host) -> bool:
+        """Read the backend back: True when the host is in and taking traffic (e.g. HAProxy sees it UP)."""
+        ...
+
+    async def in_flight(self, host: Host) -> int | None:
+        """Requests/sessions still open on the host, or None when this backend cannot tell."""
+        ...
+
+
+class Silencer(Protocol):
+    """Mutes alerts for a host until a fixed time, so a silence lapses by itself if graylift dies."""
+
+    name: str
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        """Create (or find, for the same host and reason) an active silence; returns its id."""
+        ...
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        """Expire every active silence this reason made for the host. Idempotent."""
+        ...
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+
+
+class HealthProbe(Protocol):
+    """One health check of the app on a host, run through the host's transport."""
+
+    name: str
+
+    async def check(self, transport: Transport) -> ProbeResult: ...
+
+
+class Inventory(Protocol):
+    """The CMDB: which hosts run an app in an environment. Raises InventoryError, never a partial list."""
+
+    async def hosts(self, app: str, env: str) -> list[Host]: ...
+
+
+class ArtifactStore(Protocol):
+    """Finds a package version and its sha256 (which every host then verifies)."""
+
+    async def resolve(self, app: str, version: str) -> Package: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
