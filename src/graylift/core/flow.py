@@ -1,0 +1,67 @@
+"""The per-host release as an ordered list of steps, and the steps that undo a partial one.
+
+Every step is check-then-act and safe to repeat, so a flow resumes by re-running the step that was
+in progress when the controller died. Undo is a flow too: :func:`undo_steps` reads which steps a host
+has begun and returns what puts it back on its previous version and into traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    PRECHECK = "precheck"  # service healthy before we touch it?
+    STAGE = "stage"  # package downloaded, sha256 verified, unpacked into releases/<version>
+    MUTE = "mute"  # alerts silenced until a fixed end time
+    TAKE_OUT = "take_out"  # out of every registry and load balancer, verified
+    QUIET = "quiet"  # registry propagation + drain until in-flight reaches 0 (bounded)
+    STOP = "stop"
+    SWITCH = "switch"  # `current` -> releases/<version>
+    START = "start"
+    HEALTH = "health"  # process + app checks pass
+    PUT_BACK = "put_back"  # back in load balancers and registries, verified
+    UNMUTE = "unmute"
+
+
+RELEASE_FLOW: tuple[Step, ...] = tuple(Step)
+"""A normal release of one host."""
+
+ROLLBACK_FLOW: tuple[Step, ...] = tuple(s for s in Step if s is not Step.PRECHECK)
+"""Rolling a host back to its previous version: the same graceful path, without the pre-check
+(a host on a bad version is expected to be unhealthy)."""
+
+RESTART_STEPS = frozenset({Step.STOP, Step.SWITCH, Step.START, Step.HEALTH})
+"""Steps after which the app on the host may no longer be the old version, running."""
+
+UNDO_ORDER: tuple[Step, ...] = (Step.STOP, Step.SWITCH, Step.START, Step.HEALTH, Step.PUT_BACK, Step.UNMUTE)
+
+
+def undo_steps(begun: Iterable[Step], *, has_previous: bool) -> tuple[Step, ...]:
+    """Steps that undo a partly released host, given every step it has begun (done or in progress).
+
+    ========================================  ===========================================
+    begun (latest)                            undo
+    ========================================  ===========================================
+    nothing, precheck, stage                  ()  (a staged release dir is harmless)
+    mute                                      (unmute)
+    take_out, quiet                           (put_back, unmute)
+    stop .. unmute, with a previous version   (stop, switch, start, health, put_back, unmute)
+    stop .. unmute, first install             (stop, unmute)  host stays out of traffic
+    ========================================  ===========================================
+    """
+    begun = set(begun)
+    if begun & (RESTART_STEPS | {Step.PUT_BACK, Step.UNMUTE}):
+        return UNDO_ORDER if has_previous else (Step.STOP, Step.UNMUTE)
+    if begun & {Step.TAKE_OUT, Step.QUIET}:
+        return (Step.PUT_BACK, Step.UNMUTE)
+    if Step.MUTE in begun:
+        return (Step.UNMUTE,)
+    return ()
+
+
+def remaining(flow: tuple[Step, ...], done: Iterable[Step]) -> tuple[Step, ...]:
+    """Steps of ``flow`` still to run, in order; the first is re-run if it was in progress."""
+    finished = set(done)
+    return tuple(s for s in flow if s not in finished)

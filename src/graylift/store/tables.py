@@ -1,0 +1,137 @@
+"""The state database's tables (SQLAlchemy Core). The migrations in ``migrations/versions`` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# An autoincrement id: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite drops tzinfo, so it is put back on read)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"timestamp {value.isoformat()} has no timezone; pass an aware datetime (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("app", sa.String(128), primary_key=True),
+    sa.Column("env", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("ssh_user", sa.String(64), nullable=False),
+    sa.Column("host_group", sa.String(128), nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("in_service", sa.Boolean, nullable=False),
+)
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(128), nullable=False),
+    sa.Column("env", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("previous_version", sa.String(128), nullable=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("plan", sa.JSON, nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("cursor", sa.Integer, nullable=False),
+    sa.Column("phase", sa.String(64), nullable=False),
+    sa.Column("wait_until", UTCDateTime, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("requested", sa.String(16), nullable=True),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    sa.Column("started_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Index(None, "app", "env", "id"),
+)
+
+# One row per (app, env) with a running release: the primary key is the database's guarantee that two
+# processes cannot start two releases of the same app in the same environment.
+active_releases = sa.Table(
+    "active_releases",
+    metadata,
+    sa.Column("app", sa.String(128), primary_key=True),
+    sa.Column("env", sa.String(128), primary_key=True),
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False, unique=True),
+)
+
+host_runs = sa.Table(
+    "host_runs",
+    metadata,
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), primary_key=True),
+    sa.Column("host", sa.String(128), primary_key=True),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("host_spec", sa.JSON, nullable=False),
+    sa.Column("batch", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("step", sa.String(64), nullable=True),
+    sa.Column("done_steps", sa.JSON, nullable=False),
+    sa.Column("target_version", sa.String(128), nullable=False),
+    sa.Column("previous_version", sa.String(128), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
+journal = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    sa.Column("host", sa.String(128), nullable=True),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "release_id", "id"),
+)
+
+deployed_versions = sa.Table(
+    "deployed_versions",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(128), nullable=False),
+    sa.Column("env", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "app", "env", "id"),
+)
