@@ -25,9 +25,13 @@ def run_migrations() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
+        "sqlalchemy.url"
+    )
     if not url:
-        raise SystemExit("pass the database with: alembic -c .../alembic.ini -x url=sqlite:///graylift.db ...")
+        raise SystemExit(
+            "pass the database with: alembic -c .../alembic.ini -x url=sqlite:///graylift.db ..."
+        )
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:

@@ -63,7 +63,9 @@ def upgrade() -> None:
         sa.Column("env", sa.String(128), nullable=False),
         sa.Column("release_id", ID_TYPE, nullable=False),
         sa.PrimaryKeyConstraint("app", "env", name="pk_active_releases"),
-        sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name="fk_active_releases_release_id_releases"),
+        sa.ForeignKeyConstraint(
+            ["release_id"], ["releases.id"], name="fk_active_releases_release_id_releases"
+        ),
         sa.UniqueConstraint("release_id", name="uq_active_releases_release_id"),
     )
     op.create_table(
@@ -106,7 +108,9 @@ def upgrade() -> None:
         sa.Column("release_id", ID_TYPE, nullable=False),
         sa.Column("at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_deployed_versions"),
-        sa.ForeignKeyConstraint(["release_id"], ["releases.id"], name="fk_deployed_versions_release_id_releases"),
+        sa.ForeignKeyConstraint(
+            ["release_id"], ["releases.id"], name="fk_deployed_versions_release_id_releases"
+        ),
     )
     op.create_index("ix_deployed_versions_app_env_id", "deployed_versions", ["app", "env", "id"])
 

@@ -1,0 +1,3 @@
+from graylift.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Backends behind graylift.ports: one module per system."""

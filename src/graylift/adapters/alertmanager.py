@@ -1,0 +1,108 @@
+"""Alertmanager silences (API v2): one silence per host and reason, ending at a fixed time.
+
+A silence graylift made is recognised by createdBy "graylift", matchers exactly {label=value} and
+comment == reason. mute() returns an existing active silence's id unchanged (its end time is not moved).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from graylift.core.model import Host
+from graylift.errors import SilencerError
+
+CREATED_BY = "graylift"
+
+
+def _iso(moment: datetime) -> str:
+    """Timezone-aware UTC RFC 3339 (a naive datetime is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AlertmanagerSilencer:
+    def __init__(self, *, url: str, label: str = "instance", value_template: str = "{host}",
+                 timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.label = label
+        self.value_template = value_template
+        self.timeout = timeout
+        self.name = f"alertmanager:{self.url}"
+
+    def value(self, host: Host) -> str:
+        return self.value_template.format(host=host.name, address=host.address)
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        found = await self._active(host, reason)
+        if found:
+            return str(found[0]["id"])
+        now = datetime.now(UTC)
+        end = until if until.tzinfo else until.replace(tzinfo=UTC)
+        if end <= now:
+            raise SilencerError(f"{self.name}: silence end {_iso(until)} for {host.name} "
+                                "is not in the future")
+        body = {
+            "matchers": [{"name": self.label, "value": self.value(host), "isRegex": False, "isEqual": True}],
+            "startsAt": _iso(now),
+            "endsAt": _iso(end),
+            "createdBy": CREATED_BY,
+            "comment": reason,
+        }
+        answer = await self._request("POST", "/api/v2/silences", json=body)
+        try:
+            return str(answer["silenceID"])
+        except (KeyError, TypeError) as exc:
+            raise SilencerError(f"{self.name}: POST /api/v2/silences answered without a silenceID: "
+                                f"{answer!r:.200}") from exc
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        for silence in await self._active(host, reason):
+            try:
+                await self._request("DELETE", f"/api/v2/silence/{silence['id']}")
+            except SilencerError:
+                # expired in between (it lapses by itself, or another run expired it): fine if gone now
+                if any(s["id"] == silence["id"] for s in await self._active(host, reason)):
+                    raise
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool:
+        return bool(await self._active(host, reason))
+
+    async def _active(self, host: Host, reason: str) -> list[dict[str, Any]]:
+        """Active (or pending) silences graylift made for this host and reason."""
+        wanted = {(self.label, self.value(host), False, True)}
+        silences = await self._request("GET", "/api/v2/silences")
+        if not isinstance(silences, list):
+            raise SilencerError(f"{self.name}: GET /api/v2/silences did not return a list")
+        found = []
+        for silence in silences:
+            if silence.get("status", {}).get("state") not in ("active", "pending"):
+                continue
+            if silence.get("createdBy") != CREATED_BY or silence.get("comment") != reason:
+                continue
+            matchers = {(m.get("name"), m.get("value"), bool(m.get("isRegex")), bool(m.get("isEqual", True)))
+                        for m in silence.get("matchers", [])}
+            if matchers == wanted:
+                found.append(silence)
+        return found
+
+    async def _request(self, method: str, path: str, json: object = None) -> Any:
+        try:
+            async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout, trust_env=False) as client:
+                response = await client.request(method, path, json=json)
+        except httpx.HTTPError as exc:
+            raise SilencerError(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
+                                "is Alertmanager running at that URL?") from exc
+        if response.status_code >= 300:
+            raise SilencerError(f"{self.name}: {method} {path} returned HTTP {response.status_code}: "
+                                f"{response.text.strip()[:300]}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise SilencerError(f"{self.name}: {method} {path} returned non-JSON: "
+                                f"{response.text[:200]}") from exc

@@ -1,0 +1,145 @@
+"""HAProxy through its runtime API (stats socket): drain, wait for sessions to end, maint; ready, wait UP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import time
+
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+
+# srv_admin_state bits (HAProxy include/haproxy/server-t.h)
+ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, resolution, hostname maint
+ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited drain
+OP_RUNNING = 2
+SOCKET_TIMEOUT = 5.0
+
+
+class HaproxySwitch:
+    """One HAProxy backend; the host's server name comes from ``server_template``."""
+
+    def __init__(self, *, socket: str, backend: str, server_template: str = "{host}",
+                 drain_timeout: float = 30.0, poll_interval: float = 0.2, up_timeout: float = 30.0) -> None:
+        self.socket = socket
+        self.backend = backend
+        self.server_template = server_template
+        self.drain_timeout = drain_timeout
+        self.poll_interval = poll_interval
+        self.up_timeout = up_timeout
+        self.name = f"haproxy:{backend}"
+
+    def server(self, host: Host) -> str:
+        return self.server_template.format(host=host.name, address=host.address)
+
+    async def take_out(self, host: Host) -> None:
+        """drain -> wait until current sessions are 0 (or drain_timeout) -> maint. Idempotent."""
+        srv = self.server(host)
+        admin, _ = await self._state(srv)
+        if not admin & ADMIN_MAINT:
+            await self._set_state(srv, "drain")
+            deadline = time.monotonic() + self.drain_timeout
+            while (await self._scur(srv)) > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(self.poll_interval)
+            await self._set_state(srv, "maint")
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: server {self.backend}/{srv} is not in maintenance after "
+                               "'set server ... state maint'")
+
+    async def put_back(self, host: Host) -> None:
+        """ready -> wait (up to up_timeout) until HAProxy sees the server UP (health check passing)."""
+        srv = self.server(host)
+        await self._set_state(srv, "ready")
+        deadline = time.monotonic() + self.up_timeout
+        while not await self.is_in(host):
+            if time.monotonic() >= deadline:
+                status = await self._stat_field(srv, "status")
+                check = await self._stat_field(srv, "check_status")
+                raise TrafficError(f"{self.name}: server {self.backend}/{srv} is ready but not UP after "
+                                   f"{self.up_timeout:g}s (status {status}, last check {check or 'none'}); "
+                                   "is the app answering HAProxy's health check?")
+            await asyncio.sleep(self.poll_interval)
+
+    async def is_out(self, host: Host) -> bool:
+        admin, _ = await self._state(self.server(host))
+        return bool(admin & (ADMIN_MAINT | ADMIN_DRAIN))
+
+    async def is_in(self, host: Host) -> bool:
+        admin, op = await self._state(self.server(host))
+        return not admin & (ADMIN_MAINT | ADMIN_DRAIN) and op == OP_RUNNING
+
+    async def in_flight(self, host: Host) -> int | None:
+        return await self._scur(self.server(host))
+
+    # runtime API -------------------------------------------------------------------------------
+
+    async def command(self, line: str) -> str:
+        """Send one runtime API command on a fresh connection; return the whole answer."""
+        try:
+            if self.socket.startswith("tcp://"):
+                address, _, port = self.socket[len("tcp://"):].rpartition(":")
+                opening = asyncio.open_connection(address, int(port))
+            else:
+                opening = asyncio.open_unix_connection(self.socket)
+            reader, writer = await asyncio.wait_for(opening, SOCKET_TIMEOUT)
+            try:
+                writer.write(line.encode() + b"\n")
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(), SOCKET_TIMEOUT)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise TrafficError(f"{self.name}: cannot talk to the HAProxy runtime API at {self.socket} "
+                               f"({exc or type(exc).__name__}); is HAProxy running with "
+                               "'stats socket ... level admin'?") from exc
+        return data.decode("utf-8", "replace")
+
+    def _unknown(self, srv: str, answer: str) -> TrafficError:
+        return TrafficError(f"{self.name}: HAProxy does not know server {self.backend}/{srv} "
+                            f"({answer.strip() or 'not listed'}); check the haproxy config (backend and "
+                            "server names) and the 'server' template in graylift's config")
+
+    async def _set_state(self, srv: str, state: str) -> None:
+        answer = await self.command(f"set server {self.backend}/{srv} state {state}")
+        if answer.strip():
+            if "No such" in answer or "not found" in answer.lower():
+                raise self._unknown(srv, answer)
+            raise TrafficError(f"{self.name}: 'set server {self.backend}/{srv} state {state}' was refused: "
+                               f"{answer.strip()}")
+
+    async def _state(self, srv: str) -> tuple[int, int]:
+        """(srv_admin_state, srv_op_state) from ``show servers state <backend>``."""
+        answer = await self.command(f"show servers state {self.backend}")
+        header: list[str] | None = None
+        for line in answer.splitlines():
+            if line.startswith("# "):
+                header = line[2:].split()
+                continue
+            fields = line.split()
+            if header and len(fields) >= len(header) - 2:
+                row = dict(zip(header, fields, strict=False))
+                if row.get("be_name") == self.backend and row.get("srv_name") == srv:
+                    return int(row["srv_admin_state"]), int(row["srv_op_state"])
+        raise self._unknown(srv, answer if header is None else "")
+
+    async def _stat_row(self, srv: str) -> dict[str, str]:
+        answer = await self.command("show stat")
+        rows = csv.DictReader(io.StringIO(answer.lstrip("# ")))
+        for row in rows:
+            if row.get("pxname") == self.backend and row.get("svname") == srv:
+                return row
+        raise self._unknown(srv, "")
+
+    async def _stat_field(self, srv: str, field: str) -> str:
+        return (await self._stat_row(srv)).get(field) or ""
+
+    async def _scur(self, srv: str) -> int:
+        value = await self._stat_field(srv, "scur")
+        try:
+            return int(value)
+        except ValueError:
+            return 0

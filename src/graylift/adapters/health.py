@@ -1,0 +1,143 @@
+"""Health probes that run on the host through its Transport (so 127.0.0.1 is the host's own).
+
+A probe never raises for an unhealthy app: it returns ProbeResult(ok=False, detail=what it saw).
+HostUnreachable (and other transport failures) propagate: the host, not the app, is the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+
+from graylift.errors import CommandTimeout
+from graylift.ports import HealthProbe, ProbeResult, Transport
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9.:-]+$")
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def _self_proof(pattern: str) -> str:
+    """Rewrite a pgrep regex so it does not match the probe's own command line: 'app' -> '[a]pp'."""
+    anchor = "^" if pattern.startswith("^") else ""
+    rest = pattern[len(anchor):]
+    if rest and (rest[0].isalnum() or rest[0] in "/_=@:,%"):
+        return f"{anchor}[{rest[0]}]{rest[1:]}"
+    return pattern
+
+
+class ProcessProbe:
+    """A process whose full command line matches ``pattern`` (pgrep -f regex) is running."""
+
+    def __init__(self, pattern: str, timeout: float = 5.0) -> None:
+        self.pattern = pattern
+        self.timeout = timeout
+        self.name = f"process:{pattern}"
+
+    async def check(self, transport: Transport) -> ProbeResult:
+        # -A (procps >= 4) skips our ancestors; older pgrep rejects it (exit 2) and the self-proof
+        # pattern does the same job.
+        pat = shlex.quote(self.pattern)
+        proof = shlex.quote(_self_proof(self.pattern))
+        command = (f"pgrep -A -f -- {pat} 2>/dev/null; rc=$?; "
+                   f"if [ $rc -eq 2 ]; then exec pgrep -f -- {proof}; fi; exit $rc")
+        try:
+            result = await transport.run(command, timeout=self.timeout, check=False)
+        except CommandTimeout:
+            return ProbeResult(False, f"pgrep for {self.pattern!r} timed out after {self.timeout:g}s")
+        pids = result.stdout.split()
+        if result.exit_status == 0 and pids:
+            return ProbeResult(True, f"process matching {self.pattern!r} running (pid {', '.join(pids)})")
+        if result.exit_status == 1:
+            return ProbeResult(False, f"no process matches {self.pattern!r}")
+        return ProbeResult(False, f"pgrep -f {self.pattern!r} failed (exit {result.exit_status}): "
+                           f"{_tail(result.stdout + result.stderr)}")
+
+
+class TcpProbe:
+    """Something on the host accepts TCP connections on host:port."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> None:
+        if not 0 < int(port) < 65536 or not _HOSTNAME.match(host):
+            raise ValueError(f"bad TCP probe target {host}:{port}")
+        self.port, self.host, self.timeout = int(port), host, timeout
+        self.name = f"tcp:{host}:{port}"
+
+    async def check(self, transport: Transport) -> ProbeResult:
+        t = f"{self.timeout:g}"
+        py = f"import socket; socket.create_connection(({self.host!r}, {self.port}), {t}).close()"
+        script = f": < /dev/tcp/{self.host}/{self.port}"
+        command = (f"if command -v bash >/dev/null 2>&1; then timeout {t} bash -c {shlex.quote(script)}; "
+                   f"else timeout {t} python3 -c {shlex.quote(py)}; fi")
+        try:
+            result = await transport.run(command, timeout=self.timeout + 5, check=False)
+        except CommandTimeout:
+            return ProbeResult(False, f"connect to {self.host}:{self.port} timed out")
+        if result.ok:
+            return ProbeResult(True, f"{self.host}:{self.port} accepts connections")
+        seen = _tail(result.stderr + result.stdout) or f"exit {result.exit_status}"
+        if result.exit_status == 124:
+            seen = f"no answer within {t}s"
+        return ProbeResult(False, f"{self.host}:{self.port} does not accept connections ({seen})")
+
+
+class HttpProbe:
+    """GET ``url`` from the host itself with curl: status must match, body must contain ``body``."""
+
+    def __init__(self, url: str, status: int = 200, body: str | None = None, timeout: float = 5.0) -> None:
+        self.url, self.status, self.body, self.timeout = url, int(status), body, timeout
+        self.name = f"http:{url}"
+
+    async def check(self, transport: Transport) -> ProbeResult:
+        command = (f"curl -sS --noproxy '*' --max-time {self.timeout:g} -o - -w '\\n%{{http_code}}' "
+                   f"-- {shlex.quote(self.url)}")
+        try:
+            result = await transport.run(command, timeout=self.timeout + 5, check=False)
+        except CommandTimeout:
+            return ProbeResult(False, f"GET {self.url} timed out after {self.timeout:g}s")
+        if result.exit_status == 127:
+            return ProbeResult(False, f"curl is not installed on {transport.host.name}")
+        body, _, code = result.stdout.rpartition("\n")
+        if result.exit_status != 0 or code in ("", "000"):
+            seen = _tail(result.stderr) or f"curl exit {result.exit_status}"
+            return ProbeResult(False, f"GET {self.url} failed: {seen}")
+        if code != str(self.status):
+            return ProbeResult(False, f"GET {self.url} returned {code}, expected {self.status}: "
+                               f"{body[:200]!r}")
+        if self.body is not None and self.body not in body:
+            return ProbeResult(False, f"GET {self.url} returned {code} but the body lacks {self.body!r}: "
+                               f"{body[:200]!r}")
+        return ProbeResult(True, f"GET {self.url} returned {code}")
+
+
+class CommandProbe:
+    """A shell command on the host exits 0."""
+
+    def __init__(self, command: str, timeout: float = 5.0) -> None:
+        self.command, self.timeout = command, timeout
+        self.name = f"command:{command}"
+
+    async def check(self, transport: Transport) -> ProbeResult:
+        try:
+            result = await transport.run(self.command, timeout=self.timeout, check=False)
+        except CommandTimeout:
+            return ProbeResult(False, f"{self.command!r} timed out after {self.timeout:g}s")
+        output = _tail(result.stdout + result.stderr)
+        if result.ok:
+            return ProbeResult(True, f"{self.command!r} exited 0" + (f": {output}" if output else ""))
+        seen = f": {output}" if output else ""
+        return ProbeResult(False, f"{self.command!r} exited {result.exit_status}{seen}")
+
+
+async def check_all(probes: Iterable[HealthProbe], transport: Transport) -> ProbeResult:
+    """Run every probe in order; ok only when all pass. The detail lists the failures (or all passes)."""
+    results = [(probe.name, await probe.check(transport)) for probe in probes]
+    if not results:
+        return ProbeResult(True, "no health checks configured")
+    failed = [f"{name}: {r.detail}" for name, r in results if not r.ok]
+    if failed:
+        return ProbeResult(False, "; ".join(failed))
+    return ProbeResult(True, "; ".join(f"{name}: {r.detail}" for name, r in results))

@@ -1,0 +1,151 @@
+"""Dubbo service registry in ZooKeeper (kazoo): take a provider out with a Dubbo 2.7 override node.
+
+take_out writes the persistent configurator
+``<root>/<service>/configurators/<urlencoded override://{address}:{port}/{service}?...disabled=true...>``;
+Dubbo consumers watching the configurators stop calling that provider. put_back deletes it.
+
+is_in: the override node is absent AND, when any provider is registered under
+``<root>/<service>/providers``, one of them is ``{address}:{port}`` (the app re-registered after its
+restart). When nobody registers providers there at all (the registry only carries overrides for this
+service), registration cannot be observed and only the override's absence counts.
+
+Consumers cache the provider list: take_out then waits ``propagation_seconds`` (asyncio.sleep inside the
+adapter, so the engine's step includes it; the wait is repeated when a killed step is re-run).
+kazoo is synchronous: its calls run in a worker thread, each bounded by ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
+
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+
+T = TypeVar("T")
+
+
+class ZookeeperSwitch:
+    def __init__(self, *, hosts: str, service: str, port: int, root: str = "/dubbo",
+                 propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
+        self.hosts = hosts
+        self.service = service
+        self.port = port
+        self.root = "/" + root.strip("/") if root.strip("/") else ""
+        self.propagation_seconds = propagation_seconds
+        self.timeout = timeout
+        self.name = f"zookeeper:{self.root}/{service}"
+        self._client: KazooClient | None = None
+        self._lock = asyncio.Lock()
+
+    def override_url(self, host: Host) -> str:
+        return (f"override://{host.address}:{self.port}/{self.service}"
+                "?category=configurators&disabled=true&dynamic=false&enabled=true")
+
+    def override_path(self, host: Host) -> str:
+        return f"{self.root}/{self.service}/configurators/{quote(self.override_url(host), safe='')}"
+
+    @property
+    def providers_path(self) -> str:
+        return f"{self.root}/{self.service}/providers"
+
+    async def take_out(self, host: Host) -> None:
+        path = self.override_path(host)
+
+        def create(zk: KazooClient) -> None:
+            with contextlib.suppress(NodeExistsError):
+                zk.create(path, b"", makepath=True)
+
+        await self._call(create)
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: override node {path} is missing right after creating it")
+        if self.propagation_seconds > 0:
+            await asyncio.sleep(self.propagation_seconds)
+
+    async def put_back(self, host: Host) -> None:
+        path = self.override_path(host)
+
+        def delete(zk: KazooClient) -> None:
+            with contextlib.suppress(NoNodeError):
+                zk.delete(path)
+
+        await self._call(delete)
+
+    async def is_out(self, host: Host) -> bool:
+        path = self.override_path(host)
+        return await self._call(lambda zk: zk.exists(path) is not None)
+
+    async def is_in(self, host: Host) -> bool:
+        if await self.is_out(host):
+            return False
+        providers = await self.providers()
+        if not providers:
+            return True
+        return (host.address, self.port) in providers
+
+    async def in_flight(self, host: Host) -> int | None:
+        return None  # the registry cannot see open calls
+
+    async def providers(self) -> set[tuple[str, int]]:
+        """(address, port) of every provider registered under <root>/<service>/providers."""
+        path = self.providers_path
+
+        def children(zk: KazooClient) -> list[str]:
+            try:
+                return list(zk.get_children(path))
+            except NoNodeError:
+                return []
+
+        found = set()
+        for child in await self._call(children):
+            try:
+                url = urlsplit(unquote(child))
+                if url.hostname and url.port:
+                    found.add((url.hostname, url.port))
+            except ValueError:
+                continue
+        return found
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(_stop, client)
+
+    async def _call(self, fn: Callable[[KazooClient], T]) -> T:
+        try:
+            client = await self._connected()
+            return await asyncio.wait_for(asyncio.to_thread(fn, client), self.timeout)
+        except TrafficError:
+            raise
+        except (KazooException, KazooTimeoutError, TimeoutError, OSError, ValueError) as exc:
+            raise TrafficError(f"{self.name}: ZooKeeper at {self.hosts} failed: "
+                               f"{type(exc).__name__} {exc}".rstrip()
+                               + "; is ZooKeeper running and reachable?") from exc
+
+    async def _connected(self) -> KazooClient:
+        async with self._lock:
+            if self._client is None:
+                client = KazooClient(hosts=self.hosts, timeout=self.timeout)
+                try:
+                    await asyncio.to_thread(client.start, self.timeout)
+                except (KazooTimeoutError, KazooException, OSError, ValueError) as exc:
+                    await asyncio.to_thread(_stop, client)
+                    raise TrafficError(f"{self.name}: cannot connect to ZooKeeper at {self.hosts} within "
+                                       f"{self.timeout:g}s ({type(exc).__name__}); is it running?") from exc
+                self._client = client
+            return self._client
+
+
+def _stop(client: KazooClient) -> None:
+    try:
+        client.stop()
+        client.close()
+    except KazooException:
+        pass

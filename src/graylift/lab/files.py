@@ -1,0 +1,117 @@
+"""The files a lab writes for graylift: ``graylift.yaml``, ``hosts.yaml`` and the HAProxy config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from graylift.lab.info import LabHost
+
+ZOOKEEPER_SERVICES = {"pyapp": "com.graylift.lab.PyApp", "shop": "com.graylift.lab.Shop"}
+DUBBO_PORT = 20880
+
+
+def haproxy_config(socket_path: str, frontends: dict[str, int], app_ports: dict[str, int],
+                   hosts: list[LabHost]) -> str:
+    """One frontend on 127.0.0.1 and one backend per app; one server per host, named after the host."""
+    lines = [
+        "global",
+        f"    stats socket {socket_path} mode 600 level admin",
+        "    stats timeout 30s",
+        "    maxconn 4000",
+        "",
+        "defaults",
+        "    mode http",
+        "    retries 0",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "    timeout http-request 10s",
+        "    timeout http-keep-alive 10s",
+        "    timeout queue 5s",
+        "    timeout check 2s",
+        "",
+    ]
+    for app, port in frontends.items():
+        lines += [f"frontend {app}", f"    bind 127.0.0.1:{port}", f"    default_backend {app}", "",
+                  f"backend {app}", "    balance roundrobin", "    option httpchk GET /health"]
+        lines += [f"    server {h.name} {h.address}:{app_ports[app]} check inter 500ms fall 2 rise 1"
+                  for h in hosts]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def app_section(app: str, port: int, repository: str, haproxy_socket: str, zookeeper: str,
+                alertmanager_url: str) -> dict[str, Any]:
+    if app == "pyapp":
+        package: dict[str, Any] = {"type": "tar.gz", "repository": repository}
+        commands: dict[str, Any] = {"start": "sh {current}/bin/start", "stop": "sh {current}/bin/stop",
+                                    "timeout": 20}
+        process = "pyapp-server"
+    else:
+        package = {"type": "war", "repository": repository}
+        commands = {"start": "sh /srv/shop/bin/tomcat-start {current}",
+                    "stop": "sh /srv/shop/bin/tomcat-stop", "timeout": 60}
+        process = "shop-server"
+    return {
+        "package": package,
+        "deploy": {"dir": f"/srv/{app}", "keep_releases": 3},
+        "commands": commands,
+        "health": {
+            "process": process,
+            "tcp_port": port,
+            "http": {"url": f"http://127.0.0.1:{port}/health", "status": 200, "body": "ok"},
+            "retries": 120 if app == "shop" else 40,
+            "interval": 0.25,
+            "timeout": 5,
+        },
+        "traffic": [
+            {"type": "haproxy", "socket": haproxy_socket, "backend": app, "server": "{host}",
+             "drain_timeout": 10},
+            {"type": "zookeeper", "hosts": zookeeper, "root": "/dubbo", "service": ZOOKEEPER_SERVICES[app],
+             "port": DUBBO_PORT, "propagation_seconds": 1},
+        ],
+        "monitoring": [
+            {"type": "alertmanager", "url": alertmanager_url, "label": "instance", "value": "{host}",
+             "silence_minutes": 30},
+        ],
+        "quiet_period": 1,
+        "strategy": {
+            "canary": {"group": "beta", "count": 1, "bake": 5, "promote": "auto"},
+            "batch": {"size": 3},
+            "max_parallel": 50,
+            "pause": 0,
+            "failure_budget": {"per_batch": 0, "total": 0},
+            "on_failure": "pause",
+            "on_unhealthy": "skip",
+            "allow_half_or_more": False,
+        },
+    }
+
+
+def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifact_base_url: str,
+                    apps: dict[str, int], haproxy_socket: str, zookeeper: str,
+                    alertmanager_url: str) -> str:
+    config = {
+        "state": f"sqlite:///{state_dir}/state.db",
+        "ssh": {"user": "root", "port": 22, "key": client_key, "known_hosts": known_hosts,
+                "connect_timeout": 10, "command_timeout": 120, "max_connections": 200},
+        "repositories": {
+            "lab": {"url": artifact_base_url + "/{app}/{version}/{app}-{version}.{ext}",
+                    "sha256_url": "{url}.sha256"},
+        },
+        "apps": {app: app_section(app, port, "lab", haproxy_socket, zookeeper, alertmanager_url)
+                 for app, port in apps.items()},
+    }
+    header = ("# Written by `graylift lab up`; env: prod.\n"
+              "# Hosts: graylift hosts import hosts.yaml --app APP --env prod\n")
+    return header + yaml.safe_dump(config, sort_keys=False, width=110)
+
+
+def hosts_file(hosts: list[LabHost]) -> str:
+    """The built-in CMDB import format, one flow mapping per host."""
+    lines = ["hosts:"]
+    lines += [f"  - {{name: {h.name}, address: {h.address}, port: 22, user: root, group: {h.group}, "
+              f"tags: {{zone: {h.zone}}}}}" for h in hosts]
+    return "\n".join(lines) + "\n"

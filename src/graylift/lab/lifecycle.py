@@ -1,0 +1,159 @@
+"""``graylift lab up|down``: bring a whole lab up (hosts, artifacts, HAProxy, ZooKeeper, Alertmanager)
+and take it down again, leaving nothing behind, even after a half-failed ``up``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from graylift.errors import GrayliftError
+from graylift.lab import apps as sample_apps
+from graylift.lab import artifacts, files, fleet, naming
+from graylift.lab.info import LabApp, LabHost, LabInfo, run_dir_for, state_dir_for
+
+PYAPP_PORT = 8080
+
+
+def app_ports(apps: tuple[str, ...]) -> dict[str, int]:
+    """pyapp on 8080; shop's Tomcat on 8080 too, or on 8081 when both run on the same hosts."""
+    ports = {}
+    if "pyapp" in apps:
+        ports["pyapp"] = PYAPP_PORT
+    if "shop" in apps:
+        ports["shop"] = 8081 if "pyapp" in apps else 8080
+    return ports
+
+
+def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",),
+           state_root: Path | None = None) -> LabInfo:
+    """Start a lab of ``hosts`` hosts for ``apps``; return what it is (also saved as ``lab.json``)."""
+    fleet.require_root()
+    naming.check_lab_name(name)
+    naming.check_host_count(hosts)
+    apps = tuple(dict.fromkeys(apps))
+    unknown = [a for a in apps if a not in sample_apps.APPS]
+    if not apps or unknown:
+        raise GrayliftError(f"unknown lab app(s) {unknown or list(apps)}: "
+                            f"choose from {', '.join(sample_apps.APPS)}")
+    state_dir = state_dir_for(name, state_root)
+    if (state_dir / "lab.json").exists():
+        raise GrayliftError(f"lab {name!r} is already up (state in {state_dir}): "
+                            "run `graylift lab down` first")
+    lab_down(name, state_root)  # leftovers of a crashed `up`
+    try:
+        return _bring_up(name, hosts, apps, state_dir)
+    except BaseException:
+        lab_down(name, state_root)
+        raise
+
+
+def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path) -> LabInfo:
+    from graylift.lab import services
+
+    state_dir.mkdir(parents=True, mode=0o700)
+    state_dir.chmod(0o700)
+    artifact_dir = state_dir / "artifacts"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        build = pool.submit(sample_apps.build_apps, artifact_dir, apps)
+        slot = fleet.pick_slot(name)
+        ports = app_ports(apps)
+        lab_hosts, specs = _plan_hosts(name, slot, count, apps, state_dir)
+        client_key = state_dir / "id_ed25519"
+        client_public = fleet.generate_keypair(client_key, f"graylift-lab-{name}")
+        known_lines = [fleet.prepare_host_dir(spec, client_public) for spec in specs]
+        known_hosts = state_dir / "known_hosts"
+        known_hosts.write_text("\n".join(known_lines) + "\n")
+        for spec in specs:
+            for app in apps:
+                (spec.dir / "srv" / app).mkdir(parents=True, exist_ok=True)
+            if "shop" in apps:
+                sample_apps.install_tomcat_base(spec.dir / "srv", ports["shop"])
+        fleet.create_network(name, slot, specs)
+        pids = fleet.start_hosts(name, slot, specs)
+        for host in lab_hosts:
+            host.pid = pids[host.name]
+        build.result()
+
+    bridge_ip = naming.bridge_address(slot)
+    svc_dir = state_dir / "services"
+    art_port = artifacts.free_port_on(bridge_ip)
+    pidfiles = {"artifacts": str(artifacts.start_artifact_server(svc_dir / "artifacts", artifact_dir,
+                                                                  bridge_ip, art_port))}
+    zookeeper = services.start_zookeeper(svc_dir / "zookeeper", services.free_port())
+    pidfiles["zookeeper"] = str(zookeeper.pidfile)
+    alertmanager = services.start_alertmanager(svc_dir / "alertmanager", services.free_port())
+    pidfiles["alertmanager"] = str(alertmanager.pidfile)
+    run_dir = run_dir_for(name)
+    run_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    haproxy_socket = str(run_dir / "haproxy.sock")
+    frontends = {app: services.free_port() for app in apps}
+    haproxy = services.start_haproxy(svc_dir / "haproxy",
+                                     files.haproxy_config(haproxy_socket, frontends, ports, lab_hosts))
+    pidfiles["haproxy"] = str(haproxy.pidfile)
+
+    info = LabInfo(
+        name=name, state_dir=str(state_dir), config_path=str(state_dir / "graylift.yaml"),
+        hosts_file=str(state_dir / "hosts.yaml"), client_key=str(client_key), known_hosts=str(known_hosts),
+        bridge=naming.bridge_name(name), bridge_address=bridge_ip, subnet=str(naming.slot_network(slot)),
+        hosts=lab_hosts,
+        apps={app: LabApp(name=app, port=ports[app], frontend_url=f"http://127.0.0.1:{frontends[app]}",
+                          deploy_dir=f"/srv/{app}") for app in apps},
+        haproxy_socket=haproxy_socket, zookeeper_address=f"127.0.0.1:{zookeeper.port}",
+        alertmanager_url=f"http://127.0.0.1:{alertmanager.port}",
+        artifact_base_url=f"http://{bridge_ip}:{art_port}", artifact_dir=str(artifact_dir), pidfiles=pidfiles,
+    )
+    Path(info.config_path).write_text(files.graylift_config(
+        state_dir=info.state_dir, client_key=info.client_key, known_hosts=info.known_hosts,
+        artifact_base_url=info.artifact_base_url, apps=ports, haproxy_socket=haproxy_socket,
+        zookeeper=info.zookeeper_address, alertmanager_url=info.alertmanager_url))
+    Path(info.hosts_file).write_text(files.hosts_file(lab_hosts))
+    info.save()
+    return info
+
+
+def _plan_hosts(name: str, slot: int, count: int, apps: tuple[str, ...],
+                state_dir: Path) -> tuple[list[LabHost], list[fleet.HostSpec]]:
+    prefix = apps[0] if len(apps) == 1 else "host"
+    lab_hosts, specs = [], []
+    for index in range(1, count + 1):
+        host_name = naming.host_name(prefix, index, count)
+        spec = fleet.HostSpec(name=host_name, index=index, address=naming.host_address(slot, index),
+                              netns=naming.host_netns(name, index), veth=naming.host_veth(name, index),
+                              dir=state_dir / "hosts" / host_name)
+        specs.append(spec)
+        lab_hosts.append(LabHost(name=host_name, index=index, address=spec.address,
+                                 group=naming.group_for(index), zone=naming.zone_for(index),
+                                 netns=spec.netns, veth=spec.veth, pid=0, dir=str(spec.dir)))
+    return lab_hosts, specs
+
+
+def lab_down(name: str = "lab", state_root: Path | None = None) -> None:
+    """Stop every server and host of the lab and delete its network and state dir. Idempotent; needs root."""
+    fleet.require_root()
+    naming.check_lab_name(name)
+    state_dir = state_dir_for(name, state_root)
+    services_dir = state_dir / "services"
+    if services_dir.is_dir():
+        from graylift.lab import services
+
+        for pidfile in sorted(services_dir.glob("*/*.pid")):
+            services.stop_pidfile(pidfile, timeout=5)
+        artifacts.reap()
+    fleet.destroy_network(name)
+    for directory in (state_dir, run_dir_for(name)):
+        if directory.exists():
+            shutil.rmtree(directory)
+
+
+def host_exec(info: LabInfo, host_name: str, command: str,
+              timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run a shell command inside a lab host (its mounts, hostname, network and PID namespace)."""
+    host = info.host(host_name)
+    return fleet.exec_in_host(host.name, host.pid, command, timeout)
+
+
+def partition(info: LabInfo, host_name: str, down: bool = True) -> None:
+    """Cut a host off the network (its veth down), or heal it again (``down=False``)."""
+    fleet.set_link(info.host(host_name).veth, up=not down)

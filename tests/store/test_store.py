@@ -1,0 +1,366 @@
+"""The durable store against real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from graylift.core.model import Host
+from graylift.errors import ReleaseConflict, ReleaseNotFound, StateError, StoreError
+from graylift.store import Store
+from graylift.store.tables import metadata
+
+H1 = Host("web-1", "10.213.0.1", port=2201, user="deploy", group="canary", tags={"zone": "a"})
+H2 = Host("web-2", "10.213.0.2", tags={"zone": "b"})
+H3 = Host("web-3", "10.213.0.3", in_service=False)
+
+
+def new_release(
+    store: Store,
+    app: str = "order-service",
+    env: str = "prod",
+    version: str = "2.4.1",
+    hosts: list[tuple[Host, int, str | None]] | None = None,
+    **kw: Any,
+) -> Any:
+    runs = hosts if hosts is not None else [(H2, 1, "2.4.0"), (H1, 0, "2.4.0"), (H3, 1, None)]
+    return store.create_release(
+        app=app,
+        env=env,
+        kind=kw.get("kind", "release"),
+        version=version,
+        previous_version="2.4.0",
+        plan={"batches": [["web-1"], ["web-2", "web-3"]]},
+        config={"strategy": {"canary_count": 1}},
+        started_by="alice",
+        host_runs=runs,
+    )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+# ---------------------------------------------------------------- opening and schema
+def test_open_creates_the_sqlite_directory_and_reopens(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'deep' / 'dir' / 'graylift.db'}"
+    with Store.open(url) as s:
+        s.upsert_host("a", "prod", H1)
+    assert (tmp_path / "deep" / "dir" / "graylift.db").exists()
+    with Store.open(url) as s:  # migrating again is a no-op and keeps the data
+        assert s.list_hosts("a", "prod") == [H1]
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    with Store.open(url):
+        pass
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_migrations_match_the_tables_module(store: Store) -> None:
+    engine = sa.create_engine(store.url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(ctx, metadata) == []
+            assert ctx.get_current_revision() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_open_reports_an_unreachable_database_without_traceback() -> None:
+    with pytest.raises(StoreError) as info:
+        Store.open("postgresql+psycopg://postgres:secret@127.0.0.1:1/nothing")
+    assert "127.0.0.1:1" in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_open_reports_a_bad_url_and_an_unwritable_path(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not valid"):
+        Store.open("not a url")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot open state database"):
+        Store.open(f"sqlite:///{tmp_path / 'file' / 'graylift.db'}")
+
+
+# ---------------------------------------------------------------- built-in inventory
+def test_hosts_replace_list_upsert_remove(store: Store) -> None:
+    store.replace_hosts("order-service", "prod", [H2, H1])
+    store.replace_hosts("order-service", "beta", [H3])
+    assert store.list_hosts("order-service", "prod") == [H1, H2]
+    got = store.list_hosts("order-service", "prod")[0]
+    assert (got.port, got.user, got.group, got.tags, got.in_service) == (
+        2201,
+        "deploy",
+        "canary",
+        {"zone": "a"},
+        True,
+    )
+
+    store.replace_hosts("order-service", "prod", [H3])  # an import replaces the whole list
+    assert store.list_hosts("order-service", "prod") == [H3]
+    store.upsert_host("order-service", "prod", H1)
+    store.upsert_host("order-service", "prod", Host("web-1", "10.213.0.9", tags={"zone": "c"}))
+    hosts = store.list_hosts("order-service", "prod")
+    assert [(h.name, h.address, h.zone) for h in hosts] == [
+        ("web-1", "10.213.0.9", "c"),
+        ("web-3", "10.213.0.3", ""),
+    ]
+    store.remove_host("order-service", "prod", "web-3")
+    assert [h.name for h in store.list_hosts("order-service", "prod")] == ["web-1"]
+    with pytest.raises(StoreError, match="web-3"):
+        store.remove_host("order-service", "prod", "web-3")
+    assert store.list_app_envs() == [("order-service", "beta", 1), ("order-service", "prod", 1)]
+
+
+def test_set_in_service(store: Store) -> None:
+    store.replace_hosts("a", "prod", [H1, H2])
+    store.set_in_service("a", "prod", "web-2", False)
+    assert [h.in_service for h in store.list_hosts("a", "prod")] == [True, False]
+    with pytest.raises(StoreError, match="web-9"):
+        store.set_in_service("a", "prod", "web-9", True)
+
+
+def test_replace_hosts_rejects_duplicates_and_keeps_the_old_list(store: Store) -> None:
+    store.replace_hosts("a", "prod", [H1])
+    with pytest.raises(StoreError, match="web-2 appears twice"):
+        store.replace_hosts("a", "prod", [H2, H2])
+    assert store.list_hosts("a", "prod") == [H1]
+
+
+# ---------------------------------------------------------------- releases
+def test_create_release_records_plan_and_host_runs(store: Store) -> None:
+    rec = new_release(store)
+    assert (rec.app, rec.env, rec.kind, rec.version, rec.previous_version) == (
+        "order-service",
+        "prod",
+        "release",
+        "2.4.1",
+        "2.4.0",
+    )
+    assert (rec.state, rec.cursor, rec.phase, rec.requested, rec.owner, rec.finished_at) == (
+        "pending",
+        0,
+        "",
+        None,
+        None,
+        None,
+    )
+    assert rec.plan == {"batches": [["web-1"], ["web-2", "web-3"]]}
+    assert rec.config == {"strategy": {"canary_count": 1}}
+    assert rec.created_at.tzinfo is UTC and rec.started_by == "alice"
+    runs = store.host_runs(rec.id)
+    assert [(r.host, r.batch, r.previous_version) for r in runs] == [
+        ("web-1", 0, "2.4.0"),
+        ("web-2", 1, "2.4.0"),
+        ("web-3", 1, None),
+    ]
+    assert all(r.state == "pending" and r.target_version == "2.4.1" and r.done_steps == () for r in runs)
+    assert runs[0].spec == H1 and runs[0].spec is not None and runs[0].spec.tags == {"zone": "a"}
+    assert store.get_release(rec.id) == rec
+    assert store.active_release("order-service", "prod") == rec
+    assert store.active_releases() == [rec]
+
+
+def test_second_active_release_conflicts_until_the_first_finishes(store: Store) -> None:
+    first = new_release(store)
+    with pytest.raises(ReleaseConflict) as info:
+        new_release(store, version="2.4.2")
+    assert str(info.value) == (
+        f"release #{first.id} of order-service 2.4.1 (prod) is running (state pending); "
+        f"wait for it, or `graylift abort {first.id}`"
+    )
+    assert len(store.list_releases()) == 1  # the refused one left nothing behind
+    other_env = new_release(store, env="beta")
+    assert other_env.id != first.id
+
+    done = store.finish_release(first.id, "succeeded", "all 3 hosts on 2.4.1")
+    assert done.state == "succeeded" and done.finished_at is not None and done.finished
+    assert store.active_release("order-service", "prod") is None
+    second = new_release(store, version="2.4.2", kind="rollback")
+    assert second.kind == "rollback"
+    assert [r.id for r in store.active_releases()] == [other_env.id, second.id]
+
+
+def test_get_release_missing(store: Store) -> None:
+    with pytest.raises(ReleaseNotFound, match="#999"):
+        store.get_release(999)
+    with pytest.raises(ReleaseNotFound):
+        store.update_release(999, state="running")
+
+
+def test_update_release_and_utc_timestamps(store: Store) -> None:
+    rec = new_release(store)
+    shanghai = timezone(timedelta(hours=8))
+    wake = datetime(2030, 5, 1, 20, 30, 15, 123456, tzinfo=shanghai)
+    upd = store.update_release(
+        rec.id,
+        state="baking",
+        cursor=1,
+        phase="bake",
+        wait_until=wake,
+        message="baking until 12:30",
+        plan={"batches": [], "v": 2},
+    )
+    assert (upd.state, upd.cursor, upd.phase, upd.message, upd.plan) == (
+        "baking",
+        1,
+        "bake",
+        "baking until 12:30",
+        {"batches": [], "v": 2},
+    )
+    assert (
+        upd.wait_until == wake and upd.wait_until is not None and upd.wait_until.utcoffset() == timedelta(0)
+    )
+    assert upd.wait_until.hour == 12
+    assert upd.updated_at >= rec.updated_at
+    assert store.update_release(rec.id, wait_until=None).wait_until is None
+    with pytest.raises(StoreError, match="no timezone"):
+        store.update_release(rec.id, wait_until=datetime(2030, 1, 1))
+    with pytest.raises(TypeError, match="owner"):
+        store.update_release(rec.id, owner="x")
+
+
+def test_list_releases_newest_first_with_filters(store: Store) -> None:
+    ids = []
+    for app, env in [("a", "prod"), ("b", "prod"), ("a", "beta"), ("a", "prod")]:
+        prev = store.active_release(app, env)
+        if prev:
+            store.finish_release(prev.id, "succeeded", "")
+        ids.append(new_release(store, app=app, env=env).id)
+    assert [r.id for r in store.list_releases()] == ids[::-1]
+    assert [r.id for r in store.list_releases(app="a")] == [ids[3], ids[2], ids[0]]
+    assert [r.id for r in store.list_releases(app="a", env="prod")] == [ids[3], ids[0]]
+    assert [r.id for r in store.list_releases(env="prod", limit=2)] == [ids[3], ids[1]]
+
+
+def test_requests(store: Store) -> None:
+    rec = new_release(store)
+    store.request(rec.id, "pause")
+    assert store.get_release(rec.id).requested == "pause"
+    store.request(rec.id, "abort")
+    assert store.get_release(rec.id).requested == "abort"
+    store.clear_request(rec.id)
+    assert store.get_release(rec.id).requested is None
+    with pytest.raises(StateError, match="unknown request"):
+        store.request(rec.id, "explode")
+    with pytest.raises(ReleaseNotFound):
+        store.request(12345, "pause")
+    store.finish_release(rec.id, "aborted", "aborted by bob")
+    with pytest.raises(StateError, match="has finished"):
+        store.request(rec.id, "resume")
+
+
+def test_lease_claim_heartbeat_release(store_url: str) -> None:
+    clock = FakeClock()
+    with Store.open(store_url, now=clock) as store:
+        rec = new_release(store)
+        assert store.claim(rec.id, "ctl-a", stale_after=30)
+        assert store.claim(rec.id, "ctl-a", stale_after=30)  # ours already
+        assert not store.claim(rec.id, "ctl-b", stale_after=30)
+        clock.t += timedelta(seconds=20)
+        assert store.heartbeat(rec.id, "ctl-a")
+        clock.t += timedelta(seconds=20)
+        assert not store.claim(rec.id, "ctl-b", stale_after=30)  # heartbeat 20 s old: still fresh
+        clock.t += timedelta(seconds=11)
+        assert store.claim(rec.id, "ctl-b", stale_after=30)  # 31 s old: stale, taken over
+        got = store.get_release(rec.id)
+        assert got.owner == "ctl-b" and got.heartbeat_at == clock.t
+        assert not store.heartbeat(rec.id, "ctl-a")  # a's lease is gone
+        store.release_lease(rec.id, "ctl-a")  # not a's to release: no effect
+        assert store.get_release(rec.id).owner == "ctl-b"
+        store.release_lease(rec.id, "ctl-b")
+        assert store.get_release(rec.id).owner is None
+        assert store.claim(rec.id, "ctl-a", stale_after=30)
+        store.finish_release(rec.id, "succeeded", "")
+        assert not store.claim(rec.id, "ctl-a", stale_after=30)  # nothing to run
+
+
+# ---------------------------------------------------------------- host runs
+def test_host_run_steps(store: Store) -> None:
+    rec = new_release(store)
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    run = store.update_host_run(rec.id, "web-1", state="running", step="take_out", started_at=t0)
+    assert (run.state, run.step, run.started_at) == ("running", "take_out", t0)
+    store.mark_step_done(rec.id, "web-1", "take_out")
+    store.mark_step_done(rec.id, "web-1", "stop")
+    run = store.mark_step_done(rec.id, "web-1", "take_out")  # no duplicate
+    assert run.done_steps == ("take_out", "stop")
+    run = store.update_host_run(rec.id, "web-1", state="failed", error="health check failed", finished_at=t0)
+    assert (run.state, run.error, run.finished_at) == ("failed", "health check failed", t0)
+
+    run = store.reset_host_run(rec.id, "web-1", target_version="2.4.0", state="pending")
+    assert (run.state, run.target_version, run.done_steps, run.error, run.step, run.started_at) == (
+        "pending",
+        "2.4.0",
+        (),
+        None,
+        None,
+        None,
+    )
+    assert run.previous_version == "2.4.0"
+    assert store.host_run(rec.id, "web-2").done_steps == ()
+    with pytest.raises(StoreError, match="web-9"):
+        store.host_run(rec.id, "web-9")
+    with pytest.raises(StoreError, match="web-9"):
+        store.mark_step_done(rec.id, "web-9", "stop")
+    with pytest.raises(TypeError):
+        store.update_host_run(rec.id, "web-1", done_steps=["x"])
+
+
+# ---------------------------------------------------------------- journal and versions
+def test_journal(store: Store) -> None:
+    rec = new_release(store)
+    store.journal(rec.id, None, "plan", "created", {"batches": 2})
+    store.journal(rec.id, "web-1", "stop", "start")
+    store.journal(rec.id, "web-1", "stop", "done", {"took": 1.5, "out": "ü ok"})
+    store.journal(rec.id, "web-2", "stop", "start")
+    entries = store.journal_entries(rec.id)
+    assert [(e.host, e.step, e.event) for e in entries] == [
+        (None, "plan", "created"),
+        ("web-1", "stop", "start"),
+        ("web-1", "stop", "done"),
+        ("web-2", "stop", "start"),
+    ]
+    assert entries[0].detail == {"batches": 2} and entries[1].detail == {}
+    assert entries[2].detail == {"took": 1.5, "out": "ü ok"}
+    assert all(e.at.tzinfo is UTC and e.release_id == rec.id for e in entries)
+    assert [e.event for e in store.journal_entries(rec.id, host="web-1")] == ["start", "done"]
+    assert [e.host for e in store.journal_entries(rec.id, since_id=entries[1].id)] == ["web-1", "web-2"]
+    assert store.journal_entries(rec.id, since_id=entries[-1].id) == []
+
+
+def test_deployed_versions(store: Store) -> None:
+    assert store.current_version("order-service", "prod") is None
+    rec = new_release(store)
+    store.record_deployed("order-service", "prod", "2.4.0", rec.id)
+    store.record_deployed("order-service", "prod", "2.4.1", rec.id)
+    store.record_deployed("order-service", "beta", "9.9", rec.id)
+    assert [v.version for v in store.deployed_versions("order-service", "prod")] == ["2.4.1", "2.4.0"]
+    assert store.current_version("order-service", "prod") == "2.4.1"
+    v = store.deployed_versions("order-service", "beta")[0]
+    assert (v.app, v.env, v.release_id, v.at.tzinfo) == ("order-service", "beta", rec.id, UTC)
+
+
+def test_two_stores_on_one_database_see_each_other(open_store: Callable[[], Store]) -> None:
+    a, b = open_store(), open_store()
+    rec = new_release(a)
+    b.request(rec.id, "promote")
+    assert a.get_release(rec.id).requested == "promote"
+    with pytest.raises(ReleaseConflict):
+        new_release(b)

@@ -1,0 +1,334 @@
+"""The config loader: valid files, the example, helpers, and one case per kind of error."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from graylift.config import (
+    AppConfig,
+    GrayliftConfig,
+    HaproxyTraffic,
+    example_config_text,
+    load_config,
+    render_command,
+    render_template,
+)
+from graylift.core.model import OnFailure, OnUnhealthy, PackageKind, PromoteMode, Strategy
+from graylift.errors import ConfigError
+
+DATA = Path(__file__).parent / "data" / "config"
+
+
+def write(tmp_path: Path, text: str, name: str = "graylift.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ valid files
+
+
+def test_schema_example_loads_with_its_values() -> None:
+    config = load_config(DATA / "schema_example.yaml")
+    assert config.state == "sqlite:////var/lib/graylift/state.db"
+    assert config.ssh.key == Path.home() / ".ssh/id_ed25519"
+    assert config.ssh.known_hosts == Path.home() / ".ssh/known_hosts"
+    app = config.app_for_env("pyapp", "prod")
+    assert app.strategy.canary.bake == 600  # the prod override
+    assert app.strategy.canary.group == "beta"  # kept from the base
+    assert config.app_for_env("pyapp", "staging").strategy.canary.bake == 60  # no override for staging
+    assert [t.type for t in app.traffic] == ["haproxy", "zookeeper"]
+    assert app.monitoring[0].silence_minutes == 30
+
+
+def test_valid_full_config(tmp_path: Path) -> None:
+    path = DATA / "valid.yaml"
+    config = load_config(path)
+    here = DATA.absolute()
+    assert config.ssh.user == "deploy" and config.ssh.port == 2222 and config.ssh.max_connections == 20
+    assert config.ssh.key == here / "keys/id_ed25519"
+    assert config.ssh.known_hosts == here / "keys/known_hosts"
+    assert config.repositories["drop"].local_dir == here / "packages"
+    assert sorted(config.apps) == ["direct", "pyapp", "shop"]
+
+    base = config.app_for_env("pyapp", "dev")
+    assert base.deploy.dir == "/srv/pyapp" and base.deploy.keep_releases == 5
+    assert base.health.http is not None and base.health.http.status == 200
+    assert base.traffic[1].type == "zookeeper" and base.traffic[1].root == "/dubbo"
+    assert base.strategy_model() == Strategy(
+        canary_hosts=("web-01", "web-02"), canary_group=None, canary_count=1, bake_seconds=30.0,
+        promote=PromoteMode.MANUAL, batch_size=None, batch_percent=25.0, pause_seconds=5.0,
+        max_failed_per_batch=1, max_failed_total=2, on_failure=OnFailure.ROLLBACK,
+        on_unhealthy=OnUnhealthy.FAIL, max_parallel=10, allow_half_or_more=False)
+
+    test = config.app_for_env("pyapp", "test").strategy_model()
+    assert (test.batch_size, test.batch_percent, test.canary_hosts, test.allow_half_or_more) == (
+        2, None, (), True)
+    prod = config.app_for_env("pyapp", "prod")
+    assert prod.strategy.canary.bake == 600 and prod.strategy.canary.hosts == ["web-01", "web-02"]
+    assert len(prod.traffic) == 1  # lists are replaced, not merged
+    assert isinstance(prod.traffic[0], HaproxyTraffic) and prod.traffic[0].backend == "pyapp-prod"
+    assert prod.envs == {}
+
+    shop = config.app_for_env("shop", "prod")
+    assert shop.deploy.keep_releases == 3 and shop.health.retries == 60 and shop.strategy.batch.size == 1
+    assert not shop.strategy_model().has_canary
+
+    lab = base.resolved_package(config)
+    assert (lab.type, lab.repository, lab.sha256_url) == (PackageKind.TAR_GZ, "lab", "{url}.sha256")
+    assert lab.url == "http://10.213.0.254:8081/{app}/{version}/{app}-{version}.{ext}"
+    drop = shop.resolved_package(config)
+    assert drop.local_dir == here / "packages" and drop.url is None
+    assert drop.sha256 == "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+    direct = config.app_for_env("direct", "prod").resolved_package(config)
+    assert direct.url == "https://repo.example/{app}-{version}.{ext}" and direct.repository is None
+
+
+def test_example_config_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, example_config_text())
+    config = load_config(path)
+    assert config.repositories["local"].local_dir == tmp_path / "packages"
+    for env in ("dev", "test", "prod"):
+        app = config.app_for_env("pyapp", env)
+        assert app.resolved_package(config).url is not None
+        assert AppConfig.model_validate(app.model_dump(mode="json")) == app
+    assert config.app_for_env("pyapp", "test").strategy_model().batch_percent == 50
+
+
+@pytest.mark.parametrize("env", ["dev", "test", "prod"])
+@pytest.mark.parametrize("app", ["pyapp", "shop", "direct"])
+def test_app_config_round_trips_through_json(app: str, env: str) -> None:
+    config = load_config(DATA / "valid.yaml")
+    app_config = config.app_for_env(app, env)
+    again = AppConfig.model_validate(app_config.model_dump(mode="json"))
+    assert again == app_config
+    assert again.strategy_model() == app_config.strategy_model()
+
+
+def test_config_built_without_a_file_merges_envs() -> None:
+    config = GrayliftConfig.model_validate({"apps": {"a": {
+        "package": {"type": "jar", "url": "http://x/{app}.{ext}", "sha256": "0" * 64},
+        "deploy": {"dir": "/srv/a"},
+        "commands": {"start": "start", "stop": "stop"},
+        "envs": {"prod": {"strategy": {"pause": 9}}}}}})
+    assert config.app_for_env("a", "prod").strategy.pause == 9
+    assert config.app_for_env("a", "dev").strategy.pause == 0
+
+
+def test_unknown_app_lists_the_known_ones() -> None:
+    config = load_config(DATA / "valid.yaml")
+    with pytest.raises(ConfigError, match=r"unknown app 'nope'; known apps: direct, pyapp, shop"):
+        config.app_for_env("nope", "prod")
+    with pytest.raises(ConfigError, match="environment must be a plain name"):
+        config.app_for_env("pyapp", "../prod")
+
+
+# ------------------------------------------------------------------------------------------ state_url
+
+
+def test_state_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAYLIFT_DB", raising=False)
+    config_path = tmp_path / "etc" / "graylift.yaml"
+
+    def url(state: str | None) -> str:
+        return GrayliftConfig(state=state).state_url(config_path)
+
+    assert url(None) == f"sqlite:///{Path.home()}/.graylift/state.db"
+    assert url("sqlite:///state.db") == f"sqlite:///{tmp_path}/etc/state.db"
+    assert url("sqlite:///db/s.db?timeout=5") == f"sqlite:///{tmp_path}/etc/db/s.db?timeout=5"
+    assert url("sqlite+pysqlite:///s.db") == f"sqlite+pysqlite:///{tmp_path}/etc/s.db"
+    assert url("sqlite:////var/lib/g.db") == "sqlite:////var/lib/g.db"
+    assert url("sqlite:///~/g.db") == f"sqlite:///{Path.home()}/g.db"
+    assert url("sqlite:///:memory:") == "sqlite:///:memory:"
+    assert url("postgresql+psycopg://u@db/g") == "postgresql+psycopg://u@db/g"
+    monkeypatch.setenv("GRAYLIFT_DB", "postgresql+psycopg://env@db/g")
+    assert url("sqlite:///state.db") == "postgresql+psycopg://env@db/g"
+
+
+# ------------------------------------------------------------------------------------------ templates
+
+
+def test_render_command_quotes_every_value() -> None:
+    values = {"current": "/srv/my app/current", "host": "web-01", "version": "1.0; rm -rf /"}
+    assert render_command("sh {current}/bin/start {host} {version}", values) == (
+        "sh '/srv/my app/current'/bin/start web-01 '1.0; rm -rf /'")
+    assert render_command("echo {{literal}} {host}", values) == "echo {literal} web-01"
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("sh {verison}/x", r"unknown placeholder \{verison\}; known placeholders: \{address\} \{app\}"),
+    ("sh {current.x}", r"unknown placeholder \{current.x\}"),
+    ("sh {current!r}", "must be plain"),
+    ("sh {current", "not a valid template"),
+    ("sh {app}", r"no value for placeholder \{app\}"),
+])
+def test_render_command_rejects_bad_templates(template: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        render_command(template, {"current": "/srv/a/current"})
+
+
+def test_render_template_does_not_quote() -> None:
+    assert render_template("{host}.example", {"host": "a b"}) == "a b.example"
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+APP = """\
+apps:
+  pyapp:
+    package: {type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}
+    deploy: {dir: /srv/pyapp}
+    commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
+"""
+
+# (id, file text with "# HERE" on the line the error must name, field, message fragment)
+ERROR_CASES = [
+    ("typo-key", APP + "    strategy:\n      stategy: {}  # HERE\n", "apps.pyapp.strategy.stategy",
+     "unknown key 'stategy'; allowed keys: canary, batch, max_parallel"),
+    ("top-level-typo", "sssh: {}  # HERE\n", "sssh", "unknown key 'sssh'; allowed keys: state, ssh"),
+    ("not-a-number", APP + "    strategy:\n      batch:\n        size: ten  # HERE\n",
+     "apps.pyapp.strategy.batch.size", "must be a positive whole number, got 'ten'"),
+    ("size-zero", APP + "    strategy:\n      batch:\n        size: 0  # HERE\n",
+     "apps.pyapp.strategy.batch.size", "must be a positive whole number, got 0"),
+    ("size-and-percent", APP + "    strategy:\n      batch: {size: 2, percent: 10}  # HERE\n",
+     "apps.pyapp.strategy.batch", "exactly one of size or percent"),
+    ("neither-size-nor-percent", APP + "    strategy:\n      batch: {}  # HERE\n",
+     "apps.pyapp.strategy.batch", "exactly one of size or percent"),
+    ("percent-100", APP + "    strategy:\n      batch: {percent: 100}  # HERE\n",
+     "apps.pyapp.strategy.batch.percent", "greater than 0 and less than 100, got 100"),
+    ("keep-releases", APP.replace("deploy: {dir: /srv/pyapp}",
+                                  "deploy: {dir: /srv/pyapp, keep_releases: 1}  # HERE"),
+     "apps.pyapp.deploy.keep_releases", "must be a whole number >= 2"),
+    ("deploy-relative", APP.replace("deploy: {dir: /srv/pyapp}", "deploy: {dir: srv/pyapp}  # HERE"),
+     "apps.pyapp.deploy.dir", "must be an absolute path, got 'srv/pyapp'"),
+    ("deploy-dotdot", APP.replace("deploy: {dir: /srv/pyapp}", "deploy: {dir: /srv/../etc}  # HERE"),
+     "apps.pyapp.deploy.dir", "must not contain '..'"),
+    ("app-name", APP.replace("  pyapp:", "  py app:  # HERE"), "apps.py app", "must be a plain name"),
+    ("unknown-repository", "repositories:\n  lab: {local_dir: /pk}\n" + APP.replace(
+        'package: {type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}',
+        "package:\n      type: tar.gz\n      repository: lbb  # HERE"),
+     "apps.pyapp.package.repository", "unknown repository 'lbb'; known repositories: lab"),
+    ("package-without-source", APP.replace(
+        'package: {type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}',
+        "package: {type: tar.gz}  # HERE"), "apps.pyapp.package", "needs a repository"),
+    ("package-unverifiable", APP.replace(', sha256_url: "{url}.sha256"}', "}  # HERE"),
+     "apps.pyapp.package", "needs sha256_url"),
+    ("package-type", APP.replace("type: tar.gz,", "type: rpm,").replace("sha256\"}", "sha256\"}  # HERE"),
+     "apps.pyapp.package.type", "must be one of: war, jar, tar.gz, zip; got 'rpm'"),
+    ("package-url-placeholder", APP.replace("{version}.{ext}\"", "{verison}.{ext}\"").replace(
+        "sha256\"}", "sha256\"}  # HERE"), "apps.pyapp.package.url", "unknown placeholder {verison}"),
+    ("start-missing", APP.replace('start: "sh {current}/bin/start", ', "").replace(
+        "/bin/stop\"}", "/bin/stop\"}  # HERE"), "apps.pyapp.commands.start", "is required"),
+    ("start-placeholder", APP.replace("{current}/bin/start\"", "{verison}/bin/start\"").replace(
+        "/bin/stop\"}", "/bin/stop\"}  # HERE"), "apps.pyapp.commands.start",
+     "unknown placeholder {verison}; known placeholders:"),
+    ("placeholder-in-quotes", APP.replace('start: "sh {current}/bin/start"', "start: \"sh '{current}'/x\"")
+     .replace("/bin/stop\"}", "/bin/stop\"}  # HERE"), "apps.pyapp.commands.start", "inside ' quotes"),
+    ("health-retries", APP + "    health:\n      retries: 0  # HERE\n", "apps.pyapp.health.retries",
+     "must be a positive whole number, got 0"),
+    ("health-not-mapping", APP + "    health: 5  # HERE\n", "apps.pyapp.health",
+     "must be a mapping (key: value), got 5"),
+    ("canary-hosts-and-group", APP + "    strategy:\n      canary: {hosts: [a], group: b}  # HERE\n",
+     "apps.pyapp.strategy.canary", "either hosts or group, not both"),
+    ("traffic-unknown-type", APP + "    traffic:\n      - {type: nginx2, upstream: x}  # HERE\n",
+     "apps.pyapp.traffic[0].type", "unknown type 'nginx2'; known types: haproxy, zookeeper"),
+    ("traffic-no-type", APP + "    traffic:\n      - {backend: x}  # HERE\n", "apps.pyapp.traffic[0]",
+     "needs a `type`: one of haproxy, zookeeper"),
+    ("traffic-typo", APP + "    traffic:\n      - type: haproxy\n        socket: /run/h.sock\n"
+     "        backend: b\n        bakend: c  # HERE\n", "apps.pyapp.traffic[0].bakend",
+     "unknown key 'bakend'; allowed keys: type, socket, backend, server, drain_timeout"),
+    ("traffic-server-template", APP + "    traffic:\n      - type: haproxy\n        socket: /run/h.sock\n"
+     "        backend: b\n        server: '{app}-{host}'  # HERE\n", "apps.pyapp.traffic[0].server",
+     "unknown placeholder {app}; known placeholders: {address} {host}"),
+    ("zookeeper-port", APP + "    traffic:\n      - {type: zookeeper, hosts: h, service: s, port: 0}"
+     "  # HERE\n",
+     "apps.pyapp.traffic[0].port", "must be a port number from 1 to 65535, got 0"),
+    ("monitoring-unknown-type", APP + "    monitoring:\n      - {type: zabbix, url: 'http://z'}  # HERE\n",
+     "apps.pyapp.monitoring[0].type", "unknown type 'zabbix'; known types: alertmanager"),
+    ("on-failure", APP + "    strategy:\n      on_failure: explode  # HERE\n",
+     "apps.pyapp.strategy.on_failure", "must be one of: pause, rollback; got 'explode'"),
+    ("bool", APP + "    strategy:\n      allow_half_or_more: maybe  # HERE\n",
+     "apps.pyapp.strategy.allow_half_or_more", "must be true or false, got 'maybe'"),
+    ("ssh-port", "ssh:\n  port: 70000  # HERE\n", "ssh.port", "must be a port number from 1 to 65535"),
+    ("state-url", "state: /var/lib/state.db  # HERE\n", "state", "must be a SQLAlchemy URL"),
+    ("override-value", APP + "    envs:\n      prod:\n        strategy: {batch: {size: -1}}  # HERE\n",
+     "apps.pyapp.envs.prod.strategy.batch.size", "must be a positive whole number, got -1"),
+    ("override-typo", APP + "    envs:\n      prod:\n        stategy: {}  # HERE\n",
+     "apps.pyapp.envs.prod.stategy", "unknown key 'stategy'; allowed keys: package, deploy"),
+    ("override-both-sizes", APP + "    strategy: {batch: {size: 2}}\n    envs:\n      prod:\n"
+     "        strategy: {batch: {percent: 10}}  # HERE\n", "apps.pyapp.envs.prod.strategy.batch",
+     "exactly one of size or percent (in an env override, set the other to null)"),
+    ("override-nested-envs", APP + "    envs:\n      prod:\n        envs: {}  # HERE\n",
+     "apps.pyapp.envs.prod.envs", "an env override cannot contain envs"),
+    ("env-name", APP + "    envs:\n      pr od: {}  # HERE\n", "apps.pyapp.envs.pr od",
+     "must be a plain name"),
+    ("env-not-mapping", APP + "    envs:\n      prod: 5  # HERE\n", "apps.pyapp.envs.prod",
+     "must be a mapping of app sections to override, got 5"),
+    ("repository-two-sources", "repositories:\n  lab: {url: 'http://x/{app}', local_dir: /x}  # HERE\n",
+     "repositories.lab", "exactly one of url (hosts download) or local_dir"),
+    ("duplicate-key", "ssh: {}\nssh: {}  # HERE\n", "ssh", "duplicate key 'ssh' (first given on line 1)"),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "message"), [case[1:] for case in ERROR_CASES],
+                         ids=[case[0] for case in ERROR_CASES])
+def test_error_names_file_line_and_field(tmp_path: Path, text: str, field: str, message: str) -> None:
+    path = write(tmp_path, text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.endswith("# HERE"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    error = caught.value
+    assert (error.file, error.line, error.field) == (str(path), line, field), str(error)
+    assert str(error).startswith(f"{path}:{line} ({field}): ")
+    assert message in str(error)
+    assert "Traceback" not in str(error) and "pydantic" not in str(error)
+
+
+def test_every_error_is_reported_once_per_line(tmp_path: Path) -> None:
+    text = APP + ("    strategy:\n      batch: {size: ten}\n      on_failure: explode\n"
+                  "    envs:\n      prod: {deploy: {keep_releases: 1}}\nssh: {usr: x}\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "4 problems in the config:"
+    assert lines[1:] == [
+        f"  {path}:7 (apps.pyapp.strategy.batch.size): must be a positive whole number, got 'ten'",
+        f"  {path}:8 (apps.pyapp.strategy.on_failure): must be one of: pause, rollback; got 'explode'",
+        f"  {path}:10 (apps.pyapp.envs.prod.deploy.keep_releases): must be a whole number >= 2 "
+        "(the running release and one to roll back to), got 1",
+        f"  {path}:11 (ssh.usr): unknown key 'usr'; allowed keys: user, port, key, known_hosts, "
+        "connect_timeout, command_timeout, max_connections",
+    ]
+    assert (caught.value.line, caught.value.field) == (7, "apps.pyapp.strategy.batch.size")
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("ssh:\n  port: 22\n user: x\n", 3, "invalid YAML"),
+    ("apps: {a: [1, 2}\n", 1, "invalid YAML"),
+    ("ssh:\n\tport: 22\n", 2, "invalid YAML"),
+    ("x: !!python/object/apply:os.system ['true']\n", 1, "could not determine a constructor"),
+    ("- a\n- b\n", 1, "must be a mapping of sections"),
+])
+def test_bad_yaml_names_the_line(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(path)
+    assert (caught.value.file, caught.value.line) == (str(path), line)
+
+
+def test_missing_and_empty_files_say_to_run_init(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found; run `graylift init`"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="empty; run `graylift init`"):
+        load_config(write(tmp_path, "# nothing yet\n"))
+
+
+def test_examples_in_the_docs_load(tmp_path: Path) -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    complete = docs.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write(tmp_path, complete))
+    assert config.app_for_env("pyapp", "prod").strategy.canary.bake == 600
