@@ -177,29 +177,15 @@ def _spawn_worker(gl: Graylift, release_id: int) -> None:
 
 
 def _drive_and_watch(gl: Graylift, release_id: int) -> ReleaseRecord:
-    from graylift.progress import Watcher
+    from graylift.progress import drive_and_watch
 
-    watcher = Watcher(gl.store, release_id, console)
-
-    async def run() -> ReleaseRecord:
-        task = asyncio.create_task(gl.engine().drive(release_id))
-        while not task.done():
-            watcher.poll()
-            await asyncio.sleep(0.3)
-        rec = task.result()
-        watcher.poll()
-        return rec
-
-    rec = asyncio.run(run())
-    watcher.summary(rec)
-    return rec
+    return drive_and_watch(gl, release_id, console)
 
 
 def _finish(gl: Graylift, rec: ReleaseRecord, wait: bool) -> None:
     if wait:
         rec = _drive_and_watch(gl, rec.id)
-        raise typer.Exit(0 if rec.state == ReleaseState.SUCCEEDED or
-                         (rec.kind == "rollback" and rec.state == ReleaseState.SUCCEEDED) else 1)
+        raise typer.Exit(0 if rec.state == ReleaseState.SUCCEEDED else 1)
     _spawn_worker(gl, rec.id)
     console.print(f"release #{rec.id} started in the background; `graylift status {rec.id}` to watch")
 
@@ -228,8 +214,8 @@ def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")], env: EnvOp
     def body() -> None:
         gl = _gl(config)
         rec = asyncio.run(gl.start_rollback(app_name, env, to_version=to, started_by=_who()))
-        console.print(f"rollback of {app_name} ({env}) to {rec.previous_version if rec.kind == 'release' else rec.version}"
-                      f": release #{rec.id}")
+        target = rec.previous_version if rec.kind == "release" else rec.version
+        console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id}")
         if wait:
             final = _drive_and_watch(gl, rec.id)
             ok = final.state in (ReleaseState.ROLLED_BACK, ReleaseState.SUCCEEDED)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, Step, remaining, undo_steps
 from graylift.core.model import Host, Package
 from graylift.core.plan import Plan, batch_size_for, check_cap
-from graylift.core.policy import BakeOutcome, Verdict, after_batch, bake_outcome, lease_is_stale
+from graylift.core.policy import BakeOutcome, Verdict, after_batch, bake_outcome
 from graylift.core.state import HostState, ReleaseState, check_transition
 from graylift.errors import GrayliftError, PlanError, StateError, TransportError
 from graylift.ports import Clock, Transport

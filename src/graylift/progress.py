@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -11,7 +13,12 @@ from rich.table import Table
 from graylift.core.plan import Plan
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 
-QUIET_EVENTS = {"begin"}
+if TYPE_CHECKING:
+    from graylift.service import Graylift
+
+
+def _words(value: object) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, list) else ""
 
 
 class Watcher:
@@ -34,7 +41,7 @@ class Watcher:
             if step == "release":
                 return f"release [bold]{event}[/bold] {detail.get('message', '')}"
             if event == "begin":
-                return f"[bold]{step}[/bold]: {' '.join(map(str, detail.get('hosts', [])))}"  # type: ignore[arg-type]
+                return f"[bold]{step}[/bold]: {_words(detail.get('hosts'))}"
             if event == "done":
                 return f"[bold]{step}[/bold] done ({detail.get('failed', 0)} failed)"
             if event == "wait":
@@ -47,7 +54,7 @@ class Watcher:
         if step == "quiet" and event == "done":
             return f"  {host} drained in {detail.get('waited_seconds')}s ({detail.get('ended_by')})"
         if step == "revert" and event == "plan":
-            return f"  [yellow]{host} reverting[/yellow]: {', '.join(map(str, detail.get('steps', [])))}"  # type: ignore[call-overload]
+            return f"  [yellow]{host} reverting[/yellow]: {_words(detail.get('steps'))}"
         if event == "needs_attention":
             return f"  [red]{host} NEEDS ATTENTION[/red]: {detail.get('error')}"
         return None
@@ -95,3 +102,21 @@ def render_release(console: Console, store: Store, rec: ReleaseRecord) -> None:
             console.print(f"  [yellow]{run.host}[/yellow] {run.state}: {run.error}")
     for s in plan.skipped:
         console.print(f"  [yellow]{s.host}[/yellow] skipped: {s.reason}")
+
+
+def drive_and_watch(gl: Graylift, release_id: int, console: Console) -> ReleaseRecord:
+    """Drive a release in this process, printing its journal as it goes and a summary at the end."""
+    watcher = Watcher(gl.store, release_id, console)
+
+    async def run() -> ReleaseRecord:
+        task = asyncio.create_task(gl.engine().drive(release_id))
+        while not task.done():
+            watcher.poll()
+            await asyncio.sleep(0.3)
+        rec = task.result()
+        watcher.poll()
+        return rec
+
+    rec = asyncio.run(run())
+    watcher.summary(rec)
+    return rec

@@ -84,13 +84,13 @@ class Graylift:
 
     async def start_release(self, app: str, env: str, version: str, *, started_by: str) -> ReleaseRecord:
         view = await self.plan(app, env, version)
-        cfg = self.config.app_for_env(app, env)
         snap = snapshot(self.config, app, env)
         package = await artifact_store(app_config(snap)).resolve(app, version)
         plan = view.plan.to_dict() | {"packages": {version: package_to_json(package)}}
         by_name = {h.name: h for h in view.hosts}
-        runs = [(by_name[name], view.plan.batch_of(name), None) for name in view.plan.hosts]
-        del cfg
+        runs: list[tuple[Host, int, str | None]] = [
+            (by_name[name], view.plan.batch_of(name), None) for name in view.plan.hosts
+        ]
         return self.store.create_release(
             app=app, env=env, kind="release", version=version,
             previous_version=self.store.current_version(app, env),
@@ -124,7 +124,9 @@ class Graylift:
         plan_obj = make_plan(hosts, strategy, canary=False)
         plan = plan_obj.to_dict() | {"packages": {target: package_to_json(package)}}
         by_name = {h.name: h for h in hosts}
-        runs = [(by_name[name], plan_obj.batch_of(name), current) for name in plan_obj.hosts]
+        runs: list[tuple[Host, int, str | None]] = [
+            (by_name[name], plan_obj.batch_of(name), current) for name in plan_obj.hosts
+        ]
         return self.store.create_release(
             app=app, env=env, kind="rollback", version=target, previous_version=current,
             plan=plan, config=snap, started_by=started_by, host_runs=runs,

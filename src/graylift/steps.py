@@ -145,7 +145,7 @@ def _unpack_script(kind: PackageKind, archive: str, into: str) -> str:
             "import sys, zipfile, os\n"
             "z = zipfile.ZipFile(sys.argv[1])\n"
             "bad = [n for n in z.namelist() if n.startswith('/') or '..' in n.split('/')]\n"
-            f"sys.exit('package has unsafe paths: ' + bad[0]) if bad else z.extractall(sys.argv[2])\n"
+            "sys.exit('package has unsafe paths: ' + bad[0]) if bad else z.extractall(sys.argv[2])\n"
             "PY"
         )
     return "true"  # war / jar: the file itself is the release (a war unpacks on start)

@@ -19,7 +19,7 @@ FULL_UNDO = (S.STOP, S.SWITCH, S.START, S.HEALTH, S.PUT_BACK, S.UNMUTE)
 def test_release_flow_order_is_the_graceful_one() -> None:
     assert RELEASE_FLOW == (S.PRECHECK, S.STAGE, S.MUTE, S.TAKE_OUT, S.QUIET, S.STOP, S.SWITCH, S.START,
                             S.HEALTH, S.PUT_BACK, S.UNMUTE)
-    assert ROLLBACK_FLOW == RELEASE_FLOW[1:]
+    assert RELEASE_FLOW[1:] == ROLLBACK_FLOW
 
 
 @pytest.mark.parametrize(("begun", "has_previous", "undo"), [

@@ -88,8 +88,7 @@ class SshTransport:
                 raise HostUnreachable(self.host.name, f"connection to {_where(self.host)} lost while running "
                                       f"a command ({_reason(exc)})") from exc
         finally:
-            self.busy -= 1
-            self.last_used = time.monotonic()
+            await self._done()
         status = completed.exit_status
         if status is None:  # killed by a signal on the host
             status = 128 + _signal_number(completed.exit_signal[0] if completed.exit_signal else None)
@@ -143,8 +142,13 @@ class SshTransport:
             raise HostUnreachable(self.host.name, f"upload of {local} to {remote} failed: "
                                   f"{_reason(exc)}") from exc
         finally:
-            self.busy -= 1
-            self.last_used = time.monotonic()
+            await self._done()
+
+    async def _done(self) -> None:
+        self.busy -= 1
+        self.last_used = time.monotonic()
+        if self.busy == 0:
+            await self._connector.notify_idle()
 
     async def close(self) -> None:
         async with self._lock:
@@ -195,10 +199,15 @@ class SshConnector:
                 await self._slots.wait()
             self._open += 1
 
+    async def notify_idle(self) -> None:
+        """A transport went idle: a connect waiting for a free slot may now close it."""
+        async with self._slots:
+            self._slots.notify_all()
+
     async def release_slot(self) -> None:
         async with self._slots:
             self._open = max(0, self._open - 1)
-            self._slots.notify()
+            self._slots.notify_all()
 
     async def open_connection(self, host: Host) -> asyncssh.SSHClientConnection:
         if not self.known_hosts.is_file():

@@ -1,0 +1,262 @@
+"""Service instances registered as etcd v3 keys, driven through etcd's HTTP/JSON gateway (/v3/...).
+
+An instance is the key ``key_template`` (default ``/services/{service}/{address}:{port}``), usually
+attached to a lease the app keeps alive. Two modes:
+
+``remove`` (default): take_out moves the key, in ONE etcd transaction, to the parked key
+``<parked_prefix><instance key>`` (a JSON record of the value, lease id and granted TTL) and deletes
+the instance key. A crash between take_out and put_back therefore loses nothing: the saved value
+lives in etcd. put_back restores the value (on the original lease when it is still alive) and
+deletes the parked key, again in one transaction. If the app registered itself again meanwhile
+(e.g. restarted with a new lease), put_back keeps that fresh registration and only drops the parked
+copy. If the original lease expired and nobody re-registered, put_back raises TrafficError (the
+parked value is kept) instead of resurrecting a registration for a process that may be gone.
+
+``field``: the value is a JSON object; take_out sets ``status_field`` to ``out_value`` and put_back
+to ``in_value``, in place, keeping the key's lease (``ignore_lease``), compare-and-set on the key's
+mod_revision.
+
+is_out/is_in read the keys back. take_out then waits ``propagation_seconds`` (consumers' watch/cache
+delay) and records it in ``last_wait_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from graylift.adapters._http import call
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+
+CAS_ATTEMPTS = 5
+
+
+def _b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+class EtcdSwitch:
+    def __init__(self, *, url: str, service: str, port: int,
+                 key_template: str = "/services/{service}/{address}:{port}",
+                 mode: Literal["remove", "field"] = "remove", parked_prefix: str = "/graylift/parked",
+                 status_field: str = "status", out_value: str = "down", in_value: str = "up",
+                 username: str | None = None, password: str | None = None,
+                 propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
+        if mode not in ("remove", "field"):
+            raise ValueError(f"etcd mode must be 'remove' or 'field', not {mode!r}")
+        self.url = url.rstrip("/")
+        self.service = service
+        self.port = port
+        self.key_template = key_template
+        self.mode = mode
+        self.parked_prefix = "/" + parked_prefix.strip("/")
+        self.status_field, self.out_value, self.in_value = status_field, out_value, in_value
+        self.username = username
+        self._password = password
+        self._token: str | None = None
+        self.propagation_seconds = propagation_seconds
+        self.timeout = timeout
+        self.last_wait_seconds = 0.0
+        self.name = f"etcd:{self.key_template.format(service=service, address='*', host='*', port=port)}"
+
+    # ------------------------------------------------------------------ keys
+
+    def instance_key(self, host: Host) -> str:
+        return self.key_template.format(service=self.service, address=host.address, host=host.name,
+                                        port=self.port)
+
+    def parked_key(self, host: Host) -> str:
+        return self.parked_prefix + "/" + self.instance_key(host).lstrip("/")
+
+    # ------------------------------------------------------------------ TrafficSwitch
+
+    async def take_out(self, host: Host) -> None:
+        if self.mode == "field":
+            await self._set_field(host, self.out_value)
+        else:
+            await self._park(host)
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: {self.instance_key(host)} still registered right after take-out; "
+                               "does the app re-register itself periodically?")
+        self.last_wait_seconds = self.propagation_seconds
+        if self.propagation_seconds > 0:
+            await asyncio.sleep(self.propagation_seconds)
+
+    async def put_back(self, host: Host) -> None:
+        if self.mode == "field":
+            await self._set_field(host, self.in_value)
+        else:
+            await self._restore(host)
+
+    async def is_out(self, host: Host) -> bool:
+        kv = await self._get(self.instance_key(host))
+        if self.mode == "field":
+            return kv is not None and self._field(kv, host) == self.out_value
+        return kv is None
+
+    async def is_in(self, host: Host) -> bool:
+        kv = await self._get(self.instance_key(host))
+        if kv is None:
+            return False
+        return self.mode == "remove" or self._field(kv, host) == self.in_value
+
+    async def in_flight(self, host: Host) -> int | None:
+        return None  # a registry cannot see open calls
+
+    async def parked(self, host: Host) -> dict[str, Any] | None:
+        """The parked record for the host (remove mode), or None."""
+        kv = await self._get(self.parked_key(host))
+        return None if kv is None else self._record(kv, host)
+
+    # ------------------------------------------------------------------ remove mode
+
+    async def _park(self, host: Host) -> None:
+        key, parked = self.instance_key(host), self.parked_key(host)
+        for _ in range(CAS_ATTEMPTS):
+            kv = await self._get(key)
+            if kv is None:
+                if await self._get(parked) is not None:
+                    return  # already parked
+                raise TrafficError(f"{self.name}: no key {key} in etcd at {self.url} (and nothing parked at "
+                                   f"{parked}); is {host.name} registered, and does key_template match?")
+            lease = kv.get("lease")
+            ttl = await self._granted_ttl(lease) if lease else None
+            record = {"key": key, "value": kv.get("value", ""), "lease": lease, "ttl": ttl,
+                      "parked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            ok = await self._txn(
+                [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": kv["mod_revision"]}],
+                [{"request_put": {"key": _b64(parked), "value": _b64(json.dumps(record))}},
+                 {"request_delete_range": {"key": _b64(key)}}])
+            if ok:
+                return
+        raise TrafficError(f"{self.name}: {key} kept changing while parking it ({CAS_ATTEMPTS} attempts); "
+                           "is the app re-registering it in a loop?")
+
+    async def _restore(self, host: Host) -> None:
+        key, parked = self.instance_key(host), self.parked_key(host)
+        for _ in range(CAS_ATTEMPTS):
+            parked_kv = await self._get(parked)
+            current = await self._get(key)
+            if parked_kv is None:
+                if current is not None:
+                    return  # already back
+                raise TrafficError(f"{self.name}: neither {key} nor a parked copy at {parked} exists in etcd at "
+                                   f"{self.url}; nothing to put back for {host.name} (re-register the app)")
+            parked_cmp = {"key": _b64(parked), "target": "MOD", "result": "EQUAL",
+                          "mod_revision": parked_kv["mod_revision"]}
+            drop_parked = {"request_delete_range": {"key": _b64(parked)}}
+            if current is not None:  # the app registered itself again: keep its fresh registration
+                ok = await self._txn([parked_cmp], [drop_parked])
+            else:
+                record = self._record(parked_kv, host)
+                put: dict[str, Any] = {"key": _b64(key), "value": record.get("value", "")}
+                lease = record.get("lease")
+                if lease:
+                    if await self._lease_remaining(lease) <= 0:
+                        raise TrafficError(
+                            f"{self.name}: lease {lease} of {key} expired while {host.name} was out and the app "
+                            f"did not register again; the saved value stays at {parked}. Restart the app (it "
+                            "registers itself) or restore the key by hand")
+                    put["lease"] = lease
+                absent = {"key": _b64(key), "target": "VERSION", "result": "EQUAL", "version": "0"}
+                ok = await self._txn([parked_cmp, absent], [{"request_put": put}, drop_parked])
+            if ok:
+                return
+        raise TrafficError(f"{self.name}: {key} or {parked} kept changing while restoring ({CAS_ATTEMPTS} attempts)")
+
+    def _record(self, kv: dict[str, Any], host: Host) -> dict[str, Any]:
+        try:
+            record = json.loads(_unb64(kv.get("value", "")))
+            if isinstance(record, dict):
+                return record
+        except ValueError:
+            pass
+        raise TrafficError(f"{self.name}: parked record {self.parked_key(host)} is not graylift JSON; "
+                           "inspect it with etcdctl get")
+
+    # ------------------------------------------------------------------ field mode
+
+    def _value(self, kv: dict[str, Any], host: Host) -> dict[str, Any]:
+        try:
+            value = json.loads(_unb64(kv.get("value", "")))
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise TrafficError(f"{self.name}: value of {self.instance_key(host)} is not a JSON object, so mode "
+                               f"'field' cannot set {self.status_field!r}; use mode 'remove'")
+        return value
+
+    def _field(self, kv: dict[str, Any], host: Host) -> Any:
+        return self._value(kv, host).get(self.status_field)
+
+    async def _set_field(self, host: Host, wanted: str) -> None:
+        key = self.instance_key(host)
+        for _ in range(CAS_ATTEMPTS):
+            kv = await self._get(key)
+            if kv is None:
+                raise TrafficError(f"{self.name}: no key {key} in etcd at {self.url}; is {host.name} registered, "
+                                   "and does key_template match?")
+            value = self._value(kv, host)
+            if value.get(self.status_field) == wanted:
+                return
+            value[self.status_field] = wanted
+            put: dict[str, Any] = {"key": _b64(key), "value": _b64(json.dumps(value))}
+            if kv.get("lease"):
+                put["ignore_lease"] = True
+            if await self._txn([{"key": _b64(key), "target": "MOD", "result": "EQUAL",
+                                 "mod_revision": kv["mod_revision"]}], [{"request_put": put}]):
+                return
+        raise TrafficError(f"{self.name}: {key} kept changing while setting {self.status_field} ({CAS_ATTEMPTS} "
+                           "attempts)")
+
+    # ------------------------------------------------------------------ etcd calls
+
+    async def _get(self, key: str) -> dict[str, Any] | None:
+        answer = await self._post("/v3/kv/range", {"key": _b64(key)})
+        kvs = answer.get("kvs") or []
+        return kvs[0] if kvs else None
+
+    async def _txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> bool:
+        answer = await self._post("/v3/kv/txn", {"compare": compare, "success": success})
+        return bool(answer.get("succeeded"))
+
+    async def _granted_ttl(self, lease: str) -> int | None:
+        answer = await self._post("/v3/lease/timetolive", {"ID": lease})
+        ttl = int(answer.get("grantedTTL", 0) or 0)
+        return ttl or None
+
+    async def _lease_remaining(self, lease: str) -> int:
+        answer = await self._post("/v3/lease/timetolive", {"ID": lease})
+        return int(answer.get("TTL", -1))
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {}
+        if self.username:
+            headers["Authorization"] = await self._auth_token()
+        _, answer = await call(TrafficError, self.name, "POST", self.url + path, json=body, headers=headers,
+                               timeout=self.timeout, hint=f"is etcd running at {self.url} (v3 gateway)?")
+        if not isinstance(answer, dict):
+            raise TrafficError(f"{self.name}: POST {path} answered {answer!r:.200} instead of a JSON object")
+        if "error" in answer or ("code" in answer and "header" not in answer):
+            raise TrafficError(f"{self.name}: POST {path} failed: {answer.get('message') or answer.get('error')}")
+        return answer
+
+    async def _auth_token(self) -> str:
+        if self._token is None:
+            _, answer = await call(TrafficError, self.name, "POST", self.url + "/v3/auth/authenticate",
+                                   json={"name": self.username, "password": self._password or ""},
+                                   timeout=self.timeout, hint=f"check the etcd user {self.username!r}")
+            token = answer.get("token") if isinstance(answer, dict) else None
+            if not token:
+                raise TrafficError(f"{self.name}: etcd at {self.url} did not return a token for user "
+                                   f"{self.username!r}; check the username/password")
+            self._token = str(token)
+        return self._token

@@ -1,0 +1,161 @@
+"""EtcdSwitch against a REAL etcd (Debian etcd-server 3.4) through its v3 HTTP/JSON gateway."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from graylift.adapters.etcd import EtcdSwitch
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+from graylift.lab import services
+
+PORT = 8080
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class Etcd:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, trust_env=False, timeout=10)
+
+    def grant(self, ttl: int) -> str:
+        return str(self.http.post("/v3/lease/grant", json={"TTL": ttl}).json()["ID"])
+
+    def put(self, key: str, value: str, lease: str | None = None) -> None:
+        body = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            body["lease"] = lease
+        self.http.post("/v3/kv/put", json=body).raise_for_status()
+
+    def get(self, key: str) -> dict[str, str] | None:
+        kvs = self.http.post("/v3/kv/range", json={"key": _b64(key)}).json().get("kvs") or []
+        return kvs[0] if kvs else None
+
+    def value(self, key: str) -> str | None:
+        kv = self.get(key)
+        return None if kv is None else base64.b64decode(kv.get("value", "")).decode()
+
+    def delete(self, key: str) -> None:
+        self.http.post("/v3/kv/deleterange", json={"key": _b64(key)}).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
+    workdir: Path = tmp_path_factory.mktemp("etcd")
+    service = services.start_etcd(workdir, services.free_port())
+    client = Etcd(f"http://127.0.0.1:{service.port}")
+    yield client
+    client.http.close()
+    services.stop_service(service)
+
+
+def _host(n: int) -> Host:
+    return Host(name=f"web{n}", address=f"10.213.0.{n}")
+
+
+async def test_remove_mode_parks_value_and_lease_then_restores(etcd: Etcd) -> None:
+    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT, propagation_seconds=0.3)
+    host = _host(1)
+    key = "/services/orders/10.213.0.1:8080"
+    lease = etcd.grant(120)
+    etcd.put(key, '{"addr":"10.213.0.1:8080"}', lease)
+    assert await switch.is_in(host) and not await switch.is_out(host)
+
+    started = time.monotonic()
+    await switch.take_out(host)
+    assert time.monotonic() - started >= 0.3 and switch.last_wait_seconds == 0.3
+    assert etcd.get(key) is None
+    assert await switch.is_out(host) and not await switch.is_in(host)
+    record = json.loads(etcd.value("/graylift/parked/services/orders/10.213.0.1:8080") or "{}")
+    assert base64.b64decode(record["value"]).decode() == '{"addr":"10.213.0.1:8080"}'
+    assert record["lease"] == lease and record["ttl"] == 120
+    await switch.take_out(host)  # idempotent
+
+    # a new process (graylift restarted after a crash) puts it back from what etcd kept
+    fresh = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    await fresh.put_back(host)
+    kv = etcd.get(key)
+    assert kv is not None and kv["lease"] == lease
+    assert etcd.value(key) == '{"addr":"10.213.0.1:8080"}'
+    assert etcd.get("/graylift/parked/services/orders/10.213.0.1:8080") is None
+    assert await fresh.is_in(host)
+    await fresh.put_back(host)  # idempotent
+
+
+async def test_put_back_keeps_a_fresh_registration(etcd: Etcd) -> None:
+    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    host, key = _host(2), "/services/orders/10.213.0.2:8080"
+    etcd.put(key, "old", etcd.grant(60))
+    await switch.take_out(host)
+    new_lease = etcd.grant(60)
+    etcd.put(key, "new", new_lease)  # the restarted app registered itself
+    assert not await switch.is_out(host)
+    await switch.put_back(host)
+    kv = etcd.get(key)
+    assert kv is not None and kv["lease"] == new_lease and etcd.value(key) == "new"
+    assert await switch.parked(host) is None
+
+
+async def test_expired_lease_is_not_resurrected(etcd: Etcd) -> None:
+    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    host, key = _host(3), "/services/orders/10.213.0.3:8080"
+    lease = etcd.grant(60)
+    etcd.put(key, "v", lease)
+    await switch.take_out(host)
+    etcd.http.post("/v3/lease/revoke", json={"ID": lease}).raise_for_status()
+    with pytest.raises(TrafficError, match=r"lease .* expired .*saved value stays at /graylift/parked/"):
+        await switch.put_back(host)
+    assert await switch.parked(host) is not None and etcd.get(key) is None
+
+
+async def test_key_without_lease_round_trips(etcd: Etcd) -> None:
+    switch = EtcdSwitch(url=etcd.url, service="static", port=PORT, key_template="/reg/{service}/{host}")
+    host = _host(4)
+    etcd.put("/reg/static/web4", "plain")
+    await switch.take_out(host)
+    assert etcd.get("/reg/static/web4") is None
+    await switch.put_back(host)
+    kv = etcd.get("/reg/static/web4")
+    assert kv is not None and "lease" not in kv and etcd.value("/reg/static/web4") == "plain"
+
+
+async def test_field_mode_flips_status_and_keeps_lease(etcd: Etcd) -> None:
+    switch = EtcdSwitch(url=etcd.url, service="pay", port=PORT, mode="field", status_field="status",
+                        out_value="down", in_value="up")
+    host, key = _host(5), "/services/pay/10.213.0.5:8080"
+    lease = etcd.grant(120)
+    etcd.put(key, json.dumps({"addr": "10.213.0.5", "status": "up"}), lease)
+    assert await switch.is_in(host)
+    await switch.take_out(host)
+    await switch.take_out(host)
+    kv = etcd.get(key)
+    assert kv is not None and kv["lease"] == lease
+    assert json.loads(etcd.value(key) or "{}") == {"addr": "10.213.0.5", "status": "down"}
+    assert await switch.is_out(host) and not await switch.is_in(host)
+    await switch.put_back(host)
+    assert json.loads(etcd.value(key) or "{}")["status"] == "up" and await switch.is_in(host)
+
+    etcd.put("/services/pay/10.213.0.6:8080", "not json")
+    with pytest.raises(TrafficError, match="not a JSON object.*mode 'remove'"):
+        await switch.take_out(_host(6))
+
+
+async def test_errors_name_key_and_server(etcd: Etcd) -> None:
+    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    with pytest.raises(TrafficError, match=r"no key /services/orders/10.213.0.9:8080 .*key_template"):
+        await switch.take_out(_host(9))
+    with pytest.raises(TrafficError, match="nothing to put back"):
+        await switch.put_back(_host(9))
+    down = EtcdSwitch(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=PORT, timeout=2)
+    with pytest.raises(TrafficError, match=r"etcd:.*is etcd running at http://127.0.0.1:\d+"):
+        await down.is_out(_host(1))
