@@ -146,7 +146,7 @@ async def test_field_mode_flips_status_and_keeps_lease(etcd: Etcd) -> None:
     assert json.loads(etcd.value(key) or "{}")["status"] == "up" and await switch.is_in(host)
 
     etcd.put("/services/pay/10.213.0.6:8080", "not json")
-    with pytest.raises(TrafficError, match="not a JSON object.*mode 'remove'"):
+    with pytest.raises(TrafficError, match=r"not a JSON object.*mode 'remove'"):
         await switch.take_out(_host(6))
 
 
@@ -154,7 +154,7 @@ async def test_errors_name_key_and_server(etcd: Etcd) -> None:
     switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
     with pytest.raises(TrafficError, match=r"no key /services/orders/10.213.0.9:8080 .*key_template"):
         await switch.take_out(_host(9))
-    with pytest.raises(TrafficError, match="nothing to put back"):
+    with pytest.raises(TrafficError, match=r"nothing to put back"):
         await switch.put_back(_host(9))
     down = EtcdSwitch(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=PORT, timeout=2)
     with pytest.raises(TrafficError, match=r"etcd:.*is etcd running at http://127.0.0.1:\d+"):

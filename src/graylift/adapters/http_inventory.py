@@ -12,6 +12,7 @@ The helpers here (``build_host``, ``get_json``, ``safe_url``) are shared with th
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
 import time
@@ -92,8 +93,6 @@ def _detail(response: httpx.Response) -> str:
 
 def valid_address(address: str) -> bool:
     """An IP address or a DNS name."""
-    import ipaddress
-
     try:
         ipaddress.ip_address(address)
         return True
@@ -210,10 +209,7 @@ class HttpJsonInventory:
         hint = f"check the token in ${self.token_env}" if self.token_env else "set token_env to send a token"
         async with httpx.AsyncClient(headers=headers, timeout=self.timeout, verify=self.verify_tls) as client:
             data = await get_json(client, url, source=source, auth_hint=hint)
-        if isinstance(data, dict) and "hosts" in data:
-            items = data["hosts"]
-        else:
-            items = data
+        items = data["hosts"] if isinstance(data, dict) and "hosts" in data else data
         if not isinstance(items, list):
             raise InventoryError(
                 f"{source}: expected a JSON list of hosts or {{\"hosts\": [...]}}, got {type(data).__name__}; "

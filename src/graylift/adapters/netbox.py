@@ -26,8 +26,6 @@ from typing import Any
 
 import httpx
 
-from graylift.core.model import Host, is_plain_name
-from graylift.errors import ConfigError, InventoryError
 from graylift.adapters.http_inventory import (
     DEFAULT_GROUP,
     NO_PARTIAL,
@@ -36,6 +34,8 @@ from graylift.adapters.http_inventory import (
     safe_url,
     token_from_env,
 )
+from graylift.core.model import Host, is_plain_name
+from graylift.errors import ConfigError, InventoryError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ ZONE_SOURCES = ("site", "rack", "cluster", "none")
 
 
 def _check_source(value: str, allowed: Sequence[str], fld: str) -> str:
-    if value in allowed or value.startswith("cf:") and len(value) > 3:
+    if value in allowed or (value.startswith("cf:") and len(value) > 3):
         return value
     if fld == "group_from" and value.startswith("tag-prefix:") and len(value) > len("tag-prefix:"):
         return value

@@ -62,7 +62,8 @@ def render_upstream(upstream: str, hosts: Sequence[Host], port: int, *, server_p
                     keepalive: int | None = None, down: frozenset[str] = frozenset()) -> str:
     """The include graylift seeds when none exists: one ``server`` line per host (by address)."""
     params = f" {server_params.strip()}" if server_params.strip() else ""
-    lines = [f"# managed by graylift: one server per line; graylift only toggles 'down'", f"upstream {upstream} {{"]
+    lines = ["# managed by graylift: one server per line; graylift only toggles 'down'",
+             f"upstream {upstream} {{"]
     for host in hosts:
         flag = " down" if host.name in down else ""
         lines.append(f"    server {host.address}:{port}{params}{flag};")
@@ -150,14 +151,12 @@ class NginxSwitch:
         await self._set_down(host, False)
 
     async def is_out(self, host: Host) -> bool:
-        text, loaded = await self._read()
-        line = self._line(host, text)
-        return line.down and loaded == sha256_text(text)
+        down, loaded = await self._loaded_state(host)
+        return down and loaded
 
     async def is_in(self, host: Host) -> bool:
-        text, loaded = await self._read()
-        line = self._line(host, text)
-        return not line.down and loaded == sha256_text(text)
+        down, loaded = await self._loaded_state(host)
+        return not down and loaded
 
     async def in_flight(self, host: Host) -> int | None:
         return None  # open-source nginx has no per-server counters
@@ -168,6 +167,12 @@ class NginxSwitch:
             await transport.close()
 
     # internals -------------------------------------------------------------------------------------
+
+    async def _loaded_state(self, host: Host) -> tuple[bool, bool]:
+        """(the host's line says down, the file is the one nginx last reloaded)."""
+        text, loaded = await self._read()
+        line = self._line(host, text)
+        return line.down, text is not None and loaded == sha256_text(text)
 
     def _addresses(self, host: Host) -> list[str]:
         return [f"{host.address}:{self.port}", f"{host.name}:{self.port}"]
@@ -183,8 +188,9 @@ class NginxSwitch:
         except ValueError as exc:
             raise TrafficError(f"{where}: {exc}; fix the include file") from None
         if line is None:
-            raise TrafficError(f"{where}: upstream {self.upstream} has no 'server {host.address}:{self.port}' "
-                               f"line for host {host.name}; add it (graylift only toggles 'down', it never "
+            raise TrafficError(f"{where}: upstream {self.upstream} has no "
+                               f"'server {host.address}:{self.port}' line for host {host.name}; add it "
+                               "(graylift only toggles 'down', it never "
                                "adds or removes servers)")
         return line
 
@@ -292,7 +298,8 @@ rm -f "$bak"
                                f"was restored and nginx was not reloaded. nginx said:\n{message}")
         if status == RELOAD_FAILED_EXIT:
             raise TrafficError(f"{self.name}: 'nginx -s reload' failed after {self._where()} was updated "
-                               f"(is the nginx master running, with the pid file its config names?):\n{message}")
+                               "(is the nginx master running, with the pid file its config names?):\n"
+                               f"{message}")
         raise TrafficError(f"{self.name}: editing {self._where()} failed (exit {status}):\n{message}")
 
 

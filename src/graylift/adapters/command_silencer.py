@@ -1,0 +1,95 @@
+"""A Silencer that runs site-specific commands on the controller (for monitoring without an adapter).
+
+Contract (templates are Python format strings; every value is shell-quoted with shlex.quote):
+  placeholders  {host} {address} {reason} {until} (ISO 8601 UTC, e.g. 2025-05-01T12:00:00Z) {until_epoch}
+  mute_command  must use {until} or {until_epoch}: a silence always ends by itself. Exit 0 = muted;
+                the first line of stdout, if any, is the silence id (else "command:<host>:<reason>").
+                It must be idempotent (muting twice for the same host and reason keeps one silence).
+  unmute_command  exit 0 = no silence of this reason left for the host (also when there was none).
+  check_command   exit 0 = muted, exit 1 = not muted, anything else = error.
+Non-zero exits (other than check's 1) and timeouts raise SilencerError with the exit code and the
+last lines of output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import string
+from datetime import UTC, datetime
+
+from graylift.core.model import Host
+from graylift.errors import SilencerError
+
+PLACEHOLDERS = {"host", "address", "reason", "until", "until_epoch"}
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+class CommandSilencer:
+    def __init__(self, *, mute_command: str, unmute_command: str, check_command: str, timeout: float = 60.0,
+                 name: str = "command") -> None:
+        for field, template in (("mute_command", mute_command), ("unmute_command", unmute_command),
+                                ("check_command", check_command)):
+            unknown = _fields(template) - PLACEHOLDERS
+            if unknown:
+                raise ValueError(f"{field}: unknown placeholder(s) {sorted(unknown)}; known: {sorted(PLACEHOLDERS)}")
+        if not _fields(mute_command) & {"until", "until_epoch"}:
+            raise ValueError("mute_command must pass the end time ({until} or {until_epoch}) so a silence lapses "
+                             "by itself")
+        self.mute_command, self.unmute_command, self.check_command = mute_command, unmute_command, check_command
+        self.timeout = timeout
+        self.name = f"command:{name}"
+
+    def render(self, template: str, host: Host, reason: str, until: datetime | None = None) -> str:
+        values = {"host": host.name, "address": host.address, "reason": reason, "until": "", "until_epoch": ""}
+        if until is not None:
+            end = until if until.tzinfo else until.replace(tzinfo=UTC)
+            values["until"] = end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            values["until_epoch"] = str(int(end.timestamp()))
+        return template.format(**{k: shlex.quote(v) for k, v in values.items()})
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        end = until if until.tzinfo else until.replace(tzinfo=UTC)
+        if end <= datetime.now(UTC):
+            raise SilencerError(f"{self.name}: silence end {end.isoformat()} for {host.name} is not in the future")
+        status, out = await self._run(self.render(self.mute_command, host, reason, end), host)
+        if status != 0:
+            raise self._failed("mute_command", status, out, host)
+        first = out.strip().splitlines()[0].strip() if out.strip() else ""
+        return first or f"command:{host.name}:{reason}"
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        status, out = await self._run(self.render(self.unmute_command, host, reason), host)
+        if status != 0:
+            raise self._failed("unmute_command", status, out, host)
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool:
+        status, out = await self._run(self.render(self.check_command, host, reason), host)
+        if status in (0, 1):
+            return status == 0
+        raise self._failed("check_command", status, out, host)
+
+    async def _run(self, command: str, host: Host) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.DEVNULL,
+                                                     stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except TimeoutError as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the shell and everything it started
+            await proc.wait()
+            raise SilencerError(f"{self.name}: command for {host.name} timed out after {self.timeout:g}s: "
+                                f"{command}") from exc
+        return int(proc.returncode or 0), out.decode(errors="replace")
+
+    def _failed(self, field: str, status: int, out: str, host: Host) -> SilencerError:
+        tail = "\n".join(out.strip().splitlines()[-5:])
+        return SilencerError(f"{self.name}: {field} for {host.name} exited {status}"
+                             + (f":\n    {tail}" if tail else "") + f"; check the {field} script")

@@ -1,0 +1,91 @@
+"""Eureka status override: OUT_OF_SERVICE while the host is out.
+
+take_out: ``PUT /eureka/apps/<APP>/<instanceId>/status?value=OUT_OF_SERVICE``; put_back: ``DELETE
+/eureka/apps/<APP>/<instanceId>/status?value=UP`` (removes the override; UP is the suggested status
+until the next heartbeat). Verify: ``GET /eureka/apps/<APP>/<instanceId>`` with ``Accept:
+application/json``: out = status or overriddenStatus is OUT_OF_SERVICE; in = status UP and no
+override. ``url`` is the Eureka base including its context path (e.g. ``http://eureka:8761/eureka``);
+optional HTTP basic auth. take_out waits ``propagation_seconds`` (``last_wait_seconds``): Eureka
+clients refresh their registry every 30 s by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from graylift.adapters._http import call
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+
+OUT = "OUT_OF_SERVICE"
+
+
+class EurekaSwitch:
+    def __init__(self, *, url: str, app: str, port: int, instance_id: str = "{host}:{app}:{port}",
+                 username: str | None = None, password: str | None = None, propagation_seconds: float = 0.0,
+                 timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.app, self.port = app, port
+        self.instance_id_template = instance_id
+        self._auth = httpx.BasicAuth(username, password or "") if username else None
+        self.propagation_seconds = propagation_seconds
+        self.timeout = timeout
+        self.last_wait_seconds = 0.0
+        self.name = f"eureka:{app.upper()}"
+
+    def instance_id(self, host: Host) -> str:
+        return self.instance_id_template.format(host=host.name, address=host.address, app=self.app, port=self.port)
+
+    def _path(self, host: Host) -> str:
+        return f"{self.url}/apps/{self.app.upper()}/{self.instance_id(host)}"
+
+    async def take_out(self, host: Host) -> None:
+        await self._request("PUT", host, "/status", {"value": OUT})
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: {self.instance_id(host)} is not OUT_OF_SERVICE after the override")
+        self.last_wait_seconds = self.propagation_seconds
+        if self.propagation_seconds > 0:
+            await asyncio.sleep(self.propagation_seconds)
+
+    async def put_back(self, host: Host) -> None:
+        await self._request("DELETE", host, "/status", {"value": "UP"})
+
+    async def is_out(self, host: Host) -> bool:
+        instance = await self.instance(host)
+        return OUT in (instance.get("status"), _override(instance))
+
+    async def is_in(self, host: Host) -> bool:
+        instance = await self.instance(host)
+        return instance.get("status") == "UP" and _override(instance) in (None, "UNKNOWN", "UP")
+
+    async def in_flight(self, host: Host) -> int | None:
+        return None
+
+    async def instance(self, host: Host) -> dict[str, Any]:
+        answer = await self._request("GET", host, "", None, headers={"Accept": "application/json"})
+        instance = answer.get("instance") if isinstance(answer, dict) else None
+        if not isinstance(instance, dict):
+            raise TrafficError(f"{self.name}: GET {self._path(host)} answered without an `instance` object")
+        return instance
+
+    async def _request(self, method: str, host: Host, suffix: str, params: dict[str, str] | None,
+                       headers: dict[str, str] | None = None) -> Any:
+        kwargs: dict[str, Any] = {"params": params, "headers": headers or {}}
+        if self._auth is not None:
+            kwargs["auth"] = self._auth
+        status, answer = await call(TrafficError, self.name, method, self._path(host) + suffix,
+                                    timeout=self.timeout, expect_json=method == "GET", ok_statuses=(404,),
+                                    hint=f"is Eureka running at {self.url} (url includes the context path)?",
+                                    **kwargs)
+        if status == 404:
+            raise TrafficError(f"{self.name}: Eureka at {self.url} has no instance {self.instance_id(host)!r} of "
+                               f"app {self.app.upper()}; is {host.name} registered, and does instance_id match?")
+        return answer
+
+
+def _override(instance: dict[str, Any]) -> str | None:
+    value = instance.get("overriddenStatus", instance.get("overriddenstatus"))
+    return None if value is None else str(value)

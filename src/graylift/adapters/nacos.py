@@ -1,0 +1,136 @@
+"""Nacos naming (open API v1): take an instance out by setting ``enabled=false`` on it.
+
+take_out / put_back: ``PUT /nacos/v1/ns/instance`` with serviceName, ip, port, groupName, clusterName,
+namespaceId, ephemeral and ``enabled=false|true``. Nacos rebuilds the instance from the request, so
+the current ``weight`` and ``metadata`` (read with ``GET /nacos/v1/ns/instance``) are sent back
+unchanged. Verify: ``GET /nacos/v1/ns/instance/list`` (healthyOnly=false). Nacos 2.x leaves disabled
+instances out of that list (1.x lists them with ``enabled: false``), so an instance missing from the
+list counts as out only when the detail call still finds it; unknown instances are a TrafficError.
+
+With username/password the adapter logs in (``POST /nacos/v1/auth/login``) and sends ``accessToken``;
+a 403 triggers one re-login (expired token). Secrets are never put in messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from graylift.adapters._http import call
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+
+
+class NacosSwitch:
+    def __init__(self, *, url: str, service: str, port: int, namespace: str = "", group: str = "DEFAULT_GROUP",
+                 cluster: str = "DEFAULT", ephemeral: bool = True, username: str | None = None,
+                 password: str | None = None, propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.service, self.port = service, port
+        self.namespace, self.group, self.cluster, self.ephemeral = namespace, group, cluster, ephemeral
+        self.username = username
+        self._password = password
+        self._token: str | None = None
+        self.propagation_seconds = propagation_seconds
+        self.timeout = timeout
+        self.last_wait_seconds = 0.0
+        self.name = f"nacos:{group}@@{service}"
+
+    async def take_out(self, host: Host) -> None:
+        await self._set_enabled(host, False)
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: {host.address}:{self.port} still listed as enabled after take-out")
+        self.last_wait_seconds = self.propagation_seconds
+        if self.propagation_seconds > 0:
+            await asyncio.sleep(self.propagation_seconds)
+
+    async def put_back(self, host: Host) -> None:
+        await self._set_enabled(host, True)
+
+    async def is_out(self, host: Host) -> bool:
+        listed = await self._listed(host)
+        if listed is not None:
+            return listed.get("enabled") is False
+        await self._detail(host)  # raises when the instance is not registered at all
+        return True
+
+    async def is_in(self, host: Host) -> bool:
+        listed = await self._listed(host)
+        return listed is not None and listed.get("enabled", True) is not False
+
+    async def in_flight(self, host: Host) -> int | None:
+        return None
+
+    # ------------------------------------------------------------------
+
+    def _ids(self, host: Host) -> dict[str, str]:
+        params = {"serviceName": self.service, "groupName": self.group, "ip": host.address, "port": str(self.port),
+                  "clusterName": self.cluster}
+        if self.namespace:
+            params["namespaceId"] = self.namespace
+        return params
+
+    async def _set_enabled(self, host: Host, enabled: bool) -> None:
+        current = await self._detail(host)
+        params = {**self._ids(host), "ephemeral": str(self.ephemeral).lower(), "enabled": str(enabled).lower(),
+                  "weight": str(current.get("weight", 1.0)), "metadata": json.dumps(current.get("metadata") or {})}
+        await self._request("PUT", "/nacos/v1/ns/instance", params, expect_json=False)
+
+    async def _detail(self, host: Host) -> dict[str, Any]:
+        status, answer = await self._request("GET", "/nacos/v1/ns/instance", self._ids(host), ok_statuses=(404,))
+        if status == 404 or not isinstance(answer, dict):
+            raise TrafficError(f"{self.name}: Nacos at {self.url} has no instance {host.address}:{self.port} "
+                               f"(cluster {self.cluster}, namespace {self.namespace or 'public'}); is {host.name} "
+                               "registered, and do service/group/cluster/namespace/port match?")
+        return answer
+
+    async def _listed(self, host: Host) -> dict[str, Any] | None:
+        params = {"serviceName": self.service, "groupName": self.group, "clusters": self.cluster,
+                  "healthyOnly": "false"}
+        if self.namespace:
+            params["namespaceId"] = self.namespace
+        _, answer = await self._request("GET", "/nacos/v1/ns/instance/list", params)
+        hosts = answer.get("hosts") if isinstance(answer, dict) else None
+        if not isinstance(hosts, list):
+            raise TrafficError(f"{self.name}: GET /nacos/v1/ns/instance/list answered without a `hosts` list")
+        for item in hosts:
+            if item.get("ip") == host.address and int(item.get("port", -1)) == self.port:
+                return dict(item)
+        return None
+
+    async def _request(self, method: str, path: str, params: dict[str, str], *, expect_json: bool = True,
+                       ok_statuses: tuple[int, ...] = ()) -> tuple[int, Any]:
+        for attempt in (1, 2):
+            query = dict(params)
+            if self.username:
+                query["accessToken"] = await self._login()
+            status, answer = await call(TrafficError, self.name, method, self.url + path, params=query,
+                                        timeout=self.timeout, expect_json=expect_json,
+                                        ok_statuses=(*ok_statuses, 403) if attempt == 1 and self.username
+                                        else ok_statuses,
+                                        hint=f"is Nacos running at {self.url}?")
+            if status == 403 and attempt == 1 and self.username:
+                self._token = None  # expired token: log in once more
+                continue
+            if status in ok_statuses and status != 200:
+                return status, None
+            if isinstance(answer, str) and expect_json:
+                try:
+                    return status, json.loads(answer)
+                except ValueError:
+                    pass
+            return status, answer
+        raise AssertionError("unreachable")
+
+    async def _login(self) -> str:
+        if self._token is None:
+            _, answer = await call(TrafficError, self.name, "POST", self.url + "/nacos/v1/auth/login",
+                                   data={"username": self.username or "", "password": self._password or ""},
+                                   timeout=self.timeout, hint=f"check the Nacos user {self.username!r}")
+            token = answer.get("accessToken") if isinstance(answer, dict) else None
+            if not token:
+                raise TrafficError(f"{self.name}: Nacos login as {self.username!r} returned no accessToken; "
+                                   "check the username/password")
+            self._token = str(token)
+        return self._token

@@ -1,0 +1,117 @@
+"""nginx Plus REST API: drain the host's upstream server, wait for active connections to end, then down.
+
+Written against the documented API (``/api/<version>/http/upstreams/<upstream>/servers`` and
+``.../servers/<id>`` PATCH; peers' ``state`` and ``active`` in ``/api/<version>/http/upstreams/<upstream>``).
+The upstream needs a ``zone`` and the ``api write=on`` location. Tested against a fake that follows the docs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+
+OUT_STATES = frozenset({"draining", "down"})
+
+
+class NginxPlusSwitch:
+    """One upstream of one nginx Plus; the host's server is ``<address>:<port>`` (or ``<name>:<port>``)."""
+
+    def __init__(self, *, url: str, upstream: str, port: int, api_version: int = 8,
+                 drain_timeout: float = 30.0, up_timeout: float = 30.0, poll_interval: float = 0.2,
+                 timeout: float = 5.0, headers: dict[str, str] | None = None,
+                 name: str | None = None) -> None:
+        self.base = f"{url.rstrip('/')}/{api_version}/http/upstreams/{upstream}"
+        self.url, self.upstream, self.port = url, upstream, port
+        self.drain_timeout, self.up_timeout, self.poll_interval = drain_timeout, up_timeout, poll_interval
+        self.name = name or f"nginx-plus:{upstream}"
+        self._client = httpx.AsyncClient(timeout=timeout, headers=headers or {})
+
+    def _addresses(self, host: Host) -> set[str]:
+        return {f"{host.address}:{self.port}", f"{host.name}:{self.port}"}
+
+    async def take_out(self, host: Host) -> None:
+        """drain -> wait until the peer's active connections are 0 (or drain_timeout) -> down. Idempotent."""
+        server = await self._server(host)
+        if server.get("down"):
+            return
+        await self._patch(host, server["id"], {"drain": True})
+        deadline = time.monotonic() + self.drain_timeout
+        while (await self.in_flight(host) or 0) > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(self.poll_interval)
+        await self._patch(host, server["id"], {"down": True})
+
+    async def put_back(self, host: Host) -> None:
+        """down=false, drain=false -> wait (up to up_timeout) until the peer is ``up`` (checks pass)."""
+        server = await self._server(host)
+        await self._patch(host, server["id"], {"down": False, "drain": False})
+        deadline = time.monotonic() + self.up_timeout
+        while not await self.is_in(host):
+            if time.monotonic() >= deadline:
+                states = sorted({str(p.get("state")) for p in await self._peers(host)})
+                raise TrafficError(f"{self.name}: {host.name} is enabled but not 'up' after "
+                                   f"{self.up_timeout:g}s (state {', '.join(states)}); is the app "
+                                   "passing nginx's health check?")
+            await asyncio.sleep(self.poll_interval)
+
+    async def is_out(self, host: Host) -> bool:
+        server = await self._server(host)
+        peers = await self._peers(host)
+        return bool(server.get("down") or server.get("drain")) and all(p.get("state") in OUT_STATES
+                                                                         for p in peers)
+
+    async def is_in(self, host: Host) -> bool:
+        server = await self._server(host)
+        peers = await self._peers(host)
+        return not (server.get("down") or server.get("drain")) and bool(peers) and all(
+            p.get("state") == "up" for p in peers)
+
+    async def in_flight(self, host: Host) -> int | None:
+        return sum(int(p.get("active") or 0) for p in await self._peers(host))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    # API -------------------------------------------------------------------------------------------
+
+    async def _request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = await self._client.request(method, url, json=body)
+        except httpx.HTTPError as exc:
+            raise TrafficError(f"{self.name}: cannot reach the nginx Plus API at {self.url} "
+                               f"({exc or type(exc).__name__})") from exc
+        if response.status_code >= 400:
+            try:
+                error = response.json().get("error", {})
+                detail = f"{error.get('code', '')}: {error.get('text', '')}".strip(": ")
+            except (ValueError, AttributeError):
+                detail = response.text.strip()[:200]
+            hints = {405: " (is the API location 'api write=on;'?)",
+                     404: " (does the upstream exist and have a 'zone'?)"}
+            hint = hints.get(response.status_code, "")
+            raise TrafficError(f"{self.name}: {method} {url} answered {response.status_code} {detail}{hint}")
+        return response.json() if response.content else None
+
+    async def _server(self, host: Host) -> dict[str, Any]:
+        servers = await self._request("GET", f"{self.base}/servers")
+        wanted = self._addresses(host)
+        for server in servers or []:
+            if server.get("server") in wanted:
+                return dict(server)
+        raise TrafficError(f"{self.name}: upstream {self.upstream} has no server {host.address}:{self.port} "
+                           f"for host {host.name}; add it to the upstream (graylift only drains and "
+                           "re-enables servers)")
+
+    async def _peers(self, host: Host) -> list[dict[str, Any]]:
+        group = await self._request("GET", self.base)
+        wanted = self._addresses(host)
+        peers = (group or {}).get("peers", [])
+        return [p for p in peers if p.get("server") in wanted or p.get("name") in wanted]
+
+    async def _patch(self, host: Host, server_id: int, body: dict[str, Any]) -> None:
+        await self._request("PATCH", f"{self.base}/servers/{server_id}", body)

@@ -1,0 +1,136 @@
+"""Zabbix maintenance (JSON-RPC at ``<url>/api_jsonrpc.php``) as a Silencer.
+
+mute: ``host.get`` (filter by technical host name, ``host_template``), then ``maintenance.create`` named
+``graylift <reason> <host>`` with ``active_since`` = now, ``active_till`` = ``until`` and one one-time
+period (``timeperiod_type`` 0, at least 300 s as Zabbix requires); the maintenance lapses by itself.
+The name makes mute idempotent: an active maintenance with that name is returned as is, an expired
+one is deleted and recreated. unmute: ``maintenance.delete``. is_muted: the named maintenance exists
+and now is inside [active_since, active_till).
+
+Auth: an API token, or ``user.login`` (``username``/``password``); the session/token is sent as
+``Authorization: Bearer`` (Zabbix >= 6.4). ``legacy_auth=True`` sends it as the ``auth`` field and
+hosts as ``hostids`` (Zabbix < 6.4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from graylift.adapters._http import call
+from graylift.core.model import Host
+from graylift.errors import SilencerError
+
+MIN_PERIOD = 300
+NAME_LIMIT = 128
+AUTH_WORDS = ("auth", "session", "login", "password", "token")
+
+
+class ZabbixSilencer:
+    def __init__(self, *, url: str, token: str | None = None, username: str | None = None,
+                 password: str | None = None, host_template: str = "{host}", legacy_auth: bool = False,
+                 timeout: float = 10.0) -> None:
+        if not token and not username:
+            raise ValueError("zabbix needs an API token or a username/password")
+        self.url = url.rstrip("/")
+        if not self.url.endswith("/api_jsonrpc.php"):
+            self.url += "/api_jsonrpc.php"
+        self._token = token
+        self.username = username
+        self._password = password
+        self.host_template = host_template
+        self.legacy_auth = legacy_auth
+        self.timeout = timeout
+        self.name = f"zabbix:{self.url}"
+        self._ids = 0
+
+    def maintenance_name(self, host: Host, reason: str) -> str:
+        return f"graylift {reason} {host.name}"[:NAME_LIMIT]
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        end = until if until.tzinfo else until.replace(tzinfo=UTC)
+        now = math.floor(time.time())
+        till = math.floor(end.timestamp())
+        if till <= now:
+            raise SilencerError(f"{self.name}: maintenance end {end.isoformat()} for {host.name} is not in the future")
+        name = self.maintenance_name(host, reason)
+        found = await self._find(name)
+        if found is not None:
+            if int(found.get("active_till", 0)) > now:
+                return str(found["maintenanceid"])
+            await self._rpc("maintenance.delete", [found["maintenanceid"]])
+        hostid = await self._hostid(host)
+        params: dict[str, Any] = {
+            "name": name, "active_since": now, "active_till": till, "maintenance_type": 0,
+            "description": f"graylift: {reason}",
+            "timeperiods": [{"timeperiod_type": 0, "start_date": now, "period": max(MIN_PERIOD, till - now)}],
+        }
+        if self.legacy_auth:
+            params["hostids"] = [hostid]
+        else:
+            params["hosts"] = [{"hostid": hostid}]
+        result = await self._rpc("maintenance.create", params)
+        try:
+            return str(result["maintenanceids"][0])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SilencerError(f"{self.name}: maintenance.create answered without maintenanceids: "
+                                f"{result!r:.200}") from exc
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        found = await self._find(self.maintenance_name(host, reason))
+        if found is not None:
+            await self._rpc("maintenance.delete", [found["maintenanceid"]])
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool:
+        found = await self._find(self.maintenance_name(host, reason))
+        now = time.time()
+        return found is not None and int(found.get("active_since", 0)) <= now < int(found.get("active_till", 0))
+
+    async def _find(self, name: str) -> dict[str, Any] | None:
+        result = await self._rpc("maintenance.get", {"output": "extend", "filter": {"name": [name]},
+                                                     "selectHosts": ["hostid"]})
+        if not isinstance(result, list):
+            raise SilencerError(f"{self.name}: maintenance.get did not return a list")
+        return next((m for m in result if m.get("name") == name), None)
+
+    async def _hostid(self, host: Host) -> str:
+        technical = self.host_template.format(host=host.name, address=host.address)
+        result = await self._rpc("host.get", {"output": ["hostid", "host"], "filter": {"host": [technical]}})
+        if not result:
+            raise SilencerError(f"{self.name}: Zabbix has no host named {technical!r}; check host_template "
+                                "(it must give the Zabbix technical host name)")
+        return str(result[0]["hostid"])
+
+    async def _rpc(self, method: str, params: Any, *, auth: bool = True) -> Any:
+        self._ids += 1
+        body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params, "id": self._ids}
+        headers = {"Content-Type": "application/json-rpc"}
+        if auth:
+            token = await self._session()
+            if self.legacy_auth:
+                body["auth"] = token
+            else:
+                headers["Authorization"] = f"Bearer {token}"
+        _, answer = await call(SilencerError, self.name, "POST", self.url, json=body, headers=headers,
+                               timeout=self.timeout, hint="is the Zabbix frontend reachable at that URL?")
+        if not isinstance(answer, dict):
+            raise SilencerError(f"{self.name}: {method} answered {answer!r:.200}, not a JSON-RPC object")
+        if "error" in answer:
+            error = answer["error"] or {}
+            detail = f"{error.get('message', '')} {error.get('data', '')}".strip()
+            what = ("check the API token / username and password and the user's permissions"
+                    if method == "user.login" or any(word in detail.lower() for word in AUTH_WORDS)
+                    else "check the Zabbix user's role allows maintenance and host access")
+            raise SilencerError(f"{self.name}: {method} failed: {detail[:300]}; {what}")
+        return answer.get("result")
+
+    async def _session(self) -> str:
+        if self._token is None:
+            result = await self._rpc("user.login", {"username": self.username, "password": self._password or ""},
+                                     auth=False)
+            if not isinstance(result, str) or not result:
+                raise SilencerError(f"{self.name}: user.login as {self.username!r} returned no session")
+            self._token = result
+        return self._token

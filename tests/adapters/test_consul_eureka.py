@@ -1,0 +1,89 @@
+"""ConsulSwitch and EurekaSwitch against the FAKE servers (tests/fakes/consul.py, tests/fakes/eureka.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from graylift.adapters.consul import ConsulSwitch
+from graylift.adapters.eureka import EurekaSwitch
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+from graylift.lab import services
+from tests.fakes.consul import FakeConsulAgent
+from tests.fakes.eureka import FakeEureka
+
+H1 = Host(name="web1", address="127.0.0.1")
+
+
+@pytest.fixture
+def consul() -> Iterator[FakeConsulAgent]:
+    fake = FakeConsulAgent(acl_token="acl-secret")
+    fake.start()
+    fake.register("orders-8080", "orders")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def eureka() -> Iterator[FakeEureka]:
+    fake = FakeEureka(username="eu", password="pw")
+    fake.start()
+    fake.register("orders", "web1:orders:8080", "127.0.0.1", 8080)
+    yield fake
+    fake.stop()
+
+
+def _consul(fake: FakeConsulAgent, **kw: object) -> ConsulSwitch:
+    args: dict = {"service": "orders", "port": 8080, "agent_url": fake.url.replace("127.0.0.1", "{address}"),
+                  "service_id": "{service}-{port}", "token": "acl-secret", **kw}
+    return ConsulSwitch(**args)
+
+
+async def test_consul_maintenance_round_trip(consul: FakeConsulAgent) -> None:
+    switch = _consul(consul, reason="graylift 2.4.1", propagation_seconds=0.1)
+    assert await switch.is_in(H1)
+    await switch.take_out(H1)
+    await switch.take_out(H1)
+    check = consul.checks["_service_maintenance:orders-8080"]
+    assert check["Status"] == "critical" and check["Notes"] == "graylift 2.4.1"
+    assert await switch.is_out(H1) and not await switch.is_in(H1) and switch.last_wait_seconds == 0.1
+    await switch.put_back(H1)
+    await switch.put_back(H1)
+    assert "_service_maintenance:orders-8080" not in consul.checks and await switch.is_in(H1)
+    consul.checks["service:orders-8080"]["Status"] = "critical"
+    assert not await switch.is_in(H1)  # back, but its own check is failing
+
+
+async def test_consul_errors(consul: FakeConsulAgent) -> None:
+    with pytest.raises(TrafficError, match=r"HTTP 403.*token") as err:
+        await _consul(consul, token="nope").take_out(H1)
+    assert "nope" not in str(err.value)
+    with pytest.raises(TrafficError, match=r"does not know service id 'orders-9'.*service_id"):
+        await _consul(consul, port=9).take_out(H1)
+    down = ConsulSwitch(service="orders", agent_url=f"http://{{address}}:{services.free_port()}", timeout=2)
+    with pytest.raises(TrafficError, match=r"Consul agent of web1 running"):
+        await down.is_out(H1)
+
+
+async def test_eureka_override_round_trip(eureka: FakeEureka) -> None:
+    switch = EurekaSwitch(url=eureka.url + "/eureka", app="orders", port=8080, username="eu", password="pw")
+    assert await switch.is_in(H1)
+    await switch.take_out(H1)
+    await switch.take_out(H1)
+    inst = eureka.instances[("ORDERS", "web1:orders:8080")]
+    assert inst["status"] == inst["overriddenStatus"] == "OUT_OF_SERVICE"
+    assert await switch.is_out(H1) and not await switch.is_in(H1)
+    await switch.put_back(H1)
+    await switch.put_back(H1)
+    assert inst["status"] == "UP" and inst["overriddenStatus"] == "UNKNOWN"
+    assert await switch.is_in(H1) and not await switch.is_out(H1)
+
+
+async def test_eureka_errors(eureka: FakeEureka) -> None:
+    with pytest.raises(TrafficError, match=r"HTTP 401"):
+        await EurekaSwitch(url=eureka.url + "/eureka", app="orders", port=8080).take_out(H1)
+    with pytest.raises(TrafficError, match=r"no instance 'web1:orders:9' of app ORDERS.*instance_id"):
+        await EurekaSwitch(url=eureka.url + "/eureka", app="orders", port=9, username="eu",
+                           password="pw").take_out(H1)
