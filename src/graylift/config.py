@@ -5,8 +5,10 @@ into one :class:`graylift.errors.ConfigError` that names the file, the line and 
 The per-env overrides (``apps.<app>.envs.<env>``) are deep-merged over the app's sections on the raw data
 before validation, so an error in an override names the override's own line.
 
-To add a traffic backend (nginx, etcd, nacos, consul, eureka, command) or a monitoring system (zabbix,
-command): write a model with ``type: Literal["<name>"]`` and add it to ``TrafficEntry`` / ``MonitoringEntry``.
+To add a traffic backend, monitoring system or inventory: write a model with ``type: Literal["<name>"]``,
+add it to ``TrafficEntry`` / ``MonitoringEntry`` / ``InventoryEntry`` and build its adapter in
+``graylift.wiring``. Secrets are never fields: a ``*_env`` field names the environment variable that
+holds one, read when the adapter is built.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ STATE_ENV_VAR = "GRAYLIFT_DB"
 COMMAND_PLACEHOLDERS = frozenset(
     {"app", "version", "deploy_dir", "current", "release_dir", "host", "address"})
 HOST_PLACEHOLDERS = frozenset({"host", "address"})
+TRAFFIC_COMMAND_PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
+ETCD_KEY_PLACEHOLDERS = frozenset({"service", "address", "host", "port"})
+CONSUL_ID_PLACEHOLDERS = ETCD_KEY_PLACEHOLDERS
+EUREKA_ID_PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
+SILENCE_PLACEHOLDERS = frozenset({"host", "address", "reason", "until", "until_epoch"})
+INVENTORY_PLACEHOLDERS = frozenset({"app", "env"})
 PACKAGE_URL_PLACEHOLDERS = frozenset({"app", "version", "ext"})
 SHA256_URL_PLACEHOLDERS = PACKAGE_URL_PLACEHOLDERS | {"url"}
 
@@ -435,8 +443,196 @@ class ZookeeperTraffic(Section):
     propagation_seconds: Seconds = 2.0
 
 
-# New traffic backends: add their model here.
-TrafficEntry = Annotated[Union[HaproxyTraffic, ZookeeperTraffic], Field(discriminator="type")]  # noqa: UP007
+def _check_abs_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts:
+        raise _fail("abs_path", "must be an absolute path without '..'", value)
+    return str(path)
+
+
+def _check_env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        # The value is not echoed: it may be the secret itself, written where its variable's name belongs.
+        raise PydanticCustomError("env_name", "must be the NAME of an environment variable (letters, digits, "
+                                  "_, e.g. NACOS_PASSWORD), not the secret itself")
+    return value
+
+
+def _non_empty(value: Any) -> Any:
+    if isinstance(value, list) and not value:
+        raise PydanticCustomError("non_empty", "must list at least one item")
+    return value
+
+
+def _template_using(required: frozenset[str], words: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not {name for _, name in _parse_template(value) if name} & required:
+            raise _fail("template", f"must use {words}", value)
+        return value
+
+    return AfterValidator(check)
+
+
+AbsPath = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_abs_path)]
+# The name of an environment variable holding a secret: the config (and every release's snapshot of it)
+# never holds the secret itself.
+EnvName = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_env_name)]
+ZkPath = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_zk_root)]
+ShellHookTemplate = Annotated[str, BeforeValidator(_check_text), _template(TRAFFIC_COMMAND_PLACEHOLDERS, shell=True)]
+EtcdKeyTemplate = Annotated[str, BeforeValidator(_check_text), _template(ETCD_KEY_PLACEHOLDERS)]
+ConsulUrlTemplate = Annotated[HttpUrl, _template(HOST_PLACEHOLDERS)]
+ConsulIdTemplate = Annotated[str, BeforeValidator(_check_text), _template(CONSUL_ID_PLACEHOLDERS)]
+EurekaIdTemplate = Annotated[str, BeforeValidator(_check_text), _template(EUREKA_ID_PLACEHOLDERS)]
+SilenceTemplate = Annotated[str, BeforeValidator(_check_text), _template(SILENCE_PLACEHOLDERS, shell=True)]
+InventoryText = Annotated[str, BeforeValidator(_check_text), _template(INVENTORY_PLACEHOLDERS)]
+InventoryUrl = Annotated[HttpUrl, _template(INVENTORY_PLACEHOLDERS)]
+
+
+class _UserPassword(Section):
+    """``username`` + ``password_env`` (the variable holding the password), both or neither."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> _UserPassword:
+        username, password_env = getattr(self, "username", None), getattr(self, "password_env", None)
+        if (username is None) != (password_env is None):
+            raise ValueError("give both username and password_env (the environment variable holding the "
+                             "password), or neither")
+        return self
+
+
+class NginxTraffic(Section):
+    """Open-source nginx: toggle ``down`` on the host's line of an upstream include, test, reload."""
+
+    type: Literal["nginx"]
+    include: AbsPath
+    upstream: Text
+    port: Port
+    lb_host: Text | None = None  # None: nginx runs on the controller; else reached over SSH
+    lb_port: Port = 22
+    lb_user: PlainName = "root"
+    seed: Flag = False  # a missing include is written from the release's hosts
+    server_params: str = ""
+    keepalive: PositiveInt | None = None
+    nginx_bin: Text = "nginx"
+    nginx_conf: AbsPath | None = None
+    nginx_globals: Text | None = None
+    reload_settle: Seconds = 0.5
+    name: Text | None = None
+
+
+class NginxPlusTraffic(Section):
+    """nginx Plus REST API: drain, wait for active connections to end, down."""
+
+    type: Literal["nginx_plus"]
+    url: HttpUrl
+    upstream: Text
+    port: Port
+    api_version: PositiveInt = 8
+    drain_timeout: Seconds = 30.0
+    up_timeout: Seconds = 30.0
+    poll_interval: PositiveSeconds = 0.2
+    timeout: PositiveSeconds = 5.0
+    headers: dict[Text, str] = Field(default_factory=dict)
+    headers_env: dict[Text, EnvName] = Field(default_factory=dict)  # header -> variable holding its value
+    name: Text | None = None
+
+
+class CommandTraffic(Section):
+    """The user's own scripts (docs/traffic.md): verify prints ``out`` or ``in`` on its last line."""
+
+    type: Literal["command"]
+    take_out: ShellHookTemplate
+    put_back: ShellHookTemplate
+    verify: ShellHookTemplate
+    in_flight: ShellHookTemplate | None = None
+    port: Port | None = None
+    run_on: Literal["controller", "host"] = "controller"
+    timeout: PositiveSeconds = 60.0
+    name: Text | None = None
+
+
+class EtcdTraffic(_UserPassword):
+    """Service instances as etcd v3 keys (HTTP/JSON gateway)."""
+
+    type: Literal["etcd"]
+    url: HttpUrl
+    service: Text
+    port: Port
+    key_template: EtcdKeyTemplate = "/services/{service}/{address}:{port}"
+    mode: Literal["remove", "field"] = "remove"
+    parked_prefix: ZkPath = "/graylift/parked"
+    status_field: Text = "status"
+    out_value: Text = "down"
+    in_value: Text = "up"
+    username: Text | None = None
+    password_env: EnvName | None = None
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
+class Dubbo3Traffic(Section):
+    """Dubbo 3 application-level providers on ZooKeeper: a v3 configurator rule disables the address."""
+
+    type: Literal["dubbo3"]
+    hosts: Text
+    application: Text
+    port: Port
+    root: ZkPath = "/dubbo"
+    group: Text = "dubbo"
+    instances_root: ZkPath = "/services"
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
+class NacosTraffic(_UserPassword):
+    """Nacos naming (open API v1): enabled=false on the instance."""
+
+    type: Literal["nacos"]
+    url: HttpUrl
+    service: Text
+    port: Port
+    namespace: str = ""
+    group: Text = "DEFAULT_GROUP"
+    cluster: Text = "DEFAULT"
+    ephemeral: Flag = True
+    username: Text | None = None
+    password_env: EnvName | None = None
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
+class ConsulTraffic(Section):
+    """Consul service maintenance mode on the host's own agent."""
+
+    type: Literal["consul"]
+    service: Text
+    port: Port | None = None  # only for {port} in service_id
+    agent_url: ConsulUrlTemplate = "http://{address}:8500"
+    service_id: ConsulIdTemplate = "{service}"
+    token_env: EnvName | None = None
+    reason: Text = "graylift release"
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
+class EurekaTraffic(_UserPassword):
+    """Eureka status override OUT_OF_SERVICE while the host is out."""
+
+    type: Literal["eureka"]
+    url: HttpUrl
+    app: Text
+    port: Port
+    instance_id: EurekaIdTemplate = "{host}:{app}:{port}"
+    username: Text | None = None
+    password_env: EnvName | None = None
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
+TrafficEntry = Annotated[
+    Union[HaproxyTraffic, ZookeeperTraffic, NginxTraffic, NginxPlusTraffic, CommandTraffic,  # noqa: UP007
+          EtcdTraffic, Dubbo3Traffic, NacosTraffic, ConsulTraffic, EurekaTraffic],
+    Field(discriminator="type")]
 
 
 class AlertmanagerMonitoring(Section):
@@ -447,9 +643,102 @@ class AlertmanagerMonitoring(Section):
     silence_minutes: PositiveSeconds = 30.0
 
 
-# New monitoring systems: add their model here and make this
-# ``Annotated[Union[AlertmanagerMonitoring, ZabbixMonitoring], Field(discriminator="type")]``.
-MonitoringEntry = AlertmanagerMonitoring
+class ZabbixMonitoring(_UserPassword):
+    """Zabbix maintenance (JSON-RPC): an API token (token_env), or username + password_env."""
+
+    type: Literal["zabbix"]
+    url: HttpUrl
+    token_env: EnvName | None = None
+    username: Text | None = None
+    password_env: EnvName | None = None
+    host: HostTemplate = "{host}"  # the Zabbix technical host name
+    legacy_auth: Flag = False
+    timeout: PositiveSeconds = 10.0
+    silence_minutes: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ZabbixMonitoring:
+        if (self.token_env is None) == (self.username is None):
+            raise ValueError("give token_env (the environment variable holding an API token) or "
+                             "username + password_env, exactly one of them")
+        return self
+
+
+class CommandMonitoring(Section):
+    """Site-specific mute/unmute/check commands on the controller (docs/registries.md)."""
+
+    type: Literal["command"]
+    mute_command: Annotated[SilenceTemplate, _template_using(frozenset({"until", "until_epoch"}),
+                                                             "{until} or {until_epoch} so a silence lapses "
+                                                             "by itself")]
+    unmute_command: SilenceTemplate
+    check_command: SilenceTemplate
+    timeout: PositiveSeconds = 60.0
+    name: PlainName = "command"
+    silence_minutes: PositiveSeconds = 30.0
+
+
+MonitoringEntry = Annotated[Union[AlertmanagerMonitoring, ZabbixMonitoring, CommandMonitoring],  # noqa: UP007
+                            Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------------------------- inventory
+
+
+class BuiltinInventoryConfig(Section):
+    """Hosts imported with `graylift hosts import` into the state database."""
+
+    type: Literal["builtin"] = "builtin"
+
+
+def _check_netbox_source(value: str, allowed: tuple[str, ...], tag_prefix: bool) -> str:
+    if value in allowed or (value.startswith("cf:") and len(value) > 3):
+        return value
+    if tag_prefix and value.startswith("tag-prefix:") and len(value) > len("tag-prefix:"):
+        return value
+    extra = ", tag-prefix:PREFIX" if tag_prefix else ""
+    raise _fail("source", f"must be one of {', '.join(allowed)}, cf:FIELD{extra}", value)
+
+
+def _check_page_size(value: Any) -> Any:
+    if not _is_int(value) or not 1 <= value <= 1000:
+        raise _fail("page_size", "must be a whole number from 1 to 1000", value)
+    return value
+
+
+class NetboxInventoryConfig(Section):
+    """NetBox devices and/or virtual machines (docs/inventory.md)."""
+
+    type: Literal["netbox"]
+    url: HttpUrl
+    token_env: EnvName | None = "NETBOX_TOKEN"
+    kinds: Annotated[list[Literal["devices", "virtual-machines"]], BeforeValidator(_non_empty)] = Field(
+        default_factory=lambda: ["devices"])
+    filters: dict[Text, InventoryText | list[InventoryText]] = Field(default_factory=lambda: {"tag": "{app}"})
+    group_from: Annotated[str, BeforeValidator(_check_text), AfterValidator(
+        lambda v: _check_netbox_source(v, ("role", "site", "rack", "cluster", "none"), True))] = "role"
+    zone_from: Annotated[str, BeforeValidator(_check_text), AfterValidator(
+        lambda v: _check_netbox_source(v, ("site", "rack", "cluster", "none"), False))] = "site"
+    in_service_statuses: Annotated[list[Text], BeforeValidator(_non_empty)] = Field(default_factory=lambda: ["active"])
+    user: PlainName = "root"
+    port: Port = 22
+    page_size: Annotated[int, BeforeValidator(_check_page_size)] = 200
+    timeout: PositiveSeconds = 10.0
+    verify_tls: Flag = True
+
+
+class HttpInventoryConfig(Section):
+    """A JSON host list at a URL (``{app}``, ``{env}``)."""
+
+    type: Literal["http"]
+    url: InventoryUrl
+    token_env: EnvName | None = None
+    timeout: PositiveSeconds = 10.0
+    verify_tls: Flag = True
+
+
+InventoryEntry = Annotated[Union[BuiltinInventoryConfig, NetboxInventoryConfig, HttpInventoryConfig],  # noqa: UP007
+                           Field(discriminator="type")]
 
 
 class CanaryConfig(Section):
@@ -515,6 +804,7 @@ class AppConfig(Section):
     health: HealthConfig = Field(default_factory=HealthConfig)
     traffic: list[TrafficEntry] = Field(default_factory=list)
     monitoring: list[MonitoringEntry] = Field(default_factory=list)
+    inventory: InventoryEntry = Field(default_factory=BuiltinInventoryConfig)
     quiet_period: Seconds = 2.0
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
@@ -755,13 +1045,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any], at: Path_, overr
     merged = copy.deepcopy(base)
     for key, value in override.items():
         here = (*at, key)
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not _retyped(merged[key], value):
             touched[here] = override_path + here
             merged[key] = _deep_merge(merged[key], value, here, override_path, origins, touched)
         else:
             merged[key] = copy.deepcopy(value)
             origins[here] = override_path + here
     return merged
+
+
+def _retyped(base: dict[str, Any], override: dict[str, Any]) -> bool:
+    """An override that switches a typed section to another ``type`` replaces it instead of merging."""
+    return "type" in override and override["type"] != base.get("type")
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int], list[_Problem]]:
@@ -922,14 +1217,13 @@ def _allowed_keys(root: type[BaseModel], loc: Path_) -> list[str]:
 
 
 def _union_tags(root: type[BaseModel], loc: Path_) -> list[str]:
-    parent = _types_at(root, loc[:-1]) if loc else []
+    """The ``type`` tags a discriminated union at ``loc`` (a list item or a single section) accepts."""
     tags: list[str] = []
-    for tp in parent:
-        if get_origin(tp) is list:
-            for member in _unwrap(get_args(tp)[0]):
-                type_field = member.model_fields.get("type")
-                if type_field is not None:
-                    tags += [str(a) for a in get_args(type_field.annotation)]
+    for member in _types_at(root, loc):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            type_field = member.model_fields.get("type")
+            if type_field is not None:
+                tags += [str(a) for a in get_args(type_field.annotation) if str(a) not in tags]
     return tags
 
 

@@ -1,12 +1,23 @@
-"""The files a lab writes for graylift: ``graylift.yaml``, ``hosts.yaml`` and the HAProxy config."""
+"""The files a lab writes for graylift: ``graylift.yaml``, ``hosts.yaml`` and the HAProxy config.
+
+The nginx config and includes are in ``graylift.lab.nginx``; ``start_rogue_nginx`` is re-exported here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-from graylift.lab.info import LabHost
+from graylift.errors import GrayliftError
+from graylift.lab.info import LabHost, LabInfo
+from graylift.lab.nginx import NGINX, rogue_address, start_rogue_nginx, upstream_name
+
+__all__ = ["LOAD_BALANCERS", "graylift_config", "haproxy_config", "hosts_file", "nginx_traffic_entry",
+           "rogue_address", "start_rogue_nginx"]
+
+LOAD_BALANCERS = ("haproxy", "nginx")
 
 ZOOKEEPER_SERVICES = {"pyapp": "com.graylift.lab.PyApp", "shop": "com.graylift.lab.Shop"}
 DUBBO_PORT = 20880
@@ -42,7 +53,27 @@ def haproxy_config(socket_path: str, frontends: dict[str, int], app_ports: dict[
     return "\n".join(lines)
 
 
-def app_section(app: str, port: int, repository: str, haproxy_socket: str, zookeeper: str,
+def haproxy_traffic_entry(haproxy_socket: str, app: str) -> dict[str, Any]:
+    return {"type": "haproxy", "socket": haproxy_socket, "backend": app, "server": "{host}", "drain_timeout": 10}
+
+
+def nginx_traffic_entry(info: LabInfo, app: str) -> dict[str, Any]:
+    """The ``type: nginx`` traffic entry for ``app``: the lab's nginx, on the controller (``lb_host: null``)."""
+    return nginx_entry(include_path=info.nginx_includes[app], app=app, port=info.apps[app].port,
+                       nginx_conf=info.nginx_conf)
+
+
+def nginx_entry(*, include_path: str, app: str, port: int, nginx_conf: str) -> dict[str, Any]:
+    return {"type": "nginx", "name": f"nginx-{app}", "include_path": include_path, "upstream": upstream_name(app),
+            "port": port, "lb_host": None, "nginx_bin": NGINX, "nginx_conf": nginx_conf, "reload_settle": 0.5}
+
+
+def zookeeper_traffic_entry(zookeeper: str, app: str) -> dict[str, Any]:
+    return {"type": "zookeeper", "hosts": zookeeper, "root": "/dubbo", "service": ZOOKEEPER_SERVICES[app],
+            "port": DUBBO_PORT, "propagation_seconds": 1}
+
+
+def app_section(app: str, port: int, repository: str, traffic: list[dict[str, Any]],
                 alertmanager_url: str) -> dict[str, Any]:
     if app == "pyapp":
         package: dict[str, Any] = {"type": "tar.gz", "repository": repository}
@@ -66,12 +97,7 @@ def app_section(app: str, port: int, repository: str, haproxy_socket: str, zooke
             "interval": 0.25,
             "timeout": 5,
         },
-        "traffic": [
-            {"type": "haproxy", "socket": haproxy_socket, "backend": app, "server": "{host}",
-             "drain_timeout": 10},
-            {"type": "zookeeper", "hosts": zookeeper, "root": "/dubbo", "service": ZOOKEEPER_SERVICES[app],
-             "port": DUBBO_PORT, "propagation_seconds": 1},
-        ],
+        "traffic": traffic,
         "monitoring": [
             {"type": "alertmanager", "url": alertmanager_url, "label": "instance", "value": "{host}",
              "silence_minutes": 30},
@@ -90,9 +116,32 @@ def app_section(app: str, port: int, repository: str, haproxy_socket: str, zooke
     }
 
 
+def check_lbs(lbs: Sequence[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(lbs))
+    unknown = [lb for lb in chosen if lb not in LOAD_BALANCERS]
+    if not chosen or unknown:
+        raise GrayliftError(f"unknown lab load balancer(s) {unknown or list(chosen)}: "
+                            f"choose one or more of {', '.join(LOAD_BALANCERS)}")
+    return chosen
+
+
+def traffic_entries(app: str, port: int, lbs: Sequence[str], *, haproxy_socket: str, zookeeper: str,
+                    nginx_includes: dict[str, str], nginx_conf: str) -> list[dict[str, Any]]:
+    """The LBs in ``lbs`` order (HAProxy, nginx), then the ZooKeeper registry."""
+    entries = []
+    for lb in lbs:
+        if lb == "haproxy":
+            entries.append(haproxy_traffic_entry(haproxy_socket, app))
+        else:
+            entries.append(nginx_entry(include_path=nginx_includes[app], app=app, port=port,
+                                       nginx_conf=nginx_conf))
+    return [*entries, zookeeper_traffic_entry(zookeeper, app)]
+
+
 def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifact_base_url: str,
                     apps: dict[str, int], haproxy_socket: str, zookeeper: str,
-                    alertmanager_url: str) -> str:
+                    alertmanager_url: str, lbs: Sequence[str] = ("haproxy",),
+                    nginx_includes: dict[str, str] | None = None, nginx_conf: str = "") -> str:
     config = {
         "state": f"sqlite:///{state_dir}/state.db",
         "ssh": {"user": "root", "port": 22, "key": client_key, "known_hosts": known_hosts,
@@ -101,7 +150,9 @@ def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifa
             "lab": {"url": artifact_base_url + "/{app}/{version}/{app}-{version}.{ext}",
                     "sha256_url": "{url}.sha256"},
         },
-        "apps": {app: app_section(app, port, "lab", haproxy_socket, zookeeper, alertmanager_url)
+        "apps": {app: app_section(app, port, "lab", traffic_entries(
+            app, port, lbs, haproxy_socket=haproxy_socket, zookeeper=zookeeper,
+            nginx_includes=nginx_includes or {}, nginx_conf=nginx_conf), alertmanager_url)
                  for app, port in apps.items()},
     }
     header = ("# Written by `graylift lab up`; env: prod.\n"

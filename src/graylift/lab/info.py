@@ -39,6 +39,7 @@ class LabApp:
     port: int  # the port the app listens on, on every host
     frontend_url: str  # HAProxy frontend on 127.0.0.1
     deploy_dir: str
+    nginx_url: str = ""  # nginx frontend on 127.0.0.1
 
 
 @dataclass
@@ -60,6 +61,9 @@ class LabInfo:
     artifact_base_url: str
     artifact_dir: str
     pidfiles: dict[str, str] = field(default_factory=dict)  # service name -> pidfile
+    nginx_conf: str = ""  # the lab nginx's main config (``nginx -c``; names its pid file and error log)
+    nginx_pidfile: str = ""  # written by nginx itself (the master's pid)
+    nginx_includes: dict[str, str] = field(default_factory=dict)  # app -> upstream include graylift edits
 
     @property
     def path(self) -> Path:

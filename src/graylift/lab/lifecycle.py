@@ -1,4 +1,4 @@
-"""``graylift lab up|down``: bring a whole lab up (hosts, artifacts, HAProxy, ZooKeeper, Alertmanager)
+"""``graylift lab up|down``: bring a whole lab up (hosts, artifacts, HAProxy, nginx, ZooKeeper, Alertmanager)
 and take it down again, leaving nothing behind, even after a half-failed ``up``."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 
 from graylift.errors import GrayliftError
 from graylift.lab import apps as sample_apps
-from graylift.lab import artifacts, files, fleet, naming
+from graylift.lab import artifacts, files, fleet, naming, services
+from graylift.lab import nginx as lab_nginx
 from graylift.lab.info import LabApp, LabHost, LabInfo, run_dir_for, state_dir_for
 
 PYAPP_PORT = 8080
@@ -27,9 +28,14 @@ def app_ports(apps: tuple[str, ...]) -> dict[str, int]:
 
 
 def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",),
-           state_root: Path | None = None) -> LabInfo:
-    """Start a lab of ``hosts`` hosts for ``apps``; return what it is (also saved as ``lab.json``)."""
+           state_root: Path | None = None, lbs: tuple[str, ...] = ("haproxy",)) -> LabInfo:
+    """Start a lab of ``hosts`` hosts for ``apps``; return what it is (also saved as ``lab.json``).
+
+    HAProxy and nginx both always run; ``lbs`` picks which of them the written ``graylift.yaml`` names
+    (``("haproxy",)``, ``("nginx",)`` or ``("haproxy", "nginx")``), before the ZooKeeper registry.
+    """
     fleet.require_root()
+    lbs = files.check_lbs(lbs)
     naming.check_lab_name(name)
     naming.check_host_count(hosts)
     apps = tuple(dict.fromkeys(apps))
@@ -43,14 +49,13 @@ def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",
                             "run `graylift lab down` first")
     lab_down(name, state_root)  # leftovers of a crashed `up`
     try:
-        return _bring_up(name, hosts, apps, state_dir)
+        return _bring_up(name, hosts, apps, state_dir, lbs)
     except BaseException:
         lab_down(name, state_root)
         raise
 
 
-def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path) -> LabInfo:
-    from graylift.lab import services
+def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs: tuple[str, ...]) -> LabInfo:
 
     state_dir.mkdir(parents=True, mode=0o700)
     state_dir.chmod(0o700)
@@ -88,10 +93,12 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path) -> 
     run_dir = run_dir_for(name)
     run_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     haproxy_socket = str(run_dir / "haproxy.sock")
-    frontends = {app: services.free_port() for app in apps}
+    frontends = _distinct_ports(apps)
     haproxy = services.start_haproxy(svc_dir / "haproxy",
                                      files.haproxy_config(haproxy_socket, frontends, ports, lab_hosts))
     pidfiles["haproxy"] = str(haproxy.pidfile)
+    nginx = lab_nginx.start_nginx(svc_dir / "nginx", lab_hosts, ports, _distinct_ports(apps, set(frontends.values())))
+    pidfiles["nginx"] = str(nginx.service.pidfile)
 
     info = LabInfo(
         name=name, state_dir=str(state_dir), config_path=str(state_dir / "graylift.yaml"),
@@ -99,18 +106,33 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path) -> 
         bridge=naming.bridge_name(name), bridge_address=bridge_ip, subnet=str(naming.slot_network(slot)),
         hosts=lab_hosts,
         apps={app: LabApp(name=app, port=ports[app], frontend_url=f"http://127.0.0.1:{frontends[app]}",
-                          deploy_dir=f"/srv/{app}") for app in apps},
+                          deploy_dir=f"/srv/{app}", nginx_url=nginx.urls[app]) for app in apps},
         haproxy_socket=haproxy_socket, zookeeper_address=f"127.0.0.1:{zookeeper.port}",
         alertmanager_url=f"http://127.0.0.1:{alertmanager.port}",
         artifact_base_url=f"http://{bridge_ip}:{art_port}", artifact_dir=str(artifact_dir), pidfiles=pidfiles,
+        nginx_conf=str(nginx.conf), nginx_pidfile=str(nginx.pidfile), nginx_includes=nginx.includes,
     )
     Path(info.config_path).write_text(files.graylift_config(
         state_dir=info.state_dir, client_key=info.client_key, known_hosts=info.known_hosts,
         artifact_base_url=info.artifact_base_url, apps=ports, haproxy_socket=haproxy_socket,
-        zookeeper=info.zookeeper_address, alertmanager_url=info.alertmanager_url))
+        zookeeper=info.zookeeper_address, alertmanager_url=info.alertmanager_url, lbs=lbs,
+        nginx_includes=info.nginx_includes, nginx_conf=info.nginx_conf))
     Path(info.hosts_file).write_text(files.hosts_file(lab_hosts))
     info.save()
     return info
+
+
+def _distinct_ports(apps: tuple[str, ...], taken: set[int] | None = None) -> dict[str, int]:
+    """A free 127.0.0.1 port per app, none of them in ``taken`` nor twice."""
+    used = set(taken or ())
+    ports: dict[str, int] = {}
+    for app in apps:
+        port = services.free_port()
+        while port in used:
+            port = services.free_port()
+        used.add(port)
+        ports[app] = port
+    return ports
 
 
 def _plan_hosts(name: str, slot: int, count: int, apps: tuple[str, ...],
@@ -136,8 +158,6 @@ def lab_down(name: str = "lab", state_root: Path | None = None) -> None:
     state_dir = state_dir_for(name, state_root)
     services_dir = state_dir / "services"
     if services_dir.is_dir():
-        from graylift.lab import services
-
         for pidfile in sorted(services_dir.glob("*/*.pid")):
             services.stop_pidfile(pidfile, timeout=5)
         artifacts.reap()
