@@ -484,7 +484,6 @@ ConsulUrlTemplate = Annotated[HttpUrl, _template(HOST_PLACEHOLDERS)]
 ConsulIdTemplate = Annotated[str, BeforeValidator(_check_text), _template(CONSUL_ID_PLACEHOLDERS)]
 EurekaIdTemplate = Annotated[str, BeforeValidator(_check_text), _template(EUREKA_ID_PLACEHOLDERS)]
 SilenceTemplate = Annotated[str, BeforeValidator(_check_text), _template(SILENCE_PLACEHOLDERS, shell=True)]
-InventoryText = Annotated[str, BeforeValidator(_check_text), _template(INVENTORY_PLACEHOLDERS)]
 InventoryUrl = Annotated[HttpUrl, _template(INVENTORY_PLACEHOLDERS)]
 
 
@@ -706,15 +705,37 @@ def _check_page_size(value: Any) -> Any:
     return value
 
 
+def _check_filter(value: Any) -> Any:
+    """A NetBox filter value: a text template, or a list of them (the parameter repeated)."""
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, str) or not item.strip():
+            raise _fail("filter", "must be a non-empty text or a list of texts", value)
+        problem = _placeholders_problem(item, INVENTORY_PLACEHOLDERS, shell=False)
+        if problem:
+            raise PydanticCustomError("template", "{problem}", {"problem": problem})
+    return value
+
+
+NetboxFilter = Annotated[str | list[str], BeforeValidator(_check_filter)]
+NetboxKind = Literal["devices", "virtual-machines"]
+
+
+def _default_kinds() -> list[NetboxKind]:
+    return ["devices"]
+
+
+def _default_filters() -> dict[str, str | list[str]]:
+    return {"tag": "{app}"}
+
+
 class NetboxInventoryConfig(Section):
     """NetBox devices and/or virtual machines (docs/inventory.md)."""
 
     type: Literal["netbox"]
     url: HttpUrl
     token_env: EnvName | None = "NETBOX_TOKEN"
-    kinds: Annotated[list[Literal["devices", "virtual-machines"]], BeforeValidator(_non_empty)] = Field(
-        default_factory=lambda: ["devices"])
-    filters: dict[Text, InventoryText | list[InventoryText]] = Field(default_factory=lambda: {"tag": "{app}"})
+    kinds: Annotated[list[NetboxKind], BeforeValidator(_non_empty)] = Field(default_factory=_default_kinds)
+    filters: dict[Text, NetboxFilter] = Field(default_factory=_default_filters)
     group_from: Annotated[str, BeforeValidator(_check_text), AfterValidator(
         lambda v: _check_netbox_source(v, ("role", "site", "rack", "cluster", "none"), True))] = "role"
     zone_from: Annotated[str, BeforeValidator(_check_text), AfterValidator(

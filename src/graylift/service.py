@@ -12,9 +12,8 @@ from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.state import HostState, ReleaseState, check_transition
 from graylift.engine import Engine
 from graylift.errors import ReleaseNotFound, StateError
-from graylift.inventory import BuiltinInventory
 from graylift.store import ReleaseRecord, Store
-from graylift.wiring import app_config, artifact_store, open_fleet, package_to_json, snapshot
+from graylift.wiring import app_config, artifact_store, inventory_for, open_fleet, package_to_json, snapshot
 
 DEFAULT_CONFIG = Path("graylift.yaml")
 
@@ -72,7 +71,7 @@ class Graylift:
 
     async def plan(self, app: str, env: str, version: str | None = None) -> PlanView:
         cfg = self.config.app_for_env(app, env)
-        hosts = await BuiltinInventory(self.store).hosts(app, env)
+        hosts = await inventory_for(cfg, self.store).hosts(app, env)  # read once; the release snapshots them
         strategy = cfg.strategy_model()
         timing = Timing(
             host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
@@ -119,8 +118,9 @@ class Graylift:
         target = to_version or self._previous_version(app, env, current)
         snap = snapshot(self.config, app, env)
         package = await artifact_store(app_config(snap)).resolve(app, target)
-        hosts = await BuiltinInventory(self.store).hosts(app, env)
-        strategy = self.config.app_for_env(app, env).strategy_model()
+        app_cfg = self.config.app_for_env(app, env)
+        hosts = await inventory_for(app_cfg, self.store).hosts(app, env)
+        strategy = app_cfg.strategy_model()
         plan_obj = make_plan(hosts, strategy, canary=False)
         plan = plan_obj.to_dict() | {"packages": {target: package_to_json(package)}}
         by_name = {h.name: h for h in hosts}

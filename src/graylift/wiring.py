@@ -6,19 +6,57 @@ resumes it after a crash or an upgrade drives it with the config it started with
 
 from __future__ import annotations
 
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from graylift.adapters.alertmanager import AlertmanagerSilencer
 from graylift.adapters.artifacts import HttpArtifactStore, LocalDirArtifactStore
+from graylift.adapters.command_hook import CommandSwitch
+from graylift.adapters.command_silencer import CommandSilencer
+from graylift.adapters.consul import ConsulSwitch
+from graylift.adapters.dubbo3 import Dubbo3Switch
+from graylift.adapters.etcd import EtcdSwitch
+from graylift.adapters.eureka import EurekaSwitch
 from graylift.adapters.haproxy import HaproxySwitch
 from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe
+from graylift.adapters.http_inventory import HttpJsonInventory
+from graylift.adapters.local import LocalTransport
+from graylift.adapters.nacos import NacosSwitch
+from graylift.adapters.netbox import NetboxInventory
+from graylift.adapters.nginx import NginxSwitch
+from graylift.adapters.nginx_plus import NginxPlusSwitch
 from graylift.adapters.ssh import SshConnector
+from graylift.adapters.zabbix import ZabbixSilencer
 from graylift.adapters.zookeeper import ZookeeperSwitch
-from graylift.config import AppConfig, GrayliftConfig, SshConfig, render_command, render_template
+from graylift.config import (
+    AlertmanagerMonitoring,
+    AppConfig,
+    BuiltinInventoryConfig,
+    CommandTraffic,
+    ConsulTraffic,
+    Dubbo3Traffic,
+    EtcdTraffic,
+    EurekaTraffic,
+    GrayliftConfig,
+    HaproxyTraffic,
+    MonitoringEntry,
+    NacosTraffic,
+    NetboxInventoryConfig,
+    NginxPlusTraffic,
+    NginxTraffic,
+    SshConfig,
+    TrafficEntry,
+    ZabbixMonitoring,
+    ZookeeperTraffic,
+    render_command,
+    render_template,
+)
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ArtifactError, ConfigError
-from graylift.ports import ArtifactStore, HealthProbe, Silencer, TrafficSwitch, Transport
+from graylift.inventory import BuiltinInventory
+from graylift.ports import ArtifactStore, HealthProbe, Inventory, Silencer, TrafficSwitch, Transport
 from graylift.steps import AppRuntime
 from graylift.store import ReleaseRecord, Store
 
@@ -48,28 +86,136 @@ def artifact_store(cfg: AppConfig) -> ArtifactStore:
                              sha256=p.sha256)
 
 
-def traffic_switches(cfg: AppConfig) -> list[TrafficSwitch]:
-    switches: list[TrafficSwitch] = []
-    for entry in cfg.traffic:
-        if entry.type == "haproxy":
-            switches.append(HaproxySwitch(socket=entry.socket, backend=entry.backend,
-                                          server_template=entry.server, drain_timeout=entry.drain_timeout))
-        elif entry.type == "zookeeper":
-            switches.append(ZookeeperSwitch(hosts=entry.hosts, service=entry.service, port=entry.port,
-                                            root=entry.root, propagation_seconds=entry.propagation_seconds))
-        else:  # pragma: no cover - the config union admits no other type yet
-            raise ConfigError(f"traffic type {entry.type!r} has no adapter", field="traffic")
-    return switches
+Connect = Callable[[Host], Awaitable[Transport]]
+CONTROLLER = Host(name="controller", address="127.0.0.1")
+
+
+def secret(variable: str | None, field: str) -> str | None:
+    """The secret held by the environment variable a ``*_env`` field names (None when the field is unset).
+
+    Read when an adapter is built, never stored: the release's config snapshot holds only the name.
+    """
+    if variable is None:
+        return None
+    value = os.environ.get(variable, "")
+    if not value:
+        raise ConfigError(f"the environment variable {variable} is not set or empty; export {variable}=<secret> "
+                          "in the environment graylift runs in", field=field)
+    return value
+
+
+def _nginx(entry: NginxTraffic, where: str, connect: Connect | None, hosts: Sequence[Host] | None) -> NginxSwitch:
+    if entry.lb_host is None:
+        controller = LocalTransport(CONTROLLER)
+
+        async def factory() -> Transport:
+            return controller
+    else:
+        if connect is None:
+            raise ConfigError("lb_host needs the release's SSH connector", field=f"{where}.lb_host")
+        lb = Host(name=entry.lb_host, address=entry.lb_host, port=entry.lb_port, user=entry.lb_user)
+
+        async def factory() -> Transport:
+            return await connect(lb)
+
+    return NginxSwitch(transport_factory=factory, include_path=entry.include, upstream=entry.upstream,
+                       port=entry.port, hosts=hosts if entry.seed else None, server_params=entry.server_params,
+                       keepalive=entry.keepalive, nginx_bin=entry.nginx_bin, nginx_conf=entry.nginx_conf,
+                       nginx_globals=entry.nginx_globals, reload_settle=entry.reload_settle, name=entry.name)
+
+
+def _switch(entry: TrafficEntry, where: str, app: str, connect: Connect | None,
+            hosts: Sequence[Host] | None) -> TrafficSwitch:
+    if isinstance(entry, HaproxyTraffic):
+        return HaproxySwitch(socket=entry.socket, backend=entry.backend, server_template=entry.server,
+                             drain_timeout=entry.drain_timeout)
+    if isinstance(entry, ZookeeperTraffic):
+        return ZookeeperSwitch(hosts=entry.hosts, service=entry.service, port=entry.port, root=entry.root,
+                               propagation_seconds=entry.propagation_seconds)
+    if isinstance(entry, NginxTraffic):
+        return _nginx(entry, where, connect, hosts)
+    if isinstance(entry, NginxPlusTraffic):
+        headers = dict(entry.headers)
+        for header, variable in entry.headers_env.items():
+            headers[header] = secret(variable, f"{where}.headers_env.{header}") or ""
+        return NginxPlusSwitch(url=entry.url, upstream=entry.upstream, port=entry.port,
+                               api_version=entry.api_version, drain_timeout=entry.drain_timeout,
+                               up_timeout=entry.up_timeout, poll_interval=entry.poll_interval,
+                               timeout=entry.timeout, headers=headers, name=entry.name)
+    if isinstance(entry, CommandTraffic):
+        return CommandSwitch(app=app, take_out=entry.take_out, put_back=entry.put_back, verify=entry.verify,
+                             port=entry.port, in_flight=entry.in_flight, run_on=entry.run_on,
+                             connect=connect if entry.run_on == "host" else None, timeout=entry.timeout,
+                             name=entry.name)
+    if isinstance(entry, EtcdTraffic):
+        return EtcdSwitch(url=entry.url, service=entry.service, port=entry.port, key_template=entry.key_template,
+                          mode=entry.mode, parked_prefix=entry.parked_prefix, status_field=entry.status_field,
+                          out_value=entry.out_value, in_value=entry.in_value, username=entry.username,
+                          password=secret(entry.password_env, f"{where}.password_env"),
+                          propagation_seconds=entry.propagation_seconds, timeout=entry.timeout)
+    if isinstance(entry, Dubbo3Traffic):
+        return Dubbo3Switch(hosts=entry.hosts, application=entry.application, port=entry.port, root=entry.root,
+                            group=entry.group, instances_root=entry.instances_root,
+                            propagation_seconds=entry.propagation_seconds, timeout=entry.timeout)
+    if isinstance(entry, NacosTraffic):
+        return NacosSwitch(url=entry.url, service=entry.service, port=entry.port, namespace=entry.namespace,
+                           group=entry.group, cluster=entry.cluster, ephemeral=entry.ephemeral,
+                           username=entry.username, password=secret(entry.password_env, f"{where}.password_env"),
+                           propagation_seconds=entry.propagation_seconds, timeout=entry.timeout)
+    if isinstance(entry, ConsulTraffic):
+        return ConsulSwitch(service=entry.service, port=entry.port or 0, agent_url=entry.agent_url,
+                            service_id=entry.service_id, token=secret(entry.token_env, f"{where}.token_env"),
+                            reason=entry.reason, propagation_seconds=entry.propagation_seconds,
+                            timeout=entry.timeout)
+    if isinstance(entry, EurekaTraffic):
+        return EurekaSwitch(url=entry.url, app=entry.app, port=entry.port, instance_id=entry.instance_id,
+                            username=entry.username, password=secret(entry.password_env, f"{where}.password_env"),
+                            propagation_seconds=entry.propagation_seconds, timeout=entry.timeout)
+    raise ConfigError(f"traffic type {entry.type!r} has no adapter", field=where)  # pragma: no cover
+
+
+def traffic_switches(cfg: AppConfig, app: str = "", *, connect: Connect | None = None,
+                     hosts: Sequence[Host] | None = None) -> list[TrafficSwitch]:
+    """One switch per ``traffic`` entry, in order. ``connect`` reaches SSH hosts (nginx ``lb_host``,
+    command ``run_on: host``); ``hosts`` seeds a missing nginx include (``seed: true``)."""
+    return [_switch(entry, f"traffic[{index}]", app, connect, hosts) for index, entry in enumerate(cfg.traffic)]
+
+
+def _silencer(entry: MonitoringEntry, where: str) -> Silencer:
+    if isinstance(entry, AlertmanagerMonitoring):
+        return AlertmanagerSilencer(url=entry.url, label=entry.label, value_template=entry.value)
+    try:
+        if isinstance(entry, ZabbixMonitoring):
+            return ZabbixSilencer(url=entry.url, token=secret(entry.token_env, f"{where}.token_env"),
+                                  username=entry.username,
+                                  password=secret(entry.password_env, f"{where}.password_env"),
+                                  host_template=entry.host, legacy_auth=entry.legacy_auth, timeout=entry.timeout)
+        return CommandSilencer(mute_command=entry.mute_command, unmute_command=entry.unmute_command,
+                               check_command=entry.check_command, timeout=entry.timeout, name=entry.name)
+    except ValueError as exc:  # the models check the same rules at load time; kept as a ConfigError
+        raise ConfigError(str(exc), field=where) from None
 
 
 def silencers(cfg: AppConfig) -> tuple[list[Silencer], float]:
-    found: list[Silencer] = []
-    seconds = 1800.0
-    for entry in cfg.monitoring:
-        if entry.type == "alertmanager":
-            found.append(AlertmanagerSilencer(url=str(entry.url), label=entry.label, value_template=entry.value))
-            seconds = min(seconds, entry.silence_minutes * 60) if found[:-1] else entry.silence_minutes * 60
-    return found, seconds
+    """The silencers and how long each silence lasts: the shortest ``silence_minutes`` (default 30)."""
+    found = [_silencer(entry, f"monitoring[{index}]") for index, entry in enumerate(cfg.monitoring)]
+    minutes = [entry.silence_minutes for entry in cfg.monitoring]
+    return found, (min(minutes) if minutes else 30.0) * 60
+
+
+def inventory_for(cfg: AppConfig, store: Store) -> Inventory:
+    """The app's CMDB. A token variable is checked here so a missing one is a ConfigError before planning;
+    the NetBox / HTTP adapters read it themselves (never stored)."""
+    inv = cfg.inventory
+    if isinstance(inv, BuiltinInventoryConfig):
+        return BuiltinInventory(store)
+    secret(inv.token_env, "inventory.token_env")
+    if isinstance(inv, NetboxInventoryConfig):
+        return NetboxInventory(url=inv.url, token_env=inv.token_env, kinds=inv.kinds, filters=inv.filters,
+                               group_from=inv.group_from, zone_from=inv.zone_from,
+                               in_service_statuses=inv.in_service_statuses, user=inv.user, port=inv.port,
+                               page_size=inv.page_size, timeout=inv.timeout, verify_tls=inv.verify_tls)
+    return HttpJsonInventory(url=inv.url, token_env=inv.token_env, timeout=inv.timeout, verify_tls=inv.verify_tls)
 
 
 def probes(cfg: AppConfig, app: str) -> list[HealthProbe]:
@@ -91,14 +237,17 @@ def probes(cfg: AppConfig, app: str) -> list[HealthProbe]:
     return found
 
 
-def runtime(app: str, env: str, cfg: AppConfig) -> AppRuntime:
+def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = None,
+            hosts: Sequence[Host] | None = None) -> AppRuntime:
+    """The app's adapters for one release; ``connect`` and ``hosts`` as for :func:`traffic_switches`."""
     mutes, silence_seconds = silencers(cfg)
     return AppRuntime(
         app=app, env=env, deploy_dir=cfg.deploy.dir, keep_releases=cfg.deploy.keep_releases,
         start_command=cfg.commands.start, stop_command=cfg.commands.stop,
         command_timeout=cfg.commands.timeout, drain_command=cfg.commands.drain,
         probes=probes(cfg, app), health_retries=cfg.health.retries, health_interval=cfg.health.interval,
-        switches=traffic_switches(cfg), silencers=mutes, silence_seconds=silence_seconds,
+        switches=traffic_switches(cfg, app, connect=connect, hosts=hosts), silencers=mutes,
+        silence_seconds=silence_seconds,
         quiet_period=cfg.quiet_period, strategy=cfg.strategy_model(), render=render_command,
     )
 
@@ -126,9 +275,11 @@ class LiveFleet:
     def __init__(self, store: Store, rec: ReleaseRecord) -> None:
         cfg = app_config(rec.config)
         self.store, self.release_id = store, rec.id
-        self.runtime = runtime(rec.app, rec.env, cfg)
-        self.artifacts = artifact_store(cfg)
         self.connector = connector(rec.config)
+        seeding = any(isinstance(t, NginxTraffic) and t.seed for t in cfg.traffic)
+        hosts = [r.spec or Host(r.host, r.address) for r in store.host_runs(rec.id)] if seeding else None
+        self.runtime = runtime(rec.app, rec.env, cfg, connect=self.connect, hosts=hosts)
+        self.artifacts = artifact_store(cfg)
         self.app = rec.app
 
     async def connect(self, host: Host) -> Transport:
@@ -164,4 +315,4 @@ async def open_fleet(store: Store, rec: ReleaseRecord) -> LiveFleet:
     return LiveFleet(store, rec)
 
 
-__all__ = ["LiveFleet", "open_fleet", "render_template", "snapshot"]
+__all__ = ["LiveFleet", "inventory_for", "open_fleet", "render_template", "runtime", "secret", "snapshot"]

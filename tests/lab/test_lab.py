@@ -17,7 +17,7 @@ import pytest
 
 from graylift.errors import GrayliftError
 from graylift.lab import LabInfo, host_exec, lab_down, lab_up, partition
-from graylift.lab.load import LoadGenerator
+from graylift.lab.load import BackgroundLoad, LoadReport
 
 pytestmark = [
     pytest.mark.root,
@@ -174,12 +174,8 @@ def test_lab_refuses_to_run_without_root() -> None:
     assert "graylift lab needs root (network namespaces) — run it with sudo" in done.stdout, done.stderr
 
 
-def _load_for(url: str, seconds: float) -> object:
-    from graylift.lab.load import BackgroundLoad
-
+def _load_for(url: str, seconds: float) -> LoadReport:
     load = BackgroundLoad(url, connections=4, rate=400).start()
     time.sleep(seconds)
     return load.stop()
 
-
-assert LoadGenerator  # exported for e2e tests

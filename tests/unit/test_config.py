@@ -184,6 +184,8 @@ apps:
     commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
 """
 
+TRAFFIC_TYPES = "haproxy, zookeeper, nginx, nginx_plus, command, etcd, dubbo3, nacos, consul, eureka"
+
 # (id, file text with "# HERE" on the line the error must name, field, message fragment)
 ERROR_CASES = [
     ("typo-key", APP + "    strategy:\n      stategy: {}  # HERE\n", "apps.pyapp.strategy.stategy",
@@ -234,9 +236,9 @@ ERROR_CASES = [
     ("canary-hosts-and-group", APP + "    strategy:\n      canary: {hosts: [a], group: b}  # HERE\n",
      "apps.pyapp.strategy.canary", "either hosts or group, not both"),
     ("traffic-unknown-type", APP + "    traffic:\n      - {type: nginx2, upstream: x}  # HERE\n",
-     "apps.pyapp.traffic[0].type", "unknown type 'nginx2'; known types: haproxy, zookeeper"),
+     "apps.pyapp.traffic[0].type", "unknown type 'nginx2'; known types: " + TRAFFIC_TYPES),
     ("traffic-no-type", APP + "    traffic:\n      - {backend: x}  # HERE\n", "apps.pyapp.traffic[0]",
-     "needs a `type`: one of haproxy, zookeeper"),
+     "needs a `type`: one of " + TRAFFIC_TYPES),
     ("traffic-typo", APP + "    traffic:\n      - type: haproxy\n        socket: /run/h.sock\n"
      "        backend: b\n        bakend: c  # HERE\n", "apps.pyapp.traffic[0].bakend",
      "unknown key 'bakend'; allowed keys: type, socket, backend, server, drain_timeout"),
@@ -246,8 +248,84 @@ ERROR_CASES = [
     ("zookeeper-port", APP + "    traffic:\n      - {type: zookeeper, hosts: h, service: s, port: 0}"
      "  # HERE\n",
      "apps.pyapp.traffic[0].port", "must be a port number from 1 to 65535, got 0"),
-    ("monitoring-unknown-type", APP + "    monitoring:\n      - {type: zabbix, url: 'http://z'}  # HERE\n",
-     "apps.pyapp.monitoring[0].type", "unknown type 'zabbix'; known types: alertmanager"),
+    ("monitoring-unknown-type", APP + "    monitoring:\n      - {type: nagios, url: 'http://z'}  # HERE\n",
+     "apps.pyapp.monitoring[0].type", "unknown type 'nagios'; known types: alertmanager, zabbix, command"),
+    *[(f"{case[0]}", APP + case[1] + "  # HERE\n", f"apps.pyapp.{case[2]}", case[3]) for case in [
+        # one bad value per new type: (id, section text, field, message)
+        ("nginx-relative-include", "    traffic:\n      - {type: nginx, include: up.conf, upstream: u, port: 80}",
+         "traffic[0].include", "must be an absolute path without '..', got 'up.conf'"),
+        ("nginx-missing-upstream", "    traffic:\n      - {type: nginx, include: /u.conf, port: 80}",
+         "traffic[0].upstream", "is required"),
+        ("nginx-lb-port", "    traffic:\n      - {type: nginx, include: /u.conf, upstream: u, port: 80, lb_port: 0}",
+         "traffic[0].lb_port", "must be a port number from 1 to 65535, got 0"),
+        ("nginx-typo", "    traffic:\n      - {type: nginx, include: /u.conf, upstream: u, port: 80, lbhost: x}",
+         "traffic[0].lbhost", "unknown key 'lbhost'; allowed keys: type, include, upstream, port, lb_host"),
+        ("nginx-plus-url", "    traffic:\n      - {type: nginx_plus, url: 'ftp://x', upstream: u, port: 80}",
+         "traffic[0].url", "must be an http:// or https:// URL, got 'ftp://x'"),
+        ("nginx-plus-headers-env", "    traffic:\n      - {type: nginx_plus, url: 'http://x', upstream: u, "
+         "port: 80, headers_env: {Authorization: 'Basic abc'}}", "traffic[0].headers_env.Authorization",
+         "must be the NAME of an environment variable"),
+        ("command-traffic-placeholder", "    traffic:\n      - {type: command, take_out: 'off {host}', "
+         "put_back: 'on {hots}', verify: v}", "traffic[0].put_back",
+         "unknown placeholder {hots}; known placeholders: {address} {app} {host} {port}"),
+        ("command-traffic-run-on", "    traffic:\n      - {type: command, take_out: a, put_back: b, verify: c, "
+         "run_on: lb}", "traffic[0].run_on", "must be one of: controller, host; got 'lb'"),
+        ("etcd-mode", "    traffic:\n      - {type: etcd, url: 'http://e:2379', service: s, port: 1, mode: patch}",
+         "traffic[0].mode", "must be one of: remove, field; got 'patch'"),
+        ("etcd-key-template", "    traffic:\n      - {type: etcd, url: 'http://e:2379', service: s, port: 1, "
+         "key_template: '/s/{app}'}", "traffic[0].key_template",
+         "unknown placeholder {app}; known placeholders: {address} {host} {port} {service}"),
+        ("etcd-password-itself", "    traffic:\n      - {type: etcd, url: 'http://e:2379', service: s, port: 1, "
+         "username: u, password_env: 'hunter2!'}", "traffic[0].password_env",
+         "must be the NAME of an environment variable"),
+        ("etcd-user-without-password", "    traffic:\n      - {type: etcd, url: 'http://e:2379', service: s, "
+         "port: 1, username: u}", "traffic[0]", "give both username and password_env"),
+        ("dubbo3-root", "    traffic:\n      - {type: dubbo3, hosts: h, application: a, port: 1, root: dubbo}",
+         "traffic[0].root", "must be an absolute ZooKeeper path like /dubbo, got 'dubbo'"),
+        ("dubbo3-propagation", "    traffic:\n      - {type: dubbo3, hosts: h, application: a, port: 1, "
+         "propagation_seconds: -1}", "traffic[0].propagation_seconds", "must be a number of seconds >= 0, got -1"),
+        ("nacos-ephemeral", "    traffic:\n      - {type: nacos, url: 'http://n:8848', service: s, port: 1, "
+         "ephemeral: maybe}", "traffic[0].ephemeral", "must be true or false, got 'maybe'"),
+        ("nacos-password", "    traffic:\n      - {type: nacos, url: 'http://n:8848', service: s, port: 1, "
+         "password: x}", "traffic[0].password", "unknown key 'password'; allowed keys:"),
+        ("consul-agent-url", "    traffic:\n      - {type: consul, service: s, agent_url: 'http://{app}:8500'}",
+         "traffic[0].agent_url", "unknown placeholder {app}; known placeholders: {address} {host}"),
+        ("consul-token", "    traffic:\n      - {type: consul, service: s, token: abc}", "traffic[0].token",
+         "unknown key 'token'; allowed keys: type, service, port, agent_url, service_id, token_env"),
+        ("eureka-port", "    traffic:\n      - {type: eureka, url: 'http://e:8761/eureka', app: a, port: x}",
+         "traffic[0].port", "must be a port number from 1 to 65535, got 'x'"),
+        ("eureka-instance-id", "    traffic:\n      - {type: eureka, url: 'http://e/eureka', app: a, port: 1, "
+         "instance_id: '{host}:{env}'}", "traffic[0].instance_id", "unknown placeholder {env}"),
+        ("zabbix-no-credentials", "    monitoring:\n      - {type: zabbix, url: 'http://z'}", "monitoring[0]",
+         "give token_env (the environment variable holding an API token) or username + password_env"),
+        ("zabbix-silence", "    monitoring:\n      - {type: zabbix, url: 'http://z', token_env: T, "
+         "silence_minutes: 0}", "monitoring[0].silence_minutes", "must be a positive number of seconds, got 0"),
+        ("command-silencer-until", "    monitoring:\n      - {type: command, mute_command: 'mute {host}', "
+         "unmute_command: u, check_command: c}", "monitoring[0].mute_command",
+         "must use {until} or {until_epoch} so a silence lapses by itself"),
+        ("command-silencer-quotes", "    monitoring:\n      - {type: command, mute_command: 'm {until}', "
+         "unmute_command: \"u '{host}'\", check_command: c}", "monitoring[0].unmute_command",
+         "placeholder {host} is inside ' quotes"),
+        ("inventory-no-type", "    inventory: {url: 'http://x'}", "inventory",
+         "needs a `type`: one of builtin, netbox, http"),
+        ("inventory-unknown-type", "    inventory: {type: ldap}", "inventory.type",
+         "unknown type 'ldap'; known types: builtin, netbox, http"),
+        ("netbox-kinds", "    inventory: {type: netbox, url: 'http://nb', kinds: [racks]}", "inventory.kinds[0]",
+         "must be one of: devices, virtual-machines; got 'racks'"),
+        ("netbox-group-from", "    inventory: {type: netbox, url: 'http://nb', group_from: tenant}",
+         "inventory.group_from", "must be one of role, site, rack, cluster, none, cf:FIELD, tag-prefix:PREFIX"),
+        ("netbox-page-size", "    inventory: {type: netbox, url: 'http://nb', page_size: 5000}",
+         "inventory.page_size", "must be a whole number from 1 to 1000, got 5000"),
+        ("netbox-filter-placeholder", "    inventory: {type: netbox, url: 'http://nb', filters: {tag: '{ap}'}}",
+         "inventory.filters.tag", "unknown placeholder {ap}; known placeholders: {app} {env}"),
+        ("http-inventory-url", "    inventory: {type: http, url: 'http://cmdb/{app}/{host}'}", "inventory.url",
+         "unknown placeholder {host}; known placeholders: {app} {env}"),
+        ("http-inventory-token", "    inventory: {type: http, url: 'http://cmdb/{app}', token: x}",
+         "inventory.token", "unknown key 'token'; allowed keys: type, url, token_env, timeout, verify_tls"),
+    ]],
+    ("inventory-override", APP + "    inventory: {type: netbox, url: 'http://nb'}\n    envs:\n      test:\n"
+     "        inventory: {type: http, url: 'http://cmdb', kinds: [devices]}  # HERE\n",
+     "apps.pyapp.envs.test.inventory.kinds", "unknown key 'kinds'"),
     ("on-failure", APP + "    strategy:\n      on_failure: explode  # HERE\n",
      "apps.pyapp.strategy.on_failure", "must be one of: pause, rollback; got 'explode'"),
     ("bool", APP + "    strategy:\n      allow_half_or_more: maybe  # HERE\n",

@@ -33,6 +33,8 @@ def test_release_flow_order_is_the_graceful_one() -> None:
     ((S.PRECHECK, S.STAGE, S.MUTE, S.TAKE_OUT, S.QUIET, S.STOP, S.SWITCH, S.START, S.HEALTH), True, FULL_UNDO),
     (RELEASE_FLOW, True, FULL_UNDO),
     ((S.PRECHECK, S.STAGE, S.MUTE, S.TAKE_OUT, S.QUIET, S.STOP, S.SWITCH, S.START), False, (S.STOP, S.UNMUTE)),
+    ((S.PRECHECK, S.STAGE, S.MUTE, S.TAKE_OUT), False, (S.UNMUTE,)),
+    ((S.PRECHECK, S.STAGE, S.MUTE), False, (S.UNMUTE,)),
 ])
 def test_undo_steps(begun: tuple[Step, ...], has_previous: bool, undo: tuple[Step, ...]) -> None:
     assert undo_steps(begun, has_previous=has_previous) == undo

@@ -16,6 +16,18 @@ ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, res
 ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited drain
 OP_RUNNING = 2
 SOCKET_TIMEOUT = 5.0
+# HAProxy's stats socket accepts few connections at once (its listener's backlog and maxconn); a batch
+# of many hosts polls it in parallel, so commands to one socket are queued and a refused connect retried.
+SOCKET_CONCURRENCY = 4
+CONNECT_ATTEMPTS = 5
+_socket_limits: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+
+def _limit(socket: str) -> asyncio.Semaphore:
+    key = (socket, id(asyncio.get_running_loop()))
+    if key not in _socket_limits:
+        _socket_limits[key] = asyncio.Semaphore(SOCKET_CONCURRENCY)
+    return _socket_limits[key]
 
 
 class HaproxySwitch:
@@ -76,7 +88,21 @@ class HaproxySwitch:
     # runtime API -------------------------------------------------------------------------------
 
     async def command(self, line: str) -> str:
-        """Send one runtime API command on a fresh connection; return the whole answer."""
+        """Send one runtime API command on a fresh connection; return the whole answer.
+
+        At most SOCKET_CONCURRENCY commands per socket run at once; a refused connect is retried.
+        """
+        async with _limit(self.socket):
+            for attempt in range(1, CONNECT_ATTEMPTS + 1):
+                try:
+                    return await self._command_once(line)
+                except TrafficError as exc:
+                    if attempt == CONNECT_ATTEMPTS or not isinstance(exc.__cause__, OSError):
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _command_once(self, line: str) -> str:
         try:
             if self.socket.startswith("tcp://"):
                 address, _, port = self.socket[len("tcp://"):].rpartition(":")

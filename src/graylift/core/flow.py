@@ -49,11 +49,14 @@ def undo_steps(begun: Iterable[Step], *, has_previous: bool) -> tuple[Step, ...]
     take_out, quiet                           (put_back, unmute)
     stop .. unmute, with a previous version   (stop, switch, start, health, put_back, unmute)
     stop .. unmute, first install             (stop, unmute)  host stays out of traffic
+    take_out, quiet, first install            (unmute)  it never served: nothing to put back
     ========================================  ===========================================
     """
     begun = set(begun)
     if begun & (RESTART_STEPS | {Step.PUT_BACK, Step.UNMUTE}):
         return UNDO_ORDER if has_previous else (Step.STOP, Step.UNMUTE)
+    if begun & {Step.TAKE_OUT, Step.QUIET} and not has_previous:
+        return (Step.UNMUTE,)
     if begun & {Step.TAKE_OUT, Step.QUIET}:
         return (Step.PUT_BACK, Step.UNMUTE)
     if Step.MUTE in begun:

@@ -73,6 +73,8 @@ def nginx_config(workdir: Path, frontends: Mapping[str, int], includes: Mapping[
             "            proxy_next_upstream off;",
             "            proxy_http_version 1.1;",
             '            proxy_set_header Connection "";',
+            # the client's Host: nginx's default would send "<app>_upstream", which Tomcat rejects (400: '_')
+            "            proxy_set_header Host $http_host;",
             *["    " + line for line in bind],
             "        }",
             "    }",

@@ -1,0 +1,354 @@
+"""Config -> adapters: every traffic, monitoring and inventory `type` builds the right adapter with the right
+arguments; secrets come from environment variables and never reach the release's snapshot."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graylift import wiring
+from graylift.adapters.alertmanager import AlertmanagerSilencer
+from graylift.adapters.command_hook import CommandSwitch
+from graylift.adapters.command_silencer import CommandSilencer
+from graylift.adapters.consul import ConsulSwitch
+from graylift.adapters.dubbo3 import Dubbo3Switch
+from graylift.adapters.etcd import EtcdSwitch
+from graylift.adapters.eureka import EurekaSwitch
+from graylift.adapters.haproxy import HaproxySwitch
+from graylift.adapters.http_inventory import HttpJsonInventory
+from graylift.adapters.local import LocalConnector, LocalTransport
+from graylift.adapters.nacos import NacosSwitch
+from graylift.adapters.netbox import NetboxInventory
+from graylift.adapters.nginx import NginxSwitch
+from graylift.adapters.nginx_plus import NginxPlusSwitch
+from graylift.adapters.zabbix import ZabbixSilencer
+from graylift.adapters.zookeeper import ZookeeperSwitch
+from graylift.config import AppConfig, load_config
+from graylift.core.model import Host
+from graylift.errors import ConfigError
+from graylift.inventory import BuiltinInventory
+from graylift.service import Graylift
+from graylift.store import Store
+
+SECRETS = {"ETCD_PW": "etcd-s3cret", "NACOS_PW": "nacos-s3cret", "CONSUL_TOKEN": "consul-s3cret",
+           "EUREKA_PW": "eureka-s3cret", "ZBX_TOKEN": "zabbix-s3cret", "ZBX_PW": "zabbix-pw-s3cret",
+           "PLUS_AUTH": "Basic cGx1cy1zM2NyZXQ=", "NB_TOKEN": "netbox-s3cret", "CMDB_TOKEN": "cmdb-s3cret"}
+
+EVERY_TYPE = """\
+repositories:
+  drop: {local_dir: ./packages}
+apps:
+  shop:
+    package: {type: tar.gz, repository: drop}
+    deploy: {dir: /srv/shop}
+    commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
+    traffic:
+      - {type: haproxy, socket: /run/h.sock, backend: shop, server: "{address}", drain_timeout: 7}
+      - {type: zookeeper, hosts: "127.0.0.1:2181", service: com.acme.Shop, port: 20880}
+      - type: nginx
+        include: /etc/nginx/upstreams/shop.conf
+        upstream: shop
+        port: 8080
+        keepalive: 16
+        server_params: max_fails=3
+        nginx_conf: /etc/nginx/nginx.conf
+        reload_settle: 0.2
+      - {type: nginx, include: /etc/nginx/up/shop.conf, upstream: shop, port: 8080, lb_host: lb-2,
+         lb_port: 2222, lb_user: deploy, seed: true, name: "nginx:lb-2"}
+      - type: nginx_plus
+        url: http://127.0.0.1:8088/api
+        upstream: shop
+        port: 8080
+        api_version: 9
+        headers: {X-Team: shop}
+        headers_env: {Authorization: PLUS_AUTH}
+      - type: command
+        take_out: /opt/lb/ctl disable {address}:{port}
+        put_back: /opt/lb/ctl enable {address}:{port}
+        verify: /opt/lb/ctl state {address}:{port}
+        in_flight: /opt/lb/ctl active {address}:{port}
+        port: 8080
+        run_on: host
+        timeout: 12
+      - {type: etcd, url: "http://127.0.0.1:2379", service: shop, port: 8080, mode: field,
+         username: graylift, password_env: ETCD_PW, propagation_seconds: 1.5}
+      - {type: dubbo3, hosts: "127.0.0.1:2181", application: shop, port: 20880, group: g1,
+         propagation_seconds: 3}
+      - {type: nacos, url: "http://127.0.0.1:8848", service: shop, port: 8080, namespace: ns1,
+         username: nacos, password_env: NACOS_PW, ephemeral: false}
+      - {type: consul, service: shop, port: 8080, service_id: "{service}-{port}", token_env: CONSUL_TOKEN}
+      - {type: eureka, url: "http://127.0.0.1:8761/eureka", app: shop, port: 8080, username: eu,
+         password_env: EUREKA_PW, propagation_seconds: 30}
+    monitoring:
+      - {type: alertmanager, url: "http://127.0.0.1:9093", silence_minutes: 45}
+      - {type: zabbix, url: "http://127.0.0.1:8089", token_env: ZBX_TOKEN, host: "{address}", silence_minutes: 20}
+      - {type: zabbix, url: "http://127.0.0.1:8089", username: Admin, password_env: ZBX_PW, legacy_auth: true}
+      - type: command
+        mute_command: /opt/mon/mute {host} --until {until} --why {reason}
+        unmute_command: /opt/mon/unmute {host} --why {reason}
+        check_command: /opt/mon/check {host} --why {reason}
+        timeout: 9
+        name: mon
+    inventory:
+      type: netbox
+      url: https://netbox.example
+      token_env: NB_TOKEN
+      kinds: [devices, virtual-machines]
+      filters: {tag: "{app}", site: [dc1, dc2]}
+      group_from: "tag-prefix:group-"
+      zone_from: rack
+      page_size: 50
+    envs:
+      test:
+        inventory: {type: http, url: "http://127.0.0.1:1/hosts?app={app}&env={env}", token_env: CMDB_TOKEN}
+      dev:
+        inventory: {type: builtin}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "graylift.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return SECRETS
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path}/state.db")
+    yield opened
+    opened.close()
+
+
+async def test_every_type_builds_its_adapter_with_its_arguments(tmp_path: Path, secrets: dict[str, str]) -> None:
+    cfg = load_config(write(tmp_path, EVERY_TYPE)).app_for_env("shop", "prod")
+    connector = LocalConnector()
+    seed = [Host("web-01", "10.213.0.1"), Host("web-02", "10.213.0.2")]
+    rt = wiring.runtime("shop", "prod", cfg, connect=connector.connect, hosts=seed)
+    haproxy, zk, nginx, nginx_ssh, plus, command, etcd, dubbo3, nacos, consul, eureka = rt.switches
+    try:
+        assert [type(s) for s in rt.switches] == [
+            HaproxySwitch, ZookeeperSwitch, NginxSwitch, NginxSwitch, NginxPlusSwitch, CommandSwitch,
+            EtcdSwitch, Dubbo3Switch, NacosSwitch, ConsulSwitch, EurekaSwitch]
+        assert isinstance(haproxy, HaproxySwitch) and isinstance(zk, ZookeeperSwitch)
+        assert (haproxy.socket, haproxy.backend, haproxy.server_template, haproxy.drain_timeout) == (
+            "/run/h.sock", "shop", "{address}", 7.0)
+        assert (zk.hosts, zk.service, zk.port, zk.root, zk.propagation_seconds) == (
+            "127.0.0.1:2181", "com.acme.Shop", 20880, "/dubbo", 2.0)
+
+        assert isinstance(nginx, NginxSwitch) and isinstance(nginx_ssh, NginxSwitch)
+        assert (nginx.include_path, nginx.upstream, nginx.port, nginx.keepalive, nginx.server_params,
+                nginx.nginx_conf, nginx.reload_settle, nginx.hosts, nginx.name) == (
+            "/etc/nginx/upstreams/shop.conf", "shop", 8080, 16, "max_fails=3", "/etc/nginx/nginx.conf", 0.2,
+            None, "nginx:shop")
+        local = await nginx.transport_factory()  # no lb_host: nginx on the controller itself
+        assert isinstance(local, LocalTransport) and local.host == Host("controller", "127.0.0.1")
+        assert (await local.run("echo ok", timeout=5)).stdout == "ok\n"
+        remote = await nginx_ssh.transport_factory()  # lb_host: through the release's connector
+        assert remote.host == Host("lb-2", "lb-2", port=2222, user="deploy")
+        assert nginx_ssh.hosts == seed and nginx_ssh.name == "nginx:lb-2"
+
+        assert isinstance(plus, NginxPlusSwitch)
+        assert plus.base == "http://127.0.0.1:8088/api/9/http/upstreams/shop" and plus.port == 8080
+        assert plus._client.headers["Authorization"] == secrets["PLUS_AUTH"]
+        assert plus._client.headers["X-Team"] == "shop"
+
+        assert isinstance(command, CommandSwitch)
+        assert (command.app, command.port, command.run_on, command.timeout, command.in_flight_template) == (
+            "shop", 8080, "host", 12.0, "/opt/lb/ctl active {address}:{port}")
+        assert command.connect == connector.connect
+
+        assert isinstance(etcd, EtcdSwitch)
+        assert (etcd.url, etcd.service, etcd.port, etcd.mode, etcd.username, etcd._password,
+                etcd.propagation_seconds, etcd.key_template, etcd.parked_prefix) == (
+            "http://127.0.0.1:2379", "shop", 8080, "field", "graylift", secrets["ETCD_PW"], 1.5,
+            "/services/{service}/{address}:{port}", "/graylift/parked")
+        assert isinstance(dubbo3, Dubbo3Switch)
+        assert (dubbo3.rule_path, dubbo3.port, dubbo3.instances_root, dubbo3.propagation_seconds) == (
+            "/dubbo/config/g1/shop.configurators", 20880, "/services", 3.0)
+        assert isinstance(nacos, NacosSwitch)
+        assert (nacos.namespace, nacos.group, nacos.cluster, nacos.ephemeral, nacos.username, nacos._password) == (
+            "ns1", "DEFAULT_GROUP", "DEFAULT", False, "nacos", secrets["NACOS_PW"])
+        assert isinstance(consul, ConsulSwitch)
+        assert consul.service_id(Host("web-01", "10.213.0.1")) == "shop-8080"
+        assert consul.agent_url(Host("web-01", "10.213.0.1")) == "http://10.213.0.1:8500"
+        assert consul._token == secrets["CONSUL_TOKEN"]
+        assert isinstance(eureka, EurekaSwitch)
+        assert eureka.instance_id(Host("web-01", "10.213.0.1")) == "web-01:shop:8080"
+        assert eureka._auth is not None and eureka.propagation_seconds == 30.0
+        # Every registry exposes the wait it made after take_out for the journal.
+        for registry in (etcd, dubbo3, nacos, consul, eureka):
+            assert registry.last_wait_seconds == 0.0  # type: ignore[attr-defined]
+
+        am, zbx_token, zbx_login, mon = rt.silencers
+        assert isinstance(am, AlertmanagerSilencer) and am.url == "http://127.0.0.1:9093"
+        assert isinstance(zbx_token, ZabbixSilencer) and isinstance(zbx_login, ZabbixSilencer)
+        assert (zbx_token.url, zbx_token._token, zbx_token.host_template) == (
+            "http://127.0.0.1:8089/api_jsonrpc.php", secrets["ZBX_TOKEN"], "{address}")
+        assert (zbx_login.username, zbx_login._password, zbx_login.legacy_auth, zbx_login._token) == (
+            "Admin", secrets["ZBX_PW"], True, None)
+        assert isinstance(mon, CommandSilencer) and (mon.name, mon.timeout) == ("command:mon", 9.0)
+        assert rt.silence_seconds == 20 * 60  # the shortest silence_minutes
+    finally:
+        for switch in rt.switches:
+            close = getattr(switch, "close", None)
+            if close is not None:
+                await close()
+        await connector.close()
+
+
+def test_inventory_per_type_and_env(tmp_path: Path, secrets: dict[str, str], store: Store) -> None:
+    config = load_config(write(tmp_path, EVERY_TYPE))
+    netbox = wiring.inventory_for(config.app_for_env("shop", "prod"), store)
+    assert isinstance(netbox, NetboxInventory)
+    assert (netbox.kinds, netbox.filters, netbox.group_from, netbox.zone_from, netbox.page_size,
+            netbox.token_env) == (("devices", "virtual-machines"), {"tag": "{app}", "site": ["dc1", "dc2"]},
+                                  "tag-prefix:group-", "rack", 50, "NB_TOKEN")
+    http = wiring.inventory_for(config.app_for_env("shop", "test"), store)  # override switches the type
+    assert isinstance(http, HttpJsonInventory) and http.token_env == "CMDB_TOKEN"
+    assert http.url_for("shop", "test") == "http://127.0.0.1:1/hosts?app=shop&env=test"
+    builtin = wiring.inventory_for(config.app_for_env("shop", "dev"), store)
+    assert isinstance(builtin, BuiltinInventory) and builtin.store is store
+
+
+def test_inventory_defaults_to_builtin(tmp_path: Path, store: Store) -> None:
+    text = EVERY_TYPE.split("    traffic:")[0]
+    cfg = load_config(write(tmp_path, text)).app_for_env("shop", "prod")
+    assert cfg.inventory.type == "builtin"
+    assert isinstance(wiring.inventory_for(cfg, store), BuiltinInventory)
+
+
+@pytest.mark.parametrize("env", ["prod", "test", "dev"])
+def test_snapshot_round_trips_and_holds_no_secret(tmp_path: Path, secrets: dict[str, str], env: str) -> None:
+    config = load_config(write(tmp_path, EVERY_TYPE))
+    snap = wiring.snapshot(config, "shop", env)
+    text = json.dumps(snap)
+    assert not [name for name, value in secrets.items() if value in text]
+    again = wiring.app_config(json.loads(text))
+    merged = config.app_for_env("shop", env)
+    assert again.traffic == merged.traffic and again.monitoring == merged.monitoring
+    assert again.inventory == merged.inventory
+    assert AppConfig.model_validate(again.model_dump(mode="json")) == again
+
+
+@pytest.mark.parametrize(("variable", "field"), [
+    ("ETCD_PW", "traffic[6].password_env"), ("NACOS_PW", "traffic[8].password_env"),
+    ("CONSUL_TOKEN", "traffic[9].token_env"), ("EUREKA_PW", "traffic[10].password_env"),
+    ("PLUS_AUTH", "traffic[4].headers_env.Authorization"), ("ZBX_TOKEN", "monitoring[1].token_env"),
+    ("ZBX_PW", "monitoring[2].password_env"),
+])
+def test_missing_secret_names_field_and_variable(tmp_path: Path, secrets: dict[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch, variable: str, field: str) -> None:
+    cfg = load_config(write(tmp_path, EVERY_TYPE)).app_for_env("shop", "prod")
+    monkeypatch.delenv(variable)
+    with pytest.raises(ConfigError) as caught:
+        wiring.runtime("shop", "prod", cfg, connect=LocalConnector().connect)
+    assert caught.value.field == field
+    assert variable in str(caught.value) and str(caught.value).startswith(f"{field}: ")
+    assert not [value for value in secrets.values() if value in str(caught.value)]
+
+
+@pytest.mark.parametrize(("env", "variable"), [("prod", "NB_TOKEN"), ("test", "CMDB_TOKEN")])
+def test_missing_inventory_token(tmp_path: Path, secrets: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                 store: Store, env: str, variable: str) -> None:
+    cfg = load_config(write(tmp_path, EVERY_TYPE)).app_for_env("shop", env)
+    monkeypatch.setenv(variable, "")
+    with pytest.raises(ConfigError, match=rf"^inventory\.token_env: the environment variable {variable} is not set"):
+        wiring.inventory_for(cfg, store)
+
+
+def test_nginx_lb_host_needs_a_connector(tmp_path: Path, secrets: dict[str, str]) -> None:
+    cfg = load_config(write(tmp_path, EVERY_TYPE)).app_for_env("shop", "prod")
+    with pytest.raises(ConfigError, match=r"^traffic\[3\]\.lb_host: lb_host needs the release's SSH connector"):
+        wiring.traffic_switches(cfg, "shop")
+
+
+# ---------------------------------------------------------------------- the service reads the configured CMDB
+
+HOSTS_JSON = {"hosts": [{"name": f"web-{i:02d}", "address": f"10.213.0.{i}", "group": "beta" if i == 1 else "web"}
+                        for i in range(1, 5)]}
+
+
+@pytest.fixture
+def cmdb() -> Iterator[dict[str, Any]]:
+    """A real HTTP CMDB on loopback that records the requests it answers."""
+    seen: dict[str, Any] = {"paths": [], "auth": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen["paths"].append(self.path)
+            seen["auth"].append(self.headers.get("Authorization"))
+            body = json.dumps(HOSTS_JSON).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    seen["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield seen
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path, cmdb: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMDB_TOKEN", "cmdb-s3cret")
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    with tarfile.open(packages / "shop-1.0.tar.gz", "w:gz"):
+        pass
+    path = write(tmp_path, f"""\
+        repositories:
+          drop: {{local_dir: ./packages}}
+        apps:
+          shop:
+            package: {{type: tar.gz, repository: drop}}
+            deploy: {{dir: /srv/shop}}
+            commands: {{start: "sh {{current}}/bin/start", stop: "sh {{current}}/bin/stop"}}
+            traffic:
+              - {{type: nginx, include: {tmp_path}/up.conf, upstream: shop, port: 8080, seed: true}}
+            inventory: {{type: http, url: "{cmdb['url']}/hosts/{{app}}/{{env}}", token_env: CMDB_TOKEN}}
+        """)
+    service = Graylift(path, db_url=f"sqlite:///{tmp_path}/state.db")
+    try:
+        view = await service.plan("shop", "prod")
+        assert [h.name for h in view.hosts] == ["web-01", "web-02", "web-03", "web-04"]
+        rec = await service.start_release("shop", "prod", "1.0", started_by="test")
+        assert cmdb["paths"] == ["/hosts/shop/prod", "/hosts/shop/prod"]
+        assert cmdb["auth"] == ["Bearer cmdb-s3cret"] * 2
+        assert "cmdb-s3cret" not in json.dumps(rec.config)
+        runs = service.store.host_runs(rec.id)
+        assert sorted((r.host, r.address) for r in runs) == [(h["name"], h["address"]) for h in HOSTS_JSON["hosts"]]
+        fleet = await wiring.open_fleet(service.store, rec)  # the snapshot drives the release, not the CMDB
+        try:
+            (nginx,) = fleet.runtime.switches
+            assert isinstance(nginx, NginxSwitch)
+            assert nginx.hosts is not None and sorted(h.address for h in nginx.hosts) == [
+                h["address"] for h in HOSTS_JSON["hosts"]]
+        finally:
+            await fleet.close()
+        assert len(cmdb["paths"]) == 2
+    finally:
+        service.close()
