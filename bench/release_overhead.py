@@ -106,6 +106,8 @@ def main() -> int:
             if rc1 != 0:
                 subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "1"])
             wall, rss_mib, rc2 = release(config, "2.0.0")
+            if rc2 != 0:
+                subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "2"])
             rid = gl.store.list_releases(APP, ENV, limit=1)[0].id
             limit, engine_s, batches = physical_limit(gl, rid, app_cfg)
             gl.close()

@@ -263,15 +263,16 @@ def test_lab_up_rejects_an_unknown_load_balancer(tmp_path: Path) -> None:
 
 def test_down_stops_nginx_and_a_forgotten_rogue_and_drops_its_address(tmp_path: Path) -> None:
     name = f"m{os.getpid() % 10_000_000}"
-    info = lab_up(name, hosts=1, apps=("pyapp",), state_root=tmp_path)
-    config = yaml.safe_load(Path(info.config_path).read_text())
-    assert [t["type"] for t in config["apps"]["pyapp"]["traffic"]] == ["haproxy", "zookeeper"]  # the default
-    files.start_rogue_nginx(info, "pyapp")  # never stopped by hand
-    assert len(nginx_pids(info.state_dir)) == 4  # two masters, one worker each
-    assert len(bridge_addresses(info)) == 2
-    lab_down(name, state_root=tmp_path)
+    try:
+        info = lab_up(name, hosts=1, apps=("pyapp",), state_root=tmp_path)
+        config = yaml.safe_load(Path(info.config_path).read_text())
+        assert [t["type"] for t in config["apps"]["pyapp"]["traffic"]] == ["haproxy", "zookeeper"]  # default
+        files.start_rogue_nginx(info, "pyapp")  # never stopped by hand
+        assert len(nginx_pids(info.state_dir)) == 4  # two masters, one worker each
+        assert len(bridge_addresses(info)) == 2
+    finally:
+        lab_down(name, state_root=tmp_path)
     assert nginx_pids(info.state_dir) == []
-    assert nginx_pids(str(tmp_path)) == []
     done = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
     assert files.rogue_address(info) not in done and info.bridge_address not in done
 

@@ -6,6 +6,7 @@ comment == reason. mute() returns an existing active silence's id unchanged (its
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,18 @@ def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+REQUEST_CONCURRENCY = 4
+BUSY_ATTEMPTS = 6
+_limits: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+
+def _limit(url: str) -> asyncio.Semaphore:
+    key = (url, id(asyncio.get_running_loop()))
+    if key not in _limits:
+        _limits[key] = asyncio.Semaphore(REQUEST_CONCURRENCY)
+    return _limits[key]
 
 
 class AlertmanagerSilencer:
@@ -90,12 +103,20 @@ class AlertmanagerSilencer:
         return found
 
     async def _request(self, method: str, path: str, json: object = None) -> Any:
-        try:
-            async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout, trust_env=False) as client:
-                response = await client.request(method, path, json=json)
-        except httpx.HTTPError as exc:
-            raise SilencerError(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
-                                "is Alertmanager running at that URL?") from exc
+        """One API call; at most REQUEST_CONCURRENCY at once per URL, and a 503 ("limit of concurrent
+        requests reached", Alertmanager's --web.get-concurrency) is retried with a short backoff."""
+        async with _limit(self.url):
+            for attempt in range(1, BUSY_ATTEMPTS + 1):
+                try:
+                    async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
+                                                 trust_env=False) as client:
+                        response = await client.request(method, path, json=json)
+                except httpx.HTTPError as exc:
+                    raise SilencerError(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
+                                        "is Alertmanager running at that URL?") from exc
+                if response.status_code != 503 or attempt == BUSY_ATTEMPTS:
+                    break
+                await asyncio.sleep(0.1 * attempt)
         if response.status_code >= 300:
             raise SilencerError(f"{self.name}: {method} {path} returned HTTP {response.status_code}: "
                                 f"{response.text.strip()[:300]}")
