@@ -816,6 +816,17 @@ def _check_override(value: Any) -> Any:
     return value
 
 
+class TrafficCheckConfig(Section):
+    """After take-out, watch the app's port on the host: traffic from anyone not allowed fails the step.
+
+    Catches a load balancer graylift was not told about (it names that LB's address) before the host stops.
+    """
+
+    port: Port
+    window: PositiveSeconds = 1.0
+    allowed: list[Text] = Field(default_factory=list)  # peer addresses whose traffic is expected (health checkers)
+
+
 class AppConfig(Section):
     """One app's release settings (for one environment once ``GrayliftConfig.app_for_env`` merged it)."""
 
@@ -827,6 +838,7 @@ class AppConfig(Section):
     monitoring: list[MonitoringEntry] = Field(default_factory=list)
     inventory: InventoryEntry = Field(default_factory=BuiltinInventoryConfig)
     quiet_period: Seconds = 2.0
+    traffic_check: TrafficCheckConfig | None = None
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)

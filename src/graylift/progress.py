@@ -53,6 +53,9 @@ class Watcher:
             return f"  [green]{host}[/green] done"
         if step == "quiet" and event == "done":
             return f"  {host} drained in {detail.get('waited_seconds')}s ({detail.get('ended_by')})"
+        if step == "take_out" and event == "done" and detail.get("propagation_seconds"):
+            waits = ", ".join(f"{k} {v}s" for k, v in detail["propagation_seconds"].items())  # type: ignore[attr-defined]
+            return f"  {host} out; registry propagation wait: {waits}"
         if step == "revert" and event == "plan":
             return f"  [yellow]{host} reverting[/yellow]: {_words(detail.get('steps'))}"
         if event == "needs_attention":
@@ -93,10 +96,19 @@ def render_release(console: Console, store: Store, rec: ReleaseRecord) -> None:
         table.add_row(label, str(count), f"{seconds:.1f}" if seconds is not None else "",
                       ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
     console.print(table)
-    waits = [e for e in store.journal_entries(rec.id) if e.step == "quiet" and e.event == "done"]
+    entries = store.journal_entries(rec.id)
+    waits = [e for e in entries if e.step == "quiet" and e.event == "done"]
     if waits:
         avg = sum(float(e.detail.get("waited_seconds", 0)) for e in waits) / len(waits)
-        console.print(f"  drain waits: {len(waits)}, average {avg:.2f}s")
+        early = sum(1 for e in waits if e.detail.get("ended_by") == "drained")
+        console.print(f"  drain waits: {len(waits)}, average {avg:.2f}s ({early} ended early: no sessions left)")
+    propagation: dict[str, list[float]] = {}
+    for e in entries:
+        if e.step == "take_out" and e.event == "done":
+            for name, seconds in (e.detail.get("propagation_seconds") or {}).items():
+                propagation.setdefault(name, []).append(float(seconds))
+    for name, values in propagation.items():
+        console.print(f"  registry propagation waits ({name}): {len(values)}, {max(values):.1f}s each")
     for run in runs:
         if run.error:
             console.print(f"  [yellow]{run.host}[/yellow] {run.state}: {run.error}")

@@ -32,6 +32,15 @@ class HostUnhealthy(GrayliftError):
     """The pre-check found the service already unhealthy: the host is skipped (or fails, by policy)."""
 
 
+@dataclass(frozen=True)
+class TrafficCheck:
+    """Watch ``port`` on the host for ``window`` seconds after take-out; only ``allowed`` peers may talk."""
+
+    port: int
+    window: float = 1.0
+    allowed: frozenset[str] = frozenset()
+
+
 @dataclass
 class AppRuntime:
     """Everything the steps need about one app in one environment, with its adapters built."""
@@ -54,6 +63,7 @@ class AppRuntime:
     strategy: Strategy
     render: Callable[[str, dict[str, str]], str]
     stage_timeout: float = 300.0
+    traffic_check: TrafficCheck | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -232,14 +242,18 @@ async def mute(ctx: StepContext) -> dict[str, Any]:
 
 async def take_out(ctx: StepContext) -> dict[str, Any]:
     """Out of every registry and load balancer, then read each back: the host is stopped only if all agree."""
+    propagation: dict[str, float] = {}
     for switch in ctx.runtime.switches:
         await switch.take_out(ctx.host)
+        waited = getattr(switch, "last_wait_seconds", None)
+        if waited:
+            propagation[switch.name] = round(float(waited), 3)
     still_in = [s.name for s in ctx.runtime.switches if not await s.is_out(ctx.host)]
     if still_in:
         raise TrafficError(
             f"{ctx.host.name} is still in {', '.join(still_in)} after take-out; not stopping it"
         )
-    return {"out_of": [s.name for s in ctx.runtime.switches]}
+    return {"out_of": [s.name for s in ctx.runtime.switches], "propagation_seconds": propagation}
 
 
 async def quiet(ctx: StepContext) -> dict[str, Any]:
@@ -259,7 +273,15 @@ async def quiet(ctx: StepContext) -> dict[str, Any]:
             break
         await ctx.clock.sleep(min(0.2, rt.quiet_period))
     seconds = (ctx.clock.now() - started).total_seconds()
-    return {"waited_seconds": round(seconds, 3), "ended_by": waited_for}
+    detail: dict[str, Any] = {"waited_seconds": round(seconds, 3), "ended_by": waited_for}
+    check = rt.traffic_check
+    if check is not None:
+        from graylift.adapters.observer import verify_no_new_traffic
+
+        # raises TrafficError naming any peer (a load balancer graylift does not know) still sending
+        await verify_no_new_traffic(ctx.transport, check.port, window=check.window, allowed=check.allowed)
+        detail["traffic_check"] = f"no new traffic on port {check.port} for {check.window:g}s"
+    return detail
 
 
 async def _drained(ctx: StepContext) -> bool:

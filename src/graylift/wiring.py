@@ -57,7 +57,7 @@ from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ArtifactError, ConfigError
 from graylift.inventory import BuiltinInventory
 from graylift.ports import ArtifactStore, HealthProbe, Inventory, Silencer, TrafficSwitch, Transport
-from graylift.steps import AppRuntime
+from graylift.steps import AppRuntime, TrafficCheck
 from graylift.store import ReleaseRecord, Store
 
 
@@ -249,6 +249,8 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
         switches=traffic_switches(cfg, app, connect=connect, hosts=hosts), silencers=mutes,
         silence_seconds=silence_seconds,
         quiet_period=cfg.quiet_period, strategy=cfg.strategy_model(), render=render_command,
+        traffic_check=(TrafficCheck(cfg.traffic_check.port, cfg.traffic_check.window,
+                                    frozenset(cfg.traffic_check.allowed)) if cfg.traffic_check else None),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from graylift.adapters._limits import LoopSemaphores
 from graylift.core.model import Host
 from graylift.errors import SilencerError
 
@@ -27,14 +28,7 @@ def _iso(moment: datetime) -> str:
 
 REQUEST_CONCURRENCY = 4
 BUSY_ATTEMPTS = 6
-_limits: dict[tuple[str, int], asyncio.Semaphore] = {}
-
-
-def _limit(url: str) -> asyncio.Semaphore:
-    key = (url, id(asyncio.get_running_loop()))
-    if key not in _limits:
-        _limits[key] = asyncio.Semaphore(REQUEST_CONCURRENCY)
-    return _limits[key]
+_limit = LoopSemaphores(REQUEST_CONCURRENCY)
 
 
 class AlertmanagerSilencer:

@@ -8,6 +8,7 @@ import csv
 import io
 import time
 
+from graylift.adapters._limits import LoopSemaphores
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 
@@ -20,14 +21,7 @@ SOCKET_TIMEOUT = 5.0
 # of many hosts polls it in parallel, so commands to one socket are queued and a refused connect retried.
 SOCKET_CONCURRENCY = 4
 CONNECT_ATTEMPTS = 5
-_socket_limits: dict[tuple[str, int], asyncio.Semaphore] = {}
-
-
-def _limit(socket: str) -> asyncio.Semaphore:
-    key = (socket, id(asyncio.get_running_loop()))
-    if key not in _socket_limits:
-        _socket_limits[key] = asyncio.Semaphore(SOCKET_CONCURRENCY)
-    return _socket_limits[key]
+_limit = LoopSemaphores(SOCKET_CONCURRENCY)
 
 
 class HaproxySwitch:

@@ -40,6 +40,7 @@ class ZookeeperSwitch:
         self.port = port
         self.root = "/" + root.strip("/") if root.strip("/") else ""
         self.propagation_seconds = propagation_seconds
+        self.last_wait_seconds = 0.0  # the propagation wait of the last take_out, for the journal
         self.timeout = timeout
         self.name = f"zookeeper:{self.root}/{service}"
         self._client: KazooClient | None = None
@@ -68,6 +69,7 @@ class ZookeeperSwitch:
             raise TrafficError(f"{self.name}: override node {path} is missing right after creating it")
         if self.propagation_seconds > 0:
             await asyncio.sleep(self.propagation_seconds)
+        self.last_wait_seconds = self.propagation_seconds
 
     async def put_back(self, host: Host) -> None:
         path = self.override_path(host)
