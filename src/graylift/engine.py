@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, Step, remaining, undo_steps
+from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, Step, remaining, undo_steps
 from graylift.core.model import Host, Package
 from graylift.core.plan import Plan, batch_size_for, check_cap
 from graylift.core.policy import BakeOutcome, Verdict, after_batch, bake_outcome
@@ -312,7 +312,10 @@ class Engine:
             raise StepFailed(todo[0], exc) from exc
         for step in todo:
             self.store.update_host_run(rec.id, host, step=step.value)
-            self.store.journal(rec.id, host, step.value, "begin", {"version": ctx.version})
+            begin: dict[str, Any] = {"version": ctx.version}
+            if step in UNDO_OF:
+                begin["undo"] = UNDO_OF[step]  # written before the step runs, so a crash cannot lose it
+            self.store.journal(rec.id, host, step.value, "begin", begin)
             started = self.clock.now()
             try:
                 detail = await run_step(step, ctx)

@@ -35,6 +35,13 @@ ROLLBACK_FLOW: tuple[Step, ...] = tuple(s for s in Step if s is not Step.PRECHEC
 RESTART_STEPS = frozenset({Step.STOP, Step.SWITCH, Step.START, Step.HEALTH})
 """Steps after which the app on the host may no longer be the old version, running."""
 
+UNDO_OF: dict[Step, str] = {
+    Step.MUTE: "unmute",
+    Step.TAKE_OUT: "put back into every load balancer and registry",
+    Step.STOP: "start the previous version again (stop, switch back, start, health, put back, unmute)",
+}
+"""Steps that leave a host in a state that must not last; their undo is journaled before they run."""
+
 UNDO_ORDER: tuple[Step, ...] = (Step.STOP, Step.SWITCH, Step.START, Step.HEALTH, Step.PUT_BACK, Step.UNMUTE)
 
 
