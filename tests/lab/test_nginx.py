@@ -137,7 +137,7 @@ def switch_for(info: LabInfo, app: str) -> NginxSwitch:
     async def local() -> Transport:
         return LocalTransport(Host(name="controller", address="127.0.0.1"))
 
-    return NginxSwitch(transport_factory=local, include_path=entry["include_path"], upstream=entry["upstream"],
+    return NginxSwitch(transport_factory=local, include_path=entry["include"], upstream=entry["upstream"],
                        port=entry["port"], nginx_bin=entry["nginx_bin"], nginx_conf=entry["nginx_conf"],
                        reload_settle=entry["reload_settle"], name=entry["name"])
 
@@ -172,9 +172,14 @@ def test_written_config_names_both_load_balancers(lab: LabInfo) -> None:
     traffic = config["apps"]["pyapp"]["traffic"]
     assert [t["type"] for t in traffic] == ["haproxy", "nginx", "zookeeper"]
     assert traffic[1] == files.nginx_traffic_entry(lab, "pyapp")
-    assert traffic[1] | {"include_path": "-", "nginx_conf": "-"} == {
-        "type": "nginx", "name": "nginx-pyapp", "include_path": "-", "upstream": "pyapp_upstream", "port": 8080,
+    assert traffic[1] | {"include": "-", "nginx_conf": "-"} == {
+        "type": "nginx", "name": "nginx-pyapp", "include": "-", "upstream": "pyapp_upstream", "port": 8080,
         "lb_host": None, "nginx_bin": "/usr/sbin/nginx", "nginx_conf": "-", "reload_settle": 0.5}
+    # and graylift itself accepts that file, the nginx entry included
+    from graylift.config import load_config
+
+    loaded = load_config(Path(lab.config_path)).app_for_env("pyapp", "prod")
+    assert [t.type for t in loaded.traffic] == ["haproxy", "nginx", "zookeeper"]
 
 
 def test_nginx_and_haproxy_route_to_the_hand_started_apps(lab: LabInfo) -> None:

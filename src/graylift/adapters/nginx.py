@@ -169,8 +169,14 @@ class NginxSwitch:
     # internals -------------------------------------------------------------------------------------
 
     async def _loaded_state(self, host: Host) -> tuple[bool, bool]:
-        """(the host's line says down, the file is the one nginx last reloaded)."""
-        text, loaded = await self._read()
+        """(the host's line says down, the file is the one nginx last reloaded).
+
+        Read under the edit lock: a parallel edit renames the file before it reloads nginx, and a read in
+        between would see a file that is not loaded yet.
+        """
+        transport = await self._connect()
+        async with _edit_lock(transport.host, self.include_path):
+            text, loaded = await self._read()
         line = self._line(host, text)
         return line.down, text is not None and loaded == sha256_text(text)
 

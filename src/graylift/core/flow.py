@@ -54,12 +54,15 @@ def undo_steps(begun: Iterable[Step], *, has_previous: bool) -> tuple[Step, ...]
     nothing, precheck, stage                  ()  (a staged release dir is harmless)
     mute                                      (unmute)
     take_out, quiet                           (put_back, unmute)
-    stop .. unmute, with a previous version   (stop, switch, start, health, put_back, unmute)
+    stop .. health, with a previous version   (stop, switch, start, health, put_back, unmute)
+    put_back, unmute (maybe back in traffic)  (take_out, quiet, stop, switch, start, health, put_back, unmute)
     stop .. unmute, first install             (stop, unmute)  host stays out of traffic
     take_out, quiet, first install            (unmute)  it never served: nothing to put back
     ========================================  ===========================================
     """
     begun = set(begun)
+    if begun & {Step.PUT_BACK, Step.UNMUTE} and has_previous:
+        return (Step.TAKE_OUT, Step.QUIET, *UNDO_ORDER)  # it may be taking traffic: out before it stops
     if begun & (RESTART_STEPS | {Step.PUT_BACK, Step.UNMUTE}):
         return UNDO_ORDER if has_previous else (Step.STOP, Step.UNMUTE)
     if begun & {Step.TAKE_OUT, Step.QUIET} and not has_previous:

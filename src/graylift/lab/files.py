@@ -64,7 +64,7 @@ def nginx_traffic_entry(info: LabInfo, app: str) -> dict[str, Any]:
 
 
 def nginx_entry(*, include_path: str, app: str, port: int, nginx_conf: str) -> dict[str, Any]:
-    return {"type": "nginx", "name": f"nginx-{app}", "include_path": include_path, "upstream": upstream_name(app),
+    return {"type": "nginx", "name": f"nginx-{app}", "include": include_path, "upstream": upstream_name(app),
             "port": port, "lb_host": None, "nginx_bin": NGINX, "nginx_conf": nginx_conf, "reload_settle": 0.5}
 
 
