@@ -21,8 +21,7 @@ REQUESTS_PER_HOST = 5000
 @pytest.mark.parametrize(("app", "hosts", "batch"), [("pyapp", 20, 4), ("shop", 6, 2)])
 def test_release_drops_no_request_and_abrupt_release_does(app: str, hosts: int, batch: int, tmp_path: Path) -> None:
     name = f"zd{app[0]}{os.getpid() % 10000}"
-    strategy = {"canary": {"group": "beta", "count": 1, "bake": 2, "promote": "auto"}, "batch": {"size": batch},
-                "pause": 2}
+    strategy = {"canary": {"group": "beta", "count": 1, "bake": 1, "promote": "auto"}, "batch": {"size": batch}}
     lab_down(name, state_root=tmp_path)
     info = lab_up(name, hosts=hosts, apps=(app,), state_root=tmp_path)
     try:
