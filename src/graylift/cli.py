@@ -57,8 +57,15 @@ def guarded(fn: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
 
 
-def _gl(config: Path | None) -> Graylift:
-    return Graylift(config)
+def _gl(config: Path | None, *, take_over: bool = True) -> Graylift:
+    """The service; by default any release whose controller died is handed to a new worker first."""
+    gl = Graylift(config)
+    if take_over and gl.config_path.exists():
+        for rec in gl.orphaned_releases():
+            err.print(f"release #{rec.id} ({rec.app} {rec.version}, {rec.env}) lost its controller "
+                      f"({rec.owner or 'none'}); taking it over in the background")
+            _spawn_worker(gl, rec.id)
+    return gl
 
 
 def _who() -> str:
@@ -90,7 +97,7 @@ def check(config: ConfigOpt = None) -> None:
     """Validate the config file (every app in every environment)."""
 
     def body() -> None:
-        gl = _gl(config)
+        gl = _gl(config, take_over=False)
         cfg = gl.config
         for name, app_cfg in cfg.apps.items():
             envs = sorted(app_cfg.envs) or ["(default)"]
@@ -212,7 +219,7 @@ def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")], env: EnvOp
     """Put the previous version back (or --to VERSION), as gracefully as a release; works mid-release."""
 
     def body() -> None:
-        gl = _gl(config)
+        gl = _gl(config, take_over=False)  # it drives or hands off the release itself
         rec = asyncio.run(gl.start_rollback(app_name, env, to_version=to, started_by=_who()))
         target = rec.previous_version if rec.kind == "release" else rec.version
         console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id}")
@@ -293,7 +300,7 @@ def resume(release_id: Annotated[str | None, typer.Argument()] = None, wait: Wai
     """Go on with a paused release, or take over releases whose controller died (all, without an id)."""
 
     def body() -> None:
-        gl = _gl(config)
+        gl = _gl(config, take_over=False)
         if release_id is not None:
             recs = [gl.resume_target(int(release_id))]
         else:
@@ -350,7 +357,7 @@ def worker(release_id: int, config: ConfigOpt = None) -> None:
     """Drive one release to a safe stop (spawned by release/resume)."""
 
     def body() -> None:
-        gl = _gl(config)
+        gl = _gl(config, take_over=False)
         rec = asyncio.run(gl.engine().drive(release_id))
         print(f"release #{rec.id} {rec.state}: {rec.message}", flush=True)
 

@@ -87,7 +87,7 @@ class Engine:
 
     # --- lease ---------------------------------------------------------------------------------
 
-    def _owner_is_dead(self, rec: ReleaseRecord) -> bool:
+    def owner_is_dead(self, rec: ReleaseRecord) -> bool:
         """True when the recorded owner is a process on this machine that no longer exists."""
         if not rec.owner or ":" not in rec.owner:
             return False
@@ -104,7 +104,7 @@ class Engine:
 
     def claim(self, release_id: int) -> ReleaseRecord:
         rec = self.store.get_release(release_id)
-        stale_after = 0.0 if self._owner_is_dead(rec) else STALE_AFTER_SECONDS
+        stale_after = 0.0 if self.owner_is_dead(rec) else STALE_AFTER_SECONDS
         if not self.store.claim(release_id, self.owner, stale_after):
             rec = self.store.get_release(release_id)
             raise StateError(

@@ -192,6 +192,24 @@ class Graylift:
     def runnable_releases(self) -> list[ReleaseRecord]:
         return [r for r in self.store.active_releases() if ReleaseState(r.state).needs_worker]
 
+    def orphaned_releases(self) -> list[ReleaseRecord]:
+        """Releases that need a controller and have none: its process died (or never started)."""
+        from datetime import UTC, datetime
+
+        from graylift.core.policy import lease_is_stale
+        from graylift.engine import STALE_AFTER_SECONDS
+
+        engine = self.engine()
+        now = datetime.now(UTC)
+        found = []
+        for rec in self.runnable_releases():
+            dead = rec.owner is not None and engine.owner_is_dead(rec)
+            silent = lease_is_stale(now=now, heartbeat_at=rec.heartbeat_at or rec.updated_at,
+                                    stale_after=STALE_AFTER_SECONDS)
+            if dead or silent:
+                found.append(rec)
+        return found
+
     def find(self, ref: str, env: str | None) -> ReleaseRecord:
         """A release by id, or the active (else latest) release of an app in an env."""
         if ref.isdigit():

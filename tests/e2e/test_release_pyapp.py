@@ -217,3 +217,24 @@ def test_stage_refuses_a_package_with_unsafe_paths(deploy: Deploy, lab: LabInfo,
     failed = [r for r in deploy.gl.store.host_runs(rec.id) if r.state == HostState.FAILED]
     assert len(failed) == 1 and "unsafe paths" in (failed[0].error or "")
     assert set(deploy.versions().values()) == {"1.0.0"}
+
+
+def test_any_later_graylift_command_takes_over_a_dead_controller(deploy: Deploy) -> None:
+    proc = subprocess.Popen([*GRAYLIFT, "-c", str(deploy.config), "release", APP, "2.0.0", "--env", "prod",
+                             "--wait"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def mid_batch() -> bool:
+        rec = deploy.gl.store.active_release(APP, "prod")
+        return rec is not None and rec.cursor >= 1 and any(
+            r.step in ("take_out", "quiet", "stop", "start") for r in deploy.gl.store.host_runs(rec.id) if r.batch == 1)
+
+    wait_until(mid_batch, 120, "a host of batch 1 mid-flow")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rid = deploy.gl.store.active_release(APP, "prod").id  # type: ignore[union-attr]
+    shown = deploy.cli("status", check=True)  # a plain `status`, nothing about resuming
+    assert f"release #{rid}" in shown.stderr and "taking it over" in shown.stderr
+    wait_until(lambda: deploy.gl.store.get_release(rid).finished, 120, "the taken-over release to finish")
+    settled(deploy.gl.store.get_release(rid), ReleaseState.SUCCEEDED)
+    assert set(deploy.versions().values()) == {"2.0.0"}
+    deploy.assert_fleet_clean()
