@@ -85,6 +85,15 @@ def physical_limit(gl: Graylift, release_id: int, app_cfg: dict) -> tuple[float,
     return limit, total, batches
 
 
+def step_seconds(gl: Graylift, release_id: int) -> dict[str, float]:
+    """Mean seconds per step over all hosts: where the time of a host goes."""
+    sums: dict[str, list[float]] = {}
+    for entry in gl.store.journal_entries(release_id):
+        if entry.host and entry.event == "done" and "seconds" in entry.detail:
+            sums.setdefault(entry.step, []).append(float(entry.detail["seconds"]))
+    return {step: round(sum(v) / len(v), 3) for step, v in sums.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=50)
@@ -110,6 +119,7 @@ def main() -> int:
                 subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "2"])
             rid = gl.store.list_releases(APP, ENV, limit=1)[0].id
             limit, engine_s, batches = physical_limit(gl, rid, app_cfg)
+            steps = step_seconds(gl, rid)
             gl.close()
     finally:
         lab_down(args.lab)
@@ -121,7 +131,8 @@ def main() -> int:
         "install_seconds": round(install_s, 2),
         "release_wall_seconds": round(wall, 2), "release_engine_seconds": round(engine_s, 2),
         "physical_limit_seconds": round(limit, 2), "ratio": round(engine_s / limit, 3) if limit else None,
-        "controller_peak_rss_mib": round(rss_mib, 1), "ok": rc1 == 0 and rc2 == 0, "batches": batches,
+        "controller_peak_rss_mib": round(rss_mib, 1), "ok": rc1 == 0 and rc2 == 0,
+        "mean_step_seconds": steps, "batches": batches,
     }
     print(json.dumps(result, indent=2))
     history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []

@@ -81,7 +81,9 @@ class AlertmanagerSilencer:
     async def _active(self, host: Host, reason: str) -> list[dict[str, Any]]:
         """Active (or pending) silences graylift made for this host and reason."""
         wanted = {(self.label, self.value(host), False, True)}
-        silences = await self._request("GET", "/api/v2/silences")
+        value = self.value(host).replace("\\", "\\\\").replace('"', '\\"')
+        # the server filters by matcher, so the answer stays small however many silences exist
+        silences = await self._request("GET", "/api/v2/silences", params={"filter": f'{self.label}="{value}"'})
         if not isinstance(silences, list):
             raise SilencerError(f"{self.name}: GET /api/v2/silences did not return a list")
         found = []
@@ -96,7 +98,8 @@ class AlertmanagerSilencer:
                 found.append(silence)
         return found
 
-    async def _request(self, method: str, path: str, json: object = None) -> Any:
+    async def _request(self, method: str, path: str, json: object = None,
+                       params: dict[str, str] | None = None) -> Any:
         """One API call; at most REQUEST_CONCURRENCY at once per URL, and a 503 ("limit of concurrent
         requests reached", Alertmanager's --web.get-concurrency) is retried with a short backoff."""
         async with _limit(self.url):
@@ -104,7 +107,7 @@ class AlertmanagerSilencer:
                 try:
                     async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
                                                  trust_env=False) as client:
-                        response = await client.request(method, path, json=json)
+                        response = await client.request(method, path, json=json, params=params)
                 except httpx.HTTPError as exc:
                     raise SilencerError(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
                                         "is Alertmanager running at that URL?") from exc
