@@ -171,7 +171,7 @@ def _build_host(
         raise fail("group", "a plain group name", group)
     in_service = True
     if raw.in_service is not None:
-        parsed = _bool_or_none(raw.in_service)
+        parsed = parse_flag(raw.in_service)
         if parsed is None:
             raise fail("in_service", "true or false", raw.in_service)
         in_service = parsed
@@ -181,7 +181,7 @@ def _build_host(
         port=port,
         user=user,
         group=group,
-        tags={str(k): _tag_value(v) for k, v in raw.tags.items()},
+        tags={str(k): tag_value(v) for k, v in raw.tags.items()},
         in_service=in_service,
     )
 
@@ -196,14 +196,14 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
-def _bool_or_none(value: Any) -> bool | None:
+def parse_flag(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
     return True if text in _TRUE else False if text in _FALSE else None
 
 
-def _tag_value(value: Any) -> str:
+def tag_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):

@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
+from graylift.adapters._zk import ZkSession
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 
-T = TypeVar("T")
 CAS_ATTEMPTS = 10
 
 
@@ -61,8 +60,7 @@ class Dubbo3Switch:
         self.timeout = timeout
         self.last_wait_seconds = 0.0
         self.name = f"dubbo3:{self.rule_path}"
-        self._client: KazooClient | None = None
-        self._lock = asyncio.Lock()
+        self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
 
     @property
     def rule_path(self) -> str:
@@ -115,7 +113,7 @@ class Dubbo3Switch:
             except NoNodeError:
                 return []
 
-        return set(await self._call(children))
+        return set(await self._zk.call(children))
 
     # ------------------------------------------------------------------ rule editing
 
@@ -174,7 +172,7 @@ class Dubbo3Switch:
             except NoNodeError:
                 return None, None
 
-        data, version = await self._call(get)
+        data, version = await self._zk.call(get)
         if not data:
             return None, version
         try:
@@ -212,43 +210,10 @@ class Dubbo3Switch:
                 except (BadVersionError, NodeExistsError, NoNodeError):
                     return False
 
-            if await self._call(write):
+            if await self._zk.call(write):
                 return
         raise TrafficError(f"{self.name}: the rule kept changing under us ({CAS_ATTEMPTS} attempts); "
                            "is another tool rewriting it in a loop?")
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await asyncio.to_thread(_stop, client)
-
-    async def _call(self, fn: Callable[[KazooClient], T]) -> T:
-        try:
-            client = await self._connected()
-            return await asyncio.wait_for(asyncio.to_thread(fn, client), self.timeout)
-        except TrafficError:
-            raise
-        except (KazooException, KazooTimeoutError, TimeoutError, OSError, ValueError) as exc:
-            raise TrafficError(f"{self.name}: ZooKeeper at {self.hosts} failed: {type(exc).__name__} {exc}".rstrip()
-                               + "; is ZooKeeper running and reachable?") from exc
-
-    async def _connected(self) -> KazooClient:
-        async with self._lock:
-            if self._client is None:
-                client = KazooClient(hosts=self.hosts, timeout=self.timeout)
-                try:
-                    await asyncio.to_thread(client.start, self.timeout)
-                except (KazooTimeoutError, KazooException, OSError, ValueError) as exc:
-                    await asyncio.to_thread(_stop, client)
-                    raise TrafficError(f"{self.name}: cannot connect to ZooKeeper at {self.hosts} within "
-                                       f"{self.timeout:g}s ({type(exc).__name__}); is it running?") from exc
-                self._client = client
-            return self._client
-
-
-def _stop(client: KazooClient) -> None:
-    try:
-        client.stop()
-        client.close()
-    except KazooException:
-        pass
+        await self._zk.close()

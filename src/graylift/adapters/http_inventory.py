@@ -23,6 +23,7 @@ import httpx
 
 from graylift.core.model import Host, is_plain_name
 from graylift.errors import InventoryError
+from graylift.inventory import parse_flag, tag_value
 from graylift.ports import Inventory
 
 HOST_FIELDS = ("name", "address", "port", "user", "group", "tags", "in_service")
@@ -30,7 +31,6 @@ DEFAULT_GROUP = "default"
 NO_PARTIAL = "no release runs on a partial host list"
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 _DNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
-_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -100,19 +100,6 @@ def valid_address(address: str) -> bool:
         return bool(_DNS.match(address)) and ".." not in address and not address.endswith("-")
 
 
-def _bool_or_none(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    return True if text in _TRUE else False if text in _FALSE else None
-
-
-def _tag_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def build_host(item: Any, where: str) -> Host:
     """Validate one host mapping (the built-in YAML import's fields); ``where`` prefixes every message."""
     if not isinstance(item, dict):
@@ -150,7 +137,7 @@ def build_host(item: Any, where: str) -> Host:
     tags = item.get("tags") or {}
     if not isinstance(tags, dict) or any(isinstance(v, (dict, list)) for v in tags.values()):
         raise fail("tags", "an object of names to plain values")
-    in_service = _bool_or_none(item.get("in_service", True))
+    in_service = parse_flag(item.get("in_service", True))
     if in_service is None:
         raise fail("in_service", "true or false")
     return Host(
@@ -159,7 +146,7 @@ def build_host(item: Any, where: str) -> Host:
         port=port,
         user=user,
         group=group,
-        tags={str(k): _tag_value(v) for k, v in tags.items()},
+        tags={str(k): tag_value(v) for k, v in tags.items()},
         in_service=in_service,
     )
 

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.exceptions import NodeExistsError, NoNodeError
 
+from graylift.adapters._zk import ZkSession
 from graylift.core.model import Host
 from graylift.errors import TrafficError
-
-T = TypeVar("T")
 
 
 class ZookeeperSwitch:
@@ -43,8 +39,7 @@ class ZookeeperSwitch:
         self.last_wait_seconds = 0.0  # the propagation wait of the last take_out, for the journal
         self.timeout = timeout
         self.name = f"zookeeper:{self.root}/{service}"
-        self._client: KazooClient | None = None
-        self._lock = asyncio.Lock()
+        self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
 
     def override_url(self, host: Host) -> str:
         return (f"override://{host.address}:{self.port}/{self.service}"
@@ -64,7 +59,7 @@ class ZookeeperSwitch:
             with contextlib.suppress(NodeExistsError):
                 zk.create(path, b"", makepath=True)
 
-        await self._call(create)
+        await self._zk.call(create)
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: override node {path} is missing right after creating it")
         if self.propagation_seconds > 0:
@@ -78,11 +73,11 @@ class ZookeeperSwitch:
             with contextlib.suppress(NoNodeError):
                 zk.delete(path)
 
-        await self._call(delete)
+        await self._zk.call(delete)
 
     async def is_out(self, host: Host) -> bool:
         path = self.override_path(host)
-        return await self._call(lambda zk: zk.exists(path) is not None)
+        return await self._zk.call(lambda zk: zk.exists(path) is not None)
 
     async def is_in(self, host: Host) -> bool:
         if await self.is_out(host):
@@ -106,7 +101,7 @@ class ZookeeperSwitch:
                 return []
 
         found = set()
-        for child in await self._call(children):
+        for child in await self._zk.call(children):
             try:
                 url = urlsplit(unquote(child))
                 if url.hostname and url.port:
@@ -116,38 +111,4 @@ class ZookeeperSwitch:
         return found
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await asyncio.to_thread(_stop, client)
-
-    async def _call(self, fn: Callable[[KazooClient], T]) -> T:
-        try:
-            client = await self._connected()
-            return await asyncio.wait_for(asyncio.to_thread(fn, client), self.timeout)
-        except TrafficError:
-            raise
-        except (KazooException, KazooTimeoutError, TimeoutError, OSError, ValueError) as exc:
-            raise TrafficError(f"{self.name}: ZooKeeper at {self.hosts} failed: "
-                               f"{type(exc).__name__} {exc}".rstrip()
-                               + "; is ZooKeeper running and reachable?") from exc
-
-    async def _connected(self) -> KazooClient:
-        async with self._lock:
-            if self._client is None:
-                client = KazooClient(hosts=self.hosts, timeout=self.timeout)
-                try:
-                    await asyncio.to_thread(client.start, self.timeout)
-                except (KazooTimeoutError, KazooException, OSError, ValueError) as exc:
-                    await asyncio.to_thread(_stop, client)
-                    raise TrafficError(f"{self.name}: cannot connect to ZooKeeper at {self.hosts} within "
-                                       f"{self.timeout:g}s ({type(exc).__name__}); is it running?") from exc
-                self._client = client
-            return self._client
-
-
-def _stop(client: KazooClient) -> None:
-    try:
-        client.stop()
-        client.close()
-    except KazooException:
-        pass
+        await self._zk.close()
