@@ -39,7 +39,7 @@ def upstream_include(app: str, port: int, hosts: Sequence[LabHost]) -> str:
 
 
 def nginx_config(workdir: Path, frontends: Mapping[str, int], includes: Mapping[str, str], *,
-                 bind_address: str | None = None) -> str:
+                 bind_address: str | None = None, listen: str = "127.0.0.1") -> str:
     """The main config: pid, error log and temp dirs in ``workdir``; one 127.0.0.1 server per app.
 
     ``bind_address``: the source address of connections to the upstreams (``proxy_bind``).
@@ -67,7 +67,7 @@ def nginx_config(workdir: Path, frontends: Mapping[str, int], includes: Mapping[
     for app, port in frontends.items():
         lines += [
             "    server {",
-            f"        listen 127.0.0.1:{port};",
+            f"        listen {listen}:{port};",
             "        location / {",
             f"            proxy_pass http://{upstream_name(app)};",
             "            proxy_next_upstream off;",
