@@ -178,6 +178,10 @@ class Engine:
             return False  # a promote during the bake is read by the bake itself
         self.store.clear_request(rec.id)
         if req == "pause" and state is not ReleaseState.ROLLING_BACK:
+            # hosts caught mid-flow by a crash finish their pass first: a paused release leaves none half-done
+            in_flight = [r.host for r in self.store.host_runs(rec.id)
+                         if r.state in (HostState.RUNNING, HostState.REVERTING)]
+            await self._run_hosts(rec, in_flight, fleet, ignore_requests=True)
             self._move(rec, ReleaseState.PAUSED, "paused on request; `graylift resume` goes on")
         elif req == "rollback" and state is not ReleaseState.ROLLING_BACK:
             self._move(rec, ReleaseState.ROLLING_BACK, "rolling back on request")
@@ -260,12 +264,13 @@ class Engine:
         self._move(rec, ReleaseState.SUCCEEDED, f"{done} host(s) on {rec.version}{note}")
 
     async def _run_hosts(self, rec: ReleaseRecord, hosts: Sequence[str], fleet: Fleet,
-                         rollback: bool = False) -> None:
+                         rollback: bool = False, ignore_requests: bool = False) -> None:
         limit = asyncio.Semaphore(max(1, fleet.runtime.strategy.max_parallel))
 
         async def one(name: str) -> None:
             async with limit:
-                if not rollback and self.store.get_release(rec.id).requested in ("pause", "abort", "rollback"):
+                stop_here = not (rollback or ignore_requests)
+                if stop_here and self.store.get_release(rec.id).requested in ("pause", "abort", "rollback"):
                     return  # safe point: not started
                 if rollback:
                     await self._rollback_host(rec, name, fleet)
