@@ -218,7 +218,7 @@ def test_a_crash_right_after_any_step_is_resumed(world: World, crash_after: Step
 
     async def crashing(step: Step, ctx: Any) -> dict[str, Any]:
         detail = await real_run_step(step, ctx)
-        if step is crash_after and ctx.host.name == "h3" and not crashed:
+        if step is crash_after and ctx.host.name == "h1" and not crashed:  # the canary: alone in its batch
             crashed.append(ctx.host.name)
             raise Crash
         return detail
@@ -226,11 +226,11 @@ def test_a_crash_right_after_any_step_is_resumed(world: World, crash_after: Step
     monkeypatch.setattr(engine_module, "run_step", crashing)
     with pytest.raises(Crash):
         world.drive(rid)
-    assert world.store.host_run(rid, "h3").state == HostState.RUNNING  # caught mid-flow
+    assert world.store.host_run(rid, "h1").state == HostState.RUNNING  # caught mid-flow
     rec = world.drive(rid)  # a new controller
     assert rec.state == ReleaseState.SUCCEEDED, rec.message
     assert_clean(world, "2.0.0")
-    begun = [e for e in world.store.journal_entries(rid, "h3") if e.step == crash_after.value]
+    begun = [e for e in world.store.journal_entries(rid, "h1") if e.step == crash_after.value]
     assert [e.event for e in begun] == ["begin", "begin", "done"]  # re-run once, done once
 
 
