@@ -64,6 +64,7 @@ class AppRuntime:
     render: Callable[[str, dict[str, str]], str]
     stage_timeout: float = 300.0
     traffic_check: TrafficCheck | None = None
+    probes_for: Callable[[dict[str, str]], Sequence[HealthProbe]] | None = None  # per-host probes
     notes: list[str] = field(default_factory=list)
 
 
@@ -119,7 +120,8 @@ async def read_current_version(ctx: StepContext) -> str | None:
 
 async def health(ctx: StepContext) -> ProbeResult:
     """One pass of every configured probe; the first failure is the result."""
-    for probe in ctx.runtime.probes:
+    rt = ctx.runtime
+    for probe in rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes:
         result = await probe.check(ctx.transport)
         if not result.ok:
             return ProbeResult(False, f"{probe.name}: {result.detail}")

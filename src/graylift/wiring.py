@@ -7,7 +7,8 @@ resumes it after a crash or an upgrade drives it with the config it started with
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -218,22 +219,20 @@ def inventory_for(cfg: AppConfig, store: Store) -> Inventory:
     return HttpJsonInventory(url=inv.url, token_env=inv.token_env, timeout=inv.timeout, verify_tls=inv.verify_tls)
 
 
-def probes(cfg: AppConfig, app: str) -> list[HealthProbe]:
+def probes(cfg: AppConfig, values: Mapping[str, str]) -> list[HealthProbe]:
+    """The app's health probes for one host: placeholders filled with that host's values
+    (``{host}``, ``{address}``, ``{version}``, paths); ``health.command`` values shell-quoted."""
     h = cfg.health
-    values = {"app": app}
     found: list[HealthProbe] = []
     if h.process:
-        found.append(ProcessProbe(h.process, timeout=h.timeout))
+        found.append(ProcessProbe(render_template(h.process, values), timeout=h.timeout))
     if h.tcp_port:
         found.append(TcpProbe(h.tcp_port, timeout=h.timeout))
     if h.http:
-        found.append(HttpProbe(str(h.http.url), status=h.http.status, body=h.http.body, timeout=h.timeout))
+        found.append(HttpProbe(render_template(str(h.http.url), values), status=h.http.status, body=h.http.body,
+                               timeout=h.timeout))
     if h.command:
-        found.append(CommandProbe(render_command(h.command, values | {"version": "", "deploy_dir": cfg.deploy.dir,
-                                                                        "current": cfg.deploy.dir + "/current",
-                                                                        "release_dir": "", "host": "",
-                                                                        "address": ""}),
-                                  timeout=h.timeout))
+        found.append(CommandProbe(render_command(h.command, values), timeout=h.timeout))
     return found
 
 
@@ -245,7 +244,8 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
         app=app, env=env, deploy_dir=cfg.deploy.dir, keep_releases=cfg.deploy.keep_releases,
         start_command=cfg.commands.start, stop_command=cfg.commands.stop,
         command_timeout=cfg.commands.timeout, drain_command=cfg.commands.drain,
-        probes=probes(cfg, app), health_retries=cfg.health.retries, health_interval=cfg.health.interval,
+        probes=[], probes_for=partial(probes, cfg),
+        health_retries=cfg.health.retries, health_interval=cfg.health.interval,
         switches=traffic_switches(cfg, app, connect=connect, hosts=hosts), silencers=mutes,
         silence_seconds=silence_seconds,
         quiet_period=cfg.quiet_period, strategy=cfg.strategy_model(), render=render_command,

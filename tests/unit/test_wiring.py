@@ -352,3 +352,30 @@ async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path,
         assert len(cmdb["paths"]) == 2
     finally:
         service.close()
+
+
+def test_health_probes_are_filled_in_per_host(tmp_path: Path) -> None:
+    from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe
+    from graylift.config import load_config
+    from graylift.wiring import probes
+
+    config = tmp_path / "graylift.yaml"
+    config.write_text(
+        "apps:\n"
+        "  web:\n"
+        "    package: {type: jar, url: 'http://repo/{app}-{version}.{ext}', sha256_url: '{url}.sha256'}\n"
+        "    deploy: {dir: /srv/web}\n"
+        "    commands: {start: 'sh {current}/start', stop: 'sh {current}/stop'}\n"
+        "    health:\n"
+        "      process: '{app}-{version}.jar'\n"
+        "      http: {url: 'http://{address}:8080/health'}\n"
+        "      command: 'test -d {release_dir}'\n"
+    )
+    cfg = load_config(config).app_for_env("web", "prod")
+    values = {"app": "web", "version": "2.0.0", "deploy_dir": "/srv/web", "current": "/srv/web/current",
+              "release_dir": "/srv/web/releases/2.0.0", "host": "web-01", "address": "10.0.0.7"}
+    found = probes(cfg, values)
+    assert [type(p) for p in found] == [ProcessProbe, HttpProbe, CommandProbe]
+    assert found[0].pattern == "web-2.0.0.jar"  # type: ignore[attr-defined]
+    assert found[1].url == "http://10.0.0.7:8080/health"  # type: ignore[attr-defined]
+    assert found[2].command == "test -d /srv/web/releases/2.0.0"  # type: ignore[attr-defined]
