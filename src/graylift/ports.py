@@ -7,6 +7,7 @@ library's errors into ``graylift.errors`` at this boundary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,9 +33,13 @@ class Transport(Protocol):
 
     host: Host
 
-    async def run(self, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
         """Run a shell command. Raises CommandTimeout, HostUnreachable, and (if check)
-        RemoteCommandFailed with the exit code and the last lines of output."""
+        RemoteCommandFailed with the exit code and the last lines of output.
+
+        ``stdin`` is written to the command's standard input: the way to hand a secret to a host
+        (a credential in argv is visible in ``ps`` and lands in logs)."""
         ...
 
     async def put(self, local: Path, remote: str) -> None:
@@ -50,6 +55,21 @@ class Connector(Protocol):
     async def connect(self, host: Host) -> Transport: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a read-only check of one backend against the hosts of a release found.
+
+    ``problems`` refuse the release before any host is touched: each is one line naming the backend,
+    the host and what to do. ``notes`` are facts worth showing (e.g. which nginx layout was found).
+    """
+
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def __add__(self, other: Preflight) -> Preflight:
+        return Preflight(self.problems + other.problems, self.notes + other.notes)
 
 
 class TrafficSwitch(Protocol):
@@ -77,6 +97,14 @@ class TrafficSwitch(Protocol):
         """Requests/sessions still open on the host, or None when this backend cannot tell."""
         ...
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Read-only: can this backend see and switch every one of ``hosts``? Changes nothing."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and sessions; the switch is not used afterwards."""
+        ...
+
 
 class Silencer(Protocol):
     """Mutes alerts for a host until a fixed time, so a silence lapses by itself if graylift dies."""
@@ -92,6 +120,12 @@ class Silencer(Protocol):
         ...
 
     async def is_muted(self, host: Host, *, reason: str) -> bool: ...
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Read-only: is the monitoring system reachable and able to silence ``hosts``?"""
+        ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
