@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from graylift.core.state import ReleaseState
-from graylift.errors import ConfigError, GrayliftError, PlanError
+from graylift.core.state import Direction, ReleaseKind, ReleaseState
+from graylift.errors import ConfigError, GrayliftError, PlanError, PreflightFailed, StateError
 from graylift.service import Graylift
 from graylift.store import ReleaseRecord
 
@@ -57,15 +57,9 @@ def guarded(fn: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
 
 
-def _gl(config: Path | None, *, take_over: bool = True) -> Graylift:
-    """The service; by default any release whose controller died is handed to a new worker first."""
-    gl = Graylift(config)
-    if take_over and gl.config_path.exists():
-        for rec in gl.orphaned_releases():
-            err.print(f"release #{rec.id} ({rec.app} {rec.version}, {rec.env}) lost its controller "
-                      f"({rec.owner or 'none'}); taking it over in the background")
-            _spawn_worker(gl, rec.id)
-    return gl
+def _gl(config: Path | None) -> Graylift:
+    """The service. No command but `resume` (and a worker) ever takes a release over."""
+    return Graylift(config)
 
 
 def _who() -> str:
@@ -97,7 +91,7 @@ def check(config: ConfigOpt = None) -> None:
     """Validate the config file (every app in every environment)."""
 
     def body() -> None:
-        gl = _gl(config, take_over=False)
+        gl = _gl(config)
         cfg = gl.config
         for name, app_cfg in cfg.apps.items():
             envs = sorted(app_cfg.envs) or ["(default)"]
@@ -152,33 +146,76 @@ def hosts_maintenance(name: str, app_name: Annotated[str, typer.Option("--app")]
     console.print(f"{name}: {'in service' if off else 'in maintenance'}")
 
 
+@hosts_app.command("survey")
+def hosts_survey(app_name: Annotated[str, typer.Argument(metavar="APP")], env: EnvOpt,
+                 version: Annotated[str | None, typer.Option("--version", help="The version a release would bring.")]
+                 = None, config: ConfigOpt = None) -> None:
+    """Read-only: what each host runs and serves, the layout found, what a release would do."""
+
+    def body() -> None:
+        rows = asyncio.run(_gl(config).survey(app_name, env, version))
+        table = Table("host", "layout", "version", "sha256", "serving", "a release would")
+        for r in rows:
+            table.add_row(r.host.name, r.layout, r.version or "", (r.sha256 or "")[:12], r.serving, r.would)
+        console.print(table)
+
+    guarded(body)
+
+
+@hosts_app.command("clear")
+def hosts_clear(name: str, app_name: Annotated[str, typer.Option("--app")], env: EnvOpt,
+                config: ConfigOpt = None) -> None:
+    """Forget that an earlier release left a host needing attention (after you fixed it by hand)."""
+
+    def body() -> None:
+        if _gl(config).clear_host(app_name, env, name):
+            console.print(f"{name}: no longer counted as needing attention")
+        else:
+            console.print(f"{name}: was not marked as needing attention")
+
+    guarded(body)
+
+
 # --- releases ----------------------------------------------------------------------------------
 
 
 @app.command()
 def plan(app_name: Annotated[str, typer.Argument(metavar="APP")], env: EnvOpt,
+         version: Annotated[str | None, typer.Argument(metavar="[VERSION]")] = None,
          config: ConfigOpt = None) -> None:
-    """Print the batches, skipped hosts and an estimate, without touching any host."""
+    """Print the batches, skipped hosts, an estimate and the preflight of every host and backend;
+    touches no host."""
 
     def body() -> None:
-        view = asyncio.run(_gl(config).plan(app_name, env))
+        view = asyncio.run(_gl(config).plan(app_name, env, version))
         table = Table("batch", "hosts")
         for b in view.plan.batches:
             table.add_row(b.label, " ".join(b.hosts))
         console.print(table)
         for s in view.plan.skipped:
             console.print(f"[yellow]skipped[/yellow] {s.host}: {s.reason}")
+        for name, health in view.attention.items():
+            console.print(f"[yellow]counted as out[/yellow] {name}: needs attention since release "
+                          f"#{health.release_id} ({health.reason})")
         console.print(f"{len(view.plan.hosts)} host(s) in {len(view.plan.batches)} batch(es) of a cluster of "
-                      f"{view.plan.cluster_size}; estimated {view.plan.estimate_seconds:.0f}s")
+                      f"{view.plan.cluster_size}; estimated {view.plan.estimate_seconds:.0f}s; "
+                      f"{view.previous_version or '(none)'} -> {version or 'VERSION'}")
+        for note in view.report.notes:
+            console.print(f"preflight: {note}")
+        if view.report.problems:
+            raise PreflightFailed(view.report.problems)
+        console.print(f"preflight: {len(view.report.hosts)} host(s) and every backend checked, no problem")
 
     guarded(body)
 
 
 def _spawn_worker(gl: Graylift, release_id: int) -> None:
-    """Drive the release in a detached process so this command can return."""
+    """Drive the release in a detached process so this command can return. Its log is private (0600)."""
     log_dir = Path(os.environ.get("GRAYLIFT_LOG_DIR", Path.home() / ".graylift" / "logs"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"release-{release_id}.log").open("ab")
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = log_dir / f"release-{release_id}.log"
+    log = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    os.chmod(path, 0o600)
     argv = [sys.executable, "-m", "graylift", "-c", str(gl.config_path.absolute()), "worker", str(release_id)]
     subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -206,7 +243,7 @@ def release(app_name: Annotated[str, typer.Argument(metavar="APP")], version: st
         gl = _gl(config)
         rec = asyncio.run(gl.start_release(app_name, env, version, started_by=_who()))
         console.print(f"release #{rec.id}: {app_name} {rec.previous_version or '(none)'} -> {version} ({env}), "
-                      f"{len(rec.plan['batches'])} batch(es)")
+                      f"{len(rec.plan['batches'])} batch(es); preflight passed")
         _finish(gl, rec, wait)
 
     guarded(body)
@@ -219,15 +256,15 @@ def rollback(app_name: Annotated[str, typer.Argument(metavar="APP")], env: EnvOp
     """Put the previous version back (or --to VERSION), as gracefully as a release; works mid-release."""
 
     def body() -> None:
-        gl = _gl(config, take_over=False)  # it drives or hands off the release itself
+        gl = _gl(config)  # it drives or hands off the release itself
         rec = asyncio.run(gl.start_rollback(app_name, env, to_version=to, started_by=_who()))
-        target = rec.previous_version if rec.kind == "release" else rec.version
-        console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id}")
+        target = rec.previous_version if rec.kind is ReleaseKind.RELEASE else rec.version
+        console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id} ({rec.state.value})")
         if wait:
             final = _drive_and_watch(gl, rec.id)
             ok = final.state in (ReleaseState.ROLLED_BACK, ReleaseState.SUCCEEDED)
             raise typer.Exit(0 if ok else 1)
-        if ReleaseState(rec.state) is ReleaseState.ROLLING_BACK or rec.kind == "rollback":
+        if rec.kind is ReleaseKind.ROLLBACK or gl.controller_gone(rec):
             _spawn_worker(gl, rec.id)
 
     guarded(body)
@@ -248,7 +285,8 @@ def status(ref: Annotated[str | None, typer.Argument(help="Release id, or app na
             if not active:
                 console.print("no active release")
             for r in active:
-                console.print(f"#{r.id} {r.app} {r.version} ({r.env}) {_styled(r.state)} {r.message}")
+                gone = " [red](controller gone: `graylift resume`)[/red]" if gl.controller_gone(r) else ""
+                console.print(f"#{r.id} {r.app} {r.version} ({r.env}) {_styled(r.state)} {r.message}{gone}")
             return
         rec = gl.find(ref, env)
         if watch:
@@ -261,6 +299,10 @@ def status(ref: Annotated[str | None, typer.Argument(help="Release id, or app na
             w.poll()
             rec = gl.store.get_release(rec.id)
         render_release(console, gl.store, rec)
+        if gl.controller_gone(rec):
+            since = rec.heartbeat_at or rec.updated_at
+            console.print(f"[red]controller gone[/red] since {since:%Y-%m-%d %H:%M:%S} UTC "
+                          f"({rec.owner or 'never claimed'}); run `graylift resume {rec.id}`")
 
     guarded(body)
 
@@ -268,12 +310,18 @@ def status(ref: Annotated[str | None, typer.Argument(help="Release id, or app na
 def _control(ref: str, action: str, config: Path | None) -> None:
     def body() -> None:
         gl = _gl(config)
-        rec = gl.request(int(ref), action)
-        console.print(f"release #{rec.id}: {action} requested (state {rec.state})")
-        if action == "abort" and rec.state == ReleaseState.RUNNING and rec.owner is None:
-            _spawn_worker(gl, rec.id)
+        rec = gl.request(_release_id(ref), action)
+        console.print(f"release #{rec.id}: {action} requested (state {rec.state.value})")
+        if gl.controller_gone(rec) or (rec.state is ReleaseState.PAUSED and rec.requested is not None):
+            _spawn_worker(gl, rec.id)  # nobody drives it: a worker acts on the request
 
     guarded(body)
+
+
+def _release_id(ref: str) -> int:
+    if not ref.isdigit() or len(ref) > 18:
+        raise StateError(f"{ref!r} is not a release id (a number from `graylift history APP --env ENV`)")
+    return int(ref)
 
 
 @app.command()
@@ -300,16 +348,18 @@ def resume(release_id: Annotated[str | None, typer.Argument()] = None, wait: Wai
     """Go on with a paused release, or take over releases whose controller died (all, without an id)."""
 
     def body() -> None:
-        gl = _gl(config, take_over=False)
+        gl = _gl(config)
         if release_id is not None:
-            recs = [gl.resume_target(int(release_id))]
+            recs = [gl.resume(_release_id(release_id))]
         else:
-            recs = gl.runnable_releases()
+            recs = gl.orphaned_releases()
             if not recs:
-                console.print("nothing to resume")
+                console.print("nothing to resume: every active release has a live controller")
                 return
         for rec in recs:
-            console.print(f"resuming release #{rec.id}: {rec.app} {rec.version} ({rec.env}), {rec.state}")
+            way = "rolling back" if rec.direction is Direction.BACK else "forward"
+            console.print(f"resuming release #{rec.id}: {rec.app} {rec.version} ({rec.env}), {rec.state.value}; "
+                          f"it goes on {way}")
         if wait:
             finals = [_drive_and_watch(gl, r.id) for r in recs]
             raise typer.Exit(0 if all(f.state in (ReleaseState.SUCCEEDED, ReleaseState.ROLLED_BACK)
@@ -326,8 +376,9 @@ def retry(release_id: str, wait: WaitOpt = False, config: ConfigOpt = None) -> N
 
     def body() -> None:
         gl = _gl(config)
-        rec = gl.retry(int(release_id))
-        console.print(f"release #{rec.id}: {rec.message}")
+        rec = gl.retry(_release_id(release_id))
+        way = "rolling back" if rec.direction is Direction.BACK else f"forward to {rec.version}"
+        console.print(f"release #{rec.id}: {rec.message}; it goes on {way}")
         _finish(gl, rec, wait)
 
     guarded(body)
@@ -357,7 +408,7 @@ def worker(release_id: int, config: ConfigOpt = None) -> None:
     """Drive one release to a safe stop (spawned by release/resume)."""
 
     def body() -> None:
-        gl = _gl(config, take_over=False)
+        gl = _gl(config)
         rec = asyncio.run(gl.engine().drive(release_id))
         print(f"release #{rec.id} {rec.state}: {rec.message}", flush=True)
 

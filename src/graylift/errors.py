@@ -11,12 +11,14 @@ and exit codes. Nothing else should leak to a user.
     ├── ReleaseConflict        another release of the same app/env is active
     ├── ReleaseNotFound
     ├── StateError             an illegal state transition (e.g. promote a finished release)
+    │   └── LeaseLost          another controller holds the release's lease: this one must stop
     ├── ArtifactError          package missing, checksum mismatch, bad name
     ├── TransportError         talking to a host failed
     │   ├── HostUnreachable
     │   ├── CommandTimeout
     │   └── RemoteCommandFailed  (command, exit code, last lines of output)
     ├── TrafficError           a load balancer / registry refused or did not verify
+    │   └── BackendsFailed     some backends of a step failed, the others worked (each one named)
     ├── SilencerError          the monitoring system refused a silence
     ├── HealthCheckFailed
     └── StoreError             the state database failed
@@ -61,6 +63,20 @@ class StateError(GrayliftError):
     pass
 
 
+class LeaseLost(StateError):
+    """This controller no longer holds the release's lease (another took over, or its own deadline
+    passed): it stops at once, without touching another host."""
+
+
+class PreflightFailed(PlanError):
+    """The read-only checks before a release found problems; nothing was touched."""
+
+    def __init__(self, problems: list[str]) -> None:
+        head = f"preflight found {len(problems)} problem(s); no host was touched:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
+        self.problems = problems
+
+
 class ArtifactError(GrayliftError):
     pass
 
@@ -97,6 +113,17 @@ class RemoteCommandFailed(TransportError):
 
 class TrafficError(GrayliftError):
     pass
+
+
+class BackendsFailed(TrafficError):
+    """A step tried every backend (load balancers, registries, silencers); these failed, the rest worked."""
+
+    def __init__(self, host: str, action: str, failed: dict[str, str], ok: list[str]) -> None:
+        names = ", ".join(failed)
+        worked = f"; done in {', '.join(ok)}" if ok else ""
+        reasons = "; ".join(f"{name}: {error}" for name, error in failed.items())
+        super().__init__(f"{host}: {action} failed in {names}{worked} ({reasons})")
+        self.failed, self.ok = failed, ok
 
 
 class SilencerError(GrayliftError):

@@ -7,13 +7,18 @@ library's errors into ``graylift.errors`` at this boundary.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from graylift.core.model import Host, Package
+
+if TYPE_CHECKING:
+    from graylift.steps import AppRuntime
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,38 @@ class ArtifactStore(Protocol):
 
 
 class Clock(Protocol):
+    """Time for the engine and the steps: injected, so tests and the simulation run on a fake one."""
+
     def now(self) -> datetime: ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (a lease's own deadline is kept on it)."""
+        ...
+
     async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Fleet(Protocol):
+    """What the engine needs to touch the hosts of one release (built from the release's config snapshot)."""
+
+    runtime: AppRuntime
+
+    async def connect(self, host: Host) -> Transport: ...
+
+    async def package(self, version: str) -> Package:
+        """The package of ``version``: pinned in the release if it was resolved before, else resolved from the
+        artifact repository (and pinned). Only called when a host needs to download it."""
+        ...
+
+    async def close(self) -> None: ...

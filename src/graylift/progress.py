@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from graylift.core.plan import Plan
+from graylift.core.state import HostState
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Watcher:
         render_release(self.console, self.store, rec)
 
 
-def batch_timings(plan: Plan, runs: list[HostRunRecord]) -> list[tuple[str, int, float | None, Counter[str]]]:
+def batch_timings(plan: Plan, runs: list[HostRunRecord]) -> list[tuple[str, int, float | None, Counter[HostState]]]:
     """(label, hosts, seconds from first host start to last host finish, host states) per batch."""
     by_batch: dict[int, list[HostRunRecord]] = {}
     for run in runs:

@@ -1,19 +1,28 @@
-"""The application service: what the CLI (and the HTTP API) call. No printing, no argument parsing."""
+"""The application service: what the CLI (and the HTTP API) call. No printing, no argument parsing.
+
+Every state change of a release goes through :mod:`graylift.core.state` (``decide_request``, the store's
+``transition``), never a direct write.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from graylift.config import GrayliftConfig, load_config
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from graylift.config import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, load_config
 from graylift.core.model import Host
 from graylift.core.plan import Plan, Timing, make_plan
-from graylift.core.state import HostState, ReleaseState, check_transition
-from graylift.engine import Engine
-from graylift.errors import ReleaseNotFound, StateError
-from graylift.store import ReleaseRecord, Store
-from graylift.wiring import app_config, artifact_store, inventory_for, open_fleet, package_to_json, snapshot
+from graylift.core.policy import lease_is_stale
+from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
+from graylift.engine import STALE_AFTER_SECONDS, Engine, owner_is_dead
+from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
+from graylift.preflight import HostReport, Report, preflight, survey_hosts
+from graylift.store import HostHealth, ReleaseRecord, Store
+from graylift.wiring import LiveFleet, inventory_for, open_fleet, snapshot
 
 DEFAULT_CONFIG = Path("graylift.yaml")
 
@@ -31,6 +40,21 @@ class PlanView:
     version: str | None
     plan: Plan
     hosts: list[Host]
+    previous_version: str | None = None
+    report: Report = field(default_factory=Report)
+    attention: dict[str, HostHealth] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SurveyRow:
+    """One host as `graylift hosts survey` shows it: what it runs and serves, what a release would do."""
+
+    host: Host
+    layout: str
+    version: str | None
+    sha256: str | None
+    serving: str
+    would: str
 
 
 class Graylift:
@@ -51,9 +75,22 @@ class Graylift:
     @property
     def store(self) -> Store:
         if self._store is None:
-            url = self._db_url or self.config.state_url(self.config_path)
-            self._store = Store.open(url)
+            url = self._db_url or os.environ.get(STATE_ENV_VAR) or self.config.state_url(self.config_path)
+            self._store = Store.open(url, create_dir=self._may_create_state_dir(url))
         return self._store
+
+    def _may_create_state_dir(self, url: str) -> bool:
+        """graylift creates the state database's directory only in its own default place or beside the
+        config; anywhere else a missing directory is an error that names it (a typo must not be silent)."""
+        try:
+            database = make_url(url).database or ""
+        except ArgumentError:
+            return False
+        if not database or database.startswith("file:") or database == ":memory:":
+            return False
+        parent = Path(database).expanduser().absolute().parent
+        own = [DEFAULT_STATE_DB.expanduser().absolute().parent, self.config_path.absolute().parent]
+        return any(parent == d or d in parent.parents for d in own)
 
     def close(self) -> None:
         if self._store is not None:
@@ -62,153 +99,168 @@ class Graylift:
     def engine(self) -> Engine:
         store = self.store
 
-        async def factory(rec: ReleaseRecord):  # type: ignore[no-untyped-def]
+        async def factory(rec: ReleaseRecord) -> LiveFleet:
             return await open_fleet(store, rec)
 
         return Engine(store, factory)
 
     # --- planning --------------------------------------------------------------------------------
 
-    async def plan(self, app: str, env: str, version: str | None = None) -> PlanView:
+    async def plan(self, app: str, env: str, version: str | None = None, *, kind: ReleaseKind = ReleaseKind.RELEASE,
+                   check: bool = True) -> PlanView:
+        """The batches of a release of ``version``, and (``check``) the read-only preflight of every host and
+        backend. Touches no host."""
         cfg = self.config.app_for_env(app, env)
         hosts = await inventory_for(cfg, self.store).hosts(app, env)  # read once; the release snapshots them
         strategy = cfg.strategy_model()
-        timing = Timing(
-            host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
-            bake_seconds=strategy.bake_seconds,
-            pause_seconds=strategy.pause_seconds,
-        )
-        plan = make_plan(hosts, strategy, timing=timing)
-        return PlanView(app, env, version, plan, hosts)
+        attention = self.store.host_health(app, env)
+        timing = Timing(host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
+                        bake_seconds=strategy.bake_seconds, pause_seconds=strategy.pause_seconds)
+        plan = make_plan(hosts, strategy, timing=timing, attention={h: a.reason for h, a in attention.items()},
+                         canary=kind is ReleaseKind.RELEASE)
+        view = PlanView(app, env, version, plan, hosts, self.store.current_version(app, env), attention=attention)
+        if check:
+            fleet = LiveFleet(snapshot(self.config, app, env), app, env, hosts)
+            try:
+                touched = [h for h in hosts if h.in_service]
+                view.report = await preflight(fleet, touched, version=version if kind is ReleaseKind.RELEASE
+                                              else None)
+            finally:
+                await fleet.close()
+            if view.previous_version is None:
+                view.previous_version = view.report.fleet_version()  # a fleet another tool installed
+        return view
 
     async def start_release(self, app: str, env: str, version: str, *, started_by: str) -> ReleaseRecord:
         view = await self.plan(app, env, version)
+        if view.report.problems:
+            raise PreflightFailed(view.report.problems)
         snap = snapshot(self.config, app, env)
-        package = await artifact_store(app_config(snap)).resolve(app, version)
-        plan = view.plan.to_dict() | {"packages": {version: package_to_json(package)}}
+        plan = view.plan.to_dict()
+        if view.report.package is not None:
+            plan["packages"] = {version: view.report.package.to_json()}
+        rec = self._create(view, snap, plan, kind=ReleaseKind.RELEASE, version=version, started_by=started_by)
+        if self.store.current_version(app, env) is None and view.previous_version:
+            self.store.record_deployed(app, env, view.previous_version, rec.id, source="survey")
+            self.store.journal(rec.id, None, "survey", "fleet_version", {"version": view.previous_version})
+        return rec
+
+    def _create(self, view: PlanView, snap: dict[str, object], plan: dict[str, object], *, kind: ReleaseKind,
+                version: str, started_by: str) -> ReleaseRecord:
         by_name = {h.name: h for h in view.hosts}
-        runs: list[tuple[Host, int, str | None]] = [
-            (by_name[name], view.plan.batch_of(name), None) for name in view.plan.hosts
-        ]
-        return self.store.create_release(
-            app=app, env=env, kind="release", version=version,
-            previous_version=self.store.current_version(app, env),
-            plan=plan, config=snap, started_by=started_by, host_runs=runs,
-        )
+        runs: list[tuple[Host, int, str | None]] = [(by_name[name], view.plan.batch_of(name), None)
+                                                     for name in view.plan.hosts]
+        rec = self.store.create_release(app=view.app, env=view.env, kind=kind.value, version=version,
+                                        previous_version=view.previous_version, plan=plan, config=snap,
+                                        started_by=started_by, host_runs=runs)
+        self.store.journal(rec.id, None, "preflight", "done",
+                           {"notes": view.report.notes, "hosts": len(view.report.hosts)})
+        return rec
 
     async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str
                              ) -> ReleaseRecord:
-        """Roll back the active release of app/env, or start a rollback release to the previous version."""
+        """Roll back the active release of app/env, or start a rollback release to the last good version."""
         active = self.store.active_release(app, env)
         if active is not None:
             if to_version is not None and to_version != active.previous_version:
-                raise StateError(
-                    f"release #{active.id} is active; it rolls back to {active.previous_version}, "
-                    f"not {to_version}. Roll it back first, then release {to_version}."
-                )
-            check_transition(ReleaseState(active.state), ReleaseState.ROLLING_BACK)
-            if ReleaseState(active.state) is ReleaseState.PAUSED:  # no worker is running: move it here
-                self.store.journal(active.id, None, "release", "rolling_back", {"message": "rollback requested"})
-                self.store.update_release(active.id, state=ReleaseState.ROLLING_BACK.value,
-                                          message="rolling back on request")
-            else:
-                self.store.request(active.id, "rollback")
-            return self.store.get_release(active.id)
+                raise StateError(f"release #{active.id} is active; it rolls back to {active.previous_version}, "
+                                 f"not {to_version}. Roll it back first, then release {to_version}.")
+            return self.request(active.id, Request.ROLLBACK)
         current = self.store.current_version(app, env)
-        target = to_version or self._previous_version(app, env, current)
-        snap = snapshot(self.config, app, env)
-        package = await artifact_store(app_config(snap)).resolve(app, target)
-        app_cfg = self.config.app_for_env(app, env)
-        hosts = await inventory_for(app_cfg, self.store).hosts(app, env)
-        strategy = app_cfg.strategy_model()
-        plan_obj = make_plan(hosts, strategy, canary=False)
-        plan = plan_obj.to_dict() | {"packages": {target: package_to_json(package)}}
-        by_name = {h.name: h for h in hosts}
-        runs: list[tuple[Host, int, str | None]] = [
-            (by_name[name], plan_obj.batch_of(name), current) for name in plan_obj.hosts
-        ]
-        return self.store.create_release(
-            app=app, env=env, kind="rollback", version=target, previous_version=current,
-            plan=plan, config=snap, started_by=started_by, host_runs=runs,
-        )
+        bad = self.store.bad_versions(app, env)
+        if to_version is not None and to_version in bad:
+            raise StateError(f"{app} {to_version} ({env}) was rolled back before ({bad[to_version]}); "
+                             "a rollback never goes to it: name another version with --to")
+        target = to_version or self.previous_good_version(app, env, current)
+        view = await self.plan(app, env, target, kind=ReleaseKind.ROLLBACK)
+        if view.report.problems:
+            raise PreflightFailed(view.report.problems)
+        view.previous_version = current or view.previous_version
+        return self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
+                            version=target, started_by=started_by)
 
-    def _previous_version(self, app: str, env: str, current: str | None) -> str:
+    def previous_good_version(self, app: str, env: str, current: str | None) -> str:
+        """The newest version that went live before ``current`` and was never rolled back."""
+        bad = self.store.bad_versions(app, env)
         for deployed in self.store.deployed_versions(app, env):
-            if deployed.version != current:
+            if deployed.version != current and deployed.version not in bad:
                 return deployed.version
-        raise StateError(
-            f"no previous version of {app} ({env}) is recorded; name one with `graylift rollback {app} "
-            f"--env {env} --to VERSION`"
-        )
+        raise StateError(f"no earlier good version of {app} ({env}) is recorded; name one with "
+                         f"`graylift rollback {app} --env {env} --to VERSION`")
 
     # --- control -----------------------------------------------------------------------------------
 
     def release(self, release_id: int) -> ReleaseRecord:
         return self.store.get_release(release_id)
 
-    def request(self, release_id: int, action: str) -> ReleaseRecord:
+    def request(self, release_id: int, action: str | Request) -> ReleaseRecord:
+        """promote, pause, abort, rollback: queued for the driver, or (a paused release) applied at once."""
         rec = self.store.get_release(release_id)
-        state = ReleaseState(rec.state)
-        if state.finished:
-            raise StateError(f"release #{rec.id} already {state.value}")
-        if action == "promote" and state not in (ReleaseState.BAKING, ReleaseState.AWAITING_PROMOTION):
-            raise StateError(f"release #{rec.id} is {state.value}: only a baking canary can be promoted")
-        if action == "abort" and state is ReleaseState.PAUSED:
-            self.store.request(rec.id, "abort")
-            self.store.update_release(rec.id, state=ReleaseState.RUNNING.value)  # the worker settles it
-            return self.store.get_release(rec.id)
-        self.store.request(rec.id, action)
+        request = Request(action)
+        outcome = decide_request(request, state=rec.state, direction=rec.direction, kind=rec.kind,
+                                 release_id=rec.id)
+        if outcome.move_to is not None:
+            message = "rolling back on request" if outcome.move_to is ReleaseState.ROLLING_BACK else None
+            return self.store.transition(rec.id, outcome.move_to, message, expect=rec.state)
+        self.store.request(rec.id, request.value)
         return self.store.get_release(rec.id)
 
-    def resume_target(self, release_id: int) -> ReleaseRecord:
-        """Make a paused release runnable again (a crashed one is runnable as it is)."""
+    def resume(self, release_id: int) -> ReleaseRecord:
+        """A paused release goes on in its own direction; a crashed one is taken over as it is."""
         rec = self.store.get_release(release_id)
-        state = ReleaseState(rec.state)
-        if state.finished:
-            raise StateError(f"release #{rec.id} already {state.value}; nothing to resume")
-        if state is ReleaseState.PAUSED:
-            self.store.clear_request(rec.id)
-            rec = self.store.update_release(rec.id, state=ReleaseState.RUNNING.value,
-                                            message="resumed")
-        return rec
+        if rec.state.finished:
+            raise StateError(f"release #{rec.id} already {rec.state.value}; nothing to resume")
+        if rec.state is not ReleaseState.PAUSED:
+            return rec  # running without a controller (it died): a new worker takes it over
+        decide_request(Request.RESUME, state=rec.state, direction=rec.direction, kind=rec.kind, release_id=rec.id)
+        if rec.direction is Direction.BACK:
+            return self._requeue_back_pass(rec, "resumed: rolling back")
+        self.store.clear_request(rec.id)
+        return self.store.transition(rec.id, ReleaseState.RUNNING, "resumed", expect=rec.state)
 
     def retry(self, release_id: int) -> ReleaseRecord:
-        """Put failed and skipped hosts back in the queue and resume from the first batch holding one."""
+        """Queue the failed hosts of a paused release again, in its direction: a forward release retries the
+        new version on failed and skipped hosts; a rollback retries going back on the hosts it left stuck."""
         rec = self.store.get_release(release_id)
-        state = ReleaseState(rec.state)
-        if state is not ReleaseState.PAUSED:
-            raise StateError(f"release #{rec.id} is {state.value}; retry works on a paused release")
+        decide_request(Request.RETRY, state=rec.state, direction=rec.direction, kind=rec.kind, release_id=rec.id)
+        if rec.direction is Direction.BACK:
+            return self._requeue_back_pass(rec, "retrying the rollback")
         retried = [r for r in self.store.host_runs(rec.id)
                    if r.state in (HostState.FAILED, HostState.NEEDS_ATTENTION, HostState.SKIPPED)]
         if not retried:
             raise StateError(f"release #{rec.id} has no failed host to retry; `graylift resume {rec.id}`")
         for run in retried:
-            self.store.reset_host_run(rec.id, run.host, target_version=rec.version, state=HostState.PENDING.value)
-        cursor = min(r.batch for r in retried)
+            self.store.reset_host_run(rec.id, run.host, target_version=rec.version, state=HostState.PENDING)
         self.store.clear_request(rec.id)
-        return self.store.update_release(rec.id, state=ReleaseState.RUNNING.value, cursor=cursor,
-                                         message=f"retrying {len(retried)} host(s)", wait_until=None)
+        self.store.update_release(rec.id, cursor=min(r.batch for r in retried), wait_until=None)
+        return self.store.transition(rec.id, ReleaseState.RUNNING, f"retrying {len(retried)} host(s)",
+                                     expect=ReleaseState.PAUSED)
+
+    def _requeue_back_pass(self, rec: ReleaseRecord, message: str) -> ReleaseRecord:
+        back_pass = rec.plan.get("back_pass") or {}
+        for run in self.store.host_runs(rec.id):
+            goal = back_pass.get(run.host) if isinstance(back_pass, dict) else None
+            if goal and run.state in (HostState.NEEDS_ATTENTION, HostState.FAILED):
+                self.store.reset_host_run(rec.id, run.host, target_version=goal["version"], target_dir=goal["dir"],
+                                          state=HostState.ROLLING_BACK)
+        self.store.clear_request(rec.id)
+        return self.store.transition(rec.id, ReleaseState.ROLLING_BACK, message, expect=ReleaseState.PAUSED)
 
     def runnable_releases(self) -> list[ReleaseRecord]:
-        return [r for r in self.store.active_releases() if ReleaseState(r.state).needs_worker]
+        return [r for r in self.store.active_releases() if r.state.needs_worker]
+
+    def controller_gone(self, rec: ReleaseRecord) -> bool:
+        """A release that needs a controller and has none: never claimed, its process died, or its heartbeat
+        is older than the stale window by the database's clock."""
+        if not rec.state.needs_worker or rec.finished:
+            return False
+        if rec.owner is None or owner_is_dead(rec.owner):
+            return True
+        return lease_is_stale(now=self.store.db_now(), heartbeat_at=rec.heartbeat_at or rec.updated_at,
+                              stale_after=STALE_AFTER_SECONDS)
 
     def orphaned_releases(self) -> list[ReleaseRecord]:
-        """Releases that need a controller and have none: its process died (or never started)."""
-        from datetime import UTC, datetime
-
-        from graylift.core.policy import lease_is_stale
-        from graylift.engine import STALE_AFTER_SECONDS
-
-        engine = self.engine()
-        now = datetime.now(UTC)
-        found = []
-        for rec in self.runnable_releases():
-            dead = rec.owner is not None and engine.owner_is_dead(rec)
-            silent = lease_is_stale(now=now, heartbeat_at=rec.heartbeat_at or rec.updated_at,
-                                    stale_after=STALE_AFTER_SECONDS)
-            if dead or silent:
-                found.append(rec)
-        return found
+        return [r for r in self.runnable_releases() if self.controller_gone(r)]
 
     def find(self, ref: str, env: str | None) -> ReleaseRecord:
         """A release by id, or the active (else latest) release of an app in an env."""
@@ -223,3 +275,41 @@ class Graylift:
         if not found:
             raise ReleaseNotFound(f"no release of {ref} in {env} yet")
         return found[0]
+
+    # --- the CMDB --------------------------------------------------------------------------------
+
+    async def survey(self, app: str, env: str, version: str | None = None) -> list[SurveyRow]:
+        """Read-only: what each host runs and serves, the layout found, what a release would do."""
+        cfg = self.config.app_for_env(app, env)
+        hosts = await inventory_for(cfg, self.store).hosts(app, env)
+        fleet = LiveFleet(snapshot(self.config, app, env), app, env, hosts)
+        try:
+            reports = await survey_hosts(fleet, hosts, with_health=True)
+        finally:
+            await fleet.close()
+        attention = self.store.host_health(app, env)
+        return [_survey_row(reports[h.name], version, attention.get(h.name)) for h in hosts]
+
+    def clear_host(self, app: str, env: str, host: str) -> bool:
+        return self.store.clear_host_health(app, env, host)
+
+
+def _survey_row(report: HostReport, version: str | None, attention: HostHealth | None) -> SurveyRow:
+    host, found = report.host, report.found
+    if found is None:
+        return SurveyRow(host, "unreadable", None, None, "?", f"refuse: {report.problem}")
+    serving = "yes" if report.healthy and report.healthy.ok else f"no ({report.healthy.detail if report.healthy else '?'})"
+    if not host.in_service:
+        would = "skip: in maintenance"
+    elif attention is not None:
+        would = f"release (counted as out: needs attention since release #{attention.release_id})"
+    elif version is not None and found.version == version and serving == "yes":
+        would = f"nothing: already on {version}"
+    elif found.fresh:
+        would = "first install"
+    elif serving != "yes":
+        would = "skip: unhealthy before release (or fail, by strategy.on_unhealthy)"
+    else:
+        would = f"release {found.version} -> {version or 'VERSION'}"
+    layout = "fresh" if found.fresh else f"current -> releases/{found.current_dir}"
+    return SurveyRow(host, layout, found.version, found.sha256, serving, would)

@@ -8,15 +8,26 @@ step runs and *when*; this module only knows *how*.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from graylift.core.flow import Step
+from graylift.core.layout import (
+    SHA_MARKER,
+    VERSION_MARKER,
+    Found,
+    LayoutError,
+    parse_survey,
+    release_dir_of_link,
+    survey_script,
+)
 from graylift.core.model import Host, Package, PackageKind, Strategy, is_plain_name
 from graylift.errors import (
     ArtifactError,
+    BackendsFailed,
     GrayliftError,
     HealthCheckFailed,
     RemoteCommandFailed,
@@ -65,24 +76,42 @@ class AppRuntime:
     stage_timeout: float = 300.0
     traffic_check: TrafficCheck | None = None
     probes_for: Callable[[dict[str, str]], Sequence[HealthProbe]] | None = None  # per-host probes
-    notes: list[str] = field(default_factory=list)
+    rebuilt_versions: bool = False  # stage each build of a version into releases/<version>+<sha12>
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one pass puts on a host: a version in ``releases/<dir>`` holding the build with ``sha256``.
+
+    ``sha256`` None means "the dir as it is on the host" (going back to what a pre-check found there).
+    ``package`` is called only when the host lacks the dir: a revert or rollback to a release the host
+    still has never contacts the artifact repository.
+    """
+
+    version: str
+    dir: str
+    sha256: str | None
+    package: Callable[[], Awaitable[Package]]
+    forward: bool = True  # a release's new version (else: going back to an older one)
 
 
 @dataclass
 class StepContext:
-    """One host, one pass (release, revert or rollback), one target version."""
+    """One host, one pass (release, revert or rollback), one target."""
 
     runtime: AppRuntime
     host: Host
     transport: Transport
-    package: Package  # the package of the *target* version
+    target: Target
     release_id: int
     clock: Clock
     journal: Callable[[str, dict[str, Any]], None]  # (event, detail) for the running step
+    found: Found | None = None  # what this pass's pre-check found
+    require_healthy: bool = True  # a rollback's pre-check only reads: the host may be sick on a bad version
 
     @property
     def version(self) -> str:
-        return self.package.version
+        return self.target.version
 
     @property
     def reason(self) -> str:
@@ -95,7 +124,7 @@ class StepContext:
             "version": self.version,
             "deploy_dir": d,
             "current": f"{d}/current",
-            "release_dir": f"{d}/releases/{self.version}",
+            "release_dir": f"{d}/releases/{self.target.dir}",
             "host": self.host.name,
             "address": self.host.address,
         }
@@ -110,12 +139,20 @@ class StepContext:
         return result.stdout.strip()
 
 
-async def read_current_version(ctx: StepContext) -> str | None:
-    """The version ``current`` points at on the host, or None on a fresh host."""
+async def survey(ctx: StepContext) -> Found:
+    """Read the host's layout (one read-only command); LayoutError for one graylift does not understand."""
+    out = await ctx.sh(survey_script(ctx.runtime.deploy_dir), timeout=30)
+    try:
+        return parse_survey(out, ctx.runtime.deploy_dir)
+    except LayoutError as exc:
+        raise LayoutError(f"{ctx.host.name}: {exc}") from None
+
+
+async def current_dir(ctx: StepContext) -> str | None:
+    """The release dir ``current`` points at now, or None."""
     d = shlex.quote(ctx.runtime.deploy_dir.rstrip("/"))
     out = await ctx.sh(f"readlink {d}/current || true", timeout=30)
-    name = out.rstrip("/").rsplit("/", 1)[-1] if out else ""
-    return name if name and is_plain_name(name) else None
+    return release_dir_of_link(out, ctx.runtime.deploy_dir) if out else None
 
 
 async def health(ctx: StepContext) -> ProbeResult:
@@ -132,14 +169,31 @@ async def health(ctx: StepContext) -> ProbeResult:
 
 
 async def precheck(ctx: StepContext) -> dict[str, Any]:
-    """Is the service healthy before we touch it? A fresh host (no ``current``) passes."""
-    current = await read_current_version(ctx)
-    if current is None:
-        return {"current": None, "note": "fresh host: nothing installed yet"}
+    """What does the host run, and is it healthy? The one reading of the host's previous version.
+
+    A fresh host (no ``current``) passes. A host already on the target (same build) and healthy is done
+    (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
+    """
+    found = await survey(ctx)
+    detail: dict[str, Any] = {"found": found.to_json(), "current": found.version}
+    if found.fresh:
+        return detail | {"note": "fresh host: nothing installed yet"}
+    tgt = ctx.target
+    same_version = found.version == tgt.version
+    if (same_version and tgt.sha256 and found.sha256 and found.sha256 != tgt.sha256
+            and found.current_dir == tgt.dir):
+        raise ArtifactError(
+            f"{ctx.host.name} runs {tgt.version} with sha256 {found.sha256[:12]}..., but {tgt.version} is now "
+            f"{tgt.sha256[:12]}...: versions are immutable; release a new version number, or set "
+            "package.rebuilt_versions: true for rebuilt (e.g. -SNAPSHOT) builds; the host was not touched")
     result = await health(ctx)
-    if not result.ok:
+    detail["healthy"] = result.ok
+    if not result.ok and ctx.require_healthy:
         raise HostUnhealthy(f"{ctx.host.name}: unhealthy before release ({result.detail})")
-    return {"current": current}
+    on_target = found.current_dir == tgt.dir or (same_version and (found.sha256 is None or tgt.sha256 is None))
+    if on_target and result.ok:
+        detail["already_on_target"] = True
+    return detail
 
 
 def _unpack_script(kind: PackageKind, archive: str, into: str) -> str:
@@ -164,21 +218,41 @@ def _unpack_script(kind: PackageKind, archive: str, into: str) -> str:
 
 
 async def stage(ctx: StepContext) -> dict[str, Any]:
-    """Download the package on the host, verify its sha256, unpack into releases/<version>.
+    """Put the target build into releases/<dir>: reuse it if the host has it, else download, verify, unpack.
 
-    A release directory whose recorded sha256 matches is reused. The download lands in a temporary
-    directory that is renamed into place only after it verified, so a half-download is never used.
+    Never removes or rewrites the release ``current`` points to, nor the host's previous one. A dir with the
+    target's version but another recorded sha256 is refused (versions are immutable). The download lands in
+    a temporary dir renamed into place only after its sha256 verified, so a half-download is never used.
     """
-    pkg, rt = ctx.package, ctx.runtime
+    rt, tgt = ctx.runtime, ctx.target
     d = rt.deploy_dir.rstrip("/")
-    final = f"{d}/releases/{pkg.version}"
-    tmp = f"{d}/releases/.{pkg.version}.partial"
+    final = f"{d}/releases/{tgt.dir}"
     q = shlex.quote
-    marker = f"{final}/.graylift-sha256"
-    reuse = await ctx.sh(f"[ -f {q(marker)} ] && cat {q(marker)} || true", timeout=30)
-    if reuse == pkg.sha256:
-        pruned = await prune(ctx)
-        return {"reused": final, "pruned": pruned}
+    state = await ctx.sh(f"if [ -d {q(final)} ]; then echo present $(head -c 64 {q(final + '/' + SHA_MARKER)} "
+                         "2>/dev/null); else echo absent; fi", timeout=30)
+    words = state.split()
+    present, marker = words[0] == "present", (words[1] if len(words) > 1 else None)
+    in_use = {n for n in (await current_dir(ctx), ctx.found.current_dir if ctx.found else None) if n}
+    replace = False
+    if present:
+        if tgt.sha256 is None or marker == tgt.sha256:
+            return {"reused": final, "sha256": marker, "pruned": await prune(ctx)}
+        if marker is not None:
+            raise ArtifactError(
+                f"{ctx.host.name}: releases/{tgt.dir} holds {tgt.version} with sha256 {marker[:12]}..., the "
+                f"repository's {tgt.version} is {tgt.sha256[:12]}...: versions are immutable; release a new "
+                "version number, or set package.rebuilt_versions: true; the host was not touched")
+        if tgt.dir in in_use:
+            raise ArtifactError(
+                f"{ctx.host.name}: releases/{tgt.dir} is in use (current or previous) and was not staged by "
+                "graylift, so its build cannot be checked; graylift never rewrites a release in use: release "
+                "a new version number")
+        replace = True  # an unused dir another tool left: staged anew beside it, then swapped
+    pkg = await tgt.package()
+    if tgt.sha256 is not None and pkg.sha256 != tgt.sha256:
+        raise ArtifactError(f"{ctx.host.name}: the repository's {tgt.version} is now {pkg.sha256[:12]}..., not "
+                            f"the {tgt.sha256[:12]}... recorded for it: versions are immutable")
+    tmp = f"{d}/releases/.{tgt.dir}.partial"
     await ctx.sh(f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}", timeout=30)
     archive = f"{tmp}/{pkg.filename}"
     if pkg.url:
@@ -188,18 +262,19 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
         )
         await ctx.sh(fetch, timeout=rt.stage_timeout)
     elif pkg.local_path:
-        from pathlib import Path
-
         await ctx.transport.put(Path(pkg.local_path), archive)
     else:  # pragma: no cover - Package guarantees one of them
         raise ArtifactError(f"{pkg.app} {pkg.version}: package has neither url nor local path")
+    old = final + ".old"
+    swap = (f"rm -rf {q(old)} && mv {q(final)} {q(old)} && mv {q(tmp)} {q(final)} && rm -rf {q(old)}"
+            if replace else f"mv {q(tmp)} {q(final)}")
     verify = (
         f"got=$(sha256sum {q(archive)} | cut -d' ' -f1); "
         f"if [ \"$got\" != {q(pkg.sha256)} ]; then rm -rf {q(tmp)}; "
         f"echo \"sha256 mismatch: expected {pkg.sha256}, got $got\" >&2; exit {SHA_MISMATCH_EXIT}; fi; "
         + _unpack_script(pkg.kind, archive, tmp)
-        + f" && echo {q(pkg.sha256)} > {q(tmp + '/.graylift-sha256')}"
-        f" && rm -rf {q(final)} && mv {q(tmp)} {q(final)}"
+        + f" && echo {q(pkg.sha256)} > {q(tmp + '/' + SHA_MARKER)} && echo {q(tgt.version)} > "
+        f"{q(tmp + '/' + VERSION_MARKER)} && {swap}"
     )
     try:
         await ctx.sh(verify, timeout=rt.stage_timeout)
@@ -214,15 +289,14 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
         if exc.exit_status == UNSAFE_ARCHIVE_EXIT:
             raise ArtifactError(f"{ctx.host.name}: {pkg.filename} has unsafe paths; refused") from exc
         raise
-    pruned = await prune(ctx)
-    return {"staged": final, "sha256": pkg.sha256, "pruned": pruned}
+    return {"staged": final, "sha256": pkg.sha256, "pruned": await prune(ctx)}
 
 
 async def prune(ctx: StepContext) -> list[str]:
-    """Keep the newest ``keep_releases`` release dirs; never the current one or the target."""
+    """Keep the newest ``keep_releases`` release dirs; never the current one, the previous one or the target."""
     d = ctx.runtime.deploy_dir.rstrip("/")
-    current = await read_current_version(ctx)
-    keep = {ctx.version, *([current] if current else [])}
+    previous = ctx.found.current_dir if ctx.found else None
+    keep = {ctx.target.dir, *(n for n in (await current_dir(ctx), previous) if n)}
     listing = await ctx.sh(f"ls -1t {shlex.quote(d)}/releases 2>/dev/null || true", timeout=30)
     names = [n for n in listing.splitlines() if n and not n.startswith(".")]
     extra = [n for n in names if n not in keep]
@@ -234,28 +308,48 @@ async def prune(ctx: StepContext) -> list[str]:
     return doomed
 
 
+async def _each(host: Host, action: str, backends: Sequence[Any],
+                call: Callable[[Any], Awaitable[None]]) -> list[str]:
+    """Run ``call`` on every backend, whatever the others do; BackendsFailed names the ones that failed."""
+    failed: dict[str, str] = {}
+    ok: list[str] = []
+    for backend in backends:
+        try:
+            await call(backend)
+        except GrayliftError as exc:
+            failed[backend.name] = str(exc)
+        else:
+            ok.append(backend.name)
+    if failed:
+        raise BackendsFailed(host.name, action, failed, ok)
+    return ok
+
+
 async def mute(ctx: StepContext) -> dict[str, Any]:
     until = ctx.clock.now() + timedelta(seconds=ctx.runtime.silence_seconds)
-    ids = {}
-    for silencer in ctx.runtime.silencers:
+    ids: dict[str, str] = {}
+
+    async def one(silencer: Silencer) -> None:
         ids[silencer.name] = await silencer.mute(ctx.host, until=until, reason=ctx.reason)
+
+    await _each(ctx.host, "mute", ctx.runtime.silencers, one)
     return {"silences": ids, "until": until.isoformat()}
 
 
 async def take_out(ctx: StepContext) -> dict[str, Any]:
-    """Out of every registry and load balancer, then read each back: the host is stopped only if all agree."""
+    """Out of every registry and load balancer, each read back: the host is stopped only if all agree."""
     propagation: dict[str, float] = {}
-    for switch in ctx.runtime.switches:
+
+    async def one(switch: TrafficSwitch) -> None:
         await switch.take_out(ctx.host)
         waited = getattr(switch, "last_wait_seconds", None)
         if waited:
             propagation[switch.name] = round(float(waited), 3)
-    still_in = [s.name for s in ctx.runtime.switches if not await s.is_out(ctx.host)]
-    if still_in:
-        raise TrafficError(
-            f"{ctx.host.name} is still in {', '.join(still_in)} after take-out; not stopping it"
-        )
-    return {"out_of": [s.name for s in ctx.runtime.switches], "propagation_seconds": propagation}
+        if not await switch.is_out(ctx.host):
+            raise TrafficError("still in after take-out")
+
+    out = await _each(ctx.host, "take-out (so it is not stopped)", ctx.runtime.switches, one)
+    return {"out_of": out, "propagation_seconds": propagation}
 
 
 async def quiet(ctx: StepContext) -> dict[str, Any]:
@@ -298,10 +392,11 @@ async def _drained(ctx: StepContext) -> bool:
 
 async def stop(ctx: StepContext) -> dict[str, Any]:
     """Run the app's stop command (which must succeed when the app is already stopped)."""
-    current = await read_current_version(ctx)
+    current = await current_dir(ctx)
     if current is None:
         return {"note": "nothing installed: nothing to stop"}
-    values = ctx.paths() | {"version": current, "release_dir": f"{ctx.paths()['deploy_dir']}/releases/{current}"}
+    version = ctx.found.version_of(current) if ctx.found else current
+    values = ctx.paths() | {"version": version, "release_dir": f"{ctx.paths()['deploy_dir']}/releases/{current}"}
     await ctx.transport.run(ctx.runtime.render(ctx.runtime.stop_command, values),
                             timeout=ctx.runtime.command_timeout)
     return {"stopped": current}
@@ -311,7 +406,7 @@ async def switch(ctx: StepContext) -> dict[str, Any]:
     """Point ``current`` at releases/<version>, atomically (rename of a new symlink)."""
     p = ctx.paths()
     q = shlex.quote
-    target = f"releases/{ctx.version}"
+    target = f"releases/{ctx.target.dir}"
     await ctx.sh(
         f"[ -d {q(p['release_dir'])} ] || {{ echo 'release dir missing: {p['release_dir']}' >&2; exit 2; }}; "
         f"[ \"$(readlink {q(p['current'])})\" = {q(target)} ] && exit 0; "
@@ -344,19 +439,22 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
 
 
 async def put_back(ctx: StepContext) -> dict[str, Any]:
-    """Back into registries and load balancers (reverse order of take-out), verified."""
-    for sw in reversed(ctx.runtime.switches):
-        await sw.put_back(ctx.host)
-    not_in = [s.name for s in ctx.runtime.switches if not await s.is_in(ctx.host)]
-    if not_in:
-        raise TrafficError(f"{ctx.host.name} is not back in {', '.join(not_in)} after put-back")
-    return {"back_in": [s.name for s in ctx.runtime.switches]}
+    """Back into registries and load balancers (reverse order of take-out), each verified, each tried
+    whatever the others do: one broken backend never keeps a host out of the working ones."""
+
+    async def one(switch: TrafficSwitch) -> None:
+        await switch.put_back(ctx.host)
+        if not await switch.is_in(ctx.host):
+            raise TrafficError("not back in after put-back")
+
+    return {"back_in": await _each(ctx.host, "put-back", list(reversed(ctx.runtime.switches)), one)}
 
 
 async def unmute(ctx: StepContext) -> dict[str, Any]:
-    for silencer in ctx.runtime.silencers:
+    async def one(silencer: Silencer) -> None:
         await silencer.unmute(ctx.host, reason=ctx.reason)
-    return {}
+
+    return {"unmuted": await _each(ctx.host, "unmute", ctx.runtime.silencers, one)}
 
 
 STEP_ACTIONS = {

@@ -261,60 +261,37 @@ def connector(snap: dict[str, Any]) -> SshConnector:
                         max_connections=ssh.max_connections)
 
 
-def package_to_json(pkg: Package) -> dict[str, Any]:
-    return {"app": pkg.app, "version": pkg.version, "kind": pkg.kind.value, "filename": pkg.filename,
-            "sha256": pkg.sha256, "url": pkg.url, "local_path": pkg.local_path}
-
-
-def package_from_json(data: dict[str, Any]) -> Package:
-    return Package(data["app"], data["version"], PackageKind(data["kind"]), data["filename"], data["sha256"],
-                   url=data.get("url"), local_path=data.get("local_path"))
-
-
 class LiveFleet:
-    """The real adapters of one release. Package digests are pinned in the release's plan once resolved."""
+    """The real adapters of one release (or of a plan's preflight), built from a config snapshot."""
 
-    def __init__(self, store: Store, rec: ReleaseRecord) -> None:
-        cfg = app_config(rec.config)
-        self.store, self.release_id = store, rec.id
-        self.connector = connector(rec.config)
+    def __init__(self, snap: dict[str, Any], app: str, env: str, hosts: Sequence[Host]) -> None:
+        cfg = app_config(snap)
+        self.connector = connector(snap)
         seeding = any(isinstance(t, NginxTraffic) and t.seed for t in cfg.traffic)
-        hosts = [r.spec or Host(r.host, r.address) for r in store.host_runs(rec.id)] if seeding else None
-        self.runtime = runtime(rec.app, rec.env, cfg, connect=self.connect, hosts=hosts)
+        self.runtime = runtime(app, env, cfg, connect=self.connect, hosts=list(hosts) if seeding else None)
         self.artifacts = artifact_store(cfg)
-        self.app = rec.app
+        self.app = app
+
+    @classmethod
+    def for_release(cls, store: Store, rec: ReleaseRecord) -> LiveFleet:
+        return cls(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
 
     async def connect(self, host: Host) -> Transport:
         return await self.connector.connect(host)
 
     async def package(self, version: str) -> Package:
-        rec = self.store.get_release(self.release_id)
-        pinned = rec.plan.get("packages", {})
-        if version in pinned:
-            return package_from_json(pinned[version])
-        try:
-            pkg = await self.artifacts.resolve(self.app, version)
-        except ArtifactError:
-            raise
-        plan = dict(rec.plan)
-        plan["packages"] = {**pinned, version: package_to_json(pkg)}
-        self.store.update_release(self.release_id, plan=plan)
-        return pkg
+        return await self.artifacts.resolve(self.app, version)
 
     async def close(self) -> None:
         await self.connector.close()
         for switch in self.runtime.switches:
-            close = getattr(switch, "close", None)
-            if close is not None:
-                await close()
+            await switch.close()
         for silencer in self.runtime.silencers:
-            close = getattr(silencer, "close", None)
-            if close is not None:
-                await close()
+            await silencer.close()
 
 
 async def open_fleet(store: Store, rec: ReleaseRecord) -> LiveFleet:
-    return LiveFleet(store, rec)
+    return LiveFleet.for_release(store, rec)
 
 
 __all__ = ["LiveFleet", "inventory_for", "open_fleet", "render_template", "runtime", "secret", "snapshot"]

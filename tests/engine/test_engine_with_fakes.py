@@ -11,26 +11,23 @@ import asyncio
 import io
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import graylift.engine as engine_module
-from graylift.adapters.artifacts import LocalDirArtifactStore
+import graylift.engine.hosts as engine_module
 from graylift.adapters.health import CommandProbe
-from graylift.adapters.local import LocalTransport
 from graylift.config import render_command
 from graylift.core.flow import RELEASE_FLOW, Step
-from graylift.core.model import Host, OnFailure, Package, PackageKind, Strategy
+from graylift.core.model import Host, OnFailure, Strategy
 from graylift.core.plan import make_plan
 from graylift.core.state import HostState, ReleaseState
 from graylift.engine import Engine
-from graylift.ports import CommandResult
 from graylift.steps import AppRuntime
 from graylift.store import ReleaseRecord, Store
+from graylift.testing import FakeFleet, FakeRepository, FakeSilencer, FakeSwitch
 
 APP, ENV, DEPLOY = "demo", "prod", "/srv/demo"
 HOSTS = [Host(f"h{i}", f"10.0.0.{i}", group="beta" if i == 1 else "prod") for i in range(1, 7)]
@@ -38,60 +35,6 @@ HOSTS = [Host(f"h{i}", f"10.0.0.{i}", group="beta" if i == 1 else "prod") for i 
 
 class Crash(BaseException):
     """Stands for kill -9: nothing in the engine catches it."""
-
-
-class FolderTransport(LocalTransport):
-    """A host is a folder: the app's deploy dir in every command is mapped to ``root``."""
-
-    def __init__(self, host: Host, root: Path) -> None:
-        super().__init__(host)
-        self.root = root
-
-    async def run(self, command: str, *, timeout: float, check: bool = True) -> CommandResult:
-        return await super().run(command.replace(DEPLOY, str(self.root)), timeout=timeout, check=check)
-
-    async def put(self, local: Path, remote: str) -> None:
-        await super().put(local, remote.replace(DEPLOY, str(self.root)))
-
-
-@dataclass
-class FakeSwitch:
-    name: str = "fake-lb"
-    out: set[str] = field(default_factory=set)
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    async def take_out(self, host: Host) -> None:
-        self.calls.append(("take_out", host.name))
-        self.out.add(host.name)
-
-    async def put_back(self, host: Host) -> None:
-        self.calls.append(("put_back", host.name))
-        self.out.discard(host.name)
-
-    async def is_out(self, host: Host) -> bool:
-        return host.name in self.out
-
-    async def is_in(self, host: Host) -> bool:
-        return host.name not in self.out
-
-    async def in_flight(self, host: Host) -> int | None:
-        return 0
-
-
-@dataclass
-class FakeSilencer:
-    name: str = "fake-alerts"
-    muted: dict[str, datetime] = field(default_factory=dict)
-
-    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
-        self.muted[host.name] = until
-        return f"silence-{host.name}"
-
-    async def unmute(self, host: Host, *, reason: str) -> None:
-        self.muted.pop(host.name, None)
-
-    async def is_muted(self, host: Host, *, reason: str) -> bool:
-        return host.name in self.muted
 
 
 def package_bytes(version: str, healthy: bool) -> bytes:
@@ -102,24 +45,6 @@ def package_bytes(version: str, healthy: bool) -> bytes:
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-@dataclass
-class FakeFleet:
-    runtime: AppRuntime
-    folders: Path
-    artifacts: LocalDirArtifactStore
-
-    async def connect(self, host: Host) -> FolderTransport:
-        root = self.folders / host.name
-        root.mkdir(exist_ok=True)
-        return FolderTransport(host, root)
-
-    async def package(self, version: str) -> Package:
-        return await self.artifacts.resolve(APP, version)
-
-    async def close(self) -> None:
-        return None
 
 
 @dataclass
@@ -163,7 +88,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    for version, healthy in (("1.0.0", True), ("2.0.0", True), ("3.0.0", False)):
+    for version, healthy in (("1.0.0", True), ("2.0.0", True), ("3.0.0", False), ("4.0.0", True)):
         (artifacts / f"{APP}-{version}.tar.gz").write_bytes(package_bytes(version, healthy))
     switch, silencer = FakeSwitch(), FakeSilencer()
     runtime = AppRuntime(
@@ -176,7 +101,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     )
     folders = tmp_path / "hosts"
     folders.mkdir()
-    fleet = FakeFleet(runtime, folders, LocalDirArtifactStore(directory=artifacts, kind=PackageKind.TAR_GZ))
+    fleet = FakeFleet(runtime, folders, FakeRepository(artifacts))
     store = Store.open(f"sqlite:///{tmp_path}/state.db")
     w = World(store, fleet, switch, silencer, folders)
     yield w

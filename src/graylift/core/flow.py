@@ -28,9 +28,9 @@ class Step(StrEnum):
 RELEASE_FLOW: tuple[Step, ...] = tuple(Step)
 """A normal release of one host."""
 
-ROLLBACK_FLOW: tuple[Step, ...] = tuple(s for s in Step if s is not Step.PRECHECK)
-"""Rolling a host back to its previous version: the same graceful path, without the pre-check
-(a host on a bad version is expected to be unhealthy)."""
+ROLLBACK_FLOW: tuple[Step, ...] = RELEASE_FLOW
+"""Rolling a host back: the same graceful path. Its pre-check reads what the host runs (the one source of
+what to undo) but does not require it to be healthy: a host on a bad version is expected to be unhealthy."""
 
 RESTART_STEPS = frozenset({Step.STOP, Step.SWITCH, Step.START, Step.HEALTH})
 """Steps after which the app on the host may no longer be the old version, running."""
@@ -78,3 +78,34 @@ def remaining(flow: tuple[Step, ...], done: Iterable[Step]) -> tuple[Step, ...]:
     """Steps of ``flow`` still to run, in order; the first is re-run if it was in progress."""
     finished = set(done)
     return tuple(s for s in flow if s not in finished)
+
+
+class OnStepFailure(StrEnum):
+    """What the engine does with a host whose step failed."""
+
+    SKIP_OR_FAIL = "skip_or_fail"  # nothing was touched: skipped (unhealthy, by policy) or failed
+    REVERT = "revert"  # undo what was begun (:func:`undo_steps`), back to the previous version
+    ATTENTION = "attention"  # healthy on the new version, but not back in every backend: leave it, say which
+    WARN = "warn"  # done; the failure is recorded (a silence that was not lifted ends by itself)
+
+
+def on_step_failure(step: Step) -> OnStepFailure:
+    """The decision table for a failed step.
+
+    ====================  ================  ==============================================================
+    step                  action            why
+    ====================  ================  ==============================================================
+    precheck              skip_or_fail      nothing was touched yet
+    stage .. health       revert            the new version is not serving; the previous one goes back
+    put_back              attention         the host is healthy on the new version and back in every
+                                            backend that worked: reverting would take it out of those too
+    unmute                warn              the host serves; the silence lapses at its fixed end time
+    ====================  ================  ==============================================================
+    """
+    if step is Step.PRECHECK:
+        return OnStepFailure.SKIP_OR_FAIL
+    if step is Step.PUT_BACK:
+        return OnStepFailure.ATTENTION
+    if step is Step.UNMUTE:
+        return OnStepFailure.WARN
+    return OnStepFailure.REVERT

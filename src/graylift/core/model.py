@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 # A version, app name or host name that ends up in a path or a shell command must be a plain name.
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -53,6 +55,15 @@ class Package:
     sha256: str
     url: str | None = None
     local_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.app, "version": self.version, "kind": self.kind.value, "filename": self.filename,
+                "sha256": self.sha256, "url": self.url, "local_path": self.local_path}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Package:
+        return cls(data["app"], data["version"], PackageKind(data["kind"]), data["filename"], data["sha256"],
+                   url=data.get("url"), local_path=data.get("local_path"))
 
 
 class PromoteMode(StrEnum):

@@ -8,13 +8,18 @@ batch size 3::
     batches     = 8 hosts left in batches of 3 -> [3, 3, 2]; 3 + 1 = 4 out; 4 * 2 < 10 -> ok
 
 A batch of 4 would put 5 of 10 hosts out at once (50%) and is refused.
+
+The same rule holds for every later pass over the fleet (each batch when it starts, a revert, a
+rollback, a retry): :func:`wave` picks the next hosts of a pass so that the hosts already out or not
+serving (skipped, failed, needs attention, in maintenance, left needing attention by an earlier release)
+plus the wave stay under half of the cluster.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from graylift.core.model import Host, Strategy
@@ -50,7 +55,7 @@ class Plan:
     skipped: tuple[SkippedHost, ...] = ()
     cluster_size: int = 0
     estimate_seconds: float = 0.0
-    notes: tuple[str, ...] = field(default=())
+    canary_required: int = 0  # canaries that must run the new version and bake healthy before promotion
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -69,7 +74,7 @@ class Plan:
             "skipped": [{"host": s.host, "reason": s.reason} for s in self.skipped],
             "cluster_size": self.cluster_size,
             "estimate_seconds": self.estimate_seconds,
-            "notes": list(self.notes),
+            "canary_required": self.canary_required,
         }
 
     @classmethod
@@ -81,8 +86,29 @@ class Plan:
             skipped=tuple(SkippedHost(s["host"], s["reason"]) for s in data.get("skipped", [])),
             cluster_size=data.get("cluster_size", 0),
             estimate_seconds=data.get("estimate_seconds", 0.0),
-            notes=tuple(data.get("notes", [])),
+            canary_required=data.get("canary_required", 0),
         )
+
+    @property
+    def canary(self) -> Batch | None:
+        return self.batches[0] if self.batches and self.batches[0].canary else None
+
+    def with_canary_replacement(self, replacement: str) -> Plan:
+        """The plan with ``replacement`` moved from its rolling batch into the canary batch.
+
+        A rolling batch may become empty; it keeps its place (and index) and is passed over.
+        """
+        canary = self.canary
+        if canary is None or replacement in canary.hosts:
+            raise ValueError(f"{replacement} cannot replace a canary in this plan")
+        batches = []
+        for batch in self.batches:
+            if batch is canary:
+                batches.append(Batch(batch.index, (*batch.hosts, replacement), True, batch.label))
+            else:
+                batches.append(Batch(batch.index, tuple(h for h in batch.hosts if h != replacement),
+                                     batch.canary, batch.label))
+        return Plan(tuple(batches), self.skipped, self.cluster_size, self.estimate_seconds, self.canary_required)
 
 
 def batch_size_for(strategy: Strategy, in_service: int) -> int:
@@ -115,6 +141,17 @@ def spread_by_zone(hosts: Sequence[Host]) -> list[Host]:
     return order
 
 
+def max_out(cluster_size: int, strategy: Strategy) -> int:
+    """The most hosts that may be out of service at once: fewer than half the cluster.
+
+    >>> max_out(10, Strategy()), max_out(9, Strategy()), max_out(2, Strategy())
+    (4, 4, 0)
+    """
+    if strategy.allow_half_or_more:
+        return cluster_size
+    return max(0, (cluster_size - 1) // 2)
+
+
 def check_cap(out_at_once: int, cluster_size: int, what: str, strategy: Strategy) -> None:
     """Refuse a step that takes 50% or more of the cluster out at once.
 
@@ -122,7 +159,7 @@ def check_cap(out_at_once: int, cluster_size: int, what: str, strategy: Strategy
     """
     if strategy.allow_half_or_more or cluster_size == 0:
         return
-    if out_at_once * 2 >= cluster_size:
+    if out_at_once > max_out(cluster_size, strategy):
         raise PlanError(
             f"{what} would take {out_at_once} of {cluster_size} hosts out of service at once "
             f"({out_at_once * 100 // cluster_size}%); graylift never takes 50% or more. "
@@ -157,6 +194,7 @@ def make_plan(
     strategy: Strategy,
     *,
     unhealthy: Mapping[str, str] | None = None,
+    attention: Mapping[str, str] | None = None,
     only: Iterable[str] | None = None,
     timing: Timing = Timing(),
     canary: bool = True,
@@ -164,12 +202,15 @@ def make_plan(
     """Order the hosts into a canary batch (optional) and rolling batches.
 
     ``unhealthy`` maps host name -> reason for hosts a pre-check already found down; they are skipped
-    and count against the 50% cap like hosts in maintenance. ``only`` restricts the plan to these
-    host names (retry, rollback) while the cap still counts the whole cluster.
+    and count against the 50% cap like hosts in maintenance. ``attention`` maps host name -> reason for
+    hosts an earlier release left needing attention: they are released to (a success clears them), never
+    as canaries, and count against the cap until then. ``only`` restricts the plan to these host names
+    (retry, rollback) while the cap still counts the whole cluster.
     """
     if not hosts:
         raise PlanError("no hosts to release to: the CMDB has none for this app/env")
     unhealthy = dict(unhealthy or {})
+    attention = dict(attention or {})
     wanted = set(only) if only is not None else None
     skipped: list[SkippedHost] = []
     candidates: list[Host] = []
@@ -181,24 +222,51 @@ def make_plan(
         elif wanted is None or host.name in wanted:
             candidates.append(host)
     cluster = len(hosts)
-    already_out = sum(1 for h in hosts if not h.in_service or h.name in unhealthy)
+    out = {h.name for h in hosts if not h.in_service or h.name in unhealthy or h.name in attention}
     in_service = cluster - sum(1 for h in hosts if not h.in_service)
 
+    def check(names: Iterable[str], what: str) -> None:
+        check_cap(len(out | set(names)), cluster, what, strategy)
+
     batches: list[Batch] = []
-    first: list[Host] = _canary_hosts(candidates, strategy) if canary and strategy.has_canary else []
+    healthy = [h for h in candidates if h.name not in attention]
+    first: list[Host] = _canary_hosts(healthy, strategy) if canary and strategy.has_canary else []
     if first:
-        check_cap(len(first) + already_out, cluster, "the canary batch", strategy)
+        check((h.name for h in first), "the canary batch")
         batches.append(Batch(0, tuple(h.name for h in first), canary=True, label="canary"))
     rest = spread_by_zone([h for h in candidates if h not in first])
     size = batch_size_for(strategy, in_service)
-    if rest:
-        check_cap(min(size, len(rest)) + already_out, cluster, f"a batch of {size}", strategy)
     for number, start in enumerate(range(0, len(rest), size), start=1):
         names = tuple(h.name for h in rest[start : start + size])
+        check(names, f"a batch of {size}")
         batches.append(Batch(len(batches), names, label=f"batch {number}"))
 
     estimate = len(batches) * timing.host_seconds
     if first:
         estimate += timing.bake_seconds
     estimate += max(0, len(batches) - 1) * timing.pause_seconds
-    return Plan(tuple(batches), tuple(skipped), cluster, estimate)
+    return Plan(tuple(batches), tuple(skipped), cluster, estimate, canary_required=len(first))
+
+
+def wave(todo: Sequence[str], out: Collection[str], *, cluster_size: int, size: int,
+         strategy: Strategy) -> tuple[str, ...]:
+    """The next hosts of a pass (rollback, revert, retry) to take out together.
+
+    At most ``size`` hosts of ``todo``, in order, such that ``out`` (every host already out or not
+    serving) together with the wave stays under half of the cluster. Hosts of ``todo`` that are already
+    out cost nothing and come first. An empty result with ``todo`` not empty means the pass must wait:
+    too many hosts are out.
+
+    Worked example: 10 hosts, 3 skipped and 1 failed (4 out), batch size 4: at most 4 may be out at
+    once, so the wave is 0 hosts; with 2 out it is 2 hosts::
+
+        >>> wave(["a", "b", "c", "d"], {"x", "y"}, cluster_size=10, size=4, strategy=Strategy())
+        ('a', 'b')
+        >>> wave(["a", "x", "b"], {"x", "y", "z", "w"}, cluster_size=10, size=4, strategy=Strategy())
+        ('x',)
+    """
+    already = set(out)
+    free = [h for h in todo if h in already]
+    room = max_out(cluster_size, strategy) - len(already)
+    costly = [h for h in todo if h not in already][: max(0, room)]
+    return tuple((free + costly)[: max(1, size)] if free or costly else ())

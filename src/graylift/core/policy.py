@@ -21,29 +21,27 @@ class Decision:
     reason: str = ""
 
 
-def _on_failure(strategy: Strategy, reason: str) -> Decision:
-    verdict = Verdict.ROLLBACK if strategy.on_failure is OnFailure.ROLLBACK else Verdict.PAUSE
-    return Decision(verdict, reason)
-
-
-def after_batch(*, strategy: Strategy, canary: bool, failed_in_batch: int, failed_total: int) -> Decision:
+def after_batch(*, strategy: Strategy, canary: bool, failed_in_batch: int, failed_total: int,
+                may_roll_back: bool = True) -> Decision:
     """What the release does once every host of a batch has settled.
 
     A canary tolerates no failure. A rolling batch may lose ``max_failed_per_batch`` hosts, the
     whole release ``max_failed_total``; past either budget the release pauses or rolls back
-    (``strategy.on_failure``).
+    (``strategy.on_failure``). A rollback release (``may_roll_back`` false) only ever pauses: rolling
+    it back would put the bad version back.
     """
+
+    def fail(reason: str) -> Decision:
+        back = strategy.on_failure is OnFailure.ROLLBACK and may_roll_back
+        return Decision(Verdict.ROLLBACK if back else Verdict.PAUSE, reason)
+
     if canary and failed_in_batch > 0:
-        return _on_failure(strategy, f"canary failed on {failed_in_batch} host(s)")
+        return fail(f"canary failed on {failed_in_batch} host(s)")
     if failed_in_batch > strategy.max_failed_per_batch:
-        return _on_failure(
-            strategy,
-            f"{failed_in_batch} host(s) failed in this batch; budget per batch is {strategy.max_failed_per_batch}",
-        )
+        return fail(f"{failed_in_batch} host(s) failed in this batch; budget per batch is "
+                    f"{strategy.max_failed_per_batch}")
     if failed_total > strategy.max_failed_total:
-        return _on_failure(
-            strategy, f"{failed_total} host(s) failed in this release; budget is {strategy.max_failed_total}"
-        )
+        return fail(f"{failed_total} host(s) failed in this release; budget is {strategy.max_failed_total}")
     return Decision(Verdict.CONTINUE)
 
 
@@ -69,6 +67,7 @@ def bake_outcome(
     if now < bake_until:
         return BakeOutcome.WAIT
     return BakeOutcome.PROMOTE if strategy.promote is PromoteMode.AUTO else BakeOutcome.AWAIT_PROMOTION
+
 
 
 def lease_is_stale(*, now: datetime, heartbeat_at: datetime | None, stale_after: float) -> bool:

@@ -76,6 +76,9 @@ releases = sa.Table(
     sa.Column("requested", sa.String(16), nullable=True),
     sa.Column("owner", sa.String(255), nullable=True),
     sa.Column("heartbeat_at", UTCDateTime, nullable=True),
+    # bumped by every claim: a driver's writes carry the epoch it claimed, and fail once another took over
+    sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("direction", sa.String(16), nullable=False, server_default="forward"),
     sa.Column("started_by", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -109,6 +112,12 @@ host_runs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    # what this pass's pre-check found on the host (layout, version, release dirs): the one source of undo
+    sa.Column("found", sa.JSON, nullable=True),
+    # the release dir to switch to when it is not the target version's own (a revert, a rollback)
+    sa.Column("target_dir", sa.String(255), nullable=True),
+    # backends the host could not be put back into (needs_attention), with their errors
+    sa.Column("attention", sa.JSON, nullable=True),
 )
 
 journal = sa.Table(
@@ -121,6 +130,8 @@ journal = sa.Table(
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("owner", sa.String(255), nullable=True),  # the driver that wrote it, and its lease epoch
+    sa.Column("epoch", sa.Integer, nullable=True),
     sa.Index(None, "release_id", "id"),
 )
 
@@ -133,5 +144,35 @@ deployed_versions = sa.Table(
     sa.Column("version", sa.String(128), nullable=False),
     sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    # release (the fleet went to it), rollback (back to it), survey (found on the hosts by a first release)
+    sa.Column("source", sa.String(16), nullable=False, server_default="release"),
     sa.Index(None, "app", "env", "id"),
+)
+
+# Versions a rollback left: never chosen by a later rollback, resume or retry.
+bad_versions = sa.Table(
+    "bad_versions",
+    metadata,
+    sa.Column("app", sa.String(128), primary_key=True),
+    sa.Column("env", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# Hosts a release could not put back completely: counted as out of service by every later release until a
+# release succeeds on them or `graylift hosts clear`.
+host_health = sa.Table(
+    "host_health",
+    metadata,
+    sa.Column("app", sa.String(128), primary_key=True),
+    sa.Column("env", sa.String(128), primary_key=True),
+    sa.Column("host", sa.String(128), primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("backends", sa.JSON, nullable=False),
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
 )

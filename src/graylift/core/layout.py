@@ -1,0 +1,155 @@
+"""The layout of an app on a host, as graylift reads it: ``<deploy_dir>/current -> releases/<dir>``.
+
+One read-only command (:func:`survey_script`) prints what is there; :func:`parse_survey` turns its output
+into a :class:`Found`, or refuses a layout graylift does not understand with a message saying what it found.
+What a pre-check found is the one source of a host's previous version and of its undo.
+
+Release directories are immutable: ``releases/<version>`` holds one build, recorded by its sha256 in
+``.graylift-sha256`` (and its version in ``.graylift-version``). An app that opts in to rebuilt versions
+(``package.rebuilt_versions``, for ``-SNAPSHOT`` builds) stages each build into ``<version>+<sha256[:12]>``.
+
+Worked example, a host another tool installed (Capistrano-style absolute link, no markers)::
+
+    >>> out = "current link /srv/shop/releases/1.0.0\\nrelease 1.0.0 - -\\nrelease 0.9.0 - -\\n"
+    >>> found = parse_survey(out, "/srv/shop")
+    >>> found.layout, found.version, found.sha256, sorted(found.releases)
+    ('release', '1.0.0', None, ['0.9.0', '1.0.0'])
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graylift.core.model import is_plain_name
+from graylift.errors import GrayliftError
+
+SHA_MARKER = ".graylift-sha256"
+VERSION_MARKER = ".graylift-version"
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LayoutError(GrayliftError):
+    """The host's deploy dir is laid out in a way graylift does not understand; nothing was touched."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a pre-check found on a host.
+
+    ``layout`` is ``fresh`` (no ``current``: nothing installed) or ``release`` (``current`` ->
+    ``releases/<current_dir>``). ``releases`` maps each release dir to the sha256 graylift recorded in it
+    (None for a dir another tool made); ``versions`` maps a dir to its version where the dir's name is not it.
+    """
+
+    layout: str
+    current_dir: str | None = None
+    version: str | None = None
+    sha256: str | None = None
+    releases: dict[str, str | None] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fresh(self) -> bool:
+        return self.layout == "fresh"
+
+    def version_of(self, directory: str) -> str:
+        return self.versions.get(directory, directory)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layout": self.layout, "current_dir": self.current_dir, "version": self.version,
+                "sha256": self.sha256, "releases": dict(self.releases), "versions": dict(self.versions)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Found:
+        return cls(data["layout"], data.get("current_dir"), data.get("version"), data.get("sha256"),
+                   dict(data.get("releases") or {}), dict(data.get("versions") or {}))
+
+
+def survey_script(deploy_dir: str) -> str:
+    """A read-only shell script printing ``current link|other|none ...`` and one ``release DIR SHA VERSION``
+    line per release dir (``-`` for a missing marker)."""
+    d = shlex.quote(deploy_dir.rstrip("/"))
+    return (
+        f"d={d}; "
+        'if [ -L "$d/current" ]; then echo "current link $(readlink "$d/current")"; '
+        'elif [ -e "$d/current" ]; then echo "current other $(stat -c %F "$d/current")"; '
+        'else echo "current none"; fi; '
+        'for r in "$d"/releases/*/; do [ -d "$r" ] || continue; n=$(basename "$r"); '
+        f's=$(head -c 64 "$r/{SHA_MARKER}" 2>/dev/null); v=$(head -c 128 "$r/{VERSION_MARKER}" 2>/dev/null); '
+        'echo "release $n ${s:--} ${v:--}"; done'
+    )
+
+
+def parse_survey(output: str, deploy_dir: str) -> Found:
+    """The :class:`Found` of a survey's output; LayoutError (saying what it found) for any other layout."""
+    d = deploy_dir.rstrip("/")
+    current_kind, link = "none", ""
+    releases: dict[str, str | None] = {}
+    versions: dict[str, str] = {}
+    for line in output.splitlines():
+        parts = line.split(" ")
+        if parts[0] == "current" and len(parts) >= 2:
+            current_kind, link = parts[1], " ".join(parts[2:]).strip()
+        elif parts[0] == "release" and len(parts) == 4 and is_plain_name(parts[1]):
+            name, sha, version = parts[1], parts[2], parts[3]
+            releases[name] = sha if _SHA.match(sha) else None
+            if version != "-" and is_plain_name(version) and version != name:
+                versions[name] = version
+    if current_kind == "none":
+        return Found("fresh", releases=releases, versions=versions)
+    if current_kind != "link":
+        raise LayoutError(f"{d}/current is a {link or current_kind}, not a symlink into {d}/releases/; graylift "
+                          "manages current -> releases/<version>: move the install into releases/<version> and "
+                          "make current a symlink to it")
+    linked = release_dir_of_link(link, d)
+    if linked is None:
+        raise LayoutError(f"{d}/current points to {link!r}, outside {d}/releases/; graylift only switches "
+                          "between dirs in releases/: move that install into releases/<version>")
+    if linked not in releases:
+        raise LayoutError(f"{d}/current points to releases/{linked}, which does not exist (a dangling link); "
+                          "fix the link or reinstall that release")
+    return Found("release", linked, versions.get(linked, linked), releases[linked], releases, versions)
+
+
+def release_dir_of_link(link: str, deploy_dir: str) -> str | None:
+    """The release dir a ``current`` link names (relative ``releases/X`` or absolute), or None if outside.
+
+    >>> release_dir_of_link("releases/1.0.0", "/srv/a"), release_dir_of_link("/srv/a/releases/1.0.0/", "/srv/a")
+    ('1.0.0', '1.0.0')
+    >>> release_dir_of_link("/opt/a/1.0.0", "/srv/a") is None
+    True
+    """
+    path = link.rstrip("/")
+    for prefix in ("./releases/", "releases/", f"{deploy_dir.rstrip('/')}/releases/"):
+        if path.startswith(prefix):
+            name = path[len(prefix):]
+            return name if is_plain_name(name) and "/" not in name else None
+    return None
+
+
+def release_dir_name(version: str, sha256: str, *, rebuilt_versions: bool) -> str:
+    """The directory a build is staged into.
+
+    >>> release_dir_name("1.0-SNAPSHOT", "ab" * 32, rebuilt_versions=True)
+    '1.0-SNAPSHOT+abababababab'
+    """
+    return f"{version}+{sha256[:12]}" if rebuilt_versions else version
+
+
+def choose_release_dir(found: Found, version: str, expected_sha256: str | None) -> str | None:
+    """A dir on the host that holds ``version`` (with ``expected_sha256`` if known), to go back to without
+    the repository; None when there is none."""
+    candidates = [d for d in found.releases if found.version_of(d) == version
+                  or (d.startswith(version + "+") and found.versions.get(d, version) == version)]
+    if expected_sha256 is not None:
+        exact = [d for d in candidates if found.releases[d] == expected_sha256]
+        if exact:
+            return exact[0]
+        candidates = [d for d in candidates if found.releases[d] is None]  # made by another tool: as found
+    if found.current_dir in candidates:
+        return found.current_dir
+    return sorted(candidates)[-1] if candidates else None

@@ -1,0 +1,303 @@
+"""One host through one pass: walk its steps, revert it, roll it back, or leave it needing attention.
+
+Every step is journaled before and after, and the lease is checked before each one acts: a controller
+that lost its lease stops before touching the host again. What the pass's pre-check found (the layout,
+the release ``current`` points at) is the one source of the host's previous version and of its undo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, OnStepFailure, Step, on_step_failure, remaining
+from graylift.core.flow import undo_steps as plan_undo
+from graylift.core.layout import Found, choose_release_dir, release_dir_name
+from graylift.core.model import Package
+from graylift.core.state import HostState, ReleaseKind
+from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
+from graylift.ports import Clock, Fleet, Transport
+from graylift.steps import HostUnhealthy, StepContext, Target, run_step
+from graylift.store import HostRunRecord, ReleaseRecord, Store
+
+
+@dataclass
+class StepFailed(Exception):
+    step: Step
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{self.step.value}: {self.error}"
+
+
+class HostRunner:
+    """Moves single hosts. ``store`` is the driver's fenced store; ``check_lease`` raises LeaseLost."""
+
+    def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Any) -> None:
+        self.store, self.fleet, self.clock, self.check_lease = store, fleet, clock, check_lease
+
+    # --- targets -------------------------------------------------------------------------------
+
+    async def target(self, rec: ReleaseRecord, run: HostRunRecord) -> Target:
+        """What this pass puts on the host (see :class:`graylift.steps.Target`)."""
+        version = run.target_version
+
+        async def load() -> Package:
+            return await self.package(rec.id, version)
+
+        if run.target_dir is not None:  # going back to a release dir a pre-check found on the host
+            sha = run.found.releases.get(run.target_dir) if run.found else None
+            return Target(version, run.target_dir, sha, load, forward=False)
+        pinned = (rec.plan.get("packages") or {}).get(version)
+        if rec.kind is ReleaseKind.RELEASE or run.found is None:
+            if rec.kind is ReleaseKind.ROLLBACK:  # before its pre-check: what is there is good enough
+                return Target(version, version, None, load, forward=False)
+            pkg = Package.from_json(pinned) if pinned else await load()
+            directory = release_dir_name(version, pkg.sha256, rebuilt_versions=self.fleet.runtime.rebuilt_versions)
+            return Target(version, directory, pkg.sha256, _const(pkg))
+        # a rollback release: the dir the host still has, else the repository's build
+        expected = pinned["sha256"] if pinned else self._deployed_sha(rec, version)
+        on_host = choose_release_dir(run.found, version, expected)
+        if on_host is not None:
+            return Target(version, on_host, run.found.releases.get(on_host), load, forward=False)
+        pkg = await load()
+        directory = release_dir_name(version, pkg.sha256, rebuilt_versions=self.fleet.runtime.rebuilt_versions)
+        return Target(version, directory, pkg.sha256, _const(pkg), forward=False)
+
+    async def package(self, release_id: int, version: str) -> Package:
+        """The package of ``version``: pinned in the release's plan, else resolved from the repository and
+        pinned (so every host of the release, and a resumed release, verifies the same sha256)."""
+        pinned = (self.store.get_release(release_id).plan.get("packages") or {}).get(version)
+        if pinned:
+            return Package.from_json(pinned)
+        pkg = await self.fleet.package(version)
+        plan = self.store.get_release(release_id).plan
+        packages = dict(plan.get("packages") or {})
+        packages.setdefault(version, pkg.to_json())
+        self.store.update_release(release_id, plan=plan | {"packages": packages})
+        return Package.from_json(packages[version])
+
+    def _deployed_sha(self, rec: ReleaseRecord, version: str) -> str | None:
+        for deployed in self.store.deployed_versions(rec.app, rec.env):
+            if deployed.version == version and deployed.sha256:
+                return deployed.sha256
+        return None
+
+    # --- walking -------------------------------------------------------------------------------
+
+    async def connect(self, run: HostRunRecord) -> Transport:
+        return await self.fleet.connect(run.host_spec)  # the connector keeps one connection per host
+
+    async def walk(self, rec: ReleaseRecord, host: str, flow: Sequence[Step]) -> bool:
+        """Run the steps of ``flow`` the host has not done yet. True if its pre-check found it already on
+        the target (nothing else to do)."""
+        run = self.store.host_run(rec.id, host)
+        todo = remaining(tuple(flow), [Step(s) for s in run.done_steps])
+        if not todo:
+            return False
+        try:
+            transport = await self.connect(run)
+        except GrayliftError as exc:
+            raise StepFailed(todo[0], exc) from exc
+        for step in todo:
+            self.check_lease()  # a controller that lost its lease never acts again
+            run = self.store.host_run(rec.id, host)
+            try:
+                target = await self.target(rec, run)
+            except GrayliftError as exc:
+                raise StepFailed(step, exc) from exc
+            ctx = StepContext(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                              self._journal(rec.id, host, step), found=run.found,
+                              require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE)
+            self.store.update_host_run(rec.id, host, step=step.value)
+            begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
+            if step in UNDO_OF:
+                begin["undo"] = UNDO_OF[step]  # written before the step runs, so a crash cannot lose it
+            self.store.journal(rec.id, host, step.value, "begin", begin)
+            started = self.clock.now()
+            try:
+                detail = await run_step(step, ctx)
+            except LeaseLost:
+                raise
+            except (GrayliftError, OSError) as exc:
+                self.store.journal(rec.id, host, step.value, "failed", _failure_detail(exc))
+                raise StepFailed(step, exc) from exc
+            detail["seconds"] = round((self.clock.now() - started).total_seconds(), 3)
+            if step is Step.PRECHECK:
+                found = Found.from_json(detail["found"])
+                self.store.update_host_run(rec.id, host, found=found, previous_version=found.version)
+            self.store.mark_step_done(rec.id, host, step.value)
+            self.store.journal(rec.id, host, step.value, "done", detail)
+            if step is Step.PRECHECK and detail.get("already_on_target"):
+                return True
+        return False
+
+    def _journal(self, release_id: int, host: str, step: Step) -> Any:
+        def write(event: str, detail: dict[str, Any]) -> None:
+            self.store.journal(release_id, host, step.value, event, detail)
+
+        return write
+
+    # --- a forward pass ------------------------------------------------------------------------
+
+    async def release(self, rec: ReleaseRecord, host: str) -> None:
+        run = self.store.host_run(rec.id, host)
+        if run.state is HostState.REVERTING:
+            await self.resume_revert(rec, run)
+            return
+        if run.state.settled:
+            return
+        if run.state is HostState.PENDING:
+            self.store.update_host_run(rec.id, host, state=HostState.RUNNING, started_at=self.clock.now())
+        try:
+            already = await self.walk(rec, host, RELEASE_FLOW)
+        except StepFailed as failed:
+            await self.failed(rec, host, failed, back=False)
+            return
+        self.succeeded(rec, host, HostState.DONE, already=already)
+
+    def succeeded(self, rec: ReleaseRecord, host: str, state: HostState, *, already: bool = False,
+                  warning: str | None = None) -> None:
+        self.store.update_host_run(rec.id, host, state=state, finished_at=self.clock.now(), error=warning)
+        if already:
+            self.store.journal(rec.id, host, "precheck", "already_on_target",
+                               {"version": self.store.host_run(rec.id, host).target_version})
+        self.store.clear_host_health(rec.app, rec.env, host)
+
+    async def failed(self, rec: ReleaseRecord, host: str, failed: StepFailed, *, back: bool) -> None:
+        """A step failed: skip, revert, leave needing attention, or warn (:func:`core.flow.on_step_failure`)."""
+        run = self.store.host_run(rec.id, host)
+        error = f"{failed.step.value}: {failed.error}"
+        action = on_step_failure(failed.step)
+        if action is OnStepFailure.SKIP_OR_FAIL:
+            if back:
+                await self.needs_attention(rec, host, f"could not roll it back ({error}); it still serves "
+                                           "what it served", {})
+                return
+            skip = isinstance(failed.error, HostUnhealthy) and \
+                self.fleet.runtime.strategy.on_unhealthy.value == "skip"
+            state = HostState.SKIPPED if skip else HostState.FAILED
+            self.store.update_host_run(rec.id, host, state=state, error=error, finished_at=self.clock.now())
+            return
+        if action is OnStepFailure.ATTENTION:
+            err = failed.error
+            backends = err.failed if isinstance(err, BackendsFailed) else {"traffic": str(err)}
+            await self.needs_attention(rec, host, f"healthy on {run.target_version} but {error}", backends)
+            return
+        if action is OnStepFailure.WARN:
+            self.succeeded(rec, host, HostState.ROLLED_BACK if back else HostState.DONE,
+                           warning=f"{error} (the silence ends by itself at its end time)")
+            return
+        begun = [Step(s) for s in run.done_steps] + [failed.step]
+        await self.revert(rec, run, begun, error, back=back)
+
+    # --- reverting -----------------------------------------------------------------------------
+
+    async def revert(self, rec: ReleaseRecord, run: HostRunRecord, begun: Sequence[Step], error: str, *,
+                     back: bool) -> None:
+        """Put a partly moved host back where its pre-check found it: on that release, in traffic."""
+        found = run.found
+        has_previous = found is not None and not found.fresh
+        undo = plan_undo(begun, has_previous=has_previous)
+        self.store.journal(rec.id, run.host, "revert", "plan",
+                           {"steps": [s.value for s in undo], "error": error, "back": back})
+        if not undo:
+            final = HostState.NEEDS_ATTENTION if back else HostState.FAILED
+            self.store.update_host_run(rec.id, run.host, state=final, error=error, finished_at=self.clock.now())
+            return
+        if has_previous:
+            assert found is not None and found.version is not None
+            self.store.reset_host_run(rec.id, run.host, target_version=found.version, target_dir=found.current_dir,
+                                      state=HostState.REVERTING)
+        else:
+            self.store.reset_host_run(rec.id, run.host, target_version=run.target_version,
+                                      target_dir=run.target_dir, state=HostState.REVERTING)
+        self.store.update_host_run(rec.id, run.host, error=error)
+        await self.resume_revert(rec, self.store.host_run(rec.id, run.host))
+
+    def _revert_plan(self, rec: ReleaseRecord, host: str) -> tuple[tuple[Step, ...], bool]:
+        for entry in reversed(self.store.journal_entries(rec.id, host)):
+            if entry.step == "revert" and entry.event == "plan":
+                return tuple(Step(s) for s in entry.detail["steps"]), bool(entry.detail.get("back"))
+        return (), False
+
+    async def resume_revert(self, rec: ReleaseRecord, run: HostRunRecord) -> None:
+        undo, back = self._revert_plan(rec, run.host)
+        try:
+            await self.walk(rec, run.host, undo)
+        except StepFailed as failed:
+            backends = failed.error.failed if isinstance(failed.error, BackendsFailed) else {}
+            await self.needs_attention(rec, run.host, f"revert failed at {failed}", backends)
+            return
+        if back:  # a rollback that had to be undone: the host serves what it served, not the rollback target
+            await self.needs_attention(rec, run.host, "the rollback was reverted; it serves what it served before",
+                                       {})
+            return
+        self.store.update_host_run(rec.id, run.host, state=HostState.FAILED, finished_at=self.clock.now())
+
+    async def needs_attention(self, rec: ReleaseRecord, host: str, error: str, backends: dict[str, str]) -> None:
+        """The host could not be put back completely: say which backends, let its alerts fire, and record it
+        in the CMDB's host health so every later release counts it as out until it is fixed."""
+        run = self.store.host_run(rec.id, host)
+        with contextlib.suppress(GrayliftError, StepFailed, OSError):
+            transport = await self.connect(run)
+            target = Target(run.target_version, run.target_dir or run.target_version, None, _never)
+            ctx = StepContext(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                              self._journal(rec.id, host, Step.UNMUTE), found=run.found)
+            await run_step(Step.UNMUTE, ctx)
+        previous = run.error + "; " if run.error and run.error not in error else ""
+        self.store.update_host_run(rec.id, host, state=HostState.NEEDS_ATTENTION, error=previous + error,
+                                   attention=backends or None, finished_at=self.clock.now())
+        self.store.journal(rec.id, host, "attention", "needs_attention", {"error": error, "backends": backends})
+        self.store.mark_needs_attention(rec.app, rec.env, host, reason=previous + error, backends=backends,
+                                        release_id=rec.id)
+
+    # --- a back pass ---------------------------------------------------------------------------
+
+    async def roll_back(self, rec: ReleaseRecord, host: str) -> None:
+        run = self.store.host_run(rec.id, host)
+        if run.state is HostState.REVERTING:
+            await self.resume_revert(rec, run)
+            return
+        if run.state is not HostState.ROLLING_BACK:
+            return
+        try:
+            already = await self.walk(rec, host, ROLLBACK_FLOW)
+        except StepFailed as failed:
+            await self.failed(rec, host, failed, back=True)
+            return
+        self.succeeded(rec, host, HostState.ROLLED_BACK, already=already)
+
+    async def settle(self, rec: ReleaseRecord) -> None:
+        """Hosts a crash caught mid-pass: a forward pass is reverted, a revert or rollback is finished."""
+        for run in self.store.host_runs(rec.id):
+            if run.state is HostState.RUNNING:
+                begun = [Step(s) for s in run.done_steps] + ([Step(run.step)] if run.step else [])
+                await self.revert(rec, run, begun, "interrupted, then stopped", back=False)
+            elif run.state is HostState.REVERTING:
+                await self.resume_revert(rec, run)
+            elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
+                await self.roll_back(rec, run.host)
+
+
+def _const(pkg: Package) -> Any:
+    async def value() -> Package:
+        return pkg
+
+    return value
+
+
+async def _never() -> Package:
+    raise GrayliftError("no package is needed to unmute")
+
+
+def _failure_detail(exc: BaseException) -> dict[str, Any]:
+    detail: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, BackendsFailed):
+        detail["backends"] = exc.failed
+        detail["ok"] = exc.ok
+    if isinstance(exc, TransportError):
+        detail["host_error"] = True
+    return detail

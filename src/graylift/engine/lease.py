@@ -1,0 +1,133 @@
+"""The lease: which controller drives a release, and every liveness rule in one place.
+
+* A controller claims a release's lease in the store (:meth:`Store.claim`): free, or its holder's heartbeat is
+  older than ``STALE_AFTER_SECONDS`` by the database's clock. Every claim bumps the lease epoch.
+* The holder renews it every ``HEARTBEAT_SECONDS``. A failed renewal is retried; a renewal the store refuses
+  (another controller holds the lease) stops the driver at once.
+* The holder keeps its own deadline on its monotonic clock: ``STALE_AFTER - SAFETY`` seconds after the last
+  renewal it *sent*. Past it (frozen, cut off from the database) it stops by itself before anyone may take
+  over, and every write it tries is refused by the fence (``Store.fenced``).
+* The owner id is ``host:pid:random``: two containers with the same hostname and pid do not collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+from graylift.errors import LeaseLost, StateError, StoreError
+from graylift.ports import Clock
+from graylift.store import Fence, ReleaseRecord, Store
+
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER_SECONDS = 10.0
+SAFETY_SECONDS = 3.0  # the holder stops this long before others may take over
+RETRY_SECONDS = 0.5
+
+
+def controller_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` names a process on this machine that no longer exists."""
+    if not owner:
+        return False
+    parts = owner.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Lease:
+    """One controller's hold on one release: the fence its writes carry, and its own deadline."""
+
+    def __init__(self, store: Store, rec: ReleaseRecord, owner: str, epoch: int, clock: Clock) -> None:
+        self.release_id, self.owner, self.epoch, self.clock = rec.id, owner, epoch, clock
+        self.fence = Fence(rec.id, owner, epoch, self.check)
+        self.store = store
+        self.deadline = clock.monotonic() + STALE_AFTER_SECONDS - SAFETY_SECONDS
+        self.lost: str | None = None
+
+    @classmethod
+    def claim(cls, store: Store, release_id: int, owner: str, clock: Clock) -> Lease:
+        rec = store.get_release(release_id)
+        stale_after = 0.0 if owner_is_dead(rec.owner) else STALE_AFTER_SECONDS
+        epoch = store.claim(release_id, owner, stale_after)
+        if epoch is None:
+            rec = store.get_release(release_id)
+            if rec.finished:
+                raise StateError(f"release #{release_id} already {rec.state}")
+            raise StateError(
+                f"release #{release_id} is being driven by {rec.owner} (last heartbeat {rec.heartbeat_at}); "
+                f"`graylift resume {release_id}` takes it over {STALE_AFTER_SECONDS:g}s after that controller stops")
+        return cls(store, store.get_release(release_id), owner, epoch, clock)
+
+    def check(self) -> None:
+        """Raise LeaseLost if this lease was lost, or its own deadline passed (the driver must stop)."""
+        if self.lost is None and self.clock.monotonic() > self.deadline:
+            self.lost = (f"release #{self.release_id}: no heartbeat could be written for "
+                         f"{STALE_AFTER_SECONDS - SAFETY_SECONDS:g}s; this controller stops before another may "
+                         "take over")
+        if self.lost is not None:
+            raise LeaseLost(self.lost)
+
+    async def renew(self) -> None:
+        """Renew once, retrying store errors until the deadline. Sets ``lost`` when it cannot."""
+        while self.lost is None:
+            sent = self.clock.monotonic()
+            try:
+                held = self.store.heartbeat(self.fence)
+            except StoreError:
+                if self.clock.monotonic() > self.deadline:
+                    self.check()
+                await self.clock.sleep(RETRY_SECONDS)
+                continue
+            if not held:
+                self.lost = f"release #{self.release_id}: another controller took the lease over; this one stops"
+                return
+            self.deadline = sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
+            return
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        """Renew the lease while the body runs; cancel the body as soon as the lease is lost."""
+        body = asyncio.current_task()
+        assert body is not None
+
+        async def beat() -> None:
+            while self.lost is None:
+                await self.clock.sleep(HEARTBEAT_SECONDS)
+                with contextlib.suppress(LeaseLost):
+                    await self.renew()
+                if self.lost is None and self.clock.monotonic() > self.deadline:
+                    with contextlib.suppress(LeaseLost):
+                        self.check()
+            body.cancel()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if self.lost is not None:
+                raise LeaseLost(self.lost) from None
+            raise
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def release(self) -> None:
+        if self.lost is None:
+            with contextlib.suppress(StoreError, LeaseLost):
+                self.store.release_lease(self.fence)

@@ -1,0 +1,111 @@
+"""Read-only checks of a release before it touches any host, and the survey behind `graylift hosts survey`.
+
+Preflight asks every backend about every host of the release (is the HAProxy server there, the nginx
+line, the registry node, can Alertmanager be reached), the artifact repository about the version, and
+every host over SSH what it runs (its host key verified, its layout understood). Problems refuse the
+release with the whole list, before any host is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from graylift.core.layout import Found, LayoutError, parse_survey, survey_script
+from graylift.core.model import Host, Package
+from graylift.errors import ArtifactError, GrayliftError
+from graylift.ports import Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
+from graylift.steps import StepContext, Target, health
+
+SURVEY_PARALLEL = 50
+SURVEY_TIMEOUT = 30.0
+
+
+@dataclass
+class HostReport:
+    """What one host runs and serves, read without changing anything."""
+
+    host: Host
+    found: Found | None = None
+    healthy: ProbeResult | None = None
+    problem: str | None = None
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    hosts: dict[str, HostReport] = field(default_factory=dict)
+    package: Package | None = None
+
+    def fleet_version(self) -> str | None:
+        """The version most hosts run (the one a first release records as the fleet's previous version)."""
+        counts: dict[str, int] = {}
+        for report in self.hosts.values():
+            if report.found is not None and report.found.version:
+                counts[report.found.version] = counts.get(report.found.version, 0) + 1
+        return max(counts, key=lambda v: (counts[v], v)) if counts else None
+
+
+async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool) -> dict[str, HostReport]:
+    """Each host's layout (and, with ``with_health``, a health check), read in parallel."""
+    limit = asyncio.Semaphore(SURVEY_PARALLEL)
+
+    async def one(host: Host) -> HostReport:
+        report = HostReport(host)
+        async with limit:
+            try:
+                transport = await fleet.connect(host)
+                result = await transport.run("sh -c " + shlex.quote(survey_script(fleet.runtime.deploy_dir)),
+                                             timeout=SURVEY_TIMEOUT)
+                report.found = parse_survey(result.stdout, fleet.runtime.deploy_dir)
+                if with_health:
+                    version = report.found.version or "none"
+                    target = Target(version, report.found.current_dir or version, None, _no_package)
+                    ctx = StepContext(fleet.runtime, host, transport, target, 0, SystemClock(), _ignore)
+                    report.healthy = await health(ctx)
+            except LayoutError as exc:
+                report.problem = str(exc)
+            except GrayliftError as exc:
+                report.problem = f"cannot read it over SSH: {exc}"
+        return report
+
+    reports = await asyncio.gather(*(one(h) for h in hosts))
+    return {r.host.name: r for r in reports}
+
+
+async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None) -> Report:
+    """Every read-only check of a release of ``version`` (None: no repository check) to ``hosts``."""
+    report = Report()
+    if version is not None:
+        try:
+            report.package = await fleet.package(version)
+        except ArtifactError as exc:
+            report.problems.append(f"repository: {exc}")
+        except GrayliftError as exc:
+            report.problems.append(f"repository: cannot check {version}: {exc}")
+    report.hosts = await survey_hosts(fleet, hosts, with_health=False)
+    for name, host_report in report.hosts.items():
+        if host_report.problem:
+            report.problems.append(f"{name}: {host_report.problem}")
+    checks: list[Preflight] = []
+    backends: list[TrafficSwitch | Silencer] = [*fleet.runtime.switches, *fleet.runtime.silencers]
+    for backend in backends:
+        try:
+            checks.append(await backend.preflight(hosts))
+        except GrayliftError as exc:
+            checks.append(Preflight(problems=(f"{backend.name}: {exc}",)))
+    for check in checks:
+        report.problems += check.problems
+        report.notes += check.notes
+    return report
+
+
+async def _no_package() -> Package:
+    raise ArtifactError("a survey never downloads a package")
+
+
+def _ignore(event: str, detail: dict[str, object]) -> None:
+    return None

@@ -1,0 +1,107 @@
+"""Opening the state database: engines, SQLite pragmas, private files, migrations.
+
+SQLite (one file, the default) or PostgreSQL. A SQLite database holds the inventory, the journal and command
+output: its directory is made 0700 and its file 0600 before SQLite opens it (SQLite gives its -wal and -shm
+files the database file's mode).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import StaticPool
+
+from graylift.errors import StoreError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_PG_MIGRATION_LOCK = 0x6772_6C66  # "grlf": serialises concurrent `Store.open` migrations on PostgreSQL
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
+    """(write engine, read engine). On a SQLite file they differ only in how a transaction begins."""
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED:
+        raise StoreError(f"state database {url.render_as_string(hide_password=True)}: only SQLite "
+                         "(sqlite:///path) and PostgreSQL (postgresql+psycopg://...) are supported")
+    if backend != "sqlite":
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        return engine, engine
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        _sqlite_setup(engine, begin="BEGIN IMMEDIATE", wal=False)
+        return engine, engine
+    if not database.startswith("file:"):
+        path = Path(database).expanduser()
+        private_file(path, create_dir=create_dir)
+        url = url.set(database=str(path))
+    args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    write = sa.create_engine(url, connect_args=args)
+    read = sa.create_engine(url, connect_args=args)
+    _sqlite_setup(write, begin="BEGIN IMMEDIATE", wal=True)
+    _sqlite_setup(read, begin="BEGIN", wal=True)
+    return write, read
+
+
+def private_file(path: Path, *, create_dir: bool) -> None:
+    """Make ``path`` exist as a 0600 file in a directory only its owner can enter (made 0700 if created).
+
+    A missing directory is made only when ``create_dir``; otherwise it is an error naming it.
+    """
+    parent = path.parent
+    if not parent.is_dir():
+        if not create_dir:
+            raise StoreError(f"the directory {parent} of the state database does not exist; create it "
+                             f"(mkdir -m 700 {parent}) or point `state:` / GRAYLIFT_DB elsewhere")
+        parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # made by an older graylift, or by hand
+
+
+def migrate(engine: sa.Engine) -> None:
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _sqlite_setup(engine: sa.Engine, *, begin: str, wal: bool) -> None:
+    """Pragmas per connection, and our own BEGIN (pysqlite's implicit transactions are switched off)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if wal:
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+
+def short(exc: BaseException) -> str:
+    """A one-line reason: the driver's message without SQLAlchemy's statement dump and help link."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

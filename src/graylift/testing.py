@@ -1,0 +1,188 @@
+"""Fakes of every port, for tests of the engine and for the simulation (the way httpx ships MockTransport).
+
+They are typed against :mod:`graylift.ports` and public. They do not replace tests against real servers;
+they make the engine's own tests fast and exact:
+
+* :class:`FolderTransport`: a host is a folder on this machine; commands run locally with the app's deploy
+  dir mapped to the host's folder, so the real steps (survey, stage, switch, start) run unchanged.
+* :class:`FakeSwitch` / :class:`FakeSilencer`: in-memory load balancer and monitoring, recording every call,
+  with failures to inject per operation and host.
+* :class:`FakeRepository`: packages from a directory, which can be taken down.
+* :class:`FakeFleet`: the three above behind the engine's :class:`graylift.ports.Fleet`.
+* :class:`FakeClock`: time that moves only when slept on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from graylift.adapters.artifacts import LocalDirArtifactStore
+from graylift.adapters.local import LocalTransport
+from graylift.core.model import Host, Package, PackageKind
+from graylift.errors import ArtifactError, HostUnreachable, SilencerError, TrafficError
+from graylift.ports import CommandResult, Preflight
+from graylift.steps import AppRuntime
+
+
+class FolderTransport(LocalTransport):
+    """A host is a folder: ``deploy_dir`` in every command is mapped to ``root``."""
+
+    def __init__(self, host: Host, root: Path, deploy_dir: str) -> None:
+        super().__init__(host)
+        self.root, self.deploy_dir = root, deploy_dir.rstrip("/")
+        self.commands: list[str] = []
+        self.unreachable = False
+
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        if self.unreachable:
+            raise HostUnreachable(self.host.name, "connection refused (fake)")
+        self.commands.append(command)
+        mapped = command.replace(self.deploy_dir, str(self.root))
+        if stdin is None:
+            return await super().run(mapped, timeout=timeout, check=check)
+        return await super().run(mapped, timeout=timeout, check=check, stdin=stdin)  # type: ignore[call-arg]
+
+    async def put(self, local: Path, remote: str) -> None:
+        await super().put(local, remote.replace(self.deploy_dir, str(self.root)))
+
+
+def _fail(fails: set[tuple[str, str]], op: str, host: Host) -> bool:
+    return (op, host.name) in fails or (op, "*") in fails
+
+
+@dataclass
+class FakeSwitch:
+    """A load balancer / registry in memory. ``fails`` holds (operation, host or "*") pairs that raise."""
+
+    name: str = "fake-lb"
+    out: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    fails: set[tuple[str, str]] = field(default_factory=set)
+    known: set[str] | None = None  # hosts this backend has an entry for (None: every host)
+
+    async def take_out(self, host: Host) -> None:
+        self.calls.append(("take_out", host.name))
+        if _fail(self.fails, "take_out", host):
+            raise TrafficError(f"{self.name}: take-out of {host.name} refused (fake)")
+        self.out.add(host.name)
+
+    async def put_back(self, host: Host) -> None:
+        self.calls.append(("put_back", host.name))
+        if _fail(self.fails, "put_back", host):
+            raise TrafficError(f"{self.name}: put-back of {host.name} refused (fake)")
+        self.out.discard(host.name)
+
+    async def is_out(self, host: Host) -> bool:
+        return host.name in self.out
+
+    async def is_in(self, host: Host) -> bool:
+        return host.name not in self.out
+
+    async def in_flight(self, host: Host) -> int | None:
+        return 0
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        missing = [h.name for h in hosts if self.known is not None and h.name not in self.known]
+        return Preflight(problems=tuple(f"{self.name}: no entry for {name}; add it to the backend" for name in missing))
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeSilencer:
+    name: str = "fake-alerts"
+    muted: dict[str, datetime] = field(default_factory=dict)
+    fails: set[tuple[str, str]] = field(default_factory=set)
+    reachable: bool = True
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        if _fail(self.fails, "mute", host):
+            raise SilencerError(f"{self.name}: mute of {host.name} refused (fake)")
+        self.muted[host.name] = until
+        return f"silence-{host.name}"
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        if _fail(self.fails, "unmute", host):
+            raise SilencerError(f"{self.name}: unmute of {host.name} refused (fake)")
+        self.muted.pop(host.name, None)
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool:
+        return host.name in self.muted
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        return Preflight() if self.reachable else Preflight(problems=(f"{self.name}: unreachable (fake)",))
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeRepository:
+    """Packages ``<app>-<version>.<ext>`` from a directory; ``down`` makes every lookup fail."""
+
+    def __init__(self, directory: Path, kind: PackageKind = PackageKind.TAR_GZ) -> None:
+        self.store = LocalDirArtifactStore(directory=directory, kind=kind)
+        self.down = False
+        self.resolved: list[str] = []
+
+    async def resolve(self, app: str, version: str) -> Package:
+        if self.down:
+            raise ArtifactError(f"artifact repository unreachable (fake): cannot resolve {app} {version}")
+        self.resolved.append(version)
+        return await self.store.resolve(app, version)
+
+
+@dataclass
+class FakeFleet:
+    """Hosts as folders under ``folders``, packages from ``repository``, adapters in ``runtime``."""
+
+    runtime: AppRuntime
+    folders: Path
+    repository: FakeRepository
+    unreachable: set[str] = field(default_factory=set)
+    transports: dict[str, FolderTransport] = field(default_factory=dict)
+
+    async def connect(self, host: Host) -> FolderTransport:
+        if host.name in self.unreachable:
+            raise HostUnreachable(host.name, "connection refused (fake)")
+        if host.name not in self.transports:
+            root = self.folders / host.name
+            root.mkdir(parents=True, exist_ok=True)
+            self.transports[host.name] = FolderTransport(host, root, self.runtime.deploy_dir)
+        return self.transports[host.name]
+
+    async def package(self, version: str) -> Package:
+        return await self.repository.resolve(self.runtime.app, version)
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeClock:
+    """Time that moves only when someone sleeps (each sleep yields to the event loop once)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = 0.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+        await asyncio.sleep(0)
+
+
+__all__ = ["FakeClock", "FakeFleet", "FakeRepository", "FakeSilencer", "FakeSwitch", "FolderTransport"]
