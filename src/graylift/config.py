@@ -258,8 +258,8 @@ def _check_no_userinfo(value: str, info: ValidationInfo) -> str:
 def _from_snapshot(info: ValidationInfo) -> bool:
     """Validating a release's stored snapshot (:meth:`AppConfig.from_snapshot`), not a config file.
 
-    A release keeps the config it started with, so rules added later (no credentials in URLs) are not
-    applied to it: a release started before an upgrade can still be resumed.
+    A release keeps the config it started with, so rules added later (no credentials in URLs, a health
+    check or ``none: true``) are not applied to it: a release started before an upgrade can still be resumed.
     """
     return bool((info.context or {}).get("snapshot"))
 
@@ -515,7 +515,12 @@ class HttpCheckConfig(Section):
     body: str | None = None
 
 
+HEALTH_PROBES = ("process", "tcp_port", "http", "command")
+
+
 class HealthConfig(Section):
+    """The app's probes. Without any, ``none: true`` must say so: precheck, health and bake then check nothing."""
+
     process: Annotated[Text, _template(COMMAND_PLACEHOLDERS)] | None = None
     tcp_port: Port | None = None
     http: HttpCheckConfig | None = None
@@ -523,6 +528,20 @@ class HealthConfig(Section):
     retries: PositiveInt = 60
     interval: Seconds = 0.5
     timeout: PositiveSeconds = 5.0
+    none: Flag = False
+
+    def probes(self) -> list[str]:
+        """The names of the probes given."""
+        return [name for name in HEALTH_PROBES if getattr(self, name) is not None]
+
+    @model_validator(mode="after")
+    def _none_or_probes(self) -> HealthConfig:
+        given = self.probes()
+        if self.none and given:
+            raise ValueError(f"none: true means no health check, but {', '.join(given)} "
+                             f"{'is' if len(given) == 1 else 'are'} given; keep one or the other "
+                             "(in an env override, set the probes to null)")
+        return self
 
 
 def _check_socket(value: str) -> str:
@@ -925,7 +944,7 @@ class AppConfig(Section):
     package: PackageConfig
     deploy: DeployConfig
     commands: CommandsConfig
-    health: HealthConfig = Field(default_factory=HealthConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig, validate_default=True)
     traffic: list[TrafficEntry] = Field(default_factory=list)
     monitoring: list[MonitoringEntry] = Field(default_factory=list)
     inventory: InventoryEntry = Field(default_factory=BuiltinInventoryConfig)
@@ -934,6 +953,15 @@ class AppConfig(Section):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)
+
+    @field_validator("health")
+    @classmethod
+    def _some_health_check(cls, value: HealthConfig, info: ValidationInfo) -> HealthConfig:
+        if not value.none and not value.probes() and not _from_snapshot(info):
+            raise ValueError("no health check, so precheck, health and bake would pass without checking "
+                             "anything: add process, tcp_port, http or command, or `none: true` to release "
+                             "without a check")
+        return value
 
     @classmethod
     def from_snapshot(cls, data: Any) -> AppConfig:

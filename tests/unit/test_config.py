@@ -76,6 +76,8 @@ def test_valid_full_config(tmp_path: Path) -> None:
     shop = config.app_for_env("shop", "prod")
     assert shop.deploy.keep_releases == 3 and shop.health.retries == 60 and shop.strategy.batch.size == 1
     assert not shop.strategy_model().has_canary
+    assert shop.health.none and shop.health.probes() == []  # health: {none: true}
+    assert config.app_for_env("direct", "prod").health.probes() == ["tcp_port"]
 
     lab = base.resolved_package(config)
     assert (lab.type, lab.repository, lab.sha256_url) == (PackageKind.TAR_GZ, "lab", "{url}.sha256")
@@ -164,16 +166,25 @@ def test_repository_credentials_and_rebuilt_versions_resolve(tmp_path: Path) -> 
 
 
 def test_a_release_snapshot_is_read_with_the_rules_it_started_with() -> None:
-    """A release started before these rules existed (a URL with credentials) still resumes."""
+    """A release started before these rules existed (no health check, a URL with credentials) still resumes."""
     from pydantic import ValidationError
 
     old = {"package": {"type": "jar", "url": "http://u:pw@repo/{app}.{ext}", "sha256": "a" * 64},
            "deploy": {"dir": "/srv/a"}, "commands": {"start": "start", "stop": "stop"}}
     app = AppConfig.from_snapshot(old)
-    assert app.package.url == "http://u:pw@repo/{app}.{ext}"
+    assert app.health.probes() == [] and app.package.url == "http://u:pw@repo/{app}.{ext}"
     with pytest.raises(ValidationError) as refused:
         AppConfig.model_validate(old)
-    assert {e["loc"] for e in refused.value.errors()} == {("package", "url")}
+    assert {e["loc"] for e in refused.value.errors()} == {("package", "url"), ("health",)}
+
+
+def test_health_none_is_no_check() -> None:
+    base = {"package": {"type": "jar", "url": "http://repo/{app}.{ext}", "sha256": "a" * 64},
+            "deploy": {"dir": "/srv/a"}, "commands": {"start": "start", "stop": "stop"}}
+    app = AppConfig.model_validate({**base, "health": {"none": True}})
+    assert app.health.none and app.health.probes() == []
+    probed = AppConfig.model_validate({**base, "health": {"tcp_port": 8080, "http": {"url": "http://127.0.0.1/"}}})
+    assert probed.health.probes() == ["tcp_port", "http"] and not probed.health.none
 
 
 def test_config_built_without_a_file_merges_envs() -> None:
@@ -181,6 +192,7 @@ def test_config_built_without_a_file_merges_envs() -> None:
         "package": {"type": "jar", "url": "http://x/{app}.{ext}", "sha256": "0" * 64},
         "deploy": {"dir": "/srv/a"},
         "commands": {"start": "start", "stop": "stop"},
+        "health": {"command": "true"},
         "envs": {"prod": {"strategy": {"pause": 9}}}}}})
     assert config.app_for_env("a", "prod").strategy.pause == 9
     assert config.app_for_env("a", "dev").strategy.pause == 0
@@ -250,7 +262,9 @@ apps:
     package: {type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}
     deploy: {dir: /srv/pyapp}
     commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
+    health: {tcp_port: 8080}
 """
+NO_HEALTH = APP.replace("    health: {tcp_port: 8080}\n", "")
 SECRET = "hunter2"  # written where a secret must not be: no error message may show it
 
 TRAFFIC_TYPES = "haproxy, zookeeper, nginx, nginx_plus, command, etcd, dubbo3, nacos, consul, eureka"
@@ -284,7 +298,7 @@ CREDENTIAL_CASES = [
     ("url-credentials-package-sha256", APP.replace('sha256_url: "{url}.sha256"}',
                                                    f'sha256_url: "http://u:{SECRET}@x/s"}}  # HERE'),
      "apps.pyapp.package.sha256_url", URL_CREDENTIALS),
-    ("url-credentials-health-http", APP + f"    health: {{http: {{url: 'http://u:{SECRET}@127.0.0.1/h'}}}}"
+    ("url-credentials-health-http", NO_HEALTH + f"    health: {{http: {{url: 'http://u:{SECRET}@127.0.0.1/h'}}}}"
      "  # HERE\n", "apps.pyapp.health.http.url", URL_CREDENTIALS),
     ("url-credentials-not-http", APP + f"    traffic:\n      - {{type: nginx_plus, url: 'ftp://u:{SECRET}@x', "
      "upstream: u, port: 80}  # HERE\n", "apps.pyapp.traffic[0].url", URL_CREDENTIALS),
@@ -378,10 +392,23 @@ ERROR_CASES = [
      "unknown placeholder {verison}; known placeholders:"),
     ("placeholder-in-quotes", APP.replace('start: "sh {current}/bin/start"', "start: \"sh '{current}'/x\"")
      .replace("/bin/stop\"}", "/bin/stop\"}  # HERE"), "apps.pyapp.commands.start", "inside ' quotes"),
-    ("health-retries", APP + "    health:\n      retries: 0  # HERE\n", "apps.pyapp.health.retries",
-     "must be a positive whole number, got 0"),
-    ("health-not-mapping", APP + "    health: 5  # HERE\n", "apps.pyapp.health",
+    ("health-retries", NO_HEALTH + "    health:\n      tcp_port: 8080\n      retries: 0  # HERE\n",
+     "apps.pyapp.health.retries", "must be a positive whole number, got 0"),
+    ("health-not-mapping", NO_HEALTH + "    health: 5  # HERE\n", "apps.pyapp.health",
      "must be a mapping (key: value), got 5"),
+    ("health-left-out", NO_HEALTH.replace("  pyapp:", "  pyapp:  # HERE"), "apps.pyapp.health",
+     "no health check, so precheck, health and bake would pass without checking anything: add process, "
+     "tcp_port, http or command, or `none: true` to release without a check"),
+    ("health-without-probe", NO_HEALTH + "    health: {retries: 5, timeout: 2}  # HERE\n", "apps.pyapp.health",
+     "no health check"),
+    ("health-none-and-probe", NO_HEALTH + "    health: {none: true, tcp_port: 8080}  # HERE\n",
+     "apps.pyapp.health", "none: true means no health check, but tcp_port is given; keep one or the other"),
+    ("health-none-not-bool", NO_HEALTH + "    health: {none: yes please}  # HERE\n", "apps.pyapp.health.none",
+     "must be true or false, got 'yes please'"),
+    ("health-override-none", APP + "    envs:\n      prod:\n        health: {none: true}  # HERE\n",
+     "apps.pyapp.envs.prod.health", "none: true means no health check, but tcp_port is given"),
+    ("health-override-drops-probe", APP + "    envs:\n      prod:\n        health: {tcp_port: null}  # HERE\n",
+     "apps.pyapp.envs.prod.health", "no health check"),
     ("canary-hosts-and-group", APP + "    strategy:\n      canary: {hosts: [a], group: b}  # HERE\n",
      "apps.pyapp.strategy.canary", "either hosts or group, not both"),
     ("traffic-unknown-type", APP + "    traffic:\n      - {type: nginx2, upstream: x}  # HERE\n",
@@ -525,14 +552,14 @@ def test_every_error_is_reported_once_per_line(tmp_path: Path) -> None:
     lines = str(caught.value).splitlines()
     assert lines[0] == "4 problems in the config:"
     assert lines[1:] == [
-        f"  {path}:7 (apps.pyapp.strategy.batch.size): must be a positive whole number, got 'ten'",
-        f"  {path}:8 (apps.pyapp.strategy.on_failure): must be one of: pause, rollback; got 'explode'",
-        f"  {path}:10 (apps.pyapp.envs.prod.deploy.keep_releases): must be a whole number >= 2 "
+        f"  {path}:8 (apps.pyapp.strategy.batch.size): must be a positive whole number, got 'ten'",
+        f"  {path}:9 (apps.pyapp.strategy.on_failure): must be one of: pause, rollback; got 'explode'",
+        f"  {path}:11 (apps.pyapp.envs.prod.deploy.keep_releases): must be a whole number >= 2 "
         "(the running release and one to roll back to), got 1",
-        f"  {path}:11 (ssh.usr): unknown key 'usr'; allowed keys: user, port, key, known_hosts, "
+        f"  {path}:12 (ssh.usr): unknown key 'usr'; allowed keys: user, port, key, known_hosts, "
         "connect_timeout, command_timeout, max_connections",
     ]
-    assert (caught.value.line, caught.value.field) == (7, "apps.pyapp.strategy.batch.size")
+    assert (caught.value.line, caught.value.field) == (8, "apps.pyapp.strategy.batch.size")
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [
