@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import doctest
 import hashlib
 import shlex
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from graylift.adapters import artifacts
 from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, download_command
 from graylift.adapters.local import LocalTransport
 from graylift.core.model import Host, PackageKind
@@ -317,3 +319,8 @@ def test_auth_refuses_what_it_cannot_carry(kwargs: dict[str, str], message: str)
     with pytest.raises(ValueError, match=message) as refused:
         ArtifactAuth(**kwargs)
     assert "hunter2" not in str(refused.value)
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(artifacts)
+    assert result.attempted >= 3 and result.failed == 0

@@ -187,6 +187,13 @@ def test_health_none_is_no_check() -> None:
     assert probed.health.probes() == ["tcp_port", "http"] and not probed.health.none
 
 
+
+def test_an_env_override_turns_health_checks_off_by_nulling_the_probes(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, APP + "    envs:\n      dev:\n        health: {none: true, tcp_port: null}\n"))
+    assert config.app_for_env("pyapp", "dev").health.none
+    assert config.app_for_env("pyapp", "prod").health.probes() == ["tcp_port"]
+
+
 def test_config_built_without_a_file_merges_envs() -> None:
     config = GrayliftConfig.model_validate({"apps": {"a": {
         "package": {"type": "jar", "url": "http://x/{app}.{ext}", "sha256": "0" * 64},
@@ -588,3 +595,8 @@ def test_examples_in_the_docs_load(tmp_path: Path) -> None:
     complete = docs.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = load_config(write(tmp_path, complete))
     assert config.app_for_env("pyapp", "prod").strategy.canary.bake == 600
+    repositories = docs.split("## `repositories.<name>`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write(tmp_path, repositories, "repositories.yaml"))
+    assert (config.repositories["central"].password_env, config.repositories["snapshots"].token_env) == (
+        "ARTIFACTS_PASSWORD", "ARTIFACTS_TOKEN")
+    assert config.repositories["snapshots"].rebuilt_versions
