@@ -8,7 +8,8 @@ before validation, so an error in an override names the override's own line.
 To add a traffic backend, monitoring system or inventory: write a model with ``type: Literal["<name>"]``,
 add it to ``TrafficEntry`` / ``MonitoringEntry`` / ``InventoryEntry`` and build its adapter in
 ``graylift.wiring``. Secrets are never fields: a ``*_env`` field names the environment variable that
-holds one, read when the adapter is built.
+holds one, read when the adapter is built, and a URL with credentials in it (``https://user:pass@...``)
+is refused in every URL field: it would end up in logs, in argv on the hosts and in the database.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -41,6 +43,7 @@ from pydantic_core import PydanticCustomError
 
 from graylift.core.model import OnFailure, OnUnhealthy, PackageKind, PromoteMode, Strategy, is_plain_name
 from graylift.errors import ConfigError
+from graylift.redact import mask_url
 
 DEFAULT_STATE_DB = Path("~/.graylift/state.db")
 STATE_ENV_VAR = "GRAYLIFT_DB"
@@ -74,6 +77,8 @@ def _show(value: Any) -> str:
         text = "a mapping"
     elif isinstance(value, list):
         text = "a list"
+    elif isinstance(value, str):
+        text = repr(mask_url(value))  # a URL's credentials are never echoed
     else:
         text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -233,6 +238,40 @@ def _check_plain(value: str) -> str:
     return value
 
 
+URL_CREDENTIALS = "credentials in a URL end up in logs and argv; use username + password_env or token_env"
+
+
+def _has_userinfo(url: str) -> bool:
+    """True when ``url`` carries a ``user[:password]@`` before its host."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return mask_url(url) != url
+
+
+def _check_no_userinfo(value: str, info: ValidationInfo) -> str:
+    if _has_userinfo(value) and not _from_snapshot(info):
+        raise PydanticCustomError("url_credentials", URL_CREDENTIALS)
+    return value
+
+
+def _from_snapshot(info: ValidationInfo) -> bool:
+    """Validating a release's stored snapshot (:meth:`AppConfig.from_snapshot`), not a config file.
+
+    A release keeps the config it started with, so rules added later (no credentials in URLs, a health
+    check or ``none: true``) are not applied to it: a release started before an upgrade can still be resumed.
+    """
+    return bool((info.context or {}).get("snapshot"))
+
+
+def _has_password(url: str) -> bool:
+    """True when ``url`` carries ``user:password@`` (a user name alone is no secret)."""
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return _has_userinfo(url)
+
+
 def _check_http_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
         raise _fail("url", "must be an http:// or https:// URL", value)
@@ -250,6 +289,14 @@ def _path_in_context(value: Any, info: ValidationInfo) -> Any:
     return path
 
 
+def _check_env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        # The value is not echoed: it may be the secret itself, written where its variable's name belongs.
+        raise PydanticCustomError("env_name", "must be the NAME of an environment variable (letters, digits, "
+                                  "_, e.g. NACOS_PASSWORD), not the secret itself")
+    return value
+
+
 Text = Annotated[str, BeforeValidator(_check_text)]
 PlainName = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_plain)]
 PositiveInt = Annotated[int, _int_at_least(1, "a positive whole number")]
@@ -258,18 +305,36 @@ Port = Annotated[int, BeforeValidator(_check_port)]
 Seconds = Annotated[float, _seconds(positive=False)]
 PositiveSeconds = Annotated[float, _seconds(positive=True)]
 Flag = Annotated[bool, BeforeValidator(_check_bool)]
-HttpUrl = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_http_url)]
+HttpUrl = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_no_userinfo),
+                    AfterValidator(_check_http_url)]
 LocalPath = Annotated[Path, BeforeValidator(_path_in_context)]
 CommandTemplate = Annotated[str, BeforeValidator(_check_text), _template(COMMAND_PLACEHOLDERS, shell=True)]
 HostTemplate = Annotated[str, BeforeValidator(_check_text), _template(HOST_PLACEHOLDERS)]
-PackageUrlTemplate = Annotated[str, BeforeValidator(_check_text), _template(PACKAGE_URL_PLACEHOLDERS)]
-Sha256UrlTemplate = Annotated[str, BeforeValidator(_check_text), _template(SHA256_URL_PLACEHOLDERS)]
+PackageUrlTemplate = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_no_userinfo),
+                               _template(PACKAGE_URL_PLACEHOLDERS)]
+Sha256UrlTemplate = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_no_userinfo),
+                              _template(SHA256_URL_PLACEHOLDERS)]
+# The name of an environment variable holding a secret: the config (and every release's snapshot of it)
+# never holds the secret itself.
+EnvName = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_env_name)]
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors; instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _UserPassword(Section):
+    """``username`` + ``password_env`` (the variable holding the password), both or neither."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> _UserPassword:
+        username, password_env = getattr(self, "username", None), getattr(self, "password_env", None)
+        if (username is None) != (password_env is None):
+            raise ValueError("give both username and password_env (the environment variable holding the "
+                             "password), or neither")
+        return self
 
 
 # --------------------------------------------------------------------------------------------- sections
@@ -285,12 +350,44 @@ class SshConfig(Section):
     max_connections: PositiveInt = 200
 
 
-class RepositoryConfig(Section):
+def _check_basic_username(value: str) -> str:
+    if ":" in value:
+        raise _fail("username", "must not contain ':' (HTTP basic auth puts one between user and password)", value)
+    return value
+
+
+BasicUsername = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_basic_username)]
+LOCAL_DIR_NEEDS_NO_CREDENTIALS = ("username, password_env and token_env are for a url repository (hosts "
+                                  "download with them); a local_dir is read by graylift itself")
+
+
+class _RepositoryAccess(_UserPassword):
+    """Credentials of a url repository or package: ``username`` + ``password_env`` (HTTP basic auth) or
+    ``token_env`` (``Authorization: Bearer``), at most one. The secrets stay in the environment."""
+
+    @property
+    def has_credentials(self) -> bool:
+        return getattr(self, "username", None) is not None or getattr(self, "token_env", None) is not None
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> _RepositoryAccess:
+        if getattr(self, "username", None) is not None and getattr(self, "token_env", None) is not None:
+            raise ValueError("give username + password_env (basic auth) or token_env (a bearer token), not both")
+        if self.has_credentials and getattr(self, "local_dir", None) is not None:
+            raise ValueError(LOCAL_DIR_NEEDS_NO_CREDENTIALS)
+        return self
+
+
+class RepositoryConfig(_RepositoryAccess):
     """A named artifact repository: a URL template (hosts download) or a local dir (graylift uploads)."""
 
     url: PackageUrlTemplate | None = None
     sha256_url: Sha256UrlTemplate | None = None
     local_dir: LocalPath | None = None
+    username: BasicUsername | None = None
+    password_env: EnvName | None = None
+    token_env: EnvName | None = None
+    rebuilt_versions: Flag = False  # a version may be rebuilt (same version, new sha256): see docs/config.md
 
     @model_validator(mode="after")
     def _one_source(self) -> RepositoryConfig:
@@ -310,13 +407,19 @@ def _check_sha256(value: str) -> str:
     return value.lower()
 
 
-class PackageConfig(Section):
+class PackageConfig(_RepositoryAccess):
+    """Where an app's packages come from; credentials given here replace the repository's."""
+
     type: PackageKind
     repository: PlainName | None = None
     url: PackageUrlTemplate | None = None
     sha256_url: Sha256UrlTemplate | None = None
     local_dir: LocalPath | None = None
     sha256: Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_sha256)] | None = None
+    username: BasicUsername | None = None
+    password_env: EnvName | None = None
+    token_env: EnvName | None = None
+    rebuilt_versions: Flag = False  # when not given, the repository's
 
     @field_validator("repository")
     @classmethod
@@ -327,11 +430,13 @@ class PackageConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> PackageConfig:
+    def _one_source(self, info: ValidationInfo) -> PackageConfig:
         if self.repository is not None:
             given = [k for k in ("url", "sha256_url", "local_dir") if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"give either repository or {'/'.join(given)}, not both")
+            if self.has_credentials and self.repository in (info.context or {}).get("local_repositories", ()):
+                raise ValueError(f"repository {self.repository} is a local_dir: {LOCAL_DIR_NEEDS_NO_CREDENTIALS}")
             return self
         if self.url is None and self.local_dir is None:
             raise ValueError("needs a repository (a name from `repositories`) or a url or a local_dir")
@@ -352,7 +457,13 @@ def _unknown_repository(name: str, known: Any) -> PydanticCustomError:
 
 
 class ResolvedPackage(BaseModel):
-    """Where an app's packages come from, with the repository reference resolved."""
+    """Where an app's packages come from, with the repository reference resolved.
+
+    Credentials are names only: ``password_env`` / ``token_env`` name the environment variables that hold
+    the secrets (read when the adapters are built), so this model can be stored with a release.
+    ``rebuilt_versions``: the same version may come back with another sha256 (e.g. ``-SNAPSHOT`` builds);
+    when false, versions are immutable.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -362,6 +473,10 @@ class ResolvedPackage(BaseModel):
     local_dir: Path | None = None
     sha256: str | None = None  # fixed digest
     repository: str | None = None
+    username: str | None = None  # HTTP basic auth, with password_env
+    password_env: str | None = None
+    token_env: str | None = None  # a bearer token
+    rebuilt_versions: bool = False
 
 
 def _check_deploy_dir(value: str) -> str:
@@ -400,7 +515,12 @@ class HttpCheckConfig(Section):
     body: str | None = None
 
 
+HEALTH_PROBES = ("process", "tcp_port", "http", "command")
+
+
 class HealthConfig(Section):
+    """The app's probes. Without any, ``none: true`` must say so: precheck, health and bake then check nothing."""
+
     process: Annotated[Text, _template(COMMAND_PLACEHOLDERS)] | None = None
     tcp_port: Port | None = None
     http: HttpCheckConfig | None = None
@@ -408,6 +528,20 @@ class HealthConfig(Section):
     retries: PositiveInt = 60
     interval: Seconds = 0.5
     timeout: PositiveSeconds = 5.0
+    none: Flag = False
+
+    def probes(self) -> list[str]:
+        """The names of the probes given."""
+        return [name for name in HEALTH_PROBES if getattr(self, name) is not None]
+
+    @model_validator(mode="after")
+    def _none_or_probes(self) -> HealthConfig:
+        given = self.probes()
+        if self.none and given:
+            raise ValueError(f"none: true means no health check, but {', '.join(given)} "
+                             f"{'is' if len(given) == 1 else 'are'} given; keep one or the other "
+                             "(in an env override, set the probes to null)")
+        return self
 
 
 def _check_socket(value: str) -> str:
@@ -450,14 +584,6 @@ def _check_abs_path(value: str) -> str:
     return str(path)
 
 
-def _check_env_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        # The value is not echoed: it may be the secret itself, written where its variable's name belongs.
-        raise PydanticCustomError("env_name", "must be the NAME of an environment variable (letters, digits, "
-                                  "_, e.g. NACOS_PASSWORD), not the secret itself")
-    return value
-
-
 def _non_empty(value: Any) -> Any:
     if isinstance(value, list) and not value:
         raise PydanticCustomError("non_empty", "must list at least one item")
@@ -474,9 +600,6 @@ def _template_using(required: frozenset[str], words: str) -> AfterValidator:
 
 
 AbsPath = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_abs_path)]
-# The name of an environment variable holding a secret: the config (and every release's snapshot of it)
-# never holds the secret itself.
-EnvName = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_env_name)]
 ZkPath = Annotated[str, BeforeValidator(_check_text), AfterValidator(_check_zk_root)]
 ShellHookTemplate = Annotated[str, BeforeValidator(_check_text), _template(TRAFFIC_COMMAND_PLACEHOLDERS, shell=True)]
 EtcdKeyTemplate = Annotated[str, BeforeValidator(_check_text), _template(ETCD_KEY_PLACEHOLDERS)]
@@ -485,18 +608,6 @@ ConsulIdTemplate = Annotated[str, BeforeValidator(_check_text), _template(CONSUL
 EurekaIdTemplate = Annotated[str, BeforeValidator(_check_text), _template(EUREKA_ID_PLACEHOLDERS)]
 SilenceTemplate = Annotated[str, BeforeValidator(_check_text), _template(SILENCE_PLACEHOLDERS, shell=True)]
 InventoryUrl = Annotated[HttpUrl, _template(INVENTORY_PLACEHOLDERS)]
-
-
-class _UserPassword(Section):
-    """``username`` + ``password_env`` (the variable holding the password), both or neither."""
-
-    @model_validator(mode="after")
-    def _pair(self) -> _UserPassword:
-        username, password_env = getattr(self, "username", None), getattr(self, "password_env", None)
-        if (username is None) != (password_env is None):
-            raise ValueError("give both username and password_env (the environment variable holding the "
-                             "password), or neither")
-        return self
 
 
 class NginxTraffic(Section):
@@ -833,7 +944,7 @@ class AppConfig(Section):
     package: PackageConfig
     deploy: DeployConfig
     commands: CommandsConfig
-    health: HealthConfig = Field(default_factory=HealthConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig, validate_default=True)
     traffic: list[TrafficEntry] = Field(default_factory=list)
     monitoring: list[MonitoringEntry] = Field(default_factory=list)
     inventory: InventoryEntry = Field(default_factory=BuiltinInventoryConfig)
@@ -842,6 +953,24 @@ class AppConfig(Section):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)
+
+    @field_validator("health")
+    @classmethod
+    def _some_health_check(cls, value: HealthConfig, info: ValidationInfo) -> HealthConfig:
+        if not value.none and not value.probes() and not _from_snapshot(info):
+            raise ValueError("no health check, so precheck, health and bake would pass without checking "
+                             "anything: add process, tcp_port, http or command, or `none: true` to release "
+                             "without a check")
+        return value
+
+    @classmethod
+    def from_snapshot(cls, data: Any) -> AppConfig:
+        """The app config a release stored when it started (``graylift.wiring.snapshot``).
+
+        Rules added to the config after that release started are not applied to it (see ``_from_snapshot``),
+        so a release started before an upgrade is resumed with the config it started with.
+        """
+        return cls.model_validate(data, context={"snapshot": True})
 
     def strategy_model(self) -> Strategy:
         """The strategy as the planner and policy use it."""
@@ -864,19 +993,29 @@ class AppConfig(Section):
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:
-        """The package source with ``repository`` replaced by that repository's url/sha256_url/local_dir."""
+        """The package source with ``repository`` replaced by that repository's url/sha256_url/local_dir.
+
+        Credentials given on the package replace the repository's (the whole scheme); ``rebuilt_versions``
+        given on the package wins over the repository's.
+        """
         p = self.package
         if p.repository is None:
             return ResolvedPackage(type=p.type, url=p.url, sha256_url=p.sha256_url, local_dir=p.local_dir,
-                                   sha256=p.sha256)
+                                   sha256=p.sha256, username=p.username, password_env=p.password_env,
+                                   token_env=p.token_env, rebuilt_versions=p.rebuilt_versions)
         repos = config.repositories if config is not None else {}
         repo = repos.get(p.repository)
         if repo is None:
             known = ", ".join(sorted(repos)) or "none are defined"
             raise ConfigError(f"unknown repository {p.repository!r}; known repositories: {known}",
                               field="package.repository")
+        access: _RepositoryAccess = p if p.has_credentials else repo
+        rebuilt = p.rebuilt_versions if "rebuilt_versions" in p.model_fields_set else repo.rebuilt_versions
         return ResolvedPackage(type=p.type, url=repo.url, sha256_url=repo.sha256_url,
-                               local_dir=repo.local_dir, sha256=p.sha256, repository=p.repository)
+                               local_dir=repo.local_dir, sha256=p.sha256, repository=p.repository,
+                               username=getattr(access, "username", None),
+                               password_env=getattr(access, "password_env", None),
+                               token_env=getattr(access, "token_env", None), rebuilt_versions=rebuilt)
 
 
 @dataclass(frozen=True)
@@ -912,6 +1051,10 @@ class GrayliftConfig(Section):
             raise PydanticCustomError(
                 "state_url", "must be a SQLAlchemy URL such as sqlite:////var/lib/graylift/state.db or "
                 "postgresql+psycopg://graylift@db.example/graylift")
+        if value is not None and _has_password(value):
+            raise PydanticCustomError(
+                "state_password", "a password in the state URL ends up in logs; put the whole URL in the "
+                "GRAYLIFT_DB environment variable instead, or the password in PGPASSWORD or ~/.pgpass")
         return value
 
     @model_validator(mode="wrap")
@@ -975,7 +1118,8 @@ class GrayliftConfig(Section):
         return f"{scheme}:///{path}{query}"
 
     def _context(self) -> dict[str, Any]:
-        return {"base_dir": self._base_dir, "repositories": set(self.repositories)}
+        return {"base_dir": self._base_dir, "repositories": set(self.repositories),
+                "local_repositories": {n for n, r in self.repositories.items() if r.local_dir is not None}}
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -1006,6 +1150,8 @@ def load_config(path: Path) -> GrayliftConfig:
     context: dict[str, Any] = {"base_dir": Path(path).parent.absolute()}
     repos = data.get("repositories")
     context["repositories"] = set(repos) if isinstance(repos, dict) else set()
+    context["local_repositories"] = {name for name, repo in (repos.items() if isinstance(repos, dict) else ())
+                                     if isinstance(repo, dict) and repo.get("local_dir") is not None}
     problems = list(duplicates)
     config: GrayliftConfig | None = None
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -13,12 +15,51 @@ from graylift.adapters.local import LocalConnector
 from graylift.adapters.ssh import SshConnector
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
+from graylift.ports import Transport
 
 from .conftest import Sshd, needs_root
 
 
 def _running(pattern: str) -> bool:
     return subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False).returncode == 0
+
+
+def argv_holding(secret: str) -> list[str]:
+    """The command lines (/proc/*/cmdline) of running processes that contain ``secret``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            data = cmdline.read_bytes()
+        except OSError:  # the process ended while we looked
+            continue
+        if secret.encode() in data:
+            found.append(data.replace(b"\0", b" ").decode("utf-8", "replace"))
+    return found
+
+
+async def check_stdin(transport: Transport, tmp_path: Path) -> None:
+    """A value given as stdin reaches the command, and is in no process's argv while the command runs."""
+    secret = "s3cret-" + secrets.token_hex(8)
+    seen, release = tmp_path / "seen", tmp_path / "release"
+    # reads the value, shows it has it, then waits for the test to look at every process's argv
+    command = (f"IFS= read -r value; printf %s \"$value\" > {shlex.quote(str(seen))}; "
+               f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done; printf %s \"$value\"")
+    running = asyncio.create_task(transport.run(command, timeout=20, stdin=secret + "\n"))
+    try:
+        deadline = time.monotonic() + 10
+        while not (seen.exists() and seen.read_text()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert seen.read_text() == secret
+        assert not running.done()
+        assert argv_holding(secret) == []
+    finally:
+        release.touch()
+    assert (await running).stdout == secret
+    # stdin is passed through as it is (several lines, quotes, $); without stdin a reader gets EOF at once
+    text = "line one\n'quoted' \"double\" $HOME `x`\nno newline at the end"
+    assert (await transport.run("cat", timeout=10, stdin=text)).stdout == text
+    assert (await transport.run("cat; echo end", timeout=10)).stdout == "end\n"
+    assert (await transport.run("cat; echo end", timeout=10, stdin="")).stdout == "end\n"
 
 
 def _connector(sshd: Sshd, *, known_hosts: Path | None = None, key: Path | None = None) -> SshConnector:
@@ -55,6 +96,20 @@ async def test_ssh_run_exit_codes_and_reuse(sshd: Sshd) -> None:
         assert (await transport.run("echo again", timeout=10)).stdout == "again\n"
     finally:
         await connector.close()
+
+
+@pytest.mark.root
+@needs_root
+async def test_ssh_stdin_reaches_the_command_not_its_argv(sshd: Sshd, tmp_path: Path) -> None:
+    connector = _connector(sshd)
+    try:
+        await check_stdin(await connector.connect(_host(sshd)), tmp_path)
+    finally:
+        await connector.close()
+
+
+async def test_local_stdin_reaches_the_command_not_its_argv(tmp_path: Path) -> None:
+    await check_stdin(await LocalConnector().connect(Host(name="controller", address="127.0.0.1")), tmp_path)
 
 
 @pytest.mark.root

@@ -76,6 +76,8 @@ def test_valid_full_config(tmp_path: Path) -> None:
     shop = config.app_for_env("shop", "prod")
     assert shop.deploy.keep_releases == 3 and shop.health.retries == 60 and shop.strategy.batch.size == 1
     assert not shop.strategy_model().has_canary
+    assert shop.health.none and shop.health.probes() == []  # health: {none: true}
+    assert config.app_for_env("direct", "prod").health.probes() == ["tcp_port"]
 
     lab = base.resolved_package(config)
     assert (lab.type, lab.repository, lab.sha256_url) == (PackageKind.TAR_GZ, "lab", "{url}.sha256")
@@ -108,11 +110,96 @@ def test_app_config_round_trips_through_json(app: str, env: str) -> None:
     assert again.strategy_model() == app_config.strategy_model()
 
 
+CREDENTIALS = """\
+repositories:
+  central:
+    url: "https://repo.example/{app}/{version}/{app}-{version}.{ext}"
+    sha256_url: "{url}.sha256"
+    username: deploy
+    password_env: REPO_PASSWORD
+  snapshots:
+    url: "https://repo.example/snapshots/{app}-{version}.{ext}"
+    sha256_url: "{url}.sha256"
+    token_env: REPO_TOKEN
+    rebuilt_versions: true
+apps:
+"""
+# app -> (its package, the resolved (username, password_env, token_env, rebuilt_versions))
+RESOLUTION_CASES = {
+    "inherits-basic": ("{type: jar, repository: central}", ("deploy", "REPO_PASSWORD", None, False)),
+    "inherits-token-and-rebuilt": ("{type: jar, repository: snapshots}", (None, None, "REPO_TOKEN", True)),
+    "token-replaces-basic": ("{type: jar, repository: central, token_env: APP_TOKEN}",
+                             (None, None, "APP_TOKEN", False)),
+    "basic-replaces-token": ("{type: jar, repository: snapshots, username: ci, password_env: CI_PASSWORD}",
+                             ("ci", "CI_PASSWORD", None, True)),
+    "says-immutable": ("{type: jar, repository: snapshots, rebuilt_versions: false}",
+                       (None, None, "REPO_TOKEN", False)),
+    "opts-in": ("{type: jar, repository: central, rebuilt_versions: true}", ("deploy", "REPO_PASSWORD", None, True)),
+    "direct-url": ("{type: jar, url: 'https://r.example/{app}.{ext}', sha256_url: '{url}.sha256', "
+                   "token_env: DIRECT_TOKEN}", (None, None, "DIRECT_TOKEN", False)),
+    "no-credentials": ("{type: jar, url: 'https://r.example/{app}.{ext}', sha256: '" + "a" * 64 + "'}",
+                       (None, None, None, False)),
+}
+
+
+def test_repository_credentials_and_rebuilt_versions_resolve(tmp_path: Path) -> None:
+    from graylift.wiring import snapshot
+
+    text = CREDENTIALS + "".join(
+        f"  {app}:\n    package: {package}\n    deploy: {{dir: /srv/{app}}}\n"
+        "    commands: {start: 'sh {current}/start', stop: 'sh {current}/stop'}\n    health: {tcp_port: 8080}\n"
+        for app, (package, _) in RESOLUTION_CASES.items())
+    text += "    envs:\n      snapshot: {package: {repository: snapshots, url: null}}\n"
+    config = load_config(write(tmp_path, text))
+    for app, (_, expected) in RESOLUTION_CASES.items():
+        resolved = config.app_for_env(app, "prod").resolved_package(config)
+        got = (resolved.username, resolved.password_env, resolved.token_env, resolved.rebuilt_versions)
+        assert got == expected, app
+        # the release's snapshot holds the resolved package (names of variables, never secrets) and reads back
+        snap = snapshot(config, app, "prod")
+        again = AppConfig.from_snapshot(snap["app"]).resolved_package()
+        assert again == resolved.model_copy(update={"repository": None}), app
+    # an env override switches the last app to another repository: its credentials and rebuilt_versions come along
+    switched = config.app_for_env("no-credentials", "snapshot").resolved_package(config)
+    assert (switched.url, switched.token_env, switched.rebuilt_versions) == (
+        "https://repo.example/snapshots/{app}-{version}.{ext}", "REPO_TOKEN", True)
+
+
+def test_a_release_snapshot_is_read_with_the_rules_it_started_with() -> None:
+    """A release started before these rules existed (no health check, a URL with credentials) still resumes."""
+    from pydantic import ValidationError
+
+    old = {"package": {"type": "jar", "url": "http://u:pw@repo/{app}.{ext}", "sha256": "a" * 64},
+           "deploy": {"dir": "/srv/a"}, "commands": {"start": "start", "stop": "stop"}}
+    app = AppConfig.from_snapshot(old)
+    assert app.health.probes() == [] and app.package.url == "http://u:pw@repo/{app}.{ext}"
+    with pytest.raises(ValidationError) as refused:
+        AppConfig.model_validate(old)
+    assert {e["loc"] for e in refused.value.errors()} == {("package", "url"), ("health",)}
+
+
+def test_health_none_is_no_check() -> None:
+    base = {"package": {"type": "jar", "url": "http://repo/{app}.{ext}", "sha256": "a" * 64},
+            "deploy": {"dir": "/srv/a"}, "commands": {"start": "start", "stop": "stop"}}
+    app = AppConfig.model_validate({**base, "health": {"none": True}})
+    assert app.health.none and app.health.probes() == []
+    probed = AppConfig.model_validate({**base, "health": {"tcp_port": 8080, "http": {"url": "http://127.0.0.1/"}}})
+    assert probed.health.probes() == ["tcp_port", "http"] and not probed.health.none
+
+
+
+def test_an_env_override_turns_health_checks_off_by_nulling_the_probes(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, APP + "    envs:\n      dev:\n        health: {none: true, tcp_port: null}\n"))
+    assert config.app_for_env("pyapp", "dev").health.none
+    assert config.app_for_env("pyapp", "prod").health.probes() == ["tcp_port"]
+
+
 def test_config_built_without_a_file_merges_envs() -> None:
     config = GrayliftConfig.model_validate({"apps": {"a": {
         "package": {"type": "jar", "url": "http://x/{app}.{ext}", "sha256": "0" * 64},
         "deploy": {"dir": "/srv/a"},
         "commands": {"start": "start", "stop": "stop"},
+        "health": {"command": "true"},
         "envs": {"prod": {"strategy": {"pause": 9}}}}}})
     assert config.app_for_env("a", "prod").strategy.pause == 9
     assert config.app_for_env("a", "dev").strategy.pause == 0
@@ -182,9 +269,92 @@ apps:
     package: {type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}
     deploy: {dir: /srv/pyapp}
     commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
+    health: {tcp_port: 8080}
 """
+NO_HEALTH = APP.replace("    health: {tcp_port: 8080}\n", "")
+SECRET = "hunter2"  # written where a secret must not be: no error message may show it
 
 TRAFFIC_TYPES = "haproxy, zookeeper, nginx, nginx_plus, command, etcd, dubbo3, nacos, consul, eureka"
+
+URL_CREDENTIALS = "credentials in a URL end up in logs and argv; use username + password_env or token_env"
+REPO = "repositories:\n  central:\n    url: 'http://repo/{app}-{version}.{ext}'\n    sha256_url: '{url}.sha256'\n"
+REPO_HERE = REPO.replace("  central:\n", "  central:  # HERE\n")  # a section's own problems name its line
+DROP = "  drop: {local_dir: /packages}\n"
+USE_CENTRAL = APP.replace('{type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}',
+                          "{type: tar.gz, repository: central}")
+ANY_URL = [
+    # (where, section text with {url}) for every URL field: none may carry credentials
+    ("traffic[0].url", "    traffic:\n      - {{type: nginx_plus, url: '{url}', upstream: u, port: 80}}"),
+    ("traffic[0].url", "    traffic:\n      - {{type: etcd, url: '{url}', service: s, port: 1}}"),
+    ("traffic[0].url", "    traffic:\n      - {{type: nacos, url: '{url}', service: s, port: 1}}"),
+    ("traffic[0].url", "    traffic:\n      - {{type: eureka, url: '{url}', app: a, port: 1}}"),
+    ("traffic[0].agent_url", "    traffic:\n      - {{type: consul, service: s, agent_url: '{url}'}}"),
+    ("monitoring[0].url", "    monitoring:\n      - {{type: alertmanager, url: '{url}'}}"),
+    ("monitoring[0].url", "    monitoring:\n      - {{type: zabbix, url: '{url}', token_env: ZBX}}"),
+    ("inventory.url", "    inventory: {{type: http, url: '{url}'}}"),
+    ("inventory.url", "    inventory: {{type: netbox, url: '{url}'}}"),
+]
+CREDENTIAL_CASES = [
+    # credentials in a URL: refused in every URL field, never echoed
+    ("url-credentials-repository", REPO.replace("http://repo", f"http://deploy:{SECRET}@repo").replace(
+        "{ext}'\n", "{ext}'  # HERE\n", 1) + USE_CENTRAL, "repositories.central.url", URL_CREDENTIALS),
+    ("url-credentials-repository-sha256", REPO.replace("'{url}.sha256'", f"'https://{SECRET}@sums/{{app}}'  # HERE")
+     + USE_CENTRAL, "repositories.central.sha256_url", URL_CREDENTIALS),
+    ("url-credentials-package", APP.replace("http://x/", f"http://u:{SECRET}@x/").replace(
+        'sha256"}', 'sha256"}  # HERE'), "apps.pyapp.package.url", URL_CREDENTIALS),
+    ("url-credentials-package-sha256", APP.replace('sha256_url: "{url}.sha256"}',
+                                                   f'sha256_url: "http://u:{SECRET}@x/s"}}  # HERE'),
+     "apps.pyapp.package.sha256_url", URL_CREDENTIALS),
+    ("url-credentials-health-http", NO_HEALTH + f"    health: {{http: {{url: 'http://u:{SECRET}@127.0.0.1/h'}}}}"
+     "  # HERE\n", "apps.pyapp.health.http.url", URL_CREDENTIALS),
+    ("url-credentials-not-http", APP + f"    traffic:\n      - {{type: nginx_plus, url: 'ftp://u:{SECRET}@x', "
+     "upstream: u, port: 80}  # HERE\n", "apps.pyapp.traffic[0].url", URL_CREDENTIALS),
+    ("url-credentials-in-override", APP + "    inventory: {type: http, url: 'http://cmdb/{app}'}\n    envs:\n"
+     f"      prod:\n        inventory: {{url: 'http://{SECRET}@cmdb/{{app}}'}}  # HERE\n",
+     "apps.pyapp.envs.prod.inventory.url", URL_CREDENTIALS),
+    *[(f"url-credentials-{index}", APP + section.format(url=f"http://admin:{SECRET}@host:1/x") + "  # HERE\n",
+       f"apps.pyapp.{where}", URL_CREDENTIALS) for index, (where, section) in enumerate(ANY_URL)],
+    ("socket-echo-masked", APP + f"    traffic:\n      - {{type: haproxy, socket: 'http://u:{SECRET}@lb', "
+     "backend: b}  # HERE\n", "apps.pyapp.traffic[0].socket",
+     "must be a unix socket path (/run/...) or tcp://HOST:PORT, got 'http://***@lb'"),
+    ("state-password", f"state: 'postgresql+psycopg://graylift:{SECRET}@db/graylift'  # HERE\n", "state",
+     "a password in the state URL ends up in logs; put the whole URL in the GRAYLIFT_DB environment variable"),
+    # username + password_env or token_env, at most one, names only
+    ("repository-user-without-password", REPO_HERE + "    username: deploy\n", "repositories.central",
+     "give both username and password_env"),
+    ("repository-two-schemes", REPO_HERE + "    username: deploy\n    password_env: REPO_PW\n    token_env: TOK\n",
+     "repositories.central", "give username + password_env (basic auth) or token_env (a bearer token), not both"),
+    ("repository-token-itself", REPO + f"    token_env: '{SECRET} abc'  # HERE\n", "repositories.central.token_env",
+     "must be the NAME of an environment variable"),
+    ("repository-username-colon", REPO + "    username: 'de:ploy'  # HERE\n    password_env: PW\n",
+     "repositories.central.username", "must not contain ':'"),
+    ("repository-local-credentials", "repositories:\n  drop: {local_dir: /p, token_env: TOK}  # HERE\n",
+     "repositories.drop", "username, password_env and token_env are for a url repository"),
+    ("package-credentials-for-local-repository", "repositories:\n" + DROP + APP.replace(
+        '{type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}',
+        "{type: tar.gz, repository: drop, token_env: TOK}  # HERE"), "apps.pyapp.package",
+     "repository drop is a local_dir: username, password_env and token_env are for a url repository"),
+    ("package-local-dir-credentials", APP.replace(
+        '{type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}',
+        "{type: tar.gz, local_dir: /p, username: u, password_env: PW}  # HERE"), "apps.pyapp.package",
+     "are for a url repository"),
+    ("package-two-schemes", REPO + USE_CENTRAL.replace(
+        "repository: central}", "repository: central, username: u, password_env: PW, token_env: T}  # HERE"),
+     "apps.pyapp.package", "not both"),
+    ("package-password-itself", APP.replace('sha256_url: "{url}.sha256"}',
+                                            f'sha256_url: "{{url}}.sha256", username: u, password_env: "{SECRET}!"}}'
+                                            "  # HERE"), "apps.pyapp.package.password_env",
+     "must be the NAME of an environment variable"),
+    ("package-password-key", APP.replace('sha256_url: "{url}.sha256"}', f'sha256_url: "{{url}}.sha256", '
+                                         f'password: "{SECRET}"}}  # HERE'), "apps.pyapp.package.password",
+     "unknown key 'password'; allowed keys: type, repository, url, sha256_url, local_dir, sha256, username, "
+     "password_env, token_env, rebuilt_versions"),
+    ("rebuilt-versions-not-bool", APP.replace('sha256_url: "{url}.sha256"}', 'sha256_url: "{url}.sha256", '
+                                              "rebuilt_versions: sometimes}  # HERE"),
+     "apps.pyapp.package.rebuilt_versions", "must be true or false, got 'sometimes'"),
+    ("repository-rebuilt-versions-not-bool", REPO + "    rebuilt_versions: 1  # HERE\n",
+     "repositories.central.rebuilt_versions", "must be true or false, got 1"),
+]
 
 # (id, file text with "# HERE" on the line the error must name, field, message fragment)
 ERROR_CASES = [
@@ -229,10 +399,23 @@ ERROR_CASES = [
      "unknown placeholder {verison}; known placeholders:"),
     ("placeholder-in-quotes", APP.replace('start: "sh {current}/bin/start"', "start: \"sh '{current}'/x\"")
      .replace("/bin/stop\"}", "/bin/stop\"}  # HERE"), "apps.pyapp.commands.start", "inside ' quotes"),
-    ("health-retries", APP + "    health:\n      retries: 0  # HERE\n", "apps.pyapp.health.retries",
-     "must be a positive whole number, got 0"),
-    ("health-not-mapping", APP + "    health: 5  # HERE\n", "apps.pyapp.health",
+    ("health-retries", NO_HEALTH + "    health:\n      tcp_port: 8080\n      retries: 0  # HERE\n",
+     "apps.pyapp.health.retries", "must be a positive whole number, got 0"),
+    ("health-not-mapping", NO_HEALTH + "    health: 5  # HERE\n", "apps.pyapp.health",
      "must be a mapping (key: value), got 5"),
+    ("health-left-out", NO_HEALTH.replace("  pyapp:", "  pyapp:  # HERE"), "apps.pyapp.health",
+     "no health check, so precheck, health and bake would pass without checking anything: add process, "
+     "tcp_port, http or command, or `none: true` to release without a check"),
+    ("health-without-probe", NO_HEALTH + "    health: {retries: 5, timeout: 2}  # HERE\n", "apps.pyapp.health",
+     "no health check"),
+    ("health-none-and-probe", NO_HEALTH + "    health: {none: true, tcp_port: 8080}  # HERE\n",
+     "apps.pyapp.health", "none: true means no health check, but tcp_port is given; keep one or the other"),
+    ("health-none-not-bool", NO_HEALTH + "    health: {none: yes please}  # HERE\n", "apps.pyapp.health.none",
+     "must be true or false, got 'yes please'"),
+    ("health-override-none", APP + "    envs:\n      prod:\n        health: {none: true}  # HERE\n",
+     "apps.pyapp.envs.prod.health", "none: true means no health check, but tcp_port is given"),
+    ("health-override-drops-probe", APP + "    envs:\n      prod:\n        health: {tcp_port: null}  # HERE\n",
+     "apps.pyapp.envs.prod.health", "no health check"),
     ("canary-hosts-and-group", APP + "    strategy:\n      canary: {hosts: [a], group: b}  # HERE\n",
      "apps.pyapp.strategy.canary", "either hosts or group, not both"),
     ("traffic-unknown-type", APP + "    traffic:\n      - {type: nginx2, upstream: x}  # HERE\n",
@@ -348,6 +531,7 @@ ERROR_CASES = [
     ("repository-two-sources", "repositories:\n  lab: {url: 'http://x/{app}', local_dir: /x}  # HERE\n",
      "repositories.lab", "exactly one of url (hosts download) or local_dir"),
     ("duplicate-key", "ssh: {}\nssh: {}  # HERE\n", "ssh", "duplicate key 'ssh' (first given on line 1)"),
+    *CREDENTIAL_CASES,
 ]
 
 
@@ -363,6 +547,7 @@ def test_error_names_file_line_and_field(tmp_path: Path, text: str, field: str, 
     assert str(error).startswith(f"{path}:{line} ({field}): ")
     assert message in str(error)
     assert "Traceback" not in str(error) and "pydantic" not in str(error)
+    assert SECRET not in str(error)
 
 
 def test_every_error_is_reported_once_per_line(tmp_path: Path) -> None:
@@ -374,14 +559,14 @@ def test_every_error_is_reported_once_per_line(tmp_path: Path) -> None:
     lines = str(caught.value).splitlines()
     assert lines[0] == "4 problems in the config:"
     assert lines[1:] == [
-        f"  {path}:7 (apps.pyapp.strategy.batch.size): must be a positive whole number, got 'ten'",
-        f"  {path}:8 (apps.pyapp.strategy.on_failure): must be one of: pause, rollback; got 'explode'",
-        f"  {path}:10 (apps.pyapp.envs.prod.deploy.keep_releases): must be a whole number >= 2 "
+        f"  {path}:8 (apps.pyapp.strategy.batch.size): must be a positive whole number, got 'ten'",
+        f"  {path}:9 (apps.pyapp.strategy.on_failure): must be one of: pause, rollback; got 'explode'",
+        f"  {path}:11 (apps.pyapp.envs.prod.deploy.keep_releases): must be a whole number >= 2 "
         "(the running release and one to roll back to), got 1",
-        f"  {path}:11 (ssh.usr): unknown key 'usr'; allowed keys: user, port, key, known_hosts, "
+        f"  {path}:12 (ssh.usr): unknown key 'usr'; allowed keys: user, port, key, known_hosts, "
         "connect_timeout, command_timeout, max_connections",
     ]
-    assert (caught.value.line, caught.value.field) == (7, "apps.pyapp.strategy.batch.size")
+    assert (caught.value.line, caught.value.field) == (8, "apps.pyapp.strategy.batch.size")
 
 
 @pytest.mark.parametrize(("text", "line", "message"), [
@@ -410,3 +595,8 @@ def test_examples_in_the_docs_load(tmp_path: Path) -> None:
     complete = docs.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = load_config(write(tmp_path, complete))
     assert config.app_for_env("pyapp", "prod").strategy.canary.bake == 600
+    repositories = docs.split("## `repositories.<name>`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write(tmp_path, repositories, "repositories.yaml"))
+    assert (config.repositories["central"].password_env, config.repositories["snapshots"].token_env) == (
+        "ARTIFACTS_PASSWORD", "ARTIFACTS_TOKEN")
+    assert config.repositories["snapshots"].rebuilt_versions

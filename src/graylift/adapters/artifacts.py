@@ -3,20 +3,136 @@
 ``HttpArtifactStore`` fits Nexus / Artifactory "raw" repositories and any static file server: a URL
 template for the package and one for its ``.sha256``. ``LocalDirArtifactStore`` takes packages from a
 directory on the controller (the controller uploads them to the hosts).
+
+Credentials (``ArtifactAuth``: HTTP basic, or a bearer token) never travel in a URL or a command line.
+The controller sends them with its own requests (the existence check, the sha256 fetch); a host gets
+them on the standard input of its download command (:func:`download_command`: ``curl --config -``).
+Every error is one ``ArtifactError`` line with URLs masked (:func:`graylift.redact.mask_url`) and the
+secret redacted:
+
+    ArtifactError
+      "<app> <version> is not in the repository (<url>): HTTP 404; check the version"
+      "... refused access (<url>): HTTP 401 ..."   (no credentials configured, or wrong ones)
+      "... answered HTTP <status> ..." / "... is unreachable ..." / "... no sha256 at ..."
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shlex
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from graylift.core.model import Package, PackageKind, is_plain_name
 from graylift.errors import ArtifactError
+from graylift.redact import mask_url, redact
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class ArtifactAuth:
+    """Resolved repository credentials: ``username`` + ``password`` (HTTP basic) or ``token`` (bearer).
+
+    Holds the secret itself (read from the environment when the adapters are built, never stored);
+    ``repr`` and ``str`` show the scheme and the username only. Build it with :meth:`basic` or
+    :meth:`bearer`; a value a header or a curl config line could not carry is refused (ValueError,
+    without the value).
+    """
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        basic = self.username is not None or self.password is not None
+        if basic == (self.token is not None):
+            raise ValueError("repository credentials are username + password or a token, exactly one of them")
+        if basic and not (self.username and self.password):
+            raise ValueError("basic auth needs a non-empty username and password")
+        if self.token is not None and not self.token:
+            raise ValueError("the bearer token is empty")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("the username cannot contain ':' (HTTP basic auth separates it from the password)")
+        for name in ("username", "password", "token"):
+            value = getattr(self, name)
+            if value is not None and _CONTROL.search(value):
+                raise ValueError(f"the repository {name} contains a line break or control character")
+
+    @classmethod
+    def basic(cls, username: str, password: str) -> ArtifactAuth:
+        return cls(username=username, password=password)
+
+    @classmethod
+    def bearer(cls, token: str) -> ArtifactAuth:
+        return cls(token=token)
+
+    @property
+    def scheme(self) -> str:
+        return "bearer" if self.token is not None else "basic"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values to redact from any text that may have met them."""
+        return tuple(s for s in (self.password, self.token) if s)
+
+    def httpx_auth(self) -> httpx.Auth:
+        if self.token is not None:
+            return _Bearer(self.token)
+        return httpx.BasicAuth(self.username or "", self.password or "")
+
+    def curl_config(self) -> str:
+        """The lines ``curl --config -`` reads from stdin: ``user = "..."`` or an Authorization header."""
+        if self.token is not None:
+            return f'header = "{_curl_quote("Authorization: Bearer " + self.token)}"\n'
+        return f'user = "{_curl_quote(f"{self.username}:{self.password}")}"\n'
+
+    def __repr__(self) -> str:
+        if self.token is not None:
+            return "ArtifactAuth(bearer, token=***)"
+        return f"ArtifactAuth(basic, username={self.username!r}, password=***)"
+
+    __str__ = __repr__
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+def _curl_quote(value: str) -> str:
+    """Escape for a double-quoted curl config value (``\\`` and ``"``; control characters are refused)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def download_command(url: str, dest: str, auth: ArtifactAuth | None) -> tuple[str, str | None]:
+    """The shell command a host runs to download ``url`` to ``dest``, and the stdin to give it.
+
+    With ``auth``: ``curl --config -`` reads the credentials from stdin, so the command (its argv, the
+    journal, an error message) never holds the secret; curl is then required on the host. Without:
+    curl, or wget when there is no curl, and no stdin. Arguments are shell-quoted.
+
+    >>> download_command("http://repo/a b.tar.gz", "/srv/a/x.tar.gz", None)[1] is None
+    True
+    >>> cmd, stdin = download_command("http://repo/a.jar", "/tmp/a.jar", ArtifactAuth.bearer("t0k"))
+    >>> "t0k" in cmd, stdin
+    (False, 'header = "Authorization: Bearer t0k"\\n')
+    """
+    q = shlex.quote
+    if auth is None:
+        return (f"if command -v curl >/dev/null; then curl -fsSL --retry 2 -o {q(dest)} {q(url)}; "
+                f"else wget -q -O {q(dest)} {q(url)}; fi"), None
+    return ("command -v curl >/dev/null || { echo 'curl is needed on the host to download with credentials' >&2; "
+            f"exit 127; }}; curl -fsSL --retry 2 --config - -o {q(dest)} {q(url)}"), auth.curl_config()
 
 
 def check_version(app: str, version: str) -> None:
@@ -37,36 +153,66 @@ def _fill(template: str, app: str, version: str, kind: PackageKind, url: str = "
 
 
 class HttpArtifactStore:
+    """A package URL template and a ``.sha256`` URL template (or a fixed digest), with optional credentials."""
+
     def __init__(self, *, url_template: str, kind: PackageKind, sha256_url_template: str | None = "{url}.sha256",
-                 sha256: str | None = None, timeout: float = 30.0) -> None:
+                 sha256: str | None = None, timeout: float = 30.0, auth: ArtifactAuth | None = None) -> None:
         self.url_template, self.kind = url_template, kind
         self.sha256_url_template, self.fixed_sha256, self.timeout = sha256_url_template, sha256, timeout
+        self.auth = auth
 
     async def resolve(self, app: str, version: str) -> Package:
+        """The package of ``version``: checks that the repository has it and reads its sha256."""
         check_version(app, version)
         url = _fill(self.url_template, app, version, self.kind)
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            try:
-                head = await client.head(url)
-                if head.status_code == 404:
-                    raise ArtifactError(f"{app} {version} not found in the repository: {url} answered 404")
-                if head.status_code >= 400:
-                    raise ArtifactError(f"{app} {version}: {url} answered HTTP {head.status_code}")
+        what = f"{app} {version}"
+        auth = self.auth.httpx_auth() if self.auth is not None else None
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, auth=auth, follow_redirects=True) as client:
+                await self._check_exists(client, what, url)
                 sha = self.fixed_sha256
                 if sha is None and self.sha256_url_template:
-                    sha_url = _fill(self.sha256_url_template, app, version, self.kind, url)
-                    resp = await client.get(sha_url)
-                    if resp.status_code != 200:
-                        raise ArtifactError(
-                            f"{app} {version}: no sha256 at {sha_url} (HTTP {resp.status_code}); "
-                            "publish the .sha256 next to the package or set package.sha256"
-                        )
-                    sha = (resp.text.split() or [""])[0].lower()
-            except httpx.HTTPError as exc:
-                raise ArtifactError(f"artifact repository unreachable for {url}: {exc}") from exc
+                    sha = await self._fetch_sha256(client, what,
+                                                   _fill(self.sha256_url_template, app, version, self.kind, url))
+        except httpx.HTTPError as exc:
+            raise self._error(f"{what}: the artifact repository is unreachable ({url}): "
+                              f"{type(exc).__name__} {exc}".rstrip() + "; check the URL and the network") from exc
         if sha is None or not SHA256.match(sha):
-            raise ArtifactError(f"{app} {version}: sha256 {sha!r} is not 64 hex digits")
+            raise self._error(f"{what}: sha256 {sha!r} is not 64 hex digits")
         return Package(app, version, self.kind, filename_for(app, version, self.kind), sha, url=url)
+
+    async def _check_exists(self, client: httpx.AsyncClient, what: str, url: str) -> None:
+        status = (await client.head(url)).status_code
+        if status in (405, 501):  # a server without HEAD: ask for the headers of a GET
+            async with client.stream("GET", url) as response:
+                status = response.status_code
+        if status in (404, 410):
+            raise self._error(f"{what} is not in the repository ({url}): HTTP {status}; check the version")
+        self._check_status(status, what, url)
+
+    async def _fetch_sha256(self, client: httpx.AsyncClient, what: str, sha_url: str) -> str:
+        response = await client.get(sha_url)
+        if response.status_code in (404, 410):
+            raise self._error(f"{what}: no sha256 at {sha_url} (HTTP {response.status_code}); publish the "
+                              ".sha256 next to the package or set package.sha256")
+        self._check_status(response.status_code, what, sha_url)
+        return (response.text.split() or [""])[0].lower()
+
+    def _check_status(self, status: int, what: str, url: str) -> None:
+        if status in (401, 403):
+            if self.auth is None:
+                hint = ("it needs credentials: set username + password_env or token_env on the repository "
+                        "or the package")
+            else:
+                hint = f"check the {self.auth.scheme} credentials and the account's permissions"
+            raise self._error(f"{what}: the repository refused access ({url}): HTTP {status}; {hint}")
+        if status >= 400:
+            raise self._error(f"{what}: the repository answered HTTP {status} for {url}; check the repository")
+
+    def _error(self, message: str) -> ArtifactError:
+        """One line, URLs masked, the secret redacted."""
+        line = " ".join(message.split())
+        return ArtifactError(redact(mask_url(line), self.auth.secrets if self.auth else ()))
 
 
 class LocalDirArtifactStore:

@@ -20,12 +20,15 @@ class LocalTransport:
     def __init__(self, host: Host) -> None:
         self.host = host
 
-    async def run(self, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        """Run ``command`` with ``sh``; ``stdin`` (if given) is written to its standard input, then closed."""
         process = await asyncio.create_subprocess_shell(
-            command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            command, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        data = stdin.encode("utf-8") if stdin is not None else None
         try:
-            out, err = await asyncio.wait_for(process.communicate(), timeout)
+            out, err = await asyncio.wait_for(process.communicate(data), timeout)
         except TimeoutError:
             _kill_group(process.pid)
             with contextlib.suppress(TimeoutError):

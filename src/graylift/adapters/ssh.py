@@ -6,6 +6,8 @@
   command is killed on the host (an SSH channel without a pty does not kill its command when
   closed). The client side waits a few seconds longer, then sends KILL, closes the channel and
   raises CommandTimeout: a hung host cannot hang graylift.
+* ``stdin`` reaches the command over the channel, then EOF: never in its command line, so a secret
+  handed to a host this way is not in ``ps``, /proc/*/cmdline or an error message.
 * The locale is left alone (LC_ALL=C would change how e.g. a JVM started by the command encodes files).
 """
 
@@ -70,13 +72,16 @@ class SshTransport:
             self._conn.close()
             self._conn = None
 
-    async def run(self, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        """Run ``command`` on the host; ``stdin`` (if given) goes to its standard input over the channel,
+        followed by EOF (never into the command line)."""
         wrapped = f"exec timeout -k {KILL_AFTER:g} {timeout:g} sh -c {shlex.quote(command)}"
         self.busy += 1
         self.last_used = time.monotonic()
         started = time.monotonic()
         try:
-            process = await self._open_process(wrapped)
+            process = await self._open_process(wrapped, stdin)
             try:
                 completed = await asyncio.wait_for(process.wait(check=False), timeout + CLIENT_GRACE)
             except TimeoutError:
@@ -99,13 +104,14 @@ class SshTransport:
             raise RemoteCommandFailed(self.host.name, command, status, stdout + stderr)
         return CommandResult(status, stdout, stderr)
 
-    async def _open_process(self, command: str) -> asyncssh.SSHClientProcess[str]:
+    async def _open_process(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
         """Open a session; if the cached connection turns out dead, reconnect once and retry."""
         for attempt in (1, 2):
             conn = await self.ensure_connected()
             try:
-                return await conn.create_process(command, term_type=None, stdin=asyncssh.DEVNULL,
-                                                 encoding="utf-8", errors="replace")
+                # ``input`` is written to the channel, then EOF; without it stdin is /dev/null
+                return await conn.create_process(command, term_type=None, input=stdin or None,
+                                                 stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
             except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
                     BrokenPipeError, ConnectionResetError) as exc:
                 async with self._lock:

@@ -1,0 +1,326 @@
+"""HttpArtifactStore and download_command against a real HTTP server on 127.0.0.1 that requires credentials."""
+
+from __future__ import annotations
+
+import base64
+import doctest
+import hashlib
+import shlex
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graylift.adapters import artifacts
+from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, download_command
+from graylift.adapters.local import LocalTransport
+from graylift.core.model import Host, PackageKind
+from graylift.errors import ArtifactError, RemoteCommandFailed
+
+from .test_ssh_local import argv_holding
+
+USER = "deploy"
+PASSWORD = "p\"w \\$1 'x"  # a double quote, a backslash, a $, a space and a single quote
+TOKEN = "tok-7f3a9c1e5b"
+PACKAGE = b"pretend this is a tarball\n" * 1000
+SHA = hashlib.sha256(PACKAGE).hexdigest()
+TEMPLATE = "/{app}/{version}/{app}-{version}.{ext}"
+PATH = "/pyapp/1.0.0/pyapp-1.0.0.tar.gz"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    authorized: bool
+    argv_with_secret: list[str]  # processes whose argv held a secret while the server answered
+
+
+class Repository:
+    """Serves ``files`` on 127.0.0.1; ``scheme`` basic / bearer / None says which credentials it requires."""
+
+    def __init__(self, scheme: str | None) -> None:
+        self.scheme = scheme
+        self.files = {PATH: PACKAGE, PATH + ".sha256": f"{SHA}  pyapp-1.0.0.tar.gz\n".encode()}
+        self.head_allowed = True
+        self.seen: list[Seen] = []
+        repo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_HEAD(self) -> None:
+                self.answer(body=False)
+
+            def do_GET(self) -> None:
+                self.answer(body=True)
+
+            def answer(self, *, body: bool) -> None:
+                authorized = repo.authorized(self.headers.get("Authorization"))
+                # the client (curl on a "host") is running now: is a secret in any process's argv?
+                hits = [line for secret in (PASSWORD, TOKEN) for line in argv_holding(secret)]
+                repo.seen.append(Seen(self.command, self.path, authorized, hits))
+                if not body and not repo.head_allowed:
+                    status, data = 405, b""
+                elif not authorized:
+                    status, data = 401, b"authentication required\n"
+                elif self.path in repo.files:
+                    status, data = 200, repo.files[self.path]
+                else:
+                    status, data = 404, b"no such file\n"
+                self.send_response(status)
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Basic realm="repo"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def authorized(self, header: str | None) -> bool:
+        if self.scheme == "basic":
+            return header == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        if self.scheme == "bearer":
+            return header == f"Bearer {TOKEN}"
+        return True
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(params=["basic", "bearer"])
+def repo(request: pytest.FixtureRequest) -> Iterator[Repository]:
+    server = Repository(request.param)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def open_repo() -> Iterator[Repository]:
+    server = Repository(None)
+    yield server
+    server.stop()
+
+
+def auth_for(repo: Repository) -> ArtifactAuth:
+    return ArtifactAuth.basic(USER, PASSWORD) if repo.scheme == "basic" else ArtifactAuth.bearer(TOKEN)
+
+
+def wrong_auth_for(repo: Repository) -> ArtifactAuth:
+    return ArtifactAuth.basic(USER, "not-it-42") if repo.scheme == "basic" else ArtifactAuth.bearer("not-it-42")
+
+
+def store(repo: Repository, auth: ArtifactAuth | None, **kwargs: Any) -> HttpArtifactStore:
+    return HttpArtifactStore(url_template=repo.url + TEMPLATE, kind=PackageKind.TAR_GZ, auth=auth, timeout=5,
+                             **kwargs)
+
+
+def one_line(error: pytest.ExceptionInfo[ArtifactError]) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    for secret in (PASSWORD, TOKEN, "not-it-42"):
+        assert secret not in message
+    return message
+
+
+# ------------------------------------------------------------------------------------------ resolve
+
+
+async def test_resolve_with_credentials(repo: Repository) -> None:
+    package = await store(repo, auth_for(repo)).resolve("pyapp", "1.0.0")
+    assert (package.sha256, package.url, package.filename) == (SHA, repo.url + PATH, "pyapp-1.0.0.tar.gz")
+    assert [(s.method, s.path, s.authorized) for s in repo.seen] == [
+        ("HEAD", PATH, True), ("GET", PATH + ".sha256", True)]
+
+
+async def test_resolve_without_credentials_says_they_are_needed(repo: Repository) -> None:
+    with pytest.raises(ArtifactError) as refused:
+        await store(repo, None).resolve("pyapp", "1.0.0")
+    assert one_line(refused) == (
+        f"pyapp 1.0.0: the repository refused access ({repo.url}{PATH}): HTTP 401; it needs credentials: "
+        "set username + password_env or token_env on the repository or the package")
+
+
+async def test_resolve_with_wrong_credentials_says_to_check_them(repo: Repository) -> None:
+    with pytest.raises(ArtifactError) as refused:
+        await store(repo, wrong_auth_for(repo)).resolve("pyapp", "1.0.0")
+    assert one_line(refused) == (
+        f"pyapp 1.0.0: the repository refused access ({repo.url}{PATH}): HTTP 401; "
+        f"check the {repo.scheme} credentials and the account's permissions")
+
+
+async def test_a_version_the_repository_does_not_have(repo: Repository) -> None:
+    with pytest.raises(ArtifactError) as missing:
+        await store(repo, auth_for(repo)).resolve("pyapp", "9.9.9")
+    assert one_line(missing) == (f"pyapp 9.9.9 is not in the repository ({repo.url}/pyapp/9.9.9/pyapp-9.9.9.tar.gz):"
+                                 " HTTP 404; check the version")
+
+
+async def test_a_missing_sha256_file(repo: Repository) -> None:
+    del repo.files[PATH + ".sha256"]
+    with pytest.raises(ArtifactError) as missing:
+        await store(repo, auth_for(repo)).resolve("pyapp", "1.0.0")
+    assert one_line(missing) == (f"pyapp 1.0.0: no sha256 at {repo.url}{PATH}.sha256 (HTTP 404); publish the "
+                                 ".sha256 next to the package or set package.sha256")
+    fixed = await store(repo, auth_for(repo), sha256="ab" * 32, sha256_url_template=None).resolve("pyapp", "1.0.0")
+    assert fixed.sha256 == "ab" * 32
+
+
+async def test_a_server_without_head_is_asked_with_get(repo: Repository) -> None:
+    repo.head_allowed = False
+    assert (await store(repo, auth_for(repo)).resolve("pyapp", "1.0.0")).sha256 == SHA
+    assert [(s.method, s.authorized) for s in repo.seen] == [("HEAD", True), ("GET", True), ("GET", True)]
+
+
+async def test_an_unreachable_repository() -> None:
+    from graylift.lab.services import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    unreachable = HttpArtifactStore(url_template=url + TEMPLATE, kind=PackageKind.TAR_GZ, timeout=2,
+                                    auth=ArtifactAuth.basic(USER, PASSWORD))
+    with pytest.raises(ArtifactError) as caught:
+        await unreachable.resolve("pyapp", "1.0.0")
+    message = one_line(caught)
+    assert message.startswith(f"pyapp 1.0.0: the artifact repository is unreachable ({url}{PATH}): ConnectError")
+    assert message.endswith("; check the URL and the network")
+
+
+async def test_urls_in_messages_are_masked(open_repo: Repository) -> None:
+    # the config refuses credentials in URLs; an error still never shows one
+    url = open_repo.url.replace("http://", "http://someone:pw-in-url@")
+    masked = HttpArtifactStore(url_template=url + TEMPLATE, kind=PackageKind.TAR_GZ, timeout=5)
+    with pytest.raises(ArtifactError) as missing:
+        await masked.resolve("pyapp", "9.9.9")
+    message = one_line(missing)
+    assert "pw-in-url" not in message and "someone" not in message
+    assert message.startswith("pyapp 9.9.9 is not in the repository (http://***@127.0.0.1:")
+
+
+# ------------------------------------------------------------------------------------------ download
+
+
+async def test_download_command_with_stdin_fetches_the_file(repo: Repository, tmp_path: Path) -> None:
+    dest = tmp_path / "my dir" / "pyapp 1.0.0.tar.gz"  # a space: the destination must be quoted
+    dest.parent.mkdir()
+    command, stdin = download_command(repo.url + PATH, str(dest), auth_for(repo))
+    assert PASSWORD not in command and TOKEN not in command and stdin is not None
+    transport = LocalTransport(Host("controller", "127.0.0.1"))
+
+    # without the credentials on stdin curl is refused, and says so without any secret
+    with pytest.raises(RemoteCommandFailed) as refused:
+        await transport.run(command, timeout=30)
+    assert refused.value.exit_status == 22 and "401" in str(refused.value)
+    assert not dest.exists()
+
+    await transport.run(command, timeout=30, stdin=stdin)
+    assert dest.read_bytes() == PACKAGE
+    downloads = [s for s in repo.seen if s.path == PATH]
+    assert [s.authorized for s in downloads] == [False, True]
+    assert [s.argv_with_secret for s in downloads] == [[], []]  # curl ran with no secret in its argv
+
+
+async def test_download_command_with_wrong_credentials_fails(repo: Repository, tmp_path: Path) -> None:
+    command, stdin = download_command(repo.url + PATH, str(tmp_path / "p.tar.gz"), wrong_auth_for(repo))
+    result = await LocalTransport(Host("controller", "127.0.0.1")).run(command, timeout=30, stdin=stdin,
+                                                                        check=False)
+    assert result.exit_status == 22 and "401" in result.stderr and "not-it-42" not in result.stderr
+
+
+async def test_download_command_without_credentials_uses_curl_or_wget(open_repo: Repository,
+                                                                      tmp_path: Path) -> None:
+    transport = LocalTransport(Host("controller", "127.0.0.1"))
+    only_wget = tmp_path / "bin"
+    only_wget.mkdir()
+    (only_wget / "wget").symlink_to("/usr/bin/wget")
+    for name, path_prefix in (("curl", ""), ("wget", f"PATH={shlex.quote(str(only_wget))}; ")):
+        dest = tmp_path / f"{name}.tar.gz"
+        command, stdin = download_command(open_repo.url + PATH, str(dest), None)
+        assert stdin is None
+        await transport.run(path_prefix + command, timeout=30)
+        assert dest.read_bytes() == PACKAGE, name
+    with pytest.raises(RemoteCommandFailed, match="exit 8"):  # wget: the server answered 404
+        await transport.run(f"PATH={shlex.quote(str(only_wget))}; " + download_command(
+            open_repo.url + "/nope.tar.gz", str(tmp_path / "nope"), None)[0], timeout=30)
+
+
+async def test_download_with_credentials_needs_curl(repo: Repository, tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    command, stdin = download_command(repo.url + PATH, str(tmp_path / "p.tar.gz"), auth_for(repo))
+    result = await LocalTransport(Host("controller", "127.0.0.1")).run(
+        f"PATH={shlex.quote(str(empty))}; " + command, timeout=30, stdin=stdin, check=False)
+    assert result.exit_status == 127 and "curl is needed on the host" in result.stderr
+    assert repo.seen == []
+
+
+# ------------------------------------------------------------------------------------------ pure parts
+
+DOWNLOAD_CASES = [
+    # (id, url, dest, auth, command, stdin)
+    ("no-auth", "http://repo/a.tar.gz", "/srv/a/x.tar.gz", None,
+     "if command -v curl >/dev/null; then curl -fsSL --retry 2 -o /srv/a/x.tar.gz http://repo/a.tar.gz; "
+     "else wget -q -O /srv/a/x.tar.gz http://repo/a.tar.gz; fi", None),
+    ("no-auth-quoted", "http://repo/a b?x=1&y=$(id)", "/srv/my app/'x'", None,
+     "if command -v curl >/dev/null; then curl -fsSL --retry 2 -o '/srv/my app/'\"'\"'x'\"'\"'' "
+     "'http://repo/a b?x=1&y=$(id)'; else wget -q -O '/srv/my app/'\"'\"'x'\"'\"'' 'http://repo/a b?x=1&y=$(id)'; fi",
+     None),
+    ("basic", "https://repo/a.jar", "/tmp/a.jar", ArtifactAuth.basic("deploy", 's3"cr\\et'),
+     "command -v curl >/dev/null || { echo 'curl is needed on the host to download with credentials' >&2; exit 127; }; "
+     "curl -fsSL --retry 2 --config - -o /tmp/a.jar https://repo/a.jar", 'user = "deploy:s3\\"cr\\\\et"\n'),
+    ("bearer", "https://repo/a.jar", "/tmp/a.jar", ArtifactAuth.bearer("t0k$en"),
+     "command -v curl >/dev/null || { echo 'curl is needed on the host to download with credentials' >&2; exit 127; }; "
+     "curl -fsSL --retry 2 --config - -o /tmp/a.jar https://repo/a.jar", 'header = "Authorization: Bearer t0k$en"\n'),
+]
+
+
+@pytest.mark.parametrize(("url", "dest", "auth", "command", "stdin"), [c[1:] for c in DOWNLOAD_CASES],
+                         ids=[c[0] for c in DOWNLOAD_CASES])
+def test_download_command(url: str, dest: str, auth: ArtifactAuth | None, command: str, stdin: str | None) -> None:
+    assert download_command(url, dest, auth) == (command, stdin)
+
+
+def test_auth_never_shows_its_secret() -> None:
+    basic, bearer = ArtifactAuth.basic("deploy", "hunter2"), ArtifactAuth.bearer("tok-123")
+    for auth, secret in ((basic, "hunter2"), (bearer, "tok-123")):
+        for shown in (repr(auth), str(auth), f"{auth}", f"{auth!r}", repr([auth]), repr({"auth": auth})):
+            assert secret not in shown
+        assert auth.secrets == (secret,)
+    assert repr(basic) == "ArtifactAuth(basic, username='deploy', password=***)"
+    assert repr(bearer) == "ArtifactAuth(bearer, token=***)"
+    assert (basic.scheme, bearer.scheme) == ("basic", "bearer")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "username \\+ password or a token, exactly one"),
+    ({"username": "u", "password": "hunter2", "token": "hunter2"}, "exactly one"),
+    ({"username": "u"}, "non-empty username and password"),
+    ({"password": "hunter2"}, "non-empty username and password"),
+    ({"token": ""}, "empty"),
+    ({"username": "u:x", "password": "hunter2"}, "cannot contain ':'"),
+    ({"username": "u", "password": "hunter2\nheader = x"}, "password contains a line break"),
+    ({"token": "hunter2\r"}, "token contains a line break"),
+])
+def test_auth_refuses_what_it_cannot_carry(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as refused:
+        ArtifactAuth(**kwargs)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(artifacts)
+    assert result.attempted >= 3 and result.failed == 0
