@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from graylift.adapters.artifacts import ArtifactAuth, download_command
 from graylift.core.flow import Step
 from graylift.core.layout import (
     SHA_MARKER,
@@ -77,6 +78,7 @@ class AppRuntime:
     traffic_check: TrafficCheck | None = None
     probes_for: Callable[[dict[str, str]], Sequence[HealthProbe]] | None = None  # per-host probes
     rebuilt_versions: bool = False  # stage each build of a version into releases/<version>+<sha12>
+    artifact_auth: ArtifactAuth | None = None  # repository credentials, handed to hosts on stdin
 
 
 @dataclass(frozen=True)
@@ -256,11 +258,8 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
     await ctx.sh(f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}", timeout=30)
     archive = f"{tmp}/{pkg.filename}"
     if pkg.url:
-        fetch = (
-            f"if command -v curl >/dev/null; then curl -fsSL --retry 2 -o {q(archive)} {q(pkg.url)}; "
-            f"else wget -q -O {q(archive)} {q(pkg.url)}; fi"
-        )
-        await ctx.sh(fetch, timeout=rt.stage_timeout)
+        fetch, secret_input = download_command(pkg.url, archive, rt.artifact_auth)  # the secret goes by stdin
+        await ctx.transport.run("sh -c " + q(fetch), timeout=rt.stage_timeout, stdin=secret_input)
     elif pkg.local_path:
         await ctx.transport.put(Path(pkg.local_path), archive)
     else:  # pragma: no cover - Package guarantees one of them

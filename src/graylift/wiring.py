@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from graylift.adapters.alertmanager import AlertmanagerSilencer
-from graylift.adapters.artifacts import HttpArtifactStore, LocalDirArtifactStore
+from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, LocalDirArtifactStore
 from graylift.adapters.command_hook import CommandSwitch
 from graylift.adapters.command_silencer import CommandSilencer
 from graylift.adapters.consul import ConsulSwitch
@@ -73,7 +73,20 @@ def snapshot(config: GrayliftConfig, app: str, env: str) -> dict[str, Any]:
 
 
 def app_config(snap: dict[str, Any]) -> AppConfig:
-    return AppConfig.model_validate(snap["app"])
+    return AppConfig.from_snapshot(snap["app"])
+
+
+def artifact_auth(cfg: AppConfig) -> ArtifactAuth | None:
+    """The repository credentials, read from the environment variables the config names (never stored)."""
+    p = cfg.package
+    try:
+        if p.token_env is not None:
+            return ArtifactAuth.bearer(secret(p.token_env, "package.token_env") or "")
+        if p.username is not None:
+            return ArtifactAuth.basic(p.username, secret(p.password_env, "package.password_env") or "")
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="package") from None
+    return None
 
 
 def artifact_store(cfg: AppConfig) -> ArtifactStore:
@@ -84,7 +97,7 @@ def artifact_store(cfg: AppConfig) -> ArtifactStore:
     if p.url is None:
         raise ConfigError("package needs url, local_dir or repository", field="package")
     return HttpArtifactStore(url_template=p.url, kind=kind, sha256_url_template=p.sha256_url or "{url}.sha256",
-                             sha256=p.sha256)
+                             sha256=p.sha256, auth=artifact_auth(cfg))
 
 
 Connect = Callable[[Host], Awaitable[Transport]]
@@ -249,6 +262,7 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
         switches=traffic_switches(cfg, app, connect=connect, hosts=hosts), silencers=mutes,
         silence_seconds=silence_seconds,
         quiet_period=cfg.quiet_period, strategy=cfg.strategy_model(), render=render_command,
+        artifact_auth=artifact_auth(cfg), rebuilt_versions=cfg.package.rebuilt_versions,
         traffic_check=(TrafficCheck(cfg.traffic_check.port, cfg.traffic_check.window,
                                     frozenset(cfg.traffic_check.allowed)) if cfg.traffic_check else None),
     )

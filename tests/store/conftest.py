@@ -66,6 +66,7 @@ def pg_databases() -> Iterator[PgDatabases]:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of an empty database: a SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
+        (tmp_path / "state").mkdir(mode=0o700)
         return f"sqlite:///{tmp_path / 'state' / 'graylift.db'}"
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
     return dbs.create()

@@ -13,8 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from graylift.core.model import Host
-from graylift.errors import ReleaseConflict, ReleaseNotFound, StateError, StoreError
-from graylift.store import Store
+from graylift.core.state import ReleaseState
+from graylift.errors import LeaseLost, ReleaseConflict, ReleaseNotFound, StateError, StoreError
+from graylift.store import Fence, Store
 from graylift.store.tables import metadata
 
 H1 = Host("web-1", "10.213.0.1", port=2201, user="deploy", group="canary", tags={"zone": "a"})
@@ -53,13 +54,29 @@ class FakeClock:
 
 
 # ---------------------------------------------------------------- opening and schema
-def test_open_creates_the_sqlite_directory_and_reopens(tmp_path: Path) -> None:
+def test_open_creates_a_private_sqlite_directory_only_when_told_and_reopens(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deep' / 'dir' / 'graylift.db'}"
-    with Store.open(url) as s:
+    with pytest.raises(StoreError, match=f"the directory {tmp_path / 'deep' / 'dir'} of the state database does not"):
+        Store.open(url)
+    assert not (tmp_path / "deep").exists()
+    with Store.open(url, create_dir=True) as s:
         s.upsert_host("a", "prod", H1)
-    assert (tmp_path / "deep" / "dir" / "graylift.db").exists()
+        db = tmp_path / "deep" / "dir" / "graylift.db"
+        files = [db, db.with_name("graylift.db-wal"), db.with_name("graylift.db-shm")]
+        assert all(f.exists() for f in files)
+        assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}  # the inventory, journal, output
+        assert oct(db.parent.stat().st_mode & 0o777) == "0o700"
     with Store.open(url) as s:  # migrating again is a no-op and keeps the data
         assert s.list_hosts("a", "prod") == [H1]
+
+
+def test_an_existing_database_made_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    db.touch(mode=0o644)
+    db.chmod(0o644)
+    with Store.open(f"sqlite:///{db}"):
+        pass
+    assert oct(db.stat().st_mode & 0o777) == "0o600"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
@@ -78,7 +95,7 @@ def test_migrations_match_the_tables_module(store: Store) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, metadata) == []
-            assert ctx.get_current_revision() == "0001"
+            assert ctx.get_current_revision() == "0002"
     finally:
         engine.dispose()
 
@@ -94,8 +111,10 @@ def test_open_reports_a_bad_url_and_an_unwritable_path(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not valid"):
         Store.open("not a url")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError, match="cannot open state database"):
+    with pytest.raises(StoreError, match="is not a directory"):
         Store.open(f"sqlite:///{tmp_path / 'file' / 'graylift.db'}")
+    with pytest.raises(StoreError, match=r"only SQLite .* and PostgreSQL"):
+        Store.open("mysql://root@127.0.0.1/test")
 
 
 # ---------------------------------------------------------------- built-in inventory
@@ -266,29 +285,79 @@ def test_requests(store: Store) -> None:
         store.request(rec.id, "resume")
 
 
-def test_lease_claim_heartbeat_release(store_url: str) -> None:
+def test_lease_claim_heartbeat_release_sqlite(tmp_path: Path) -> None:
     clock = FakeClock()
-    with Store.open(store_url, now=clock) as store:
+    with Store.open(f"sqlite:///{tmp_path / 'g.db'}", now=clock) as store:
         rec = new_release(store)
-        assert store.claim(rec.id, "ctl-a", stale_after=30)
-        assert store.claim(rec.id, "ctl-a", stale_after=30)  # ours already
-        assert not store.claim(rec.id, "ctl-b", stale_after=30)
+        assert store.claim(rec.id, "ctl-a", stale_after=30) == 1
+        assert store.claim(rec.id, "ctl-a", stale_after=30) == 2  # ours already: a new epoch all the same
+        assert store.claim(rec.id, "ctl-b", stale_after=30) is None
+        a = Fence(rec.id, "ctl-a", 2)
         clock.t += timedelta(seconds=20)
-        assert store.heartbeat(rec.id, "ctl-a")
+        assert store.heartbeat(a)
         clock.t += timedelta(seconds=20)
-        assert not store.claim(rec.id, "ctl-b", stale_after=30)  # heartbeat 20 s old: still fresh
+        assert store.claim(rec.id, "ctl-b", stale_after=30) is None  # heartbeat 20 s old: still fresh
         clock.t += timedelta(seconds=11)
-        assert store.claim(rec.id, "ctl-b", stale_after=30)  # 31 s old: stale, taken over
+        assert store.claim(rec.id, "ctl-b", stale_after=30) == 3  # 31 s old: stale, taken over
         got = store.get_release(rec.id)
-        assert got.owner == "ctl-b" and got.heartbeat_at == clock.t
-        assert not store.heartbeat(rec.id, "ctl-a")  # a's lease is gone
-        store.release_lease(rec.id, "ctl-a")  # not a's to release: no effect
+        assert got.owner == "ctl-b" and got.heartbeat_at == clock.t and got.lease_epoch == 3
+        assert not store.heartbeat(a)  # a's lease is gone
+        store.release_lease(a)  # not a's to release: no effect
         assert store.get_release(rec.id).owner == "ctl-b"
-        store.release_lease(rec.id, "ctl-b")
+        store.release_lease(Fence(rec.id, "ctl-b", 3))
         assert store.get_release(rec.id).owner is None
-        assert store.claim(rec.id, "ctl-a", stale_after=30)
+        assert store.claim(rec.id, "ctl-a", stale_after=30) == 4
         store.finish_release(rec.id, "succeeded", "")
-        assert not store.claim(rec.id, "ctl-a", stale_after=30)  # nothing to run
+        assert store.claim(rec.id, "ctl-a", stale_after=30) is None  # nothing to run
+        claims = [(e.owner, e.epoch) for e in store.journal_entries(rec.id) if e.event == "claimed"]
+        assert claims == [("ctl-a", 1), ("ctl-a", 2), ("ctl-b", 3), ("ctl-a", 4)]
+
+
+def test_every_write_of_a_fenced_store_fails_once_another_controller_holds_the_lease(store: Store) -> None:
+    rec = new_release(store)
+    epoch = store.claim(rec.id, "ctl-a", stale_after=30)
+    assert epoch is not None
+    a = store.fenced(Fence(rec.id, "ctl-a", epoch))
+    a.journal(rec.id, "web-1", "stage", "begin", {})
+    a.update_host_run(rec.id, "web-1", step="stage")
+    assert store.claim(rec.id, "ctl-b", stale_after=0) == epoch + 1  # b takes over (a looked dead)
+    for write in (lambda: a.journal(rec.id, "web-1", "stage", "done", {}),
+                  lambda: a.update_host_run(rec.id, "web-1", step="mute"),
+                  lambda: a.mark_step_done(rec.id, "web-1", "stage"),
+                  lambda: a.update_release(rec.id, phase="x"),
+                  lambda: a.transition(rec.id, ReleaseState.RUNNING, "started")):
+        with pytest.raises(LeaseLost, match="ctl-b"):
+            write()
+    assert store.host_run(rec.id, "web-1").step == "stage"  # nothing a wrote after losing the lease
+    signed = [(e.owner, e.epoch) for e in store.journal_entries(rec.id) if e.host == "web-1"]
+    assert signed == [("ctl-a", epoch)]
+
+
+def test_a_fence_that_expired_on_its_own_clock_writes_nothing(store: Store) -> None:
+    rec = new_release(store)
+    epoch = store.claim(rec.id, "ctl-a", stale_after=30)
+    assert epoch is not None
+
+    def expired() -> None:
+        raise LeaseLost("deadline passed")
+
+    a = store.fenced(Fence(rec.id, "ctl-a", epoch, expired))
+    with pytest.raises(LeaseLost, match="deadline passed"):
+        a.journal(rec.id, "web-1", "stage", "begin", {})
+    assert store.journal_entries(rec.id, "web-1") == []
+
+
+@pytest.mark.postgres
+def test_lease_ages_are_judged_on_the_database_clock(pg_databases: Any) -> None:
+    """A controller whose own clock is an hour ahead cannot declare a fresh lease stale."""
+    url = pg_databases.create()
+    ahead = FakeClock()
+    ahead.t = datetime.now(UTC) + timedelta(hours=1)
+    with Store.open(url) as honest, Store.open(url, now=ahead) as skewed:
+        rec = new_release(honest)
+        assert honest.claim(rec.id, "ctl-a", stale_after=10) == 1
+        assert skewed.claim(rec.id, "ctl-b", stale_after=10) is None
+        assert skewed.get_release(rec.id).owner == "ctl-a"
 
 
 # ---------------------------------------------------------------- host runs

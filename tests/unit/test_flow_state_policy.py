@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, Step, remaining, undo_steps
+from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, OnStepFailure, Step, on_step_failure, remaining, undo_steps
 from graylift.core.model import OnFailure, PromoteMode, Strategy
 from graylift.core.policy import BakeOutcome, Verdict, after_batch, bake_outcome, lease_is_stale
-from graylift.core.state import ReleaseState, check_transition
+from graylift.core.state import Direction, ReleaseKind, ReleaseState, Request, check_transition, decide_request
 from graylift.errors import StateError
 
 S = Step
@@ -19,7 +19,21 @@ FULL_UNDO = (S.STOP, S.SWITCH, S.START, S.HEALTH, S.PUT_BACK, S.UNMUTE)
 def test_release_flow_order_is_the_graceful_one() -> None:
     assert RELEASE_FLOW == (S.PRECHECK, S.STAGE, S.MUTE, S.TAKE_OUT, S.QUIET, S.STOP, S.SWITCH, S.START,
                             S.HEALTH, S.PUT_BACK, S.UNMUTE)
-    assert RELEASE_FLOW[1:] == ROLLBACK_FLOW
+    assert ROLLBACK_FLOW == RELEASE_FLOW  # its pre-check reads what the host runs, without requiring health
+
+
+@pytest.mark.parametrize(("step", "action"), [
+    (S.PRECHECK, OnStepFailure.SKIP_OR_FAIL),
+    (S.STAGE, OnStepFailure.REVERT),
+    (S.MUTE, OnStepFailure.REVERT),
+    (S.TAKE_OUT, OnStepFailure.REVERT),
+    (S.STOP, OnStepFailure.REVERT),
+    (S.HEALTH, OnStepFailure.REVERT),
+    (S.PUT_BACK, OnStepFailure.ATTENTION),  # healthy and in the backends that worked: reverting would undo those
+    (S.UNMUTE, OnStepFailure.WARN),  # the silence lapses by itself
+])
+def test_on_step_failure(step: Step, action: OnStepFailure) -> None:
+    assert on_step_failure(step) is action
 
 
 @pytest.mark.parametrize(("begun", "has_previous", "undo"), [
@@ -70,6 +84,46 @@ def test_transitions(current: ReleaseState, new: ReleaseState, ok: bool) -> None
             check_transition(current, new)
 
 
+@pytest.mark.parametrize("new", [ReleaseState.RUNNING, ReleaseState.BAKING, ReleaseState.SUCCEEDED])
+def test_a_release_going_back_never_goes_forward_again(new: ReleaseState) -> None:
+    with pytest.raises(StateError, match="rolling back"):
+        check_transition(ReleaseState.PAUSED, new, Direction.BACK)
+    assert check_transition(ReleaseState.PAUSED, ReleaseState.ROLLING_BACK, Direction.BACK)
+
+
+R, F, B = ReleaseState, Direction.FORWARD, Direction.BACK
+REL, RB = ReleaseKind.RELEASE, ReleaseKind.ROLLBACK
+
+
+@pytest.mark.parametrize(("request_", "state", "direction", "kind", "outcome"), [
+    # request, state, direction, kind -> (queued, moved to) or the start of the refusal
+    (Request.PROMOTE, R.BAKING, F, REL, (True, None)),
+    (Request.PROMOTE, R.RUNNING, F, REL, "only a baking"),
+    (Request.PAUSE, R.RUNNING, F, REL, (True, None)),
+    (Request.PAUSE, R.ROLLING_BACK, B, REL, "is rolling back"),
+    (Request.PAUSE, R.PAUSED, F, REL, "already paused"),
+    (Request.ABORT, R.ROLLING_BACK, B, REL, (True, None)),
+    (Request.ABORT, R.PAUSED, B, REL, (True, None)),
+    (Request.ROLLBACK, R.RUNNING, F, REL, (True, None)),
+    (Request.ROLLBACK, R.PAUSED, F, REL, (False, R.ROLLING_BACK)),
+    (Request.ROLLBACK, R.PAUSED, B, REL, "already rolling back"),
+    (Request.ROLLBACK, R.RUNNING, F, RB, "itself a rollback"),
+    (Request.RESUME, R.PAUSED, F, REL, (False, R.RUNNING)),
+    (Request.RESUME, R.PAUSED, B, REL, (False, R.ROLLING_BACK)),  # a stuck rollback goes on rolling back
+    (Request.RETRY, R.PAUSED, B, REL, (False, R.ROLLING_BACK)),
+    (Request.RETRY, R.RUNNING, F, REL, "not paused"),
+    (Request.RESUME, R.SUCCEEDED, F, REL, "already succeeded"),
+])
+def test_decide_request(request_: Request, state: ReleaseState, direction: Direction, kind: ReleaseKind,
+                        outcome: tuple[bool, ReleaseState | None] | str) -> None:
+    if isinstance(outcome, str):
+        with pytest.raises(StateError, match=outcome):
+            decide_request(request_, state=state, direction=direction, kind=kind, release_id=7)
+        return
+    got = decide_request(request_, state=state, direction=direction, kind=kind, release_id=7)
+    assert (got.queue, got.move_to) == outcome
+
+
 def test_finished_release_error_says_what_to_do() -> None:
     with pytest.raises(StateError, match="already succeeded; start a new release or rollback"):
         check_transition(ReleaseState.SUCCEEDED, ReleaseState.PAUSED)
@@ -94,6 +148,11 @@ def test_after_batch(strategy: Strategy, canary: bool, in_batch: int, total: int
     decision = after_batch(strategy=strategy, canary=canary, failed_in_batch=in_batch, failed_total=total)
     assert decision.verdict is verdict
     assert bool(decision.reason) == (verdict is not Verdict.CONTINUE)
+
+
+def test_a_rollback_release_only_ever_pauses() -> None:
+    decision = after_batch(strategy=ROLLBACK, canary=False, failed_in_batch=2, failed_total=2, may_roll_back=False)
+    assert decision.verdict is Verdict.PAUSE
 
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

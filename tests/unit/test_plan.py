@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graylift.core.model import Host, Strategy
-from graylift.core.plan import Plan, Timing, batch_size_for, make_plan, spread_by_zone
+from graylift.core.plan import Plan, Timing, batch_size_for, make_plan, spread_by_zone, wave
 from graylift.errors import PlanError
 
 
@@ -123,3 +123,41 @@ def test_estimate_counts_batches_bake_and_pauses() -> None:
 def test_plan_round_trips_through_dict() -> None:
     plan = make_plan(fleet(10, maintenance=(3,)), Strategy(canary_group="beta", batch_size=3))
     assert Plan.from_dict(plan.to_dict()) == plan
+
+
+@pytest.mark.parametrize(("todo", "out", "cluster", "size", "expected"), [
+    # the case: 10 hosts, 3 skipped and 1 failed are out; a rollback of 4 would make 8 of 10 out
+    (["a", "b", "c", "d"], {"s1", "s2", "s3", "f1"}, 10, 4, ()),
+    (["a", "b", "c", "d"], {"s1", "s2"}, 10, 4, ("a", "b")),
+    (["a", "b", "c", "d"], set(), 10, 4, ("a", "b", "c", "d")),
+    (["a", "b", "c", "d", "e", "f"], set(), 10, 10, ("a", "b", "c", "d")),
+    # hosts of the pass that are already out cost nothing and go first
+    (["a", "x", "b"], {"x", "y", "z", "w"}, 10, 4, ("x",)),
+    (["a", "x"], {"x"}, 10, 1, ("x",)),
+    (["a"], set(), 2, 1, ()),  # 1 of 2 is 50%
+    ([], set(), 10, 4, ()),
+])
+def test_wave_never_takes_half_or_more_out(todo: list[str], out: set[str], cluster: int, size: int,
+                                           expected: tuple[str, ...]) -> None:
+    got = wave(todo, out, cluster_size=cluster, size=size, strategy=Strategy())
+    assert got == expected
+    assert len(out | set(got)) * 2 < cluster or not got
+
+
+def test_hosts_left_needing_attention_count_as_out_and_are_never_canaries() -> None:
+    hosts = [Host(f"h{i}", f"10.0.0.{i}", group="beta" if i <= 2 else "prod") for i in range(1, 11)]
+    plan = make_plan(hosts, Strategy(canary_group="beta", batch_size=3), attention={"h1": "put-back failed"})
+    assert plan.batches[0].hosts == ("h2",)
+    assert "h1" in plan.hosts  # released to: a success clears it
+    with pytest.raises(PlanError, match="5 of 10"):
+        make_plan(hosts, Strategy(batch_size=4), attention={"h9": "x"})  # 4 + 1 out = 50%
+
+
+def test_a_skipped_canary_is_replaced_from_a_later_batch() -> None:
+    hosts = [Host(f"h{i}", f"10.0.0.{i}", group="beta" if i <= 2 else "prod") for i in range(1, 7)]
+    plan = make_plan(hosts, Strategy(canary_group="beta", batch_size=2))
+    assert plan.canary_required == 1 and plan.batches[0].hosts == ("h1",)
+    replaced = plan.with_canary_replacement("h2")
+    assert replaced.batches[0].hosts == ("h1", "h2")
+    assert "h2" not in replaced.batches[1].hosts + replaced.batches[2].hosts + replaced.batches[3].hosts
+    assert Plan.from_dict(replaced.to_dict()) == replaced

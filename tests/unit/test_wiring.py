@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import graylift.service as service_module
 from graylift import wiring
 from graylift.adapters.alertmanager import AlertmanagerSilencer
 from graylift.adapters.command_hook import CommandSwitch
@@ -35,6 +36,7 @@ from graylift.config import AppConfig, load_config
 from graylift.core.model import Host
 from graylift.errors import ConfigError
 from graylift.inventory import BuiltinInventory
+from graylift.preflight import Report
 from graylift.service import Graylift
 from graylift.store import Store
 
@@ -50,6 +52,7 @@ apps:
     package: {type: tar.gz, repository: drop}
     deploy: {dir: /srv/shop}
     commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
+    health: {tcp_port: 8080}
     traffic:
       - {type: haproxy, socket: /run/h.sock, backend: shop, server: "{address}", drain_timeout: 7}
       - {type: zookeeper, hosts: "127.0.0.1:2181", service: com.acme.Shop, port: 20880}
@@ -315,6 +318,11 @@ def cmdb() -> Iterator[dict[str, Any]]:
 async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path, cmdb: dict[str, Any],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMDB_TOKEN", "cmdb-s3cret")
+
+    async def no_hosts_to_reach(fleet: Any, hosts: Any, *, version: str | None) -> Report:
+        return Report(package=await fleet.package(version) if version else None)  # the hosts are not real here
+
+    monkeypatch.setattr(service_module, "preflight", no_hosts_to_reach)
     packages = tmp_path / "packages"
     packages.mkdir()
     with tarfile.open(packages / "shop-1.0.tar.gz", "w:gz"):
@@ -327,6 +335,7 @@ async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path,
             package: {{type: tar.gz, repository: drop}}
             deploy: {{dir: /srv/shop}}
             commands: {{start: "sh {{current}}/bin/start", stop: "sh {{current}}/bin/stop"}}
+            health: {{none: true}}
             traffic:
               - {{type: nginx, include: {tmp_path}/up.conf, upstream: shop, port: 8080, seed: true}}
             inventory: {{type: http, url: "{cmdb['url']}/hosts/{{app}}/{{env}}", token_env: CMDB_TOKEN}}

@@ -58,6 +58,8 @@ def private_file(path: Path, *, create_dir: bool) -> None:
     A missing directory is made only when ``create_dir``; otherwise it is an error naming it.
     """
     parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise StoreError(f"cannot open state database {path}: {parent} is not a directory")
     if not parent.is_dir():
         if not create_dir:
             raise StoreError(f"the directory {parent} of the state database does not exist; create it "

@@ -213,6 +213,8 @@ class Store(CmdbStore):
 
     def request(self, release_id: int, action: str) -> None:
         """Queue a request for the controller driving the release. Raises StateError if it has finished."""
+        if action not in {r.value for r in Request}:
+            raise StateError(f"unknown request {action!r}; expected one of {', '.join(r.value for r in Request)}")
         request = Request(action)
         with self._write() as conn:
             done = conn.execute(
