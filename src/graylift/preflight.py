@@ -40,6 +40,11 @@ class Report:
     hosts: dict[str, HostReport] = field(default_factory=dict)
     package: Package | None = None
 
+    def unhealthy(self) -> dict[str, str]:
+        """Hosts found installed but failing their health check (a fresh host has nothing to check yet)."""
+        return {name: r.healthy.detail for name, r in self.hosts.items()
+                if r.found is not None and not r.found.fresh and r.healthy is not None and not r.healthy.ok}
+
     def fleet_version(self) -> str | None:
         """The version most hosts run (the one a first release records as the fleet's previous version)."""
         counts: dict[str, int] = {}
@@ -61,7 +66,7 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
                 result = await transport.run("sh -c " + shlex.quote(survey_script(fleet.runtime.deploy_dir)),
                                              timeout=SURVEY_TIMEOUT)
                 report.found = parse_survey(result.stdout, fleet.runtime.deploy_dir)
-                if with_health:
+                if with_health and not report.found.fresh:
                     version = report.found.version or "none"
                     target = Target(version, report.found.current_dir or version, None, _no_package)
                     ctx = StepContext(fleet.runtime, host, transport, target, 0, SystemClock(), _ignore)
@@ -76,8 +81,10 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
     return {r.host.name: r for r in reports}
 
 
-async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None) -> Report:
-    """Every read-only check of a release of ``version`` (None: no repository check) to ``hosts``."""
+async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None, with_health: bool = True
+                    ) -> Report:
+    """Every read-only check of a release of ``version`` (None: no repository check) to ``hosts``; with
+    ``with_health`` each installed host's health too (an unhealthy host is skipped, and counts as out)."""
     report = Report()
     if version is not None:
         try:
@@ -86,7 +93,7 @@ async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None)
             report.problems.append(f"repository: {exc}")
         except GrayliftError as exc:
             report.problems.append(f"repository: cannot check {version}: {exc}")
-    report.hosts = await survey_hosts(fleet, hosts, with_health=False)
+    report.hosts = await survey_hosts(fleet, hosts, with_health=with_health)
     for name, host_report in report.hosts.items():
         if host_report.problem:
             report.problems.append(f"{name}: {host_report.problem}")

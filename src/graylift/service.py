@@ -7,22 +7,25 @@ Every state change of a release goes through :mod:`graylift.core.state` (``decid
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from graylift.config import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, load_config
-from graylift.core.model import Host
+from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.policy import lease_is_stale
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
 from graylift.engine import STALE_AFTER_SECONDS, Engine, owner_is_dead
 from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
+from graylift.ports import Fleet
 from graylift.preflight import HostReport, Report, preflight, survey_hosts
 from graylift.store import HostHealth, ReleaseRecord, Store
-from graylift.wiring import LiveFleet, inventory_for, open_fleet, snapshot
+from graylift.wiring import LiveFleet, inventory_for, snapshot
 
 DEFAULT_CONFIG = Path("graylift.yaml")
 
@@ -57,14 +60,20 @@ class SurveyRow:
     would: str
 
 
+FleetBuilder = Callable[[dict[str, Any], str, str, Sequence[Host]], Fleet]
+"""(config snapshot, app, env, hosts) -> the fleet's adapters; the real one is :class:`LiveFleet`."""
+
+
 class Graylift:
     """One config file + one state database."""
 
-    def __init__(self, config_path: Path | None = None, *, db_url: str | None = None) -> None:
+    def __init__(self, config_path: Path | None = None, *, db_url: str | None = None,
+                 fleet: FleetBuilder = LiveFleet) -> None:
         self.config_path = config_path_from_env(config_path)
         self._config: GrayliftConfig | None = None
         self._store: Store | None = None
         self._db_url = db_url
+        self._fleet = fleet
 
     @property
     def config(self) -> GrayliftConfig:
@@ -99,8 +108,8 @@ class Graylift:
     def engine(self) -> Engine:
         store = self.store
 
-        async def factory(rec: ReleaseRecord) -> LiveFleet:
-            return await open_fleet(store, rec)
+        async def factory(rec: ReleaseRecord) -> Fleet:
+            return self._fleet(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
 
         return Engine(store, factory)
 
@@ -109,27 +118,31 @@ class Graylift:
     async def plan(self, app: str, env: str, version: str | None = None, *, kind: ReleaseKind = ReleaseKind.RELEASE,
                    check: bool = True) -> PlanView:
         """The batches of a release of ``version``, and (``check``) the read-only preflight of every host and
-        backend. Touches no host."""
+        backend; hosts found installed but unhealthy are skipped (or refuse the release, by
+        ``strategy.on_unhealthy``) and count against the 50% cap. Touches no host."""
         cfg = self.config.app_for_env(app, env)
         hosts = await inventory_for(cfg, self.store).hosts(app, env)  # read once; the release snapshots them
         strategy = cfg.strategy_model()
         attention = self.store.host_health(app, env)
+        report = Report()
+        if check:
+            fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)
+            try:
+                report = await preflight(fleet, [h for h in hosts if h.in_service],
+                                         version=version if kind is ReleaseKind.RELEASE else None,
+                                         with_health=kind is ReleaseKind.RELEASE)
+            finally:
+                await fleet.close()
+        unhealthy = report.unhealthy()
+        if unhealthy and strategy.on_unhealthy is OnUnhealthy.FAIL:
+            report.problems += [f"{name}: unhealthy before the release ({why}); strategy.on_unhealthy is fail"
+                                for name, why in unhealthy.items()]
         timing = Timing(host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
                         bake_seconds=strategy.bake_seconds, pause_seconds=strategy.pause_seconds)
         plan = make_plan(hosts, strategy, timing=timing, attention={h: a.reason for h, a in attention.items()},
-                         canary=kind is ReleaseKind.RELEASE)
-        view = PlanView(app, env, version, plan, hosts, self.store.current_version(app, env), attention=attention)
-        if check:
-            fleet = LiveFleet(snapshot(self.config, app, env), app, env, hosts)
-            try:
-                touched = [h for h in hosts if h.in_service]
-                view.report = await preflight(fleet, touched, version=version if kind is ReleaseKind.RELEASE
-                                              else None)
-            finally:
-                await fleet.close()
-            if view.previous_version is None:
-                view.previous_version = view.report.fleet_version()  # a fleet another tool installed
-        return view
+                         unhealthy=unhealthy, canary=kind is ReleaseKind.RELEASE)
+        previous = self.store.current_version(app, env) or report.fleet_version()  # a fleet another tool installed
+        return PlanView(app, env, version, plan, hosts, previous, report=report, attention=attention)
 
     async def start_release(self, app: str, env: str, version: str, *, started_by: str) -> ReleaseRecord:
         view = await self.plan(app, env, version)
@@ -140,7 +153,7 @@ class Graylift:
         if view.report.package is not None:
             plan["packages"] = {version: view.report.package.to_json()}
         rec = self._create(view, snap, plan, kind=ReleaseKind.RELEASE, version=version, started_by=started_by)
-        if self.store.current_version(app, env) is None and view.previous_version:
+        if self.store.current_version(app, env) is None and view.previous_version:  # brownfield: what it ran
             self.store.record_deployed(app, env, view.previous_version, rec.id, source="survey")
             self.store.journal(rec.id, None, "survey", "fleet_version", {"version": view.previous_version})
         return rec
@@ -282,7 +295,7 @@ class Graylift:
         """Read-only: what each host runs and serves, the layout found, what a release would do."""
         cfg = self.config.app_for_env(app, env)
         hosts = await inventory_for(cfg, self.store).hosts(app, env)
-        fleet = LiveFleet(snapshot(self.config, app, env), app, env, hosts)
+        fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)
         try:
             reports = await survey_hosts(fleet, hosts, with_health=True)
         finally:
@@ -298,7 +311,8 @@ def _survey_row(report: HostReport, version: str | None, attention: HostHealth |
     host, found = report.host, report.found
     if found is None:
         return SurveyRow(host, "unreadable", None, None, "?", f"refuse: {report.problem}")
-    serving = "yes" if report.healthy and report.healthy.ok else f"no ({report.healthy.detail if report.healthy else '?'})"
+    healthy = report.healthy
+    serving = "yes" if healthy and healthy.ok else f"no ({healthy.detail if healthy else 'not checked'})"
     if not host.in_service:
         would = "skip: in maintenance"
     elif attention is not None:

@@ -15,7 +15,7 @@ they make the engine's own tests fast and exact:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,9 +43,7 @@ class FolderTransport(LocalTransport):
             raise HostUnreachable(self.host.name, "connection refused (fake)")
         self.commands.append(command)
         mapped = command.replace(self.deploy_dir, str(self.root))
-        if stdin is None:
-            return await super().run(mapped, timeout=timeout, check=check)
-        return await super().run(mapped, timeout=timeout, check=check, stdin=stdin)  # type: ignore[call-arg]
+        return await super().run(mapped, timeout=timeout, check=check, stdin=stdin)
 
     async def put(self, local: Path, remote: str) -> None:
         await super().put(local, remote.replace(self.deploy_dir, str(self.root)))
@@ -64,12 +62,15 @@ class FakeSwitch:
     calls: list[tuple[str, str]] = field(default_factory=list)
     fails: set[tuple[str, str]] = field(default_factory=set)
     known: set[str] | None = None  # hosts this backend has an entry for (None: every host)
+    observe: Callable[[FakeSwitch], None] | None = None  # called after every change (invariant checks)
 
     async def take_out(self, host: Host) -> None:
         self.calls.append(("take_out", host.name))
         if _fail(self.fails, "take_out", host):
             raise TrafficError(f"{self.name}: take-out of {host.name} refused (fake)")
         self.out.add(host.name)
+        if self.observe is not None:
+            self.observe(self)
 
     async def put_back(self, host: Host) -> None:
         self.calls.append(("put_back", host.name))

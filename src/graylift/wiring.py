@@ -55,7 +55,7 @@ from graylift.config import (
     render_template,
 )
 from graylift.core.model import Host, Package, PackageKind
-from graylift.errors import ArtifactError, ConfigError
+from graylift.errors import ConfigError
 from graylift.inventory import BuiltinInventory
 from graylift.ports import ArtifactStore, HealthProbe, Inventory, Silencer, TrafficSwitch, Transport
 from graylift.steps import AppRuntime, TrafficCheck

@@ -7,105 +7,21 @@ Everything else, the store (SQLite), the steps, the plan, the policies, is the r
 
 from __future__ import annotations
 
-import asyncio
-import io
-import tarfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import graylift.engine.hosts as engine_module
-from graylift.adapters.health import CommandProbe
-from graylift.config import render_command
 from graylift.core.flow import RELEASE_FLOW, Step
-from graylift.core.model import Host, OnFailure, Strategy
-from graylift.core.plan import make_plan
+from graylift.core.model import OnFailure, Strategy
 from graylift.core.state import HostState, ReleaseState
-from graylift.engine import Engine
-from graylift.steps import AppRuntime
-from graylift.store import ReleaseRecord, Store
-from graylift.testing import FakeFleet, FakeRepository, FakeSilencer, FakeSwitch
+from tests.engine.conftest import APP, ENV, World, hosts_of
 
-APP, ENV, DEPLOY = "demo", "prod", "/srv/demo"
-HOSTS = [Host(f"h{i}", f"10.0.0.{i}", group="beta" if i == 1 else "prod") for i in range(1, 7)]
+HOSTS = hosts_of(6)
 
 
 class Crash(BaseException):
     """Stands for kill -9: nothing in the engine catches it."""
-
-
-def package_bytes(version: str, healthy: bool) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        data = (version if healthy else "").encode()
-        info = tarfile.TarInfo("VERSION")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-@dataclass
-class World:
-    store: Store
-    fleet: FakeFleet
-    switch: FakeSwitch
-    silencer: FakeSilencer
-    folders: Path
-
-    def engine(self) -> Engine:
-        async def factory(rec: ReleaseRecord) -> FakeFleet:
-            return self.fleet
-
-        return Engine(self.store, factory)  # type: ignore[arg-type]
-
-    def start(self, version: str, strategy: Strategy | None = None) -> int:
-        strategy = strategy or self.fleet.runtime.strategy
-        plan = make_plan(HOSTS, strategy)
-        runs: list[tuple[Host, int, str | None]] = [(h, plan.batch_of(h.name), None) for h in HOSTS]
-        rec = self.store.create_release(app=APP, env=ENV, kind="release", version=version,
-                                        previous_version=self.store.current_version(APP, ENV),
-                                        plan=plan.to_dict(), config={}, started_by="test", host_runs=runs)
-        return rec.id
-
-    def drive(self, release_id: int) -> ReleaseRecord:
-        return asyncio.run(self.engine().drive(release_id))
-
-    def release(self, version: str) -> ReleaseRecord:
-        return self.drive(self.start(version))
-
-    def current(self, host: str) -> str:
-        return (self.folders / host / "current").readlink().name
-
-    def running(self, host: str) -> str:
-        path = self.folders / host / "running"
-        return path.read_text().strip() if path.exists() else ""
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    for version, healthy in (("1.0.0", True), ("2.0.0", True), ("3.0.0", False), ("4.0.0", True)):
-        (artifacts / f"{APP}-{version}.tar.gz").write_bytes(package_bytes(version, healthy))
-    switch, silencer = FakeSwitch(), FakeSilencer()
-    runtime = AppRuntime(
-        app=APP, env=ENV, deploy_dir=DEPLOY, keep_releases=3,
-        start_command="cat {current}/VERSION > {deploy_dir}/running", stop_command="rm -f {deploy_dir}/running",
-        command_timeout=10, drain_command=None,
-        probes=[CommandProbe(f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
-        switches=[switch], silencers=[silencer], silence_seconds=600, quiet_period=0.0,
-        strategy=Strategy(canary_group="beta", batch_size=2), render=render_command,
-    )
-    folders = tmp_path / "hosts"
-    folders.mkdir()
-    fleet = FakeFleet(runtime, folders, FakeRepository(artifacts))
-    store = Store.open(f"sqlite:///{tmp_path}/state.db")
-    w = World(store, fleet, switch, silencer, folders)
-    yield w
-    store.close()
 
 
 def assert_clean(w: World, version: str) -> None:

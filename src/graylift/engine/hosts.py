@@ -32,6 +32,10 @@ class StepFailed(Exception):
         return f"{self.step.value}: {self.error}"
 
 
+ALWAYS_ENSURED = (Step.PUT_BACK, Step.UNMUTE)
+"""Run even for a host already on the target: it may have been left out of traffic."""
+
+
 class HostRunner:
     """Moves single hosts. ``store`` is the driver's fenced store; ``check_lease`` raises LeaseLost."""
 
@@ -92,7 +96,7 @@ class HostRunner:
 
     async def walk(self, rec: ReleaseRecord, host: str, flow: Sequence[Step]) -> bool:
         """Run the steps of ``flow`` the host has not done yet. True if its pre-check found it already on
-        the target (nothing else to do)."""
+        the target: then only put-back and unmute run (idempotent: it is in traffic and unmuted after)."""
         run = self.store.host_run(rec.id, host)
         todo = remaining(tuple(flow), [Step(s) for s in run.done_steps])
         if not todo:
@@ -101,7 +105,10 @@ class HostRunner:
             transport = await self.connect(run)
         except GrayliftError as exc:
             raise StepFailed(todo[0], exc) from exc
+        already = False
         for step in todo:
+            if already and step not in ALWAYS_ENSURED:
+                continue
             self.check_lease()  # a controller that lost its lease never acts again
             run = self.store.host_run(rec.id, host)
             try:
@@ -131,8 +138,13 @@ class HostRunner:
             self.store.mark_step_done(rec.id, host, step.value)
             self.store.journal(rec.id, host, step.value, "done", detail)
             if step is Step.PRECHECK and detail.get("already_on_target"):
-                return True
-        return False
+                already = True
+                # nothing to stage or restart; it is still made sure to be in traffic and unmuted
+                skipped = [s for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)]
+                self.store.mark_steps_done(rec.id, host, [s.value for s in skipped])
+                self.store.journal(rec.id, host, "precheck", "already_on_target",
+                                   {"version": target.version, "skipped": [s.value for s in skipped]})
+        return already
 
     def _journal(self, release_id: int, host: str, step: Step) -> Any:
         def write(event: str, detail: dict[str, Any]) -> None:
@@ -161,9 +173,6 @@ class HostRunner:
     def succeeded(self, rec: ReleaseRecord, host: str, state: HostState, *, already: bool = False,
                   warning: str | None = None) -> None:
         self.store.update_host_run(rec.id, host, state=state, finished_at=self.clock.now(), error=warning)
-        if already:
-            self.store.journal(rec.id, host, "precheck", "already_on_target",
-                               {"version": self.store.host_run(rec.id, host).target_version})
         self.store.clear_host_health(rec.app, rec.env, host)
 
     async def failed(self, rec: ReleaseRecord, host: str, failed: StepFailed, *, back: bool) -> None:

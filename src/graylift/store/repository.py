@@ -310,16 +310,20 @@ class Store(CmdbStore):
 
     def mark_step_done(self, release_id: int, host: str, step: str) -> HostRunRecord:
         """Append ``step`` to the host's done steps (once) and make it the current step."""
+        return self.mark_steps_done(release_id, host, [step])
+
+    def mark_steps_done(self, release_id: int, host: str, steps: list[str]) -> HostRunRecord:
+        """Append ``steps`` to the host's done steps (each once); the last becomes the current step."""
         key = _run_key(release_id, host)
         with self._write() as conn:
-            query = sa.select(t.host_runs.c.done_steps).where(*key)
+            query = sa.select(t.host_runs.c.done_steps, t.host_runs.c.step).where(*key)
             row = conn.execute(query.with_for_update() if self.is_postgres else query).first()
             if row is None:
                 raise StoreError(f"host {host} is not part of release #{release_id}")
-            steps = list(row[0] or [])
-            if step not in steps:
-                steps.append(step)
-            conn.execute(sa.update(t.host_runs).where(*key).values(done_steps=steps, step=step))
+            done = list(row[0] or [])
+            done += [s for s in steps if s not in done]
+            conn.execute(sa.update(t.host_runs).where(*key).values(done_steps=done,
+                                                                   step=steps[-1] if steps else row[1]))
         return self.host_run(release_id, host)
 
     def reset_host_run(self, release_id: int, host: str, *, target_version: str, state: str,
