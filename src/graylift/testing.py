@@ -15,6 +15,7 @@ they make the engine's own tests fast and exact:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,12 +37,16 @@ class FolderTransport(LocalTransport):
         self.root, self.deploy_dir = root, deploy_dir.rstrip("/")
         self.commands: list[str] = []
         self.unreachable = False
+        self.log: Path | None = None  # every command, with the time it started, appended here
 
     async def run(self, command: str, *, timeout: float, check: bool = True,
                   stdin: str | None = None) -> CommandResult:
         if self.unreachable:
             raise HostUnreachable(self.host.name, "connection refused (fake)")
         self.commands.append(command)
+        if self.log is not None:
+            with self.log.open("a") as log:
+                log.write(f"{time.time():.6f} {self.host.name} {command[:80]!r}\n")
         mapped = command.replace(self.deploy_dir, str(self.root))
         return await super().run(mapped, timeout=timeout, check=check, stdin=stdin)
 
@@ -123,6 +128,66 @@ class FakeSilencer:
         return None
 
 
+class FileSwitch:
+    """A load balancer whose state is files (``<dir>/<host>`` exists while the host is out): shared by several
+    controller processes, for tests that kill or freeze them."""
+
+    def __init__(self, directory: Path, name: str = "file-lb") -> None:
+        self.directory, self.name = directory, name
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def out(self) -> set[str]:
+        return {p.name for p in self.directory.iterdir()}
+
+    async def take_out(self, host: Host) -> None:
+        (self.directory / host.name).touch()
+
+    async def put_back(self, host: Host) -> None:
+        (self.directory / host.name).unlink(missing_ok=True)
+
+    async def is_out(self, host: Host) -> bool:
+        return (self.directory / host.name).exists()
+
+    async def is_in(self, host: Host) -> bool:
+        return not (self.directory / host.name).exists()
+
+    async def in_flight(self, host: Host) -> int | None:
+        return 0
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        return Preflight()
+
+    async def close(self) -> None:
+        return None
+
+
+class FileSilencer:
+    """A silencer whose silences are files (``<dir>/<host>``), shared by several controller processes."""
+
+    def __init__(self, directory: Path, name: str = "file-alerts") -> None:
+        self.directory, self.name = directory, name
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def muted(self) -> set[str]:
+        return {p.name for p in self.directory.iterdir()}
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        (self.directory / host.name).write_text(until.isoformat())
+        return host.name
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        (self.directory / host.name).unlink(missing_ok=True)
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool:
+        return (self.directory / host.name).exists()
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        return Preflight()
+
+    async def close(self) -> None:
+        return None
+
+
 class FakeRepository:
     """Packages ``<app>-<version>.<ext>`` from a directory; ``down`` makes every lookup fail."""
 
@@ -147,6 +212,7 @@ class FakeFleet:
     repository: FakeRepository
     unreachable: set[str] = field(default_factory=set)
     transports: dict[str, FolderTransport] = field(default_factory=dict)
+    command_log: Path | None = None  # every host command with its start time (several processes append)
 
     async def connect(self, host: Host) -> FolderTransport:
         if host.name in self.unreachable:
@@ -155,6 +221,7 @@ class FakeFleet:
             root = self.folders / host.name
             root.mkdir(parents=True, exist_ok=True)
             self.transports[host.name] = FolderTransport(host, root, self.runtime.deploy_dir)
+            self.transports[host.name].log = self.command_log
         return self.transports[host.name]
 
     async def package(self, version: str) -> Package:
@@ -186,4 +253,5 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-__all__ = ["FakeClock", "FakeFleet", "FakeRepository", "FakeSilencer", "FakeSwitch", "FolderTransport"]
+__all__ = ["FakeClock", "FakeFleet", "FakeRepository", "FakeSilencer", "FakeSwitch", "FileSilencer", "FileSwitch",
+           "FolderTransport"]

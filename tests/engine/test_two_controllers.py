@@ -1,0 +1,95 @@
+"""Two controllers on one PostgreSQL: one frozen past the stale window, the other takes over; the frozen one,
+thawed, stops without touching a host. Real processes, SIGSTOP / SIGCONT, fenced leases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graylift.core.model import Host, Strategy
+from graylift.core.plan import make_plan
+from graylift.core.state import ReleaseState
+from graylift.engine import STALE_AFTER_SECONDS
+from graylift.store import Store
+from graylift.testing import FileSilencer, FileSwitch
+from tests.engine.conftest import APP, ENV, hosts_of
+from tests.engine.world_files import prepare
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def controller(url: str, world: Path, release_id: int, owner: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.engine.controller_proc", url, str(world), str(release_id),
+                             owner], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def create(store: Store, version: str, hosts: list[Host]) -> int:
+    plan = make_plan(hosts, Strategy(canary_group="beta", batch_size=2))
+    runs: list[tuple[Host, int, str | None]] = [(h, plan.batch_of(h.name), None) for h in hosts]
+    return store.create_release(app=APP, env=ENV, kind="release", version=version, previous_version=None,
+                                plan=plan.to_dict(), config={}, started_by="test", host_runs=runs).id
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_databases: Any,
+                                                                             tmp_path: Path) -> None:
+    url = pg_databases.create()
+    world = tmp_path / "world"
+    prepare(world)
+    hosts = hosts_of(8)
+    with Store.open(url) as store:
+        first = create(store, "1.0.0", hosts)
+        done = controller(url, world, first, "warm-up")
+        assert done.wait(60) == 0, done.stdout.read() if done.stdout else ""
+        assert store.get_release(first).state is ReleaseState.SUCCEEDED
+        rid = create(store, "2.0.0", hosts)
+        a = controller(url, world, rid, "controller-a")
+        try:
+            # freeze A in the middle of batch 1 (after the canary), with a host of it out of the LB
+            wait_for(lambda: any(e.step == "quiet" and e.event == "begin" and e.host in ("h2", "h3")
+                                 for e in store.journal_entries(rid)), 60, "A to take a host of batch 1 out")
+            os.kill(a.pid, signal.SIGSTOP)
+            frozen_at = time.time()
+            time.sleep(STALE_AFTER_SECONDS + 1)
+            b = controller(url, world, rid, "controller-b")
+            assert b.wait(120) == 0, b.stdout.read() if b.stdout else ""
+            assert store.get_release(rid).state is ReleaseState.SUCCEEDED
+            thawed_at = time.time()
+            os.kill(a.pid, signal.SIGCONT)
+            assert a.wait(30) == 3, a.stdout.read() if a.stdout else ""  # A stopped: its lease was lost
+        finally:
+            for proc in (a,):
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGCONT)
+                    proc.kill()
+        a_log = (world / "commands-controller-a.log").read_text().splitlines()
+        assert a_log and all(float(line.split()[0]) < frozen_at + 1 for line in a_log)
+        assert not [line for line in a_log if float(line.split()[0]) >= thawed_at]  # touched no host once thawed
+        entries = store.journal_entries(rid)
+        owners_by_epoch: dict[int, set[str]] = {}
+        for e in entries:
+            if e.epoch is not None:
+                owners_by_epoch.setdefault(e.epoch, set()).add(e.owner or "")
+        assert all(len(owners) == 1 for owners in owners_by_epoch.values())  # one driver per lease epoch
+        assert {o for owners in owners_by_epoch.values() for o in owners} == {"controller-a", "controller-b"}
+        a_epoch = next(ep for ep, owners in owners_by_epoch.items() if owners == {"controller-a"})
+        b_claim = next(e for e in entries if e.event == "claimed" and e.owner == "controller-b")
+        assert all(e.id < b_claim.id for e in entries if e.epoch == a_epoch)  # A wrote nothing after B's claim
+    for host in hosts:
+        assert (world / "hosts" / host.name / "current").readlink().name == "2.0.0"
+        assert (world / "hosts" / host.name / "running").read_text().strip() == "2.0.0"
+    assert FileSwitch(world / "lb").out() == set() and FileSilencer(world / "silences").muted() == set()
