@@ -28,6 +28,7 @@ import shlex
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 
+from graylift.adapters._preflight import every_host, names
 from graylift.adapters.nginx_conf import (
     ServerLine,
     UpstreamLayout,
@@ -53,7 +54,6 @@ LOCK_EXIT = 78
 CAS_RETRIES = 5
 COMMAND_TIMEOUT = 60.0
 LOCK_WAIT = 30
-LISTED = 10  # hosts named in one note
 _READ_SEPARATOR = "\n#--graylift-loaded--\n"
 _LOG_PREFIX = re.compile(r"^(?:nginx: |\S+ \S+ )\[(\w+)\] (?:\d+#\d+: )?")  # "2024/05/01 12:00:00 [emerg] 7#7: "
 
@@ -69,11 +69,6 @@ def _edit_lock(host: Host, path: str) -> asyncio.Lock:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _names(hosts: Sequence[Host]) -> str:
-    shown = ", ".join(h.name for h in hosts[:LISTED])
-    return shown + (f" and {len(hosts) - LISTED} more" if len(hosts) > LISTED else "")
 
 
 class NginxSwitch:
@@ -128,7 +123,7 @@ class NginxSwitch:
                 return Preflight(notes=(f"{self.name}: {self._where(self.include_path)} does not exist; graylift "
                                         f"seeds it with upstream {self.upstream} and {len(self.hosts or [])} "
                                         "servers at the first take-out",))
-            return Preflight(problems=(str(exc).replace(f"{self.name}: ", f"{self.name}: every host: ", 1),))
+            return Preflight(problems=(every_host(self.name, exc),))
         problems = []
         if self._include_ok(layout):
             self._layout, self._discovered = layout, True  # take_out starts from what was checked here
@@ -145,7 +140,7 @@ class NginxSwitch:
                 down.append(host)
         notes = [f"{self.name}: {layout.describe()}"]
         if down:
-            notes.append(f"{self.name}: already marked down: {_names(down)}")
+            notes.append(f"{self.name}: already marked down: {names([h.name for h in down])}")
         return Preflight(tuple(problems), tuple(notes))
 
     async def close(self) -> None:
