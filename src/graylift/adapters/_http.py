@@ -16,6 +16,7 @@ import httpx
 from graylift.errors import GrayliftError
 
 MASK = "***"
+MIN_SECRET = 4  # shorter "secrets" (a test token "t") would mask letters all over a message
 
 
 def safe_url(url: str) -> str:
@@ -41,8 +42,8 @@ def url_secrets(url: str) -> tuple[str, ...]:
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every non-empty secret replaced by ``***`` (longest first)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    """``text`` with every secret (of at least MIN_SECRET characters) replaced by ``***``, longest first."""
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 
