@@ -268,7 +268,7 @@ async def test_wrong_password_is_one_line_without_the_password(etcd_auth: Etcd) 
     switch = EtcdSwitch(url=etcd_auth.url, service="auth", port=PORT, username="app", password="Wrong-Pw-123")
     with pytest.raises(TrafficError) as err:
         await switch.is_in(_host(1))
-    assert "authentication failed" in str(err.value) and "check the etcd user 'app'" in str(err.value)
+    assert "authentication failed" in str(err.value) and "are the user 'app' and its password right?" in str(err.value)
     assert "Wrong-Pw-123" not in str(err.value) and "\n" not in str(err.value)
     report = await switch.preflight([_host(1)])
     assert report.problems[0].startswith("etcd:/services/auth/*:8080: every host: POST /v3/auth/authenticate")

@@ -8,6 +8,7 @@ masks the secrets the caller names (passwords, tokens) even when a server echoes
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,15 +31,21 @@ def safe_url(url: str) -> str:
     return str(parsed.copy_with(query=None, fragment=None))
 
 
+def basic_auth(username: str, password: str) -> str:
+    """The credentials as HTTP basic auth sends them (base64): a secret too, should a server echo it."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The password (and the raw userinfo) of a URL: what ``scrub`` must mask for it."""
+    """The password of a URL, its raw userinfo and their basic-auth form: what ``scrub`` must mask for it."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
         return (url,)
     raw = parsed.userinfo.decode(errors="replace")
-    found = [parsed.password or "", raw, raw.partition(":")[2]]
-    return tuple(s for s in found if s)
+    if not parsed.password:
+        return (raw,) if raw else ()  # a bare token as the user name
+    return parsed.password, raw, raw.partition(":")[2], basic_auth(parsed.username, parsed.password)
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

@@ -336,7 +336,8 @@ class EtcdSwitch:
                 _, answer = await call(TrafficError, self.name, "POST", self.url + "/v3/auth/authenticate",
                                        json={"name": self.username, "password": self._password or ""},
                                        timeout=self.timeout, secrets=self._secrets(),
-                                       hint=f"check the etcd user {self.username!r} and its password")
+                                       hint=f"is etcd running at {self.where}, and are the user {self.username!r} "
+                                       "and its password right?")
                 token = answer.get("token") if isinstance(answer, dict) else None
                 if not token:
                     raise TrafficError(f"{self.name}: etcd at {self.where} did not return a token for user "

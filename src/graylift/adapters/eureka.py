@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from graylift.adapters._http import call, safe_url
+from graylift.adapters._http import basic_auth, call, safe_url
 from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
@@ -34,7 +34,7 @@ class EurekaSwitch:
         self.where = safe_url(self.url)  # for messages: no userinfo
         self.app, self.port = app, port
         self.instance_id_template = instance_id
-        self._password = password
+        self._secrets = (password, basic_auth(username, password or "") if username else None)
         self._auth = httpx.BasicAuth(username, password or "") if username else None
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
@@ -116,7 +116,7 @@ class EurekaSwitch:
         if self._auth is not None:
             kwargs["auth"] = self._auth
         return await call(TrafficError, self.name, method, url, timeout=self.timeout, expect_json=method == "GET",
-                          ok_statuses=(404,), secrets=(self._password,),
+                          ok_statuses=(404,), secrets=self._secrets,
                           hint=f"is Eureka running at {self.where} (url includes the context path)?", **kwargs)
 
     async def _request(self, method: str, host: Host, suffix: str, params: dict[str, str] | None,

@@ -180,7 +180,8 @@ class NacosSwitch:
                 _, answer = await call(TrafficError, self.name, "POST", self.url + "/nacos/v1/auth/login",
                                        data={"username": self.username or "", "password": self._password or ""},
                                        timeout=self.timeout, secrets=self._secrets(),
-                                       hint=f"check the Nacos user {self.username!r}")
+                                       hint=f"is Nacos running at {self.where}, and are the user {self.username!r} "
+                                       "and its password right?")
                 token = answer.get("accessToken") if isinstance(answer, dict) else None
                 if not token:
                     raise TrafficError(f"{self.name}: Nacos login as {self.username!r} returned no accessToken; "
