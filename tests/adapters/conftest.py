@@ -88,15 +88,17 @@ class Haproxy:
     web_port: int  # frontend -> backend "web" (app1, app2)
     one_port: int  # frontend -> backend "one" (app1 only)
     service: services.Service
+    operator_socket: str = ""  # a second stats socket at level operator (cannot set server states)
 
 
 @pytest.fixture(scope="session")
 def haproxy(workdir: Path, apps: list[App]) -> Iterator[Haproxy]:
-    sock = str(workdir / "haproxy.sock")
+    sock, operator = str(workdir / "haproxy.sock"), str(workdir / "haproxy-op.sock")
     web_port, one_port, dead_port = services.free_port(), services.free_port(), services.free_port()
     config = f"""\
 global
     stats socket {sock} mode 600 level admin
+    stats socket {operator} mode 600 level operator
     stats timeout 10s
 defaults
     mode http
@@ -121,7 +123,7 @@ frontend one
     default_backend one
 """
     service = services.start_haproxy(workdir / "haproxy", config)
-    yield Haproxy(sock, web_port, one_port, service)
+    yield Haproxy(sock, web_port, one_port, service, operator)
     services.stop_service(service)
 
 

@@ -79,6 +79,10 @@ def stop_backends(backends: list[Backend]) -> None:
         backend.process.wait(timeout=10)
 
 
+BLOCK_IN_INCLUDE = "block-in-include"  # upstreams/web.conf holds "upstream web { server ...; }"
+INCLUDE_INSIDE_UPSTREAM = "include-inside-upstream"  # nginx.conf: "upstream web { include servers/web.conf; }"
+
+
 @dataclass
 class Nginx:
     workdir: Path
@@ -87,6 +91,8 @@ class Nginx:
     upstreams: Path  # include directory: <upstreams>/*.conf
     pidfile: Path
     error_log: Path
+    include: Path  # the file holding the server lines of upstream web
+    layout: str = BLOCK_IN_INCLUDE
     extra: dict[str, str] = field(default_factory=dict)
 
     def master_pid(self) -> int:
@@ -97,13 +103,29 @@ class Nginx:
                              text=True, check=False).stdout
         return {int(p) for p in out.split()}
 
+    def reload(self) -> None:
+        subprocess.run(["nginx", "-c", str(self.conf), "-s", "reload"], check=True, capture_output=True)
 
-def start_nginx(workdir: Path, upstream_text: str) -> Nginx:
-    """An nginx master (daemon) with ``upstreams/web.conf = upstream_text`` and a frontend to upstream web."""
+
+def start_nginx(workdir: Path, upstream_text: str, layout: str = BLOCK_IN_INCLUDE) -> Nginx:
+    """An nginx master (daemon) with a frontend to upstream web.
+
+    ``layout`` BLOCK_IN_INCLUDE: ``upstreams/web.conf = upstream_text`` (the whole block), included at http
+    level with ``upstreams/*.conf``. INCLUDE_INSIDE_UPSTREAM: nginx.conf holds ``upstream web { include
+    servers/web.conf; keepalive 8; }`` (a relative include) and ``servers/web.conf = upstream_text`` (bare
+    server lines); ``upstreams/*.conf`` is still included at http level.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     upstreams = workdir / "upstreams"
     upstreams.mkdir(exist_ok=True)
-    (upstreams / "web.conf").write_text(upstream_text)
+    if layout == BLOCK_IN_INCLUDE:
+        include, block = upstreams / "web.conf", ""
+    else:
+        (workdir / "servers").mkdir(exist_ok=True)
+        include = workdir / "servers" / "web.conf"
+        block = ("    upstream web {\n        include servers/web.conf;  # server lines only\n"
+                 "        keepalive 8;\n    }")
+    include.write_text(upstream_text)
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
     port = services.free_port()
@@ -123,6 +145,7 @@ http {{
     uwsgi_temp_path {t}/uwsgi;
     scgi_temp_path {t}/scgi;
     include {upstreams}/*.conf;
+{block}
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -138,7 +161,7 @@ http {{
     if check.returncode != 0:
         raise GrayliftError(f"nginx rejected {conf}:\n{check.stderr}")
     subprocess.run(["nginx", "-c", str(conf), "-g", "daemon on;"], check=True, capture_output=True)
-    nginx = Nginx(workdir, conf, port, upstreams, pidfile, error_log)
+    nginx = Nginx(workdir, conf, port, upstreams, pidfile, error_log, include, layout)
     try:
         services.wait_for_port("127.0.0.1", port, 10, log=error_log)
     except BaseException:

@@ -101,3 +101,20 @@ async def test_health_probes_see_real_app(apps: list[App]) -> None:
     one_bad = await check_all([TcpProbe(port), TcpProbe(closed)], transport)
     assert not one_bad.ok and f"tcp:127.0.0.1:{closed}" in one_bad.detail
     assert (await check_all([], transport)).ok
+
+
+async def test_alertmanager_preflight_reads_status_only(alertmanager: services.Service) -> None:
+    url = f"http://127.0.0.1:{alertmanager.port}"
+    silencer = AlertmanagerSilencer(url=url)
+    before = httpx.get(f"{url}/api/v2/silences", timeout=5).json()
+    report = await silencer.preflight([HOST, Host(name="web-8", address="10.213.0.8")])
+    assert report.problems == ()
+    (note,) = report.notes
+    assert note.startswith(f"alertmanager:{url}: Alertmanager 0.") and note.endswith(
+        "will silence instance=<{host}> for 2 hosts")
+    assert httpx.get(f"{url}/api/v2/silences", timeout=5).json() == before
+    await silencer.close()
+    down = AlertmanagerSilencer(url=f"http://127.0.0.1:{services.free_port()}", timeout=2)
+    (problem,) = (await down.preflight([HOST])).problems
+    assert problem.startswith(f"{down.name}: every host: GET /api/v2/status failed: ConnectError")
+    assert problem.endswith("is Alertmanager running at that URL?")

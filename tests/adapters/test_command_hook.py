@@ -100,3 +100,32 @@ async def test_run_on_host_uses_the_hosts_transport(tmp_path: Path) -> None:
     await switch.take_out(HOST)
     assert await switch.is_out(HOST)
     assert seen == ["web-1", "web-1"]
+
+
+async def test_preflight_runs_verify_for_every_host_and_changes_nothing(tmp_path: Path) -> None:
+    switch = CommandSwitch(app="shop", port=8080, **_scripts(tmp_path))
+    other = Host(name="web-2", address="10.213.0.8")
+    await switch.take_out(other)
+    state = tmp_path / "state"
+    before = sorted(p.name for p in state.iterdir())
+    report = await switch.preflight([HOST, other])
+    assert report.problems == ()
+    assert report.notes == ("command:shop: verify answered for 2 of 2 hosts", "command:shop: already out: web-2")
+    assert sorted(p.name for p in state.iterdir()) == before
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert {line.split()[0] for line in calls[-2:]} == {"verify"}  # only verify ran
+    await switch.close()
+
+
+async def test_preflight_names_failing_and_unclear_verify(tmp_path: Path) -> None:
+    s = _scripts(tmp_path)
+    failing = CommandSwitch(app="shop", take_out=s["take_out"], put_back=s["put_back"],
+                            verify=f"{tmp_path}/lb.sh fail {{host}} a p x")
+    (problem,) = (await failing.preflight([HOST])).problems
+    assert problem == (f"command:shop: verify command for web-1 failed (exit 4) on the controller: {tmp_path}/lb.sh "
+                       "fail web-1 a p x (last output: registry said: no such member web-1); fix the verify command "
+                       "or the host")
+    unclear = CommandSwitch(app="shop", take_out="true", put_back="true", verify="echo draining")
+    assert (await unclear.preflight([HOST])).problems == (
+        "command:shop: web-1: the verify command printed 'draining' on its last line, neither 'in' nor 'out'; "
+        "make it print one of them (docs/traffic.md)",)

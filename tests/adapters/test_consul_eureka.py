@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from graylift.adapters.eureka import EurekaSwitch
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
+from graylift.ports import Preflight
 from tests.fakes.consul import FakeConsulAgent
 from tests.fakes.eureka import FakeEureka
 
@@ -87,3 +89,45 @@ async def test_eureka_errors(eureka: FakeEureka) -> None:
     with pytest.raises(TrafficError, match=r"no instance 'web1:orders:9' of app ORDERS.*instance_id"):
         await EurekaSwitch(url=eureka.url + "/eureka", app="orders", port=9, username="eu",
                            password="pw").take_out(H1)
+
+
+async def test_consul_preflight_one_call_per_agent_and_changes_nothing(consul: FakeConsulAgent) -> None:
+    consul.register("orders-web2", "orders")
+    switch = _consul(consul, service_id="{service}-{host}")
+    web2, ghost = Host(name="web2", address="127.0.0.1"), Host(name="ghost", address="127.0.0.1")
+    before, seen = copy.deepcopy(consul.checks), len(consul.requests)
+    report = await switch.preflight([Host(name="web1", address="127.0.0.1"), web2, ghost])
+    assert report.problems == (f"consul:orders: web1: the Consul agent at {consul.url} has no service id "
+                               "'orders-web1'; is the service registered there, and does service_id match?",
+                               f"consul:orders: ghost: the Consul agent at {consul.url} has no service id "
+                               "'orders-ghost'; is the service registered there, and does service_id match?")
+    assert report.notes == ("consul:orders: 1 of 3 hosts registered on 1 agent(s)",)
+    assert [(r.method, r.path) for r in consul.requests[seen:]] == [("GET", "/v1/agent/services")]
+    assert consul.checks == before
+    assert await _consul(consul).preflight([H1]) == Preflight(
+        notes=("consul:orders: 1 of 1 hosts registered on 1 agent(s)",))
+    down = ConsulSwitch(service="orders", agent_url=f"http://{{address}}:{services.free_port()}", timeout=2)
+    (problem,) = (await down.preflight([H1])).problems
+    assert problem.startswith("consul:orders: web1: GET /v1/agent/services failed: ConnectError")
+    assert problem.endswith("is the Consul agent of web1 running at " + down.where(H1) + "?")
+
+
+async def test_eureka_preflight_one_call_for_the_app(eureka: FakeEureka) -> None:
+    eureka.register("orders", "web2:orders:8080", "127.0.0.2", 8080)
+    switch = EurekaSwitch(url=eureka.url + "/eureka", app="orders", port=8080, username="eu", password="pw")
+    web2, ghost = Host(name="web2", address="127.0.0.2"), Host(name="ghost", address="127.0.0.9")
+    await switch.take_out(web2)
+    before, seen = copy.deepcopy(eureka.instances), len(eureka.requests)
+    report = await switch.preflight([H1, web2, ghost])
+    assert report.problems == (f"eureka:ORDERS: ghost: Eureka at {eureka.url}/eureka has no instance "
+                               "'ghost:orders:8080' of app ORDERS; is ghost registered, and does instance_id match?",)
+    assert report.notes == (f"eureka:ORDERS: 2 instance(s) of ORDERS registered at {eureka.url}/eureka",
+                            "eureka:ORDERS: already OUT_OF_SERVICE: web2")
+    assert [(r.method, r.path) for r in eureka.requests[seen:]] == [("GET", "/eureka/apps/ORDERS")]
+    assert eureka.instances == before
+    other = EurekaSwitch(url=eureka.url + "/eureka", app="payments", port=8080, username="eu", password="pw")
+    assert (await other.preflight([H1])).problems == (
+        f"eureka:PAYMENTS: every host: Eureka at {eureka.url}/eureka has no app PAYMENTS; is the app registered, "
+        "and is app spelled as it registers?",)
+    (problem,) = (await EurekaSwitch(url=eureka.url + "/eureka", app="orders", port=8080).preflight([H1])).problems
+    assert problem.startswith("eureka:ORDERS: every host: GET /eureka/apps/ORDERS was refused with HTTP 401")

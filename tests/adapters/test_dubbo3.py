@@ -107,3 +107,41 @@ async def test_zookeeper_down_names_server() -> None:
     with pytest.raises(TrafficError, match=rf"127.0.0.1:{port}.*is it running"):
         await switch.is_out(H1)
     await switch.close()
+
+
+def _versions(zk: KazooClient, *paths: str) -> dict[str, object]:
+    return {p: (zk.get(p)[0], zk.exists(p).version) if zk.exists(p) else None for p in paths}
+
+
+async def test_preflight_reads_rule_and_instances_once_and_writes_nothing(zookeeper: services.Service,
+                                                                         zk: KazooClient) -> None:
+    switch = _switch(zookeeper, "pfapp")
+    h3 = Host(name="p3", address="10.213.1.3")
+    report = await switch.preflight([H1, H2])
+    assert report.problems == ()
+    assert report.notes == ("dubbo3:/dubbo/config/dubbo/pfapp.configurators: no instance registered under "
+                            "/services/pfapp, so registration cannot be checked: only the rule is written and "
+                            "verified (is application spelled as Dubbo names it?)",)
+    for host in (H1, H2):
+        zk.create(f"/services/pfapp/{host.address}:20880", b"{}", makepath=True, ephemeral=True)
+    await switch.take_out(H1)
+    rule, instances = "/dubbo/config/dubbo/pfapp.configurators", "/services/pfapp"
+    before = _versions(zk, rule, instances)
+    report = await switch.preflight([H1, H2, h3])
+    name = "dubbo3:/dubbo/config/dubbo/pfapp.configurators"
+    assert report.problems == (f"{name}: p3: no instance 10.213.1.3:20880 under /services/pfapp (2 other(s) "
+                               "registered); is the app running and registered with this address, and are "
+                               "application and port right?",)
+    assert report.notes == (f"{name}: 2 instance(s) registered under /services/pfapp",
+                            f"{name}: already disabled by the rule: p1")
+    assert _versions(zk, rule, instances) == before
+    await switch.put_back(H1)
+
+    zk.create("/dubbo/config/dubbo/broken.configurators", b"configs: [unclosed", makepath=True)
+    broken = _switch(zookeeper, "broken")
+    (problem,) = (await broken.preflight([H1])).problems
+    await broken.close()
+    assert problem.startswith("dubbo3:/dubbo/config/dubbo/broken.configurators: every host: the rule in ZooKeeper "
+                              "is not valid YAML (")
+    assert problem.endswith("fix or delete it in Dubbo Admin") and "\n" not in problem
+    await switch.close()

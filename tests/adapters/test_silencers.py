@@ -14,6 +14,7 @@ from graylift.adapters.zabbix import ZabbixSilencer
 from graylift.core.model import Host
 from graylift.errors import SilencerError
 from graylift.lab import services
+from graylift.ports import Preflight
 from tests.fakes.zabbix import FakeZabbix
 
 H1 = Host(name="web1", address="10.213.4.1")
@@ -106,3 +107,54 @@ async def test_command_silencer_contract_errors(tmp_path: Path) -> None:
     with pytest.raises(SilencerError, match=r"timed out after 0.5s"):
         await slow.mute(H1, until=datetime.now(UTC) + timedelta(minutes=1), reason="r")
     assert time.monotonic() - started < 3
+
+
+async def test_zabbix_preflight_one_host_get_and_logout_at_close(zabbix: FakeZabbix) -> None:
+    silencer = ZabbixSilencer(url=zabbix.url, username="Admin", password="zabbix")
+    await silencer.mute(H1, until=datetime.now(UTC) + timedelta(minutes=10), reason="r")
+    before, seen = dict(zabbix.maintenances), len(zabbix.requests)
+    ghost = Host(name="ghost", address="10.213.4.9")
+    report = await silencer.preflight([H1, ghost])
+    assert report.problems == (f"zabbix:{zabbix.url}/api_jsonrpc.php: ghost: Zabbix has no host named 'ghost'; add "
+                               "it to Zabbix or fix host_template (it must give the technical host name)",)
+    assert report.notes == (f"zabbix:{zabbix.url}/api_jsonrpc.php: Zabbix 7.0.0, 1 of 2 hosts known",)
+    methods = [r.json()["method"] for r in zabbix.requests[seen:]]
+    assert methods == ["apiinfo.version", "host.get"]
+    assert zabbix.maintenances == before
+    assert len(zabbix.sessions) == 1
+    await silencer.close()
+    assert zabbix.sessions == set()  # the session user.login opened is closed
+    await silencer.close()
+    zabbix.api_tokens.add("tok")
+    with_token = ZabbixSilencer(url=zabbix.url, token="tok")
+    assert (await with_token.preflight([H1])).problems == ()
+    await with_token.close()
+    assert zabbix.api_tokens == {"tok"}  # an API token is never logged out
+    bad = ZabbixSilencer(url=zabbix.url, username="Admin", password="Wrong-Pw-9")
+    (problem,) = (await bad.preflight([H1])).problems
+    assert problem.startswith(f"zabbix:{zabbix.url}/api_jsonrpc.php: every host: user.login failed: ")
+    assert "Wrong-Pw-9" not in problem
+    down = ZabbixSilencer(url=f"http://127.0.0.1:{services.free_port()}", token="t", timeout=2)
+    (problem,) = (await down.preflight([H1])).problems
+    assert "every host: POST /api_jsonrpc.php failed: ConnectError" in problem
+
+
+async def test_command_silencer_preflight_runs_check_for_every_host(tmp_path: Path) -> None:
+    silencer = _commands(tmp_path)
+    muted = Host(name="web2", address="10.213.4.2")
+    await silencer.mute(muted, until=datetime.now(UTC) + timedelta(minutes=1), reason="r")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    report = await silencer.preflight([H1, muted])
+    assert report == Preflight(notes=("command:command: check_command answered for 2 of 2 hosts",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    broken = CommandSilencer(mute_command="true {until}", unmute_command="true",
+                             check_command='echo "no such host {host}"; exit 3', name="mon")
+    assert (await broken.preflight([H1])).problems == (
+        "command:mon: web1: check_command exited 3 (no such host web1); it must exit 0 (muted) or 1 (not muted): "
+        "fix it or the monitoring system",)
+    slow = CommandSilencer(mute_command="true {until}", unmute_command="true", check_command="sleep 5",
+                           timeout=0.3, name="slow")
+    assert (await slow.preflight([H1])).problems == (
+        "command:slow: command for web1 timed out after 0.3s: sleep 5; fix the check_command or the monitoring "
+        "system",)
+    await silencer.close()

@@ -139,3 +139,95 @@ async def test_zookeeper_down_names_hosts() -> None:
     with pytest.raises(TrafficError, match=hosts):
         await switch.take_out(Host(name="h", address="10.213.0.1"))
     await switch.close()
+
+
+async def _servers_state(switch: HaproxySwitch) -> list[list[str]]:
+    """Every server's state row, without the columns that tick by themselves (last change time)."""
+    answer = await switch.command(f"show servers state {switch.backend}")
+    rows = [line.split() for line in answer.splitlines()[2:] if line.strip()]
+    return [row[:12] + row[13:] for row in rows]  # srv_last_time_change is column 12
+
+
+async def test_haproxy_preflight_reads_once_and_changes_nothing(haproxy: Haproxy) -> None:
+    switch = HaproxySwitch(socket=haproxy.socket, backend="web", drain_timeout=1)
+    await _wait_up(switch, APP1)
+    await _wait_up(switch, APP2)
+    await switch.take_out(APP2)
+    try:
+        before = await _servers_state(switch)
+        report = await switch.preflight([APP1, APP2])
+        assert report.problems == ()
+        assert report.notes == ("haproxy:web: 1 of 2 hosts in and UP", "haproxy:web: already in maint or drain: app2")
+        nope = Host(name="nope", address="127.0.0.1")
+        report = await switch.preflight([APP1, nope])
+        assert report.problems == ("haproxy:web: nope: HAProxy has no server web/nope; add it to the haproxy "
+                                   "config or fix the 'server' template in graylift's config",)
+        assert await _servers_state(switch) == before
+        assert await switch.is_out(APP2) and await switch.is_in(APP1)
+    finally:
+        await switch.put_back(APP2)
+        await switch.close()
+
+
+async def test_haproxy_preflight_problems_for_every_host(haproxy: Haproxy) -> None:
+    report = await HaproxySwitch(socket=haproxy.socket, backend="nobackend").preflight([APP1, APP2])
+    assert report.problems == ("haproxy:nobackend: every host: HAProxy has no backend nobackend with servers "
+                               "(Can't find backend.); check the backend name",)
+    report = await HaproxySwitch(socket="/nonexistent/haproxy.sock", backend="web").preflight([APP1])
+    (problem,) = report.problems
+    assert problem.startswith("haproxy:web: every host: cannot talk to the HAProxy runtime API at "
+                              "/nonexistent/haproxy.sock (")
+    assert problem.endswith("is HAProxy running with 'stats socket ... level admin'?") and "\n" not in problem
+    report = await HaproxySwitch(socket=haproxy.operator_socket, backend="web").preflight([APP1])
+    assert report.problems == (f"haproxy:web: every host: the socket {haproxy.operator_socket} is at level "
+                               "operator; graylift sets server states, so use 'stats socket ... level admin'",)
+
+
+def _tree(client: KazooClient, path: str = "/") -> dict[str, tuple[bytes, int]]:
+    """Every node under ``path`` with its data and version (what a read-only check must leave alone)."""
+    found: dict[str, tuple[bytes, int]] = {}
+    for child in client.get_children(path):
+        full = f"{path.rstrip('/')}/{child}"
+        if full == "/zookeeper":
+            continue
+        data, stat = client.get(full)
+        found[full] = (data, stat.version)
+        found |= _tree(client, full)
+    return found
+
+
+async def test_zookeeper_preflight_one_listing_and_no_write(zookeeper: services.Service) -> None:
+    hosts = f"127.0.0.1:{zookeeper.port}"
+    service = "com.acme.PreflightService"
+    h1, h2, h3 = (Host(name=f"pf-{i}", address=f"10.213.5.{i}") for i in (1, 2, 3))
+    switch = ZookeeperSwitch(hosts=hosts, service=service, port=20880)
+    reader = _zk(zookeeper)
+    try:
+        report = await switch.preflight([h1, h2])
+        assert report.problems == ()
+        assert report.notes == (f"zookeeper:/dubbo/{service}: no provider registered under /dubbo/{service}/"
+                                "providers, so registration cannot be checked: only the override nodes are written "
+                                "and verified (is service spelled as the providers register it?)",)
+        for host in (h1, h2):
+            node = quote(f"dubbo://{host.address}:20880/{service}?anyhost=true&side=provider", safe="")
+            reader.create(f"/dubbo/{service}/providers/{node}", b"", makepath=True, ephemeral=True)
+        await switch.take_out(h2)
+        before = _tree(reader)
+        report = await switch.preflight([h1, h2, h3])
+        assert report.problems == (
+            f"zookeeper:/dubbo/{service}: pf-3: no provider 10.213.5.3:20880 under /dubbo/{service}/providers "
+            "(2 other(s) registered); is the app running and registered with this address, and are service and "
+            "port right?",)
+        name = f"zookeeper:/dubbo/{service}"
+        assert report.notes == (f"{name}: 2 provider(s) registered under /dubbo/{service}/providers",
+                                f"{name}: override already present (out): pf-2")
+        assert _tree(reader) == before
+        await switch.put_back(h2)
+    finally:
+        reader.stop()
+        reader.close()
+        await switch.close()
+    down = ZookeeperSwitch(hosts=f"127.0.0.1:{services.free_port()}", service=service, port=1, timeout=1)
+    (problem,) = (await down.preflight([h1])).problems
+    assert problem.startswith(f"zookeeper:/dubbo/{service}: every host: cannot connect to ZooKeeper at 127.0.0.1:")
+    await down.close()

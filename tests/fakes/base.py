@@ -78,7 +78,7 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_PUT = do_POST = do_DELETE = _any
+            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _any
 
             def log_message(self, *args: object) -> None:
                 pass

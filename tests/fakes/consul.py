@@ -4,7 +4,8 @@ Follows developer.hashicorp.com/consul/api-docs/agent/service and /agent/check:
 ``PUT /v1/agent/service/maintenance/:service_id`` needs ``enable`` (true|false; 400 "Missing value
 for enable" otherwise), optional ``reason``; unknown id -> 404 "Unknown service ID". Enabling adds the
 critical check ``_service_maintenance:<id>`` (Notes = reason), disabling removes it.
-``GET /v1/agent/checks`` -> {CheckID: {...}}. With ``acl_token`` set, requests without the right
+``GET /v1/agent/checks`` -> {CheckID: {...}}; ``GET /v1/agent/services`` -> {ID: {ID, Service, Tags, Meta,
+Port, Address, Weights, EnableTagOverride, Datacenter}}. With ``acl_token`` set, requests without the right
 ``X-Consul-Token`` header get 403 "Permission denied".
 """
 
@@ -52,4 +53,8 @@ class FakeConsulAgent(FakeServer):
             return Response(200, "", "text/plain")
         if request.path == "/v1/agent/checks" and request.method == "GET":
             return Response(200, self.checks)
+        if request.path == "/v1/agent/services" and request.method == "GET":
+            return Response(200, {sid: {"ID": sid, "Service": name, "Tags": [], "Meta": {}, "Port": 0, "Address": "",
+                                        "Weights": {"Passing": 1, "Warning": 1}, "EnableTagOverride": False,
+                                        "Datacenter": "dc1"} for sid, name in self.services.items()})
         return Response(404, "Not found", "text/plain")

@@ -3,8 +3,9 @@
 ``PUT /eureka/apps/<APP>/<id>/status?value=OUT_OF_SERVICE`` sets the override (status and
 overriddenStatus); ``DELETE /eureka/apps/<APP>/<id>/status[?value=UP]`` removes it (overriddenStatus
 UNKNOWN, status = value or UNKNOWN). ``GET /eureka/apps/<APP>/<id>`` answers
-``{"instance": {...}}`` only when the Accept header asks for JSON (XML otherwise, like the real
-server). Unknown instance -> 404. App names are matched upper-case. Optional basic auth (401).
+``{"instance": {...}}`` and ``GET /eureka/apps/<APP>`` ``{"application": {"name", "instance": [...]}}``,
+only when the Accept header asks for JSON (XML otherwise, like the real server). Unknown app or instance
+-> 404. App names are matched upper-case. Optional basic auth (401).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ class FakeEureka(FakeServer):
             if request.headers.get("authorization") != expected:
                 return Response(401, "Unauthorized", "text/plain")
         parts = request.path.strip("/").split("/")
+        if len(parts) == 3 and parts[:2] == ["eureka", "apps"] and request.method == "GET":
+            found = [dict(i) for (app, _), i in self.instances.items() if app == parts[2].upper()]
+            if not found:
+                return Response(404, "", "text/plain")
+            if "json" not in request.headers.get("accept", ""):
+                return Response(200, f"<application><name>{parts[2].upper()}</name></application>", "application/xml")
+            return Response(200, {"application": {"name": parts[2].upper(), "instance": found}})
         if len(parts) < 4 or parts[:2] != ["eureka", "apps"]:
             return Response(404, "", "text/plain")
         key = (parts[2].upper(), parts[3])

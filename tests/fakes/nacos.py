@@ -1,7 +1,8 @@
 """Fake Nacos 2.x naming open API (v1 HTTP): login, instance update/detail/list.
 
 Follows https://nacos.io/docs/ open-api: ``POST /nacos/v1/auth/login`` (form username, password ->
-``accessToken``); with auth on, every other call needs ``accessToken`` (403 otherwise).
+``accessToken`` and its ``tokenTtl`` in seconds); with auth on, every other call needs ``accessToken``:
+403 "token invalid!" for an unknown one, 403 "token expired!" once ``token_ttl`` seconds have passed.
 ``PUT /nacos/v1/ns/instance`` needs serviceName, ip, port; groupName defaults to DEFAULT_GROUP,
 clusterName to DEFAULT, namespaceId to public; like the real server it rebuilds the instance from the
 request, so weight (default 1.0), metadata (default {}) and enabled (default true) are reset when not
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +27,9 @@ class FakeNacos(FakeServer):
     username: str | None = None
     password: str | None = None
     list_disabled: bool = False
-    tokens: set[str] = field(default_factory=set)
+    token_ttl: float = 18000.0
+    tokens: dict[str, float] = field(default_factory=dict)  # accessToken -> when it expires (time.monotonic)
+    logins: int = 0
     instances: dict[tuple[str, str, str, str, int], dict[str, Any]] = field(default_factory=dict)
 
     def register(self, service: str, ip: str, port: int, *, group: str = "DEFAULT_GROUP", cluster: str = "DEFAULT",
@@ -44,10 +48,15 @@ class FakeNacos(FakeServer):
             if (form.get("username"), form.get("password")) != (self.username, self.password):
                 return Response(403, "unknown user!", "text/plain")
             token = secrets.token_hex(8)
-            self.tokens.add(token)
-            return Response(200, {"accessToken": token, "tokenTtl": 18000, "globalAdmin": True})
-        if self.username and form.get("accessToken") not in self.tokens:
-            return Response(403, "token invalid!", "text/plain")
+            self.tokens[token] = time.monotonic() + self.token_ttl
+            self.logins += 1
+            return Response(200, {"accessToken": token, "tokenTtl": self.token_ttl, "globalAdmin": True})
+        if self.username:
+            expires = self.tokens.get(form.get("accessToken") or "")
+            if expires is None:
+                return Response(403, "token invalid!", "text/plain")
+            if time.monotonic() >= expires:
+                return Response(403, "token expired!", "text/plain")
         namespace = form.get("namespaceId") or "public"
         group = form.get("groupName") or "DEFAULT_GROUP"
         if "serviceName" not in form:

@@ -1,7 +1,8 @@
 """Fake Zabbix 7.0 JSON-RPC API at ``/api_jsonrpc.php`` (www.zabbix.com/documentation/7.0/en/manual/api).
 
-``user.login`` takes ``username``/``password`` (``user`` is rejected, as since 6.4) and returns a
-session id; other methods need ``Authorization: Bearer <session or API token>`` (``auth`` in the body
+``apiinfo.version`` needs no auth and answers "7.0.0". ``user.login`` takes ``username``/``password``
+(``user`` is rejected, as since 6.4) and returns a session id; ``user.logout`` ends it. Other methods
+need ``Authorization: Bearer <session or API token>`` (``auth`` in the body
 is refused, as in 7.2). ``host.get`` filters on ``host``; ``maintenance.create`` needs a unique
 ``name``, ``active_since`` < ``active_till``, ``hosts`` ([{hostid}]) or ``groups``, and ``timeperiods``
 whose one-time ``period`` is >= 300; ``maintenance.get`` filters on ``name`` and returns numbers as
@@ -28,6 +29,7 @@ class FakeZabbix(FakeServer):
     username: str = "Admin"
     password: str = "zabbix"
     api_tokens: set[str] = field(default_factory=set)
+    sessions: set[str] = field(default_factory=set)  # from user.login (also accepted as Bearer tokens)
     hosts: dict[str, str] = field(default_factory=dict)  # technical name -> hostid
     maintenances: dict[str, dict[str, Any]] = field(default_factory=dict)
     _next: int = 1
@@ -48,6 +50,8 @@ class FakeZabbix(FakeServer):
     def _call(self, method: str, params: Any, body: dict[str, Any], headers: dict[str, str]) -> Any:
         if "auth" in body:
             raise RpcError(-32600, "Invalid request.", 'Invalid parameter "/": unexpected parameter "auth".')
+        if method == "apiinfo.version":
+            return "7.0.0"
         if method == "user.login":
             if "user" in params:
                 raise RpcError(-32602, "Invalid params.", 'Invalid parameter "/": unexpected parameter "user".')
@@ -55,11 +59,16 @@ class FakeZabbix(FakeServer):
                 raise RpcError(-32500, "Application error.", "Incorrect user name or password or account is "
                                "temporarily blocked.")
             session = secrets.token_hex(16)
-            self.api_tokens.add(session)
+            self.sessions.add(session)
             return session
         auth = headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] not in self.api_tokens:
+        if not auth.startswith("Bearer ") or auth[7:] not in self.api_tokens | self.sessions:
             raise RpcError(-32602, "Invalid params.", "Not authorized.")
+        if method == "user.logout":
+            if auth[7:] not in self.sessions:
+                raise RpcError(-32602, "Invalid params.", "Not authorized.")
+            self.sessions.discard(auth[7:])
+            return True
         if method == "host.get":
             wanted = params.get("filter", {}).get("host", [])
             return [{"hostid": hid, "host": name} for name, hid in self.hosts.items() if name in wanted]

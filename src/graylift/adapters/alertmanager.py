@@ -7,14 +7,18 @@ comment == reason. mute() returns an existing active silence's id unchanged (its
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from graylift.adapters._http import safe_url, scrub, url_secrets
 from graylift.adapters._limits import LoopSemaphores
+from graylift.adapters._preflight import every_host
 from graylift.core.model import Host
 from graylift.errors import SilencerError
+from graylift.ports import Preflight
 
 CREATED_BY = "graylift"
 
@@ -38,7 +42,8 @@ class AlertmanagerSilencer:
         self.label = label
         self.value_template = value_template
         self.timeout = timeout
-        self.name = f"alertmanager:{self.url}"
+        self.name = f"alertmanager:{safe_url(self.url)}"  # no userinfo: the name lands in messages
+        self._secrets = url_secrets(self.url)
 
     def value(self, host: Host) -> str:
         return self.value_template.format(host=host.name, address=host.address)
@@ -78,6 +83,23 @@ class AlertmanagerSilencer:
     async def is_muted(self, host: Host, *, reason: str) -> bool:
         return bool(await self._active(host, reason))
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ``GET /api/v2/status``: Alertmanager answers (any label value can be silenced). Writes nothing."""
+        try:
+            status = await self._request("GET", "/api/v2/status")
+        except SilencerError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        if not isinstance(status, dict):
+            return Preflight(problems=(f"{self.name}: every host: GET /api/v2/status answered {status!r:.100}; is "
+                                       "that URL an Alertmanager (API v2)?",))
+        version = (status.get("versionInfo") or {}).get("version", "?")
+        cluster = (status.get("cluster") or {}).get("status", "?")
+        return Preflight(notes=(f"{self.name}: Alertmanager {version} (cluster {cluster}) will silence "
+                                f"{self.label}=<{self.value_template}> for {len(hosts)} hosts",))
+
+    async def close(self) -> None:
+        return None  # one HTTP connection per call
+
     async def _active(self, host: Host, reason: str) -> list[dict[str, Any]]:
         """Active (or pending) silences graylift made for this host and reason."""
         wanted = {(self.label, self.value(host), False, True)}
@@ -109,14 +131,14 @@ class AlertmanagerSilencer:
                                                  trust_env=False) as client:
                         response = await client.request(method, path, json=json, params=params)
                 except httpx.HTTPError as exc:
-                    raise SilencerError(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
-                                        "is Alertmanager running at that URL?") from exc
+                    raise SilencerError(scrub(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
+                                              "is Alertmanager running at that URL?", self._secrets)) from None
                 if response.status_code != 503 or attempt == BUSY_ATTEMPTS:
                     break
                 await asyncio.sleep(0.1 * attempt)
         if response.status_code >= 300:
-            raise SilencerError(f"{self.name}: {method} {path} returned HTTP {response.status_code}: "
-                                f"{response.text.strip()[:300]}")
+            raise SilencerError(scrub(f"{self.name}: {method} {path} returned HTTP {response.status_code}: "
+                                      f"{' '.join(response.text.split())[:300]}", self._secrets))
         if not response.content:
             return None
         try:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import shlex
 import string
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
+from graylift.adapters._preflight import each, names
 from graylift.adapters.local import LocalTransport
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, RemoteCommandFailed, TrafficError, TransportError
-from graylift.ports import Transport
+from graylift.ports import Preflight, Transport
 
 PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
 CONTROLLER = Host(name="controller", address="127.0.0.1")
+PREFLIGHT_CONCURRENCY = 8  # verify commands run at once during preflight
 
 RunOn = Literal["controller", "host"]
 
@@ -86,6 +88,34 @@ class CommandSwitch:
         except ValueError:
             raise TrafficError(f"{self.name}: in_flight command for {host.name} printed {last!r}; it must "
                                "print one integer (open requests) on its last line") from None
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Runs ``verify`` (read-only by contract) for every host, PREFLIGHT_CONCURRENCY at a time."""
+
+        async def verify(host: Host) -> str | TrafficError:
+            try:
+                return await self._verify(host)
+            except TrafficError as exc:
+                return exc
+
+        problems, out = [], []
+        for host, said in zip(hosts, await each(hosts, verify, PREFLIGHT_CONCURRENCY), strict=True):
+            if isinstance(said, TrafficError):
+                lines = str(said).splitlines()
+                tail = f" (last output: {lines[-1].strip()})" if len(lines) > 1 else ""
+                problems.append(f"{lines[0]}{tail}; fix the verify command or the host")
+            elif said == "out":
+                out.append(host.name)
+            elif said != "in":
+                problems.append(f"{self.name}: {host.name}: the verify command printed {said!r} on its last line, "
+                                "neither 'in' nor 'out'; make it print one of them (docs/traffic.md)")
+        notes = [f"{self.name}: verify answered for {len(hosts) - len(problems)} of {len(hosts)} hosts"]
+        if out:
+            notes.append(f"{self.name}: already out: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        await self._controller.close()  # host transports belong to the fleet's connector
 
     async def _verify(self, host: Host) -> str:
         return _last_line(await self._run("verify", self.templates["verify"], host)).lower()

@@ -19,12 +19,17 @@ import os
 import shlex
 import signal
 import string
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from graylift.adapters._preflight import each
 from graylift.core.model import Host
 from graylift.errors import SilencerError
+from graylift.ports import Preflight
 
 PLACEHOLDERS = {"host", "address", "reason", "until", "until_epoch"}
+PREFLIGHT_REASON = "graylift-preflight"
+PREFLIGHT_CONCURRENCY = 8
 
 
 def _fields(template: str) -> set[str]:
@@ -74,6 +79,28 @@ class CommandSilencer:
         if status in (0, 1):
             return status == 0
         raise self._failed("check_command", status, out, host)
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Runs ``check_command`` (read-only by contract) for every host with the reason ``graylift-preflight``;
+        exit 0 or 1 means the monitoring system answered. PREFLIGHT_CONCURRENCY at a time."""
+
+        async def check(host: Host) -> str | None:
+            try:
+                status, out = await self._run(self.render(self.check_command, host, PREFLIGHT_REASON), host)
+            except SilencerError as exc:  # a timeout: one line naming the command
+                return f"{exc}; fix the check_command or the monitoring system"
+            if status in (0, 1):
+                return None
+            said = out.strip().splitlines()[-1].strip() if out.strip() else ""
+            return (f"{self.name}: {host.name}: check_command exited {status}" + (f" ({said})" if said else "")
+                    + "; it must exit 0 (muted) or 1 (not muted): fix it or the monitoring system")
+
+        problems = tuple(p for p in await each(hosts, check, PREFLIGHT_CONCURRENCY) if p is not None)
+        return Preflight(problems, (f"{self.name}: check_command answered for {len(hosts) - len(problems)} of "
+                                    f"{len(hosts)} hosts",))
+
+    async def close(self) -> None:
+        return None  # every command is its own process
 
     async def _run(self, command: str, host: Host) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.DEVNULL,

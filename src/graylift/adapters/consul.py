@@ -12,11 +12,14 @@ take_out waits ``propagation_seconds`` (recorded in ``last_wait_seconds``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
-from graylift.adapters._http import call
+from graylift.adapters._http import call, safe_url
+from graylift.adapters._preflight import each
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
 
 
 class ConsulSwitch:
@@ -36,6 +39,10 @@ class ConsulSwitch:
     def agent_url(self, host: Host) -> str:
         return self.agent_url_template.format(address=host.address, host=host.name).rstrip("/")
 
+    def where(self, host: Host) -> str:
+        """The host's agent URL fit for a message (no userinfo)."""
+        return safe_url(self.agent_url(host))
+
     def service_id(self, host: Host) -> str:
         return self.service_id_template.format(service=self.service, address=host.address, host=host.name,
                                                port=self.port)
@@ -43,7 +50,7 @@ class ConsulSwitch:
     async def take_out(self, host: Host) -> None:
         await self._maintenance(host, True)
         if not await self.is_out(host):
-            raise TrafficError(f"{self.name}: agent {self.agent_url(host)} shows no critical maintenance check "
+            raise TrafficError(f"{self.name}: agent {self.where(host)} shows no critical maintenance check "
                                f"for {self.service_id(host)} after enabling it")
         self.last_wait_seconds = self.propagation_seconds
         if self.propagation_seconds > 0:
@@ -66,6 +73,35 @@ class ConsulSwitch:
     async def in_flight(self, host: Host) -> int | None:
         return None
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ``GET /v1/agent/services`` per agent (hosts sharing an agent share the call). Writes nothing."""
+        agents: dict[str, list[Host]] = {}
+        for host in hosts:
+            agents.setdefault(self.agent_url(host), []).append(host)
+
+        async def services(group: list[Host]) -> dict[str, Any] | TrafficError:
+            try:
+                return await self._agent_get(group[0], "/v1/agent/services")
+            except TrafficError as exc:
+                return exc
+
+        problems = []
+        for group, known in zip(agents.values(), await each(list(agents.values()), services), strict=True):
+            for host in group:
+                if isinstance(known, TrafficError):
+                    problems.append(str(known).splitlines()[0].replace(f"{self.name}: ", f"{self.name}: "
+                                                                       f"{host.name}: ", 1))
+                elif self.service_id(host) not in known:
+                    problems.append(f"{self.name}: {host.name}: the Consul agent at {self.where(host)} has no "
+                                    f"service id {self.service_id(host)!r}; is the service registered there, and "
+                                    "does service_id match?")
+        notes = (f"{self.name}: {len(hosts) - len(problems)} of {len(hosts)} hosts registered on "
+                 f"{len(agents)} agent(s)",)
+        return Preflight(tuple(problems), notes)
+
+    async def close(self) -> None:
+        return None  # one HTTP connection per call
+
     async def _maintenance(self, host: Host, enable: bool) -> None:
         sid = self.service_id(host)
         params = {"enable": str(enable).lower()}
@@ -74,18 +110,21 @@ class ConsulSwitch:
         status, text = await call(TrafficError, self.name, "PUT",
                                   f"{self.agent_url(host)}/v1/agent/service/maintenance/{sid}", params=params,
                                   headers=self._headers(), timeout=self.timeout, expect_json=False,
-                                  ok_statuses=(404,), hint=f"is the Consul agent of {host.name} running at "
-                                  f"{self.agent_url(host)}?")
+                                  ok_statuses=(404,), secrets=(self._token,),
+                                  hint=f"is the Consul agent of {host.name} running at {self.where(host)}?")
         if status == 404:
-            raise TrafficError(f"{self.name}: the Consul agent at {self.agent_url(host)} does not know service id "
+            raise TrafficError(f"{self.name}: the Consul agent at {self.where(host)} does not know service id "
                                f"{sid!r} ({str(text).strip()[:120]}); check service_id")
 
     async def _checks(self, host: Host) -> dict[str, dict[str, Any]]:
-        _, answer = await call(TrafficError, self.name, "GET", f"{self.agent_url(host)}/v1/agent/checks",
-                               headers=self._headers(), timeout=self.timeout,
-                               hint=f"is the Consul agent of {host.name} running at {self.agent_url(host)}?")
+        return await self._agent_get(host, "/v1/agent/checks")
+
+    async def _agent_get(self, host: Host, path: str) -> dict[str, dict[str, Any]]:
+        _, answer = await call(TrafficError, self.name, "GET", f"{self.agent_url(host)}{path}",
+                               headers=self._headers(), timeout=self.timeout, secrets=(self._token,),
+                               hint=f"is the Consul agent of {host.name} running at {self.where(host)}?")
         if not isinstance(answer, dict):
-            raise TrafficError(f"{self.name}: GET /v1/agent/checks did not return an object")
+            raise TrafficError(f"{self.name}: GET {path} did not return an object")
         return answer
 
     def _headers(self) -> dict[str, str]:

@@ -28,18 +28,27 @@ registered under ``<instances_root>/<application>`` (Dubbo 3 service discovery),
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
+from graylift.adapters._preflight import every_host, names
 from graylift.adapters._zk import ZkSession
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
 
 CAS_ATTEMPTS = 10
+
+
+def _children(zk: KazooClient, path: str) -> list[str]:
+    try:
+        return list(zk.get_children(path))
+    except NoNodeError:
+        return []
 
 
 def _is_true(value: Any) -> bool:
@@ -105,15 +114,46 @@ class Dubbo3Switch:
 
     async def instances(self) -> set[str]:
         """Children of <instances_root>/<application>: Dubbo 3 names instances ``ip:port``."""
-        path = f"{self.instances_root}/{self.application}"
+        path = self.instances_path
+        return set(await self._zk.call(lambda zk: _children(zk, path)))
 
-        def children(zk: KazooClient) -> list[str]:
+    @property
+    def instances_path(self) -> str:
+        return f"{self.instances_root}/{self.application}"
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ZooKeeper round for all hosts: the rule (must parse) and the registered instances."""
+        rule_path, instances_path = self.rule_path, self.instances_path
+
+        def read(zk: KazooClient) -> tuple[bytes | None, list[str]]:
             try:
-                return list(zk.get_children(path))
+                data: bytes | None = zk.get(rule_path)[0]
             except NoNodeError:
-                return []
+                data = None
+            return data, _children(zk, instances_path)
 
-        return set(await self._zk.call(children))
+        try:
+            data, children = await self._zk.call(read)
+            rule = self._parse(data)
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        registered = set(children)
+        problems, out = [], []
+        for host in hosts:
+            if rule is not None and self._disables(rule, host):
+                out.append(host.name)
+            if registered and self.address(host) not in registered:
+                problems.append(f"{self.name}: {host.name}: no instance {self.address(host)} under {instances_path} "
+                                f"({len(registered)} other(s) registered); is the app running and registered "
+                                "with this address, and are application and port right?")
+        if registered:
+            notes = [f"{self.name}: {len(registered)} instance(s) registered under {instances_path}"]
+        else:
+            notes = [f"{self.name}: no instance registered under {instances_path}, so registration cannot be "
+                     "checked: only the rule is written and verified (is application spelled as Dubbo names it?)"]
+        if out:
+            notes.append(f"{self.name}: already disabled by the rule: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
 
     # ------------------------------------------------------------------ rule editing
 
@@ -173,19 +213,24 @@ class Dubbo3Switch:
                 return None, None
 
         data, version = await self._zk.call(get)
+        return self._parse(data), version
+
+    def _parse(self, data: bytes | None) -> dict[str, Any] | None:
+        """The rule stored in the node (None when there is none); TrafficError when it is not a configurator."""
         if not data:
-            return None, version
+            return None
         try:
             rule = yaml.safe_load(data.decode())
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise TrafficError(f"{self.name}: the rule in ZooKeeper is not valid YAML ({exc}); fix or delete "
+            detail = " ".join(str(exc).split())
+            raise TrafficError(f"{self.name}: the rule in ZooKeeper is not valid YAML ({detail}); fix or delete "
                                "it in Dubbo Admin") from exc
         if rule is None:
-            return None, version
+            return None
         if not isinstance(rule, dict) or not isinstance(rule.get("configs") or [], list):
             raise TrafficError(f"{self.name}: the rule in ZooKeeper is not a configurator (mapping with a "
                                "`configs` list); fix or delete it in Dubbo Admin")
-        return rule, version
+        return rule
 
     async def _update(self, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> None:
         """Read, change, write back with the node version; None from ``change`` means nothing to do."""

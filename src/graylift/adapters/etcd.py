@@ -25,14 +25,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from graylift.adapters._http import call
+from graylift.adapters._http import call, safe_url, scrub
+from graylift.adapters._limits import LoopSemaphores
+from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
 
 CAS_ATTEMPTS = 5
+TXN_OPS = 64  # reads per preflight transaction (etcd's --max-txn-ops defaults to 128)
+_auth_gate = LoopSemaphores(1)
 
 
 def _b64(text: str | bytes) -> str:
@@ -53,6 +59,7 @@ class EtcdSwitch:
         if mode not in ("remove", "field"):
             raise ValueError(f"etcd mode must be 'remove' or 'field', not {mode!r}")
         self.url = url.rstrip("/")
+        self.where = safe_url(self.url)  # for messages: no userinfo
         self.service = service
         self.port = port
         self.key_template = key_template
@@ -111,10 +118,48 @@ class EtcdSwitch:
     async def in_flight(self, host: Host) -> int | None:
         return None  # a registry cannot see open calls
 
+    async def close(self) -> None:
+        return None  # one HTTP connection per call; a simple token just expires on the server
+
     async def parked(self, host: Host) -> dict[str, Any] | None:
         """The parked record for the host (remove mode), or None."""
         kv = await self._get(self.parked_key(host))
         return None if kv is None else self._record(kv, host)
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Every host's instance key (and parked key) read in read-only transactions of TXN_OPS ranges."""
+        keys = [self.instance_key(h) for h in hosts]
+        if self.mode == "remove":
+            keys += [self.parked_key(h) for h in hosts]
+        try:
+            found = await self._get_many(keys)
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        problems, out = [], []
+        for host in hosts:
+            key, kv = self.instance_key(host), found.get(self.instance_key(host))
+            if self.mode == "remove":
+                if kv is None and self.parked_key(host) in found:
+                    out.append(host.name)
+                elif kv is None:
+                    problems.append(f"{self.name}: {host.name}: no key {key} in etcd at {self.where} (and nothing "
+                                    f"parked at {self.parked_key(host)}); is the host registered, and does "
+                                    "key_template match?")
+                continue
+            if kv is None:
+                problems.append(f"{self.name}: {host.name}: no key {key} in etcd at {self.where}; is the host "
+                                "registered, and does key_template match?")
+                continue
+            try:
+                if self._field(kv, host) == self.out_value:
+                    out.append(host.name)
+            except TrafficError as exc:
+                problems.append(str(exc).replace(f"{self.name}: ", f"{self.name}: {host.name}: ", 1))
+        notes = [f"{self.name}: {len(hosts) - len(problems) - len(out)} of {len(hosts)} hosts registered and in "
+                 f"(mode {self.mode})"]
+        if out:
+            notes.append(f"{self.name}: already out: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
 
     # ------------------------------------------------------------------ remove mode
 
@@ -125,7 +170,7 @@ class EtcdSwitch:
             if kv is None:
                 if await self._get(parked) is not None:
                     return  # already parked
-                raise TrafficError(f"{self.name}: no key {key} in etcd at {self.url} (and nothing parked at "
+                raise TrafficError(f"{self.name}: no key {key} in etcd at {self.where} (and nothing parked at "
                                    f"{parked}); is {host.name} registered, and does key_template match?")
             lease = kv.get("lease")
             ttl = await self._granted_ttl(lease) if lease else None
@@ -149,7 +194,7 @@ class EtcdSwitch:
                 if current is not None:
                     return  # already back
                 raise TrafficError(f"{self.name}: neither {key} nor a parked copy at {parked} exists in etcd at "
-                                   f"{self.url}; nothing to put back for {host.name} (re-register the app)")
+                                   f"{self.where}; nothing to put back for {host.name} (re-register the app)")
             parked_cmp = {"key": _b64(parked), "target": "MOD", "result": "EQUAL",
                           "mod_revision": parked_kv["mod_revision"]}
             drop_parked = {"request_delete_range": {"key": _b64(parked)}}
@@ -202,7 +247,7 @@ class EtcdSwitch:
         for _ in range(CAS_ATTEMPTS):
             kv = await self._get(key)
             if kv is None:
-                raise TrafficError(f"{self.name}: no key {key} in etcd at {self.url}; is {host.name} registered, "
+                raise TrafficError(f"{self.name}: no key {key} in etcd at {self.where}; is {host.name} registered, "
                                    "and does key_template match?")
             value = self._value(kv, host)
             if value.get(self.status_field) == wanted:
@@ -224,6 +269,23 @@ class EtcdSwitch:
         kvs = answer.get("kvs") or []
         return kvs[0] if kvs else None
 
+    async def _get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """{key: kv} of those ``keys`` that exist, read TXN_OPS at a time (a read-only txn writes nothing)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), TXN_OPS):
+            chunk = keys[start:start + TXN_OPS]
+            answer = await self._post("/v3/kv/txn", {"compare": [], "success": [
+                {"request_range": {"key": _b64(key)}} for key in chunk]})
+            responses = answer.get("responses") or []
+            if len(responses) != len(chunk):
+                raise TrafficError(f"{self.name}: POST /v3/kv/txn answered {len(responses)} ranges for "
+                                   f"{len(chunk)} reads")
+            for key, response in zip(chunk, responses, strict=True):
+                kvs = (response.get("response_range") or {}).get("kvs") or []
+                if kvs:
+                    found[key] = kvs[0]
+        return found
+
     async def _txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]]) -> bool:
         answer = await self._post("/v3/kv/txn", {"compare": compare, "success": success})
         return bool(answer.get("succeeded"))
@@ -238,25 +300,47 @@ class EtcdSwitch:
         return int(answer.get("TTL", -1))
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {}
-        if self.username:
-            headers["Authorization"] = await self._auth_token()
-        _, answer = await call(TrafficError, self.name, "POST", self.url + path, json=body, headers=headers,
-                               timeout=self.timeout, hint=f"is etcd running at {self.url} (v3 gateway)?")
-        if not isinstance(answer, dict):
-            raise TrafficError(f"{self.name}: POST {path} answered {answer!r:.200} instead of a JSON object")
-        if "error" in answer or ("code" in answer and "header" not in answer):
-            raise TrafficError(f"{self.name}: POST {path} failed: {answer.get('message') or answer.get('error')}")
-        return answer
+        """One gateway call. A token etcd no longer knows (simple tokens expire after ``--auth-token-ttl``
+        idle seconds) is dropped and the call retried once with a fresh one."""
+        for attempt in (1, 2):
+            headers, token = {}, None
+            if self.username:
+                token = await self._auth_token()
+                headers["Authorization"] = token
+            status, answer = await call(TrafficError, self.name, "POST", self.url + path, json=body,
+                                        headers=headers, timeout=self.timeout, secrets=self._secrets(),
+                                        ok_statuses=(401,) if token else (),
+                                        hint=f"is etcd running at {self.where} (v3 gateway)?")
+            if status == 401:
+                if self._token == token:
+                    self._token = None
+                if attempt == 1:
+                    continue
+                raise TrafficError(scrub(f"{self.name}: POST {path} was refused with HTTP 401 even with a fresh "
+                                         f"token ({str(answer).strip()[:200]}); check the etcd user "
+                                         f"{self.username!r} and its role", self._secrets()))
+            if not isinstance(answer, dict):
+                raise TrafficError(f"{self.name}: POST {path} answered {answer!r:.200} instead of a JSON object")
+            if "error" in answer or ("code" in answer and "header" not in answer):
+                raise TrafficError(scrub(f"{self.name}: POST {path} failed: "
+                                         f"{answer.get('message') or answer.get('error')}", self._secrets()))
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return self._password, self._token
 
     async def _auth_token(self) -> str:
-        if self._token is None:
-            _, answer = await call(TrafficError, self.name, "POST", self.url + "/v3/auth/authenticate",
-                                   json={"name": self.username, "password": self._password or ""},
-                                   timeout=self.timeout, hint=f"check the etcd user {self.username!r}")
-            token = answer.get("token") if isinstance(answer, dict) else None
-            if not token:
-                raise TrafficError(f"{self.name}: etcd at {self.url} did not return a token for user "
-                                   f"{self.username!r}; check the username/password")
-            self._token = str(token)
-        return self._token
+        async with _auth_gate(str(id(self))):  # one login at a time; the others use its token
+            if self._token is None:
+                _, answer = await call(TrafficError, self.name, "POST", self.url + "/v3/auth/authenticate",
+                                       json={"name": self.username, "password": self._password or ""},
+                                       timeout=self.timeout, secrets=self._secrets(),
+                                       hint=f"is etcd running at {self.where}, and are the user {self.username!r} "
+                                       "and its password right?")
+                token = answer.get("token") if isinstance(answer, dict) else None
+                if not token:
+                    raise TrafficError(f"{self.name}: etcd at {self.where} did not return a token for user "
+                                       f"{self.username!r}; check the username/password")
+                self._token = str(token)
+            return self._token

@@ -12,13 +12,16 @@ clients refresh their registry every 30 s by default.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from graylift.adapters._http import call
+from graylift.adapters._http import basic_auth, call, safe_url
+from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
 
 OUT = "OUT_OF_SERVICE"
 
@@ -28,8 +31,10 @@ class EurekaSwitch:
                  username: str | None = None, password: str | None = None, propagation_seconds: float = 0.0,
                  timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        self.where = safe_url(self.url)  # for messages: no userinfo
         self.app, self.port = app, port
         self.instance_id_template = instance_id
+        self._secrets = (password, basic_auth(username, password or "") if username else None)
         self._auth = httpx.BasicAuth(username, password or "") if username else None
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
@@ -68,21 +73,57 @@ class EurekaSwitch:
         answer = await self._request("GET", host, "", None, headers={"Accept": "application/json"})
         instance = answer.get("instance") if isinstance(answer, dict) else None
         if not isinstance(instance, dict):
-            raise TrafficError(f"{self.name}: GET {self._path(host)} answered without an `instance` object")
+            raise TrafficError(f"{self.name}: GET /apps/{self.app.upper()}/{self.instance_id(host)} answered without "
+                               "an `instance` object")
         return instance
 
-    async def _request(self, method: str, host: Host, suffix: str, params: dict[str, str] | None,
-                       headers: dict[str, str] | None = None) -> Any:
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ``GET /apps/<APP>`` (every instance of the app) for all hosts. Writes nothing."""
+        try:
+            status, answer = await self._call("GET", f"{self.url}/apps/{self.app.upper()}", None,
+                                              {"Accept": "application/json"})
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        if status == 404:
+            return Preflight(problems=(f"{self.name}: every host: Eureka at {self.where} has no app "
+                                       f"{self.app.upper()}; is the app registered, and is app spelled as it "
+                                       "registers?",))
+        found = (answer or {}).get("application", {}).get("instance", []) if isinstance(answer, dict) else []
+        instances = {i.get("instanceId"): i for i in ([found] if isinstance(found, dict) else found)
+                     if isinstance(i, dict)}
+        problems, out = [], []
+        for host in hosts:
+            instance = instances.get(self.instance_id(host))
+            if instance is None:
+                problems.append(f"{self.name}: {host.name}: {self._unknown(host)}")
+            elif OUT in (instance.get("status"), _override(instance)):
+                out.append(host.name)
+        notes = [f"{self.name}: {len(instances)} instance(s) of {self.app.upper()} registered at {self.where}"]
+        if out:
+            notes.append(f"{self.name}: already OUT_OF_SERVICE: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        return None  # one HTTP connection per call
+
+    def _unknown(self, host: Host) -> str:
+        return (f"Eureka at {self.where} has no instance {self.instance_id(host)!r} of app {self.app.upper()}; "
+                f"is {host.name} registered, and does instance_id match?")
+
+    async def _call(self, method: str, url: str, params: dict[str, str] | None,
+                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
         kwargs: dict[str, Any] = {"params": params, "headers": headers or {}}
         if self._auth is not None:
             kwargs["auth"] = self._auth
-        status, answer = await call(TrafficError, self.name, method, self._path(host) + suffix,
-                                    timeout=self.timeout, expect_json=method == "GET", ok_statuses=(404,),
-                                    hint=f"is Eureka running at {self.url} (url includes the context path)?",
-                                    **kwargs)
+        return await call(TrafficError, self.name, method, url, timeout=self.timeout, expect_json=method == "GET",
+                          ok_statuses=(404,), secrets=self._secrets,
+                          hint=f"is Eureka running at {self.where} (url includes the context path)?", **kwargs)
+
+    async def _request(self, method: str, host: Host, suffix: str, params: dict[str, str] | None,
+                       headers: dict[str, str] | None = None) -> Any:
+        status, answer = await self._call(method, self._path(host) + suffix, params, headers)
         if status == 404:
-            raise TrafficError(f"{self.name}: Eureka at {self.url} has no instance {self.instance_id(host)!r} of "
-                               f"app {self.app.upper()}; is {host.name} registered, and does instance_id match?")
+            raise TrafficError(f"{self.name}: {self._unknown(host)}")
         return answer
 
 

@@ -7,10 +7,13 @@ import contextlib
 import csv
 import io
 import time
+from collections.abc import Sequence
 
 from graylift.adapters._limits import LoopSemaphores
+from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
 
 # srv_admin_state bits (HAProxy include/haproxy/server-t.h)
 ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, resolution, hostname maint
@@ -22,6 +25,23 @@ SOCKET_TIMEOUT = 5.0
 SOCKET_CONCURRENCY = 4
 CONNECT_ATTEMPTS = 5
 _limit = LoopSemaphores(SOCKET_CONCURRENCY)
+
+
+def parse_servers_state(answer: str, backend: str) -> dict[str, tuple[int, int]]:
+    """{server name: (srv_admin_state, srv_op_state)} of ``backend`` in ``show servers state`` output
+    (version line, ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none."""
+    header: list[str] | None = None
+    servers: dict[str, tuple[int, int]] = {}
+    for line in answer.splitlines():
+        if line.startswith("# "):
+            header = line[2:].split()
+            continue
+        fields = line.split()
+        if header and len(fields) >= len(header) - 2:
+            row = dict(zip(header, fields, strict=False))
+            if row.get("be_name") == backend and "srv_name" in row:
+                servers[row["srv_name"]] = (int(row["srv_admin_state"]), int(row["srv_op_state"]))
+    return servers
 
 
 class HaproxySwitch:
@@ -79,6 +99,43 @@ class HaproxySwitch:
     async def in_flight(self, host: Host) -> int | None:
         return await self._scur(self.server(host))
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Two reads for all hosts: the socket's level and ONE ``show servers state <backend>``."""
+        try:
+            level = (await self.command("show cli level")).strip()
+            answer = await self.command(f"show servers state {self.backend}")
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        servers = parse_servers_state(answer, self.backend)
+        if not servers:
+            return Preflight(problems=(f"{self.name}: every host: HAProxy has no backend {self.backend} with "
+                                       f"servers ({answer.strip() or 'empty answer'}); check the backend name",))
+        problems = []
+        if level in ("operator", "user"):
+            problems.append(f"{self.name}: every host: the socket {self.socket} is at level {level}; graylift sets "
+                            "server states, so use 'stats socket ... level admin'")
+        out, down = [], []
+        for host in hosts:
+            srv = self.server(host)
+            if srv not in servers:
+                problems.append(f"{self.name}: {host.name}: HAProxy has no server {self.backend}/{srv}; add it to "
+                                "the haproxy config or fix the 'server' template in graylift's config")
+                continue
+            admin, op = servers[srv]
+            if admin & (ADMIN_MAINT | ADMIN_DRAIN):
+                out.append(host.name)
+            elif op != OP_RUNNING:
+                down.append(host.name)
+        notes = [f"{self.name}: {len(hosts) - len(out) - len(down)} of {len(hosts)} hosts in and UP"]
+        if out:
+            notes.append(f"{self.name}: already in maint or drain: {names(out)}")
+        if down:
+            notes.append(f"{self.name}: not UP (health check failing): {names(down)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        return None  # one connection per command: nothing stays open
+
     # runtime API -------------------------------------------------------------------------------
 
     async def command(self, line: str) -> str:
@@ -134,17 +191,10 @@ class HaproxySwitch:
     async def _state(self, srv: str) -> tuple[int, int]:
         """(srv_admin_state, srv_op_state) from ``show servers state <backend>``."""
         answer = await self.command(f"show servers state {self.backend}")
-        header: list[str] | None = None
-        for line in answer.splitlines():
-            if line.startswith("# "):
-                header = line[2:].split()
-                continue
-            fields = line.split()
-            if header and len(fields) >= len(header) - 2:
-                row = dict(zip(header, fields, strict=False))
-                if row.get("be_name") == self.backend and row.get("srv_name") == srv:
-                    return int(row["srv_admin_state"]), int(row["srv_op_state"])
-        raise self._unknown(srv, answer if header is None else "")
+        servers = parse_servers_state(answer, self.backend)
+        if srv not in servers:
+            raise self._unknown(srv, "" if servers else answer)
+        return servers[srv]
 
     async def _stat_row(self, srv: str) -> dict[str, str]:
         answer = await self.command("show stat")

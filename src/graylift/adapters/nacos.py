@@ -7,19 +7,26 @@ unchanged. Verify: ``GET /nacos/v1/ns/instance/list`` (healthyOnly=false). Nacos
 instances out of that list (1.x lists them with ``enabled: false``), so an instance missing from the
 list counts as out only when the detail call still finds it; unknown instances are a TrafficError.
 
-With username/password the adapter logs in (``POST /nacos/v1/auth/login``) and sends ``accessToken``;
-a 403 triggers one re-login (expired token). Secrets are never put in messages.
+With username/password the adapter logs in (``POST /nacos/v1/auth/login``) and sends ``accessToken``.
+Nacos answers 403 ("token expired!", "token invalid!") once the token's ``tokenTtl`` is over: the
+adapter then logs in once more and repeats the request. Secrets are never put in messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from graylift.adapters._http import call
+from graylift.adapters._http import call, safe_url, scrub
+from graylift.adapters._limits import LoopSemaphores
+from graylift.adapters._preflight import each, every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
+
+_login_gate = LoopSemaphores(1)
 
 
 class NacosSwitch:
@@ -27,6 +34,7 @@ class NacosSwitch:
                  cluster: str = "DEFAULT", ephemeral: bool = True, username: str | None = None,
                  password: str | None = None, propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        self.where = safe_url(self.url)  # for messages: no userinfo
         self.service, self.port = service, port
         self.namespace, self.group, self.cluster, self.ephemeral = namespace, group, cluster, ephemeral
         self.username = username
@@ -62,6 +70,32 @@ class NacosSwitch:
     async def in_flight(self, host: Host) -> int | None:
         return None
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE instance list for all hosts; the detail call only for hosts the list leaves out (2.x omits
+        disabled instances). Writes nothing."""
+        try:
+            listed = {(item.get("ip"), int(item.get("port", -1))): item for item in await self._list()}
+            missing = [h for h in hosts if (h.address, self.port) not in listed]
+            registered = await each(missing, self._registered)
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        unknown = {h.name for h, found in zip(missing, registered, strict=True) if not found}
+        problems, out = [], []
+        for host in hosts:
+            item = listed.get((host.address, self.port))
+            if host.name in unknown:
+                problems.append(f"{self.name}: {host.name}: {self._not_registered(host)}")
+            elif item is None or item.get("enabled") is False:
+                out.append(host.name)
+        notes = [f"{self.name}: {len(hosts) - len(problems) - len(out)} of {len(hosts)} hosts registered and "
+                 f"enabled in Nacos at {self.where}"]
+        if out:
+            notes.append(f"{self.name}: already disabled: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        return None  # one HTTP connection per call; Nacos tokens just expire
+
     # ------------------------------------------------------------------
 
     def _ids(self, host: Host) -> dict[str, str]:
@@ -77,15 +111,22 @@ class NacosSwitch:
                   "weight": str(current.get("weight", 1.0)), "metadata": json.dumps(current.get("metadata") or {})}
         await self._request("PUT", "/nacos/v1/ns/instance", params, expect_json=False)
 
+    def _not_registered(self, host: Host) -> str:
+        return (f"Nacos at {self.where} has no instance {host.address}:{self.port} (cluster {self.cluster}, "
+                f"namespace {self.namespace or 'public'}); is {host.name} registered, and do "
+                "service/group/cluster/namespace/port match?")
+
+    async def _registered(self, host: Host) -> bool:
+        status, answer = await self._request("GET", "/nacos/v1/ns/instance", self._ids(host), ok_statuses=(404,))
+        return status != 404 and isinstance(answer, dict)
+
     async def _detail(self, host: Host) -> dict[str, Any]:
         status, answer = await self._request("GET", "/nacos/v1/ns/instance", self._ids(host), ok_statuses=(404,))
         if status == 404 or not isinstance(answer, dict):
-            raise TrafficError(f"{self.name}: Nacos at {self.url} has no instance {host.address}:{self.port} "
-                               f"(cluster {self.cluster}, namespace {self.namespace or 'public'}); is {host.name} "
-                               "registered, and do service/group/cluster/namespace/port match?")
+            raise TrafficError(f"{self.name}: {self._not_registered(host)}")
         return answer
 
-    async def _listed(self, host: Host) -> dict[str, Any] | None:
+    async def _list(self) -> list[dict[str, Any]]:
         params = {"serviceName": self.service, "groupName": self.group, "clusters": self.cluster,
                   "healthyOnly": "false"}
         if self.namespace:
@@ -94,25 +135,32 @@ class NacosSwitch:
         hosts = answer.get("hosts") if isinstance(answer, dict) else None
         if not isinstance(hosts, list):
             raise TrafficError(f"{self.name}: GET /nacos/v1/ns/instance/list answered without a `hosts` list")
-        for item in hosts:
-            if item.get("ip") == host.address and int(item.get("port", -1)) == self.port:
-                return dict(item)
-        return None
+        return [dict(item) for item in hosts if isinstance(item, dict)]
+
+    async def _listed(self, host: Host) -> dict[str, Any] | None:
+        return next((item for item in await self._list()
+                     if item.get("ip") == host.address and int(item.get("port", -1)) == self.port), None)
 
     async def _request(self, method: str, path: str, params: dict[str, str], *, expect_json: bool = True,
                        ok_statuses: tuple[int, ...] = ()) -> tuple[int, Any]:
+        """One call; with a login, a 403 (expired or invalid token) drops the token and repeats it once."""
         for attempt in (1, 2):
-            query = dict(params)
+            query, token = dict(params), None
             if self.username:
-                query["accessToken"] = await self._login()
+                token = await self._login()
+                query["accessToken"] = token
             status, answer = await call(TrafficError, self.name, method, self.url + path, params=query,
-                                        timeout=self.timeout, expect_json=expect_json,
-                                        ok_statuses=(*ok_statuses, 403) if attempt == 1 and self.username
-                                        else ok_statuses,
-                                        hint=f"is Nacos running at {self.url}?")
-            if status == 403 and attempt == 1 and self.username:
-                self._token = None  # expired token: log in once more
-                continue
+                                        timeout=self.timeout, expect_json=expect_json, secrets=self._secrets(),
+                                        ok_statuses=(*ok_statuses, 403) if token else ok_statuses,
+                                        hint=f"is Nacos running at {self.where}?")
+            if status == 403 and token:
+                if self._token == token:
+                    self._token = None
+                if attempt == 1:
+                    continue
+                raise TrafficError(scrub(f"{self.name}: {method} {path} was refused with HTTP 403 even after a "
+                                         f"fresh login ({str(answer).strip()[:200]}); check the permissions of "
+                                         f"the Nacos user {self.username!r}", self._secrets()))
             if status in ok_statuses and status != 200:
                 return status, None
             if isinstance(answer, str) and expect_json:
@@ -121,16 +169,22 @@ class NacosSwitch:
                 except ValueError:
                     pass
             return status, answer
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return self._password, self._token
 
     async def _login(self) -> str:
-        if self._token is None:
-            _, answer = await call(TrafficError, self.name, "POST", self.url + "/nacos/v1/auth/login",
-                                   data={"username": self.username or "", "password": self._password or ""},
-                                   timeout=self.timeout, hint=f"check the Nacos user {self.username!r}")
-            token = answer.get("accessToken") if isinstance(answer, dict) else None
-            if not token:
-                raise TrafficError(f"{self.name}: Nacos login as {self.username!r} returned no accessToken; "
-                                   "check the username/password")
-            self._token = str(token)
-        return self._token
+        async with _login_gate(str(id(self))):  # one login at a time; the others use its token
+            if self._token is None:
+                _, answer = await call(TrafficError, self.name, "POST", self.url + "/nacos/v1/auth/login",
+                                       data={"username": self.username or "", "password": self._password or ""},
+                                       timeout=self.timeout, secrets=self._secrets(),
+                                       hint=f"is Nacos running at {self.where}, and are the user {self.username!r} "
+                                       "and its password right?")
+                token = answer.get("accessToken") if isinstance(answer, dict) else None
+                if not token:
+                    raise TrafficError(f"{self.name}: Nacos login as {self.username!r} returned no accessToken; "
+                                       "check the username/password")
+                self._token = str(token)
+            return self._token

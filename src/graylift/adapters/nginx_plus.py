@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from graylift.adapters._http import safe_url, scrub, url_secrets
+from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
 
 OUT_STATES = frozenset({"draining", "down"})
 
@@ -28,9 +32,11 @@ class NginxPlusSwitch:
                  name: str | None = None) -> None:
         self.base = f"{url.rstrip('/')}/{api_version}/http/upstreams/{upstream}"
         self.url, self.upstream, self.port = url, upstream, port
+        self.where = safe_url(url)  # for messages: no userinfo
+        self._secrets = (*(headers or {}).values(), *url_secrets(url))
         self.drain_timeout, self.up_timeout, self.poll_interval = drain_timeout, up_timeout, poll_interval
         self.name = name or f"nginx-plus:{upstream}"
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers or {})
+        self._client = httpx.AsyncClient(timeout=timeout, headers=headers or {}, trust_env=False)
 
     def _addresses(self, host: Host) -> set[str]:
         return {f"{host.address}:{self.port}", f"{host.name}:{self.port}"}
@@ -74,17 +80,42 @@ class NginxPlusSwitch:
     async def in_flight(self, host: Host) -> int | None:
         return sum(int(p.get("active") or 0) for p in await self._peers(host))
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ``GET .../servers`` for all hosts. Writes nothing."""
+        try:
+            servers = await self._request("GET", f"{self.base}/servers")
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        by_address = {s.get("server"): s for s in servers or [] if isinstance(s, dict)}
+        problems, out = [], []
+        for host in hosts:
+            server = next((by_address[a] for a in sorted(self._addresses(host)) if a in by_address), None)
+            if server is None:
+                problems.append(f"{self.name}: {host.name}: {self._unknown(host)}")
+            elif server.get("down") or server.get("drain"):
+                out.append(host.name)
+        notes = [f"{self.name}: upstream {self.upstream} has {len(by_address)} server(s) at {self.where}"]
+        if out:
+            notes.append(f"{self.name}: already down or draining: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
+
     async def close(self) -> None:
         await self._client.aclose()
+
+    def _unknown(self, host: Host) -> str:
+        return (f"upstream {self.upstream} has no server {host.address}:{self.port} for host {host.name}; add it "
+                "to the upstream (graylift only drains and re-enables servers)")
 
     # API -------------------------------------------------------------------------------------------
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+        path = httpx.URL(url).path
         try:
             response = await self._client.request(method, url, json=body)
         except httpx.HTTPError as exc:
-            raise TrafficError(f"{self.name}: cannot reach the nginx Plus API at {self.url} "
-                               f"({exc or type(exc).__name__})") from exc
+            raise TrafficError(scrub(f"{self.name}: cannot reach the nginx Plus API at {self.where} "
+                                     f"({exc or type(exc).__name__}); is nginx Plus running with its 'api' "
+                                     "location there?", self._secrets)) from None
         if response.status_code >= 400:
             try:
                 error = response.json().get("error", {})
@@ -94,7 +125,8 @@ class NginxPlusSwitch:
             hints = {405: " (is the API location 'api write=on;'?)",
                      404: " (does the upstream exist and have a 'zone'?)"}
             hint = hints.get(response.status_code, "")
-            raise TrafficError(f"{self.name}: {method} {url} answered {response.status_code} {detail}{hint}")
+            raise TrafficError(scrub(f"{self.name}: {method} {path} answered {response.status_code} {detail}{hint}",
+                                     self._secrets))
         return response.json() if response.content else None
 
     async def _server(self, host: Host) -> dict[str, Any]:
@@ -103,9 +135,7 @@ class NginxPlusSwitch:
         for server in servers or []:
             if server.get("server") in wanted:
                 return dict(server)
-        raise TrafficError(f"{self.name}: upstream {self.upstream} has no server {host.address}:{self.port} "
-                           f"for host {host.name}; add it to the upstream (graylift only drains and "
-                           "re-enables servers)")
+        raise TrafficError(f"{self.name}: {self._unknown(host)}")
 
     async def _peers(self, host: Host) -> list[dict[str, Any]]:
         group = await self._request("GET", self.base)

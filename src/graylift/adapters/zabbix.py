@@ -14,14 +14,18 @@ hosts as ``hostids`` (Zabbix < 6.4).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from graylift.adapters._http import call
+from graylift.adapters._http import call, safe_url, scrub, url_secrets
+from graylift.adapters._preflight import every_host
 from graylift.core.model import Host
 from graylift.errors import SilencerError
+from graylift.ports import Preflight
 
 MIN_PERIOD = 300
 NAME_LIMIT = 128
@@ -43,8 +47,9 @@ class ZabbixSilencer:
         self.host_template = host_template
         self.legacy_auth = legacy_auth
         self.timeout = timeout
-        self.name = f"zabbix:{self.url}"
+        self.name = f"zabbix:{safe_url(self.url)}"  # no userinfo: the name lands in messages
         self._ids = 0
+        self._logged_in = False  # a session from user.login (None with an API token): user.logout at close
 
     def maintenance_name(self, host: Host, reason: str) -> str:
         return f"graylift {reason} {host.name}"[:NAME_LIMIT]
@@ -88,6 +93,32 @@ class ZabbixSilencer:
         now = time.time()
         return found is not None and int(found.get("active_since", 0)) <= now < int(found.get("active_till", 0))
 
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """``apiinfo.version``, the login, and ONE ``host.get`` for every host's technical name. Writes nothing."""
+        technical = {host.name: self._technical(host) for host in hosts}
+        try:
+            version = await self._rpc("apiinfo.version", {}, auth=False)
+            found = await self._rpc("host.get", {"output": ["hostid", "host"],
+                                                 "filter": {"host": sorted(set(technical.values()))}})
+        except SilencerError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        known = {item.get("host") for item in found or [] if isinstance(item, dict)}
+        problems = tuple(f"{self.name}: {host}: Zabbix has no host named {name!r}; add it to Zabbix or fix "
+                         "host_template (it must give the technical host name)"
+                         for host, name in technical.items() if name not in known)
+        return Preflight(problems, (f"{self.name}: Zabbix {version}, {len(hosts) - len(problems)} of {len(hosts)} "
+                                    "hosts known",))
+
+    async def close(self) -> None:
+        """Ends the session user.login opened (an API token is left alone)."""
+        if self._logged_in:
+            with contextlib.suppress(SilencerError):
+                await self._rpc("user.logout", [])
+            self._token, self._logged_in = None, False
+
+    def _technical(self, host: Host) -> str:
+        return self.host_template.format(host=host.name, address=host.address)
+
     async def _find(self, name: str) -> dict[str, Any] | None:
         result = await self._rpc("maintenance.get", {"output": "extend", "filter": {"name": [name]},
                                                      "selectHosts": ["hostid"]})
@@ -96,7 +127,7 @@ class ZabbixSilencer:
         return next((m for m in result if m.get("name") == name), None)
 
     async def _hostid(self, host: Host) -> str:
-        technical = self.host_template.format(host=host.name, address=host.address)
+        technical = self._technical(host)
         result = await self._rpc("host.get", {"output": ["hostid", "host"], "filter": {"host": [technical]}})
         if not result:
             raise SilencerError(f"{self.name}: Zabbix has no host named {technical!r}; check host_template "
@@ -114,7 +145,8 @@ class ZabbixSilencer:
             else:
                 headers["Authorization"] = f"Bearer {token}"
         _, answer = await call(SilencerError, self.name, "POST", self.url, json=body, headers=headers,
-                               timeout=self.timeout, hint="is the Zabbix frontend reachable at that URL?")
+                               timeout=self.timeout, secrets=(self._password, self._token),
+                               hint="is the Zabbix frontend reachable at that URL?")
         if not isinstance(answer, dict):
             raise SilencerError(f"{self.name}: {method} answered {answer!r:.200}, not a JSON-RPC object")
         if "error" in answer:
@@ -123,7 +155,8 @@ class ZabbixSilencer:
             what = ("check the API token / username and password and the user's permissions"
                     if method == "user.login" or any(word in detail.lower() for word in AUTH_WORDS)
                     else "check the Zabbix user's role allows maintenance and host access")
-            raise SilencerError(f"{self.name}: {method} failed: {detail[:300]}; {what}")
+            raise SilencerError(scrub(f"{self.name}: {method} failed: {detail[:300]}; {what}",
+                                      (self._password, self._token, *url_secrets(self.url))))
         return answer.get("result")
 
     async def _session(self) -> str:
@@ -132,5 +165,5 @@ class ZabbixSilencer:
                                      auth=False)
             if not isinstance(result, str) or not result:
                 raise SilencerError(f"{self.name}: user.login as {self.username!r} returned no session")
-            self._token = result
+            self._token, self._logged_in = result, True
         return self._token

@@ -18,14 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
+from graylift.adapters._preflight import every_host, names
 from graylift.adapters._zk import ZkSession
 from graylift.core.model import Host
 from graylift.errors import TrafficError
+from graylift.ports import Preflight
+
+
+def _children(zk: KazooClient, path: str) -> list[str]:
+    try:
+        return list(zk.get_children(path))
+    except NoNodeError:
+        return []
+
+
+def provider_addresses(children: Sequence[str]) -> set[tuple[str, int]]:
+    """(address, port) of provider nodes (URL-encoded ``dubbo://address:port/service?...`` names)."""
+    found = set()
+    for child in children:
+        try:
+            url = urlsplit(unquote(child))
+            if url.hostname and url.port:
+                found.add((url.hostname, url.port))
+        except ValueError:
+            continue
+    return found
 
 
 class ZookeeperSwitch:
@@ -93,22 +116,37 @@ class ZookeeperSwitch:
     async def providers(self) -> set[tuple[str, int]]:
         """(address, port) of every provider registered under <root>/<service>/providers."""
         path = self.providers_path
+        return provider_addresses(await self._zk.call(lambda zk: _children(zk, path)))
 
-        def children(zk: KazooClient) -> list[str]:
-            try:
-                return list(zk.get_children(path))
-            except NoNodeError:
-                return []
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ZooKeeper round for all hosts: the providers and the override nodes. Writes nothing."""
+        providers_path, overrides_path = self.providers_path, f"{self.root}/{self.service}/configurators"
 
-        found = set()
-        for child in await self._zk.call(children):
-            try:
-                url = urlsplit(unquote(child))
-                if url.hostname and url.port:
-                    found.add((url.hostname, url.port))
-            except ValueError:
-                continue
-        return found
+        def read(zk: KazooClient) -> tuple[list[str], list[str]]:
+            return _children(zk, providers_path), _children(zk, overrides_path)
+
+        try:
+            registered, overrides = await self._zk.call(read)
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        providers = provider_addresses(registered)
+        problems, out = [], []
+        for host in hosts:
+            if quote(self.override_url(host), safe="") in overrides:
+                out.append(host.name)
+            if providers and (host.address, self.port) not in providers:
+                problems.append(f"{self.name}: {host.name}: no provider {host.address}:{self.port} under "
+                                f"{providers_path} ({len(providers)} other(s) registered); is the app running "
+                                "and registered with this address, and are service and port right?")
+        if providers:
+            notes = [f"{self.name}: {len(providers)} provider(s) registered under {providers_path}"]
+        else:
+            notes = [f"{self.name}: no provider registered under {providers_path}, so registration cannot be "
+                     "checked: only the override nodes are written and verified (is service spelled as the "
+                     "providers register it?)"]
+        if out:
+            notes.append(f"{self.name}: override already present (out): {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
 
     async def close(self) -> None:
         await self._zk.close()

@@ -63,7 +63,8 @@ class LabInfo:
     pidfiles: dict[str, str] = field(default_factory=dict)  # service name -> pidfile
     nginx_conf: str = ""  # the lab nginx's main config (``nginx -c``; names its pid file and error log)
     nginx_pidfile: str = ""  # written by nginx itself (the master's pid)
-    nginx_includes: dict[str, str] = field(default_factory=dict)  # app -> upstream include graylift edits
+    nginx_includes: dict[str, str] = field(default_factory=dict)  # app -> the file of server lines graylift edits
+    nginx_layout: str = "block-in-include"  # or "include-inside-upstream" (graylift.lab.nginx.LAYOUTS)
 
     @property
     def path(self) -> Path:

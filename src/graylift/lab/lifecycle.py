@@ -28,14 +28,17 @@ def app_ports(apps: tuple[str, ...]) -> dict[str, int]:
 
 
 def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",),
-           state_root: Path | None = None, lbs: tuple[str, ...] = ("haproxy",)) -> LabInfo:
+           state_root: Path | None = None, lbs: tuple[str, ...] = ("haproxy",),
+           nginx_layout: str = lab_nginx.BLOCK_IN_INCLUDE) -> LabInfo:
     """Start a lab of ``hosts`` hosts for ``apps``; return what it is (also saved as ``lab.json``).
 
     HAProxy and nginx both always run; ``lbs`` picks which of them the written ``graylift.yaml`` names
     (``("haproxy",)``, ``("nginx",)`` or ``("haproxy", "nginx")``), before the ZooKeeper registry.
+    ``nginx_layout``: ``block-in-include`` or ``include-inside-upstream`` (see ``graylift.lab.nginx``).
     """
     fleet.require_root()
     lbs = files.check_lbs(lbs)
+    lab_nginx.check_layout(nginx_layout)
     naming.check_lab_name(name)
     naming.check_host_count(hosts)
     apps = tuple(dict.fromkeys(apps))
@@ -49,13 +52,14 @@ def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",
                             "run `graylift lab down` first")
     lab_down(name, state_root)  # leftovers of a crashed `up`
     try:
-        return _bring_up(name, hosts, apps, state_dir, lbs)
+        return _bring_up(name, hosts, apps, state_dir, lbs, nginx_layout)
     except BaseException:
         lab_down(name, state_root)
         raise
 
 
-def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs: tuple[str, ...]) -> LabInfo:
+def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs: tuple[str, ...],
+              nginx_layout: str) -> LabInfo:
 
     state_dir.mkdir(parents=True, mode=0o700)
     state_dir.chmod(0o700)
@@ -97,7 +101,8 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
     haproxy = services.start_haproxy(svc_dir / "haproxy",
                                      files.haproxy_config(haproxy_socket, frontends, ports, lab_hosts))
     pidfiles["haproxy"] = str(haproxy.pidfile)
-    nginx = lab_nginx.start_nginx(svc_dir / "nginx", lab_hosts, ports, _distinct_ports(apps, set(frontends.values())))
+    nginx = lab_nginx.start_nginx(svc_dir / "nginx", lab_hosts, ports, _distinct_ports(apps, set(frontends.values())),
+                                  layout=nginx_layout)
     pidfiles["nginx"] = str(nginx.service.pidfile)
 
     info = LabInfo(
@@ -111,6 +116,7 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
         alertmanager_url=f"http://127.0.0.1:{alertmanager.port}",
         artifact_base_url=f"http://{bridge_ip}:{art_port}", artifact_dir=str(artifact_dir), pidfiles=pidfiles,
         nginx_conf=str(nginx.conf), nginx_pidfile=str(nginx.pidfile), nginx_includes=nginx.includes,
+        nginx_layout=nginx.layout,
     )
     Path(info.config_path).write_text(files.graylift_config(
         state_dir=info.state_dir, client_key=info.client_key, known_hosts=info.known_hosts,

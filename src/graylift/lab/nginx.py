@@ -3,8 +3,15 @@
 Each nginx is its own master process (``daemon off``, so the lab's pidfile is the master's pid) with
 its config, pid file, error log and temp dirs in its own directory of the lab's state dir; it reads
 nothing from ``/etc/nginx`` (so the package's default site on port 80 is never loaded). Per app one
-``server`` on 127.0.0.1 proxying to ``upstream <app>_upstream``, which lives in its own include file:
-the file graylift's NginxSwitch edits (``down`` flags) before ``nginx -s reload``.
+``server`` on 127.0.0.1 proxying to ``upstream <app>_upstream``. Two layouts (``LAYOUTS``):
+
+- ``block-in-include`` (default): the whole ``upstream`` block lives in its own include file
+  (``<app>_upstream.conf``, included at http level);
+- ``include-inside-upstream``: nginx.conf holds ``upstream <app>_upstream { include upstreams/<app>.conf;
+  keepalive 16; }`` and ``upstreams/<app>.conf`` only the ``server`` lines.
+
+Either way the file with the ``server`` lines is the app's entry in ``includes``: the file graylift's
+NginxSwitch edits (``down`` flags) before ``nginx -s reload``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,15 @@ from graylift.lab.info import LabHost, LabInfo
 NGINX = "/usr/sbin/nginx"
 KEEPALIVE = 16
 READY_TIMEOUT = 15.0
+BLOCK_IN_INCLUDE = "block-in-include"
+INCLUDE_INSIDE_UPSTREAM = "include-inside-upstream"
+LAYOUTS = (BLOCK_IN_INCLUDE, INCLUDE_INSIDE_UPSTREAM)
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise GrayliftError(f"unknown nginx layout {layout!r}: choose {' or '.join(LAYOUTS)}")
+    return layout
 
 
 def upstream_name(app: str) -> str:
@@ -38,11 +54,19 @@ def upstream_include(app: str, port: int, hosts: Sequence[LabHost]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def upstream_servers(port: int, hosts: Sequence[LabHost]) -> str:
+    """The include of layout ``include-inside-upstream``: only the ``server`` lines."""
+    lines = ["# graylift lab: included inside upstream; graylift's NginxSwitch toggles 'down' on these lines"]
+    lines += [f"server {h.address}:{port} max_fails=0;" for h in hosts]
+    return "\n".join(lines) + "\n"
+
+
 def nginx_config(workdir: Path, frontends: Mapping[str, int], includes: Mapping[str, str], *,
-                 bind_address: str | None = None, listen: str = "127.0.0.1") -> str:
+                 bind_address: str | None = None, listen: str = "127.0.0.1", layout: str = BLOCK_IN_INCLUDE) -> str:
     """The main config: pid, error log and temp dirs in ``workdir``; one 127.0.0.1 server per app.
 
-    ``bind_address``: the source address of connections to the upstreams (``proxy_bind``).
+    ``bind_address``: the source address of connections to the upstreams (``proxy_bind``). ``layout``: where
+    ``includes`` go (at http level, or inside each ``upstream`` block, relative to ``workdir`` when under it).
     """
     bind = [f"        proxy_bind {bind_address};"] if bind_address else []
     lines = [
@@ -63,7 +87,13 @@ def nginx_config(workdir: Path, frontends: Mapping[str, int], includes: Mapping[
         "    proxy_read_timeout 30s;",
     ]
     for app in frontends:
-        lines.append(f"    include {includes[app]};")
+        if check_layout(layout) == BLOCK_IN_INCLUDE:
+            lines.append(f"    include {includes[app]};")
+            continue
+        include = Path(includes[app])
+        relative = include.relative_to(workdir) if include.is_relative_to(workdir) else include
+        lines += [f"    upstream {upstream_name(app)} {{", f"        include {relative};  # only server lines",
+                  f"        keepalive {KEEPALIVE};", "    }"]
     for app, port in frontends.items():
         lines += [
             "    server {",
@@ -88,8 +118,9 @@ class Nginx:
     service: services.Service
     conf: Path
     pidfile: Path  # nginx's own pid file (the same pid as service.pidfile)
-    includes: dict[str, str]  # app -> upstream include file
+    includes: dict[str, str]  # app -> the file with the upstream's server lines
     urls: dict[str, str]  # app -> http://127.0.0.1:<port>
+    layout: str = BLOCK_IN_INCLUDE
 
 
 def _check(conf: Path) -> None:
@@ -100,20 +131,26 @@ def _check(conf: Path) -> None:
 
 
 def start_nginx(workdir: Path, hosts: Sequence[LabHost], app_ports: Mapping[str, int],
-                frontends: Mapping[str, int], *, bind_address: str | None = None) -> Nginx:
-    """Write the config and the includes into ``workdir``, check them (``nginx -t``), start the master,
-    return once every frontend accepts connections."""
+                frontends: Mapping[str, int], *, bind_address: str | None = None,
+                layout: str = BLOCK_IN_INCLUDE) -> Nginx:
+    """Write the config and the includes (in ``layout``) into ``workdir``, check them (``nginx -t``), start
+    the master, return once every frontend accepts connections."""
+    check_layout(layout)
     if not Path(NGINX).exists():
         raise GrayliftError(f"{NGINX} is missing: apt-get install nginx (the lab's second load balancer)")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "tmp").mkdir(exist_ok=True)
     includes = {}
     for app, port in app_ports.items():
-        include = workdir / f"{upstream_name(app)}.conf"
-        include.write_text(upstream_include(app, port, hosts))
+        if layout == BLOCK_IN_INCLUDE:
+            include, text = workdir / f"{upstream_name(app)}.conf", upstream_include(app, port, hosts)
+        else:
+            (workdir / "upstreams").mkdir(exist_ok=True)
+            include, text = workdir / "upstreams" / f"{app}.conf", upstream_servers(port, hosts)
+        include.write_text(text)
         includes[app] = str(include)
     conf = workdir / "nginx.conf"
-    conf.write_text(nginx_config(workdir, frontends, includes, bind_address=bind_address))
+    conf.write_text(nginx_config(workdir, frontends, includes, bind_address=bind_address, layout=layout))
     _check(conf)
     argv = [NGINX, "-e", str(workdir / "error.log"), "-c", str(conf), "-g", "daemon off; master_process on;"]
     service = services._spawn("nginx", argv, workdir, None)
@@ -124,7 +161,7 @@ def start_nginx(workdir: Path, hosts: Sequence[LabHost], app_ports: Mapping[str,
         services.stop_service(service)
         raise
     return Nginx(service=service, conf=conf, pidfile=workdir / "nginx.pid", includes=includes,
-                 urls={app: f"http://127.0.0.1:{port}" for app, port in frontends.items()})
+                 urls={app: f"http://127.0.0.1:{port}" for app, port in frontends.items()}, layout=layout)
 
 
 # The rogue nginx ------------------------------------------------------------------------------------

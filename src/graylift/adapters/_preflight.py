@@ -1,0 +1,37 @@
+"""Small helpers the adapters' ``preflight`` methods share: one-line messages and bounded per-host checks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from graylift.errors import GrayliftError
+
+T = TypeVar("T")
+R = TypeVar("R")
+LISTED = 10  # names shown in one note; the rest are counted
+
+
+def names(items: Sequence[str]) -> str:
+    """``a, b, c`` (at most LISTED names, then ``and N more``)."""
+    shown = ", ".join(items[:LISTED])
+    return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
+
+
+def every_host(name: str, exc: GrayliftError) -> str:
+    """An adapter error (``"<name>: what; do this"``) as a problem line that concerns every host."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first.replace(f"{name}: ", f"{name}: every host: ", 1) if first.startswith(f"{name}: ") \
+        else f"{name}: every host: {first}"
+
+
+async def each(items: Sequence[T], check: Callable[[T], Awaitable[R]], limit: int = 16) -> list[R]:
+    """``check`` on every item, at most ``limit`` at once; results in the items' order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await check(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
