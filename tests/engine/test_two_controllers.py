@@ -26,9 +26,14 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def controller(url: str, world: Path, release_id: int, owner: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.engine.controller_proc", url, str(world), str(release_id),
-                             owner], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def controller(url: str, world: Path, release_id: int, owner: str) -> subprocess.Popen[bytes]:
+    with (world / f"{owner}.out").open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "tests.engine.controller_proc", url, str(world),
+                                 str(release_id), owner], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def output(world: Path, owner: str) -> str:
+    return (world / f"{owner}.out").read_text()
 
 
 def create(store: Store, version: str, hosts: list[Host]) -> int:
@@ -54,7 +59,7 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
     with Store.open(url) as store:
         first = create(store, "1.0.0", hosts)
         done = controller(url, world, first, "warm-up")
-        assert done.wait(60) == 0, done.stdout.read() if done.stdout else ""
+        assert done.wait(60) == 0, output(world, "warm-up")
         assert store.get_release(first).state is ReleaseState.SUCCEEDED
         rid = create(store, "2.0.0", hosts)
         a = controller(url, world, rid, "controller-a")
@@ -66,11 +71,12 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
             frozen_at = time.time()
             time.sleep(STALE_AFTER_SECONDS + 1)
             b = controller(url, world, rid, "controller-b")
-            assert b.wait(120) == 0, b.stdout.read() if b.stdout else ""
+            assert b.wait(120) == 0, output(world, "controller-b")
             assert store.get_release(rid).state is ReleaseState.SUCCEEDED
             thawed_at = time.time()
             os.kill(a.pid, signal.SIGCONT)
-            assert a.wait(30) == 3, a.stdout.read() if a.stdout else ""  # A stopped: its lease was lost
+            assert a.wait(30) == 3, output(world, "controller-a")  # A stopped: its lease was lost
+            assert "lease lost" in output(world, "controller-a")
         finally:
             for proc in (a,):
                 if proc.poll() is None:

@@ -84,6 +84,8 @@ class StoreBase:
                     self._check_fence(conn, self.fence)
                 yield conn
         except SQLAlchemyError as exc:
+            if self.fence is not None:
+                self.fence.check()  # frozen past its deadline (the server ended its session): the lease is gone
             raise StoreError(self._failed(exc)) from exc
 
     @contextlib.contextmanager

@@ -22,6 +22,8 @@ from graylift.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_LOCK_TIMEOUT_MS = 5_000
+PG_IDLE_TX_MS = 5_000  # well inside the lease's stale window (engine.lease.STALE_AFTER_SECONDS)
 _PG_MIGRATION_LOCK = 0x6772_6C66  # "grlf": serialises concurrent `Store.open` migrations on PostgreSQL
 SUPPORTED = ("sqlite", "postgresql")
 
@@ -33,7 +35,10 @@ def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
         raise StoreError(f"state database {url.render_as_string(hide_password=True)}: only SQLite "
                          "(sqlite:///path) and PostgreSQL (postgresql+psycopg://...) are supported")
     if backend != "sqlite":
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        # A controller frozen (SIGSTOP, a VM pause) inside a transaction must not hold the release's row lock
+        # past the lease's stale window: the server ends such a session, and nobody waits on a lock forever.
+        options = f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={PG_IDLE_TX_MS}"
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"options": options})
         return engine, engine
     database = url.database or ""
     if database in ("", ":memory:"):
