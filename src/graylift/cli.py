@@ -423,12 +423,14 @@ def lab_up_cmd(hosts: Annotated[int, typer.Option(help="Number of hosts.")] = 10
                apps: Annotated[str, typer.Option(help="Comma-separated: pyapp, shop.")] = "pyapp",
                name: Annotated[str, typer.Option(help="Lab name.")] = "lab",
                lbs: Annotated[str, typer.Option(help="Load balancers in the written config: haproxy, nginx.")]
-               = "haproxy") -> None:
+               = "haproxy",
+               nginx_layout: Annotated[str, typer.Option(help="block-in-include or include-inside-upstream.")]
+               = "block-in-include") -> None:
     """Start a local fleet: sshd hosts in network namespaces, HAProxy, nginx, ZooKeeper, Alertmanager, artifacts."""
     from graylift.lab import lab_up
 
     info = guarded(lambda: lab_up(name=name, hosts=hosts, apps=tuple(a for a in apps.split(",") if a),
-                                  lbs=tuple(b for b in lbs.split(",") if b)))
+                                  lbs=tuple(b for b in lbs.split(",") if b), nginx_layout=nginx_layout))
     console.print(f"lab {name!r} up: {len(info.hosts)} host(s); config {info.config_path}")
     console.print(f"next: graylift -c {info.config_path} hosts import {info.hosts_file} --app pyapp --env prod")
 

@@ -30,14 +30,14 @@ GRAYLIFT = [sys.executable, "-m", "graylift"]
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
 
-def lab_fixture(app: str, hosts: int, name: str) -> Callable[..., Iterator[LabInfo]]:
+def lab_fixture(app: str, hosts: int, name: str, **lab_args: Any) -> Callable[..., Iterator[LabInfo]]:
     @pytest.fixture(scope="module")
     def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabInfo]:
         if not IS_ROOT:
             pytest.skip("the lab needs root (network namespaces, sshd); run the tests as root")
         root = tmp_path_factory.mktemp(f"lab-{name}")
         lab_down(name, state_root=root)
-        info = lab_up(name, hosts=hosts, apps=(app,), state_root=root)
+        info = lab_up(name, hosts=hosts, apps=(app,), state_root=root, **lab_args)
         yield info
         lab_down(name, state_root=root)
 
@@ -54,9 +54,10 @@ class Deploy:
     gl: Graylift
     env: str = "prod"
 
-    def cli(self, *args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 300, check: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([*GRAYLIFT, "-c", str(self.config), *args], capture_output=True, text=True,
-                              timeout=timeout, env=os.environ | {"COLUMNS": "200"})
+                              timeout=timeout, env=os.environ | {"COLUMNS": "200"} | (env or {}))
         if check:
             assert done.returncode == 0, done.stdout + done.stderr
         return done

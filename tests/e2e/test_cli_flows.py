@@ -3,6 +3,7 @@ resume, retry of failed hosts, automatic rollback on failure, history."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -70,13 +71,13 @@ def test_retry_after_a_failed_host(deploy: Deploy, lab: LabInfo) -> None:
     from graylift.lab import partition
 
     d = deploy
-    partition(lab, "pyapp-04", down=True)
+    rid = asyncio.run(d.gl.start_release(APP, "prod", "2.0.0", started_by="test")).id  # the preflight saw it up
+    partition(lab, "pyapp-04", down=True)  # then it is cut off, before its turn
     try:
-        first = d.cli("release", APP, "2.0.0", "--env", "prod", "--wait")
+        first = d.cli("resume", str(rid), "--wait")
     finally:
         partition(lab, "pyapp-04", down=False)
     assert first.returncode == 1
-    rid = d.gl.store.list_releases(APP, "prod", limit=1)[0].id
     settled(d.gl.store.get_release(rid), ReleaseState.PAUSED)
     assert d.gl.store.host_run(rid, "pyapp-04").state == HostState.FAILED
     again = d.cli("retry", str(rid), "--wait")
@@ -100,7 +101,7 @@ def test_on_failure_rollback_rolls_back_by_itself(deploy: Deploy, lab: LabInfo) 
 def test_bad_input_gets_a_message_not_a_traceback(deploy: Deploy) -> None:
     d = deploy
     for args, words in [
-        (("release", APP, "7.7.7", "--env", "prod"), "not found"),
+        (("release", APP, "7.7.7", "--env", "prod"), "is not in the repository"),
         (("release", "nope", "1.0.0", "--env", "prod"), "nope"),
         (("release", APP, "../../etc", "--env", "prod"), "not a plain name"),
         (("plan", APP, "--env", "staging"), "no hosts"),

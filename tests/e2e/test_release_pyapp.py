@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -172,9 +173,10 @@ def test_unreachable_host_is_absorbed_by_the_failure_budget(deploy: Deploy, lab:
     d = make_deploy(lab, APP, deploy.config.parent / "budget", **FAST,
                     failure_budget={"per_batch": 1, "total": 1})
     victim = "pyapp-06"
-    partition(lab, victim, down=True)
+    started = asyncio.run(d.gl.start_release(APP, "prod", "2.0.0", started_by="test"))  # preflight saw it up
+    partition(lab, victim, down=True)  # cut off after the preflight, before its turn
     try:
-        rec = d.release("2.0.0")
+        rec = asyncio.run(d.gl.engine().drive(started.id))
     finally:
         partition(lab, victim, down=False)
     settled(rec, ReleaseState.SUCCEEDED)
@@ -219,7 +221,7 @@ def test_stage_refuses_a_package_with_unsafe_paths(deploy: Deploy, lab: LabInfo,
     assert set(deploy.versions().values()) == {"1.0.0"}
 
 
-def test_any_later_graylift_command_takes_over_a_dead_controller(deploy: Deploy) -> None:
+def test_a_dead_controller_is_shown_by_status_and_taken_over_only_by_resume(deploy: Deploy) -> None:
     proc = subprocess.Popen([*GRAYLIFT, "-c", str(deploy.config), "release", APP, "2.0.0", "--env", "prod",
                              "--wait"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -232,9 +234,18 @@ def test_any_later_graylift_command_takes_over_a_dead_controller(deploy: Deploy)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     rid = deploy.gl.store.active_release(APP, "prod").id  # type: ignore[union-attr]
-    shown = deploy.cli("status", check=True)  # a plain `status`, nothing about resuming
-    assert f"release #{rid}" in shown.stderr and "taking it over" in shown.stderr
-    wait_until(lambda: deploy.gl.store.get_release(rid).finished, 120, "the taken-over release to finish")
+    before = deploy.gl.store.get_release(rid)
+    for read_only in (("status",), ("status", str(rid)), ("history", APP, "--env", "prod"),
+                      ("hosts", "list", "--app", APP, "--env", "prod")):
+        shown = deploy.cli(*read_only, check=True)
+        assert "taking it over" not in shown.stdout + shown.stderr
+    shown = deploy.cli("status", str(rid), check=True)
+    assert "controller gone since" in shown.stdout and f"graylift resume {rid}" in shown.stdout
+    time.sleep(3)
+    after = deploy.gl.store.get_release(rid)
+    assert after.owner == before.owner and after.lease_epoch == before.lease_epoch  # nobody took it over
+    done = deploy.cli("resume", str(rid), "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
     settled(deploy.gl.store.get_release(rid), ReleaseState.SUCCEEDED)
     assert set(deploy.versions().values()) == {"2.0.0"}
     deploy.assert_fleet_clean()

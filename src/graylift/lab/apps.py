@@ -1,7 +1,7 @@
 """The lab's sample apps, built at ``lab up`` into ``<artifact_dir>/{app}/{version}/{app}-{version}.{ext}``.
 
 - ``pyapp`` (tar.gz): a Python web app with ``bin/start`` / ``bin/stop`` at the archive's top level.
-  1.0.0 and 2.0.0 are good, 3.0.0 answers /health with 500, 4.0.0's ``bin/start`` never returns.
+  1.0.0, 1.1.0 and 2.0.0 are good, 3.0.0 answers /health with 500, 4.0.0's ``bin/start`` never returns.
 - ``shop`` (war): a jakarta.servlet app compiled with javac for Tomcat 10. 3.0.0 answers /health with 500.
 
 Every package gets a ``.sha256`` file next to it (hex digest, two spaces, file name).
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from graylift.errors import GrayliftError
 
-PYAPP_VERSIONS = {"1.0.0": "good", "2.0.0": "good", "3.0.0": "broken-health", "4.0.0": "hung-start"}
+PYAPP_VERSIONS = {"1.0.0": "good", "1.1.0": "good", "2.0.0": "good", "3.0.0": "broken-health",
+                  "4.0.0": "hung-start"}
 SHOP_VERSIONS = {"1.0.0": "good", "2.0.0": "good", "3.0.0": "broken-health"}
 SERVLET_API = Path("/usr/share/tomcat10/lib/servlet-api.jar")
 APPS = ("pyapp", "shop")
