@@ -110,6 +110,7 @@ class StepContext:
     journal: Callable[[str, dict[str, Any]], None]  # (event, detail) for the running step
     found: Found | None = None  # what this pass's pre-check found
     require_healthy: bool = True  # a rollback's pre-check only reads: the host may be sick on a bad version
+    rollback_versions: tuple[str, ...] = ()  # good versions a rollback would go to, newest first: pruned last
 
     @property
     def version(self) -> str:
@@ -292,13 +293,16 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
 
 
 async def prune(ctx: StepContext) -> list[str]:
-    """Keep the newest ``keep_releases`` release dirs; never the current one, the previous one or the target."""
+    """Keep ``keep_releases`` release dirs: always the target, the current one and the previous one; then the
+    versions a rollback would go to (``ctx.rollback_versions``, newest first); then the newest others."""
     d = ctx.runtime.deploy_dir.rstrip("/")
     previous = ctx.found.current_dir if ctx.found else None
     keep = {ctx.target.dir, *(n for n in (await current_dir(ctx), previous) if n)}
     listing = await ctx.sh(f"ls -1t {shlex.quote(d)}/releases 2>/dev/null || true", timeout=30)
     names = [n for n in listing.splitlines() if n and not n.startswith(".")]
-    extra = [n for n in names if n not in keep]
+    version_of = ctx.found.version_of if ctx.found else (lambda n: n)
+    wanted = [n for v in ctx.rollback_versions for n in names if version_of(n) == v and n not in keep]
+    extra = list(dict.fromkeys([*wanted, *(n for n in names if n not in keep)]))
     room = max(0, ctx.runtime.keep_releases - len(keep))
     doomed = [n for n in extra[room:] if is_plain_name(n)]
     if doomed:

@@ -327,6 +327,9 @@ def test_repository_credentials_reach_the_hosts_on_stdin_only(lab: LabInfo, tmp_
                                        "sha256_url": "{url}.sha256", "username": "deploy",
                                        "password_env": "LAB_REPO_PASSWORD"}
 
+    settled(deploy(lab, tmp_path / "plain", nginx=False).release("1.0.0"), ReleaseState.SUCCEEDED)
+    for host in lab.hosts:  # so that every host downloads 2.0.0 again, through the repository with credentials
+        host_exec(lab, host.name, f"rm -rf /srv/{APP}/releases/2.0.0")
     d = deploy(lab, tmp_path, nginx=False, edit=edit)
     missing = d.cli("plan", APP, "2.0.0", "--env", ENV)
     assert missing.returncode == 2 and "LAB_REPO_PASSWORD" in missing.stderr
@@ -334,7 +337,7 @@ def test_repository_credentials_reach_the_hosts_on_stdin_only(lab: LabInfo, tmp_
     assert wrong.returncode == 2 and "401" in wrong.stderr and "wrong" not in wrong.stderr
     done = d.cli("release", APP, "2.0.0", "--env", ENV, "--wait", env={"LAB_REPO_PASSWORD": "lab-repo-s3cret-pw"})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert auth_repository.downloads >= 1
+    assert auth_repository.downloads == len(lab.hosts)
     assert auth_repository.hits == []  # no process (on any lab host or here) had the password in its argv
     assert b"lab-repo-s3cret-pw" not in Path(tmp_path / "state.db").read_bytes()
     for wal in tmp_path.glob("state.db*"):

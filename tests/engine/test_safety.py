@@ -390,3 +390,12 @@ def test_undo_tries_every_backend(make_world: Callable[..., World]) -> None:
     assert w.store.host_run(rec.id, "h1").state is HostState.FAILED
     assert lb2.out == set() and lb1.out == set()
     assert w.running("h1") == "1.0.0"
+
+
+def test_pruning_keeps_the_versions_a_rollback_would_go_to(world: World) -> None:
+    for version in ("1.0.0", "2.0.0", "4.0.0"):
+        world.release(version)
+    assert world.drive(world.start("2.0.0", kind="rollback")).state is ReleaseState.SUCCEEDED  # 4.0.0 is bad
+    world.release("5.0.0")  # keep_releases is 3: the target, the previous (2.0.0), then 1.0.0 over the newer 4.0.0
+    kept = sorted(p.name for p in (world.folders / "h3" / "releases").iterdir())
+    assert kept == ["1.0.0", "2.0.0", "5.0.0"]

@@ -83,6 +83,12 @@ class HostRunner:
         self.store.update_release(release_id, plan=plan | {"packages": packages})
         return Package.from_json(packages[version])
 
+    def rollback_versions(self, rec: ReleaseRecord) -> tuple[str, ...]:
+        """The app's good versions, newest first: where rollbacks go, so a host keeps them when it prunes."""
+        bad = self.store.bad_versions(rec.app, rec.env)
+        seen = dict.fromkeys(d.version for d in self.store.deployed_versions(rec.app, rec.env) if d.version not in bad)
+        return tuple(seen)
+
     def _deployed_sha(self, rec: ReleaseRecord, version: str) -> str | None:
         for deployed in self.store.deployed_versions(rec.app, rec.env):
             if deployed.version == version and deployed.sha256:
@@ -117,7 +123,8 @@ class HostRunner:
                 raise StepFailed(step, exc) from exc
             ctx = StepContext(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
                               self._journal(rec.id, host, step), found=run.found,
-                              require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE)
+                              require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
+                              rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
             self.store.update_host_run(rec.id, host, step=step.value)
             begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
             if step in UNDO_OF:
