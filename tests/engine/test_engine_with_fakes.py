@@ -131,7 +131,7 @@ def test_pause_then_resume_leaves_no_host_half_done(world: World, monkeypatch: p
     assert rec.state == ReleaseState.PAUSED
     assert {r.state for r in world.store.host_runs(rid)} <= {HostState.DONE, HostState.PENDING}
     assert world.switch.out == set() and world.silencer.muted == {}
-    world.store.update_release(rid, state=ReleaseState.RUNNING.value)  # what `graylift resume` does
+    world.store.transition(rid, ReleaseState.RUNNING, "resumed")  # what `graylift resume` does
     monkeypatch.setattr(engine_module, "run_step", real_run_step)
     assert world.drive(rid).state == ReleaseState.SUCCEEDED
     assert_clean(world, "2.0.0")

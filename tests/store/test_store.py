@@ -220,7 +220,25 @@ def test_get_release_missing(store: Store) -> None:
     with pytest.raises(ReleaseNotFound, match="#999"):
         store.get_release(999)
     with pytest.raises(ReleaseNotFound):
-        store.update_release(999, state="running")
+        store.update_release(999, phase="batch 1")
+    with pytest.raises(ReleaseNotFound):
+        store.transition(999, ReleaseState.RUNNING)
+
+
+def test_the_state_changes_only_through_a_checked_transition(store: Store) -> None:
+    rec = new_release(store)
+    with pytest.raises(TypeError, match="cannot set"):
+        store.update_release(rec.id, state="succeeded")
+    with pytest.raises(StateError, match="cannot become succeeded"):
+        store.transition(rec.id, ReleaseState.SUCCEEDED)
+    moved = store.transition(rec.id, ReleaseState.RUNNING, "started")
+    assert moved.state is ReleaseState.RUNNING
+    assert [(e.step, e.event, e.detail["from"]) for e in store.journal_entries(rec.id)] == [
+        ("release", "running", "pending")]
+    with pytest.raises(StateError, match="became running meanwhile"):
+        store.transition(rec.id, ReleaseState.PAUSED, expect=ReleaseState.PENDING)
+    with pytest.raises(StateError, match="cannot become done"):
+        store.update_host_run(rec.id, "web-1", state="done")  # pending hosts run first
 
 
 def test_update_release_and_utc_timestamps(store: Store) -> None:
@@ -229,7 +247,6 @@ def test_update_release_and_utc_timestamps(store: Store) -> None:
     wake = datetime(2030, 5, 1, 20, 30, 15, 123456, tzinfo=shanghai)
     upd = store.update_release(
         rec.id,
-        state="baking",
         cursor=1,
         phase="bake",
         wait_until=wake,
@@ -237,7 +254,7 @@ def test_update_release_and_utc_timestamps(store: Store) -> None:
         plan={"batches": [], "v": 2},
     )
     assert (upd.state, upd.cursor, upd.phase, upd.message, upd.plan) == (
-        "baking",
+        "pending",
         1,
         "bake",
         "baking until 12:30",

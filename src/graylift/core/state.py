@@ -188,3 +188,28 @@ class HostState(StrEnum):
         """Out of service, or possibly so: counted against the 50% cap of every pass."""
         return self in (HostState.SKIPPED, HostState.FAILED, HostState.NEEDS_ATTENTION, HostState.RUNNING,
                         HostState.REVERTING, HostState.ROLLING_BACK)
+
+
+_H = HostState
+HOST_TRANSITIONS: dict[HostState, frozenset[HostState]] = {
+    _H.PENDING: frozenset({_H.RUNNING}),
+    _H.RUNNING: frozenset({_H.DONE, _H.SKIPPED, _H.FAILED, _H.REVERTING, _H.NEEDS_ATTENTION}),
+    _H.REVERTING: frozenset({_H.FAILED, _H.NEEDS_ATTENTION}),
+    _H.DONE: frozenset({_H.ROLLING_BACK}),  # queued by a back pass
+    _H.SKIPPED: frozenset({_H.PENDING}),  # a retry
+    _H.FAILED: frozenset({_H.PENDING, _H.ROLLING_BACK}),
+    _H.NEEDS_ATTENTION: frozenset({_H.PENDING, _H.ROLLING_BACK}),
+    _H.ROLLING_BACK: frozenset({_H.ROLLED_BACK, _H.REVERTING, _H.NEEDS_ATTENTION}),
+    _H.ROLLED_BACK: frozenset(),
+}
+"""How one host's run moves within a release: forward (pending -> running -> done), reverted (running ->
+reverting -> failed), back (done -> rolling_back -> rolled_back), or left needing attention; retries start over."""
+
+
+def check_host_transition(host: str, current: HostState, new: HostState) -> HostState:
+    """Return ``new`` if the host's run may move there from ``current``; else StateError saying why."""
+    if new == current or new in HOST_TRANSITIONS[current]:
+        return new
+    allowed = ", ".join(sorted(s.value for s in HOST_TRANSITIONS[current])) or "none"
+    raise StateError(f"host {host} is {current.value} in this release and cannot become {new.value} "
+                     f"(allowed: {allowed})")

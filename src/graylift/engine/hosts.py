@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, OnStepFailure, Step, on_step_failure, remaining
@@ -18,7 +19,7 @@ from graylift.core.layout import Found, choose_release_dir, release_dir_name
 from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
-from graylift.ports import Clock, Fleet, Transport
+from graylift.ports import Clock, CommandResult, Fleet, Transport
 from graylift.steps import HostUnhealthy, StepContext, Target, run_step
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 
@@ -98,7 +99,9 @@ class HostRunner:
     # --- walking -------------------------------------------------------------------------------
 
     async def connect(self, run: HostRunRecord) -> Transport:
-        return await self.fleet.connect(run.host_spec)  # the connector keeps one connection per host
+        """The host's transport (the connector keeps one connection per host), behind the lease: a controller
+        that lost its lease runs no further command, even in the middle of a step."""
+        return Leased(await self.fleet.connect(run.host_spec), self.check_lease)
 
     async def walk(self, rec: ReleaseRecord, host: str, flow: Sequence[Step]) -> bool:
         """Run the steps of ``flow`` the host has not done yet. True if its pre-check found it already on
@@ -296,6 +299,25 @@ class HostRunner:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
                 await self.roll_back(rec, run.host)
+
+
+class Leased:
+    """A transport that checks the driver's lease before every command and every copy."""
+
+    def __init__(self, inner: Transport, check_lease: Any) -> None:
+        self.inner, self.check_lease, self.host = inner, check_lease, inner.host
+
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        self.check_lease()
+        return await self.inner.run(command, timeout=timeout, check=check, stdin=stdin)
+
+    async def put(self, local: Path, remote: str) -> None:
+        self.check_lease()
+        await self.inner.put(local, remote)
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 def _const(pkg: Package) -> Any:

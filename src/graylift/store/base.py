@@ -84,9 +84,7 @@ class StoreBase:
                     self._check_fence(conn, self.fence)
                 yield conn
         except SQLAlchemyError as exc:
-            if self.fence is not None:
-                self.fence.check()  # frozen past its deadline (the server ended its session): the lease is gone
-            raise StoreError(self._failed(exc)) from exc
+            raise self._error(exc) from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -94,7 +92,12 @@ class StoreBase:
             with self._read_engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(self._failed(exc)) from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: SQLAlchemyError) -> StoreError:
+        if self.fence is not None:
+            self.fence.check()  # frozen past its deadline (the server ended its session): the lease is gone
+        return StoreError(self._failed(exc))
 
     def _check_fence(self, conn: sa.Connection, fence: Fence) -> None:
         fence.check()

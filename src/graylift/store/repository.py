@@ -16,7 +16,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from graylift.core.model import Host
-from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, check_transition
+from graylift.core.state import (
+    Direction,
+    HostState,
+    ReleaseKind,
+    ReleaseState,
+    Request,
+    check_host_transition,
+    check_transition,
+)
 from graylift.errors import ReleaseConflict, ReleaseNotFound, StateError, StoreError
 from graylift.store import tables as t
 from graylift.store.base import Fence, utcnow
@@ -33,8 +41,9 @@ from graylift.store.records import (
     release_from_row,
 )
 
-RELEASE_FIELDS = frozenset({"state", "cursor", "phase", "wait_until", "message", "requested", "plan", "config",
-                            "previous_version", "direction"})
+RELEASE_FIELDS = frozenset({"cursor", "phase", "wait_until", "message", "requested", "plan", "config",
+                            "previous_version"})
+"""What ``update_release`` may set; the state and direction change only through ``transition``."""
 HOST_RUN_FIELDS = frozenset({"state", "step", "error", "started_at", "finished_at", "previous_version",
                              "target_version", "batch", "address", "found", "target_dir", "attention"})
 
@@ -153,7 +162,7 @@ class Store(CmdbStore):
             return [release_from_row(r) for r in conn.execute(query).mappings()]
 
     def update_release(self, release_id: int, **fields: Any) -> ReleaseRecord:
-        """Set some of RELEASE_FIELDS. State changes belong to the engine and service (core.state rules)."""
+        """Set some of RELEASE_FIELDS. The state changes only through :meth:`transition` (core.state rules)."""
         unknown = set(fields) - RELEASE_FIELDS
         if unknown:
             raise TypeError(f"update_release cannot set {sorted(unknown)}; allowed: {sorted(RELEASE_FIELDS)}")
@@ -337,8 +346,17 @@ class Store(CmdbStore):
         return self.host_run(release_id, host)
 
     def _update_run_row(self, release_id: int, host: str, values: dict[str, Any]) -> None:
+        """One host run's row; a new state is checked against core.state's host transitions in the same
+        transaction."""
+        key = _run_key(release_id, host)
         with self._write() as conn:
-            done = conn.execute(sa.update(t.host_runs).where(*_run_key(release_id, host)).values(values)).rowcount
+            if "state" in values:
+                query = sa.select(t.host_runs.c.state).where(*key)
+                current = conn.execute(query.with_for_update() if self.is_postgres else query).scalar()
+                if current is None:
+                    raise StoreError(f"host {host} is not part of release #{release_id}")
+                check_host_transition(host, HostState(current), HostState(values["state"]))
+            done = conn.execute(sa.update(t.host_runs).where(*key).values(values)).rowcount
         if not done:
             raise StoreError(f"host {host} is not part of release #{release_id}")
 
