@@ -13,13 +13,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from graylift.cli.render import printer, render_release
 from graylift.core.state import ReleaseState
 from graylift.lab import LabInfo, lab_down, lab_up
 from graylift.lab.files import ZOOKEEPER_SERVICES
 from graylift.lab.inspect import active_silences, haproxy_servers, host_versions, serving_versions, zookeeper_overrides
 from graylift.lab.load import BackgroundLoad, LoadReport
-from graylift.progress import batch_timings, drive_and_watch
-from graylift.service import Graylift
+from graylift.service import Graylift, batch_timings
 
 APP = "pyapp"
 ENV = "prod"
@@ -75,13 +75,14 @@ def run_phase(gl: Graylift, info: LabInfo, console: Console, name: str, version:
             rec = asyncio.run(gl.start_rollback(APP, ENV, to_version=None, started_by="demo"))
         else:
             rec = asyncio.run(gl.start_release(APP, ENV, version, started_by="demo"))
-        rec = drive_and_watch(gl, rec.id, console)
+        rec = gl.drive(rec.id, printer(console))
+        render_release(console, gl, rec)
     finally:
         report = background.stop() if background else None
     seconds = time.monotonic() - started
     from graylift.core.plan import Plan
 
-    timings = [(label, n, s) for label, n, s, _ in batch_timings(Plan.from_dict(rec.plan), gl.store.host_runs(rec.id))]
+    timings = [(label, n, s) for label, n, s, _ in batch_timings(Plan.from_dict(rec.plan), gl.host_runs(rec.id))]
     problems = fleet_problems(info, version)
     return Phase(name, rec.id, rec.state, seconds, timings, report,
                  versions_ok=not any("current" in p or "answers" in p for p in problems),
@@ -97,9 +98,7 @@ def run_demo(*, hosts: int = 10, keep: bool = False, console: Console | None = N
     phases: list[Phase] = []
     try:
         gl = Graylift(Path(info.config_path))
-        from graylift.inventory import load_hosts_file
-
-        gl.store.replace_hosts(APP, ENV, load_hosts_file(Path(info.hosts_file)))
+        gl.import_hosts_file(Path(info.hosts_file), APP, ENV)
         phases.append(run_phase(gl, info, console, "install 1.0.0 (first release, no service yet)", "1.0.0",
                                 rollback=False, load=False))
         phases.append(run_phase(gl, info, console, "release 1.0.0 -> 2.0.0 under load", "2.0.0",

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import graylift.service as service_module
+import graylift.service.releases as service_module
 from graylift import wiring
 from graylift.adapters.alertmanager import AlertmanagerSilencer
 from graylift.adapters.command_hook import CommandSwitch

@@ -1,39 +1,23 @@
-"""The application service: what the CLI (and the HTTP API) call. No printing, no argument parsing.
+"""Releases: plan (with the preflight), start, roll back, and every request a person or pipeline makes.
 
-Every state change of a release goes through :mod:`graylift.core.state` (``decide_request``, the store's
-``transition``), never a direct write.
+Every state change goes through :mod:`graylift.core.state` (``decide_request``, the store's ``transition``),
+never a direct write.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from graylift.config import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, load_config
 from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.policy import lease_is_stale
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
-from graylift.engine import STALE_AFTER_SECONDS, Engine, owner_is_dead
+from graylift.engine import STALE_AFTER_SECONDS, owner_is_dead
 from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
-from graylift.ports import Fleet
-from graylift.preflight import HostReport, Report, preflight, survey_hosts
-from graylift.store import HostHealth, ReleaseRecord, Store
-from graylift.wiring import LiveFleet, inventory_for, snapshot
-
-DEFAULT_CONFIG = Path("graylift.yaml")
-
-
-def config_path_from_env(path: Path | None) -> Path:
-    if path is not None:
-        return path
-    return Path(os.environ.get("GRAYLIFT_CONFIG", str(DEFAULT_CONFIG)))
+from graylift.preflight import Report, preflight
+from graylift.service.base import ServiceBase
+from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
+from graylift.wiring import inventory_for, snapshot
 
 
 @dataclass
@@ -48,71 +32,7 @@ class PlanView:
     attention: dict[str, HostHealth] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SurveyRow:
-    """One host as `graylift hosts survey` shows it: what it runs and serves, what a release would do."""
-
-    host: Host
-    layout: str
-    version: str | None
-    sha256: str | None
-    serving: str
-    would: str
-
-
-FleetBuilder = Callable[[dict[str, Any], str, str, Sequence[Host]], Fleet]
-"""(config snapshot, app, env, hosts) -> the fleet's adapters; the real one is :class:`LiveFleet`."""
-
-
-class Graylift:
-    """One config file + one state database."""
-
-    def __init__(self, config_path: Path | None = None, *, db_url: str | None = None,
-                 fleet: FleetBuilder = LiveFleet) -> None:
-        self.config_path = config_path_from_env(config_path)
-        self._config: GrayliftConfig | None = None
-        self._store: Store | None = None
-        self._db_url = db_url
-        self._fleet = fleet
-
-    @property
-    def config(self) -> GrayliftConfig:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-        return self._config
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            url = self._db_url or os.environ.get(STATE_ENV_VAR) or self.config.state_url(self.config_path)
-            self._store = Store.open(url, create_dir=self._may_create_state_dir(url))
-        return self._store
-
-    def _may_create_state_dir(self, url: str) -> bool:
-        """graylift creates the state database's directory only in its own default place or beside the
-        config; anywhere else a missing directory is an error that names it (a typo must not be silent)."""
-        try:
-            database = make_url(url).database or ""
-        except ArgumentError:
-            return False
-        if not database or database.startswith("file:") or database == ":memory:":
-            return False
-        parent = Path(database).expanduser().absolute().parent
-        own = [DEFAULT_STATE_DB.expanduser().absolute().parent, self.config_path.absolute().parent]
-        return any(parent == d or d in parent.parents for d in own)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
-    def engine(self) -> Engine:
-        store = self.store
-
-        async def factory(rec: ReleaseRecord) -> Fleet:
-            return self._fleet(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
-
-        return Engine(store, factory)
-
+class ReleaseService(ServiceBase):
     # --- planning --------------------------------------------------------------------------------
 
     async def plan(self, app: str, env: str, version: str | None = None, *, kind: ReleaseKind = ReleaseKind.RELEASE,
@@ -289,41 +209,26 @@ class Graylift:
             raise ReleaseNotFound(f"no release of {ref} in {env} yet")
         return found[0]
 
-    # --- the CMDB --------------------------------------------------------------------------------
+    # --- reads -----------------------------------------------------------------------------------
 
-    async def survey(self, app: str, env: str, version: str | None = None) -> list[SurveyRow]:
-        """Read-only: what each host runs and serves, the layout found, what a release would do."""
-        cfg = self.config.app_for_env(app, env)
-        hosts = await inventory_for(cfg, self.store).hosts(app, env)
-        fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)
-        try:
-            reports = await survey_hosts(fleet, hosts, with_health=True)
-        finally:
-            await fleet.close()
-        attention = self.store.host_health(app, env)
-        return [_survey_row(reports[h.name], version, attention.get(h.name)) for h in hosts]
+    def active_releases(self) -> list[ReleaseRecord]:
+        return self.store.active_releases()
 
-    def clear_host(self, app: str, env: str, host: str) -> bool:
-        return self.store.clear_host_health(app, env, host)
+    def list_releases(self, app: str, env: str, limit: int = 50) -> list[ReleaseRecord]:
+        return self.store.list_releases(app, env, limit=limit)
 
+    def host_runs(self, release_id: int) -> list[HostRunRecord]:
+        return self.store.host_runs(release_id)
 
-def _survey_row(report: HostReport, version: str | None, attention: HostHealth | None) -> SurveyRow:
-    host, found = report.host, report.found
-    if found is None:
-        return SurveyRow(host, "unreadable", None, None, "?", f"refuse: {report.problem}")
-    healthy = report.healthy
-    serving = "yes" if healthy and healthy.ok else f"no ({healthy.detail if healthy else 'not checked'})"
-    if not host.in_service:
-        would = "skip: in maintenance"
-    elif attention is not None:
-        would = f"release (counted as out: needs attention since release #{attention.release_id})"
-    elif version is not None and found.version == version and serving == "yes":
-        would = f"nothing: already on {version}"
-    elif found.fresh:
-        would = "first install"
-    elif serving != "yes":
-        would = "skip: unhealthy before release (or fail, by strategy.on_unhealthy)"
-    else:
-        would = f"release {found.version} -> {version or 'VERSION'}"
-    layout = "fresh" if found.fresh else f"current -> releases/{found.current_dir}"
-    return SurveyRow(host, layout, found.version, found.sha256, serving, would)
+    def journal(self, release_id: int, since_id: int = 0) -> list[JournalEntry]:
+        return self.store.journal_entries(release_id, since_id=since_id)
+
+    def current_version(self, app: str, env: str) -> str | None:
+        return self.store.current_version(app, env)
+
+    def deployed_versions(self, app: str, env: str) -> list[DeployedVersion]:
+        return self.store.deployed_versions(app, env)
+
+    def needs_hand_off(self, rec: ReleaseRecord) -> bool:
+        """Nobody drives this release but it has something to do (a queued request, or it needs a worker)."""
+        return self.controller_gone(rec) or (rec.state is ReleaseState.PAUSED and rec.requested is not None)

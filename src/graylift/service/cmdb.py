@@ -1,0 +1,80 @@
+"""The CMDB side of the service: host lists, the read-only survey, host health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from graylift.core.model import Host
+from graylift.inventory import load_hosts_file
+from graylift.preflight import HostReport, survey_hosts
+from graylift.service.base import ServiceBase
+from graylift.store import HostHealth
+from graylift.wiring import inventory_for, snapshot
+
+
+@dataclass(frozen=True)
+class SurveyRow:
+    """One host as `graylift hosts survey` shows it: what it runs and serves, what a release would do."""
+
+    host: Host
+    layout: str
+    version: str | None
+    sha256: str | None
+    serving: str
+    would: str
+
+
+class CmdbService(ServiceBase):
+
+    def import_hosts(self, app: str, env: str, hosts: list[Host]) -> None:
+        self.store.replace_hosts(app, env, hosts)
+
+    def import_hosts_file(self, path: Path, app: str, env: str) -> int:
+        """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory file; the number imported."""
+        hosts = load_hosts_file(path)
+        self.store.replace_hosts(app, env, hosts)
+        return len(hosts)
+
+    def list_hosts(self, app: str, env: str) -> list[Host]:
+        return self.store.list_hosts(app, env)
+
+    def set_maintenance(self, app: str, env: str, host: str, *, in_service: bool) -> None:
+        self.store.set_in_service(app, env, host, in_service)
+
+    async def survey(self, app: str, env: str, version: str | None = None) -> list[SurveyRow]:
+        """Read-only: what each host runs and serves, the layout found, what a release would do."""
+        cfg = self.config.app_for_env(app, env)
+        hosts = await inventory_for(cfg, self.store).hosts(app, env)
+        fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)
+        try:
+            reports = await survey_hosts(fleet, hosts, with_health=True)
+        finally:
+            await fleet.close()
+        attention = self.store.host_health(app, env)
+        return [_survey_row(reports[h.name], version, attention.get(h.name)) for h in hosts]
+
+    def clear_host(self, app: str, env: str, host: str) -> bool:
+        return self.store.clear_host_health(app, env, host)
+
+
+def _survey_row(report: HostReport, version: str | None, attention: HostHealth | None) -> SurveyRow:
+    host, found = report.host, report.found
+    if found is None:
+        return SurveyRow(host, "unreadable", None, None, "?", f"refuse: {report.problem}")
+    healthy = report.healthy
+    serving = "yes" if healthy and healthy.ok else f"no ({healthy.detail if healthy else 'not checked'})"
+    if not host.in_service:
+        would = "skip: in maintenance"
+    elif attention is not None:
+        would = f"release (counted as out: needs attention since release #{attention.release_id})"
+    elif version is not None and found.version == version and serving == "yes":
+        would = f"nothing: already on {version}"
+    elif found.fresh:
+        would = "first install"
+    elif serving != "yes":
+        would = "skip: unhealthy before release (or fail, by strategy.on_unhealthy)"
+    else:
+        would = f"release {found.version} -> {version or 'VERSION'}"
+    layout = "fresh" if found.fresh else f"current -> releases/{found.current_dir}"
+    return SurveyRow(host, layout, found.version, found.sha256, serving, would)
