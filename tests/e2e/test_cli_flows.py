@@ -35,7 +35,7 @@ def test_manual_promotion_through_a_background_worker(deploy: Deploy, lab: LabIn
     d = make_deploy(lab, APP, deploy.config.parent / "manual",
                     canary={"group": "beta", "count": 1, "bake": 1, "promote": "manual"}, batch={"size": 2})
     started = d.cli("release", APP, "2.0.0", "--env", "prod", check=True)  # returns at once
-    assert "started in the background" in started.stdout
+    assert "goes on in the background" in started.stdout
     rid = d.gl.store.list_releases(APP, "prod", limit=1)[0].id
     wait_until(lambda: state(d, rid) == ReleaseState.AWAITING_PROMOTION, 60, "the canary to bake")
     versions = d.versions()
