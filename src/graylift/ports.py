@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from graylift.core.model import Host, Package
 
 if TYPE_CHECKING:
+    from graylift.adapters.artifacts import ArtifactAuth
+    from graylift.core.layout import Found
     from graylift.steps import AppRuntime
 
 
@@ -195,3 +197,38 @@ class Fleet(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class DeployDir(Protocol):
+    """The app's deploy dir on one host: ``releases/<dir>`` side by side and the ``current`` link.
+
+    The steps decide; this only reads and changes the dir. Every method is safe to repeat.
+    """
+
+    async def survey(self) -> Found:
+        """What is there (raises LayoutError for a layout graylift does not understand). Read-only."""
+        ...
+
+    async def current(self) -> str | None:
+        """The release dir ``current`` points at, or None."""
+        ...
+
+    async def release(self, name: str) -> tuple[bool, str | None]:
+        """Whether ``releases/<name>`` exists, and the sha256 graylift recorded in it."""
+        ...
+
+    async def stage(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None, replace: bool,
+                    timeout: float) -> None:
+        """Fetch ``pkg``, verify its sha256, unpack it into ``releases/<name>`` with its markers (``replace``: an
+        unused dir of that name is swapped out). ArtifactError on a mismatch or an unsafe archive."""
+        ...
+
+    async def list_releases(self) -> list[str]:
+        """Release dirs, newest first."""
+        ...
+
+    async def remove(self, names: list[str]) -> None: ...
+
+    async def switch(self, name: str) -> None:
+        """Point ``current`` at ``releases/<name>``, atomically."""
+        ...

@@ -9,11 +9,10 @@ release with the whole list, before any host is touched.
 from __future__ import annotations
 
 import asyncio
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from graylift.core.layout import Found, LayoutError, parse_survey, survey_script
+from graylift.core.layout import Found, LayoutError
 from graylift.core.model import Host, Package
 from graylift.errors import ArtifactError, GrayliftError
 from graylift.ports import Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
@@ -63,16 +62,15 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
         async with limit:
             try:
                 transport = await fleet.connect(host)
-                result = await transport.run("sh -c " + shlex.quote(survey_script(fleet.runtime.deploy_dir)),
-                                             timeout=SURVEY_TIMEOUT)
-                report.found = parse_survey(result.stdout, fleet.runtime.deploy_dir)
+                target = Target("none", "none", None, _no_package)
+                ctx = StepContext.open(fleet.runtime, host, transport, target, 0, SystemClock())
+                report.found = await ctx.dir.survey()
                 if with_health and not report.found.fresh:
                     version = report.found.version or "none"
-                    target = Target(version, report.found.current_dir or version, None, _no_package)
-                    ctx = StepContext(fleet.runtime, host, transport, target, 0, SystemClock(), _ignore)
+                    ctx.target = Target(version, report.found.current_dir or version, None, _no_package)
                     report.healthy = await health(ctx)
             except LayoutError as exc:
-                report.problem = str(exc)
+                report.problem = str(exc).split(": ", 1)[-1] if str(exc).startswith(host.name) else str(exc)
             except GrayliftError as exc:
                 report.problem = f"cannot read it over SSH: {exc}"
         return report
@@ -112,7 +110,3 @@ async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None,
 
 async def _no_package() -> Package:
     raise ArtifactError("a survey never downloads a package")
-
-
-def _ignore(event: str, detail: dict[str, object]) -> None:
-    return None

@@ -7,37 +7,19 @@ step runs and *when*; this module only knows *how*.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graylift.adapters.artifacts import ArtifactAuth, download_command
 from graylift.core.flow import Step
-from graylift.core.layout import (
-    SHA_MARKER,
-    VERSION_MARKER,
-    Found,
-    LayoutError,
-    parse_survey,
-    release_dir_of_link,
-    survey_script,
-)
-from graylift.core.model import Host, Package, PackageKind, Strategy, is_plain_name
-from graylift.errors import (
-    ArtifactError,
-    BackendsFailed,
-    GrayliftError,
-    HealthCheckFailed,
-    RemoteCommandFailed,
-    TrafficError,
-)
-from graylift.ports import Clock, HealthProbe, ProbeResult, Silencer, TrafficSwitch, Transport
+from graylift.core.layout import Found, prune_plan
+from graylift.core.model import Host, Package, Strategy
+from graylift.errors import ArtifactError, BackendsFailed, GrayliftError, HealthCheckFailed, TrafficError
+from graylift.ports import Clock, DeployDir, HealthProbe, ProbeResult, Silencer, TrafficSwitch, Transport
 
-SHA_MISMATCH_EXIT = 3
-UNSAFE_ARCHIVE_EXIT = 4
+if TYPE_CHECKING:
+    from graylift.adapters.artifacts import ArtifactAuth
 
 
 class HostUnhealthy(GrayliftError):
@@ -79,6 +61,7 @@ class AppRuntime:
     probes_for: Callable[[dict[str, str]], Sequence[HealthProbe]] | None = None  # per-host probes
     rebuilt_versions: bool = False  # stage each build of a version into releases/<version>+<sha12>
     artifact_auth: ArtifactAuth | None = None  # repository credentials, handed to hosts on stdin
+    deploy_dirs: Callable[[Transport], DeployDir] | None = None  # the deploy dir on a host, over its transport
 
 
 @dataclass(frozen=True)
@@ -108,9 +91,19 @@ class StepContext:
     release_id: int
     clock: Clock
     journal: Callable[[str, dict[str, Any]], None]  # (event, detail) for the running step
+    dir: DeployDir  # the app's deploy dir on the host
     found: Found | None = None  # what this pass's pre-check found
     require_healthy: bool = True  # a rollback's pre-check only reads: the host may be sick on a bad version
     rollback_versions: tuple[str, ...] = ()  # good versions a rollback would go to, newest first: pruned last
+
+    @classmethod
+    def open(cls, runtime: AppRuntime, host: Host, transport: Transport, target: Target, release_id: int,
+             clock: Clock, journal: Callable[[str, dict[str, Any]], None] | None = None, **more: Any) -> StepContext:
+        """A context for ``host``, its deploy dir reached through ``transport``."""
+        if runtime.deploy_dirs is None:
+            raise GrayliftError("the app's runtime has no deploy_dirs: wiring (or the test's fleet) must set it")
+        return cls(runtime, host, transport, target, release_id, clock, journal or _ignore,
+                   runtime.deploy_dirs(transport), **more)
 
     @property
     def version(self) -> str:
@@ -135,27 +128,11 @@ class StepContext:
     def command(self, template: str) -> str:
         return self.runtime.render(template, self.paths())
 
-    async def sh(self, script: str, *, timeout: float | None = None, check: bool = True) -> str:
-        result = await self.transport.run(
-            "sh -c " + shlex.quote(script), timeout=timeout or self.runtime.command_timeout, check=check
-        )
-        return result.stdout.strip()
 
 
-async def survey(ctx: StepContext) -> Found:
-    """Read the host's layout (one read-only command); LayoutError for one graylift does not understand."""
-    out = await ctx.sh(survey_script(ctx.runtime.deploy_dir), timeout=30)
-    try:
-        return parse_survey(out, ctx.runtime.deploy_dir)
-    except LayoutError as exc:
-        raise LayoutError(f"{ctx.host.name}: {exc}") from None
 
-
-async def current_dir(ctx: StepContext) -> str | None:
-    """The release dir ``current`` points at now, or None."""
-    d = shlex.quote(ctx.runtime.deploy_dir.rstrip("/"))
-    out = await ctx.sh(f"readlink {d}/current || true", timeout=30)
-    return release_dir_of_link(out, ctx.runtime.deploy_dir) if out else None
+def _ignore(event: str, detail: dict[str, Any]) -> None:
+    return None
 
 
 async def health(ctx: StepContext) -> ProbeResult:
@@ -177,7 +154,7 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     A fresh host (no ``current``) passes. A host already on the target (same build) and healthy is done
     (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
     """
-    found = await survey(ctx)
+    found = await ctx.dir.survey()
     detail: dict[str, Any] = {"found": found.to_json(), "current": found.version}
     if found.fresh:
         return detail | {"note": "fresh host: nothing installed yet"}
@@ -199,43 +176,16 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     return detail
 
 
-def _unpack_script(kind: PackageKind, archive: str, into: str) -> str:
-    a, d = shlex.quote(archive), shlex.quote(into)
-    if kind is PackageKind.TAR_GZ:
-        # refuse absolute paths and parent-directory members before unpacking anything
-        return (
-            f"if tar -tzf {a} | grep -Eq '^/|(^|/)\\.\\.(/|$)'; then "
-            f"echo 'package has unsafe paths (absolute or ..)' >&2; exit {UNSAFE_ARCHIVE_EXIT}; fi; "
-            f"tar -xzf {a} -C {d} --no-same-owner"
-        )
-    if kind is PackageKind.ZIP:
-        return (
-            "python3 - " + a + " " + d + " <<'PY'\n"
-            "import sys, zipfile, os\n"
-            "z = zipfile.ZipFile(sys.argv[1])\n"
-            "bad = [n for n in z.namelist() if n.startswith('/') or '..' in n.split('/')]\n"
-            "sys.exit('package has unsafe paths: ' + bad[0]) if bad else z.extractall(sys.argv[2])\n"
-            "PY"
-        )
-    return "true"  # war / jar: the file itself is the release (a war unpacks on start)
-
-
 async def stage(ctx: StepContext) -> dict[str, Any]:
     """Put the target build into releases/<dir>: reuse it if the host has it, else download, verify, unpack.
 
     Never removes or rewrites the release ``current`` points to, nor the host's previous one. A dir with the
-    target's version but another recorded sha256 is refused (versions are immutable). The download lands in
-    a temporary dir renamed into place only after its sha256 verified, so a half-download is never used.
+    target's version but another recorded sha256 is refused (versions are immutable).
     """
     rt, tgt = ctx.runtime, ctx.target
-    d = rt.deploy_dir.rstrip("/")
-    final = f"{d}/releases/{tgt.dir}"
-    q = shlex.quote
-    state = await ctx.sh(f"if [ -d {q(final)} ]; then echo present $(head -c 64 {q(final + '/' + SHA_MARKER)} "
-                         "2>/dev/null); else echo absent; fi", timeout=30)
-    words = state.split()
-    present, marker = words[0] == "present", (words[1] if len(words) > 1 else None)
-    in_use = {n for n in (await current_dir(ctx), ctx.found.current_dir if ctx.found else None) if n}
+    final = f"{rt.deploy_dir.rstrip('/')}/releases/{tgt.dir}"
+    present, marker = await ctx.dir.release(tgt.dir)
+    in_use = {n for n in (await ctx.dir.current(), ctx.found.current_dir if ctx.found else None) if n}
     replace = False
     if present:
         if tgt.sha256 is None or marker == tgt.sha256:
@@ -255,59 +205,20 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
     if tgt.sha256 is not None and pkg.sha256 != tgt.sha256:
         raise ArtifactError(f"{ctx.host.name}: the repository's {tgt.version} is now {pkg.sha256[:12]}..., not "
                             f"the {tgt.sha256[:12]}... recorded for it: versions are immutable")
-    tmp = f"{d}/releases/.{tgt.dir}.partial"
-    await ctx.sh(f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}", timeout=30)
-    archive = f"{tmp}/{pkg.filename}"
-    if pkg.url:
-        fetch, secret_input = download_command(pkg.url, archive, rt.artifact_auth)  # the secret goes by stdin
-        await ctx.transport.run("sh -c " + q(fetch), timeout=rt.stage_timeout, stdin=secret_input)
-    elif pkg.local_path:
-        await ctx.transport.put(Path(pkg.local_path), archive)
-    else:  # pragma: no cover - Package guarantees one of them
-        raise ArtifactError(f"{pkg.app} {pkg.version}: package has neither url nor local path")
-    old = final + ".old"
-    swap = (f"rm -rf {q(old)} && mv {q(final)} {q(old)} && mv {q(tmp)} {q(final)} && rm -rf {q(old)}"
-            if replace else f"mv {q(tmp)} {q(final)}")
-    verify = (
-        f"got=$(sha256sum {q(archive)} | cut -d' ' -f1); "
-        f"if [ \"$got\" != {q(pkg.sha256)} ]; then rm -rf {q(tmp)}; "
-        f"echo \"sha256 mismatch: expected {pkg.sha256}, got $got\" >&2; exit {SHA_MISMATCH_EXIT}; fi; "
-        + _unpack_script(pkg.kind, archive, tmp)
-        + f" && echo {q(pkg.sha256)} > {q(tmp + '/' + SHA_MARKER)} && echo {q(tgt.version)} > "
-        f"{q(tmp + '/' + VERSION_MARKER)} && {swap}"
-    )
-    try:
-        await ctx.sh(verify, timeout=rt.stage_timeout)
-    except RemoteCommandFailed as exc:
-        await ctx.sh(f"rm -rf {q(tmp)}", timeout=30, check=False)
-        if exc.exit_status == SHA_MISMATCH_EXIT:
-            raise ArtifactError(
-                f"{ctx.host.name}: sha256 of {pkg.filename} does not match the repository's "
-                f"({exc.output.strip().splitlines()[-1] if exc.output.strip() else pkg.sha256}); "
-                "the host was not touched. Check the artifact repository and the package's .sha256."
-            ) from exc
-        if exc.exit_status == UNSAFE_ARCHIVE_EXIT:
-            raise ArtifactError(f"{ctx.host.name}: {pkg.filename} has unsafe paths; refused") from exc
-        raise
+    await ctx.dir.stage(pkg, tgt.dir, version=tgt.version, auth=rt.artifact_auth, replace=replace,
+                        timeout=rt.stage_timeout)
     return {"staged": final, "sha256": pkg.sha256, "pruned": await prune(ctx)}
 
 
 async def prune(ctx: StepContext) -> list[str]:
     """Keep ``keep_releases`` release dirs: always the target, the current one and the previous one; then the
     versions a rollback would go to (``ctx.rollback_versions``, newest first); then the newest others."""
-    d = ctx.runtime.deploy_dir.rstrip("/")
     previous = ctx.found.current_dir if ctx.found else None
-    keep = {ctx.target.dir, *(n for n in (await current_dir(ctx), previous) if n)}
-    listing = await ctx.sh(f"ls -1t {shlex.quote(d)}/releases 2>/dev/null || true", timeout=30)
-    names = [n for n in listing.splitlines() if n and not n.startswith(".")]
+    keep = {ctx.target.dir, *(n for n in (await ctx.dir.current(), previous) if n)}
     version_of = ctx.found.version_of if ctx.found else (lambda n: n)
-    wanted = [n for v in ctx.rollback_versions for n in names if version_of(n) == v and n not in keep]
-    extra = list(dict.fromkeys([*wanted, *(n for n in names if n not in keep)]))
-    room = max(0, ctx.runtime.keep_releases - len(keep))
-    doomed = [n for n in extra[room:] if is_plain_name(n)]
-    if doomed:
-        paths = " ".join(shlex.quote(f"{d}/releases/{n}") for n in doomed)
-        await ctx.sh(f"rm -rf {paths}", timeout=60)
+    doomed = prune_plan(await ctx.dir.list_releases(), keep=keep, rollback_versions=ctx.rollback_versions,
+                        count=ctx.runtime.keep_releases, version_of=version_of)
+    await ctx.dir.remove(doomed)
     return doomed
 
 
@@ -395,7 +306,7 @@ async def _drained(ctx: StepContext) -> bool:
 
 async def stop(ctx: StepContext) -> dict[str, Any]:
     """Run the app's stop command (which must succeed when the app is already stopped)."""
-    current = await current_dir(ctx)
+    current = await ctx.dir.current()
     if current is None:
         return {"note": "nothing installed: nothing to stop"}
     version = ctx.found.version_of(current) if ctx.found else current
@@ -406,18 +317,9 @@ async def stop(ctx: StepContext) -> dict[str, Any]:
 
 
 async def switch(ctx: StepContext) -> dict[str, Any]:
-    """Point ``current`` at releases/<version>, atomically (rename of a new symlink)."""
-    p = ctx.paths()
-    q = shlex.quote
-    target = f"releases/{ctx.target.dir}"
-    await ctx.sh(
-        f"[ -d {q(p['release_dir'])} ] || {{ echo 'release dir missing: {p['release_dir']}' >&2; exit 2; }}; "
-        f"[ \"$(readlink {q(p['current'])})\" = {q(target)} ] && exit 0; "
-        f"ln -sfn {q(target)} {q(p['deploy_dir'] + '/.current.tmp')} && "
-        f"mv -Tf {q(p['deploy_dir'] + '/.current.tmp')} {q(p['current'])}",
-        timeout=30,
-    )
-    return {"current": target}
+    """Point ``current`` at releases/<dir>, atomically (rename of a new symlink)."""
+    await ctx.dir.switch(ctx.target.dir)
+    return {"current": f"releases/{ctx.target.dir}"}
 
 
 async def start(ctx: StepContext) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, LocalDi
 from graylift.adapters.command_hook import CommandSwitch
 from graylift.adapters.command_silencer import CommandSilencer
 from graylift.adapters.consul import ConsulSwitch
+from graylift.adapters.deploy_dir import ShellDeployDir
 from graylift.adapters.dubbo3 import Dubbo3Switch
 from graylift.adapters.etcd import EtcdSwitch
 from graylift.adapters.eureka import EurekaSwitch
@@ -263,6 +264,7 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
         silence_seconds=silence_seconds,
         quiet_period=cfg.quiet_period, strategy=cfg.strategy_model(), render=render_command,
         artifact_auth=artifact_auth(cfg), rebuilt_versions=cfg.package.rebuilt_versions,
+        deploy_dirs=lambda transport: ShellDeployDir(transport, cfg.deploy.dir),
         traffic_check=(TrafficCheck(cfg.traffic_check.port, cfg.traffic_check.window,
                                     frozenset(cfg.traffic_check.allowed)) if cfg.traffic_check else None),
     )

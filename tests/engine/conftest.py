@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from graylift.adapters.deploy_dir import ShellDeployDir
 from graylift.adapters.health import CommandProbe
 from graylift.config import render_command
 from graylift.core.model import Host, Strategy
@@ -145,6 +146,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
             probes=[CommandProbe(f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
             switches=fakes, silencers=[silencer], silence_seconds=600, quiet_period=0.0,
             strategy=strategy or Strategy(canary_group="beta", batch_size=2), render=render_command,
+            deploy_dirs=lambda transport: ShellDeployDir(transport, DEPLOY),
         )
         folders = root / "hosts"
         folders.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from graylift.adapters.deploy_dir import ShellDeployDir
 from graylift.adapters.health import CommandProbe
 from graylift.config import render_command
 from graylift.core.model import Strategy
@@ -28,5 +29,6 @@ def file_fleet(world: Path, *, log: Path | None = None, quiet: float = 0.5) -> F
         probes=[CommandProbe(f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
         switches=[FileSwitch(world / "lb")], silencers=[FileSilencer(world / "silences")], silence_seconds=600,
         quiet_period=quiet, strategy=Strategy(canary_group="beta", batch_size=2), render=render_command,
+        deploy_dirs=lambda transport: ShellDeployDir(transport, DEPLOY),
     )
     return FakeFleet(runtime, world / "hosts", FakeRepository(world / "artifacts"), command_log=log)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,3 +153,20 @@ def choose_release_dir(found: Found, version: str, expected_sha256: str | None) 
     if found.current_dir in candidates:
         return found.current_dir
     return sorted(candidates)[-1] if candidates else None
+
+
+def prune_plan(names: list[str], *, keep: set[str], rollback_versions: tuple[str, ...], count: int,
+               version_of: Callable[[str], str]) -> list[str]:
+    """Which release dirs to remove so ``count`` are left: never those in ``keep`` (the target, current,
+    previous); then the versions a rollback would go to (newest first); then the newest others.
+
+    ``names`` are the dirs newest first.
+
+    >>> prune_plan(["5", "4", "2", "1"], keep={"5", "2"}, rollback_versions=("2", "1"), count=3,
+    ...            version_of=lambda n: n)
+    ['4']
+    """
+    wanted = [n for v in rollback_versions for n in names if version_of(n) == v and n not in keep]
+    extra = list(dict.fromkeys([*wanted, *(n for n in names if n not in keep)]))
+    room = max(0, count - len(keep))
+    return [n for n in extra[room:] if is_plain_name(n)]

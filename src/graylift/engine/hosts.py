@@ -124,10 +124,10 @@ class HostRunner:
                 target = await self.target(rec, run)
             except GrayliftError as exc:
                 raise StepFailed(step, exc) from exc
-            ctx = StepContext(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
-                              self._journal(rec.id, host, step), found=run.found,
-                              require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
-                              rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
+            ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                                   self._journal(rec.id, host, step), found=run.found,
+                                   require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
+                                   rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
             self.store.update_host_run(rec.id, host, step=step.value)
             begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
             if step in UNDO_OF:
@@ -263,8 +263,8 @@ class HostRunner:
         with contextlib.suppress(GrayliftError, StepFailed, OSError):
             transport = await self.connect(run)
             target = Target(run.target_version, run.target_dir or run.target_version, None, _never)
-            ctx = StepContext(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
-                              self._journal(rec.id, host, Step.UNMUTE), found=run.found)
+            ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                                   self._journal(rec.id, host, Step.UNMUTE), found=run.found)
             await run_step(Step.UNMUTE, ctx)
         previous = run.error + "; " if run.error and run.error not in error else ""
         self.store.update_host_run(rec.id, host, state=HostState.NEEDS_ATTENTION, error=previous + error,

@@ -291,8 +291,8 @@ class _Drive:
             try:
                 transport = await self.fleet.connect(run.host_spec)
                 target = await self.hosts.target(rec, run)
-                ctx = StepContext(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
-                                  lambda e, d: None, found=run.found)
+                ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                                       found=run.found)
                 result = await health(ctx)
             except GrayliftError as exc:
                 healthy, detail = False, f"{run.host}: {exc}"

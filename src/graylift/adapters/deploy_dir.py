@@ -1,0 +1,130 @@
+"""The app's deploy dir on a host, through its shell: ``releases/<dir>`` side by side and the ``current`` link.
+
+Every operation is one shell command, its arguments quoted, safe to repeat. Staging downloads into
+``releases/.<dir>.partial`` (credentials on curl's stdin, never its argv), verifies the sha256, refuses archives
+with absolute or ``..`` members, writes the sha256 and version markers, and renames the dir into place only
+then; a half-download is never used. ``switch`` renames a new symlink over ``current`` (atomic).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from graylift.adapters.artifacts import ArtifactAuth, download_command
+from graylift.core.layout import (
+    SHA_MARKER,
+    VERSION_MARKER,
+    Found,
+    LayoutError,
+    parse_survey,
+    release_dir_of_link,
+    survey_script,
+)
+from graylift.core.model import Package, PackageKind, is_plain_name
+from graylift.errors import ArtifactError, RemoteCommandFailed
+from graylift.ports import Transport
+
+SHA_MISMATCH_EXIT = 3
+UNSAFE_ARCHIVE_EXIT = 4
+QUICK = 30.0
+q = shlex.quote
+
+
+class ShellDeployDir:
+    def __init__(self, transport: Transport, deploy_dir: str) -> None:
+        self.transport, self.root = transport, deploy_dir.rstrip("/")
+        self.host = transport.host.name
+
+    async def _sh(self, script: str, *, timeout: float = QUICK, check: bool = True, stdin: str | None = None) -> str:
+        result = await self.transport.run("sh -c " + q(script), timeout=timeout, check=check, stdin=stdin)
+        return result.stdout.strip()
+
+    async def survey(self) -> Found:
+        out = await self._sh(survey_script(self.root))
+        try:
+            return parse_survey(out, self.root)
+        except LayoutError as exc:
+            raise LayoutError(f"{self.host}: {exc}") from None
+
+    async def current(self) -> str | None:
+        out = await self._sh(f"readlink {q(self.root)}/current || true")
+        return release_dir_of_link(out, self.root) if out else None
+
+    async def release(self, name: str) -> tuple[bool, str | None]:
+        final = f"{self.root}/releases/{name}"
+        out = await self._sh(f"if [ -d {q(final)} ]; then echo present $(head -c 64 {q(final + '/' + SHA_MARKER)} "
+                             "2>/dev/null); else echo absent; fi")
+        words = out.split()
+        return words[0] == "present", (words[1] if len(words) > 1 else None)
+
+    async def stage(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None, replace: bool,
+                    timeout: float) -> None:
+        final, tmp = f"{self.root}/releases/{name}", f"{self.root}/releases/.{name}.partial"
+        await self._sh(f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}")
+        archive = f"{tmp}/{pkg.filename}"
+        if pkg.url:
+            fetch, secret_input = download_command(pkg.url, archive, auth)  # the secret goes by stdin
+            await self._sh(fetch, timeout=timeout, stdin=secret_input)
+        elif pkg.local_path:
+            await self.transport.put(Path(pkg.local_path), archive)
+        else:  # pragma: no cover - Package guarantees one of them
+            raise ArtifactError(f"{pkg.app} {pkg.version}: package has neither url nor local path")
+        old = final + ".old"
+        swap = (f"rm -rf {q(old)} && mv {q(final)} {q(old)} && mv {q(tmp)} {q(final)} && rm -rf {q(old)}"
+                if replace else f"mv {q(tmp)} {q(final)}")
+        verify = (
+            f"got=$(sha256sum {q(archive)} | cut -d' ' -f1); "
+            f"if [ \"$got\" != {q(pkg.sha256)} ]; then rm -rf {q(tmp)}; "
+            f"echo \"sha256 mismatch: expected {pkg.sha256}, got $got\" >&2; exit {SHA_MISMATCH_EXIT}; fi; "
+            + _unpack_script(pkg.kind, archive, tmp)
+            + f" && echo {q(pkg.sha256)} > {q(tmp + '/' + SHA_MARKER)} && echo {q(version)} > "
+            f"{q(tmp + '/' + VERSION_MARKER)} && {swap}"
+        )
+        try:
+            await self._sh(verify, timeout=timeout)
+        except RemoteCommandFailed as exc:
+            await self._sh(f"rm -rf {q(tmp)}", check=False)
+            if exc.exit_status == SHA_MISMATCH_EXIT:
+                raise ArtifactError(
+                    f"{self.host}: sha256 of {pkg.filename} does not match the repository's "
+                    f"({exc.output.strip().splitlines()[-1] if exc.output.strip() else pkg.sha256}); "
+                    "the host was not touched. Check the artifact repository and the package's .sha256."
+                ) from exc
+            if exc.exit_status == UNSAFE_ARCHIVE_EXIT:
+                raise ArtifactError(f"{self.host}: {pkg.filename} has unsafe paths; refused") from exc
+            raise
+
+    async def list_releases(self) -> list[str]:
+        listing = await self._sh(f"ls -1t {q(self.root)}/releases 2>/dev/null || true")
+        return [n for n in listing.splitlines() if n and not n.startswith(".")]
+
+    async def remove(self, names: list[str]) -> None:
+        doomed = [n for n in names if is_plain_name(n)]
+        if doomed:
+            await self._sh("rm -rf " + " ".join(q(f"{self.root}/releases/{n}") for n in doomed), timeout=60)
+
+    async def switch(self, name: str) -> None:
+        release_dir, current, link = f"{self.root}/releases/{name}", f"{self.root}/current", f"{self.root}/.current.tmp"
+        target = f"releases/{name}"
+        await self._sh(
+            f"[ -d {q(release_dir)} ] || {{ echo 'release dir missing: {release_dir}' >&2; exit 2; }}; "
+            f"[ \"$(readlink {q(current)})\" = {q(target)} ] && exit 0; "
+            f"ln -sfn {q(target)} {q(link)} && mv -Tf {q(link)} {q(current)}")
+
+
+def _unpack_script(kind: PackageKind, archive: str, into: str) -> str:
+    a, d = q(archive), q(into)
+    if kind is PackageKind.TAR_GZ:
+        # refuse absolute paths and parent-directory members before unpacking anything
+        return (f"if tar -tzf {a} | grep -Eq '^/|(^|/)\\.\\.(/|$)'; then "
+                f"echo 'package has unsafe paths (absolute or ..)' >&2; exit {UNSAFE_ARCHIVE_EXIT}; fi; "
+                f"tar -xzf {a} -C {d} --no-same-owner")
+    if kind is PackageKind.ZIP:
+        return ("python3 - " + a + " " + d + " <<'PY'\n"
+                "import sys, zipfile, os\n"
+                "z = zipfile.ZipFile(sys.argv[1])\n"
+                "bad = [n for n in z.namelist() if n.startswith('/') or '..' in n.split('/')]\n"
+                "sys.exit('package has unsafe paths: ' + bad[0]) if bad else z.extractall(sys.argv[2])\n"
+                "PY")
+    return "true"  # war / jar: the file itself is the release (a war unpacks on start)
