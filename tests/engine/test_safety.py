@@ -184,19 +184,27 @@ def test_a_controller_frozen_past_its_deadline_stops_on_its_own(world: World,
 
 # 4. every pass goes through one cap check ----------------------------------------------------------------
 
-@pytest.mark.parametrize(("skipped", "size", "outcome"), [(("h5", "h6"), 2, ReleaseState.ROLLED_BACK),
-                                                          (("h5", "h6", "h7"), 1, ReleaseState.PAUSED)])
-def test_a_rollback_never_takes_half_or_more_out(make_world: Callable[..., World], skipped: tuple[str, ...],
-                                                 size: int, outcome: ReleaseState) -> None:
-    """The issue's case: hosts skipped as unhealthy and one failed, then a rollback in batches."""
+@pytest.mark.parametrize(("skipped", "h4", "size", "outcome", "waves"), [
+    # h4's take-out fails and it is reverted: it serves again, so 2 are out and the rollback goes 2 at a time
+    (("h5", "h6"), "take_out", 2, ReleaseState.ROLLED_BACK, [["h1", "h2"], ["h3"]]),
+    # the issue's case: 3 skipped as unhealthy and h4 failed its pre-check (unreachable): 4 of 10 are out,
+    # one more would be 50%: the rollback pauses instead of taking 4 more out at once
+    (("h5", "h6", "h7"), "unreachable", 1, ReleaseState.PAUSED, []),
+])
+def test_a_rollback_never_takes_half_or_more_out(make_world: Callable[..., World], skipped: tuple[str, ...], h4: str,
+                                                 size: int, outcome: ReleaseState, waves: list[list[str]]) -> None:
     w = make_world(10, beta=0, strategy=Strategy(batch_size=size, on_failure=OnFailure.ROLLBACK,
                                                  on_unhealthy=OnUnhealthy.SKIP))
     w.release("1.0.0")
     for host in skipped:
         (w.folders / host / "running").unlink()  # unhealthy before the release: skipped
-    w.switch.fails.add(("take_out", "h4"))  # h4 fails (reverted), past the budget: roll back h1..h3
     w.watch_the_cap()
-    rec = w.drive(w.start("2.0.0"))
+    rid = w.start("2.0.0")
+    if h4 == "take_out":
+        w.switch.fails.add(("take_out", "h4"))
+    else:
+        w.fleet.unreachable.add("h4")  # cut off after the preflight
+    rec = w.drive(rid)
     assert rec.state is outcome, rec.message
     assert w.max_out_seen * 2 < 10, w.max_out_seen  # never 50% or more out or not serving
     if outcome is ReleaseState.PAUSED:
@@ -204,9 +212,9 @@ def test_a_rollback_never_takes_half_or_more_out(make_world: Callable[..., World
         assert "h1" in rec.plan["back_pass"]
     else:
         assert {w.current(f"h{i}") for i in range(1, 5)} == {"1.0.0"}
-        waves = [e.detail["hosts"] for e in w.store.journal_entries(rec.id) if e.step.startswith("rollback ")
-                 and e.event == "begin"]
-        assert waves == [["h1"], ["h2"], ["h3"]]  # 3 out (2 skipped, 1 failed): one more at a time
+    got = [e.detail["hosts"] for e in w.store.journal_entries(rec.id) if e.step.startswith("rollback ")
+           and e.event == "begin"]
+    assert got == waves
 
 
 def test_hosts_an_earlier_release_left_needing_attention_count_against_the_cap(

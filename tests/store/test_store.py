@@ -340,7 +340,7 @@ def test_every_write_of_a_fenced_store_fails_once_another_controller_holds_the_l
     assert store.claim(rec.id, "ctl-b", stale_after=0) == epoch + 1  # b takes over (a looked dead)
     for write in (lambda: a.journal(rec.id, "web-1", "stage", "done", {}),
                   lambda: a.update_host_run(rec.id, "web-1", step="mute"),
-                  lambda: a.mark_step_done(rec.id, "web-1", "stage"),
+                  lambda: a.finish_step(store.host_run(rec.id, "web-1"), "stage", {}),
                   lambda: a.update_release(rec.id, phase="x"),
                   lambda: a.transition(rec.id, ReleaseState.RUNNING, "started")):
         with pytest.raises(LeaseLost, match="ctl-b"):
@@ -383,10 +383,13 @@ def test_host_run_steps(store: Store) -> None:
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
     run = store.update_host_run(rec.id, "web-1", state="running", step="take_out", started_at=t0)
     assert (run.state, run.step, run.started_at) == ("running", "take_out", t0)
-    store.mark_step_done(rec.id, "web-1", "take_out")
-    store.mark_step_done(rec.id, "web-1", "stop")
-    run = store.mark_step_done(rec.id, "web-1", "take_out")  # no duplicate
-    assert run.done_steps == ("take_out", "stop")
+    store.begin_step(rec.id, "web-1", "take_out", {"version": "2.4.1"})
+    run = store.finish_step(run, "take_out", {"out_of": ["lb"]}, then=("stop", {"version": "2.4.1"}))
+    run = store.finish_step(run, "stop", {})
+    run = store.finish_step(run, "take_out", {})  # no duplicate
+    assert run.done_steps == ("take_out", "stop") and run == store.host_run(rec.id, "web-1")
+    assert [(e.step, e.event) for e in store.journal_entries(rec.id, "web-1")] == [
+        ("take_out", "begin"), ("take_out", "done"), ("stop", "begin"), ("stop", "done"), ("take_out", "done")]
     run = store.update_host_run(rec.id, "web-1", state="failed", error="health check failed", finished_at=t0)
     assert (run.state, run.error, run.finished_at) == ("failed", "health check failed", t0)
 
@@ -404,7 +407,7 @@ def test_host_run_steps(store: Store) -> None:
     with pytest.raises(StoreError, match="web-9"):
         store.host_run(rec.id, "web-9")
     with pytest.raises(StoreError, match="web-9"):
-        store.mark_step_done(rec.id, "web-9", "stop")
+        store.begin_step(rec.id, "web-9", "stop", {})
     with pytest.raises(TypeError):
         store.update_host_run(rec.id, "web-1", done_steps=["x"])
 

@@ -56,6 +56,7 @@ class Plan:
     cluster_size: int = 0
     estimate_seconds: float = 0.0
     canary_required: int = 0  # canaries that must run the new version and bake healthy before promotion
+    known_out: tuple[str, ...] = ()  # released to, but out of service when the plan was made (count against the cap)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -75,6 +76,7 @@ class Plan:
             "cluster_size": self.cluster_size,
             "estimate_seconds": self.estimate_seconds,
             "canary_required": self.canary_required,
+            "known_out": list(self.known_out),
         }
 
     @classmethod
@@ -87,6 +89,7 @@ class Plan:
             cluster_size=data.get("cluster_size", 0),
             estimate_seconds=data.get("estimate_seconds", 0.0),
             canary_required=data.get("canary_required", 0),
+            known_out=tuple(data.get("known_out", ())),
         )
 
     @property
@@ -108,7 +111,8 @@ class Plan:
             else:
                 batches.append(Batch(batch.index, tuple(h for h in batch.hosts if h != replacement),
                                      batch.canary, batch.label))
-        return Plan(tuple(batches), self.skipped, self.cluster_size, self.estimate_seconds, self.canary_required)
+        return Plan(tuple(batches), self.skipped, self.cluster_size, self.estimate_seconds, self.canary_required,
+                    self.known_out)
 
 
 def batch_size_for(strategy: Strategy, in_service: int) -> int:
@@ -203,9 +207,10 @@ def make_plan(
 
     ``unhealthy`` maps host name -> reason for hosts a pre-check already found down; they are skipped
     and count against the 50% cap like hosts in maintenance. ``attention`` maps host name -> reason for
-    hosts an earlier release left needing attention: they are released to (a success clears them), never
-    as canaries, and count against the cap until then. ``only`` restricts the plan to these host names
-    (retry, rollback) while the cap still counts the whole cluster.
+    hosts known out of service that are still released to (left needing attention by an earlier release; on
+    a rollback, found unhealthy): never canaries, and they count against the cap until the release
+    succeeds on them (``Plan.known_out``). ``only`` restricts the plan to these host names while the cap still
+    counts the whole cluster.
     """
     if not hosts:
         raise PlanError("no hosts to release to: the CMDB has none for this app/env")
@@ -245,7 +250,8 @@ def make_plan(
     if first:
         estimate += timing.bake_seconds
     estimate += max(0, len(batches) - 1) * timing.pause_seconds
-    return Plan(tuple(batches), tuple(skipped), cluster, estimate, canary_required=len(first))
+    return Plan(tuple(batches), tuple(skipped), cluster, estimate, canary_required=len(first),
+                known_out=tuple(h.name for h in candidates if h.name in attention))
 
 
 def wave(todo: Sequence[str], out: Collection[str], *, cluster_size: int, size: int,

@@ -42,6 +42,7 @@ class HostRunner:
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Any) -> None:
         self.store, self.fleet, self.clock, self.check_lease = store, fleet, clock, check_lease
+        self._rollback_versions: tuple[str, ...] | None = None
 
     # --- targets -------------------------------------------------------------------------------
 
@@ -85,10 +86,13 @@ class HostRunner:
         return Package.from_json(packages[version])
 
     def rollback_versions(self, rec: ReleaseRecord) -> tuple[str, ...]:
-        """The app's good versions, newest first: where rollbacks go, so a host keeps them when it prunes."""
-        bad = self.store.bad_versions(rec.app, rec.env)
-        seen = dict.fromkeys(d.version for d in self.store.deployed_versions(rec.app, rec.env) if d.version not in bad)
-        return tuple(seen)
+        """The app's good versions, newest first: where rollbacks go, so a host keeps them when it prunes.
+        Read once per drive (they change only when a release ends)."""
+        if self._rollback_versions is None:
+            bad = self.store.bad_versions(rec.app, rec.env)
+            deployed = self.store.deployed_versions(rec.app, rec.env)
+            self._rollback_versions = tuple(dict.fromkeys(d.version for d in deployed if d.version not in bad))
+        return self._rollback_versions
 
     def _deployed_sha(self, rec: ReleaseRecord, version: str) -> str | None:
         for deployed in self.store.deployed_versions(rec.app, rec.env):
@@ -115,46 +119,60 @@ class HostRunner:
         except GrayliftError as exc:
             raise StepFailed(todo[0], exc) from exc
         already = False
-        for step in todo:
-            if already and step not in ALWAYS_ENSURED:
-                continue
-            self.check_lease()  # a controller that lost its lease never acts again
-            run = self.store.host_run(rec.id, host)
-            try:
-                target = await self.target(rec, run)
-            except GrayliftError as exc:
-                raise StepFailed(step, exc) from exc
-            ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
-                                   self._journal(rec.id, host, step), found=run.found,
-                                   require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
-                                   rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
-            self.store.update_host_run(rec.id, host, step=step.value)
-            begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
-            if step in UNDO_OF:
-                begin["undo"] = UNDO_OF[step]  # written before the step runs, so a crash cannot lose it
-            self.store.journal(rec.id, host, step.value, "begin", begin)
-            started = self.clock.now()
-            try:
-                detail = await run_step(step, ctx)
-            except LeaseLost:
-                raise
-            except (GrayliftError, OSError) as exc:
-                self.store.journal(rec.id, host, step.value, "failed", _failure_detail(exc))
-                raise StepFailed(step, exc) from exc
-            detail["seconds"] = round((self.clock.now() - started).total_seconds(), 3)
-            if step is Step.PRECHECK:
-                found = Found.from_json(detail["found"])
-                self.store.update_host_run(rec.id, host, found=found, previous_version=found.version)
-            self.store.mark_step_done(rec.id, host, step.value)
-            self.store.journal(rec.id, host, step.value, "done", detail)
-            if step is Step.PRECHECK and detail.get("already_on_target"):
-                already = True
-                # nothing to stage or restart; it is still made sure to be in traffic and unmuted
-                skipped = [s for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)]
-                self.store.mark_steps_done(rec.id, host, [s.value for s in skipped])
-                self.store.journal(rec.id, host, "precheck", "already_on_target",
-                                   {"version": target.version, "skipped": [s.value for s in skipped]})
+        finished: tuple[Step, dict[str, Any], Found | None, list[str]] | None = None  # written with the next begin
+        try:
+            for step in todo:
+                if already and step not in ALWAYS_ENSURED:
+                    continue
+                self.check_lease()  # a controller that lost its lease never acts again
+                try:
+                    target = await self.target(rec, run)
+                except GrayliftError as exc:
+                    raise StepFailed(step, exc) from exc
+                ctx = StepContext.open(
+                    self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                    self._journal(rec.id, host, step), found=run.found,
+                    require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
+                    rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
+                begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
+                if step in UNDO_OF:
+                    begin["undo"] = UNDO_OF[step]  # written before the step runs, so a crash cannot lose it
+                if finished is None:
+                    self.store.begin_step(rec.id, host, step.value, begin)
+                else:
+                    run = self._finish(run, finished, then=(step.value, begin))
+                    finished = None
+                started = self.clock.now()
+                try:
+                    detail = await run_step(step, ctx)
+                except LeaseLost:
+                    raise
+                except (GrayliftError, OSError) as exc:
+                    self.store.journal(rec.id, host, step.value, "failed", _failure_detail(exc))
+                    raise StepFailed(step, exc) from exc
+                detail["seconds"] = round((self.clock.now() - started).total_seconds(), 3)
+                found = Found.from_json(detail["found"]) if step is Step.PRECHECK else None
+                already = already or bool(found is not None and detail.get("already_on_target"))
+                # nothing to stage or restart on a host already on the target: it is only put back and unmuted
+                skipped = [s.value for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)] if found and already \
+                    else []
+                finished = (step, detail, found, skipped)
+        finally:
+            if finished is not None and self._lease_held():
+                self._finish(run, finished)
         return already
+
+    def _finish(self, run: HostRunRecord, finished: tuple[Step, dict[str, Any], Found | None, list[str]],
+                then: tuple[str, dict[str, Any]] | None = None) -> HostRunRecord:
+        step, detail, found, skipped = finished
+        return self.store.finish_step(run, step.value, detail, found=found, skipped=skipped, then=then)
+
+    def _lease_held(self) -> bool:
+        try:
+            self.check_lease()
+        except LeaseLost:
+            return False
+        return True
 
     def _journal(self, release_id: int, host: str, step: Step) -> Any:
         def write(event: str, detail: dict[str, Any]) -> None:
@@ -253,6 +271,10 @@ class HostRunner:
         if back:  # a rollback that had to be undone: the host serves what it served, not the rollback target
             await self.needs_attention(rec, run.host, "the rollback was reverted; it serves what it served before",
                                        {})
+            return
+        if run.found is None or run.found.fresh:  # nothing to go back to: it is left stopped, out of traffic
+            await self.needs_attention(rec, run.host, "its first install failed: it is left stopped and out of "
+                                       "traffic until a release succeeds on it", {})
             return
         self.store.update_host_run(rec.id, run.host, state=HostState.FAILED, finished_at=self.clock.now())
 

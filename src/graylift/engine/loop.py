@@ -149,8 +149,7 @@ class _Drive:
 
         async def guarded(name: str) -> None:
             async with limit:
-                if stop_on_request and self.store.get_release(rec.id).requested in (
-                        Request.PAUSE, Request.ABORT, Request.ROLLBACK):
+                if stop_on_request and self.store.requested(rec.id) in (Request.PAUSE, Request.ABORT, Request.ROLLBACK):
                     return  # safe point: not started
                 await one(rec, name)
 
@@ -168,9 +167,15 @@ class _Drive:
         needing attention, caught mid-pass, in maintenance, unhealthy before the release, and hosts an
         earlier release left needing attention (the CMDB's host health)."""
         runs = self.store.host_runs(rec.id) if runs is None else runs
-        out = {r.host for r in runs if r.state in (HostState.SKIPPED, HostState.FAILED, HostState.NEEDS_ATTENTION)}
+        plan = Plan.from_dict(rec.plan)
+        out = {r.host for r in runs if r.state in (HostState.SKIPPED, HostState.NEEDS_ATTENTION)}
+        # a failed host that was reverted (or never touched past its pre-check) serves; one that failed its
+        # pre-check (unreachable, a layout refused) may not
+        out |= {r.host for r in runs if r.state is HostState.FAILED and not r.done_steps}
         out |= {r.host for r in runs if r.state.in_flight and (r.done_steps or r.step)}
-        out |= {s.host for s in Plan.from_dict(rec.plan).skipped}
+        out |= {s.host for s in plan.skipped}
+        on_target = {r.host for r in runs if r.state in (HostState.DONE, HostState.ROLLED_BACK)}
+        out |= set(plan.known_out) - on_target  # found unhealthy at the start, not yet fixed by this release
         out |= set(self.store.host_health(rec.app, rec.env))
         return out
 
@@ -357,10 +362,12 @@ class _Drive:
                       f"rollback left {len(stuck)} host(s) needing attention: {', '.join(stuck)}; fix them and "
                       f"`graylift retry {rec.id}` (goes on rolling back), or `graylift abort {rec.id}`")
             return
-        if rec.previous_version:
-            self.store.record_deployed(rec.app, rec.env, rec.previous_version, rec.id, source="rollback")
-        self.store.mark_bad(rec.app, rec.env, rec.version, release_id=rec.id, reason=f"release #{rec.id} rolled back")
         rolled = sum(1 for r in runs if r.state is HostState.ROLLED_BACK)
+        if rolled and rec.previous_version:
+            self.store.record_deployed(rec.app, rec.env, rec.previous_version, rec.id, source="rollback")
+        if rolled:  # a rollback that moved no host (a first install has nothing to go back to) marks nothing bad
+            self.store.mark_bad(rec.app, rec.env, rec.version, release_id=rec.id,
+                                reason=f"release #{rec.id} rolled back")
         self.move(rec, ReleaseState.ROLLED_BACK,
                   f"{rolled} host(s) back on {rec.previous_version or 'their previous version'}. {rec.message}")
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError
 from graylift.config import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, load_config
 from graylift.core.model import Host
 from graylift.engine import Engine
-from graylift.ports import Fleet
+from graylift.ports import Clock, Fleet
 from graylift.store import ReleaseRecord, Store
 from graylift.wiring import LiveFleet
 
@@ -33,12 +33,16 @@ class ServiceBase:
     """One config file + one state database."""
 
     def __init__(self, config_path: Path | None = None, *, db_url: str | None = None,
-                 fleet: FleetBuilder = LiveFleet) -> None:
+                 fleet: FleetBuilder = LiveFleet, config: GrayliftConfig | None = None, store: Store | None = None,
+                 clock: Clock | None = None) -> None:
+        """``fleet``, ``config``, ``store`` and ``clock`` are for tests and the simulation; by default the config
+        comes from ``config_path``, the store from its ``state`` (or GRAYLIFT_DB), the clock is the system's."""
         self.config_path = config_path_from_env(config_path)
-        self._config: GrayliftConfig | None = None
-        self._store: Store | None = None
+        self._config = config
+        self._store = store
         self._db_url = db_url
         self._fleet = fleet
+        self.clock = clock
 
     @property
     def config(self) -> GrayliftConfig:
@@ -80,4 +84,4 @@ class ServiceBase:
         async def factory(rec: ReleaseRecord) -> Fleet:
             return self._fleet(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
 
-        return Engine(store, factory)
+        return Engine(store, factory, clock=self.clock)

@@ -49,18 +49,21 @@ class ReleaseService(ServiceBase):
             fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)
             try:
                 report = await preflight(fleet, [h for h in hosts if h.in_service],
-                                         version=version if kind is ReleaseKind.RELEASE else None,
-                                         with_health=kind is ReleaseKind.RELEASE)
+                                         version=version if kind is ReleaseKind.RELEASE else None)
             finally:
                 await fleet.close()
         unhealthy = report.unhealthy()
+        known_out = {h: a.reason for h, a in attention.items()}
+        if kind is ReleaseKind.ROLLBACK:  # a sick host is rolled back too (that may heal it), counted as out
+            known_out |= unhealthy
+            unhealthy = {}
         if unhealthy and strategy.on_unhealthy is OnUnhealthy.FAIL:
             report.problems += [f"{name}: unhealthy before the release ({why}); strategy.on_unhealthy is fail"
                                 for name, why in unhealthy.items()]
         timing = Timing(host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
                         bake_seconds=strategy.bake_seconds, pause_seconds=strategy.pause_seconds)
-        plan = make_plan(hosts, strategy, timing=timing, attention={h: a.reason for h, a in attention.items()},
-                         unhealthy=unhealthy, canary=kind is ReleaseKind.RELEASE)
+        plan = make_plan(hosts, strategy, timing=timing, attention=known_out, unhealthy=unhealthy,
+                         canary=kind is ReleaseKind.RELEASE)
         previous = self.store.current_version(app, env) or report.fleet_version()  # a fleet another tool installed
         return PlanView(app, env, version, plan, hosts, previous, report=report, attention=attention)
 

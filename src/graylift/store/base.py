@@ -101,10 +101,8 @@ class StoreBase:
 
     def _check_fence(self, conn: sa.Connection, fence: Fence) -> None:
         fence.check()
-        query = sa.select(t.releases.c.owner, t.releases.c.lease_epoch).where(t.releases.c.id == fence.release_id)
-        if self.is_postgres:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        query = t.GET_LEASE.with_for_update() if self.is_postgres else t.GET_LEASE
+        row = conn.execute(query, {"id": fence.release_id}).first()
         if row is None or row.owner != fence.owner or row.lease_epoch != fence.epoch:
             holder = f"{row.owner or 'nobody'} (epoch {row.lease_epoch})" if row is not None else "nobody"
             raise LeaseLost(f"release #{fence.release_id}: this controller ({fence.owner}, lease epoch "

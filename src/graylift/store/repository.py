@@ -8,6 +8,7 @@ plain frozen records; no session or row escapes. Writers on SQLite take the writ
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,8 @@ class Store(CmdbStore):
     """Graylift's state database. Open with :meth:`open`; share one per process; :meth:`close` at exit."""
 
     @classmethod
-    def open(cls, url: str, *, now: Callable[[], datetime] = utcnow, create_dir: bool = False) -> Store:
+    def open(cls, url: str, *, now: Callable[[], datetime] = utcnow, create_dir: bool = False,
+             migrate_schema: bool = True) -> Store:
         """Connect, bring the schema to the newest migration, and return the store.
 
         ``sqlite:///path/graylift.db`` (its directory is created only with ``create_dir``; the file is 0600);
@@ -72,6 +74,8 @@ class Store(CmdbStore):
         except (SQLAlchemyError, ImportError, OSError) as exc:
             raise StoreError(f"cannot open state database {shown}: {exc}") from exc
         store = cls(parsed, write_engine, read_engine, now)
+        if not migrate_schema:  # the caller brings the schema (the simulation copies a migrated database)
+            return store
         try:
             migrate(write_engine)
         except Exception as exc:
@@ -133,7 +137,7 @@ class Store(CmdbStore):
         if not 0 < release_id < 2**63:
             raise ReleaseNotFound(f"release #{release_id} not found; `graylift history APP --env ENV` lists releases")
         with self._read() as conn:
-            row = conn.execute(sa.select(t.releases).where(t.releases.c.id == release_id)).mappings().first()
+            row = conn.execute(t.GET_RELEASE, {"id": release_id}).mappings().first()
         if row is None:
             raise ReleaseNotFound(f"release #{release_id} not found; `graylift history APP --env ENV` lists releases")
         return release_from_row(row)
@@ -292,17 +296,21 @@ class Store(CmdbStore):
     # ------------------------------------------------------------------ host runs
     def host_runs(self, release_id: int) -> list[HostRunRecord]:
         """The release's host runs, ordered by batch then host name."""
-        query = (sa.select(t.host_runs).where(t.host_runs.c.release_id == release_id)
-                 .order_by(t.host_runs.c.batch, t.host_runs.c.host))
         with self._read() as conn:
-            return [host_run_from_row(r) for r in conn.execute(query).mappings()]
+            return [host_run_from_row(r) for r in conn.execute(t.GET_RUNS, {"b_rid": release_id}).mappings()]
 
     def host_run(self, release_id: int, host: str) -> HostRunRecord:
         with self._read() as conn:
-            row = conn.execute(sa.select(t.host_runs).where(*_run_key(release_id, host))).mappings().first()
+            row = conn.execute(t.GET_RUN, {"b_rid": release_id, "b_host": host}).mappings().first()
         if row is None:
             raise StoreError(f"host {host} is not part of release #{release_id}")
         return host_run_from_row(row)
+
+    def requested(self, release_id: int) -> Request | None:
+        """Only the release's pending request (read at every safe point)."""
+        with self._read() as conn:
+            value = conn.execute(t.GET_REQUESTED, {"id": release_id}).scalar()
+        return Request(value) if value else None
 
     def update_host_run(self, release_id: int, host: str, **fields: Any) -> HostRunRecord:
         """Set some of HOST_RUN_FIELDS."""
@@ -317,23 +325,38 @@ class Store(CmdbStore):
             self._update_run_row(release_id, host, fields)
         return self.host_run(release_id, host)
 
-    def mark_step_done(self, release_id: int, host: str, step: str) -> HostRunRecord:
-        """Append ``step`` to the host's done steps (once) and make it the current step."""
-        return self.mark_steps_done(release_id, host, [step])
-
-    def mark_steps_done(self, release_id: int, host: str, steps: list[str]) -> HostRunRecord:
-        """Append ``steps`` to the host's done steps (each once); the last becomes the current step."""
-        key = _run_key(release_id, host)
+    def begin_step(self, release_id: int, host: str, step: str, detail: dict[str, Any]) -> None:
+        """The host's current step, and its ``begin`` journal entry, in one transaction."""
         with self._write() as conn:
-            query = sa.select(t.host_runs.c.done_steps, t.host_runs.c.step).where(*key)
-            row = conn.execute(query.with_for_update() if self.is_postgres else query).first()
-            if row is None:
+            if not conn.execute(t.SET_RUN_STEP, {"b_rid": release_id, "b_host": host, "b_step": step}).rowcount:
                 raise StoreError(f"host {host} is not part of release #{release_id}")
-            done = list(row[0] or [])
-            done += [s for s in steps if s not in done]
-            conn.execute(sa.update(t.host_runs).where(*key).values(done_steps=done,
-                                                                   step=steps[-1] if steps else row[1]))
-        return self.host_run(release_id, host)
+            self._journal_row(conn, release_id, host, step, "begin", detail)
+
+    def finish_step(self, run: HostRunRecord, step: str, detail: dict[str, Any], *, found: Found | None = None,
+                    skipped: list[str] | None = None, then: tuple[str, dict[str, Any]] | None = None
+                    ) -> HostRunRecord:
+        """In one transaction: ``step`` done (once in ``done_steps``) with its ``done`` journal entry, what a
+        pre-check ``found`` (the host's previous version), ``skipped`` steps counted as done, and (``then``) the
+        next step begun with its ``begin`` entry. ``run`` is the host run as the driver last wrote it (a fenced
+        driver is its only writer)."""
+        done = list(run.done_steps)
+        done += [s for s in (step, *(skipped or [])) if s not in done]
+        current = then[0] if then else step
+        params: dict[str, Any] = {"b_rid": run.release_id, "b_host": run.host, "b_done": done, "b_step": current}
+        changes: dict[str, Any] = {"done_steps": tuple(done), "step": current}
+        if found is not None:
+            params |= {"b_found": found.to_json(), "b_previous": found.version}
+            changes |= {"found": found, "previous_version": found.version}
+        with self._write() as conn:
+            if not conn.execute(t.FINISH_PRECHECK if found is not None else t.FINISH_STEP, params).rowcount:
+                raise StoreError(f"host {run.host} is not part of release #{run.release_id}")
+            self._journal_row(conn, run.release_id, run.host, step, "done", detail)
+            if skipped:
+                self._journal_row(conn, run.release_id, run.host, step, "already_on_target",
+                                  {"version": detail.get("current"), "skipped": skipped})
+            if then is not None:
+                self._journal_row(conn, run.release_id, run.host, then[0], "begin", then[1])
+        return replace(run, **changes)
 
     def reset_host_run(self, release_id: int, host: str, *, target_version: str, state: str,
                        target_dir: str | None = None) -> HostRunRecord:
@@ -364,11 +387,15 @@ class Store(CmdbStore):
     def journal(self, release_id: int, host: str | None, step: str, event: str,
                 detail: dict[str, Any] | None = None) -> None:
         """Append one entry (one short transaction), signed with the writer's lease when fenced."""
-        fence = self.fence
         with self._write() as conn:
-            conn.execute(sa.insert(t.journal).values(
-                release_id=release_id, host=host, step=step, event=event, detail=detail or {}, at=self._now(),
-                owner=fence.owner if fence else None, epoch=fence.epoch if fence else None))
+            self._journal_row(conn, release_id, host, step, event, detail or {})
+
+    def _journal_row(self, conn: sa.Connection, release_id: int, host: str | None, step: str, event: str,
+                     detail: dict[str, Any]) -> None:
+        fence = self.fence
+        conn.execute(t.INSERT_JOURNAL, {
+            "release_id": release_id, "host": host, "step": step, "event": event, "detail": detail,
+            "at": self._now(), "owner": fence.owner if fence else None, "epoch": fence.epoch if fence else None})
 
     def journal_entries(self, release_id: int, host: str | None = None, since_id: int = 0) -> list[JournalEntry]:
         """Entries of a release in write order, optionally of one host and/or after entry ``since_id``."""

@@ -1,0 +1,326 @@
+"""The simulated fleet: hosts as data, and the fakes of every port graylift drives them through.
+
+A :class:`SimHost` is what a real host would hold: release dirs (with the sha256 and version graylift records),
+the ``current`` link, the app process (which version it runs, if any), reachability. The fakes change it the way
+the real adapters change a real host, and every operation can be made to fail, hang or lie by a :class:`Faults`
+entry, so the engine meets each failure at each point. Every operation is an await point (a controller can be
+killed there) and checks the world's invariants that must hold at every instant (the 50% rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from graylift.core.layout import Found
+from graylift.core.model import Host, Package, PackageKind
+from graylift.errors import (
+    ArtifactError,
+    CommandTimeout,
+    HostUnreachable,
+    RemoteCommandFailed,
+    SilencerError,
+    TrafficError,
+)
+from graylift.ports import CommandResult, Preflight, ProbeResult, Transport
+
+APP = "sim"
+HANG_SECONDS = 30.0  # how long a hung backend call takes before it times out (as the real adapters' timeouts)
+
+
+@dataclass
+class SimHost:
+    name: str
+    releases: dict[str, tuple[str, str]] = field(default_factory=dict)  # dir -> (sha256, version), oldest first
+    current: str | None = None
+    running: str | None = None  # the version the app process runs (None: stopped)
+    served: bool = False  # it has served before (a fresh host out of service takes nothing from the cluster)
+    reachable: bool = True
+    crashes_on_start: bool = False  # the app dies right after it starts (whatever its version)
+
+    @property
+    def serving_version(self) -> str | None:
+        return self.running
+
+    def found(self) -> Found:
+        releases: dict[str, str | None] = {d: sha for d, (sha, _) in self.releases.items()}
+        versions = {d: v for d, (_, v) in self.releases.items() if v != d}
+        if self.current is None:
+            return Found("fresh", releases=releases, versions=versions)
+        sha, version = self.releases[self.current]
+        return Found("release", self.current, version, sha, releases, versions)
+
+
+@dataclass
+class Faults:
+    """Failures to inject: (operation, host or '*') -> how many more times it fails ('hang' for commands).
+
+    Operations: survey, stage, switch, start, stop, health, take_out, put_back, is_out (lies: says out while in),
+    mute, unmute, repository. A count of -1 fails forever.
+    """
+
+    fail: dict[tuple[str, str], int] = field(default_factory=dict)
+    hang: set[tuple[str, str]] = field(default_factory=set)
+
+    def hit(self, op: str, host: str) -> bool:
+        for key in ((op, host), (op, "*")):
+            left = self.fail.get(key, 0)
+            if left:
+                self.fail[key] = left - 1 if left > 0 else left
+                return True
+        return False
+
+    def hangs(self, op: str, host: str) -> bool:
+        return (op, host) in self.hang or (op, "*") in self.hang
+
+
+@dataclass
+class World:
+    """The whole simulated fleet, shared by every controller of a run."""
+
+    hosts: dict[str, SimHost]
+    healthy_versions: set[str]
+    faults: Faults = field(default_factory=Faults)
+    switches: list[SimSwitch] = field(default_factory=list)
+    silencer: SimSilencer | None = None
+    ops: int = 0  # await points passed
+    kill_at: int | None = None  # the await point at which the running controller is killed
+    violations: list[str] = field(default_factory=list)
+    cap_known_down: set[str] = field(default_factory=set)  # hosts down before the release (graylift can see)
+    on_point: Callable[[int], None] | None = None  # the scenario's hook at every await point (requests)
+    forbidden: set[str] = field(default_factory=set)  # rolled-back versions no rollback/resume/retry may switch to
+    served_at_start: dict[str, str | None] = field(default_factory=dict)  # each host's version when the action began
+
+    async def point(self, what: str) -> None:
+        """An await point: a controller may be killed here; requests may arrive."""
+        self.ops += 1
+        if self.on_point is not None:
+            self.on_point(self.ops)
+        if self.kill_at is not None and self.ops >= self.kill_at:
+            self.kill_at = None
+            loop = asyncio.get_running_loop()
+            loop.stop()
+            await asyncio.Future()  # never resumes: this controller is dead (kept referenced, never finalized)
+        await asyncio.sleep(0)
+
+    def not_serving(self) -> set[str]:
+        """Hosts that served and now are out of a load balancer, stopped, or on a version that answers 500."""
+        out = set().union(*(s.out for s in self.switches)) if self.switches else set()
+        sick = {h.name for h in self.hosts.values() if h.running is None or h.running not in self.healthy_versions}
+        return {name for name in out | sick if self.hosts[name].served}
+
+    def check_cap(self, allow_half: bool) -> None:
+        down = self.not_serving()
+        if not allow_half and len(down) * 2 >= len(self.hosts):
+            self.violations.append(f"50% rule: {len(down)} of {len(self.hosts)} hosts out or not serving at once "
+                                   f"({', '.join(sorted(down))})")
+
+
+class SimTransport:
+    """Runs the app's own commands on a simulated host: ``start`` and ``stop`` (what the sim's config names)."""
+
+    def __init__(self, world: World, host: Host) -> None:
+        self.world, self.host, self.state = world, host, world.hosts[host.name]
+
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        await self.world.point(f"{self.host.name}: {command}")
+        if not self.state.reachable:
+            raise HostUnreachable(self.host.name, "connection refused (simulated)")
+        op = command.split()[0]
+        if self.world.faults.hangs(op, self.host.name):
+            await asyncio.sleep(timeout)
+            raise CommandTimeout(self.host.name, command, timeout)
+        if self.world.faults.hit(op, self.host.name):
+            raise RemoteCommandFailed(self.host.name, command, 1, f"{op} failed (simulated)")
+        if op == "start":
+            if self.state.current is not None and not self.state.crashes_on_start:
+                self.state.running = self.state.releases[self.state.current][1]
+                self.state.served = True
+        elif op == "stop":
+            self.state.running = None
+        else:
+            raise RemoteCommandFailed(self.host.name, command, 127, f"unknown command {op} (simulated)")
+        return CommandResult(0, "", "")
+
+    async def put(self, local: object, remote: str) -> None:
+        raise RemoteCommandFailed(self.host.name, "put", 1, "the simulation stages through its deploy dir")
+
+    async def close(self) -> None:
+        return None
+
+
+class SimDeployDir:
+    """The deploy dir of a simulated host (the DeployDir port)."""
+
+    def __init__(self, world: World, transport: Transport) -> None:
+        self.world, self.name = world, transport.host.name
+        self.state = world.hosts[self.name]
+
+    async def _op(self, op: str) -> None:
+        await self.world.point(f"{self.name}: {op}")
+        if not self.state.reachable:
+            raise HostUnreachable(self.name, "connection refused (simulated)")
+        if self.world.faults.hit(op, self.name):
+            raise RemoteCommandFailed(self.name, op, 1, f"{op} failed (simulated)")
+
+    async def survey(self) -> Found:
+        await self._op("survey")
+        return self.state.found()
+
+    async def current(self) -> str | None:
+        await self._op("survey")
+        return self.state.current
+
+    async def release(self, name: str) -> tuple[bool, str | None]:
+        await self._op("survey")
+        if name in self.state.releases:
+            return True, self.state.releases[name][0]
+        return False, None
+
+    async def stage(self, pkg: Package, name: str, *, version: str, auth: object, replace: bool,
+                    timeout: float) -> None:
+        await self._op("stage")
+        if replace is False and name in self.state.releases:
+            raise ArtifactError(f"{self.name}: releases/{name} exists and replace was not asked (simulated)")
+        if name == self.state.current:
+            self.world.violations.append(f"{self.name}: stage rewrote releases/{name}, the release in use")
+        self.state.releases.pop(name, None)
+        self.state.releases[name] = (pkg.sha256, version)
+
+    async def list_releases(self) -> list[str]:
+        await self._op("survey")
+        return list(reversed(self.state.releases))
+
+    async def remove(self, names: list[str]) -> None:
+        await self._op("stage")
+        for name in names:
+            if name == self.state.current:
+                self.world.violations.append(f"{self.name}: prune removed releases/{name}, the release in use")
+            self.state.releases.pop(name, None)
+
+    async def switch(self, name: str) -> None:
+        await self._op("switch")
+        if name not in self.state.releases:
+            raise RemoteCommandFailed(self.name, "switch", 2, f"release dir missing: releases/{name}")
+        version = self.state.releases[name][1]
+        if version in self.world.forbidden and self.world.served_at_start.get(self.name) != version:
+            self.world.violations.append(f"{self.name}: switched to {version}, a version that was rolled back")
+        self.state.current = name
+
+
+class SimProbe:
+    """The app's health check on a simulated host: running a healthy version."""
+
+    name = "sim-health"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def check(self, transport: Transport) -> ProbeResult:
+        host = transport.host.name
+        await self.world.point(f"{host}: health")
+        state = self.world.hosts[host]
+        if not state.reachable:
+            raise HostUnreachable(host, "connection refused (simulated)")
+        if self.world.faults.hit("health", host):
+            return ProbeResult(False, "health check failed (simulated)")
+        if state.running is None:
+            return ProbeResult(False, "not running")
+        if state.running not in self.world.healthy_versions:
+            return ProbeResult(False, f"{state.running} answers 500")
+        return ProbeResult(True, "ok")
+
+
+@dataclass
+class SimSwitch:
+    """A load balancer: ``out`` holds the hosts it sends no traffic to."""
+
+    world: World
+    name: str = "sim-lb"
+    out: set[str] = field(default_factory=set)
+    allow_half: bool = False
+    propagation_seconds: float = 0.0
+
+    async def _op(self, op: str, host: Host) -> None:
+        await self.world.point(f"{self.name}: {op} {host.name}")
+        if self.world.faults.hangs(op, host.name):
+            await asyncio.sleep(HANG_SECONDS)
+            raise TrafficError(f"{self.name}: {op} of {host.name} timed out (simulated)")
+        if self.world.faults.hit(op, host.name):
+            raise TrafficError(f"{self.name}: {op} of {host.name} failed (simulated)")
+
+    async def take_out(self, host: Host) -> None:
+        await self._op("take_out", host)
+        self.out.add(host.name)
+        self.world.check_cap(self.allow_half)
+
+    async def put_back(self, host: Host) -> None:
+        await self._op("put_back", host)
+        self.out.discard(host.name)
+
+    async def is_out(self, host: Host) -> bool:
+        await self.world.point(f"{self.name}: is_out {host.name}")
+        if self.world.faults.hit("is_out", host.name):
+            return False  # lies: says the host is still in
+        return host.name in self.out
+
+    async def is_in(self, host: Host) -> bool:
+        await self.world.point(f"{self.name}: is_in {host.name}")
+        return host.name not in self.out
+
+    async def in_flight(self, host: Host) -> int | None:
+        return 0
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        return Preflight()
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class SimSilencer:
+    world: World
+    name: str = "sim-alerts"
+    muted: dict[str, datetime] = field(default_factory=dict)
+
+    async def _op(self, op: str, host: Host) -> None:
+        await self.world.point(f"{self.name}: {op} {host.name}")
+        if self.world.faults.hit(op, host.name):
+            raise SilencerError(f"{self.name}: {op} of {host.name} failed (simulated)")
+
+    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
+        await self._op("mute", host)
+        self.muted[host.name] = until
+        return host.name
+
+    async def unmute(self, host: Host, *, reason: str) -> None:
+        await self._op("unmute", host)
+        self.muted.pop(host.name, None)
+
+    async def is_muted(self, host: Host, *, reason: str) -> bool:
+        return host.name in self.muted
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        return Preflight()
+
+    async def close(self) -> None:
+        return None
+
+
+class SimRepository:
+    """Packages of every version the run knows; each version's sha256 is fixed for the run."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.down = False
+
+    async def resolve(self, app: str, version: str) -> Package:
+        await self.world.point(f"repository: {version}")
+        if self.down or self.world.faults.hit("repository", "*"):
+            raise ArtifactError(f"artifact repository unreachable (simulated): cannot resolve {app} {version}")
+        sha = (version.encode().hex() * 64)[:64]
+        return Package(app, version, PackageKind.TAR_GZ, f"{app}-{version}.tar.gz", sha, url=f"sim://{version}")
