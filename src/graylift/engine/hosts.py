@@ -8,9 +8,8 @@ the release ``current`` points at) is the one source of the host's previous vers
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, OnStepFailure, Step, on_step_failure, remaining
@@ -18,8 +17,9 @@ from graylift.core.flow import undo_steps as plan_undo
 from graylift.core.layout import Found, choose_release_dir, release_dir_name
 from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
+from graylift.engine.lease import Guarded
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
-from graylift.ports import Clock, CommandResult, Fleet, Transport
+from graylift.ports import Clock, Fleet, Transport
 from graylift.steps import HostUnhealthy, StepContext, Target, run_step
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 
@@ -40,9 +40,16 @@ ALWAYS_ENSURED = (Step.PUT_BACK, Step.UNMUTE)
 class HostRunner:
     """Moves single hosts. ``store`` is the driver's fenced store; ``check_lease`` raises LeaseLost."""
 
-    def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Any) -> None:
+    def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Callable[[], None]) -> None:
         self.store, self.fleet, self.clock, self.check_lease = store, fleet, clock, check_lease
         self._rollback_versions: tuple[str, ...] | None = None
+        rt = fleet.runtime
+        deploy_dirs = rt.deploy_dirs
+        # every backend and the deploy dir behind the lease (the transport is, in connect)
+        self.runtime = replace(
+            rt, switches=[Guarded(s, check_lease) for s in rt.switches],
+            silencers=[Guarded(s, check_lease) for s in rt.silencers],
+            deploy_dirs=(lambda t: Guarded(deploy_dirs(t), check_lease)) if deploy_dirs is not None else None)
 
     # --- targets -------------------------------------------------------------------------------
 
@@ -105,7 +112,9 @@ class HostRunner:
     async def connect(self, run: HostRunRecord) -> Transport:
         """The host's transport (the connector keeps one connection per host), behind the lease: a controller
         that lost its lease runs no further command, even in the middle of a step."""
-        return Leased(await self.fleet.connect(run.host_spec), self.check_lease)
+        self.check_lease()
+        transport: Transport = Guarded(await self.fleet.connect(run.host_spec), self.check_lease)
+        return transport
 
     async def walk(self, rec: ReleaseRecord, host: str, flow: Sequence[Step]) -> bool:
         """Run the steps of ``flow`` the host has not done yet. True if its pre-check found it already on
@@ -130,7 +139,7 @@ class HostRunner:
                 except GrayliftError as exc:
                     raise StepFailed(step, exc) from exc
                 ctx = StepContext.open(
-                    self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                    self.runtime, run.host_spec, transport, target, rec.id, self.clock,
                     self._journal(rec.id, host, step), found=run.found,
                     require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
                     rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
@@ -285,7 +294,7 @@ class HostRunner:
         with contextlib.suppress(GrayliftError, StepFailed, OSError):
             transport = await self.connect(run)
             target = Target(run.target_version, run.target_dir or run.target_version, None, _never)
-            ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+            ctx = StepContext.open(self.runtime, run.host_spec, transport, target, rec.id, self.clock,
                                    self._journal(rec.id, host, Step.UNMUTE), found=run.found)
             await run_step(Step.UNMUTE, ctx)
         previous = run.error + "; " if run.error and run.error not in error else ""
@@ -321,25 +330,6 @@ class HostRunner:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
                 await self.roll_back(rec, run.host)
-
-
-class Leased:
-    """A transport that checks the driver's lease before every command and every copy."""
-
-    def __init__(self, inner: Transport, check_lease: Any) -> None:
-        self.inner, self.check_lease, self.host = inner, check_lease, inner.host
-
-    async def run(self, command: str, *, timeout: float, check: bool = True,
-                  stdin: str | None = None) -> CommandResult:
-        self.check_lease()
-        return await self.inner.run(command, timeout=timeout, check=check, stdin=stdin)
-
-    async def put(self, local: Path, remote: str) -> None:
-        self.check_lease()
-        await self.inner.put(local, remote)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def _const(pkg: Package) -> Any:

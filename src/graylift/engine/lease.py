@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from graylift.errors import LeaseLost, StateError, StoreError
 from graylift.ports import Clock
@@ -131,3 +133,23 @@ class Lease:
         if self.lost is None:
             with contextlib.suppress(StoreError, LeaseLost):
                 self.store.release_lease(self.fence)
+
+
+class Guarded:
+    """An adapter behind the lease: each of its coroutine methods checks the lease before it acts, so a
+    controller that lost its lease (frozen, cut off) never makes another call to a host or a backend, even in
+    the middle of a step."""
+
+    def __init__(self, inner: Any, check: Callable[[], None]) -> None:
+        self._inner, self._check = inner, check
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(value):
+            return value
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return await value(*args, **kwargs)
+
+        return guarded

@@ -42,6 +42,10 @@ class VirtualLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._virtual.now
 
+    def set_time(self, now: float) -> None:
+        """A loop that was stopped long ago resumes at the run's present."""
+        self._virtual.now = max(self._virtual.now, now)
+
 
 class SimClock:
     """graylift's Clock port on virtual time. ``skew`` moves the wall clock only (not the monotonic one)."""
@@ -49,12 +53,6 @@ class SimClock:
     def __init__(self) -> None:
         self.offset = 0.0  # virtual seconds already spent by earlier loops (controllers) of the run
         self.loop: VirtualLoop | None = None
-
-    def new_loop(self) -> VirtualLoop:
-        if self.loop is not None:
-            self.offset = self.loop.time()
-        self.loop = VirtualLoop(self.offset)
-        return self.loop
 
     def monotonic(self) -> float:
         return self.loop.time() if self.loop is not None else self.offset
@@ -66,6 +64,12 @@ class SimClock:
         """Time passes while no controller runs (e.g. a dead one's lease going stale)."""
         self.offset = self.monotonic() + seconds
         self.loop = None
+
+    def new_loop(self) -> VirtualLoop:
+        if self.loop is not None:
+            self.offset = max(self.offset, self.loop.time())
+        self.loop = VirtualLoop(self.offset)
+        return self.loop
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

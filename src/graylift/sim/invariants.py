@@ -37,6 +37,7 @@ def left_out(run: Run) -> list[str]:
     problems = []
     marked = attention(run)
     last_runs = _last_runs(run)
+    backends = {h: set(health.backends) for h, health in run.store.host_health(APP, ENV).items()}
     for name, host in run.world.hosts.items():
         why = []
         if any(name in s.out for s in run.world.switches):
@@ -49,6 +50,10 @@ def left_out(run: Run) -> list[str]:
             why.append("muted")
         if why and name not in marked:
             problems.append(f"{name}: {' and '.join(why)}, not recorded as needing attention")
+        named = backends.get(name)
+        for switch in run.world.switches:
+            if name in switch.out and named and switch.name not in named:
+                problems.append(f"{name}: out of {switch.name}, but needs attention only for {sorted(named)}")
     return problems
 
 

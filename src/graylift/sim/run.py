@@ -20,7 +20,7 @@ from graylift.core.state import ReleaseKind, ReleaseState
 from graylift.engine import STALE_AFTER_SECONDS
 from graylift.errors import GrayliftError
 from graylift.service import Graylift
-from graylift.sim.clock import Deadlock, SimClock
+from graylift.sim.clock import Deadlock, SimClock, VirtualLoop
 from graylift.sim.scenario import Action, Scenario
 from graylift.sim.world import (
     APP,
@@ -112,7 +112,8 @@ class Run:
         self.world = World(hosts, set(scenario.healthy))
         config = sim_config(scenario)
         strategy = config.app_for_env(APP, ENV).strategy_model()
-        self.world.switches = [SimSwitch(self.world, allow_half=strategy.allow_half_or_more)]
+        self.world.switches = [SimSwitch(self.world, "lb", allow_half=strategy.allow_half_or_more),
+                               SimSwitch(self.world, "registry", allow_half=strategy.allow_half_or_more)]
         self.world.silencer = SimSilencer(self.world)
         self.repository = SimRepository(self.world)
         runtime = AppRuntime(
@@ -128,7 +129,8 @@ class Run:
                            fleet=lambda snap, app, env, hosts: self.fleet)
         self.gl.import_hosts(APP, ENV, [Host(n, f"10.0.0.{i}", group="beta" if i <= scenario.beta else "prod")
                                         for i, n in enumerate(hosts, start=1)])
-        self.zombies: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
+        self.zombies: list[tuple[VirtualLoop, asyncio.Task[Any], asyncio.Future[None] | None]] = []
+        self.epochs: dict[asyncio.Task[Any], tuple[int, int]] = {}  # a stopped controller's release and epoch
         self.requests: list[Action] = []
         self.kill: int | None = None
         self.externally_stopped: set[str] = set()
@@ -183,7 +185,9 @@ class Run:
         except Deadlock as exc:
             self.outcome.violations.append(f"release #{release_id}: {exc}")
         except RuntimeError:  # the loop was stopped: the controller died (kill -9) or is parked waiting
-            self.zombies.append((loop, task))
+            self.zombies.append((loop, task, self.world.frozen[-1] if self.world.frozen else None))
+            self.world.frozen.clear()
+            self.epochs[task] = (release_id, self.store.get_release(release_id).lease_epoch)
             rec = self.store.get_release(release_id)
             self.log(f"    -> controller stopped at point {self.world.ops - start} ({rec.state}); "
                      f"{STALE_AFTER_SECONDS:g}s later another may take over")
@@ -194,6 +198,35 @@ class Run:
         finally:
             self.world.kill_at = None
             self.world.on_point = None
+
+    def thaw(self) -> None:
+        """The oldest stopped controller runs again, long after its lease went stale (a VM resumed, a SIGCONT):
+        it must stop at once, touching no host and writing nothing."""
+        for index, (loop, task, frozen) in enumerate(self.zombies):
+            if frozen is None or task.done():
+                continue
+            del self.zombies[index]
+            loop.set_time(self.clock.monotonic())
+            self.clock.loop = loop
+            release_id, epoch = self.epochs[task]
+            taken_over = self.store.get_release(release_id).lease_epoch != epoch
+            self.log(f"    (its release #{release_id} was {'taken over' if taken_over else 'left alone'} meanwhile)")
+            self.world.thawed = taken_over  # with nobody else driving, it may go on (its heartbeat renews)
+            frozen.set_result(None)
+            loop.call_at(loop.time() + 60, loop.stop)
+            try:
+                loop.run_until_complete(task)
+                self.log("    -> the thawed controller finished its drive")
+            except RuntimeError:
+                self.zombies.append((loop, task, None))
+                self.log("    -> the thawed controller is still running after 60s")
+            except GrayliftError as exc:
+                self.log(f"    -> the thawed controller stopped: {type(exc).__name__}: {exc}")
+            finally:
+                self.world.thawed = False
+                self.clock.advance(0)
+            return
+        self.log("    nothing to thaw")
 
     def active(self) -> Any:
         return self.store.active_release(APP, ENV)
@@ -220,8 +253,10 @@ class Run:
                 self.drive(rec.id)
             elif kind in ("pause", "abort", "promote", "rollback_request"):
                 self.requests.append(action)
-            elif kind == "kill":
+            elif kind in ("kill", "freeze"):
                 self.kill = action.at
+            elif kind == "thaw":
+                self.thaw()
             elif kind == "fault":
                 w.faults.fail[(action.op, action.host)] = action.count
             elif kind == "hang":
@@ -279,7 +314,7 @@ class Run:
         hook = sys.unraisablehook
         sys.unraisablehook = lambda _: None
         try:
-            for loop, _ in self.zombies:
+            for loop, _, _ in self.zombies:
                 for task in asyncio.all_tasks(loop):
                     task._log_destroy_pending = False  # type: ignore[attr-defined]  # a dead controller's, on purpose
                     with contextlib.suppress(BaseException):

@@ -10,7 +10,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-OPS = ("survey", "stage", "switch", "start", "stop", "health", "take_out", "put_back", "is_out", "mute", "unmute")
+OPS = ("survey", "stage", "switch", "start", "stop", "health", "lb.take_out", "lb.put_back", "lb.is_out",
+       "registry.take_out", "registry.put_back", "registry.is_out", "alerts.mute", "alerts.unmute")
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class Action:
 
     release VERSION, rollback, resume, retry (each followed by a controller driving the release);
     pause|abort|promote|rollback_request AT (a request made at the AT-th await point of the next drive);
-    kill AT (the next drive's controller dies at its AT-th await point);
+    kill AT (the next drive's controller dies at its AT-th await point); freeze AT (it stops there) and thaw (the
+    oldest stopped controller runs again, long after another took over: it must stop without touching a host);
     fault OP HOST COUNT (-1: forever) or hang OP HOST; heal (no more faults);
     sick HOST (its app stops), unreachable HOST, reachable HOST, repo_down, repo_up.
     """
@@ -91,13 +93,18 @@ def generate(seed: int) -> Scenario:
         elif roll < 0.52:
             actions.append(Action(rng.choice(["pause", "abort", "promote", "rollback_request"]),
                                   at=rng.randint(1, 150)))
-        elif roll < 0.60:
+        elif roll < 0.56:
             actions.append(Action("kill", at=rng.randint(1, 200)))
+        elif roll < 0.60:
+            actions.append(Action("freeze", at=rng.randint(1, 200)))
+            actions.append(Action(rng.choice(["resume", "rollback", "release"]), version=versions[min(
+                next_version, len(versions) - 1)]))
+            actions.append(Action("thaw"))
         elif roll < 0.68:
             actions.append(Action(rng.choice(["resume", "retry"])))
         elif roll < 0.84:
             op = rng.choice(OPS)
-            if op in ("start", "take_out") and rng.random() < 0.3:
+            if op in ("start", "lb.take_out", "registry.put_back") and rng.random() < 0.3:
                 actions.append(Action("hang", op=op, host=rng.choice(host_names)))
             else:
                 actions.append(Action("fault", op=op, host=rng.choice([*host_names, "*"]),

@@ -57,8 +57,8 @@ class SimHost:
 class Faults:
     """Failures to inject: (operation, host or '*') -> how many more times it fails ('hang' for commands).
 
-    Operations: survey, stage, switch, start, stop, health, take_out, put_back, is_out (lies: says out while in),
-    mute, unmute, repository. A count of -1 fails forever.
+    Operations: survey, stage, switch, start, stop, health (hosts); lb.take_out, lb.put_back, lb.is_out (lies:
+    says in while out), the same for ``registry``; alerts.mute, alerts.unmute; repository. -1 fails forever.
     """
 
     fail: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -90,11 +90,16 @@ class World:
     violations: list[str] = field(default_factory=list)
     cap_known_down: set[str] = field(default_factory=set)  # hosts down before the release (graylift can see)
     on_point: Callable[[int], None] | None = None  # the scenario's hook at every await point (requests)
+    frozen: list[asyncio.Future[None]] = field(default_factory=list)  # where stopped controllers wait
+    thawed: bool = False  # a stopped controller runs again (after its lease went to another)
     forbidden: set[str] = field(default_factory=set)  # rolled-back versions no rollback/resume/retry may switch to
     served_at_start: dict[str, str | None] = field(default_factory=dict)  # each host's version when the action began
 
     async def point(self, what: str) -> None:
-        """An await point: a controller may be killed here; requests may arrive."""
+        """An await point: a controller may be killed (or frozen) here; requests may arrive. A controller thawed
+        after another took its release over must not reach one: it touches no host and no backend again."""
+        if self.thawed:
+            self.violations.append(f"a controller that lost its lease went on: {what}")
         self.ops += 1
         if self.on_point is not None:
             self.on_point(self.ops)
@@ -102,7 +107,9 @@ class World:
             self.kill_at = None
             loop = asyncio.get_running_loop()
             loop.stop()
-            await asyncio.Future()  # never resumes: this controller is dead (kept referenced, never finalized)
+            frozen = loop.create_future()
+            self.frozen.append(frozen)
+            await frozen  # a killed controller never resumes; a frozen one resumes here when thawed
         await asyncio.sleep(0)
 
     def not_serving(self) -> set[str]:
@@ -239,17 +246,18 @@ class SimSwitch:
     """A load balancer: ``out`` holds the hosts it sends no traffic to."""
 
     world: World
-    name: str = "sim-lb"
+    name: str = "lb"
     out: set[str] = field(default_factory=set)
     allow_half: bool = False
     propagation_seconds: float = 0.0
 
     async def _op(self, op: str, host: Host) -> None:
         await self.world.point(f"{self.name}: {op} {host.name}")
-        if self.world.faults.hangs(op, host.name):
+        key = f"{self.name}.{op}"
+        if self.world.faults.hangs(key, host.name):
             await asyncio.sleep(HANG_SECONDS)
             raise TrafficError(f"{self.name}: {op} of {host.name} timed out (simulated)")
-        if self.world.faults.hit(op, host.name):
+        if self.world.faults.hit(key, host.name):
             raise TrafficError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def take_out(self, host: Host) -> None:
@@ -263,7 +271,7 @@ class SimSwitch:
 
     async def is_out(self, host: Host) -> bool:
         await self.world.point(f"{self.name}: is_out {host.name}")
-        if self.world.faults.hit("is_out", host.name):
+        if self.world.faults.hit(f"{self.name}.is_out", host.name):
             return False  # lies: says the host is still in
         return host.name in self.out
 
@@ -284,12 +292,12 @@ class SimSwitch:
 @dataclass
 class SimSilencer:
     world: World
-    name: str = "sim-alerts"
+    name: str = "alerts"
     muted: dict[str, datetime] = field(default_factory=dict)
 
     async def _op(self, op: str, host: Host) -> None:
         await self.world.point(f"{self.name}: {op} {host.name}")
-        if self.world.faults.hit(op, host.name):
+        if self.world.faults.hit(f"{self.name}.{op}", host.name):
             raise SilencerError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
