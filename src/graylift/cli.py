@@ -112,7 +112,7 @@ def check(config: ConfigOpt = None) -> None:
 def hosts_import(file: Path, app_name: Annotated[str, typer.Option("--app")], env: EnvOpt,
                  config: ConfigOpt = None) -> None:
     """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory."""
-    from graylift.inventory import load_hosts_file
+    from graylift.adapters.inventory.hostfile import load_hosts_file
 
     def body() -> None:
         hosts = load_hosts_file(file)

@@ -97,7 +97,7 @@ def run_demo(*, hosts: int = 10, keep: bool = False, console: Console | None = N
     phases: list[Phase] = []
     try:
         gl = Graylift(Path(info.config_path))
-        from graylift.inventory import load_hosts_file
+        from graylift.adapters.inventory.hostfile import load_hosts_file
 
         gl.store.replace_hosts(APP, ENV, load_hosts_file(Path(info.hosts_file)))
         phases.append(run_phase(gl, info, console, "install 1.0.0 (first release, no service yet)", "1.0.0",

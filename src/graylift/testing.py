@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from graylift.adapters.artifacts import LocalDirArtifactStore
-from graylift.adapters.local import LocalTransport
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ArtifactError, HostUnreachable, SilencerError, TrafficError
 from graylift.ports import CommandResult, Preflight

@@ -12,25 +12,26 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from graylift.adapters.alertmanager import AlertmanagerSilencer
 from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, LocalDirArtifactStore
-from graylift.adapters.command_hook import CommandSwitch
-from graylift.adapters.command_silencer import CommandSilencer
-from graylift.adapters.consul import ConsulSwitch
-from graylift.adapters.dubbo3 import Dubbo3Switch
-from graylift.adapters.etcd import EtcdSwitch
-from graylift.adapters.eureka import EurekaSwitch
-from graylift.adapters.haproxy import HaproxySwitch
 from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe
-from graylift.adapters.http_inventory import HttpJsonInventory
-from graylift.adapters.local import LocalTransport
-from graylift.adapters.nacos import NacosSwitch
-from graylift.adapters.netbox import NetboxInventory
-from graylift.adapters.nginx import NginxSwitch
-from graylift.adapters.nginx_plus import NginxPlusSwitch
-from graylift.adapters.ssh import SshConnector
-from graylift.adapters.zabbix import ZabbixSilencer
-from graylift.adapters.zookeeper import ZookeeperSwitch
+from graylift.adapters.inventory.builtin import BuiltinInventory
+from graylift.adapters.inventory.http import HttpJsonInventory
+from graylift.adapters.inventory.netbox import NetboxInventory
+from graylift.adapters.monitoring.alertmanager import AlertmanagerSilencer
+from graylift.adapters.monitoring.command import CommandSilencer
+from graylift.adapters.monitoring.zabbix import ZabbixSilencer
+from graylift.adapters.traffic.command import CommandSwitch
+from graylift.adapters.traffic.consul import ConsulSwitch
+from graylift.adapters.traffic.dubbo3 import Dubbo3Switch
+from graylift.adapters.traffic.etcd import EtcdSwitch
+from graylift.adapters.traffic.eureka import EurekaSwitch
+from graylift.adapters.traffic.haproxy import HaproxySwitch
+from graylift.adapters.traffic.nacos import NacosSwitch
+from graylift.adapters.traffic.nginx import NginxSwitch
+from graylift.adapters.traffic.nginx_plus import NginxPlusSwitch
+from graylift.adapters.traffic.zookeeper import ZookeeperSwitch
+from graylift.adapters.transport.local import LocalTransport
+from graylift.adapters.transport.ssh import SshConnector
 from graylift.config import (
     AlertmanagerMonitoring,
     AppConfig,
@@ -56,7 +57,6 @@ from graylift.config import (
 )
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ConfigError
-from graylift.inventory import BuiltinInventory
 from graylift.ports import ArtifactStore, HealthProbe, Inventory, Silencer, TrafficSwitch, Transport
 from graylift.steps import AppRuntime, TrafficCheck
 from graylift.store import ReleaseRecord, Store

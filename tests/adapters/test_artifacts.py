@@ -17,11 +17,10 @@ import pytest
 
 from graylift.adapters import artifacts
 from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, download_command
-from graylift.adapters.local import LocalTransport
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, PackageKind
 from graylift.errors import ArtifactError, RemoteCommandFailed
-
-from .test_ssh_local import argv_holding
+from tests.adapters.transport.test_ssh_local import argv_holding
 
 USER = "deploy"
 PASSWORD = "p\"w \\$1 'x"  # a double quote, a backslash, a $, a space and a single quote

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from graylift.adapters._http import basic_auth, safe_url, scrub
-from graylift.adapters.alertmanager import AlertmanagerSilencer
-from graylift.adapters.consul import ConsulSwitch
-from graylift.adapters.etcd import EtcdSwitch
-from graylift.adapters.eureka import EurekaSwitch
-from graylift.adapters.nacos import NacosSwitch
-from graylift.adapters.nginx_plus import NginxPlusSwitch
-from graylift.adapters.zabbix import ZabbixSilencer
+from graylift.adapters.monitoring.alertmanager import AlertmanagerSilencer
+from graylift.adapters.monitoring.zabbix import ZabbixSilencer
+from graylift.adapters.traffic.consul import ConsulSwitch
+from graylift.adapters.traffic.etcd import EtcdSwitch
+from graylift.adapters.traffic.eureka import EurekaSwitch
+from graylift.adapters.traffic.nacos import NacosSwitch
+from graylift.adapters.traffic.nginx_plus import NginxPlusSwitch
 from graylift.core.model import Host
 from graylift.errors import GrayliftError
 from graylift.lab import services

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from graylift.adapters.local import LocalTransport
-from graylift.adapters.nginx import NginxSwitch
 from graylift.adapters.observer import connections_from, verify_no_new_traffic
+from graylift.adapters.traffic.nginx import NginxSwitch
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
 from graylift.errors import GrayliftError, TrafficError
 from graylift.lab import LabInfo, files, host_exec, lab_down, lab_up

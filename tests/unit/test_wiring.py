@@ -16,26 +16,26 @@ import pytest
 
 import graylift.service as service_module
 from graylift import wiring
-from graylift.adapters.alertmanager import AlertmanagerSilencer
-from graylift.adapters.command_hook import CommandSwitch
-from graylift.adapters.command_silencer import CommandSilencer
-from graylift.adapters.consul import ConsulSwitch
-from graylift.adapters.dubbo3 import Dubbo3Switch
-from graylift.adapters.etcd import EtcdSwitch
-from graylift.adapters.eureka import EurekaSwitch
-from graylift.adapters.haproxy import HaproxySwitch
-from graylift.adapters.http_inventory import HttpJsonInventory
-from graylift.adapters.local import LocalConnector, LocalTransport
-from graylift.adapters.nacos import NacosSwitch
-from graylift.adapters.netbox import NetboxInventory
-from graylift.adapters.nginx import NginxSwitch
-from graylift.adapters.nginx_plus import NginxPlusSwitch
-from graylift.adapters.zabbix import ZabbixSilencer
-from graylift.adapters.zookeeper import ZookeeperSwitch
+from graylift.adapters.inventory.builtin import BuiltinInventory
+from graylift.adapters.inventory.http import HttpJsonInventory
+from graylift.adapters.inventory.netbox import NetboxInventory
+from graylift.adapters.monitoring.alertmanager import AlertmanagerSilencer
+from graylift.adapters.monitoring.command import CommandSilencer
+from graylift.adapters.monitoring.zabbix import ZabbixSilencer
+from graylift.adapters.traffic.command import CommandSwitch
+from graylift.adapters.traffic.consul import ConsulSwitch
+from graylift.adapters.traffic.dubbo3 import Dubbo3Switch
+from graylift.adapters.traffic.etcd import EtcdSwitch
+from graylift.adapters.traffic.eureka import EurekaSwitch
+from graylift.adapters.traffic.haproxy import HaproxySwitch
+from graylift.adapters.traffic.nacos import NacosSwitch
+from graylift.adapters.traffic.nginx import NginxSwitch
+from graylift.adapters.traffic.nginx_plus import NginxPlusSwitch
+from graylift.adapters.traffic.zookeeper import ZookeeperSwitch
+from graylift.adapters.transport.local import LocalConnector, LocalTransport
 from graylift.config import AppConfig, load_config
 from graylift.core.model import Host
 from graylift.errors import ConfigError
-from graylift.inventory import BuiltinInventory
 from graylift.preflight import Report
 from graylift.service import Graylift
 from graylift.store import Store

@@ -1,0 +1,1 @@
+"""CMDBs (the Inventory port): one module per source."""

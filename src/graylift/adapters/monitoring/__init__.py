@@ -1,0 +1,1 @@
+"""Monitoring systems (the Silencer port): one module per backend."""

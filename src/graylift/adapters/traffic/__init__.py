@@ -1,0 +1,1 @@
+"""Load balancers and service registries (the TrafficSwitch port): one module per backend."""

@@ -1,0 +1,148 @@
+"""``type: command``: the user's own scripts take a host out of / put it back into any other system.
+
+Contract (docs/traffic.md): ``take_out`` and ``put_back`` exit 0 when done (and must be idempotent);
+``verify`` exits 0 and prints on the LAST line of stdout ``out`` (no new traffic reaches the host), ``in``
+(the host takes traffic) or anything else (e.g. ``draining``: neither yet). ``in_flight`` (optional) prints an
+integer. Placeholders {host} {address} {app} {port} are shell-quoted by graylift, so write them bare.
+A non-zero exit or a timeout is a TrafficError naming the command and its last lines of output.
+"""
+
+from __future__ import annotations
+
+import shlex
+import string
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Literal
+
+from graylift.adapters._preflight import each, names
+from graylift.adapters.transport.local import LocalTransport
+from graylift.core.model import Host
+from graylift.errors import CommandTimeout, ConfigError, RemoteCommandFailed, TrafficError, TransportError
+from graylift.ports import Preflight, Transport
+
+PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
+CONTROLLER = Host(name="controller", address="127.0.0.1")
+PREFLIGHT_CONCURRENCY = 8  # verify commands run at once during preflight
+
+RunOn = Literal["controller", "host"]
+
+
+def check_template(template: str, field: str) -> None:
+    """ConfigError for an unknown or malformed placeholder (called at construction, not mid-release)."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"template {template!r} is malformed ({exc}); write literal braces as {{{{ }}}}",
+                          field=field) from None
+    for name in names:
+        if name not in PLACEHOLDERS:
+            known = " ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+            raise ConfigError(f"unknown placeholder {{{name}}} in {template!r}; known placeholders: {known}",
+                              field=field)
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Fill the template with every value shell-quoted."""
+    return template.format_map({k: shlex.quote(v) for k, v in values.items()})
+
+
+class CommandSwitch:
+    """Runs user commands on the controller (default) or on the host itself (through its transport)."""
+
+    def __init__(self, *, app: str, take_out: str, put_back: str, verify: str, port: int | None = None,
+                 in_flight: str | None = None, run_on: RunOn = "controller",
+                 connect: Callable[[Host], Awaitable[Transport]] | None = None, timeout: float = 60.0,
+                 name: str | None = None) -> None:
+        for field, template in (("take_out", take_out), ("put_back", put_back), ("verify", verify),
+                                ("in_flight", in_flight)):
+            if template is not None:
+                check_template(template, f"traffic.command.{field}")
+        if run_on == "host" and connect is None:
+            raise ConfigError("run_on: host needs the fleet's connector", field="traffic.command.run_on")
+        self.app, self.port, self.run_on, self.timeout = app, port, run_on, timeout
+        self.templates = {"take_out": take_out, "put_back": put_back, "verify": verify}
+        self.in_flight_template = in_flight
+        self.connect = connect
+        self.name = name or f"command:{app}"
+        self._controller = LocalTransport(CONTROLLER)
+
+    async def take_out(self, host: Host) -> None:
+        await self._run("take_out", self.templates["take_out"], host)
+
+    async def put_back(self, host: Host) -> None:
+        await self._run("put_back", self.templates["put_back"], host)
+
+    async def is_out(self, host: Host) -> bool:
+        return await self._verify(host) == "out"
+
+    async def is_in(self, host: Host) -> bool:
+        return await self._verify(host) == "in"
+
+    async def in_flight(self, host: Host) -> int | None:
+        if self.in_flight_template is None:
+            return None
+        out = await self._run("in_flight", self.in_flight_template, host)
+        last = _last_line(out)
+        try:
+            return int(last)
+        except ValueError:
+            raise TrafficError(f"{self.name}: in_flight command for {host.name} printed {last!r}; it must "
+                               "print one integer (open requests) on its last line") from None
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Runs ``verify`` (read-only by contract) for every host, PREFLIGHT_CONCURRENCY at a time."""
+
+        async def verify(host: Host) -> str | TrafficError:
+            try:
+                return await self._verify(host)
+            except TrafficError as exc:
+                return exc
+
+        problems, out = [], []
+        for host, said in zip(hosts, await each(hosts, verify, PREFLIGHT_CONCURRENCY), strict=True):
+            if isinstance(said, TrafficError):
+                lines = str(said).splitlines()
+                tail = f" (last output: {lines[-1].strip()})" if len(lines) > 1 else ""
+                problems.append(f"{lines[0]}{tail}; fix the verify command or the host")
+            elif said == "out":
+                out.append(host.name)
+            elif said != "in":
+                problems.append(f"{self.name}: {host.name}: the verify command printed {said!r} on its last line, "
+                                "neither 'in' nor 'out'; make it print one of them (docs/traffic.md)")
+        notes = [f"{self.name}: verify answered for {len(hosts) - len(problems)} of {len(hosts)} hosts"]
+        if out:
+            notes.append(f"{self.name}: already out: {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        await self._controller.close()  # host transports belong to the fleet's connector
+
+    async def _verify(self, host: Host) -> str:
+        return _last_line(await self._run("verify", self.templates["verify"], host)).lower()
+
+    def values(self, host: Host) -> dict[str, str]:
+        return {"host": host.name, "address": host.address, "app": self.app,
+                "port": "" if self.port is None else str(self.port)}
+
+    async def _run(self, what: str, template: str, host: Host) -> str:
+        command = render(template, self.values(host))
+        where = "controller" if self.run_on == "controller" else host.name
+        try:
+            transport = self._controller if self.connect is None or self.run_on == "controller" \
+                else await self.connect(host)
+            result = await transport.run(command, timeout=self.timeout)
+        except CommandTimeout:
+            raise TrafficError(f"{self.name}: {what} command for {host.name} timed out after "
+                               f"{self.timeout:g}s on the {where}: {command}") from None
+        except RemoteCommandFailed as exc:
+            tail = "\n".join("    " + line for line in exc.output.strip().splitlines()[-10:])
+            raise TrafficError(f"{self.name}: {what} command for {host.name} failed (exit {exc.exit_status}) "
+                               f"on the {where}: {command}" + (f"\n{tail}" if tail else "")) from None
+        except TransportError as exc:
+            raise TrafficError(f"{self.name}: cannot run the {what} command for {host.name}: {exc}") from exc
+        return result.stdout
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

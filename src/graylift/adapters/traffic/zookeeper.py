@@ -1,0 +1,152 @@
+"""Dubbo service registry in ZooKeeper (kazoo): take a provider out with a Dubbo 2.7 override node.
+
+take_out writes the persistent configurator
+``<root>/<service>/configurators/<urlencoded override://{address}:{port}/{service}?...disabled=true...>``;
+Dubbo consumers watching the configurators stop calling that provider. put_back deletes it.
+
+is_in: the override node is absent AND, when any provider is registered under
+``<root>/<service>/providers``, one of them is ``{address}:{port}`` (the app re-registered after its
+restart). When nobody registers providers there at all (the registry only carries overrides for this
+service), registration cannot be observed and only the override's absence counts.
+
+Consumers cache the provider list: take_out then waits ``propagation_seconds`` (asyncio.sleep inside the
+adapter, so the engine's step includes it; the wait is repeated when a killed step is re-run).
+kazoo is synchronous: its calls run in a worker thread, each bounded by ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from urllib.parse import quote, unquote, urlsplit
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError, NoNodeError
+
+from graylift.adapters._preflight import every_host, names
+from graylift.adapters.traffic._zk import ZkSession
+from graylift.core.model import Host
+from graylift.errors import TrafficError
+from graylift.ports import Preflight
+
+
+def _children(zk: KazooClient, path: str) -> list[str]:
+    try:
+        return list(zk.get_children(path))
+    except NoNodeError:
+        return []
+
+
+def provider_addresses(children: Sequence[str]) -> set[tuple[str, int]]:
+    """(address, port) of provider nodes (URL-encoded ``dubbo://address:port/service?...`` names)."""
+    found = set()
+    for child in children:
+        try:
+            url = urlsplit(unquote(child))
+            if url.hostname and url.port:
+                found.add((url.hostname, url.port))
+        except ValueError:
+            continue
+    return found
+
+
+class ZookeeperSwitch:
+    def __init__(self, *, hosts: str, service: str, port: int, root: str = "/dubbo",
+                 propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
+        self.hosts = hosts
+        self.service = service
+        self.port = port
+        self.root = "/" + root.strip("/") if root.strip("/") else ""
+        self.propagation_seconds = propagation_seconds
+        self.last_wait_seconds = 0.0  # the propagation wait of the last take_out, for the journal
+        self.timeout = timeout
+        self.name = f"zookeeper:{self.root}/{service}"
+        self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
+
+    def override_url(self, host: Host) -> str:
+        return (f"override://{host.address}:{self.port}/{self.service}"
+                "?category=configurators&disabled=true&dynamic=false&enabled=true")
+
+    def override_path(self, host: Host) -> str:
+        return f"{self.root}/{self.service}/configurators/{quote(self.override_url(host), safe='')}"
+
+    @property
+    def providers_path(self) -> str:
+        return f"{self.root}/{self.service}/providers"
+
+    async def take_out(self, host: Host) -> None:
+        path = self.override_path(host)
+
+        def create(zk: KazooClient) -> None:
+            with contextlib.suppress(NodeExistsError):
+                zk.create(path, b"", makepath=True)
+
+        await self._zk.call(create)
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: override node {path} is missing right after creating it")
+        if self.propagation_seconds > 0:
+            await asyncio.sleep(self.propagation_seconds)
+        self.last_wait_seconds = self.propagation_seconds
+
+    async def put_back(self, host: Host) -> None:
+        path = self.override_path(host)
+
+        def delete(zk: KazooClient) -> None:
+            with contextlib.suppress(NoNodeError):
+                zk.delete(path)
+
+        await self._zk.call(delete)
+
+    async def is_out(self, host: Host) -> bool:
+        path = self.override_path(host)
+        return await self._zk.call(lambda zk: zk.exists(path) is not None)
+
+    async def is_in(self, host: Host) -> bool:
+        if await self.is_out(host):
+            return False
+        providers = await self.providers()
+        if not providers:
+            return True
+        return (host.address, self.port) in providers
+
+    async def in_flight(self, host: Host) -> int | None:
+        return None  # the registry cannot see open calls
+
+    async def providers(self) -> set[tuple[str, int]]:
+        """(address, port) of every provider registered under <root>/<service>/providers."""
+        path = self.providers_path
+        return provider_addresses(await self._zk.call(lambda zk: _children(zk, path)))
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """ONE ZooKeeper round for all hosts: the providers and the override nodes. Writes nothing."""
+        providers_path, overrides_path = self.providers_path, f"{self.root}/{self.service}/configurators"
+
+        def read(zk: KazooClient) -> tuple[list[str], list[str]]:
+            return _children(zk, providers_path), _children(zk, overrides_path)
+
+        try:
+            registered, overrides = await self._zk.call(read)
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        providers = provider_addresses(registered)
+        problems, out = [], []
+        for host in hosts:
+            if quote(self.override_url(host), safe="") in overrides:
+                out.append(host.name)
+            if providers and (host.address, self.port) not in providers:
+                problems.append(f"{self.name}: {host.name}: no provider {host.address}:{self.port} under "
+                                f"{providers_path} ({len(providers)} other(s) registered); is the app running "
+                                "and registered with this address, and are service and port right?")
+        if providers:
+            notes = [f"{self.name}: {len(providers)} provider(s) registered under {providers_path}"]
+        else:
+            notes = [f"{self.name}: no provider registered under {providers_path}, so registration cannot be "
+                     "checked: only the override nodes are written and verified (is service spelled as the "
+                     "providers register it?)"]
+        if out:
+            notes.append(f"{self.name}: override already present (out): {names(out)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        await self._zk.close()

@@ -1,0 +1,168 @@
+"""HttpJsonInventory against a real local HTTP server answering JSON, and CachedInventory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from graylift.adapters.inventory.http import CachedInventory, HttpJsonInventory
+from graylift.core.model import Host
+from graylift.errors import InventoryError
+
+
+class JsonEndpoint:
+    """Serves ``routes[path] = (status, body)`` on 127.0.0.1; records each request's path and Authorization."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, Any]] = {}
+        self.seen: list[tuple[str, str | None]] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                endpoint.seen.append((self.path, self.headers.get("Authorization")))
+                status, body = endpoint.routes.get(self.path, (404, {"detail": "no such inventory"}))
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def endpoint() -> Iterator[JsonEndpoint]:
+    server = JsonEndpoint()
+    yield server
+    server.stop()
+
+
+HOSTS = [
+    {"name": "web-01", "address": "10.213.5.1", "group": "canary", "tags": {"zone": "a", "rack": 3}},
+    {"name": "web-02", "address": "web-02.example.internal", "port": 2222, "user": "deploy",
+     "in_service": False},
+]
+
+
+async def test_list_and_object_forms(endpoint: JsonEndpoint) -> None:
+    endpoint.routes["/inv/shop/prod"] = (200, HOSTS)
+    endpoint.routes["/inv/shop/staging"] = (200, {"hosts": HOSTS[:1]})
+    inv = HttpJsonInventory(url=endpoint.url + "/inv/{app}/{env}")
+    hosts = await inv.hosts("shop", "prod")
+    assert hosts == [
+        Host("web-01", "10.213.5.1", group="canary"),
+        Host("web-02", "web-02.example.internal", port=2222, user="deploy", in_service=False),
+    ]
+    assert hosts[0].tags == {"zone": "a", "rack": "3"} and hosts[0].zone == "a"
+    assert [h.name for h in await inv.hosts("shop", "staging")] == ["web-01"]
+    assert endpoint.seen[0] == ("/inv/shop/prod", None)
+
+
+async def test_bearer_token_from_env(endpoint: JsonEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint.routes["/inv"] = (200, HOSTS)
+    monkeypatch.setenv("CMDB_TOKEN", "t0ken-value")
+    await HttpJsonInventory(url=endpoint.url + "/inv", token_env="CMDB_TOKEN").hosts("shop", "prod")
+    assert endpoint.seen[-1] == ("/inv", "Bearer t0ken-value")
+    monkeypatch.delenv("CMDB_TOKEN")
+    with pytest.raises(InventoryError, match="CMDB_TOKEN is not set"):
+        await HttpJsonInventory(url=endpoint.url + "/inv", token_env="CMDB_TOKEN").hosts("shop", "prod")
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"name": "web 9", "address": "10.0.0.9"}, "hosts[2] field 'name'"),
+        ({"name": "web-09"}, "hosts[2] (web-09) field 'address'"),
+        ({"name": "web-09", "address": "10.0.0.9", "port": 70000}, "hosts[2] (web-09) field 'port'"),
+        ({"name": "web-09", "address": "10.0.0.9", "user": "a b"}, "field 'user'"),
+        ({"name": "web-09", "address": "10.0.0.9", "group": "x/y"}, "field 'group'"),
+        ({"name": "web-09", "address": "10.0.0.9", "tags": ["a"]}, "field 'tags'"),
+        ({"name": "web-09", "address": "10.0.0.9", "in_service": "maybe"}, "field 'in_service'"),
+        ({"name": "web-09", "address": "10.0.0.9", "zone": "a"}, "hosts[2]: unknown field 'zone'"),
+        ("web-09", "hosts[2]: expected an object"),
+        ({"name": "web-01", "address": "10.0.0.9"}, "duplicate host name 'web-01'"),
+    ],
+)
+async def test_validation_names_index_and_field(endpoint: JsonEndpoint, item: Any, message: str) -> None:
+    endpoint.routes["/inv"] = (200, [*HOSTS, item])
+    with pytest.raises(InventoryError) as err:
+        await HttpJsonInventory(url=endpoint.url + "/inv").hosts("shop", "prod")
+    assert message in str(err.value)
+    assert endpoint.url + "/inv" in str(err.value)
+
+
+async def test_http_and_body_errors(endpoint: JsonEndpoint) -> None:
+    inv = HttpJsonInventory(url=endpoint.url + "/inv/{app}")
+    with pytest.raises(InventoryError, match=r"HTTP 404.*no such inventory.*partial host list"):
+        await inv.hosts("shop", "prod")
+    endpoint.routes["/inv/shop"] = (200, b"<html>login</html>")
+    with pytest.raises(InventoryError, match="did not answer JSON"):
+        await inv.hosts("shop", "prod")
+    endpoint.routes["/inv/shop"] = (200, {"servers": []})
+    with pytest.raises(InventoryError, match="expected a JSON list of hosts"):
+        await inv.hosts("shop", "prod")
+    endpoint.routes["/inv/shop"] = (200, [])
+    with pytest.raises(InventoryError, match="no hosts for app shop in env prod"):
+        await inv.hosts("shop", "prod")
+    with pytest.raises(InventoryError, match="bad template"):
+        await HttpJsonInventory(url=endpoint.url + "/{team}").hosts("shop", "prod")
+
+
+async def test_unreachable() -> None:
+    with pytest.raises(InventoryError, match="cannot connect"):
+        await HttpJsonInventory(url="http://127.0.0.1:9/inv", timeout=2).hosts("shop", "prod")
+
+
+class CountingInventory:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail = False
+
+    async def hosts(self, app: str, env: str) -> list[Host]:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        if self.fail:
+            raise InventoryError("cmdb down")
+        return [Host(f"{app}-{env}-{self.calls}", "10.213.6.1")]
+
+
+async def test_cached_inventory_fetches_once() -> None:
+    inner = CountingInventory()
+    now = [0.0]
+    cached = CachedInventory(inner, ttl=60, clock=lambda: now[0])
+    first = await asyncio.gather(*(cached.hosts("shop", "prod") for _ in range(5)))
+    assert inner.calls == 1 and all(r == first[0] for r in first)
+    await cached.hosts("shop", "staging")
+    assert inner.calls == 2
+    now[0] = 61
+    inner.fail = True
+    with pytest.raises(InventoryError):
+        await cached.hosts("shop", "prod")  # expired: refetched, and the error is not cached
+    inner.fail = False
+    assert (await cached.hosts("shop", "prod"))[0].name == "shop-prod-4"
+    forever = CachedInventory(inner)
+    assert await forever.hosts("a", "b") == await forever.hosts("a", "b")
+    assert inner.calls == 5
