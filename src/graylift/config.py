@@ -17,8 +17,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shlex
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -41,7 +39,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from graylift.core import template as templates
 from graylift.core.model import OnFailure, OnUnhealthy, PackageKind, PromoteMode, Strategy, is_plain_name
+from graylift.core.template import HOST_PLACEHOLDERS
 from graylift.errors import ConfigError
 from graylift.redact import mask_url
 
@@ -51,7 +51,7 @@ STATE_ENV_VAR = "GRAYLIFT_DB"
 # Placeholders each kind of template may use.
 COMMAND_PLACEHOLDERS = frozenset(
     {"app", "version", "deploy_dir", "current", "release_dir", "host", "address"})
-HOST_PLACEHOLDERS = frozenset({"host", "address"})
+
 TRAFFIC_COMMAND_PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
 ETCD_KEY_PLACEHOLDERS = frozenset({"service", "address", "host", "port"})
 CONSUL_ID_PLACEHOLDERS = ETCD_KEY_PLACEHOLDERS
@@ -84,93 +84,24 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _parse_template(template: str) -> list[tuple[str, str | None]]:
-    """Split a template into (literal, placeholder-or-None) pieces. Raises ValueError with a reason."""
-    pieces: list[tuple[str, str | None]] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"is not a valid template ({exc}; write {{{{ and }}}} for literal braces)") from None
-    for literal, name, spec, conversion in parsed:
-        if name is not None and (spec or conversion):
-            raise ValueError(f"placeholder {{{name}}} must be plain: no '!' conversion or ':' format")
-        pieces.append((literal, name))
-    return pieces
-
-
-def _placeholders_problem(template: str, allowed: frozenset[str], *, shell: bool) -> str | None:
-    """Why a template is wrong (unknown placeholder, bad braces, placeholder inside quotes), or None."""
-    try:
-        pieces = _parse_template(template)
-    except ValueError as exc:
-        return str(exc)
-    quote: str | None = None
-    for literal, name in pieces:
-        if shell:
-            quote = _quote_state_after(literal, quote)
-        if name is None:
-            continue
-        if name not in allowed:
-            known = " ".join(f"{{{p}}}" for p in sorted(allowed))
-            return f"unknown placeholder {{{name}}}; known placeholders: {known}"
-        if shell and quote:
-            return (f"placeholder {{{name}}} is inside {quote} quotes; graylift shell-quotes every value "
-                    f"itself, so write it without quotes")
-    return None
-
-
-def _quote_state_after(text: str, quote: str | None) -> str | None:
-    """The open shell quote (' or ") after reading ``text`` starting with ``quote`` open."""
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quote == "'":
-            if char == "'":
-                quote = None
-        elif char == "\\":
-            escaped = True
-        elif quote == '"':
-            if char == '"':
-                quote = None
-        elif char in "'\"":
-            quote = char
-    return quote
-
-
-def _render(template: str, values: Mapping[str, str], allowed: frozenset[str], quote: bool) -> str:
-    problem = _placeholders_problem(template, allowed, shell=False)
-    if problem:
-        raise ConfigError(f"template {template!r} {problem}" if problem.startswith("is ")
-                          else f"template {template!r}: {problem}")
-    out: list[str] = []
-    for literal, name in _parse_template(template):
-        out.append(literal)
-        if name is not None:
-            if name not in values:
-                raise ConfigError(f"template {template!r}: no value for placeholder {{{name}}}")
-            out.append(shlex.quote(values[name]) if quote else values[name])
-    return "".join(out)
-
-
 def render_command(template: str, values: Mapping[str, str]) -> str:
     """Fill a command template; every value is shell-quoted.
 
     Placeholders: {app} {version} {deploy_dir} {current} {release_dir} {host} {address}. An unknown
     placeholder, or a known one without a value, is a ConfigError.
     """
-    return _render(template, values, COMMAND_PLACEHOLDERS, quote=True)
+    return templates.render(template, values, allowed=COMMAND_PLACEHOLDERS, quote=True)
 
 
 def render_template(template: str, values: Mapping[str, str],
                     allowed: frozenset[str] = COMMAND_PLACEHOLDERS) -> str:
     """Fill a non-shell template (server name, matcher value, URL) without quoting."""
-    return _render(template, values, allowed, quote=False)
+    return templates.render(template, values, allowed=allowed)
 
 
 def _template(allowed: frozenset[str], *, shell: bool = False) -> AfterValidator:
     def check(value: str) -> str:
-        problem = _placeholders_problem(value, allowed, shell=shell)
+        problem = templates.problem(value, allowed, shell=shell)
         if problem:
             raise PydanticCustomError("template", "{problem}", {"problem": problem})
         return value
@@ -592,7 +523,7 @@ def _non_empty(value: Any) -> Any:
 
 def _template_using(required: frozenset[str], words: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not {name for _, name in _parse_template(value) if name} & required:
+        if not templates.names(value) & required:
             raise _fail("template", f"must use {words}", value)
         return value
 
@@ -821,7 +752,7 @@ def _check_filter(value: Any) -> Any:
     for item in value if isinstance(value, list) else [value]:
         if not isinstance(item, str) or not item.strip():
             raise _fail("filter", "must be a non-empty text or a list of texts", value)
-        problem = _placeholders_problem(item, INVENTORY_PLACEHOLDERS, shell=False)
+        problem = templates.problem(item, INVENTORY_PLACEHOLDERS)
         if problem:
             raise PydanticCustomError("template", "{problem}", {"problem": problem})
     return value

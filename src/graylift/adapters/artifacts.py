@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from graylift.core.model import Package, PackageKind, is_plain_name
+from graylift.core.template import render
 from graylift.errors import ArtifactError
 from graylift.redact import mask_url, redact
 
@@ -148,8 +149,7 @@ def filename_for(app: str, version: str, kind: PackageKind) -> str:
 
 
 def _fill(template: str, app: str, version: str, kind: PackageKind, url: str = "") -> str:
-    return (template.replace("{app}", app).replace("{version}", version).replace("{ext}", kind.value)
-            .replace("{url}", url))
+    return render(template, {"app": app, "version": version, "ext": kind.value, "url": url})
 
 
 class HttpArtifactStore:

@@ -13,7 +13,7 @@ import pytest
 
 from graylift.adapters.inventory.http import CachedInventory, HttpJsonInventory
 from graylift.core.model import Host
-from graylift.errors import InventoryError
+from graylift.errors import ConfigError, InventoryError
 
 
 class JsonEndpoint:
@@ -127,7 +127,7 @@ async def test_http_and_body_errors(endpoint: JsonEndpoint) -> None:
     endpoint.routes["/inv/shop"] = (200, [])
     with pytest.raises(InventoryError, match="no hosts for app shop in env prod"):
         await inv.hosts("shop", "prod")
-    with pytest.raises(InventoryError, match="bad template"):
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{team\}; known placeholders: \{app\} \{env\}"):
         await HttpJsonInventory(url=endpoint.url + "/{team}").hosts("shop", "prod")
 
 

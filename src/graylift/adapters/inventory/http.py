@@ -23,6 +23,7 @@ import httpx
 
 from graylift.adapters.inventory.hostfile import parse_flag, tag_value
 from graylift.core.model import Host, is_plain_name
+from graylift.core.template import render
 from graylift.errors import InventoryError
 from graylift.ports import Inventory
 
@@ -178,13 +179,7 @@ class HttpJsonInventory:
         self.verify_tls = verify_tls
 
     def url_for(self, app: str, env: str) -> str:
-        try:
-            return self.url_template.format(app=app, env=env)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise InventoryError(
-                f"inventory url {self.url_template!r}: bad template ({exc!r}); only {{app}} and {{env}} "
-                "may be used"
-            ) from exc
+        return render(self.url_template, {"app": app, "env": env})
 
     async def hosts(self, app: str, env: str) -> list[Host]:
         url = self.url_for(app, env)

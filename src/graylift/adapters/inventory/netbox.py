@@ -35,6 +35,7 @@ from graylift.adapters.inventory.http import (
     token_from_env,
 )
 from graylift.core.model import Host, is_plain_name
+from graylift.core.template import render
 from graylift.errors import ConfigError, InventoryError
 
 log = logging.getLogger(__name__)
@@ -129,12 +130,7 @@ class NetboxInventory:
         result: list[tuple[str, str]] = []
         for key, value in self.filters.items():
             values = [value] if isinstance(value, str) else list(value)
-            for template in values:
-                try:
-                    result.append((key, str(template).format(app=app, env=env)))
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise ConfigError(f"filter template {template!r}: only {{app}} and {{env}} may be used",
-                                      field=f"inventory.filters.{key}") from exc
+            result += [(key, render(str(template), {"app": app, "env": env})) for template in values]
         return result
 
     @staticmethod

@@ -17,6 +17,7 @@ from graylift.adapters._http import safe_url, scrub, url_secrets
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host
 from graylift.core.model import Host
+from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
 
@@ -46,7 +47,7 @@ class AlertmanagerSilencer:
         self._secrets = url_secrets(self.url)
 
     def value(self, host: Host) -> str:
-        return self.value_template.format(host=host.name, address=host.address)
+        return render(self.value_template, host_values(host))
 
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
         found = await self._active(host, reason)

@@ -1,6 +1,6 @@
 """A Silencer that runs site-specific commands on the controller (for monitoring without an adapter).
 
-Contract (templates are Python format strings; every value is shell-quoted with shlex.quote):
+Contract (templates as graylift.core.template has them; every value is shell-quoted):
   placeholders  {host} {address} {reason} {until} (ISO 8601 UTC, e.g. 2025-05-01T12:00:00Z) {until_epoch}
   mute_command  must use {until} or {until_epoch}: a silence always ends by itself. Exit 0 = muted;
                 the first line of stdout, if any, is the silence id (else "command:<host>:<reason>").
@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shlex
 import signal
-import string
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from graylift.adapters._preflight import each
 from graylift.core.model import Host
+from graylift.core.template import host_values, names, problem, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
 
@@ -32,19 +31,15 @@ PREFLIGHT_REASON = "graylift-preflight"
 PREFLIGHT_CONCURRENCY = 8
 
 
-def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-
-
 class CommandSilencer:
     def __init__(self, *, mute_command: str, unmute_command: str, check_command: str, timeout: float = 60.0,
                  name: str = "command") -> None:
         for field, template in (("mute_command", mute_command), ("unmute_command", unmute_command),
                                 ("check_command", check_command)):
-            unknown = _fields(template) - PLACEHOLDERS
-            if unknown:
-                raise ValueError(f"{field}: unknown placeholder(s) {sorted(unknown)}; known: {sorted(PLACEHOLDERS)}")
-        if not _fields(mute_command) & {"until", "until_epoch"}:
+            found = problem(template, PLACEHOLDERS)
+            if found:
+                raise ValueError(f"{field}: {found}")
+        if not names(mute_command) & {"until", "until_epoch"}:
             raise ValueError("mute_command must pass the end time ({until} or {until_epoch}) so a silence lapses "
                              "by itself")
         self.mute_command, self.unmute_command, self.check_command = mute_command, unmute_command, check_command
@@ -52,12 +47,12 @@ class CommandSilencer:
         self.name = f"command:{name}"
 
     def render(self, template: str, host: Host, reason: str, until: datetime | None = None) -> str:
-        values = {"host": host.name, "address": host.address, "reason": reason, "until": "", "until_epoch": ""}
+        values = {**host_values(host), "reason": reason, "until": "", "until_epoch": ""}
         if until is not None:
             end = until if until.tzinfo else until.replace(tzinfo=UTC)
             values["until"] = end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             values["until_epoch"] = str(int(end.timestamp()))
-        return template.format(**{k: shlex.quote(v) for k, v in values.items()})
+        return render(template, values, quote=True)
 
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
         end = until if until.tzinfo else until.replace(tzinfo=UTC)

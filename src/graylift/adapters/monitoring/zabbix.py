@@ -24,6 +24,7 @@ from typing import Any
 from graylift.adapters._http import call, safe_url, scrub, url_secrets
 from graylift.adapters._preflight import every_host
 from graylift.core.model import Host
+from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
 
@@ -117,7 +118,7 @@ class ZabbixSilencer:
             self._token, self._logged_in = None, False
 
     def _technical(self, host: Host) -> str:
-        return self.host_template.format(host=host.name, address=host.address)
+        return render(self.host_template, host_values(host))
 
     async def _find(self, name: str) -> dict[str, Any] | None:
         result = await self._rpc("maintenance.get", {"output": "extend", "filter": {"name": [name]},

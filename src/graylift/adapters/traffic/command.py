@@ -9,14 +9,13 @@ A non-zero exit or a timeout is a TrafficError naming the command and its last l
 
 from __future__ import annotations
 
-import shlex
-import string
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 from graylift.adapters._preflight import each, names
 from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
+from graylift.core.template import host_values, problem, render
 from graylift.errors import CommandTimeout, ConfigError, RemoteCommandFailed, TrafficError, TransportError
 from graylift.ports import Preflight, Transport
 
@@ -29,21 +28,9 @@ RunOn = Literal["controller", "host"]
 
 def check_template(template: str, field: str) -> None:
     """ConfigError for an unknown or malformed placeholder (called at construction, not mid-release)."""
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        raise ConfigError(f"template {template!r} is malformed ({exc}); write literal braces as {{{{ }}}}",
-                          field=field) from None
-    for name in names:
-        if name not in PLACEHOLDERS:
-            known = " ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
-            raise ConfigError(f"unknown placeholder {{{name}}} in {template!r}; known placeholders: {known}",
-                              field=field)
-
-
-def render(template: str, values: Mapping[str, str]) -> str:
-    """Fill the template with every value shell-quoted."""
-    return template.format_map({k: shlex.quote(v) for k, v in values.items()})
+    found = problem(template, PLACEHOLDERS)
+    if found:
+        raise ConfigError(f"{template!r}: {found}", field=field)
 
 
 class CommandSwitch:
@@ -121,11 +108,10 @@ class CommandSwitch:
         return _last_line(await self._run("verify", self.templates["verify"], host)).lower()
 
     def values(self, host: Host) -> dict[str, str]:
-        return {"host": host.name, "address": host.address, "app": self.app,
-                "port": "" if self.port is None else str(self.port)}
+        return {**host_values(host), "app": self.app, "port": "" if self.port is None else str(self.port)}
 
     async def _run(self, what: str, template: str, host: Host) -> str:
-        command = render(template, self.values(host))
+        command = render(template, self.values(host), quote=True)
         where = "controller" if self.run_on == "controller" else host.name
         try:
             transport = self._controller if self.connect is None or self.run_on == "controller" \

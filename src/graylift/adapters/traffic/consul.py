@@ -18,6 +18,7 @@ from typing import Any
 from graylift.adapters._http import call, safe_url
 from graylift.adapters._preflight import each
 from graylift.core.model import Host
+from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 
@@ -37,15 +38,14 @@ class ConsulSwitch:
         self.name = f"consul:{service}"
 
     def agent_url(self, host: Host) -> str:
-        return self.agent_url_template.format(address=host.address, host=host.name).rstrip("/")
+        return render(self.agent_url_template, host_values(host)).rstrip("/")
 
     def where(self, host: Host) -> str:
         """The host's agent URL fit for a message (no userinfo)."""
         return safe_url(self.agent_url(host))
 
     def service_id(self, host: Host) -> str:
-        return self.service_id_template.format(service=self.service, address=host.address, host=host.name,
-                                               port=self.port)
+        return render(self.service_id_template, {**host_values(host), "service": self.service, "port": str(self.port)})
 
     async def take_out(self, host: Host) -> None:
         await self._maintenance(host, True)

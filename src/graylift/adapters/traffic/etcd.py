@@ -33,6 +33,7 @@ from graylift.adapters._http import call, safe_url, scrub
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
+from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 
@@ -72,13 +73,12 @@ class EtcdSwitch:
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
         self.last_wait_seconds = 0.0
-        self.name = f"etcd:{self.key_template.format(service=service, address='*', host='*', port=port)}"
+        self.name = f"etcd:{render(key_template, {'service': service, 'address': '*', 'host': '*', 'port': str(port)})}"
 
     # ------------------------------------------------------------------ keys
 
     def instance_key(self, host: Host) -> str:
-        return self.key_template.format(service=self.service, address=host.address, host=host.name,
-                                        port=self.port)
+        return render(self.key_template, {**host_values(host), "service": self.service, "port": str(self.port)})
 
     def parked_key(self, host: Host) -> str:
         return self.parked_prefix + "/" + self.instance_key(host).lstrip("/")

@@ -20,6 +20,7 @@ import httpx
 from graylift.adapters._http import basic_auth, call, safe_url
 from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
+from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 
@@ -42,7 +43,7 @@ class EurekaSwitch:
         self.name = f"eureka:{app.upper()}"
 
     def instance_id(self, host: Host) -> str:
-        return self.instance_id_template.format(host=host.name, address=host.address, app=self.app, port=self.port)
+        return render(self.instance_id_template, {**host_values(host), "app": self.app, "port": str(self.port)})
 
     def _path(self, host: Host) -> str:
         return f"{self.url}/apps/{self.app.upper()}/{self.instance_id(host)}"

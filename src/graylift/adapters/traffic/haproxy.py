@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
+from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 
@@ -58,7 +59,7 @@ class HaproxySwitch:
         self.name = f"haproxy:{backend}"
 
     def server(self, host: Host) -> str:
-        return self.server_template.format(host=host.name, address=host.address)
+        return render(self.server_template, host_values(host))
 
     async def take_out(self, host: Host) -> None:
         """drain -> wait until current sessions are 0 (or drain_timeout) -> maint. Idempotent."""
