@@ -24,7 +24,6 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -39,6 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from graylift import yamldoc
 from graylift.core import template as templates
 from graylift.core.model import OnFailure, OnUnhealthy, PackageKind, PromoteMode, Strategy, is_plain_name
 from graylift.core.template import HOST_PLACEHOLDERS
@@ -1172,50 +1172,12 @@ def _retyped(base: dict[str, Any], override: dict[str, Any]) -> bool:
 def _parse_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int], list[_Problem]]:
     """The data, a map from key path to line (1-based), and duplicate-key problems."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is None:
-            return None, {}, []
-        lines: dict[Path_, int] = {}
-        duplicates: list[_Problem] = []
-        _walk(node, (), lines, duplicates, set())
-        data = yaml.constructor.SafeConstructor().construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
-        if exc.context:
-            where = f" (line {exc.context_mark.line + 1})" if exc.context_mark else ""
-            problem = f"{exc.context}{where}: {problem}"
-        raise ConfigError(f"invalid YAML: {problem}", file=file,
-                          line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
-    return data, lines, duplicates
-
-
-def _walk(node: yaml.Node, at: Path_, lines: dict[Path_, int], duplicates: list[_Problem],
-          walked: set[int]) -> None:
-    if id(node) in walked:  # an alias: its lines were recorded where the anchor is
-        return
-    walked.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key = yaml.constructor.SafeConstructor().construct_object(key_node)
-            line = key_node.start_mark.line + 1
-            here = (*at, key)
-            if key in seen:
-                message = f"duplicate key {_show(key)} (first given on line {seen[key]})"
-                duplicates.append(_Problem(here, message, line))
-                continue
-            seen[key] = line
-            lines[here] = line
-            _walk(value_node, here, lines, duplicates, walked)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*at, index)] = item.start_mark.line + 1
-            _walk(item, (*at, index), lines, duplicates, walked)
+        doc = yamldoc.load(text)
+    except yamldoc.YamlError as exc:
+        raise ConfigError(f"invalid YAML: {exc.message}", file=file, line=exc.line) from None
+    duplicates = [_Problem(d.path, f"duplicate key {_show(d.key)} (first given on line {d.first_line})", d.line)
+                  for d in doc.duplicates]
+    return doc.data, doc.lines, duplicates
 
 
 # --------------------------------------------------------------------------------------------- errors

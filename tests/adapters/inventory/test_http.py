@@ -1,8 +1,7 @@
-"""HttpJsonInventory against a real local HTTP server answering JSON, and CachedInventory."""
+"""HttpJsonInventory against a real local HTTP server answering JSON."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from graylift.adapters.inventory.http import CachedInventory, HttpJsonInventory
+from graylift.adapters.inventory.http import HttpJsonInventory
 from graylift.core.model import Host
 from graylift.errors import ConfigError, InventoryError
 
@@ -94,16 +93,16 @@ async def test_bearer_token_from_env(endpoint: JsonEndpoint, monkeypatch: pytest
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        ({"name": "web 9", "address": "10.0.0.9"}, "hosts[2] field 'name'"),
-        ({"name": "web-09"}, "hosts[2] (web-09) field 'address'"),
-        ({"name": "web-09", "address": "10.0.0.9", "port": 70000}, "hosts[2] (web-09) field 'port'"),
+        ({"name": "web 9", "address": "10.0.0.9"}, "hosts[2]: host name 'web 9' is not a plain name"),
+        ({"name": "web-09"}, "hosts[2]: host 'web-09' has no 'address'"),
+        ({"name": "web-09", "address": "10.0.0.9", "port": 70000}, "hosts[2]: host 'web-09' field 'port'"),
         ({"name": "web-09", "address": "10.0.0.9", "user": "a b"}, "field 'user'"),
         ({"name": "web-09", "address": "10.0.0.9", "group": "x/y"}, "field 'group'"),
         ({"name": "web-09", "address": "10.0.0.9", "tags": ["a"]}, "field 'tags'"),
         ({"name": "web-09", "address": "10.0.0.9", "in_service": "maybe"}, "field 'in_service'"),
         ({"name": "web-09", "address": "10.0.0.9", "zone": "a"}, "hosts[2]: unknown field 'zone'"),
-        ("web-09", "hosts[2]: expected an object"),
-        ({"name": "web-01", "address": "10.0.0.9"}, "duplicate host name 'web-01'"),
+        ("web-09", "hosts[2]: expected a mapping with name and address"),
+        ({"name": "web-01", "address": "10.0.0.9"}, "hosts[2]: duplicate host name 'web-01' (first at "),
     ],
 )
 async def test_validation_names_index_and_field(endpoint: JsonEndpoint, item: Any, message: str) -> None:
@@ -134,35 +133,3 @@ async def test_http_and_body_errors(endpoint: JsonEndpoint) -> None:
 async def test_unreachable() -> None:
     with pytest.raises(InventoryError, match="cannot connect"):
         await HttpJsonInventory(url="http://127.0.0.1:9/inv", timeout=2).hosts("shop", "prod")
-
-
-class CountingInventory:
-    def __init__(self) -> None:
-        self.calls = 0
-        self.fail = False
-
-    async def hosts(self, app: str, env: str) -> list[Host]:
-        self.calls += 1
-        await asyncio.sleep(0.01)
-        if self.fail:
-            raise InventoryError("cmdb down")
-        return [Host(f"{app}-{env}-{self.calls}", "10.213.6.1")]
-
-
-async def test_cached_inventory_fetches_once() -> None:
-    inner = CountingInventory()
-    now = [0.0]
-    cached = CachedInventory(inner, ttl=60, clock=lambda: now[0])
-    first = await asyncio.gather(*(cached.hosts("shop", "prod") for _ in range(5)))
-    assert inner.calls == 1 and all(r == first[0] for r in first)
-    await cached.hosts("shop", "staging")
-    assert inner.calls == 2
-    now[0] = 61
-    inner.fail = True
-    with pytest.raises(InventoryError):
-        await cached.hosts("shop", "prod")  # expired: refetched, and the error is not cached
-    inner.fail = False
-    assert (await cached.hosts("shop", "prod"))[0].name == "shop-prod-4"
-    forever = CachedInventory(inner)
-    assert await forever.hosts("a", "b") == await forever.hosts("a", "b")
-    assert inner.calls == 5

@@ -202,7 +202,8 @@ async def test_unknown_tag_and_no_match(netbox: FakeNetbox) -> None:
 
 async def test_bad_names_and_duplicates(netbox: FakeNetbox) -> None:
     netbox.devices = [*fleet(1), make_record(5, "shop 05", ip="10.213.1.5/24", tags=("shop",))]
-    with pytest.raises(InventoryError, match=r"'shop 05' .* not a plain host name"):
+    with pytest.raises(InventoryError, match=r"device 'shop 05' \(id 5\): host name 'shop 05' is not a plain "
+                                             r"name.*fix it in NetBox"):
         await NetboxInventory(url=netbox.url).hosts("shop", "prod")
     netbox.devices = fleet(1)
     netbox.virtual_machines = [make_record(2, "shop-01", ip="10.213.1.2/24", tags=("shop",), kind="vm")]

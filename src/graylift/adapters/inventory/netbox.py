@@ -26,15 +26,9 @@ from typing import Any
 
 import httpx
 
-from graylift.adapters.inventory.http import (
-    DEFAULT_GROUP,
-    NO_PARTIAL,
-    check_unique,
-    get_json,
-    safe_url,
-    token_from_env,
-)
-from graylift.core.model import Host, is_plain_name
+from graylift.adapters.inventory.http import NO_PARTIAL, get_json, safe_url, token_from_env
+from graylift.core.hosts import DEFAULT_GROUP, build_host, check_unique
+from graylift.core.model import Host
 from graylift.core.template import render
 from graylift.errors import ConfigError, InventoryError
 
@@ -111,19 +105,21 @@ class NetboxInventory:
         hint = (f"check the token in ${self.token_env} and its read permission"
                 if self.token_env else "this NetBox needs a token: set token_env")
         hosts: list[Host] = []
+        found_at: list[str] = []
         async with httpx.AsyncClient(headers=headers, timeout=self.timeout, verify=self.verify_tls) as client:
             for kind in self.kinds:
                 for record in await self._fetch_all(client, kind, params, hint):
                     host = self._host(record, kind)
                     if host is not None:
                         hosts.append(host)
+                        found_at.append(self._where(record, kind))
         if not hosts:
             shown = "&".join(f"{k}={v}" for k, v in params)
             raise InventoryError(
                 f"{self.name}: no {' or '.join(_KIND_NAME[k] + 's' for k in self.kinds)} match {shown} "
                 f"for app {app} in env {env}; check the inventory filters"
             )
-        return check_unique(hosts, self.name)
+        return check_unique(hosts, found_at, advice=NO_PARTIAL)
 
     def query(self, app: str, env: str) -> list[tuple[str, str]]:
         """The filter query parameters for app/env (a list value repeats the parameter: AND for tags)."""
@@ -180,24 +176,20 @@ class NetboxInventory:
         return results
 
     # ------------------------------------------------------------------ mapping
+    def _where(self, record: dict[str, Any], kind: str) -> str:
+        return f"{self.name}: {_KIND_NAME[kind]} {record.get('name')!r} (id {record.get('id')})"
+
     def _host(self, record: dict[str, Any], kind: str) -> Host | None:
-        what = _KIND_NAME[kind]
-        name = record.get("name")
-        ident = f"{what} {name!r} (id {record.get('id')})"
-        if not isinstance(name, str) or not is_plain_name(name):
-            raise InventoryError(
-                f"{self.name}: {ident}: name is not a plain host name (letters, digits, '.', '_', '+', '-'); "
-                f"rename it in NetBox or exclude it with a filter. {NO_PARTIAL}"
-            )
+        """The host of a device or VM (checked by build_host), or None: out of service without an address."""
         status = _slug(record.get("status"), "value").lower()
         in_service = status in self.in_service_statuses
         address = self._address(record)
         if address is None:
             if not in_service:
-                log.warning("%s: %s (status %s) has no primary IP: left out", self.name, ident, status)
+                log.warning("%s (status %s) has no primary IP: left out", self._where(record, kind), status)
                 return None
             raise InventoryError(
-                f"{self.name}: {ident} is {status or 'in service'} but has no primary IPv4/IPv6 address; "
+                f"{self._where(record, kind)} is {status or 'in service'} but has no primary IPv4/IPv6 address; "
                 f"set its primary IP in NetBox, mark it offline, or exclude it with a filter. {NO_PARTIAL}"
             )
         tag_slugs = [_slug(t) for t in record.get("tags") or []]
@@ -205,15 +197,17 @@ class NetboxInventory:
         role = _slug(record.get("role") or record.get("device_role"))
         cluster = _slug(record.get("cluster"), "name")
         fields = {"site": site, "rack": rack, "role": role, "cluster": cluster}
-        zone = self._pick(self.zone_from, record, fields, ident)
-        group = self._group(record, fields, tag_slugs, ident)
+        zone = self._pick(self.zone_from, record, fields)
         tags = {k: v for k, v in fields.items() if v}
-        tags.update(status=status, netbox_kind=what.replace(" ", "-"), netbox_id=str(record.get("id", "")),
+        tags.update(status=status, netbox_kind=_KIND_NAME[kind].replace(" ", "-"), netbox_id=str(record.get("id", "")),
                     netbox_tags=",".join(tag_slugs))
         if zone:
             tags["zone"] = zone
-        return Host(name=name, address=address, port=self.port, user=self.user, group=group,
-                    tags=tags, in_service=in_service)
+        item = {"name": record.get("name"), "address": address, "port": self.port, "user": self.user,
+                "group": self._group(record, fields, tag_slugs, kind) or DEFAULT_GROUP, "tags": tags,
+                "in_service": in_service}
+        return build_host(item, self._where(record, kind), spelled={"group": self.group_from},
+                          advice=f"fix it in NetBox or leave it out with a filter; {NO_PARTIAL}")
 
     @staticmethod
     def _address(record: dict[str, Any]) -> str | None:
@@ -227,7 +221,7 @@ class NetboxInventory:
                     continue
         return None
 
-    def _pick(self, source: str, record: dict[str, Any], fields: dict[str, str], ident: str) -> str:
+    def _pick(self, source: str, record: dict[str, Any], fields: dict[str, str]) -> str:
         if source == "none":
             return ""
         if source.startswith("cf:"):
@@ -235,18 +229,12 @@ class NetboxInventory:
             return "" if value is None else str(value)
         return fields.get(source, "")
 
-    def _group(self, record: dict[str, Any], fields: dict[str, str], tag_slugs: list[str], ident: str) -> str:
-        if self.group_from.startswith("tag-prefix:"):
-            prefix = self.group_from.split(":", 1)[1]
-            found = sorted({t[len(prefix):] for t in tag_slugs if t.startswith(prefix) and len(t) > len(prefix)})
-            if len(found) > 1:
-                raise InventoryError(
-                    f"{self.name}: {ident} has several group tags {[prefix + g for g in found]}; give it one"
-                )
-            group = found[0] if found else ""
-        else:
-            group = self._pick(self.group_from, record, fields, ident)
-        group = group or DEFAULT_GROUP
-        if not is_plain_name(group):
-            raise InventoryError(f"{self.name}: {ident}: group {group!r} (from {self.group_from}) is not a plain name")
-        return group
+    def _group(self, record: dict[str, Any], fields: dict[str, str], tag_slugs: list[str], kind: str) -> str:
+        if not self.group_from.startswith("tag-prefix:"):
+            return self._pick(self.group_from, record, fields)
+        prefix = self.group_from.split(":", 1)[1]
+        found = sorted({t[len(prefix):] for t in tag_slugs if t.startswith(prefix) and len(t) > len(prefix)})
+        if len(found) > 1:
+            raise InventoryError(f"{self._where(record, kind)} has several group tags "
+                                 f"{[prefix + g for g in found]}; give it one")
+        return found[0] if found else ""
