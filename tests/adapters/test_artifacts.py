@@ -195,8 +195,8 @@ async def test_an_unreachable_repository() -> None:
     with pytest.raises(ArtifactError) as caught:
         await unreachable.resolve("pyapp", "1.0.0")
     message = one_line(caught)
-    assert message.startswith(f"pyapp 1.0.0: the artifact repository is unreachable ({url}{PATH}): ConnectError")
-    assert message.endswith("; check the URL and the network")
+    assert message.startswith(f"pyapp 1.0.0: HEAD {PATH} failed: ConnectError")
+    assert message.endswith(f"; is the artifact repository reachable at {url}{PATH}? check the URL and the network")
 
 
 async def test_urls_in_messages_are_masked(open_repo: Repository) -> None:

@@ -8,16 +8,18 @@ Credentials (``ArtifactAuth``: HTTP basic, or a bearer token) never travel in a 
 The controller sends them with its own requests (the existence check, the sha256 fetch); a host gets
 them on the standard input of its download command (:func:`download_command`: ``curl --config -``).
 Every error is one ``ArtifactError`` line with URLs masked (:func:`graylift.redact.mask_url`) and the
-secret redacted:
+secret redacted; httpx's own errors are translated by :func:`graylift.adapters._http.translated`:
 
     ArtifactError
       "<app> <version> is not in the repository (<url>): HTTP 404; check the version"
       "... refused access (<url>): HTTP 401 ..."   (no credentials configured, or wrong ones)
-      "... answered HTTP <status> ..." / "... is unreachable ..." / "... no sha256 at ..."
+      "... answered HTTP <status> ..." / "... no sha256 at ..."
+      "<app> <version>: HEAD <path> failed: ConnectError ...; is the artifact repository reachable at <url>? ..."
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shlex
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from graylift.adapters._http import safe_url, translated
 from graylift.core.model import Package, PackageKind, is_plain_name
 from graylift.core.template import render
 from graylift.errors import ArtifactError
@@ -167,31 +170,36 @@ class HttpArtifactStore:
         url = _fill(self.url_template, app, version, self.kind)
         what = f"{app} {version}"
         auth = self.auth.httpx_auth() if self.auth is not None else None
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, auth=auth, follow_redirects=True) as client:
-                await self._check_exists(client, what, url)
-                sha = self.fixed_sha256
-                if sha is None and self.sha256_url_template:
-                    sha = await self._fetch_sha256(client, what,
-                                                   _fill(self.sha256_url_template, app, version, self.kind, url))
-        except httpx.HTTPError as exc:
-            raise self._error(f"{what}: the artifact repository is unreachable ({url}): "
-                              f"{type(exc).__name__} {exc}".rstrip() + "; check the URL and the network") from exc
+        async with httpx.AsyncClient(timeout=self.timeout, auth=auth, follow_redirects=True) as client:
+            await self._check_exists(client, what, url)
+            sha = self.fixed_sha256
+            if sha is None and self.sha256_url_template:
+                sha = await self._fetch_sha256(client, what,
+                                               _fill(self.sha256_url_template, app, version, self.kind, url))
         if sha is None or not SHA256.match(sha):
             raise self._error(f"{what}: sha256 {sha!r} is not 64 hex digits")
         return Package(app, version, self.kind, filename_for(app, version, self.kind), sha, url=url)
 
+    def _reaching(self, what: str, method: str, url: str) -> contextlib.AbstractContextManager[None]:
+        """httpx's errors of one request, as one ArtifactError (graylift.adapters._http)."""
+        return translated(ArtifactError, what, method, url, secrets=self.auth.secrets if self.auth else (),
+                          hint=f"is the artifact repository reachable at {safe_url(url)}? check the URL and the "
+                               "network")
+
     async def _check_exists(self, client: httpx.AsyncClient, what: str, url: str) -> None:
-        status = (await client.head(url)).status_code
+        with self._reaching(what, "HEAD", url):
+            status = (await client.head(url)).status_code
         if status in (405, 501):  # a server without HEAD: ask for the headers of a GET
-            async with client.stream("GET", url) as response:
-                status = response.status_code
+            with self._reaching(what, "GET", url):
+                async with client.stream("GET", url) as response:
+                    status = response.status_code
         if status in (404, 410):
             raise self._error(f"{what} is not in the repository ({url}): HTTP {status}; check the version")
         self._check_status(status, what, url)
 
     async def _fetch_sha256(self, client: httpx.AsyncClient, what: str, sha_url: str) -> str:
-        response = await client.get(sha_url)
+        with self._reaching(what, "GET", sha_url):
+            response = await client.get(sha_url)
         if response.status_code in (404, 410):
             raise self._error(f"{what}: no sha256 at {sha_url} (HTTP {response.status_code}); publish the "
                               ".sha256 next to the package or set package.sha256")

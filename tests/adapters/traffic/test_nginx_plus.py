@@ -53,12 +53,12 @@ async def test_errors_name_the_problem(fake: tuple[FakePlus, str]) -> None:
     try:
         with pytest.raises(TrafficError, match=r"no server 10.213.0.9:8080 for host ghost"):
             await switch.take_out(Host(name="ghost", address="10.213.0.9"))
-        with pytest.raises(TrafficError, match=r"upstreams/nope/servers answered 404 UpstreamNotFound.*zone"):
+        with pytest.raises(TrafficError, match=r"upstreams/nope/servers returned HTTP 404: UpstreamNotFound.*zone"):
             await missing.is_out(HOSTS[0])
         state.write = False
-        with pytest.raises(TrafficError, match=r"405 MethodDisabled.*write=on"):
+        with pytest.raises(TrafficError, match=r"HTTP 405: MethodDisabled.*write=on"):
             await switch.take_out(HOSTS[0])
-        with pytest.raises(TrafficError, match=r"cannot reach the nginx Plus API at http://127.0.0.1:9/api"):
+        with pytest.raises(TrafficError, match=r"failed: ConnectError.*nginx Plus running with its 'api' location at http://127.0.0.1:9/api"):
             await dead.is_in(HOSTS[0])
     finally:
         for s in (switch, missing, dead):
@@ -81,8 +81,8 @@ async def test_preflight_one_read_and_changes_nothing(fake: tuple[FakePlus, str]
         assert [(r.method, r.path) for r in state.requests[seen:]] == [("GET", "/api/8/http/upstreams/web/servers")]
         assert state.servers == before
         assert (await missing.preflight(HOSTS)).problems == (
-            "nginx-plus:nope: every host: GET /api/8/http/upstreams/nope/servers answered 404 UpstreamNotFound: "
-            "upstream not found (does the upstream exist and have a 'zone'?)",)
+            "nginx-plus:nope: every host: GET /api/8/http/upstreams/nope/servers returned HTTP 404: "
+            "UpstreamNotFound: upstream not found; does the upstream exist and have a 'zone'?",)
     finally:
         await switch.close()
         await missing.close()

@@ -12,23 +12,16 @@ Each host is checked by :func:`graylift.core.hosts.build_host`, as in every othe
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import httpx
 
+from graylift.adapters._http import call, safe_url
 from graylift.core.hosts import build_host, check_unique
 from graylift.core.model import Host
 from graylift.core.template import render
 from graylift.errors import InventoryError
 
 NO_PARTIAL = "no release runs on a partial host list"
-
-
-# ---------------------------------------------------------------------- shared helpers
-def safe_url(url: str | httpx.URL) -> str:
-    """The URL as shown in messages: without user:password."""
-    parsed = httpx.URL(str(url))
-    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else str(parsed)
 
 
 def token_from_env(name: str | None, source: str) -> str | None:
@@ -42,44 +35,6 @@ def token_from_env(name: str | None, source: str) -> str | None:
             f"export {name}=<token> before running graylift"
         )
     return value
-
-
-async def get_json(client: httpx.AsyncClient, url: str, *, source: str, auth_hint: str) -> Any:
-    """GET ``url`` and decode JSON; every failure becomes an InventoryError naming the URL and status."""
-    shown = safe_url(url)
-    try:
-        response = await client.get(url)
-    except httpx.TimeoutException as exc:
-        raise InventoryError(
-            f"{source}: GET {shown} timed out ({type(exc).__name__}); {NO_PARTIAL}"
-        ) from exc
-    except httpx.ConnectError as exc:
-        raise InventoryError(f"{source}: cannot connect for GET {shown}: {exc}; {NO_PARTIAL}") from exc
-    except httpx.HTTPError as exc:
-        raise InventoryError(f"{source}: GET {shown} failed: {type(exc).__name__}: {exc}; {NO_PARTIAL}") from exc
-    if response.status_code != 200:
-        detail = _detail(response)
-        hint = f" ({auth_hint})" if response.status_code in (401, 403) else ""
-        raise InventoryError(
-            f"{source}: GET {shown} answered HTTP {response.status_code}{hint}: {detail}; {NO_PARTIAL}"
-        )
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise InventoryError(
-            f"{source}: GET {shown} did not answer JSON ({response.headers.get('content-type', '?')}): "
-            f"{response.text[:200]!r}; {NO_PARTIAL}"
-        ) from exc
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return repr(response.text[:200]) if response.text else "(empty body)"
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])
-    return str(body)[:300]
 
 
 # ---------------------------------------------------------------------- HTTP JSON inventory
@@ -111,7 +66,8 @@ class HttpJsonInventory:
             headers["Authorization"] = f"Bearer {token}"
         hint = f"check the token in ${self.token_env}" if self.token_env else "set token_env to send a token"
         async with httpx.AsyncClient(headers=headers, timeout=self.timeout, verify=self.verify_tls) as client:
-            data = await get_json(client, url, source=source, auth_hint=hint)
+            _, data = await call(InventoryError, source, "GET", url, client=client, timeout=self.timeout,
+                                 hint=NO_PARTIAL, auth_hint=f"{hint}; {NO_PARTIAL}")
         items = data["hosts"] if isinstance(data, dict) and "hosts" in data else data
         if not isinstance(items, list):
             raise InventoryError(

@@ -26,7 +26,8 @@ from typing import Any
 
 import httpx
 
-from graylift.adapters.inventory.http import NO_PARTIAL, get_json, safe_url, token_from_env
+from graylift.adapters._http import call, safe_url
+from graylift.adapters.inventory.http import NO_PARTIAL, token_from_env
 from graylift.core.hosts import DEFAULT_GROUP, build_host, check_unique
 from graylift.core.model import Host
 from graylift.core.template import render
@@ -153,7 +154,8 @@ class NetboxInventory:
             if url in seen_urls or len(seen_urls) > 100_000:
                 raise InventoryError(f"{self.name}: pagination loops at {safe_url(url)}; {NO_PARTIAL}")
             seen_urls.add(url)
-            page = await get_json(client, url, source=self.name, auth_hint=hint)
+            _, page = await call(InventoryError, self.name, "GET", url, client=client, timeout=self.timeout,
+                                 hint=NO_PARTIAL, auth_hint=f"{hint}; {NO_PARTIAL}", show_query=True)
             if not isinstance(page, dict) or not isinstance(page.get("results"), list):
                 raise InventoryError(
                     f"{self.name}: GET {safe_url(url)} is not a NetBox list (no 'results'); is {self.base} "

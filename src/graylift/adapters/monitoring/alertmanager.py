@@ -11,9 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from graylift.adapters._http import safe_url, scrub, url_secrets
+from graylift.adapters._http import call, safe_url, url_secrets
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host
 from graylift.core.model import Host
@@ -127,23 +125,11 @@ class AlertmanagerSilencer:
         requests reached", Alertmanager's --web.get-concurrency) is retried with a short backoff."""
         async with _limit(self.url):
             for attempt in range(1, BUSY_ATTEMPTS + 1):
-                try:
-                    async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout,
-                                                 trust_env=False) as client:
-                        response = await client.request(method, path, json=json, params=params)
-                except httpx.HTTPError as exc:
-                    raise SilencerError(scrub(f"{self.name}: {method} {path} failed: {type(exc).__name__} {exc}; "
-                                              "is Alertmanager running at that URL?", self._secrets)) from None
-                if response.status_code != 503 or attempt == BUSY_ATTEMPTS:
-                    break
+                status, answer = await call(SilencerError, self.name, method, self.url + path, json=json,
+                                            params=params, timeout=self.timeout, secrets=self._secrets,
+                                            ok_statuses=(503,) if attempt < BUSY_ATTEMPTS else (),
+                                            hint="is Alertmanager running at that URL?")
+                if status != 503:
+                    return answer
                 await asyncio.sleep(0.1 * attempt)
-        if response.status_code >= 300:
-            raise SilencerError(scrub(f"{self.name}: {method} {path} returned HTTP {response.status_code}: "
-                                      f"{' '.join(response.text.split())[:300]}", self._secrets))
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise SilencerError(f"{self.name}: {method} {path} returned non-JSON: "
-                                f"{response.text[:200]}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 
-from graylift.adapters._http import safe_url, scrub, url_secrets
+from graylift.adapters._http import call, safe_url, url_secrets
 from graylift.adapters._preflight import every_host, names
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 
 OUT_STATES = frozenset({"draining", "down"})
+STATUS_HINTS = {405: "is the API location 'api write=on;'?", 404: "does the upstream exist and have a 'zone'?"}
 
 
 class NginxPlusSwitch:
@@ -36,6 +37,7 @@ class NginxPlusSwitch:
         self._secrets = (*(headers or {}).values(), *url_secrets(url))
         self.drain_timeout, self.up_timeout, self.poll_interval = drain_timeout, up_timeout, poll_interval
         self.name = name or f"nginx-plus:{upstream}"
+        self.timeout = timeout
         self._client = httpx.AsyncClient(timeout=timeout, headers=headers or {}, trust_env=False)
 
     def _addresses(self, host: Host) -> set[str]:
@@ -109,25 +111,10 @@ class NginxPlusSwitch:
     # API -------------------------------------------------------------------------------------------
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
-        path = httpx.URL(url).path
-        try:
-            response = await self._client.request(method, url, json=body)
-        except httpx.HTTPError as exc:
-            raise TrafficError(scrub(f"{self.name}: cannot reach the nginx Plus API at {self.where} "
-                                     f"({exc or type(exc).__name__}); is nginx Plus running with its 'api' "
-                                     "location there?", self._secrets)) from None
-        if response.status_code >= 400:
-            try:
-                error = response.json().get("error", {})
-                detail = f"{error.get('code', '')}: {error.get('text', '')}".strip(": ")
-            except (ValueError, AttributeError):
-                detail = response.text.strip()[:200]
-            hints = {405: " (is the API location 'api write=on;'?)",
-                     404: " (does the upstream exist and have a 'zone'?)"}
-            hint = hints.get(response.status_code, "")
-            raise TrafficError(scrub(f"{self.name}: {method} {path} answered {response.status_code} {detail}{hint}",
-                                     self._secrets))
-        return response.json() if response.content else None
+        _, answer = await call(TrafficError, self.name, method, url, json=body, client=self._client,
+                               timeout=self.timeout, secrets=self._secrets, status_hints=STATUS_HINTS,
+                               hint=f"is nginx Plus running with its 'api' location at {self.where}?")
+        return answer
 
     async def _server(self, host: Host) -> dict[str, Any]:
         servers = await self._request("GET", f"{self.base}/servers")
