@@ -193,9 +193,8 @@ async def test_every_type_builds_its_adapter_with_its_arguments(tmp_path: Path, 
         assert isinstance(eureka, EurekaSwitch)
         assert eureka.instance_id(Host("web-01", "10.213.0.1")) == "web-01:shop:8080"
         assert eureka._auth is not None and eureka.propagation_seconds == 30.0
-        # Every registry exposes the wait it made after take_out for the journal.
-        for registry in (etcd, dubbo3, nacos, consul, eureka):
-            assert registry.last_wait_seconds == 0.0  # type: ignore[attr-defined]
+        # Every switch tells the take-out step how long its consumers need (0 for load balancers).
+        assert [s.propagation_seconds for s in rt.switches] == [0, 2, 0, 0, 0, 0, 1.5, 3, 0, 0, 30]
 
         am, zbx_token, zbx_login, mon = rt.silencers
         assert isinstance(am, AlertmanagerSilencer) and am.url == "http://127.0.0.1:9093"

@@ -39,7 +39,7 @@ async def test_consul_maintenance_round_trip(consul: FakeConsulAgent) -> None:
     await switch.take_out(H1)
     check = consul.checks["_service_maintenance:orders-8080"]
     assert check["Status"] == "critical" and check["Notes"] == "graylift 2.4.1"
-    assert await switch.is_out(H1) and not await switch.is_in(H1) and switch.last_wait_seconds == 0.1
+    assert await switch.is_out(H1) and not await switch.is_in(H1) and switch.propagation_seconds == 0.1
     await switch.put_back(H1)
     await switch.put_back(H1)
     assert "_service_maintenance:orders-8080" not in consul.checks and await switch.is_in(H1)

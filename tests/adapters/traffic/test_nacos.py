@@ -32,7 +32,7 @@ async def test_enabled_flag_round_trip_keeps_weight_and_metadata(nacos: FakeNaco
     assert await switch.is_in(H1) and not await switch.is_out(H1)
     await switch.take_out(H1)
     await switch.take_out(H1)
-    assert switch.last_wait_seconds == 0.1
+    assert switch.propagation_seconds == 0.1  # the take-out step waits it, not the switch
     instance = nacos.instance("orders", "10.213.3.1", 8080)
     assert instance["enabled"] is False and instance["weight"] == 3.0 and instance["metadata"] == {"version": "1.2"}
     assert await switch.is_out(H1) and not await switch.is_in(H1)

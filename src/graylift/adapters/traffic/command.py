@@ -36,6 +36,8 @@ def check_template(template: str, field: str) -> None:
 class CommandSwitch:
     """Runs user commands on the controller (default) or on the host itself (through its transport)."""
 
+    propagation_seconds = 0.0  # the scripts return once their change is in effect
+
     def __init__(self, *, app: str, take_out: str, put_back: str, verify: str, port: int | None = None,
                  in_flight: str | None = None, run_on: RunOn = "controller",
                  connect: Callable[[Host], Awaitable[Transport]] | None = None, timeout: float = 60.0,

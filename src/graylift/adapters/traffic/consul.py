@@ -6,12 +6,11 @@ check ``_service_maintenance:<service_id>`` and leaves the instance out of healt
 put_back: the same call with ``enable=false`` (removes the check). Both are idempotent in Consul.
 Verify through ``GET /v1/agent/checks``: out = the maintenance check is there and critical; in = no
 maintenance check and every check of the service passing. The ACL token goes in ``X-Consul-Token``.
-take_out waits ``propagation_seconds`` (recorded in ``last_wait_seconds``).
+``propagation_seconds``: how long the take-out step waits for consumers to see the change.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +33,6 @@ class ConsulSwitch:
         self.reason = reason
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
-        self.last_wait_seconds = 0.0
         self.name = f"consul:{service}"
 
     def agent_url(self, host: Host) -> str:
@@ -52,9 +50,6 @@ class ConsulSwitch:
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: agent {self.where(host)} shows no critical maintenance check "
                                f"for {self.service_id(host)} after enabling it")
-        self.last_wait_seconds = self.propagation_seconds
-        if self.propagation_seconds > 0:
-            await asyncio.sleep(self.propagation_seconds)
 
     async def put_back(self, host: Host) -> None:
         await self._maintenance(host, False)

@@ -21,13 +21,11 @@ wrote at the same time are never clobbered.
 is_out: the rule is enabled and some provider entry (enabled, not limited to other services or
 applications) lists the address with ``disabled`` true. is_in: not is_out and, when any instance is
 registered under ``<instances_root>/<application>`` (Dubbo 3 service discovery), the host's
-``address:port`` is one of them. take_out waits ``propagation_seconds`` (recorded in
-``last_wait_seconds``).
+``address:port`` is one of them. ``propagation_seconds``: how long the take-out step waits for consumers.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,7 +65,6 @@ class Dubbo3Switch:
         self.instances_root = "/" + instances_root.strip("/")
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
-        self.last_wait_seconds = 0.0
         self.name = f"dubbo3:{self.rule_path}"
         self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
 
@@ -88,9 +85,6 @@ class Dubbo3Switch:
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: {self.address(host)} is not disabled after writing the rule; "
                                "is the rule (or one of its entries) set to enabled: false?")
-        self.last_wait_seconds = self.propagation_seconds
-        if self.propagation_seconds > 0:
-            await asyncio.sleep(self.propagation_seconds)
 
     async def put_back(self, host: Host) -> None:
         await self._update(lambda rule: self._remove(rule, host))

@@ -16,13 +16,12 @@ parked value is kept) instead of resurrecting a registration for a process that 
 to ``in_value``, in place, keeping the key's lease (``ignore_lease``), compare-and-set on the key's
 mod_revision.
 
-is_out/is_in read the keys back. take_out then waits ``propagation_seconds`` (consumers' watch/cache
-delay) and records it in ``last_wait_seconds``.
+is_out/is_in read the keys back. ``propagation_seconds`` (consumers' watch/cache delay) is how long the
+take-out step waits after it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Sequence
@@ -72,7 +71,6 @@ class EtcdSwitch:
         self._token: str | None = None
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
-        self.last_wait_seconds = 0.0
         self.name = f"etcd:{render(key_template, {'service': service, 'address': '*', 'host': '*', 'port': str(port)})}"
 
     # ------------------------------------------------------------------ keys
@@ -93,9 +91,6 @@ class EtcdSwitch:
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: {self.instance_key(host)} still registered right after take-out; "
                                "does the app re-register itself periodically?")
-        self.last_wait_seconds = self.propagation_seconds
-        if self.propagation_seconds > 0:
-            await asyncio.sleep(self.propagation_seconds)
 
     async def put_back(self, host: Host) -> None:
         if self.mode == "field":

@@ -5,13 +5,12 @@ take_out: ``PUT /eureka/apps/<APP>/<instanceId>/status?value=OUT_OF_SERVICE``; p
 until the next heartbeat). Verify: ``GET /eureka/apps/<APP>/<instanceId>`` with ``Accept:
 application/json``: out = status or overriddenStatus is OUT_OF_SERVICE; in = status UP and no
 override. ``url`` is the Eureka base including its context path (e.g. ``http://eureka:8761/eureka``);
-optional HTTP basic auth. take_out waits ``propagation_seconds`` (``last_wait_seconds``): Eureka
-clients refresh their registry every 30 s by default.
+optional HTTP basic auth. ``propagation_seconds`` is how long the take-out step waits: Eureka clients
+refresh their registry every 30 s by default.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +38,6 @@ class EurekaSwitch:
         self._auth = httpx.BasicAuth(username, password or "") if username else None
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
-        self.last_wait_seconds = 0.0
         self.name = f"eureka:{app.upper()}"
 
     def instance_id(self, host: Host) -> str:
@@ -52,9 +50,6 @@ class EurekaSwitch:
         await self._request("PUT", host, "/status", {"value": OUT})
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: {self.instance_id(host)} is not OUT_OF_SERVICE after the override")
-        self.last_wait_seconds = self.propagation_seconds
-        if self.propagation_seconds > 0:
-            await asyncio.sleep(self.propagation_seconds)
 
     async def put_back(self, host: Host) -> None:
         await self._request("DELETE", host, "/status", {"value": "UP"})

@@ -48,6 +48,8 @@ def parse_servers_state(answer: str, backend: str) -> dict[str, tuple[int, int]]
 class HaproxySwitch:
     """One HAProxy backend; the host's server name comes from ``server_template``."""
 
+    propagation_seconds = 0.0  # a load balancer's change is seen at once
+
     def __init__(self, *, socket: str, backend: str, server_template: str = "{host}",
                  drain_timeout: float = 30.0, poll_interval: float = 0.2, up_timeout: float = 30.0) -> None:
         self.socket = socket

@@ -14,7 +14,6 @@ adapter then logs in once more and repeats the request. Secrets are never put in
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -42,16 +41,12 @@ class NacosSwitch:
         self._token: str | None = None
         self.propagation_seconds = propagation_seconds
         self.timeout = timeout
-        self.last_wait_seconds = 0.0
         self.name = f"nacos:{group}@@{service}"
 
     async def take_out(self, host: Host) -> None:
         await self._set_enabled(host, False)
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: {host.address}:{self.port} still listed as enabled after take-out")
-        self.last_wait_seconds = self.propagation_seconds
-        if self.propagation_seconds > 0:
-            await asyncio.sleep(self.propagation_seconds)
 
     async def put_back(self, host: Host) -> None:
         await self._set_enabled(host, True)

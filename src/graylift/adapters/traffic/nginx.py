@@ -74,6 +74,8 @@ def sha256_text(text: str) -> str:
 class NginxSwitch:
     """One upstream of one nginx (local or over SSH); several nginx LBs are several switches."""
 
+    propagation_seconds = 0.0  # a load balancer's change is seen at once
+
     def __init__(self, *, transport_factory: TransportFactory, include_path: str, upstream: str, port: int,
                  hosts: Sequence[Host] | None = None, server_params: str = "", keepalive: int | None = None,
                  nginx_bin: str = "nginx", nginx_conf: str | None = None, nginx_globals: str | None = None,

@@ -27,6 +27,8 @@ STATUS_HINTS = {405: "is the API location 'api write=on;'?", 404: "does the upst
 class NginxPlusSwitch:
     """One upstream of one nginx Plus; the host's server is ``<address>:<port>`` (or ``<name>:<port>``)."""
 
+    propagation_seconds = 0.0  # a load balancer's change is seen at once
+
     def __init__(self, *, url: str, upstream: str, port: int, api_version: int = 8,
                  drain_timeout: float = 30.0, up_timeout: float = 30.0, poll_interval: float = 0.2,
                  timeout: float = 5.0, headers: dict[str, str] | None = None,

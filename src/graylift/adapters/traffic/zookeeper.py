@@ -9,14 +9,13 @@ is_in: the override node is absent AND, when any provider is registered under
 restart). When nobody registers providers there at all (the registry only carries overrides for this
 service), registration cannot be observed and only the override's absence counts.
 
-Consumers cache the provider list: take_out then waits ``propagation_seconds`` (asyncio.sleep inside the
-adapter, so the engine's step includes it; the wait is repeated when a killed step is re-run).
+Consumers cache the provider list: ``propagation_seconds`` is how long the take-out step waits for them
+(once, for the slowest of its switches; again when a killed step is re-run).
 kazoo is synchronous: its calls run in a worker thread, each bounded by ``timeout``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from urllib.parse import quote, unquote, urlsplit
@@ -59,7 +58,6 @@ class ZookeeperSwitch:
         self.port = port
         self.root = "/" + root.strip("/") if root.strip("/") else ""
         self.propagation_seconds = propagation_seconds
-        self.last_wait_seconds = 0.0  # the propagation wait of the last take_out, for the journal
         self.timeout = timeout
         self.name = f"zookeeper:{self.root}/{service}"
         self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
@@ -85,9 +83,6 @@ class ZookeeperSwitch:
         await self._zk.call(create)
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: override node {path} is missing right after creating it")
-        if self.propagation_seconds > 0:
-            await asyncio.sleep(self.propagation_seconds)
-        self.last_wait_seconds = self.propagation_seconds
 
     async def put_back(self, host: Host) -> None:
         path = self.override_path(host)
