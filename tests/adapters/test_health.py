@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe, check_all
+from pathlib import Path
+
+from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe, check_all, probes_from_config
 from graylift.adapters.transport.local import LocalTransport
+from graylift.config import load_config
 from graylift.core.model import Host
 from graylift.lab import services
 from tests.adapters.conftest import App
@@ -44,3 +47,26 @@ async def test_health_probes_see_real_app(apps: list[App]) -> None:
     one_bad = await check_all([TcpProbe(port), TcpProbe(closed)], transport)
     assert not one_bad.ok and f"tcp:127.0.0.1:{closed}" in one_bad.detail
     assert (await check_all([], transport)).ok
+
+
+def test_probes_from_config_are_filled_in_per_host(tmp_path: Path) -> None:
+    config = tmp_path / "graylift.yaml"
+    config.write_text(
+        "apps:\n"
+        "  web:\n"
+        "    package: {type: jar, url: 'http://repo/{app}-{version}.{ext}', sha256_url: '{url}.sha256'}\n"
+        "    deploy: {dir: /srv/web}\n"
+        "    commands: {start: 'sh {current}/start', stop: 'sh {current}/stop'}\n"
+        "    health:\n"
+        "      process: '{app}-{version}.jar'\n"
+        "      http: {url: 'http://{address}:8080/health'}\n"
+        "      command: 'test -d {release_dir}'\n"
+    )
+    cfg = load_config(config).app_for_env("web", "prod")
+    values = {"app": "web", "version": "2.0.0", "deploy_dir": "/srv/web", "current": "/srv/web/current",
+              "release_dir": "/srv/web/releases/2.0.0", "host": "web-01", "address": "10.0.0.7"}
+    found = probes_from_config(cfg.health, values)
+    assert [type(p) for p in found] == [ProcessProbe, HttpProbe, CommandProbe]
+    assert found[0].pattern == "web-2.0.0.jar"  # type: ignore[attr-defined]
+    assert found[1].url == "http://10.0.0.7:8080/health"  # type: ignore[attr-defined]
+    assert found[2].command == "test -d /srv/web/releases/2.0.0"  # type: ignore[attr-defined]

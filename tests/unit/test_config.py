@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from graylift.adapters.traffic.haproxy import HaproxyTraffic
 from graylift.config import (
     AppConfig,
     GrayliftConfig,
-    HaproxyTraffic,
     example_config_text,
     load_config,
     render_command,

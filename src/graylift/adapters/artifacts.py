@@ -26,14 +26,19 @@ import shlex
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from graylift.adapters._http import safe_url, translated
+from graylift.adapters.registry import secret
 from graylift.core.model import Package, PackageKind, is_plain_name
 from graylift.core.template import render
-from graylift.errors import ArtifactError
+from graylift.errors import ArtifactError, ConfigError
 from graylift.redact import mask_url, redact
+
+if TYPE_CHECKING:
+    from graylift.config import PackageConfig
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -63,8 +68,7 @@ class ArtifactAuth:
             raise ValueError("the bearer token is empty")
         if self.username is not None and ":" in self.username:
             raise ValueError("the username cannot contain ':' (HTTP basic auth separates it from the password)")
-        for name in ("username", "password", "token"):
-            value = getattr(self, name)
+        for name, value in (("username", self.username), ("password", self.password), ("token", self.token)):
             if value is not None and _CONTROL.search(value):
                 raise ValueError(f"the repository {name} contains a line break or control character")
 
@@ -238,3 +242,26 @@ class LocalDirArtifactStore:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
         return Package(app, version, self.kind, name, digest.hexdigest(), local_path=str(path))
+
+
+def auth_from_config(package: PackageConfig) -> ArtifactAuth | None:
+    """The repository credentials, read from the environment variables the package names (never stored)."""
+    try:
+        if package.token_env is not None:
+            return ArtifactAuth.bearer(secret(package.token_env, "package.token_env") or "")
+        if package.username is not None:
+            return ArtifactAuth.basic(package.username, secret(package.password_env, "package.password_env") or "")
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="package") from None
+    return None
+
+
+def store_from_config(package: PackageConfig) -> HttpArtifactStore | LocalDirArtifactStore:
+    """The store of a package whose repository is resolved (as a release's config snapshot has it)."""
+    kind = PackageKind(package.type)
+    if package.local_dir is not None:
+        return LocalDirArtifactStore(directory=Path(package.local_dir), kind=kind)
+    if package.url is None:
+        raise ConfigError("package needs url, local_dir or repository", field="package")
+    return HttpArtifactStore(url_template=package.url, kind=kind, sha256=package.sha256,
+                             sha256_url_template=package.sha256_url or "{url}.sha256", auth=auth_from_config(package))

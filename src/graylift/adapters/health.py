@@ -1,4 +1,5 @@
-"""Health probes that run on the host through its Transport (so 127.0.0.1 is the host's own).
+"""Health probes that run on the host through its Transport (so 127.0.0.1 is the host's own), and the
+``health`` section of an app's config they are made from (:func:`probes_from_config`).
 
 A probe never raises for an unhealthy app: it returns ProbeResult(ok=False, detail=what it saw).
 HostUnreachable (and other transport failures) propagate: the host, not the app, is the problem.
@@ -8,12 +9,71 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, model_validator
 
 from graylift.errors import CommandTimeout
 from graylift.ports import HealthProbe, ProbeResult, Transport
+from graylift.schema import (
+    COMMAND_PLACEHOLDERS,
+    CommandTemplate,
+    Flag,
+    HttpUrl,
+    Port,
+    PositiveInt,
+    PositiveSeconds,
+    Seconds,
+    Section,
+    Text,
+    fail,
+    is_int,
+    placeholders,
+    render_command,
+    render_template,
+)
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9.:-]+$")
+
+
+def _check_status(value: Any) -> Any:
+    if not is_int(value) or not 100 <= value <= 599:
+        raise fail("status", "must be an HTTP status from 100 to 599", value)
+    return value
+
+
+class HttpCheckConfig(Section):
+    url: Annotated[HttpUrl, placeholders(COMMAND_PLACEHOLDERS)]
+    status: Annotated[int, BeforeValidator(_check_status)] = 200
+    body: str | None = None
+
+
+class HealthConfig(Section):
+    """The app's probes. Without any, ``none: true`` must say so: precheck, health and bake then check nothing."""
+
+    process: Annotated[Text, placeholders(COMMAND_PLACEHOLDERS)] | None = None
+    tcp_port: Port | None = None
+    http: HttpCheckConfig | None = None
+    command: CommandTemplate | None = None
+    retries: PositiveInt = 60
+    interval: Seconds = 0.5
+    timeout: PositiveSeconds = 5.0
+    none: Flag = False
+
+    def probes(self) -> list[str]:
+        """The names of the probes given."""
+        given = {"process": self.process, "tcp_port": self.tcp_port, "http": self.http, "command": self.command}
+        return [name for name, value in given.items() if value is not None]
+
+    @model_validator(mode="after")
+    def _none_or_probes(self) -> HealthConfig:
+        given = self.probes()
+        if self.none and given:
+            raise ValueError(f"none: true means no health check, but {', '.join(given)} "
+                             f"{'is' if len(given) == 1 else 'are'} given; keep one or the other "
+                             "(in an env override, set the probes to null)")
+        return self
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -141,3 +201,19 @@ async def check_all(probes: Iterable[HealthProbe], transport: Transport) -> Prob
     if failed:
         return ProbeResult(False, "; ".join(failed))
     return ProbeResult(True, "; ".join(f"{name}: {r.detail}" for name, r in results))
+
+
+def probes_from_config(health: HealthConfig, values: Mapping[str, str]) -> list[HealthProbe]:
+    """The probes of one host: placeholders filled with that host's values (``{host}``, ``{address}``,
+    ``{version}``, paths); ``command`` values shell-quoted."""
+    found: list[HealthProbe] = []
+    if health.process:
+        found.append(ProcessProbe(render_template(health.process, values), timeout=health.timeout))
+    if health.tcp_port:
+        found.append(TcpProbe(health.tcp_port, timeout=health.timeout))
+    if health.http:
+        found.append(HttpProbe(render_template(str(health.http.url), values), status=health.http.status,
+                               body=health.http.body, timeout=health.timeout))
+    if health.command:
+        found.append(CommandProbe(render_command(health.command, values), timeout=health.timeout))
+    return found

@@ -2,59 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from graylift.adapters.inventory.http import HttpJsonInventory
+from graylift.adapters.inventory.http import HttpInventoryConfig, HttpJsonInventory
+from graylift.adapters.registry import Build
 from graylift.core.model import Host
 from graylift.errors import ConfigError, InventoryError
+from tests.fakes.cmdb import FakeCmdb
 
 
-class JsonEndpoint:
-    """Serves ``routes[path] = (status, body)`` on 127.0.0.1; records each request's path and Authorization."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, Any]] = {}
-        self.seen: list[tuple[str, str | None]] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                endpoint.seen.append((self.path, self.headers.get("Authorization")))
-                status, body = endpoint.routes.get(self.path, (404, {"detail": "no such inventory"}))
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+def http_inventory(**fields: Any) -> HttpJsonInventory:
+    """The inventory wiring builds from these fields (its token read from the environment)."""
+    return HttpJsonInventory.from_config(HttpInventoryConfig(**fields), Build("inventory"))
 
 
 @pytest.fixture
-def endpoint() -> Iterator[JsonEndpoint]:
-    server = JsonEndpoint()
+def endpoint() -> Iterator[FakeCmdb]:
+    server = FakeCmdb()
+    server.start()
     yield server
     server.stop()
 
@@ -66,10 +35,10 @@ HOSTS = [
 ]
 
 
-async def test_list_and_object_forms(endpoint: JsonEndpoint) -> None:
+async def test_list_and_object_forms(endpoint: FakeCmdb) -> None:
     endpoint.routes["/inv/shop/prod"] = (200, HOSTS)
     endpoint.routes["/inv/shop/staging"] = (200, {"hosts": HOSTS[:1]})
-    inv = HttpJsonInventory(url=endpoint.url + "/inv/{app}/{env}")
+    inv = http_inventory(url=endpoint.url + "/inv/{app}/{env}")
     hosts = await inv.hosts("shop", "prod")
     assert hosts == [
         Host("web-01", "10.213.5.1", group="canary"),
@@ -80,14 +49,14 @@ async def test_list_and_object_forms(endpoint: JsonEndpoint) -> None:
     assert endpoint.seen[0] == ("/inv/shop/prod", None)
 
 
-async def test_bearer_token_from_env(endpoint: JsonEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bearer_token_from_env(endpoint: FakeCmdb, monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint.routes["/inv"] = (200, HOSTS)
     monkeypatch.setenv("CMDB_TOKEN", "t0ken-value")
-    await HttpJsonInventory(url=endpoint.url + "/inv", token_env="CMDB_TOKEN").hosts("shop", "prod")
+    await http_inventory(url=endpoint.url + "/inv", token_env="CMDB_TOKEN").hosts("shop", "prod")
     assert endpoint.seen[-1] == ("/inv", "Bearer t0ken-value")
-    monkeypatch.delenv("CMDB_TOKEN")
-    with pytest.raises(InventoryError, match="CMDB_TOKEN is not set"):
-        await HttpJsonInventory(url=endpoint.url + "/inv", token_env="CMDB_TOKEN").hosts("shop", "prod")
+    monkeypatch.delenv("CMDB_TOKEN")  # read when the inventory is built: before anything is asked
+    with pytest.raises(ConfigError, match=r"^inventory\.token_env: the environment variable CMDB_TOKEN is not set"):
+        await http_inventory(url=endpoint.url + "/inv", token_env="CMDB_TOKEN").hosts("shop", "prod")
 
 
 @pytest.mark.parametrize(
@@ -105,16 +74,16 @@ async def test_bearer_token_from_env(endpoint: JsonEndpoint, monkeypatch: pytest
         ({"name": "web-01", "address": "10.0.0.9"}, "hosts[2]: duplicate host name 'web-01' (first at "),
     ],
 )
-async def test_validation_names_index_and_field(endpoint: JsonEndpoint, item: Any, message: str) -> None:
+async def test_validation_names_index_and_field(endpoint: FakeCmdb, item: Any, message: str) -> None:
     endpoint.routes["/inv"] = (200, [*HOSTS, item])
     with pytest.raises(InventoryError) as err:
-        await HttpJsonInventory(url=endpoint.url + "/inv").hosts("shop", "prod")
+        await http_inventory(url=endpoint.url + "/inv").hosts("shop", "prod")
     assert message in str(err.value)
     assert endpoint.url + "/inv" in str(err.value)
 
 
-async def test_http_and_body_errors(endpoint: JsonEndpoint) -> None:
-    inv = HttpJsonInventory(url=endpoint.url + "/inv/{app}")
+async def test_http_and_body_errors(endpoint: FakeCmdb) -> None:
+    inv = http_inventory(url=endpoint.url + "/inv/{app}")
     with pytest.raises(InventoryError, match=r"HTTP 404.*no such inventory.*partial host list"):
         await inv.hosts("shop", "prod")
     endpoint.routes["/inv/shop"] = (200, b"<html>login</html>")
@@ -126,10 +95,10 @@ async def test_http_and_body_errors(endpoint: JsonEndpoint) -> None:
     endpoint.routes["/inv/shop"] = (200, [])
     with pytest.raises(InventoryError, match="no hosts for app shop in env prod"):
         await inv.hosts("shop", "prod")
-    with pytest.raises(ConfigError, match=r"unknown placeholder \{team\}; known placeholders: \{app\} \{env\}"):
-        await HttpJsonInventory(url=endpoint.url + "/{team}").hosts("shop", "prod")
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{team\}; known placeholders: \{app\} \{env\}"):
+        HttpInventoryConfig(url=endpoint.url + "/{team}")
 
 
 async def test_unreachable() -> None:
     with pytest.raises(InventoryError, match="GET /inv failed: ConnectError"):
-        await HttpJsonInventory(url="http://127.0.0.1:9/inv", timeout=2).hosts("shop", "prod")
+        await http_inventory(url="http://127.0.0.1:9/inv", timeout=2).hosts("shop", "prod")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from graylift.adapters.monitoring.alertmanager import AlertmanagerSilencer
+from graylift.adapters.monitoring.alertmanager import AlertmanagerMonitoring, AlertmanagerSilencer
 from graylift.core.model import Host
 from graylift.errors import SilencerError
 from graylift.lab import services
@@ -22,7 +22,7 @@ def _silence(url: str, silence_id: str) -> dict[str, object]:
 
 async def test_alertmanager_mute_unmute(alertmanager: services.Service) -> None:
     url = f"http://127.0.0.1:{alertmanager.port}"
-    silencer = AlertmanagerSilencer(url=url)
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url))
     assert silencer.name == f"alertmanager:{url}"
     until = datetime.now(UTC) + timedelta(minutes=30)
     first = await silencer.mute(HOST, until=until, reason="release r-1")
@@ -42,7 +42,7 @@ async def test_alertmanager_mute_unmute(alertmanager: services.Service) -> None:
 
 async def test_alertmanager_silence_lapses_by_itself(alertmanager: services.Service) -> None:
     url = f"http://127.0.0.1:{alertmanager.port}"
-    silencer = AlertmanagerSilencer(url=url, label="addr", value_template="{address}")
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url, label="addr", value="{address}"))
     silence_id = await silencer.mute(HOST, until=datetime.now(UTC) + timedelta(seconds=1), reason="short")
     assert _silence(url, silence_id)["matchers"] == [
         {"name": "addr", "value": "10.213.0.7", "isRegex": False, "isEqual": True}]
@@ -53,18 +53,20 @@ async def test_alertmanager_silence_lapses_by_itself(alertmanager: services.Serv
 async def test_alertmanager_errors_name_url() -> None:
     url = f"http://127.0.0.1:{services.free_port()}"
     with pytest.raises(SilencerError, match=url):
-        await AlertmanagerSilencer(url=url, timeout=2).is_muted(HOST, reason="x")
+        await AlertmanagerSilencer(AlertmanagerMonitoring(url=url), timeout=2).is_muted(HOST, reason="x")
 
 
 async def test_alertmanager_refusal_has_status(alertmanager: services.Service) -> None:
-    silencer = AlertmanagerSilencer(url=f"http://127.0.0.1:{alertmanager.port}", label="")
+    # a label the config would refuse, so that Alertmanager refuses the silence
+    entry = AlertmanagerMonitoring.model_construct(url=f"http://127.0.0.1:{alertmanager.port}", label="")
+    silencer = AlertmanagerSilencer(entry)
     with pytest.raises(SilencerError, match="HTTP 400"):
         await silencer.mute(HOST, until=datetime.now(UTC) + timedelta(minutes=1), reason="bad")
 
 
 async def test_alertmanager_preflight_reads_status_only(alertmanager: services.Service) -> None:
     url = f"http://127.0.0.1:{alertmanager.port}"
-    silencer = AlertmanagerSilencer(url=url)
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url))
     before = httpx.get(f"{url}/api/v2/silences", timeout=5).json()
     report = await silencer.preflight([HOST, Host(name="web-8", address="10.213.0.8")])
     assert report.problems == ()
@@ -73,7 +75,7 @@ async def test_alertmanager_preflight_reads_status_only(alertmanager: services.S
         "will silence instance=<{host}> for 2 hosts")
     assert httpx.get(f"{url}/api/v2/silences", timeout=5).json() == before
     await silencer.close()
-    down = AlertmanagerSilencer(url=f"http://127.0.0.1:{services.free_port()}", timeout=2)
+    down = AlertmanagerSilencer(AlertmanagerMonitoring(url=f"http://127.0.0.1:{services.free_port()}"), timeout=2)
     (problem,) = (await down.preflight([HOST])).problems
     assert problem.startswith(f"{down.name}: every host: GET /api/v2/status failed: ConnectError")
     assert problem.endswith("is Alertmanager running at that URL?")

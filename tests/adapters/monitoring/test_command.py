@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from graylift.adapters.monitoring.command import CommandSilencer
+from graylift.adapters.monitoring.command import CommandMonitoring, CommandSilencer
 from graylift.core.model import Host
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
@@ -17,11 +18,15 @@ H1 = Host(name="web1", address="10.213.4.1")
 
 
 def _commands(state: Path) -> CommandSilencer:
-    f = f"{state}/{{host}}-{{reason}}"
-    return CommandSilencer(
-        mute_command=f"echo {{until}} > {state}/\"$(printf %s {{host}})\"; echo sil-{{host}}",
-        unmute_command=f"rm -f {state}/\"$(printf %s {{host}})\"",
-        check_command=f"test -e {state}/\"$(printf %s {{host}})\"" + f" # {f}")
+    """A monitoring system that keeps one file per muted host (its arguments arrive shell-quoted)."""
+    script = state / "mon.sh"
+    script.write_text('#!/bin/sh\nf="$(dirname "$0")/$2"\ncase "$1" in\n'
+                      '  mute) echo "$3" > "$f"; echo "sil-$2" ;;\n  unmute) rm -f "$f" ;;\n  check) test -e "$f" ;;\n'
+                      'esac\n')
+    script.chmod(0o755)
+    return CommandSilencer(CommandMonitoring(mute_command=f"{script} mute {{host}} {{until}}",
+                                             unmute_command=f"{script} unmute {{host}} {{reason}}",
+                                             check_command=f"{script} check {{host}} {{reason}}"))
 
 
 async def test_command_silencer_round_trip_and_quoting(tmp_path: Path) -> None:
@@ -37,18 +42,18 @@ async def test_command_silencer_round_trip_and_quoting(tmp_path: Path) -> None:
 
 
 async def test_command_silencer_contract_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"must pass the end time"):
-        CommandSilencer(mute_command="true {host}", unmute_command="true", check_command="true")
-    with pytest.raises(ValueError, match=r"unknown placeholder"):
-        CommandSilencer(mute_command="x {until} {token}", unmute_command="true", check_command="true")
-    failing = CommandSilencer(mute_command="echo boom {until}; exit 3", unmute_command="true",
-                              check_command="exit 2", timeout=5)
+    with pytest.raises(ValidationError, match=r"must use \{until\} or \{until_epoch\} so a silence lapses"):
+        CommandMonitoring(mute_command="true {host}", unmute_command="true", check_command="true")
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{token\}"):
+        CommandMonitoring(mute_command="x {until} {token}", unmute_command="true", check_command="true")
+    failing = CommandSilencer(CommandMonitoring(mute_command="echo boom {until}; exit 3", unmute_command="true",
+                                                check_command="exit 2", timeout=5))
     with pytest.raises(SilencerError, match=r"mute_command for web1 exited 3:\n    boom"):
         await failing.mute(H1, until=datetime.now(UTC) + timedelta(minutes=1), reason="r")
     with pytest.raises(SilencerError, match=r"check_command for web1 exited 2"):
         await failing.is_muted(H1, reason="r")
-    slow = CommandSilencer(mute_command="sleep 30 # {until}", unmute_command="true", check_command="true",
-                           timeout=0.5)
+    slow = CommandSilencer(CommandMonitoring(mute_command="sleep 30 # {until}", unmute_command="true",
+                                             check_command="true", timeout=0.5))
     started = time.monotonic()
     with pytest.raises(SilencerError, match=r"timed out after 0.5s"):
         await slow.mute(H1, until=datetime.now(UTC) + timedelta(minutes=1), reason="r")
@@ -63,13 +68,13 @@ async def test_command_silencer_preflight_runs_check_for_every_host(tmp_path: Pa
     report = await silencer.preflight([H1, muted])
     assert report == Preflight(notes=("command:command: check_command answered for 2 of 2 hosts",))
     assert sorted(p.name for p in tmp_path.iterdir()) == before
-    broken = CommandSilencer(mute_command="true {until}", unmute_command="true",
-                             check_command='echo "no such host {host}"; exit 3', name="mon")
+    broken = CommandSilencer(CommandMonitoring(mute_command="true {until}", unmute_command="true",
+                                               check_command="echo no such host {host}; exit 3", name="mon"))
     assert (await broken.preflight([H1])).problems == (
         "command:mon: web1: check_command exited 3 (no such host web1); it must exit 0 (muted) or 1 (not muted): "
         "fix it or the monitoring system",)
-    slow = CommandSilencer(mute_command="true {until}", unmute_command="true", check_command="sleep 5",
-                           timeout=0.3, name="slow")
+    slow = CommandSilencer(CommandMonitoring(mute_command="true {until}", unmute_command="true",
+                                             check_command="sleep 5", timeout=0.3, name="slow"))
     assert (await slow.preflight([H1])).problems == (
         "command:slow: command for web1 timed out after 0.3s: sleep 5; fix the check_command or the monitoring "
         "system",)

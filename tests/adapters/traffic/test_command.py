@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from graylift.adapters.traffic.command import CommandSwitch
+from graylift.adapters.registry import Build
+from graylift.adapters.traffic.command import CommandSwitch, CommandTraffic
 from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
 from graylift.errors import ConfigError, TrafficError
@@ -40,8 +42,8 @@ esac
 
 
 async def test_take_out_verify_put_back(tmp_path: Path) -> None:
-    switch = CommandSwitch(app="shop", port=8080, **_scripts(tmp_path),
-                           in_flight=f"{tmp_path}/lb.sh active {{host}} x x x")
+    switch = CommandSwitch(CommandTraffic(port=8080, **_scripts(tmp_path),
+                                          in_flight=f"{tmp_path}/lb.sh active {{host}} x x x"), app="shop")
     assert switch.name == "command:shop"
     assert await switch.is_in(HOST) and not await switch.is_out(HOST)
     await switch.take_out(HOST)
@@ -55,7 +57,7 @@ async def test_take_out_verify_put_back(tmp_path: Path) -> None:
 
 
 async def test_values_are_shell_quoted(tmp_path: Path) -> None:
-    switch = CommandSwitch(app="shop", **_scripts(tmp_path))
+    switch = CommandSwitch(CommandTraffic(**_scripts(tmp_path)), app="shop")
     evil = Host(name="a b;touch pwned", address="10.213.0.8")
     await switch.take_out(evil)
     assert (tmp_path / "state" / "a b;touch pwned.out").exists()
@@ -65,25 +67,29 @@ async def test_values_are_shell_quoted(tmp_path: Path) -> None:
 
 async def test_failure_and_timeout_are_traffic_errors_with_output(tmp_path: Path) -> None:
     s = _scripts(tmp_path)
-    failing = CommandSwitch(app="shop", take_out=f"{tmp_path}/lb.sh fail {{host}} a p x",
-                            put_back=s["put_back"], verify=s["verify"])
+    failing = CommandSwitch(CommandTraffic(take_out=f"{tmp_path}/lb.sh fail {{host}} a p x", put_back=s["put_back"],
+                                           verify=s["verify"]), app="shop")
     with pytest.raises(TrafficError, match=r"(?s)take_out command for web-1 failed \(exit 4\).*no such"):
         await failing.take_out(HOST)
-    slow = CommandSwitch(app="shop", take_out="sleep 5", put_back="true", verify="echo out", timeout=0.3)
+    slow = CommandSwitch(CommandTraffic(take_out="sleep 5", put_back="true", verify="echo out", timeout=0.3),
+                         app="shop")
     with pytest.raises(TrafficError, match=r"timed out after 0.3s"):
         await slow.take_out(HOST)
-    odd = CommandSwitch(app="shop", take_out="true", put_back="true", verify="echo draining",
-                        in_flight="echo many")
+    odd = CommandSwitch(CommandTraffic(take_out="true", put_back="true", verify="echo draining",
+                                       in_flight="echo many"), app="shop")
     assert not await odd.is_out(HOST) and not await odd.is_in(HOST)
     with pytest.raises(TrafficError, match=r"printed 'many'"):
         await odd.in_flight(HOST)
 
 
-def test_unknown_placeholder_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"unknown placeholder \{version\}"):
-        CommandSwitch(app="shop", take_out="x {version}", put_back="true", verify="echo in")
-    with pytest.raises(ConfigError, match=r"run_on: host"):
-        CommandSwitch(app="shop", take_out="true", put_back="true", verify="echo in", run_on="host")
+def test_the_model_checks_placeholders_and_from_config_the_connector() -> None:
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{version\}"):
+        CommandTraffic(take_out="x {version}", put_back="true", verify="echo in")
+    with pytest.raises(ValidationError, match=r"inside ' quotes"):
+        CommandTraffic(take_out="x '{host}'", put_back="true", verify="echo in")
+    entry = CommandTraffic(take_out="true", put_back="true", verify="echo in", run_on="host")
+    with pytest.raises(ConfigError, match=r"^traffic\[1\]\.run_on: run_on: host needs the release's SSH connector"):
+        CommandSwitch.from_config(entry, Build("traffic[1]", app="shop"))
 
 
 async def test_run_on_host_uses_the_hosts_transport(tmp_path: Path) -> None:
@@ -93,17 +99,16 @@ async def test_run_on_host_uses_the_hosts_transport(tmp_path: Path) -> None:
         seen.append(host.name)
         return LocalTransport(host)
 
-    switch = CommandSwitch(app="shop", take_out=f"touch {tmp_path}/drained",
-                           put_back=f"rm -f {tmp_path}/drained",
-                           verify=f"[ -e {tmp_path}/drained ] && echo out || echo in", run_on="host",
-                           connect=connect)
+    entry = CommandTraffic(take_out=f"touch {tmp_path}/drained", put_back=f"rm -f {tmp_path}/drained",
+                           verify=f"[ -e {tmp_path}/drained ] && echo out || echo in", run_on="host")
+    switch = CommandSwitch.from_config(entry, Build("traffic[0]", app="shop", connect=connect))
     await switch.take_out(HOST)
     assert await switch.is_out(HOST)
     assert seen == ["web-1", "web-1"]
 
 
 async def test_preflight_runs_verify_for_every_host_and_changes_nothing(tmp_path: Path) -> None:
-    switch = CommandSwitch(app="shop", port=8080, **_scripts(tmp_path))
+    switch = CommandSwitch(CommandTraffic(port=8080, **_scripts(tmp_path)), app="shop")
     other = Host(name="web-2", address="10.213.0.8")
     await switch.take_out(other)
     state = tmp_path / "state"
@@ -119,13 +124,13 @@ async def test_preflight_runs_verify_for_every_host_and_changes_nothing(tmp_path
 
 async def test_preflight_names_failing_and_unclear_verify(tmp_path: Path) -> None:
     s = _scripts(tmp_path)
-    failing = CommandSwitch(app="shop", take_out=s["take_out"], put_back=s["put_back"],
-                            verify=f"{tmp_path}/lb.sh fail {{host}} a p x")
+    failing = CommandSwitch(CommandTraffic(take_out=s["take_out"], put_back=s["put_back"],
+                                           verify=f"{tmp_path}/lb.sh fail {{host}} a p x"), app="shop")
     (problem,) = (await failing.preflight([HOST])).problems
     assert problem == (f"command:shop: verify command for web-1 failed (exit 4) on the controller: {tmp_path}/lb.sh "
                        "fail web-1 a p x (last output: registry said: no such member web-1); fix the verify command "
                        "or the host")
-    unclear = CommandSwitch(app="shop", take_out="true", put_back="true", verify="echo draining")
+    unclear = CommandSwitch(CommandTraffic(take_out="true", put_back="true", verify="echo draining"), app="shop")
     assert (await unclear.preflight([HOST])).problems == (
         "command:shop: web-1: the verify command printed 'draining' on its last line, neither 'in' nor 'out'; "
         "make it print one of them (docs/traffic.md)",)

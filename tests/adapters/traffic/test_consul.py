@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from graylift.adapters.traffic.consul import ConsulSwitch
+from graylift.adapters.traffic.consul import ConsulSwitch, ConsulTraffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -28,8 +28,9 @@ def consul() -> Iterator[FakeConsulAgent]:
 
 def _consul(fake: FakeConsulAgent, **kw: object) -> ConsulSwitch:
     args: dict = {"service": "orders", "port": 8080, "agent_url": fake.url.replace("127.0.0.1", "{address}"),
-                  "service_id": "{service}-{port}", "token": "acl-secret", **kw}
-    return ConsulSwitch(**args)
+                  "service_id": "{service}-{port}", **kw}
+    token = args.pop("token", "acl-secret")
+    return ConsulSwitch(ConsulTraffic(**args), token=token)
 
 
 async def test_consul_maintenance_round_trip(consul: FakeConsulAgent) -> None:
@@ -53,7 +54,8 @@ async def test_consul_errors(consul: FakeConsulAgent) -> None:
     assert "nope" not in str(err.value)
     with pytest.raises(TrafficError, match=r"does not know service id 'orders-9'.*service_id"):
         await _consul(consul, port=9).take_out(H1)
-    down = ConsulSwitch(service="orders", agent_url=f"http://{{address}}:{services.free_port()}", timeout=2)
+    down = ConsulSwitch(ConsulTraffic(service="orders", agent_url=f"http://{{address}}:{services.free_port()}",
+                                      timeout=2))
     with pytest.raises(TrafficError, match=r"Consul agent of web1 running"):
         await down.is_out(H1)
 
@@ -73,7 +75,8 @@ async def test_consul_preflight_one_call_per_agent_and_changes_nothing(consul: F
     assert consul.checks == before
     assert await _consul(consul).preflight([H1]) == Preflight(
         notes=("consul:orders: 1 of 1 hosts registered on 1 agent(s)",))
-    down = ConsulSwitch(service="orders", agent_url=f"http://{{address}}:{services.free_port()}", timeout=2)
+    down = ConsulSwitch(ConsulTraffic(service="orders", agent_url=f"http://{{address}}:{services.free_port()}",
+                                      timeout=2))
     (problem,) = (await down.preflight([H1])).problems
     assert problem.startswith("consul:orders: web1: GET /v1/agent/services failed: ConnectError")
     assert problem.endswith("is the Consul agent of web1 running at " + down.where(H1) + "?")

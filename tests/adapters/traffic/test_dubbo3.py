@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kazoo.client import KazooClient
 
-from graylift.adapters.traffic.dubbo3 import Dubbo3Switch
+from graylift.adapters.traffic.dubbo3 import Dubbo3Switch, Dubbo3Traffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -29,7 +29,8 @@ def zk(zookeeper: services.Service) -> Iterator[KazooClient]:
 
 
 def _switch(zookeeper: services.Service, app: str, **kw: float) -> Dubbo3Switch:
-    return Dubbo3Switch(hosts=f"127.0.0.1:{zookeeper.port}", application=app, port=20880, **kw)  # type: ignore[arg-type]
+    return Dubbo3Switch(Dubbo3Traffic(hosts=f"127.0.0.1:{zookeeper.port}", application=app, port=20880,
+                                      **kw))  # type: ignore[arg-type]
 
 
 def _rule(zk: KazooClient, app: str) -> dict | None:
@@ -101,7 +102,7 @@ async def test_is_in_needs_registered_instance(zookeeper: services.Service, zk: 
 
 async def test_zookeeper_down_names_server() -> None:
     port = services.free_port()
-    switch = Dubbo3Switch(hosts=f"127.0.0.1:{port}", application="x", port=1, timeout=1)
+    switch = Dubbo3Switch(Dubbo3Traffic(hosts=f"127.0.0.1:{port}", application="x", port=1, timeout=1))
     with pytest.raises(TrafficError, match=rf"127.0.0.1:{port}.*is it running"):
         await switch.is_out(H1)
     await switch.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from graylift.adapters.traffic.etcd import EtcdSwitch
+from graylift.adapters.traffic.etcd import EtcdSwitch, EtcdTraffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -66,7 +66,7 @@ def _host(n: int) -> Host:
 
 
 async def test_remove_mode_parks_value_and_lease_then_restores(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT, propagation_seconds=0.3)
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="orders", port=PORT, propagation_seconds=0.3))
     host = _host(1)
     key = "/services/orders/10.213.0.1:8080"
     lease = etcd.grant(120)
@@ -83,7 +83,7 @@ async def test_remove_mode_parks_value_and_lease_then_restores(etcd: Etcd) -> No
     await switch.take_out(host)  # idempotent
 
     # a new process (graylift restarted after a crash) puts it back from what etcd kept
-    fresh = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    fresh = EtcdSwitch(EtcdTraffic(url=etcd.url, service="orders", port=PORT))
     await fresh.put_back(host)
     kv = etcd.get(key)
     assert kv is not None and kv["lease"] == lease
@@ -94,7 +94,7 @@ async def test_remove_mode_parks_value_and_lease_then_restores(etcd: Etcd) -> No
 
 
 async def test_put_back_keeps_a_fresh_registration(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="orders", port=PORT))
     host, key = _host(2), "/services/orders/10.213.0.2:8080"
     etcd.put(key, "old", etcd.grant(60))
     await switch.take_out(host)
@@ -108,7 +108,7 @@ async def test_put_back_keeps_a_fresh_registration(etcd: Etcd) -> None:
 
 
 async def test_expired_lease_is_not_resurrected(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="orders", port=PORT))
     host, key = _host(3), "/services/orders/10.213.0.3:8080"
     lease = etcd.grant(60)
     etcd.put(key, "v", lease)
@@ -120,7 +120,7 @@ async def test_expired_lease_is_not_resurrected(etcd: Etcd) -> None:
 
 
 async def test_key_without_lease_round_trips(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="static", port=PORT, key_template="/reg/{service}/{host}")
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="static", port=PORT, key_template="/reg/{service}/{host}"))
     host = _host(4)
     etcd.put("/reg/static/web4", "plain")
     await switch.take_out(host)
@@ -131,8 +131,8 @@ async def test_key_without_lease_round_trips(etcd: Etcd) -> None:
 
 
 async def test_field_mode_flips_status_and_keeps_lease(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="pay", port=PORT, mode="field", status_field="status",
-                        out_value="down", in_value="up")
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="pay", port=PORT, mode="field", status_field="status",
+                                    out_value="down", in_value="up"))
     host, key = _host(5), "/services/pay/10.213.0.5:8080"
     lease = etcd.grant(120)
     etcd.put(key, json.dumps({"addr": "10.213.0.5", "status": "up"}), lease)
@@ -152,18 +152,19 @@ async def test_field_mode_flips_status_and_keeps_lease(etcd: Etcd) -> None:
 
 
 async def test_errors_name_key_and_server(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="orders", port=PORT)
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="orders", port=PORT))
     with pytest.raises(TrafficError, match=r"no key /services/orders/10.213.0.9:8080 .*key_template"):
         await switch.take_out(_host(9))
     with pytest.raises(TrafficError, match=r"nothing to put back"):
         await switch.put_back(_host(9))
-    down = EtcdSwitch(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=PORT, timeout=2)
+    down = EtcdSwitch(EtcdTraffic(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=PORT,
+                                  timeout=2))
     with pytest.raises(TrafficError, match=r"etcd:.*is etcd running at http://127.0.0.1:\d+"):
         await down.is_out(_host(1))
 
 
 async def test_preflight_reads_every_key_in_one_txn_and_writes_nothing(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="pf", port=PORT)
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="pf", port=PORT))
     hosts = [Host(name=f"pf{n}", address=f"10.213.6.{n}") for n in range(1, 4)]
     for host in hosts[:2]:
         etcd.put(f"/services/pf/{host.address}:8080", "v")
@@ -185,7 +186,7 @@ async def test_preflight_reads_every_key_in_one_txn_and_writes_nothing(etcd: Etc
 
 
 async def test_preflight_field_mode_checks_the_value(etcd: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd.url, service="pff", port=PORT, mode="field")
+    switch = EtcdSwitch(EtcdTraffic(url=etcd.url, service="pff", port=PORT, mode="field"))
     good, out, bad = (Host(name=f"f{n}", address=f"10.213.8.{n}") for n in range(1, 4))
     etcd.put("/services/pff/10.213.8.1:8080", json.dumps({"status": "up"}))
     etcd.put("/services/pff/10.213.8.2:8080", json.dumps({"status": "down"}))
@@ -194,7 +195,7 @@ async def test_preflight_field_mode_checks_the_value(etcd: Etcd) -> None:
     assert report.problems == ("etcd:/services/pff/*:8080: f3: value of /services/pff/10.213.8.3:8080 is not a "
                                "JSON object, so mode 'field' cannot set 'status'; use mode 'remove'",)
     assert report.notes[1] == "etcd:/services/pff/*:8080: already out: f2"
-    down = EtcdSwitch(url=f"http://127.0.0.1:{services.free_port()}", service="pff", port=PORT, timeout=2)
+    down = EtcdSwitch(EtcdTraffic(url=f"http://127.0.0.1:{services.free_port()}", service="pff", port=PORT, timeout=2))
     (problem,) = (await down.preflight([good])).problems
     assert problem.startswith("etcd:/services/pff/*:8080: every host: POST /v3/kv/txn failed: ConnectError")
 
@@ -245,7 +246,8 @@ def etcd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
 
 
 async def test_expired_token_is_renewed_once(etcd_auth: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd_auth.url, service="auth", port=PORT, username="app", password=APP_PASSWORD)
+    switch = EtcdSwitch(EtcdTraffic(url=etcd_auth.url, service="auth", port=PORT, username="app",
+                                    password_env="TEST_PASSWORD"), password=APP_PASSWORD)
     host = _host(1)
     etcd_auth.put("/services/auth/10.213.0.1:8080", "v")
     assert await switch.is_in(host)
@@ -264,7 +266,8 @@ async def test_expired_token_is_renewed_once(etcd_auth: Etcd) -> None:
 
 
 async def test_wrong_password_is_one_line_without_the_password(etcd_auth: Etcd) -> None:
-    switch = EtcdSwitch(url=etcd_auth.url, service="auth", port=PORT, username="app", password="Wrong-Pw-123")
+    switch = EtcdSwitch(EtcdTraffic(url=etcd_auth.url, service="auth", port=PORT, username="app",
+                                    password_env="TEST_PASSWORD"), password="Wrong-Pw-123")
     with pytest.raises(TrafficError) as err:
         await switch.is_in(_host(1))
     assert "authentication failed" in str(err.value) and "are the user 'app' and its password right?" in str(err.value)

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from graylift.adapters.traffic.haproxy import HaproxySwitch
+from graylift.adapters.traffic.haproxy import HaproxySwitch, HaproxyTraffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -33,7 +33,7 @@ async def _wait_up(switch: HaproxySwitch, host: Host) -> None:
 
 
 async def test_haproxy_take_out_waits_for_open_request_then_maint(haproxy: Haproxy) -> None:
-    switch = HaproxySwitch(socket=haproxy.socket, backend="one", drain_timeout=10, poll_interval=0.05)
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="one", drain_timeout=10), poll_interval=0.05)
     assert switch.name == "haproxy:one"
     await _wait_up(switch, APP1)
     slow = asyncio.create_task(asyncio.to_thread(_get, haproxy.one_port, "/slow?s=1.5"))
@@ -58,7 +58,7 @@ async def test_haproxy_take_out_waits_for_open_request_then_maint(haproxy: Hapro
 
 
 async def test_haproxy_drained_server_gets_no_new_traffic(haproxy: Haproxy) -> None:
-    switch = HaproxySwitch(socket=haproxy.socket, backend="web", server_template="{host}", drain_timeout=2)
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web", server="{host}", drain_timeout=2))
     await _wait_up(switch, APP1)
     await _wait_up(switch, APP2)
     await switch.take_out(APP1)
@@ -72,17 +72,17 @@ async def test_haproxy_drained_server_gets_no_new_traffic(haproxy: Haproxy) -> N
 
 
 async def test_haproxy_errors_name_backend_server_and_socket(haproxy: Haproxy) -> None:
-    switch = HaproxySwitch(socket=haproxy.socket, backend="web")
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
     with pytest.raises(TrafficError, match=r"web/nope.*haproxy config"):
         await switch.take_out(Host(name="nope", address="127.0.0.1"))
     with pytest.raises(TrafficError, match=r"nobackend/app1.*haproxy config"):
-        await HaproxySwitch(socket=haproxy.socket, backend="nobackend").is_in(APP1)
+        await HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="nobackend")).is_in(APP1)
     with pytest.raises(TrafficError, match=r"/nonexistent/haproxy\.sock"):
-        await HaproxySwitch(socket="/nonexistent/haproxy.sock", backend="web").is_in(APP1)
+        await HaproxySwitch(HaproxyTraffic(socket="/nonexistent/haproxy.sock", backend="web")).is_in(APP1)
     port = services.free_port()
     with pytest.raises(TrafficError, match=f"tcp://127.0.0.1:{port}"):
-        await HaproxySwitch(socket=f"tcp://127.0.0.1:{port}", backend="web").is_in(APP1)
-    dead = HaproxySwitch(socket=haproxy.socket, backend="dead", up_timeout=1, poll_interval=0.1)
+        await HaproxySwitch(HaproxyTraffic(socket=f"tcp://127.0.0.1:{port}", backend="web")).is_in(APP1)
+    dead = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="dead"), up_timeout=1, poll_interval=0.1)
     gone = Host(name="gone", address="127.0.0.1")
     with pytest.raises(TrafficError, match="not UP"):
         await dead.put_back(gone)
@@ -91,13 +91,13 @@ async def test_haproxy_errors_name_backend_server_and_socket(haproxy: Haproxy) -
 
 async def _servers_state(switch: HaproxySwitch) -> list[list[str]]:
     """Every server's state row, without the columns that tick by themselves (last change time)."""
-    answer = await switch.command(f"show servers state {switch.backend}")
+    answer = await switch.command(f"show servers state {switch.cfg.backend}")
     rows = [line.split() for line in answer.splitlines()[2:] if line.strip()]
     return [row[:12] + row[13:] for row in rows]  # srv_last_time_change is column 12
 
 
 async def test_haproxy_preflight_reads_once_and_changes_nothing(haproxy: Haproxy) -> None:
-    switch = HaproxySwitch(socket=haproxy.socket, backend="web", drain_timeout=1)
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web", drain_timeout=1))
     await _wait_up(switch, APP1)
     await _wait_up(switch, APP2)
     await switch.take_out(APP2)
@@ -118,14 +118,14 @@ async def test_haproxy_preflight_reads_once_and_changes_nothing(haproxy: Haproxy
 
 
 async def test_haproxy_preflight_problems_for_every_host(haproxy: Haproxy) -> None:
-    report = await HaproxySwitch(socket=haproxy.socket, backend="nobackend").preflight([APP1, APP2])
+    report = await HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="nobackend")).preflight([APP1, APP2])
     assert report.problems == ("haproxy:nobackend: every host: HAProxy has no backend nobackend with servers "
                                "(Can't find backend.); check the backend name",)
-    report = await HaproxySwitch(socket="/nonexistent/haproxy.sock", backend="web").preflight([APP1])
+    report = await HaproxySwitch(HaproxyTraffic(socket="/nonexistent/haproxy.sock", backend="web")).preflight([APP1])
     (problem,) = report.problems
     assert problem.startswith("haproxy:web: every host: cannot talk to the HAProxy runtime API at "
                               "/nonexistent/haproxy.sock (")
     assert problem.endswith("is HAProxy running with 'stats socket ... level admin'?") and "\n" not in problem
-    report = await HaproxySwitch(socket=haproxy.operator_socket, backend="web").preflight([APP1])
+    report = await HaproxySwitch(HaproxyTraffic(socket=haproxy.operator_socket, backend="web")).preflight([APP1])
     assert report.problems == (f"haproxy:web: every host: the socket {haproxy.operator_socket} is at level "
                                "operator; graylift sets server states, so use 'stats socket ... level admin'",)

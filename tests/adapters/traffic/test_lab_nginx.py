@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from graylift.adapters.traffic.nginx import NginxSwitch
-from graylift.adapters.transport.local import LocalTransport
-from graylift.config import NginxTraffic
+from graylift.adapters.registry import Build
+from graylift.adapters.traffic.nginx import NginxSwitch, NginxTraffic
 from graylift.core.model import Host
 from graylift.errors import GrayliftError
 from graylift.lab import files, services
 from graylift.lab import nginx as lab_nginx
 from graylift.lab.info import LabHost
-from graylift.ports import Transport
 
 from .nginx_server import Backend, hits, start_backends, stop_backends
 
@@ -51,14 +49,7 @@ def _switch(nginx: lab_nginx.Nginx, port: int) -> NginxSwitch:
     """The switch wiring would build from the entry ``graylift lab up`` writes."""
     entry = NginxTraffic.model_validate(files.nginx_entry(include_path=nginx.includes["pyapp"], app="pyapp",
                                                           port=port, nginx_conf=str(nginx.conf)))
-    controller = LocalTransport(Host(name="controller", address="127.0.0.1"))
-
-    async def local() -> Transport:
-        return controller
-
-    return NginxSwitch(transport_factory=local, include_path=entry.include, upstream=entry.upstream,
-                       port=entry.port, nginx_bin=entry.nginx_bin, nginx_conf=entry.nginx_conf,
-                       reload_settle=0.3, name=entry.name)
+    return NginxSwitch.from_config(entry.model_copy(update={"reload_settle": 0.3}), Build("traffic[1]"))
 
 
 async def test_lab_nginx_layouts_release_through_the_written_entry(lab_lb: lab_nginx.Nginx,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from graylift.adapters.traffic.nacos import NacosSwitch
+from graylift.adapters.traffic.nacos import NacosSwitch, NacosTraffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -27,8 +27,8 @@ def nacos(request: pytest.FixtureRequest) -> Iterator[FakeNacos]:
 
 
 async def test_enabled_flag_round_trip_keeps_weight_and_metadata(nacos: FakeNacos) -> None:
-    switch = NacosSwitch(url=nacos.url, service="orders", port=8080, username="nacos", password="s3cret-pw",
-                         propagation_seconds=0.1)
+    switch = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=8080, username="nacos",
+                                      propagation_seconds=0.1, password_env="TEST_PASSWORD"), password="s3cret-pw")
     assert await switch.is_in(H1) and not await switch.is_out(H1)
     await switch.take_out(H1)
     await switch.take_out(H1)
@@ -44,7 +44,8 @@ async def test_enabled_flag_round_trip_keeps_weight_and_metadata(nacos: FakeNaco
 
 
 async def test_invalid_token_relogs_in(nacos: FakeNacos) -> None:
-    switch = NacosSwitch(url=nacos.url, service="orders", port=8080, username="nacos", password="s3cret-pw")
+    switch = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=8080, username="nacos",
+                                      password_env="TEST_PASSWORD"), password="s3cret-pw")
     assert await switch.is_in(H1)
     nacos.tokens.clear()  # e.g. Nacos restarted with a new secret key
     await switch.take_out(H1)
@@ -53,7 +54,8 @@ async def test_invalid_token_relogs_in(nacos: FakeNacos) -> None:
 
 async def test_expired_token_relogs_in_once_for_parallel_calls(nacos: FakeNacos) -> None:
     nacos.token_ttl = 0.5
-    switch = NacosSwitch(url=nacos.url, service="orders", port=8080, username="nacos", password="s3cret-pw")
+    switch = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=8080, username="nacos",
+                                      password_env="TEST_PASSWORD"), password="s3cret-pw")
     assert await switch.is_in(H1)
     first = switch._token
     await asyncio.sleep(0.7)  # the canary bakes; the accessToken's tokenTtl runs out
@@ -68,7 +70,8 @@ async def test_expired_token_relogs_in_once_for_parallel_calls(nacos: FakeNacos)
 async def test_preflight_one_list_and_changes_nothing(nacos: FakeNacos) -> None:
     nacos.register("orders", "10.213.3.2", 8080)
     nacos.register("orders", "10.213.3.3", 8080)
-    switch = NacosSwitch(url=nacos.url, service="orders", port=8080, username="nacos", password="s3cret-pw")
+    switch = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=8080, username="nacos",
+                                      password_env="TEST_PASSWORD"), password="s3cret-pw")
     h2, h3, ghost = (Host(name=f"n{i}", address=f"10.213.3.{i}") for i in (2, 3, 9))
     await switch.take_out(h2)
     before = copy.deepcopy(nacos.instances)
@@ -83,19 +86,23 @@ async def test_preflight_one_list_and_changes_nothing(nacos: FakeNacos) -> None:
     assert calls.count(("GET", "/nacos/v1/ns/instance/list")) == 1
     assert all(method == "GET" for method, _ in calls)  # read only
     assert nacos.instances == before
-    down = NacosSwitch(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=8080, timeout=2)
+    down = NacosSwitch(NacosTraffic(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=8080,
+                                    timeout=2))
     (problem,) = (await down.preflight([H1])).problems
     assert problem.startswith("nacos:DEFAULT_GROUP@@orders: every host: GET /nacos/v1/ns/instance/list failed")
 
 
 async def test_errors(nacos: FakeNacos) -> None:
-    bad = NacosSwitch(url=nacos.url, service="orders", port=8080, username="nacos", password="wrong")
+    bad = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=8080, username="nacos",
+                                   password_env="TEST_PASSWORD"), password="wrong")
     with pytest.raises(TrafficError, match=r"nacos:DEFAULT_GROUP@@orders.*HTTP 403.*credentials") as err:
         await bad.take_out(H1)
     assert "wrong" not in str(err.value)
-    switch = NacosSwitch(url=nacos.url, service="orders", port=9999, username="nacos", password="s3cret-pw")
+    switch = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=9999, username="nacos",
+                                      password_env="TEST_PASSWORD"), password="s3cret-pw")
     with pytest.raises(TrafficError, match=r"no instance 10.213.3.1:9999 .*registered"):
         await switch.take_out(H1)
-    down = NacosSwitch(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=8080, timeout=2)
+    down = NacosSwitch(NacosTraffic(url=f"http://127.0.0.1:{services.free_port()}", service="orders", port=8080,
+                                    timeout=2))
     with pytest.raises(TrafficError, match=r"is Nacos running at"):
         await down.is_in(H1)

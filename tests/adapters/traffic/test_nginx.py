@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from graylift.adapters.traffic.nginx import NginxSwitch, render_upstream
+from graylift.adapters.traffic.nginx import NginxSwitch, NginxTraffic, render_upstream
 from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
 from graylift.errors import TrafficError
@@ -75,10 +75,10 @@ def _switch(nginx: Nginx, backends: list[Backend], **kwargs: object) -> NginxSwi
     async def local() -> Transport:
         return LocalTransport(CONTROLLER)
 
-    options: dict[str, object] = {"include_path": str(nginx.include), "upstream": "web",
-                                  "port": backends[0].port, "nginx_conf": str(nginx.conf),
-                                  "reload_settle": 0.3} | kwargs
-    return NginxSwitch(transport_factory=local, **options)  # type: ignore[arg-type]
+    hosts = kwargs.pop("hosts", None)
+    options: dict[str, object] = {"include": str(nginx.include), "upstream": "web", "port": backends[0].port,
+                                  "nginx_conf": str(nginx.conf), "reload_settle": 0.3} | kwargs
+    return NginxSwitch(NginxTraffic(**options), transport_factory=local, hosts=hosts)  # type: ignore[arg-type]
 
 
 async def _hits(nginx: Nginx, n: int = 30) -> dict[str, int]:
@@ -208,7 +208,7 @@ async def test_include_that_does_not_hold_the_servers_is_refused(lb: Nginx, back
                                                                  tmp_path: Path) -> None:
     other = tmp_path / "elsewhere.conf"
     other.write_text(_servers(lb.layout, backends))  # a copy nginx never loads
-    switch = _switch(lb, backends, include_path=str(other))
+    switch = _switch(lb, backends, include=str(other))
     report = await switch.preflight(_hosts(backends))
     expected = (f"nginx:web: every host: nginx -T shows the servers of upstream web in {lb.include}, not in "
                 f"the configured include {other}; set include to {lb.include}")
@@ -249,7 +249,7 @@ async def test_file_written_but_not_reloaded_is_not_out_and_is_repaired(lb: Ngin
 async def test_seed_with_bad_server_params_is_refused_and_removed(lb: Nginx, backends: list[Backend]) -> None:
     seed = lb.upstreams / "seeded.conf"
     hosts = _hosts(backends)
-    bad = _switch(lb, backends, include_path=str(seed), upstream="seeded", hosts=hosts,
+    bad = _switch(lb, backends, include=str(seed), upstream="seeded", hosts=hosts,
                   server_params="max_fails=3 bogus_param=1")
     assert (await bad.preflight(hosts)).notes == (
         f"nginx:seeded: {seed} on lb1 does not exist; graylift seeds it with upstream seeded and 3 servers at "
@@ -257,20 +257,20 @@ async def test_seed_with_bad_server_params_is_refused_and_removed(lb: Nginx, bac
     with pytest.raises(TrafficError, match=r'invalid parameter "bogus_param=1"'):
         await bad.take_out(hosts[0])
     assert not seed.exists()
-    good = _switch(lb, backends, include_path=str(seed), upstream="seeded", hosts=hosts,
+    good = _switch(lb, backends, include=str(seed), upstream="seeded", hosts=hosts,
                    server_params="max_fails=3", keepalive=8)
     await good.take_out(hosts[0])
     text = seed.read_text()
     assert f"server {hosts[0].address}:{backends[0].port} max_fails=3 down;" in text
     assert "keepalive 8;" in text and text.count("    server ") == 3
     assert await good.is_out(hosts[0]) and await good.is_in(hosts[1])
-    report = await _switch(lb, backends, include_path=str(seed), upstream="seeded").preflight(hosts)
+    report = await _switch(lb, backends, include=str(seed), upstream="seeded").preflight(hosts)
     assert report.problems == () and report.notes[1] == "nginx:seeded: already marked down: app1"
 
 
 async def test_missing_include_without_seeding_is_explained(lb: Nginx, backends: list[Backend],
                                                             tmp_path: Path) -> None:
-    missing = _switch(lb, backends, include_path=str(tmp_path / "nope.conf"), upstream="nope")
+    missing = _switch(lb, backends, include=str(tmp_path / "nope.conf"), upstream="nope")
     with pytest.raises(TrafficError, match=r"no 'upstream nope \{' block"):
         await missing.is_out(_hosts(backends)[0])
     assert not (tmp_path / "nope.conf").exists()

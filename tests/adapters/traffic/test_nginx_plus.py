@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from graylift.adapters.traffic.nginx_plus import NginxPlusSwitch
+from graylift.adapters.traffic.nginx_plus import NginxPlusSwitch, NginxPlusTraffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from tests.fakes.nginx_plus import FakePlus
@@ -27,7 +27,7 @@ def fake() -> Iterator[tuple[FakePlus, str]]:
 
 async def test_drain_waits_for_active_then_down_and_back(fake: tuple[FakePlus, str]) -> None:
     state, url = fake
-    switch = NginxPlusSwitch(url=url, upstream="web", port=8080, poll_interval=0.01, up_timeout=2)
+    switch = NginxPlusSwitch(NginxPlusTraffic(url=url, upstream="web", port=8080, poll_interval=0.01, up_timeout=2))
     try:
         assert await switch.is_in(HOSTS[0]) and not await switch.is_out(HOSTS[0])
         state.active[0] = 3
@@ -47,9 +47,9 @@ async def test_drain_waits_for_active_then_down_and_back(fake: tuple[FakePlus, s
 
 async def test_errors_name_the_problem(fake: tuple[FakePlus, str]) -> None:
     state, url = fake
-    switch = NginxPlusSwitch(url=url, upstream="web", port=8080)
-    missing = NginxPlusSwitch(url=url, upstream="nope", port=8080)
-    dead = NginxPlusSwitch(url="http://127.0.0.1:9/api", upstream="web", port=8080, timeout=1)
+    switch = NginxPlusSwitch(NginxPlusTraffic(url=url, upstream="web", port=8080))
+    missing = NginxPlusSwitch(NginxPlusTraffic(url=url, upstream="nope", port=8080))
+    dead = NginxPlusSwitch(NginxPlusTraffic(url="http://127.0.0.1:9/api", upstream="web", port=8080, timeout=1))
     try:
         with pytest.raises(TrafficError, match=r"no server 10.213.0.9:8080 for host ghost"):
             await switch.take_out(Host(name="ghost", address="10.213.0.9"))
@@ -58,7 +58,8 @@ async def test_errors_name_the_problem(fake: tuple[FakePlus, str]) -> None:
         state.write = False
         with pytest.raises(TrafficError, match=r"HTTP 405: MethodDisabled.*write=on"):
             await switch.take_out(HOSTS[0])
-        with pytest.raises(TrafficError, match=r"failed: ConnectError.*nginx Plus running with its 'api' location at http://127.0.0.1:9/api"):
+        with pytest.raises(TrafficError,
+                           match=r"failed: ConnectError.*nginx Plus running with its 'api' location at http://127.0.0.1:9/api"):
             await dead.is_in(HOSTS[0])
     finally:
         for s in (switch, missing, dead):
@@ -67,8 +68,8 @@ async def test_errors_name_the_problem(fake: tuple[FakePlus, str]) -> None:
 
 async def test_preflight_one_read_and_changes_nothing(fake: tuple[FakePlus, str]) -> None:
     state, url = fake
-    switch = NginxPlusSwitch(url=url, upstream="web", port=8080, poll_interval=0.01)
-    missing = NginxPlusSwitch(url=url, upstream="nope", port=8080)
+    switch = NginxPlusSwitch(NginxPlusTraffic(url=url, upstream="web", port=8080, poll_interval=0.01))
+    missing = NginxPlusSwitch(NginxPlusTraffic(url=url, upstream="nope", port=8080))
     try:
         await switch.take_out(HOSTS[1])
         before, seen = copy.deepcopy(state.servers), len(state.requests)

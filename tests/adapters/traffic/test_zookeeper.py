@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 from kazoo.client import KazooClient
 
-from graylift.adapters.traffic.zookeeper import ZookeeperSwitch
+from graylift.adapters.traffic.zookeeper import ZookeeperSwitch, ZookeeperTraffic
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -22,8 +22,8 @@ def _zk(service: services.Service) -> KazooClient:
 async def test_zookeeper_take_out_put_back(zookeeper: services.Service) -> None:
     hosts = f"127.0.0.1:{zookeeper.port}"
     host = Host(name="order-1", address="10.213.0.11")
-    switch = ZookeeperSwitch(hosts=hosts, service="com.acme.OrderService", port=20880,
-                             propagation_seconds=0.3)
+    switch = ZookeeperSwitch(ZookeeperTraffic(hosts=hosts, service="com.acme.OrderService", port=20880,
+                                              propagation_seconds=0.3))
     assert switch.name == "zookeeper:/dubbo/com.acme.OrderService"
     reader = _zk(zookeeper)
     try:
@@ -56,7 +56,7 @@ async def test_zookeeper_take_out_put_back(zookeeper: services.Service) -> None:
 
 async def test_zookeeper_down_names_hosts() -> None:
     hosts = f"127.0.0.1:{services.free_port()}"
-    switch = ZookeeperSwitch(hosts=hosts, service="com.acme.X", port=1, timeout=1)
+    switch = ZookeeperSwitch(ZookeeperTraffic(hosts=hosts, service="com.acme.X", port=1), timeout=1)
     with pytest.raises(TrafficError, match=hosts):
         await switch.take_out(Host(name="h", address="10.213.0.1"))
     await switch.close()
@@ -79,7 +79,7 @@ async def test_zookeeper_preflight_one_listing_and_no_write(zookeeper: services.
     hosts = f"127.0.0.1:{zookeeper.port}"
     service = "com.acme.PreflightService"
     h1, h2, h3 = (Host(name=f"pf-{i}", address=f"10.213.5.{i}") for i in (1, 2, 3))
-    switch = ZookeeperSwitch(hosts=hosts, service=service, port=20880)
+    switch = ZookeeperSwitch(ZookeeperTraffic(hosts=hosts, service=service, port=20880))
     reader = _zk(zookeeper)
     try:
         report = await switch.preflight([h1, h2])
@@ -106,7 +106,8 @@ async def test_zookeeper_preflight_one_listing_and_no_write(zookeeper: services.
         reader.stop()
         reader.close()
         await switch.close()
-    down = ZookeeperSwitch(hosts=f"127.0.0.1:{services.free_port()}", service=service, port=1, timeout=1)
+    down = ZookeeperSwitch(ZookeeperTraffic(hosts=f"127.0.0.1:{services.free_port()}", service=service, port=1),
+                           timeout=1)
     (problem,) = (await down.preflight([h1])).problems
     assert problem.startswith(f"zookeeper:/dubbo/{service}: every host: cannot connect to ZooKeeper at 127.0.0.1:")
     await down.close()

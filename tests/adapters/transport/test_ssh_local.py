@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from graylift.adapters.transport.local import LocalConnector
-from graylift.adapters.transport.ssh import SshConnector
+from graylift.adapters.transport.ssh import SshConfig, SshConnector
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
 from graylift.ports import Transport
@@ -62,8 +62,8 @@ async def check_stdin(transport: Transport, tmp_path: Path) -> None:
 
 
 def _connector(sshd: Sshd, *, known_hosts: Path | None = None, key: Path | None = None) -> SshConnector:
-    return SshConnector(known_hosts=known_hosts or sshd.known_hosts, client_key=key or sshd.client_key,
-                        connect_timeout=5, command_timeout=30)
+    return SshConnector(SshConfig(known_hosts=known_hosts or sshd.known_hosts, key=key or sshd.client_key,
+                                  connect_timeout=5, command_timeout=30))
 
 
 def _host(sshd: Sshd, port: int | None = None) -> Host:
@@ -241,8 +241,8 @@ async def test_ssh_max_connections_closes_idle_ones(sshd: Sshd, tmp_path: Path) 
     known = tmp_path / "known_hosts"
     line = sshd.known_hosts.read_text().strip()
     known.write_text(f"{line}\n{line.replace('[127.0.0.1]', '[localhost]', 1)}\n")
-    connector = SshConnector(known_hosts=known, client_key=sshd.client_key, connect_timeout=5,
-                             command_timeout=30, max_connections=1)
+    connector = SshConnector(SshConfig(known_hosts=known, key=sshd.client_key, connect_timeout=5, command_timeout=30,
+                                       max_connections=1))
     try:
         first = await connector.connect(_host(sshd))
         second = await connector.connect(Host(name="h2", address="localhost", port=sshd.port))

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from graylift.adapters.inventory.hostfile import load_hosts_file
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.errors import InventoryError, StoreError
+from graylift.schema import Section
 from graylift.store import Store
+
+
+class BuiltinInventoryConfig(Section):
+    """Hosts imported with `graylift hosts import` into the state database."""
+
+    type: Literal["builtin"] = "builtin"
 
 
 class BuiltinInventory:
@@ -15,6 +24,12 @@ class BuiltinInventory:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    @classmethod
+    def from_config(cls, cfg: BuiltinInventoryConfig, build: Build) -> BuiltinInventory:
+        if build.store is None:
+            raise build.fail("the built-in inventory needs graylift's database", "type")
+        return cls(build.store)
 
     async def hosts(self, app: str, env: str) -> list[Host]:
         try:
@@ -34,3 +49,6 @@ def import_hosts_file(store: Store, path: Path, app: str, env: str) -> list[Host
     hosts = load_hosts_file(path)
     store.replace_hosts(app, env, hosts)
     return hosts
+
+
+BACKEND = Backend(BuiltinInventoryConfig, BuiltinInventory.from_config)

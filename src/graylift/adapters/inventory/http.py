@@ -11,62 +11,58 @@ Each host is checked by :func:`graylift.core.hosts.build_host`, as in every othe
 
 from __future__ import annotations
 
-import os
+from typing import Annotated, Literal
 
 import httpx
 
 from graylift.adapters._http import call, safe_url
+from graylift.adapters.registry import Backend, Build
 from graylift.core.hosts import build_host, check_unique
 from graylift.core.model import Host
 from graylift.core.template import render
 from graylift.errors import InventoryError
+from graylift.schema import EnvName, Flag, HttpUrl, PositiveSeconds, Section, placeholders
 
 NO_PARTIAL = "no release runs on a partial host list"
 
 
-def token_from_env(name: str | None, source: str) -> str | None:
-    """Read a secret from the environment variable ``name`` (None: no token)."""
-    if not name:
-        return None
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise InventoryError(
-            f"{source}: the API token environment variable {name} is not set or empty; "
-            f"export {name}=<token> before running graylift"
-        )
-    return value
+FILTER_PLACEHOLDERS = frozenset({"app", "env"})  # of an inventory's URL or filters
 
 
-# ---------------------------------------------------------------------- HTTP JSON inventory
+class HttpInventoryConfig(Section):
+    """A JSON host list at a URL (``{app}``, ``{env}``)."""
+
+    type: Literal["http"] = "http"
+    url: Annotated[HttpUrl, placeholders(FILTER_PLACEHOLDERS)]
+    token_env: EnvName | None = None
+    timeout: PositiveSeconds = 10.0
+    verify_tls: Flag = True
+
+
 class HttpJsonInventory:
     """GET ``url`` (a template with ``{app}`` and ``{env}``) -> a list of hosts or ``{"hosts": [...]}``."""
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        token_env: str | None = None,
-        timeout: float = 10.0,
-        verify_tls: bool = True,
-    ) -> None:
-        self.url_template = url
-        self.token_env = token_env
-        self.timeout = timeout
-        self.verify_tls = verify_tls
+    def __init__(self, cfg: HttpInventoryConfig, *, token: str | None = None) -> None:
+        """``token``: the bearer token (from ``cfg.token_env``, read by from_config)."""
+        self.cfg = cfg
+        self._token = token
+
+    @classmethod
+    def from_config(cls, cfg: HttpInventoryConfig, build: Build) -> HttpJsonInventory:
+        return cls(cfg, token=build.secret(cfg.token_env, "token_env"))
 
     def url_for(self, app: str, env: str) -> str:
-        return render(self.url_template, {"app": app, "env": env})
+        return render(self.cfg.url, {"app": app, "env": env})
 
     async def hosts(self, app: str, env: str) -> list[Host]:
         url = self.url_for(app, env)
         source = f"http inventory {safe_url(url)}"
-        token = token_from_env(self.token_env, source)
         headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        hint = f"check the token in ${self.token_env}" if self.token_env else "set token_env to send a token"
-        async with httpx.AsyncClient(headers=headers, timeout=self.timeout, verify=self.verify_tls) as client:
-            _, data = await call(InventoryError, source, "GET", url, client=client, timeout=self.timeout,
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token.strip()}"
+        hint = f"check the token in ${self.cfg.token_env}" if self.cfg.token_env else "set token_env to send a token"
+        async with httpx.AsyncClient(headers=headers, timeout=self.cfg.timeout, verify=self.cfg.verify_tls) as client:
+            _, data = await call(InventoryError, source, "GET", url, client=client, timeout=self.cfg.timeout,
                                  hint=NO_PARTIAL, auth_hint=f"{hint}; {NO_PARTIAL}")
         items = data["hosts"] if isinstance(data, dict) and "hosts" in data else data
         if not isinstance(items, list):
@@ -79,3 +75,6 @@ class HttpJsonInventory:
         found_at = [f"{source}: hosts[{index}]" for index in range(len(items))]
         return check_unique([build_host(item, at) for item, at in zip(items, found_at, strict=True)], found_at,
                             advice=NO_PARTIAL)
+
+
+BACKEND = Backend(HttpInventoryConfig, HttpJsonInventory.from_config)

@@ -21,17 +21,34 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import httpx
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from graylift.adapters._http import call, safe_url
-from graylift.adapters.inventory.http import NO_PARTIAL, token_from_env
+from graylift.adapters.inventory.http import FILTER_PLACEHOLDERS, NO_PARTIAL
+from graylift.adapters.registry import Backend, Build
+from graylift.core import template as templates
 from graylift.core.hosts import DEFAULT_GROUP, build_host, check_unique
 from graylift.core.model import Host
-from graylift.core.template import render
-from graylift.errors import ConfigError, InventoryError
+from graylift.errors import InventoryError
+from graylift.schema import (
+    EnvName,
+    Flag,
+    HttpUrl,
+    PlainName,
+    Port,
+    PositiveSeconds,
+    Section,
+    Text,
+    check_text,
+    fail,
+    is_int,
+    non_empty,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +58,62 @@ GROUP_SOURCES = ("role", "site", "rack", "cluster", "none")
 ZONE_SOURCES = ("site", "rack", "cluster", "none")
 
 
-def _check_source(value: str, allowed: Sequence[str], fld: str) -> str:
+def _check_source(value: str, allowed: tuple[str, ...], tag_prefix: bool) -> str:
     if value in allowed or (value.startswith("cf:") and len(value) > 3):
         return value
-    if fld == "group_from" and value.startswith("tag-prefix:") and len(value) > len("tag-prefix:"):
+    if tag_prefix and value.startswith("tag-prefix:") and len(value) > len("tag-prefix:"):
         return value
-    extra = ", tag-prefix:PREFIX" if fld == "group_from" else ""
-    raise ConfigError(f"unknown {fld} {value!r}; expected one of {', '.join(allowed)}, cf:FIELD{extra}",
-                      field=f"inventory.{fld}")
+    extra = ", tag-prefix:PREFIX" if tag_prefix else ""
+    raise fail("source", f"must be one of {', '.join(allowed)}, cf:FIELD{extra}", value)
+
+
+def _check_page_size(value: Any) -> Any:
+    if not is_int(value) or not 1 <= value <= 1000:
+        raise fail("page_size", "must be a whole number from 1 to 1000", value)
+    return value
+
+
+def _check_filter(value: Any) -> Any:
+    """A NetBox filter value: a text template, or a list of them (the parameter repeated)."""
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, str) or not item.strip():
+            raise fail("filter", "must be a non-empty text or a list of texts", value)
+        problem = templates.problem(item, FILTER_PLACEHOLDERS)
+        if problem:
+            raise PydanticCustomError("template", "{problem}", {"problem": problem})
+    return value
+
+
+NetboxFilter = Annotated[str | list[str], BeforeValidator(_check_filter)]
+NetboxKind = Literal["devices", "virtual-machines"]
+
+
+def _default_kinds() -> list[NetboxKind]:
+    return ["devices"]
+
+
+def _default_filters() -> dict[str, str | list[str]]:
+    return {"tag": "{app}"}
+
+
+class NetboxInventoryConfig(Section):
+    """NetBox devices and/or virtual machines (docs/inventory.md)."""
+
+    type: Literal["netbox"] = "netbox"
+    url: HttpUrl
+    token_env: EnvName | None = "NETBOX_TOKEN"
+    kinds: Annotated[list[NetboxKind], BeforeValidator(non_empty)] = Field(default_factory=_default_kinds)
+    filters: dict[Text, NetboxFilter] = Field(default_factory=_default_filters)
+    group_from: Annotated[str, BeforeValidator(check_text), AfterValidator(
+        lambda v: _check_source(v, GROUP_SOURCES, True))] = "role"
+    zone_from: Annotated[str, BeforeValidator(check_text), AfterValidator(
+        lambda v: _check_source(v, ZONE_SOURCES, False))] = "site"
+    in_service_statuses: Annotated[list[Text], BeforeValidator(non_empty)] = Field(default_factory=lambda: ["active"])
+    user: PlainName = "root"
+    port: Port = 22
+    page_size: Annotated[int, BeforeValidator(_check_page_size)] = 200
+    timeout: PositiveSeconds = 10.0
+    verify_tls: Flag = True
 
 
 def _slug(ref: Any, key: str = "slug") -> str:
@@ -61,54 +126,30 @@ def _slug(ref: Any, key: str = "slug") -> str:
 class NetboxInventory:
     """The Inventory port over a NetBox instance (v3.6+ / v4 REST API)."""
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        token_env: str | None = "NETBOX_TOKEN",
-        kinds: Sequence[str] = ("devices",),
-        filters: Mapping[str, str | Sequence[str]] | None = None,
-        group_from: str = "role",
-        zone_from: str = "site",
-        in_service_statuses: Sequence[str] = ("active",),
-        user: str = "root",
-        port: int = 22,
-        page_size: int = 200,
-        timeout: float = 10.0,
-        verify_tls: bool = True,
-    ) -> None:
-        self.base = httpx.URL(url.rstrip("/") + "/")
-        if self.base.scheme not in ("http", "https") or not self.base.host:
-            raise ConfigError(f"NetBox url {url!r} must be http(s)://HOST[:PORT][/PATH]", field="inventory.url")
-        unknown = [k for k in kinds if k not in ENDPOINTS]
-        if unknown or not kinds:
-            raise ConfigError(f"unknown NetBox kinds {list(kinds)!r}; expected devices and/or virtual-machines",
-                              field="inventory.kinds")
-        self.kinds = tuple(kinds)
-        self.filters = dict(filters if filters is not None else {"tag": "{app}"})
-        self.group_from = _check_source(group_from, GROUP_SOURCES, "group_from")
-        self.zone_from = _check_source(zone_from, ZONE_SOURCES, "zone_from")
-        self.in_service_statuses = {s.lower() for s in in_service_statuses}
-        if not 1 <= page_size <= 1000:
-            raise ConfigError("page_size must be 1-1000 (NetBox's default MAX_PAGE_SIZE is 1000)",
-                              field="inventory.page_size")
-        self.token_env, self.user, self.port = token_env, user, port
-        self.page_size, self.timeout, self.verify_tls = page_size, timeout, verify_tls
+    def __init__(self, cfg: NetboxInventoryConfig, *, token: str | None = None) -> None:
+        """``token``: the API token (from ``cfg.token_env``, read by from_config)."""
+        self.cfg = cfg
+        self.base = httpx.URL(cfg.url.rstrip("/") + "/")
+        self.in_service_statuses = {s.lower() for s in cfg.in_service_statuses}
+        self._token = token
         self.name = f"netbox:{safe_url(self.base)}"
+
+    @classmethod
+    def from_config(cls, cfg: NetboxInventoryConfig, build: Build) -> NetboxInventory:
+        return cls(cfg, token=build.secret(cfg.token_env, "token_env"))
 
     # ------------------------------------------------------------------ Inventory port
     async def hosts(self, app: str, env: str) -> list[Host]:
         params = self.query(app, env)
-        token = token_from_env(self.token_env, self.name)
         headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = self._auth_header(token)
-        hint = (f"check the token in ${self.token_env} and its read permission"
-                if self.token_env else "this NetBox needs a token: set token_env")
+        if self._token:
+            headers["Authorization"] = self._auth_header(self._token.strip())
+        hint = (f"check the token in ${self.cfg.token_env} and its read permission"
+                if self.cfg.token_env else "this NetBox needs a token: set token_env")
         hosts: list[Host] = []
         found_at: list[str] = []
-        async with httpx.AsyncClient(headers=headers, timeout=self.timeout, verify=self.verify_tls) as client:
-            for kind in self.kinds:
+        async with httpx.AsyncClient(headers=headers, timeout=self.cfg.timeout, verify=self.cfg.verify_tls) as client:
+            for kind in self.cfg.kinds:
                 for record in await self._fetch_all(client, kind, params, hint):
                     host = self._host(record, kind)
                     if host is not None:
@@ -117,7 +158,7 @@ class NetboxInventory:
         if not hosts:
             shown = "&".join(f"{k}={v}" for k, v in params)
             raise InventoryError(
-                f"{self.name}: no {' or '.join(_KIND_NAME[k] + 's' for k in self.kinds)} match {shown} "
+                f"{self.name}: no {' or '.join(_KIND_NAME[k] + 's' for k in self.cfg.kinds)} match {shown} "
                 f"for app {app} in env {env}; check the inventory filters"
             )
         return check_unique(hosts, found_at, advice=NO_PARTIAL)
@@ -125,9 +166,9 @@ class NetboxInventory:
     def query(self, app: str, env: str) -> list[tuple[str, str]]:
         """The filter query parameters for app/env (a list value repeats the parameter: AND for tags)."""
         result: list[tuple[str, str]] = []
-        for key, value in self.filters.items():
+        for key, value in self.cfg.filters.items():
             values = [value] if isinstance(value, str) else list(value)
-            result += [(key, render(str(template), {"app": app, "env": env})) for template in values]
+            result += [(key, templates.render(str(template), {"app": app, "env": env})) for template in values]
         return result
 
     @staticmethod
@@ -145,7 +186,7 @@ class NetboxInventory:
 
     async def _fetch_all(self, client: httpx.AsyncClient, kind: str,
                          params: list[tuple[str, str]], hint: str) -> list[dict[str, Any]]:
-        first = self.base.join(ENDPOINTS[kind]).copy_merge_params([*params, ("limit", str(self.page_size))])
+        first = self.base.join(ENDPOINTS[kind]).copy_merge_params([*params, ("limit", str(self.cfg.page_size))])
         url: str | None = str(first)
         results: list[dict[str, Any]] = []
         seen_urls: set[str] = set()
@@ -154,7 +195,7 @@ class NetboxInventory:
             if url in seen_urls or len(seen_urls) > 100_000:
                 raise InventoryError(f"{self.name}: pagination loops at {safe_url(url)}; {NO_PARTIAL}")
             seen_urls.add(url)
-            _, page = await call(InventoryError, self.name, "GET", url, client=client, timeout=self.timeout,
+            _, page = await call(InventoryError, self.name, "GET", url, client=client, timeout=self.cfg.timeout,
                                  hint=NO_PARTIAL, auth_hint=f"{hint}; {NO_PARTIAL}", show_query=True)
             if not isinstance(page, dict) or not isinstance(page.get("results"), list):
                 raise InventoryError(
@@ -199,16 +240,16 @@ class NetboxInventory:
         role = _slug(record.get("role") or record.get("device_role"))
         cluster = _slug(record.get("cluster"), "name")
         fields = {"site": site, "rack": rack, "role": role, "cluster": cluster}
-        zone = self._pick(self.zone_from, record, fields)
+        zone = self._pick(self.cfg.zone_from, record, fields)
         tags = {k: v for k, v in fields.items() if v}
         tags.update(status=status, netbox_kind=_KIND_NAME[kind].replace(" ", "-"), netbox_id=str(record.get("id", "")),
                     netbox_tags=",".join(tag_slugs))
         if zone:
             tags["zone"] = zone
-        item = {"name": record.get("name"), "address": address, "port": self.port, "user": self.user,
+        item = {"name": record.get("name"), "address": address, "port": self.cfg.port, "user": self.cfg.user,
                 "group": self._group(record, fields, tag_slugs, kind) or DEFAULT_GROUP, "tags": tags,
                 "in_service": in_service}
-        return build_host(item, self._where(record, kind), spelled={"group": self.group_from},
+        return build_host(item, self._where(record, kind), spelled={"group": self.cfg.group_from},
                           advice=f"fix it in NetBox or leave it out with a filter; {NO_PARTIAL}")
 
     @staticmethod
@@ -232,11 +273,14 @@ class NetboxInventory:
         return fields.get(source, "")
 
     def _group(self, record: dict[str, Any], fields: dict[str, str], tag_slugs: list[str], kind: str) -> str:
-        if not self.group_from.startswith("tag-prefix:"):
-            return self._pick(self.group_from, record, fields)
-        prefix = self.group_from.split(":", 1)[1]
+        if not self.cfg.group_from.startswith("tag-prefix:"):
+            return self._pick(self.cfg.group_from, record, fields)
+        prefix = self.cfg.group_from.split(":", 1)[1]
         found = sorted({t[len(prefix):] for t in tag_slugs if t.startswith(prefix) and len(t) > len(prefix)})
         if len(found) > 1:
             raise InventoryError(f"{self._where(record, kind)} has several group tags "
                                  f"{[prefix + g for g in found]}; give it one")
         return found[0] if found else ""
+
+
+BACKEND = Backend(NetboxInventoryConfig, NetboxInventory.from_config)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from graylift.adapters._http import call, safe_url, url_secrets
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
+from graylift.schema import HostTemplate, HttpUrl, PositiveSeconds, Section, Text
 
 CREATED_BY = "graylift"
 
@@ -34,18 +36,28 @@ BUSY_ATTEMPTS = 6
 _limit = LoopSemaphores(REQUEST_CONCURRENCY)
 
 
+class AlertmanagerMonitoring(Section):
+    type: Literal["alertmanager"] = "alertmanager"
+    url: HttpUrl
+    label: Text = "instance"
+    value: HostTemplate = "{host}"  # the label's value for a host
+    silence_minutes: PositiveSeconds = 30.0
+
+
 class AlertmanagerSilencer:
-    def __init__(self, *, url: str, label: str = "instance", value_template: str = "{host}",
-                 timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self.label = label
-        self.value_template = value_template
+    def __init__(self, cfg: AlertmanagerMonitoring, *, timeout: float = 10.0) -> None:
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/")
         self.timeout = timeout
         self.name = f"alertmanager:{safe_url(self.url)}"  # no userinfo: the name lands in messages
         self._secrets = url_secrets(self.url)
 
+    @classmethod
+    def from_config(cls, cfg: AlertmanagerMonitoring, build: Build) -> AlertmanagerSilencer:
+        return cls(cfg)
+
     def value(self, host: Host) -> str:
-        return render(self.value_template, host_values(host))
+        return render(self.cfg.value, host_values(host))
 
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
         found = await self._active(host, reason)
@@ -57,7 +69,7 @@ class AlertmanagerSilencer:
             raise SilencerError(f"{self.name}: silence end {_iso(until)} for {host.name} "
                                 "is not in the future")
         body = {
-            "matchers": [{"name": self.label, "value": self.value(host), "isRegex": False, "isEqual": True}],
+            "matchers": [{"name": self.cfg.label, "value": self.value(host), "isRegex": False, "isEqual": True}],
             "startsAt": _iso(now),
             "endsAt": _iso(end),
             "createdBy": CREATED_BY,
@@ -94,17 +106,17 @@ class AlertmanagerSilencer:
         version = (status.get("versionInfo") or {}).get("version", "?")
         cluster = (status.get("cluster") or {}).get("status", "?")
         return Preflight(notes=(f"{self.name}: Alertmanager {version} (cluster {cluster}) will silence "
-                                f"{self.label}=<{self.value_template}> for {len(hosts)} hosts",))
+                                f"{self.cfg.label}=<{self.cfg.value}> for {len(hosts)} hosts",))
 
     async def close(self) -> None:
         return None  # one HTTP connection per call
 
     async def _active(self, host: Host, reason: str) -> list[dict[str, Any]]:
         """Active (or pending) silences graylift made for this host and reason."""
-        wanted = {(self.label, self.value(host), False, True)}
+        wanted = {(self.cfg.label, self.value(host), False, True)}
         value = self.value(host).replace("\\", "\\\\").replace('"', '\\"')
         # the server filters by matcher, so the answer stays small however many silences exist
-        silences = await self._request("GET", "/api/v2/silences", params={"filter": f'{self.label}="{value}"'})
+        silences = await self._request("GET", "/api/v2/silences", params={"filter": f'{self.cfg.label}="{value}"'})
         if not isinstance(silences, list):
             raise SilencerError(f"{self.name}: GET /api/v2/silences did not return a list")
         found = []
@@ -133,3 +145,6 @@ class AlertmanagerSilencer:
                     return answer
                 await asyncio.sleep(0.1 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+BACKEND = Backend(AlertmanagerMonitoring, AlertmanagerSilencer.from_config)

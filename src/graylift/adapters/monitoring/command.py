@@ -19,32 +19,46 @@ import os
 import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
 
 from graylift.adapters._preflight import each
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
-from graylift.core.template import host_values, names, problem, render
+from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
+from graylift.schema import PlainName, PositiveSeconds, Section, check_text, placeholders, uses_placeholder
 
-PLACEHOLDERS = {"host", "address", "reason", "until", "until_epoch"}
+PLACEHOLDERS = frozenset({"host", "address", "reason", "until", "until_epoch"})
 PREFLIGHT_REASON = "graylift-preflight"
 PREFLIGHT_CONCURRENCY = 8
+SilenceTemplate = Annotated[str, BeforeValidator(check_text), placeholders(PLACEHOLDERS, shell=True)]
+
+
+class CommandMonitoring(Section):
+    """Site-specific mute/unmute/check commands on the controller (docs/registries.md)."""
+
+    type: Literal["command"] = "command"
+    mute_command: Annotated[SilenceTemplate, uses_placeholder(frozenset({"until", "until_epoch"}),
+                                                              "{until} or {until_epoch} so a silence lapses "
+                                                              "by itself")]
+    unmute_command: SilenceTemplate
+    check_command: SilenceTemplate
+    timeout: PositiveSeconds = 60.0
+    name: PlainName = "command"
+    silence_minutes: PositiveSeconds = 30.0
 
 
 class CommandSilencer:
-    def __init__(self, *, mute_command: str, unmute_command: str, check_command: str, timeout: float = 60.0,
-                 name: str = "command") -> None:
-        for field, template in (("mute_command", mute_command), ("unmute_command", unmute_command),
-                                ("check_command", check_command)):
-            found = problem(template, PLACEHOLDERS)
-            if found:
-                raise ValueError(f"{field}: {found}")
-        if not names(mute_command) & {"until", "until_epoch"}:
-            raise ValueError("mute_command must pass the end time ({until} or {until_epoch}) so a silence lapses "
-                             "by itself")
-        self.mute_command, self.unmute_command, self.check_command = mute_command, unmute_command, check_command
-        self.timeout = timeout
-        self.name = f"command:{name}"
+    def __init__(self, cfg: CommandMonitoring) -> None:
+        self.cfg = cfg
+        self.name = f"command:{cfg.name}"
+
+    @classmethod
+    def from_config(cls, cfg: CommandMonitoring, build: Build) -> CommandSilencer:
+        return cls(cfg)
 
     def render(self, template: str, host: Host, reason: str, until: datetime | None = None) -> str:
         values = {**host_values(host), "reason": reason, "until": "", "until_epoch": ""}
@@ -58,19 +72,19 @@ class CommandSilencer:
         end = until if until.tzinfo else until.replace(tzinfo=UTC)
         if end <= datetime.now(UTC):
             raise SilencerError(f"{self.name}: silence end {end.isoformat()} for {host.name} is not in the future")
-        status, out = await self._run(self.render(self.mute_command, host, reason, end), host)
+        status, out = await self._run(self.render(self.cfg.mute_command, host, reason, end), host)
         if status != 0:
             raise self._failed("mute_command", status, out, host)
         first = out.strip().splitlines()[0].strip() if out.strip() else ""
         return first or f"command:{host.name}:{reason}"
 
     async def unmute(self, host: Host, *, reason: str) -> None:
-        status, out = await self._run(self.render(self.unmute_command, host, reason), host)
+        status, out = await self._run(self.render(self.cfg.unmute_command, host, reason), host)
         if status != 0:
             raise self._failed("unmute_command", status, out, host)
 
     async def is_muted(self, host: Host, *, reason: str) -> bool:
-        status, out = await self._run(self.render(self.check_command, host, reason), host)
+        status, out = await self._run(self.render(self.cfg.check_command, host, reason), host)
         if status in (0, 1):
             return status == 0
         raise self._failed("check_command", status, out, host)
@@ -81,7 +95,7 @@ class CommandSilencer:
 
         async def check(host: Host) -> str | None:
             try:
-                status, out = await self._run(self.render(self.check_command, host, PREFLIGHT_REASON), host)
+                status, out = await self._run(self.render(self.cfg.check_command, host, PREFLIGHT_REASON), host)
             except SilencerError as exc:  # a timeout: one line naming the command
                 return f"{exc}; fix the check_command or the monitoring system"
             if status in (0, 1):
@@ -102,12 +116,12 @@ class CommandSilencer:
                                                      stdout=asyncio.subprocess.PIPE,
                                                      stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
+            out, _ = await asyncio.wait_for(proc.communicate(), self.cfg.timeout)
         except TimeoutError as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the shell and everything it started
             await proc.wait()
-            raise SilencerError(f"{self.name}: command for {host.name} timed out after {self.timeout:g}s: "
+            raise SilencerError(f"{self.name}: command for {host.name} timed out after {self.cfg.timeout:g}s: "
                                 f"{command}") from exc
         return int(proc.returncode or 0), out.decode(errors="replace")
 
@@ -115,3 +129,6 @@ class CommandSilencer:
         tail = "\n".join(out.strip().splitlines()[-5:])
         return SilencerError(f"{self.name}: {field} for {host.name} exited {status}"
                              + (f":\n    {tail}" if tail else "") + f"; check the {field} script")
+
+
+BACKEND = Backend(CommandMonitoring, CommandSilencer.from_config)

@@ -19,38 +19,62 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import model_validator
 
 from graylift.adapters._http import call, safe_url, scrub, url_secrets
 from graylift.adapters._preflight import every_host
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
+from graylift.schema import EnvName, Flag, HostTemplate, HttpUrl, PositiveSeconds, Text, UserPassword
 
 MIN_PERIOD = 300
 NAME_LIMIT = 128
 AUTH_WORDS = ("auth", "session", "login", "password", "token")
 
 
+class ZabbixMonitoring(UserPassword):
+    """Zabbix maintenance (JSON-RPC): an API token (token_env), or username + password_env."""
+
+    type: Literal["zabbix"] = "zabbix"
+    url: HttpUrl
+    token_env: EnvName | None = None
+    username: Text | None = None
+    password_env: EnvName | None = None
+    host: HostTemplate = "{host}"  # the Zabbix technical host name
+    legacy_auth: Flag = False
+    timeout: PositiveSeconds = 10.0
+    silence_minutes: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ZabbixMonitoring:
+        if (self.token_env is None) == (self.username is None):
+            raise ValueError("give token_env (the environment variable holding an API token) or "
+                             "username + password_env, exactly one of them")
+        return self
+
+
 class ZabbixSilencer:
-    def __init__(self, *, url: str, token: str | None = None, username: str | None = None,
-                 password: str | None = None, host_template: str = "{host}", legacy_auth: bool = False,
-                 timeout: float = 10.0) -> None:
-        if not token and not username:
-            raise ValueError("zabbix needs an API token or a username/password")
-        self.url = url.rstrip("/")
+    def __init__(self, cfg: ZabbixMonitoring, *, token: str | None = None, password: str | None = None) -> None:
+        """``token`` (an API token) or ``password`` (of ``cfg.username``): the secrets, read by from_config."""
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/")
         if not self.url.endswith("/api_jsonrpc.php"):
             self.url += "/api_jsonrpc.php"
         self._token = token
-        self.username = username
         self._password = password
-        self.host_template = host_template
-        self.legacy_auth = legacy_auth
-        self.timeout = timeout
         self.name = f"zabbix:{safe_url(self.url)}"  # no userinfo: the name lands in messages
         self._ids = 0
         self._logged_in = False  # a session from user.login (None with an API token): user.logout at close
+
+    @classmethod
+    def from_config(cls, cfg: ZabbixMonitoring, build: Build) -> ZabbixSilencer:
+        return cls(cfg, token=build.secret(cfg.token_env, "token_env"),
+                   password=build.secret(cfg.password_env, "password_env"))
 
     def maintenance_name(self, host: Host, reason: str) -> str:
         return f"graylift {reason} {host.name}"[:NAME_LIMIT]
@@ -73,7 +97,7 @@ class ZabbixSilencer:
             "description": f"graylift: {reason}",
             "timeperiods": [{"timeperiod_type": 0, "start_date": now, "period": max(MIN_PERIOD, till - now)}],
         }
-        if self.legacy_auth:
+        if self.cfg.legacy_auth:
             params["hostids"] = [hostid]
         else:
             params["hosts"] = [{"hostid": hostid}]
@@ -118,7 +142,7 @@ class ZabbixSilencer:
             self._token, self._logged_in = None, False
 
     def _technical(self, host: Host) -> str:
-        return render(self.host_template, host_values(host))
+        return render(self.cfg.host, host_values(host))
 
     async def _find(self, name: str) -> dict[str, Any] | None:
         result = await self._rpc("maintenance.get", {"output": "extend", "filter": {"name": [name]},
@@ -141,12 +165,12 @@ class ZabbixSilencer:
         headers = {"Content-Type": "application/json-rpc"}
         if auth:
             token = await self._session()
-            if self.legacy_auth:
+            if self.cfg.legacy_auth:
                 body["auth"] = token
             else:
                 headers["Authorization"] = f"Bearer {token}"
         _, answer = await call(SilencerError, self.name, "POST", self.url, json=body, headers=headers,
-                               timeout=self.timeout, secrets=(self._password, self._token),
+                               timeout=self.cfg.timeout, secrets=(self._password, self._token),
                                hint="is the Zabbix frontend reachable at that URL?")
         if not isinstance(answer, dict):
             raise SilencerError(f"{self.name}: {method} answered {answer!r:.200}, not a JSON-RPC object")
@@ -162,9 +186,12 @@ class ZabbixSilencer:
 
     async def _session(self) -> str:
         if self._token is None:
-            result = await self._rpc("user.login", {"username": self.username, "password": self._password or ""},
+            result = await self._rpc("user.login", {"username": self.cfg.username, "password": self._password or ""},
                                      auth=False)
             if not isinstance(result, str) or not result:
-                raise SilencerError(f"{self.name}: user.login as {self.username!r} returned no session")
+                raise SilencerError(f"{self.name}: user.login as {self.cfg.username!r} returned no session")
             self._token, self._logged_in = result, True
         return self._token
+
+
+BACKEND = Backend(ZabbixMonitoring, ZabbixSilencer.from_config)

@@ -7,12 +7,20 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
+from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
 from graylift.errors import TrafficError
 
 T = TypeVar("T")
+
+
+def children(zk: KazooClient, path: str) -> list[str]:
+    """The names of ``path``'s children; none when ``path`` does not exist."""
+    try:
+        return list(zk.get_children(path))
+    except NoNodeError:
+        return []
 
 
 class ZkSession:

@@ -10,27 +10,36 @@ A non-zero exit or a timeout is a TrafficError naming the command and its last l
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
 
 from graylift.adapters._preflight import each, names
-from graylift.adapters.transport.local import LocalTransport
+from graylift.adapters.registry import Backend, Build
+from graylift.adapters.transport.local import CONTROLLER, LocalTransport
 from graylift.core.model import Host
-from graylift.core.template import host_values, problem, render
-from graylift.errors import CommandTimeout, ConfigError, RemoteCommandFailed, TrafficError, TransportError
+from graylift.core.template import host_values, render
+from graylift.errors import CommandTimeout, RemoteCommandFailed, TrafficError, TransportError
 from graylift.ports import Preflight, Transport
+from graylift.schema import Port, PositiveSeconds, Section, Text, check_text, placeholders
 
 PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
-CONTROLLER = Host(name="controller", address="127.0.0.1")
 PREFLIGHT_CONCURRENCY = 8  # verify commands run at once during preflight
+HookTemplate = Annotated[str, BeforeValidator(check_text), placeholders(PLACEHOLDERS, shell=True)]
 
-RunOn = Literal["controller", "host"]
 
+class CommandTraffic(Section):
+    """The user's own scripts (docs/traffic.md): verify prints ``out`` or ``in`` on its last line."""
 
-def check_template(template: str, field: str) -> None:
-    """ConfigError for an unknown or malformed placeholder (called at construction, not mid-release)."""
-    found = problem(template, PLACEHOLDERS)
-    if found:
-        raise ConfigError(f"{template!r}: {found}", field=field)
+    type: Literal["command"] = "command"
+    take_out: HookTemplate
+    put_back: HookTemplate
+    verify: HookTemplate
+    in_flight: HookTemplate | None = None
+    port: Port | None = None
+    run_on: Literal["controller", "host"] = "controller"
+    timeout: PositiveSeconds = 60.0
+    name: Text | None = None
 
 
 class CommandSwitch:
@@ -38,28 +47,24 @@ class CommandSwitch:
 
     propagation_seconds = 0.0  # the scripts return once their change is in effect
 
-    def __init__(self, *, app: str, take_out: str, put_back: str, verify: str, port: int | None = None,
-                 in_flight: str | None = None, run_on: RunOn = "controller",
-                 connect: Callable[[Host], Awaitable[Transport]] | None = None, timeout: float = 60.0,
-                 name: str | None = None) -> None:
-        for field, template in (("take_out", take_out), ("put_back", put_back), ("verify", verify),
-                                ("in_flight", in_flight)):
-            if template is not None:
-                check_template(template, f"traffic.command.{field}")
-        if run_on == "host" and connect is None:
-            raise ConfigError("run_on: host needs the fleet's connector", field="traffic.command.run_on")
-        self.app, self.port, self.run_on, self.timeout = app, port, run_on, timeout
-        self.templates = {"take_out": take_out, "put_back": put_back, "verify": verify}
-        self.in_flight_template = in_flight
-        self.connect = connect
-        self.name = name or f"command:{app}"
+    def __init__(self, cfg: CommandTraffic, *, app: str,
+                 connect: Callable[[Host], Awaitable[Transport]] | None = None) -> None:
+        """``connect`` reaches the hosts (``run_on: host``)."""
+        self.cfg, self.app, self.connect = cfg, app, connect
+        self.name = cfg.name or f"command:{app}"
         self._controller = LocalTransport(CONTROLLER)
 
+    @classmethod
+    def from_config(cls, cfg: CommandTraffic, build: Build) -> CommandSwitch:
+        if cfg.run_on == "host" and build.connect is None:
+            raise build.fail("run_on: host needs the release's SSH connector", "run_on")
+        return cls(cfg, app=build.app, connect=build.connect if cfg.run_on == "host" else None)
+
     async def take_out(self, host: Host) -> None:
-        await self._run("take_out", self.templates["take_out"], host)
+        await self._run("take_out", self.cfg.take_out, host)
 
     async def put_back(self, host: Host) -> None:
-        await self._run("put_back", self.templates["put_back"], host)
+        await self._run("put_back", self.cfg.put_back, host)
 
     async def is_out(self, host: Host) -> bool:
         return await self._verify(host) == "out"
@@ -68,9 +73,9 @@ class CommandSwitch:
         return await self._verify(host) == "in"
 
     async def in_flight(self, host: Host) -> int | None:
-        if self.in_flight_template is None:
+        if self.cfg.in_flight is None:
             return None
-        out = await self._run("in_flight", self.in_flight_template, host)
+        out = await self._run("in_flight", self.cfg.in_flight, host)
         last = _last_line(out)
         try:
             return int(last)
@@ -107,21 +112,21 @@ class CommandSwitch:
         await self._controller.close()  # host transports belong to the fleet's connector
 
     async def _verify(self, host: Host) -> str:
-        return _last_line(await self._run("verify", self.templates["verify"], host)).lower()
+        return _last_line(await self._run("verify", self.cfg.verify, host)).lower()
 
     def values(self, host: Host) -> dict[str, str]:
-        return {**host_values(host), "app": self.app, "port": "" if self.port is None else str(self.port)}
+        return {**host_values(host), "app": self.app, "port": "" if self.cfg.port is None else str(self.cfg.port)}
 
     async def _run(self, what: str, template: str, host: Host) -> str:
         command = render(template, self.values(host), quote=True)
-        where = "controller" if self.run_on == "controller" else host.name
+        where = "controller" if self.cfg.run_on == "controller" else host.name
         try:
-            transport = self._controller if self.connect is None or self.run_on == "controller" \
+            transport = self._controller if self.connect is None or self.cfg.run_on == "controller" \
                 else await self.connect(host)
-            result = await transport.run(command, timeout=self.timeout)
+            result = await transport.run(command, timeout=self.cfg.timeout)
         except CommandTimeout:
             raise TrafficError(f"{self.name}: {what} command for {host.name} timed out after "
-                               f"{self.timeout:g}s on the {where}: {command}") from None
+                               f"{self.cfg.timeout:g}s on the {where}: {command}") from None
         except RemoteCommandFailed as exc:
             tail = "\n".join("    " + line for line in exc.output.strip().splitlines()[-10:])
             raise TrafficError(f"{self.name}: {what} command for {host.name} failed (exit {exc.exit_status}) "
@@ -134,3 +139,6 @@ class CommandSwitch:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+BACKEND = Backend(CommandTraffic, CommandSwitch.from_config)

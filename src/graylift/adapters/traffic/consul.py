@@ -12,38 +12,57 @@ maintenance check and every check of the service passing. The ACL token goes in 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
 
 from graylift.adapters._http import call, safe_url
 from graylift.adapters._preflight import each
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
-from graylift.core.template import host_values, render
+from graylift.core.template import HOST_PLACEHOLDERS, host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import EnvName, HttpUrl, Port, PositiveSeconds, Seconds, Section, Text, check_text, placeholders
+
+ID_PLACEHOLDERS = frozenset({"service", "address", "host", "port"})
+
+
+class ConsulTraffic(Section):
+    """Consul service maintenance mode on the host's own agent."""
+
+    type: Literal["consul"] = "consul"
+    service: Text
+    port: Port | None = None  # only for {port} in service_id
+    agent_url: Annotated[HttpUrl, placeholders(HOST_PLACEHOLDERS)] = "http://{address}:8500"
+    service_id: Annotated[str, BeforeValidator(check_text), placeholders(ID_PLACEHOLDERS)] = "{service}"
+    token_env: EnvName | None = None
+    reason: Text = "graylift release"
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
 
 
 class ConsulSwitch:
-    def __init__(self, *, service: str, port: int = 0, agent_url: str = "http://{address}:8500",
-                 service_id: str = "{service}", token: str | None = None, reason: str = "graylift release",
-                 propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
-        self.service, self.port = service, port
-        self.agent_url_template = agent_url
-        self.service_id_template = service_id
+    def __init__(self, cfg: ConsulTraffic, *, token: str | None = None) -> None:
+        self.cfg = cfg
+        self.propagation_seconds = cfg.propagation_seconds
         self._token = token
-        self.reason = reason
-        self.propagation_seconds = propagation_seconds
-        self.timeout = timeout
-        self.name = f"consul:{service}"
+        self.name = f"consul:{cfg.service}"
+
+    @classmethod
+    def from_config(cls, cfg: ConsulTraffic, build: Build) -> ConsulSwitch:
+        return cls(cfg, token=build.secret(cfg.token_env, "token_env"))
 
     def agent_url(self, host: Host) -> str:
-        return render(self.agent_url_template, host_values(host)).rstrip("/")
+        return render(self.cfg.agent_url, host_values(host)).rstrip("/")
 
     def where(self, host: Host) -> str:
         """The host's agent URL fit for a message (no userinfo)."""
         return safe_url(self.agent_url(host))
 
     def service_id(self, host: Host) -> str:
-        return render(self.service_id_template, {**host_values(host), "service": self.service, "port": str(self.port)})
+        return render(self.cfg.service_id, {**host_values(host), "service": self.cfg.service,
+                                            "port": str(self.cfg.port or 0)})
 
     async def take_out(self, host: Host) -> None:
         await self._maintenance(host, True)
@@ -101,10 +120,10 @@ class ConsulSwitch:
         sid = self.service_id(host)
         params = {"enable": str(enable).lower()}
         if enable:
-            params["reason"] = self.reason
+            params["reason"] = self.cfg.reason
         status, text = await call(TrafficError, self.name, "PUT",
                                   f"{self.agent_url(host)}/v1/agent/service/maintenance/{sid}", params=params,
-                                  headers=self._headers(), timeout=self.timeout, expect_json=False,
+                                  headers=self._headers(), timeout=self.cfg.timeout, expect_json=False,
                                   ok_statuses=(404,), secrets=(self._token,),
                                   hint=f"is the Consul agent of {host.name} running at {self.where(host)}?")
         if status == 404:
@@ -116,7 +135,7 @@ class ConsulSwitch:
 
     async def _agent_get(self, host: Host, path: str) -> dict[str, dict[str, Any]]:
         _, answer = await call(TrafficError, self.name, "GET", f"{self.agent_url(host)}{path}",
-                               headers=self._headers(), timeout=self.timeout, secrets=(self._token,),
+                               headers=self._headers(), timeout=self.cfg.timeout, secrets=(self._token,),
                                hint=f"is the Consul agent of {host.name} running at {self.where(host)}?")
         if not isinstance(answer, dict):
             raise TrafficError(f"{self.name}: GET {path} did not return an object")
@@ -124,3 +143,6 @@ class ConsulSwitch:
 
     def _headers(self) -> dict[str, str]:
         return {"X-Consul-Token": self._token} if self._token else {}
+
+
+BACKEND = Backend(ConsulTraffic, ConsulSwitch.from_config)

@@ -27,53 +27,60 @@ registered under ``<instances_root>/<application>`` (Dubbo 3 service discovery),
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from graylift.adapters._preflight import every_host, names
-from graylift.adapters.traffic._zk import ZkSession
+from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._zk import ZkSession, children
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import Port, PositiveSeconds, Seconds, Section, Text, ZkPath
 
 CAS_ATTEMPTS = 10
-
-
-def _children(zk: KazooClient, path: str) -> list[str]:
-    try:
-        return list(zk.get_children(path))
-    except NoNodeError:
-        return []
 
 
 def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
+class Dubbo3Traffic(Section):
+    """Dubbo 3 application-level providers on ZooKeeper: a v3 configurator rule disables the address."""
+
+    type: Literal["dubbo3"] = "dubbo3"
+    hosts: Text
+    application: Text
+    port: Port
+    root: ZkPath = "/dubbo"
+    group: Text = "dubbo"
+    instances_root: ZkPath = "/services"
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
 class Dubbo3Switch:
-    def __init__(self, *, hosts: str, application: str, port: int, root: str = "/dubbo", group: str = "dubbo",
-                 instances_root: str = "/services", propagation_seconds: float = 0.0,
-                 timeout: float = 10.0) -> None:
-        self.hosts = hosts
-        self.application = application
-        self.port = port
-        self.root = "/" + root.strip("/") if root.strip("/") else ""
-        self.group = group
-        self.instances_root = "/" + instances_root.strip("/")
-        self.propagation_seconds = propagation_seconds
-        self.timeout = timeout
+    def __init__(self, cfg: Dubbo3Traffic) -> None:
+        self.cfg = cfg
+        self.root = "/" + cfg.root.strip("/") if cfg.root.strip("/") else ""
+        self.instances_root = "/" + cfg.instances_root.strip("/")
+        self.propagation_seconds = cfg.propagation_seconds
         self.name = f"dubbo3:{self.rule_path}"
-        self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
+        self._zk = ZkSession(hosts=cfg.hosts, timeout=cfg.timeout, name=self.name)
+
+    @classmethod
+    def from_config(cls, cfg: Dubbo3Traffic, build: Build) -> Dubbo3Switch:
+        return cls(cfg)
 
     @property
     def rule_path(self) -> str:
-        return f"{self.root}/config/{self.group}/{self.application}.configurators"
+        return f"{self.root}/config/{self.cfg.group}/{self.cfg.application}.configurators"
 
     def address(self, host: Host) -> str:
-        return f"{host.address}:{self.port}"
+        return f"{host.address}:{self.cfg.port}"
 
     def entry(self, host: Host) -> dict[str, Any]:
         return {"side": "provider", "addresses": [self.address(host)], "parameters": {"disabled": "true"}}
@@ -109,11 +116,11 @@ class Dubbo3Switch:
     async def instances(self) -> set[str]:
         """Children of <instances_root>/<application>: Dubbo 3 names instances ``ip:port``."""
         path = self.instances_path
-        return set(await self._zk.call(lambda zk: _children(zk, path)))
+        return set(await self._zk.call(lambda zk: children(zk, path)))
 
     @property
     def instances_path(self) -> str:
-        return f"{self.instances_root}/{self.application}"
+        return f"{self.instances_root}/{self.cfg.application}"
 
     async def preflight(self, hosts: Sequence[Host]) -> Preflight:
         """ONE ZooKeeper round for all hosts: the rule (must parse) and the registered instances."""
@@ -124,14 +131,14 @@ class Dubbo3Switch:
                 data: bytes | None = zk.get(rule_path)[0]
             except NoNodeError:
                 data = None
-            return data, _children(zk, instances_path)
+            return data, children(zk, instances_path)
 
         try:
-            data, children = await self._zk.call(read)
+            data, listed = await self._zk.call(read)
             rule = self._parse(data)
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
-        registered = set(children)
+        registered = set(listed)
         problems, out = [], []
         for host in hosts:
             if rule is not None and self._disables(rule, host):
@@ -153,7 +160,7 @@ class Dubbo3Switch:
 
     def _add(self, rule: dict[str, Any] | None, host: Host) -> dict[str, Any] | None:
         if rule is None:
-            rule = {"configVersion": "v3.0", "scope": "application", "key": self.application, "enabled": True,
+            rule = {"configVersion": "v3.0", "scope": "application", "key": self.cfg.application, "enabled": True,
                     "configs": []}
         if self._ours(rule, host):
             return None  # already there: no write
@@ -184,7 +191,7 @@ class Dubbo3Switch:
                 continue
             if item.get("side", "provider") != "provider":
                 continue
-            if item.get("services") or (item.get("applications") and self.application
+            if item.get("services") or (item.get("applications") and self.cfg.application
                                         not in item["applications"]):
                 continue
             addresses = item.get("addresses") or []
@@ -256,3 +263,6 @@ class Dubbo3Switch:
 
     async def close(self) -> None:
         await self._zk.close()
+
+
+BACKEND = Backend(Dubbo3Traffic, Dubbo3Switch.from_config)

@@ -26,15 +26,30 @@ import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
 
 from graylift.adapters._http import call, safe_url, scrub
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host, names
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import (
+    EnvName,
+    HttpUrl,
+    Port,
+    PositiveSeconds,
+    Seconds,
+    Text,
+    UserPassword,
+    ZkPath,
+    check_text,
+    placeholders,
+)
 
 CAS_ATTEMPTS = 5
 TXN_OPS = 64  # reads per preflight transaction (etcd's --max-txn-ops defaults to 128)
@@ -49,34 +64,51 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+KEY_PLACEHOLDERS = frozenset({"service", "address", "host", "port"})
+
+
+class EtcdTraffic(UserPassword):
+    """Service instances as etcd v3 keys (HTTP/JSON gateway)."""
+
+    type: Literal["etcd"] = "etcd"
+    url: HttpUrl
+    service: Text
+    port: Port
+    key_template: Annotated[str, BeforeValidator(check_text), placeholders(KEY_PLACEHOLDERS)] = (
+        "/services/{service}/{address}:{port}")
+    mode: Literal["remove", "field"] = "remove"
+    parked_prefix: ZkPath = "/graylift/parked"
+    status_field: Text = "status"
+    out_value: Text = "down"
+    in_value: Text = "up"
+    username: Text | None = None
+    password_env: EnvName | None = None
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
 class EtcdSwitch:
-    def __init__(self, *, url: str, service: str, port: int,
-                 key_template: str = "/services/{service}/{address}:{port}",
-                 mode: Literal["remove", "field"] = "remove", parked_prefix: str = "/graylift/parked",
-                 status_field: str = "status", out_value: str = "down", in_value: str = "up",
-                 username: str | None = None, password: str | None = None,
-                 propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
-        if mode not in ("remove", "field"):
-            raise ValueError(f"etcd mode must be 'remove' or 'field', not {mode!r}")
-        self.url = url.rstrip("/")
+    def __init__(self, cfg: EtcdTraffic, *, password: str | None = None) -> None:
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/")
         self.where = safe_url(self.url)  # for messages: no userinfo
-        self.service = service
-        self.port = port
-        self.key_template = key_template
-        self.mode = mode
-        self.parked_prefix = "/" + parked_prefix.strip("/")
-        self.status_field, self.out_value, self.in_value = status_field, out_value, in_value
-        self.username = username
+        self.parked_prefix = "/" + cfg.parked_prefix.strip("/")
+        self.propagation_seconds = cfg.propagation_seconds
         self._password = password
         self._token: str | None = None
-        self.propagation_seconds = propagation_seconds
-        self.timeout = timeout
-        self.name = f"etcd:{render(key_template, {'service': service, 'address': '*', 'host': '*', 'port': str(port)})}"
+        self.name = f"etcd:{self._key({'address': '*', 'host': '*'})}"
+
+    @classmethod
+    def from_config(cls, cfg: EtcdTraffic, build: Build) -> EtcdSwitch:
+        return cls(cfg, password=build.secret(cfg.password_env, "password_env"))
 
     # ------------------------------------------------------------------ keys
 
+    def _key(self, values: dict[str, str]) -> str:
+        return render(self.cfg.key_template, {**values, "service": self.cfg.service, "port": str(self.cfg.port)})
+
     def instance_key(self, host: Host) -> str:
-        return render(self.key_template, {**host_values(host), "service": self.service, "port": str(self.port)})
+        return self._key(host_values(host))
 
     def parked_key(self, host: Host) -> str:
         return self.parked_prefix + "/" + self.instance_key(host).lstrip("/")
@@ -84,8 +116,8 @@ class EtcdSwitch:
     # ------------------------------------------------------------------ TrafficSwitch
 
     async def take_out(self, host: Host) -> None:
-        if self.mode == "field":
-            await self._set_field(host, self.out_value)
+        if self.cfg.mode == "field":
+            await self._set_field(host, self.cfg.out_value)
         else:
             await self._park(host)
         if not await self.is_out(host):
@@ -93,22 +125,22 @@ class EtcdSwitch:
                                "does the app re-register itself periodically?")
 
     async def put_back(self, host: Host) -> None:
-        if self.mode == "field":
-            await self._set_field(host, self.in_value)
+        if self.cfg.mode == "field":
+            await self._set_field(host, self.cfg.in_value)
         else:
             await self._restore(host)
 
     async def is_out(self, host: Host) -> bool:
         kv = await self._get(self.instance_key(host))
-        if self.mode == "field":
-            return kv is not None and self._field(kv, host) == self.out_value
+        if self.cfg.mode == "field":
+            return kv is not None and self._field(kv, host) == self.cfg.out_value
         return kv is None
 
     async def is_in(self, host: Host) -> bool:
         kv = await self._get(self.instance_key(host))
         if kv is None:
             return False
-        return self.mode == "remove" or self._field(kv, host) == self.in_value
+        return self.cfg.mode == "remove" or self._field(kv, host) == self.cfg.in_value
 
     async def in_flight(self, host: Host) -> int | None:
         return None  # a registry cannot see open calls
@@ -124,7 +156,7 @@ class EtcdSwitch:
     async def preflight(self, hosts: Sequence[Host]) -> Preflight:
         """Every host's instance key (and parked key) read in read-only transactions of TXN_OPS ranges."""
         keys = [self.instance_key(h) for h in hosts]
-        if self.mode == "remove":
+        if self.cfg.mode == "remove":
             keys += [self.parked_key(h) for h in hosts]
         try:
             found = await self._get_many(keys)
@@ -133,7 +165,7 @@ class EtcdSwitch:
         problems, out = [], []
         for host in hosts:
             key, kv = self.instance_key(host), found.get(self.instance_key(host))
-            if self.mode == "remove":
+            if self.cfg.mode == "remove":
                 if kv is None and self.parked_key(host) in found:
                     out.append(host.name)
                 elif kv is None:
@@ -146,12 +178,12 @@ class EtcdSwitch:
                                 "registered, and does key_template match?")
                 continue
             try:
-                if self._field(kv, host) == self.out_value:
+                if self._field(kv, host) == self.cfg.out_value:
                     out.append(host.name)
             except TrafficError as exc:
                 problems.append(str(exc).replace(f"{self.name}: ", f"{self.name}: {host.name}: ", 1))
         notes = [f"{self.name}: {len(hosts) - len(problems) - len(out)} of {len(hosts)} hosts registered and in "
-                 f"(mode {self.mode})"]
+                 f"(mode {self.cfg.mode})"]
         if out:
             notes.append(f"{self.name}: already out: {names(out)}")
         return Preflight(tuple(problems), tuple(notes))
@@ -231,11 +263,11 @@ class EtcdSwitch:
             value = None
         if not isinstance(value, dict):
             raise TrafficError(f"{self.name}: value of {self.instance_key(host)} is not a JSON object, so mode "
-                               f"'field' cannot set {self.status_field!r}; use mode 'remove'")
+                               f"'field' cannot set {self.cfg.status_field!r}; use mode 'remove'")
         return value
 
     def _field(self, kv: dict[str, Any], host: Host) -> Any:
-        return self._value(kv, host).get(self.status_field)
+        return self._value(kv, host).get(self.cfg.status_field)
 
     async def _set_field(self, host: Host, wanted: str) -> None:
         key = self.instance_key(host)
@@ -245,16 +277,16 @@ class EtcdSwitch:
                 raise TrafficError(f"{self.name}: no key {key} in etcd at {self.where}; is {host.name} registered, "
                                    "and does key_template match?")
             value = self._value(kv, host)
-            if value.get(self.status_field) == wanted:
+            if value.get(self.cfg.status_field) == wanted:
                 return
-            value[self.status_field] = wanted
+            value[self.cfg.status_field] = wanted
             put: dict[str, Any] = {"key": _b64(key), "value": _b64(json.dumps(value))}
             if kv.get("lease"):
                 put["ignore_lease"] = True
             if await self._txn([{"key": _b64(key), "target": "MOD", "result": "EQUAL",
                                  "mod_revision": kv["mod_revision"]}], [{"request_put": put}]):
                 return
-        raise TrafficError(f"{self.name}: {key} kept changing while setting {self.status_field} ({CAS_ATTEMPTS} "
+        raise TrafficError(f"{self.name}: {key} kept changing while setting {self.cfg.status_field} ({CAS_ATTEMPTS} "
                            "attempts)")
 
     # ------------------------------------------------------------------ etcd calls
@@ -299,11 +331,11 @@ class EtcdSwitch:
         idle seconds) is dropped and the call retried once with a fresh one."""
         for attempt in (1, 2):
             headers, token = {}, None
-            if self.username:
+            if self.cfg.username:
                 token = await self._auth_token()
                 headers["Authorization"] = token
             status, answer = await call(TrafficError, self.name, "POST", self.url + path, json=body,
-                                        headers=headers, timeout=self.timeout, secrets=self._secrets(),
+                                        headers=headers, timeout=self.cfg.timeout, secrets=self._secrets(),
                                         ok_statuses=(401,) if token else (),
                                         hint=f"is etcd running at {self.where} (v3 gateway)?")
             if status == 401:
@@ -313,7 +345,7 @@ class EtcdSwitch:
                     continue
                 raise TrafficError(scrub(f"{self.name}: POST {path} was refused with HTTP 401 even with a fresh "
                                          f"token ({str(answer).strip()[:200]}); check the etcd user "
-                                         f"{self.username!r} and its role", self._secrets()))
+                                         f"{self.cfg.username!r} and its role", self._secrets()))
             if not isinstance(answer, dict):
                 raise TrafficError(f"{self.name}: POST {path} answered {answer!r:.200} instead of a JSON object")
             if "error" in answer or ("code" in answer and "header" not in answer):
@@ -329,13 +361,16 @@ class EtcdSwitch:
         async with _auth_gate(str(id(self))):  # one login at a time; the others use its token
             if self._token is None:
                 _, answer = await call(TrafficError, self.name, "POST", self.url + "/v3/auth/authenticate",
-                                       json={"name": self.username, "password": self._password or ""},
-                                       timeout=self.timeout, secrets=self._secrets(),
-                                       hint=f"is etcd running at {self.where}, and are the user {self.username!r} "
+                                       json={"name": self.cfg.username, "password": self._password or ""},
+                                       timeout=self.cfg.timeout, secrets=self._secrets(),
+                                       hint=f"is etcd running at {self.where}, and are the user {self.cfg.username!r} "
                                        "and its password right?")
                 token = answer.get("token") if isinstance(answer, dict) else None
                 if not token:
                     raise TrafficError(f"{self.name}: etcd at {self.where} did not return a token for user "
-                                       f"{self.username!r}; check the username/password")
+                                       f"{self.cfg.username!r}; check the username/password")
                 self._token = str(token)
             return self._token
+
+
+BACKEND = Backend(EtcdTraffic, EtcdSwitch.from_config)

@@ -12,39 +12,70 @@ refresh their registry every 30 s by default.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
+from pydantic import BeforeValidator
 
 from graylift.adapters._http import basic_auth, call, safe_url
 from graylift.adapters._preflight import every_host, names
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import (
+    EnvName,
+    HttpUrl,
+    Port,
+    PositiveSeconds,
+    Seconds,
+    Text,
+    UserPassword,
+    check_text,
+    placeholders,
+)
 
 OUT = "OUT_OF_SERVICE"
 
 
+ID_PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
+
+
+class EurekaTraffic(UserPassword):
+    """Eureka status override OUT_OF_SERVICE while the host is out."""
+
+    type: Literal["eureka"] = "eureka"
+    url: HttpUrl
+    app: Text
+    port: Port
+    instance_id: Annotated[str, BeforeValidator(check_text), placeholders(ID_PLACEHOLDERS)] = "{host}:{app}:{port}"
+    username: Text | None = None
+    password_env: EnvName | None = None
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
 class EurekaSwitch:
-    def __init__(self, *, url: str, app: str, port: int, instance_id: str = "{host}:{app}:{port}",
-                 username: str | None = None, password: str | None = None, propagation_seconds: float = 0.0,
-                 timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, cfg: EurekaTraffic, *, password: str | None = None) -> None:
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/")
         self.where = safe_url(self.url)  # for messages: no userinfo
-        self.app, self.port = app, port
-        self.instance_id_template = instance_id
-        self._secrets = (password, basic_auth(username, password or "") if username else None)
-        self._auth = httpx.BasicAuth(username, password or "") if username else None
-        self.propagation_seconds = propagation_seconds
-        self.timeout = timeout
-        self.name = f"eureka:{app.upper()}"
+        self.propagation_seconds = cfg.propagation_seconds
+        self.app = cfg.app.upper()  # as Eureka names registered apps
+        self._secrets = (password, basic_auth(cfg.username, password or "") if cfg.username else None)
+        self._auth = httpx.BasicAuth(cfg.username, password or "") if cfg.username else None
+        self.name = f"eureka:{self.app}"
+
+    @classmethod
+    def from_config(cls, cfg: EurekaTraffic, build: Build) -> EurekaSwitch:
+        return cls(cfg, password=build.secret(cfg.password_env, "password_env"))
 
     def instance_id(self, host: Host) -> str:
-        return render(self.instance_id_template, {**host_values(host), "app": self.app, "port": str(self.port)})
+        return render(self.cfg.instance_id, {**host_values(host), "app": self.cfg.app, "port": str(self.cfg.port)})
 
     def _path(self, host: Host) -> str:
-        return f"{self.url}/apps/{self.app.upper()}/{self.instance_id(host)}"
+        return f"{self.url}/apps/{self.app}/{self.instance_id(host)}"
 
     async def take_out(self, host: Host) -> None:
         await self._request("PUT", host, "/status", {"value": OUT})
@@ -69,20 +100,20 @@ class EurekaSwitch:
         answer = await self._request("GET", host, "", None, headers={"Accept": "application/json"})
         instance = answer.get("instance") if isinstance(answer, dict) else None
         if not isinstance(instance, dict):
-            raise TrafficError(f"{self.name}: GET /apps/{self.app.upper()}/{self.instance_id(host)} answered without "
+            raise TrafficError(f"{self.name}: GET /apps/{self.app}/{self.instance_id(host)} answered without "
                                "an `instance` object")
         return instance
 
     async def preflight(self, hosts: Sequence[Host]) -> Preflight:
         """ONE ``GET /apps/<APP>`` (every instance of the app) for all hosts. Writes nothing."""
         try:
-            status, answer = await self._call("GET", f"{self.url}/apps/{self.app.upper()}", None,
+            status, answer = await self._call("GET", f"{self.url}/apps/{self.app}", None,
                                               {"Accept": "application/json"})
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
         if status == 404:
             return Preflight(problems=(f"{self.name}: every host: Eureka at {self.where} has no app "
-                                       f"{self.app.upper()}; is the app registered, and is app spelled as it "
+                                       f"{self.app}; is the app registered, and is app spelled as it "
                                        "registers?",))
         found = (answer or {}).get("application", {}).get("instance", []) if isinstance(answer, dict) else []
         instances = {i.get("instanceId"): i for i in ([found] if isinstance(found, dict) else found)
@@ -94,7 +125,7 @@ class EurekaSwitch:
                 problems.append(f"{self.name}: {host.name}: {self._unknown(host)}")
             elif OUT in (instance.get("status"), _override(instance)):
                 out.append(host.name)
-        notes = [f"{self.name}: {len(instances)} instance(s) of {self.app.upper()} registered at {self.where}"]
+        notes = [f"{self.name}: {len(instances)} instance(s) of {self.app} registered at {self.where}"]
         if out:
             notes.append(f"{self.name}: already OUT_OF_SERVICE: {names(out)}")
         return Preflight(tuple(problems), tuple(notes))
@@ -103,7 +134,7 @@ class EurekaSwitch:
         return None  # one HTTP connection per call
 
     def _unknown(self, host: Host) -> str:
-        return (f"Eureka at {self.where} has no instance {self.instance_id(host)!r} of app {self.app.upper()}; "
+        return (f"Eureka at {self.where} has no instance {self.instance_id(host)!r} of app {self.app}; "
                 f"is {host.name} registered, and does instance_id match?")
 
     async def _call(self, method: str, url: str, params: dict[str, str] | None,
@@ -111,7 +142,7 @@ class EurekaSwitch:
         kwargs: dict[str, Any] = {"params": params, "headers": headers or {}}
         if self._auth is not None:
             kwargs["auth"] = self._auth
-        return await call(TrafficError, self.name, method, url, timeout=self.timeout, expect_json=method == "GET",
+        return await call(TrafficError, self.name, method, url, timeout=self.cfg.timeout, expect_json=method == "GET",
                           ok_statuses=(404,), secrets=self._secrets,
                           hint=f"is Eureka running at {self.where} (url includes the context path)?", **kwargs)
 
@@ -126,3 +157,6 @@ class EurekaSwitch:
 def _override(instance: dict[str, Any]) -> str | None:
     value = instance.get("overriddenStatus", instance.get("overriddenstatus"))
     return None if value is None else str(value)
+
+
+BACKEND = Backend(EurekaTraffic, EurekaSwitch.from_config)

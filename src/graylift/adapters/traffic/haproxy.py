@@ -6,15 +6,21 @@ import asyncio
 import contextlib
 import csv
 import io
+import re
 import time
 from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator
 
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host, names
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import HostTemplate, Seconds, Section, Text, check_text, fail
 
 # srv_admin_state bits (HAProxy include/haproxy/server-t.h)
 ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, resolution, hostname maint
@@ -45,23 +51,38 @@ def parse_servers_state(answer: str, backend: str) -> dict[str, tuple[int, int]]
     return servers
 
 
+def _check_socket(value: str) -> str:
+    if value.startswith("/") or re.fullmatch(r"tcp://[^:/\s]+:\d{1,5}", value):
+        return value
+    raise fail("socket", "must be a unix socket path (/run/...) or tcp://HOST:PORT", value)
+
+
+class HaproxyTraffic(Section):
+    """HAProxy runtime API: set the server to drain, wait for sessions to reach 0, then maint."""
+
+    type: Literal["haproxy"] = "haproxy"
+    socket: Annotated[str, BeforeValidator(check_text), AfterValidator(_check_socket)]
+    backend: Text
+    server: HostTemplate = "{host}"  # the host's server name in the backend
+    drain_timeout: Seconds = 30.0
+
+
 class HaproxySwitch:
-    """One HAProxy backend; the host's server name comes from ``server_template``."""
+    """One HAProxy backend; the host's server name comes from the ``server`` template."""
 
     propagation_seconds = 0.0  # a load balancer's change is seen at once
 
-    def __init__(self, *, socket: str, backend: str, server_template: str = "{host}",
-                 drain_timeout: float = 30.0, poll_interval: float = 0.2, up_timeout: float = 30.0) -> None:
-        self.socket = socket
-        self.backend = backend
-        self.server_template = server_template
-        self.drain_timeout = drain_timeout
-        self.poll_interval = poll_interval
-        self.up_timeout = up_timeout
-        self.name = f"haproxy:{backend}"
+    def __init__(self, cfg: HaproxyTraffic, *, poll_interval: float = 0.2, up_timeout: float = 30.0) -> None:
+        self.cfg = cfg
+        self.poll_interval, self.up_timeout = poll_interval, up_timeout
+        self.name = f"haproxy:{cfg.backend}"
+
+    @classmethod
+    def from_config(cls, cfg: HaproxyTraffic, build: Build) -> HaproxySwitch:
+        return cls(cfg)
 
     def server(self, host: Host) -> str:
-        return render(self.server_template, host_values(host))
+        return render(self.cfg.server, host_values(host))
 
     async def take_out(self, host: Host) -> None:
         """drain -> wait until current sessions are 0 (or drain_timeout) -> maint. Idempotent."""
@@ -69,12 +90,12 @@ class HaproxySwitch:
         admin, _ = await self._state(srv)
         if not admin & ADMIN_MAINT:
             await self._set_state(srv, "drain")
-            deadline = time.monotonic() + self.drain_timeout
+            deadline = time.monotonic() + self.cfg.drain_timeout
             while (await self._scur(srv)) > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(self.poll_interval)
             await self._set_state(srv, "maint")
         if not await self.is_out(host):
-            raise TrafficError(f"{self.name}: server {self.backend}/{srv} is not in maintenance after "
+            raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is not in maintenance after "
                                "'set server ... state maint'")
 
     async def put_back(self, host: Host) -> None:
@@ -86,7 +107,7 @@ class HaproxySwitch:
             if time.monotonic() >= deadline:
                 status = await self._stat_field(srv, "status")
                 check = await self._stat_field(srv, "check_status")
-                raise TrafficError(f"{self.name}: server {self.backend}/{srv} is ready but not UP after "
+                raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is ready but not UP after "
                                    f"{self.up_timeout:g}s (status {status}, last check {check or 'none'}); "
                                    "is the app answering HAProxy's health check?")
             await asyncio.sleep(self.poll_interval)
@@ -106,22 +127,22 @@ class HaproxySwitch:
         """Two reads for all hosts: the socket's level and ONE ``show servers state <backend>``."""
         try:
             level = (await self.command("show cli level")).strip()
-            answer = await self.command(f"show servers state {self.backend}")
+            answer = await self.command(f"show servers state {self.cfg.backend}")
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
-        servers = parse_servers_state(answer, self.backend)
+        servers = parse_servers_state(answer, self.cfg.backend)
         if not servers:
-            return Preflight(problems=(f"{self.name}: every host: HAProxy has no backend {self.backend} with "
+            return Preflight(problems=(f"{self.name}: every host: HAProxy has no backend {self.cfg.backend} with "
                                        f"servers ({answer.strip() or 'empty answer'}); check the backend name",))
         problems = []
         if level in ("operator", "user"):
-            problems.append(f"{self.name}: every host: the socket {self.socket} is at level {level}; graylift sets "
+            problems.append(f"{self.name}: every host: the socket {self.cfg.socket} is at level {level}; graylift sets "
                             "server states, so use 'stats socket ... level admin'")
         out, down = [], []
         for host in hosts:
             srv = self.server(host)
             if srv not in servers:
-                problems.append(f"{self.name}: {host.name}: HAProxy has no server {self.backend}/{srv}; add it to "
+                problems.append(f"{self.name}: {host.name}: HAProxy has no server {self.cfg.backend}/{srv}; add it to "
                                 "the haproxy config or fix the 'server' template in graylift's config")
                 continue
             admin, op = servers[srv]
@@ -146,7 +167,7 @@ class HaproxySwitch:
 
         At most SOCKET_CONCURRENCY commands per socket run at once; a refused connect is retried.
         """
-        async with _limit(self.socket):
+        async with _limit(self.cfg.socket):
             for attempt in range(1, CONNECT_ATTEMPTS + 1):
                 try:
                     return await self._command_once(line)
@@ -158,11 +179,11 @@ class HaproxySwitch:
 
     async def _command_once(self, line: str) -> str:
         try:
-            if self.socket.startswith("tcp://"):
-                address, _, port = self.socket[len("tcp://"):].rpartition(":")
+            if self.cfg.socket.startswith("tcp://"):
+                address, _, port = self.cfg.socket[len("tcp://"):].rpartition(":")
                 opening = asyncio.open_connection(address, int(port))
             else:
-                opening = asyncio.open_unix_connection(self.socket)
+                opening = asyncio.open_unix_connection(self.cfg.socket)
             reader, writer = await asyncio.wait_for(opening, SOCKET_TIMEOUT)
             try:
                 writer.write(line.encode() + b"\n")
@@ -173,28 +194,28 @@ class HaproxySwitch:
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
         except (OSError, TimeoutError, ValueError) as exc:
-            raise TrafficError(f"{self.name}: cannot talk to the HAProxy runtime API at {self.socket} "
+            raise TrafficError(f"{self.name}: cannot talk to the HAProxy runtime API at {self.cfg.socket} "
                                f"({exc or type(exc).__name__}); is HAProxy running with "
                                "'stats socket ... level admin'?") from exc
         return data.decode("utf-8", "replace")
 
     def _unknown(self, srv: str, answer: str) -> TrafficError:
-        return TrafficError(f"{self.name}: HAProxy does not know server {self.backend}/{srv} "
+        return TrafficError(f"{self.name}: HAProxy does not know server {self.cfg.backend}/{srv} "
                             f"({answer.strip() or 'not listed'}); check the haproxy config (backend and "
                             "server names) and the 'server' template in graylift's config")
 
     async def _set_state(self, srv: str, state: str) -> None:
-        answer = await self.command(f"set server {self.backend}/{srv} state {state}")
+        answer = await self.command(f"set server {self.cfg.backend}/{srv} state {state}")
         if answer.strip():
             if "No such" in answer or "not found" in answer.lower():
                 raise self._unknown(srv, answer)
-            raise TrafficError(f"{self.name}: 'set server {self.backend}/{srv} state {state}' was refused: "
+            raise TrafficError(f"{self.name}: 'set server {self.cfg.backend}/{srv} state {state}' was refused: "
                                f"{answer.strip()}")
 
     async def _state(self, srv: str) -> tuple[int, int]:
         """(srv_admin_state, srv_op_state) from ``show servers state <backend>``."""
-        answer = await self.command(f"show servers state {self.backend}")
-        servers = parse_servers_state(answer, self.backend)
+        answer = await self.command(f"show servers state {self.cfg.backend}")
+        servers = parse_servers_state(answer, self.cfg.backend)
         if srv not in servers:
             raise self._unknown(srv, "" if servers else answer)
         return servers[srv]
@@ -203,7 +224,7 @@ class HaproxySwitch:
         answer = await self.command("show stat")
         rows = csv.DictReader(io.StringIO(answer.lstrip("# ")))
         for row in rows:
-            if row.get("pxname") == self.backend and row.get("svname") == srv:
+            if row.get("pxname") == self.cfg.backend and row.get("svname") == srv:
                 return row
         raise self._unknown(srv, "")
 
@@ -216,3 +237,6 @@ class HaproxySwitch:
             return int(value)
         except ValueError:
             return 0
+
+
+BACKEND = Backend(HaproxyTraffic, HaproxySwitch.from_config)

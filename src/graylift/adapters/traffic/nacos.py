@@ -16,37 +16,55 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from graylift.adapters._http import call, safe_url, scrub
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import each, every_host, names
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import EnvName, Flag, HttpUrl, Port, PositiveSeconds, Seconds, Text, UserPassword
 
 _login_gate = LoopSemaphores(1)
 
 
+class NacosTraffic(UserPassword):
+    """Nacos naming (open API v1): enabled=false on the instance."""
+
+    type: Literal["nacos"] = "nacos"
+    url: HttpUrl
+    service: Text
+    port: Port
+    namespace: str = ""
+    group: Text = "DEFAULT_GROUP"
+    cluster: Text = "DEFAULT"
+    ephemeral: Flag = True
+    username: Text | None = None
+    password_env: EnvName | None = None
+    propagation_seconds: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+
+
 class NacosSwitch:
-    def __init__(self, *, url: str, service: str, port: int, namespace: str = "", group: str = "DEFAULT_GROUP",
-                 cluster: str = "DEFAULT", ephemeral: bool = True, username: str | None = None,
-                 password: str | None = None, propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, cfg: NacosTraffic, *, password: str | None = None) -> None:
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/")
         self.where = safe_url(self.url)  # for messages: no userinfo
-        self.service, self.port = service, port
-        self.namespace, self.group, self.cluster, self.ephemeral = namespace, group, cluster, ephemeral
-        self.username = username
+        self.propagation_seconds = cfg.propagation_seconds
         self._password = password
         self._token: str | None = None
-        self.propagation_seconds = propagation_seconds
-        self.timeout = timeout
-        self.name = f"nacos:{group}@@{service}"
+        self.name = f"nacos:{cfg.group}@@{cfg.service}"
+
+    @classmethod
+    def from_config(cls, cfg: NacosTraffic, build: Build) -> NacosSwitch:
+        return cls(cfg, password=build.secret(cfg.password_env, "password_env"))
 
     async def take_out(self, host: Host) -> None:
         await self._set_enabled(host, False)
         if not await self.is_out(host):
-            raise TrafficError(f"{self.name}: {host.address}:{self.port} still listed as enabled after take-out")
+            raise TrafficError(f"{self.name}: {host.address}:{self.cfg.port} still listed as enabled after take-out")
 
     async def put_back(self, host: Host) -> None:
         await self._set_enabled(host, True)
@@ -70,14 +88,14 @@ class NacosSwitch:
         disabled instances). Writes nothing."""
         try:
             listed = {(item.get("ip"), int(item.get("port", -1))): item for item in await self._list()}
-            missing = [h for h in hosts if (h.address, self.port) not in listed]
+            missing = [h for h in hosts if (h.address, self.cfg.port) not in listed]
             registered = await each(missing, self._registered)
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
         unknown = {h.name for h, found in zip(missing, registered, strict=True) if not found}
         problems, out = [], []
         for host in hosts:
-            item = listed.get((host.address, self.port))
+            item = listed.get((host.address, self.cfg.port))
             if host.name in unknown:
                 problems.append(f"{self.name}: {host.name}: {self._not_registered(host)}")
             elif item is None or item.get("enabled") is False:
@@ -94,21 +112,21 @@ class NacosSwitch:
     # ------------------------------------------------------------------
 
     def _ids(self, host: Host) -> dict[str, str]:
-        params = {"serviceName": self.service, "groupName": self.group, "ip": host.address, "port": str(self.port),
-                  "clusterName": self.cluster}
-        if self.namespace:
-            params["namespaceId"] = self.namespace
+        params = {"serviceName": self.cfg.service, "groupName": self.cfg.group, "ip": host.address,
+                  "port": str(self.cfg.port), "clusterName": self.cfg.cluster}
+        if self.cfg.namespace:
+            params["namespaceId"] = self.cfg.namespace
         return params
 
     async def _set_enabled(self, host: Host, enabled: bool) -> None:
         current = await self._detail(host)
-        params = {**self._ids(host), "ephemeral": str(self.ephemeral).lower(), "enabled": str(enabled).lower(),
+        params = {**self._ids(host), "ephemeral": str(self.cfg.ephemeral).lower(), "enabled": str(enabled).lower(),
                   "weight": str(current.get("weight", 1.0)), "metadata": json.dumps(current.get("metadata") or {})}
         await self._request("PUT", "/nacos/v1/ns/instance", params, expect_json=False)
 
     def _not_registered(self, host: Host) -> str:
-        return (f"Nacos at {self.where} has no instance {host.address}:{self.port} (cluster {self.cluster}, "
-                f"namespace {self.namespace or 'public'}); is {host.name} registered, and do "
+        return (f"Nacos at {self.where} has no instance {host.address}:{self.cfg.port} (cluster {self.cfg.cluster}, "
+                f"namespace {self.cfg.namespace or 'public'}); is {host.name} registered, and do "
                 "service/group/cluster/namespace/port match?")
 
     async def _registered(self, host: Host) -> bool:
@@ -122,10 +140,10 @@ class NacosSwitch:
         return answer
 
     async def _list(self) -> list[dict[str, Any]]:
-        params = {"serviceName": self.service, "groupName": self.group, "clusters": self.cluster,
+        params = {"serviceName": self.cfg.service, "groupName": self.cfg.group, "clusters": self.cfg.cluster,
                   "healthyOnly": "false"}
-        if self.namespace:
-            params["namespaceId"] = self.namespace
+        if self.cfg.namespace:
+            params["namespaceId"] = self.cfg.namespace
         _, answer = await self._request("GET", "/nacos/v1/ns/instance/list", params)
         hosts = answer.get("hosts") if isinstance(answer, dict) else None
         if not isinstance(hosts, list):
@@ -134,18 +152,18 @@ class NacosSwitch:
 
     async def _listed(self, host: Host) -> dict[str, Any] | None:
         return next((item for item in await self._list()
-                     if item.get("ip") == host.address and int(item.get("port", -1)) == self.port), None)
+                     if item.get("ip") == host.address and int(item.get("port", -1)) == self.cfg.port), None)
 
     async def _request(self, method: str, path: str, params: dict[str, str], *, expect_json: bool = True,
                        ok_statuses: tuple[int, ...] = ()) -> tuple[int, Any]:
         """One call; with a login, a 403 (expired or invalid token) drops the token and repeats it once."""
         for attempt in (1, 2):
             query, token = dict(params), None
-            if self.username:
+            if self.cfg.username:
                 token = await self._login()
                 query["accessToken"] = token
             status, answer = await call(TrafficError, self.name, method, self.url + path, params=query,
-                                        timeout=self.timeout, expect_json=expect_json, secrets=self._secrets(),
+                                        timeout=self.cfg.timeout, expect_json=expect_json, secrets=self._secrets(),
                                         ok_statuses=(*ok_statuses, 403) if token else ok_statuses,
                                         hint=f"is Nacos running at {self.where}?")
             if status == 403 and token:
@@ -155,7 +173,7 @@ class NacosSwitch:
                     continue
                 raise TrafficError(scrub(f"{self.name}: {method} {path} was refused with HTTP 403 even after a "
                                          f"fresh login ({str(answer).strip()[:200]}); check the permissions of "
-                                         f"the Nacos user {self.username!r}", self._secrets()))
+                                         f"the Nacos user {self.cfg.username!r}", self._secrets()))
             if status in ok_statuses and status != 200:
                 return status, None
             if isinstance(answer, str) and expect_json:
@@ -173,13 +191,16 @@ class NacosSwitch:
         async with _login_gate(str(id(self))):  # one login at a time; the others use its token
             if self._token is None:
                 _, answer = await call(TrafficError, self.name, "POST", self.url + "/nacos/v1/auth/login",
-                                       data={"username": self.username or "", "password": self._password or ""},
-                                       timeout=self.timeout, secrets=self._secrets(),
-                                       hint=f"is Nacos running at {self.where}, and are the user {self.username!r} "
+                                       data={"username": self.cfg.username or "", "password": self._password or ""},
+                                       timeout=self.cfg.timeout, secrets=self._secrets(),
+                                       hint=f"is Nacos running at {self.where}, and are the user {self.cfg.username!r} "
                                        "and its password right?")
                 token = answer.get("accessToken") if isinstance(answer, dict) else None
                 if not token:
-                    raise TrafficError(f"{self.name}: Nacos login as {self.username!r} returned no accessToken; "
+                    raise TrafficError(f"{self.name}: Nacos login as {self.cfg.username!r} returned no accessToken; "
                                        "check the username/password")
                 self._token = str(token)
             return self._token
+
+
+BACKEND = Backend(NacosTraffic, NacosSwitch.from_config)

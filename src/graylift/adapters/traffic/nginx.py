@@ -27,8 +27,10 @@ import re
 import shlex
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
 
 from graylift.adapters._preflight import every_host, names
+from graylift.adapters.registry import Backend, Build
 from graylift.adapters.traffic.nginx_conf import (
     ServerLine,
     UpstreamLayout,
@@ -38,11 +40,13 @@ from graylift.adapters.traffic.nginx_conf import (
     render_upstream,
     toggle_down,
 )
+from graylift.adapters.transport.local import CONTROLLER, LocalTransport
 from graylift.core.model import Host
 from graylift.errors import TrafficError, TransportError
 from graylift.ports import Preflight, Transport
+from graylift.schema import AbsPath, Flag, PlainName, Port, PositiveInt, Seconds, Section, Text
 
-__all__ = ["NginxSwitch", "ServerLine", "find_server", "render_upstream", "sha256_text", "toggle_down"]
+__all__ = ["NginxSwitch", "NginxTraffic", "ServerLine", "find_server", "render_upstream", "sha256_text", "toggle_down"]
 
 TransportFactory = Callable[[], Awaitable[Transport]]
 
@@ -71,30 +75,59 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class NginxTraffic(Section):
+    """Open-source nginx: toggle ``down`` on the host's line of an upstream include, test, reload."""
+
+    type: Literal["nginx"] = "nginx"
+    include: AbsPath
+    upstream: Text
+    port: Port
+    lb_host: Text | None = None  # None: nginx runs on the controller; else reached over SSH
+    lb_port: Port = 22
+    lb_user: PlainName = "root"
+    seed: Flag = False  # a missing include is written from the release's hosts
+    server_params: str = ""
+    keepalive: PositiveInt | None = None
+    nginx_bin: Text = "nginx"
+    nginx_conf: AbsPath | None = None
+    nginx_globals: Text | None = None
+    reload_settle: Seconds = 0.5
+    name: Text | None = None
+
+
 class NginxSwitch:
     """One upstream of one nginx (local or over SSH); several nginx LBs are several switches."""
 
     propagation_seconds = 0.0  # a load balancer's change is seen at once
 
-    def __init__(self, *, transport_factory: TransportFactory, include_path: str, upstream: str, port: int,
-                 hosts: Sequence[Host] | None = None, server_params: str = "", keepalive: int | None = None,
-                 nginx_bin: str = "nginx", nginx_conf: str | None = None, nginx_globals: str | None = None,
-                 reload_settle: float = 0.5, name: str | None = None) -> None:
+    def __init__(self, cfg: NginxTraffic, *, transport_factory: TransportFactory,
+                 hosts: Sequence[Host] | None = None) -> None:
+        self.cfg = cfg
         self.transport_factory = transport_factory
-        self.include_path = include_path
-        self.upstream = upstream
-        self.port = port
-        self.hosts = list(hosts) if hosts is not None else None
-        self.server_params = server_params
-        self.keepalive = keepalive
-        self.nginx_bin = nginx_bin
-        self.nginx_conf = nginx_conf
-        self.nginx_globals = nginx_globals
-        self.reload_settle = reload_settle
-        self.name = name or f"nginx:{upstream}"
+        self.hosts = list(hosts) if hosts is not None else None  # seed a missing include with these
+        self.name = cfg.name or f"nginx:{cfg.upstream}"
         self._transport: Transport | None = None
         self._layout: UpstreamLayout | None = None  # None once discovered: the include is to be seeded
         self._discovered = False
+
+    @classmethod
+    def from_config(cls, cfg: NginxTraffic, build: Build) -> NginxSwitch:
+        """nginx on the controller (no ``lb_host``), or on ``lb_host`` through the release's SSH connector."""
+        connect = build.connect
+        if cfg.lb_host is None:
+            controller = LocalTransport(CONTROLLER)
+
+            async def factory() -> Transport:
+                return controller
+        elif connect is None:
+            raise build.fail("lb_host needs the release's SSH connector", "lb_host")
+        else:
+            lb = Host(name=cfg.lb_host, address=cfg.lb_host, port=cfg.lb_port, user=cfg.lb_user)
+
+            async def factory() -> Transport:
+                return await connect(lb)
+
+        return cls(cfg, transport_factory=factory, hosts=build.hosts if cfg.seed else None)
 
     # TrafficSwitch ------------------------------------------------------------------------------
 
@@ -122,8 +155,8 @@ class NginxSwitch:
             layout = await self._find_layout()
         except TrafficError as exc:
             if await self._will_seed():
-                return Preflight(notes=(f"{self.name}: {self._where(self.include_path)} does not exist; graylift "
-                                        f"seeds it with upstream {self.upstream} and {len(self.hosts or [])} "
+                return Preflight(notes=(f"{self.name}: {self._where(self.cfg.include)} does not exist; graylift "
+                                        f"seeds it with upstream {self.cfg.upstream} and {len(self.hosts or [])} "
                                         "servers at the first take-out",))
             return Preflight(problems=(every_host(self.name, exc),))
         problems = []
@@ -135,8 +168,8 @@ class NginxSwitch:
         for host in hosts:
             path = layout.file_for(self._addresses(host))
             if path is None:
-                problems.append(f"{self.name}: {host.name}: upstream {self.upstream} has no 'server "
-                                f"{host.address}:{self.port}' line in {', '.join(layout.server_files)}; add it "
+                problems.append(f"{self.name}: {host.name}: upstream {self.cfg.upstream} has no 'server "
+                                f"{host.address}:{self.cfg.port}' line in {', '.join(layout.server_files)}; add it "
                                 "(graylift only toggles 'down')")
             elif any(layout.servers.get(a, ("", False))[1] for a in self._addresses(host)):
                 down.append(host)
@@ -153,21 +186,21 @@ class NginxSwitch:
     # where the host's line is --------------------------------------------------------------------
 
     def _addresses(self, host: Host) -> list[str]:
-        return [f"{host.address}:{self.port}", f"{host.name}:{self.port}"]
+        return [f"{host.address}:{self.cfg.port}", f"{host.name}:{self.cfg.port}"]
 
     def _where(self, path: str) -> str:
         return f"{path} on {self._lb()}"
 
     def _include_ok(self, layout: UpstreamLayout) -> bool:
-        return posixpath.normpath(self.include_path) in layout.server_files
+        return posixpath.normpath(self.cfg.include) in layout.server_files
 
     def _include_problem(self, layout: UpstreamLayout) -> str:
-        return (f"{self.name}: every host: nginx -T shows the servers of upstream {self.upstream} in "
-                f"{', '.join(layout.server_files)}, not in the configured include {self.include_path}; "
+        return (f"{self.name}: every host: nginx -T shows the servers of upstream {self.cfg.upstream} in "
+                f"{', '.join(layout.server_files)}, not in the configured include {self.cfg.include}; "
                 f"set include to {layout.server_files[0]}")
 
     async def _will_seed(self) -> bool:
-        return self.hosts is not None and (await self._read(self.include_path))[0] is None
+        return self.hosts is not None and (await self._read(self.cfg.include))[0] is None
 
     def _lb(self) -> str:
         return self._transport.host.name if self._transport is not None else "?"
@@ -181,7 +214,7 @@ class NginxSwitch:
             raise TrafficError(f"{self.name}: '{self._nginx('-T')}' failed on {self._lb()}: {first}; fix the "
                                "config (or nginx_conf) so that 'nginx -t' passes")
         try:
-            return find_layout(parse_dump(out), self.upstream)
+            return find_layout(parse_dump(out), self.cfg.upstream)
         except ValueError as exc:
             raise TrafficError(f"{self.name}: nginx -T on {self._lb()}: {exc}; add the upstream or fix "
                                "upstream / nginx_conf") from None
@@ -207,7 +240,7 @@ class NginxSwitch:
                     if fresh or not self._discovered:
                         self._layout, self._discovered = await self._discover(), True
             if self._layout is None:
-                return self.include_path, self.upstream
+                return self.cfg.include, self.cfg.upstream
             path = self._layout.file_for(self._addresses(host))
             if path is not None:
                 return path, self._layout.block_in(path)
@@ -215,14 +248,14 @@ class NginxSwitch:
         raise self._no_line(host, ", ".join(self._layout.server_files))
 
     def _no_line(self, host: Host, where: str) -> TrafficError:
-        return TrafficError(f"{self.name}: upstream {self.upstream} has no 'server {host.address}:{self.port}' "
+        return TrafficError(f"{self.name}: upstream {self.cfg.upstream} has no 'server {host.address}:{self.cfg.port}' "
                             f"line for host {host.name} in {where}; add it (graylift only toggles 'down', it "
                             "never adds or removes servers)")
 
     def _line(self, host: Host, text: str | None, path: str, block: str | None) -> ServerLine:
         if text is None:
             raise TrafficError(f"{self.name}: {self._where(path)} does not exist; create it (an 'upstream "
-                               f"{self.upstream} {{ ... }}' block with one 'server address:port;' line per "
+                               f"{self.cfg.upstream} {{ ... }}' block with one 'server address:port;' line per "
                                "host) or configure 'hosts' so graylift seeds it")
         try:
             line = find_server(text, block, self._addresses(host))
@@ -281,11 +314,11 @@ class NginxSwitch:
         return text, loaded.strip()
 
     def _nginx(self, *args: str) -> str:
-        argv = [self.nginx_bin]
-        if self.nginx_conf:
-            argv += ["-c", self.nginx_conf]
-        if self.nginx_globals:
-            argv += ["-g", self.nginx_globals]
+        argv = [self.cfg.nginx_bin]
+        if self.cfg.nginx_conf:
+            argv += ["-c", self.cfg.nginx_conf]
+        if self.cfg.nginx_globals:
+            argv += ["-g", self.cfg.nginx_globals]
         return " ".join(shlex.quote(a) for a in [*argv, *args])
 
     async def _set_down(self, host: Host, down: bool) -> None:
@@ -296,8 +329,8 @@ class NginxSwitch:
                 text, loaded = await self._read(path)
                 old_sha = sha256_text(text) if text is not None else MISSING
                 if text is None and self.hosts is not None:
-                    text = render_upstream(self.upstream, self.hosts, self.port,
-                                           server_params=self.server_params, keepalive=self.keepalive)
+                    text = render_upstream(self.cfg.upstream, self.hosts, self.cfg.port,
+                                           server_params=self.cfg.server_params, keepalive=self.cfg.keepalive)
                 line = self._line(host, text, path, block)
                 assert text is not None
                 new_text = toggle_down(text, line, down) if line.down != down else text
@@ -308,8 +341,8 @@ class NginxSwitch:
             else:
                 raise TrafficError(f"{self.name}: {self._where(path)} kept changing while graylift edited it "
                                    f"({CAS_RETRIES} tries); is another tool rewriting it?")
-        if self.reload_settle > 0:
-            await asyncio.sleep(self.reload_settle)  # new workers take over; old ones finish their requests
+        if self.cfg.reload_settle > 0:
+            await asyncio.sleep(self.cfg.reload_settle)  # new workers take over; old ones finish their requests
 
     async def _apply(self, f: str, old_sha: str, new_text: str) -> bool:
         """Swap the file (if still ``old_sha``), test, reload. False when it changed under us."""
@@ -357,3 +390,6 @@ rm -f "$bak"
 def _nginx_message(output: str) -> str:
     lines = [line for line in output.strip().splitlines() if line.strip()]
     return "\n".join("    " + line for line in lines[-10:]) or "    (no output)"
+
+
+BACKEND = Backend(NginxTraffic, NginxSwitch.from_config)

@@ -10,18 +10,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import Field
 
 from graylift.adapters._http import call, safe_url, url_secrets
 from graylift.adapters._preflight import every_host, names
+from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
+from graylift.schema import EnvName, HttpUrl, Port, PositiveInt, PositiveSeconds, Seconds, Section, Text
 
 OUT_STATES = frozenset({"draining", "down"})
 STATUS_HINTS = {405: "is the API location 'api write=on;'?", 404: "does the upstream exist and have a 'zone'?"}
+
+
+class NginxPlusTraffic(Section):
+    """nginx Plus REST API: drain, wait for active connections to end, down."""
+
+    type: Literal["nginx_plus"] = "nginx_plus"
+    url: HttpUrl
+    upstream: Text
+    port: Port
+    api_version: PositiveInt = 8
+    drain_timeout: Seconds = 30.0
+    up_timeout: Seconds = 30.0
+    poll_interval: PositiveSeconds = 0.2
+    timeout: PositiveSeconds = 5.0
+    headers: dict[Text, str] = Field(default_factory=dict)
+    headers_env: dict[Text, EnvName] = Field(default_factory=dict)  # header -> variable holding its value
+    name: Text | None = None
 
 
 class NginxPlusSwitch:
@@ -29,21 +49,25 @@ class NginxPlusSwitch:
 
     propagation_seconds = 0.0  # a load balancer's change is seen at once
 
-    def __init__(self, *, url: str, upstream: str, port: int, api_version: int = 8,
-                 drain_timeout: float = 30.0, up_timeout: float = 30.0, poll_interval: float = 0.2,
-                 timeout: float = 5.0, headers: dict[str, str] | None = None,
-                 name: str | None = None) -> None:
-        self.base = f"{url.rstrip('/')}/{api_version}/http/upstreams/{upstream}"
-        self.url, self.upstream, self.port = url, upstream, port
-        self.where = safe_url(url)  # for messages: no userinfo
-        self._secrets = (*(headers or {}).values(), *url_secrets(url))
-        self.drain_timeout, self.up_timeout, self.poll_interval = drain_timeout, up_timeout, poll_interval
-        self.name = name or f"nginx-plus:{upstream}"
-        self.timeout = timeout
-        self._client = httpx.AsyncClient(timeout=timeout, headers=headers or {}, trust_env=False)
+    def __init__(self, cfg: NginxPlusTraffic, *, headers: dict[str, str] | None = None) -> None:
+        """``headers``: every header to send, secrets included (``cfg.headers`` when not given)."""
+        self.cfg = cfg
+        headers = dict(cfg.headers) if headers is None else headers
+        self.base = f"{cfg.url.rstrip('/')}/{cfg.api_version}/http/upstreams/{cfg.upstream}"
+        self.where = safe_url(cfg.url)  # for messages: no userinfo
+        self._secrets = (*headers.values(), *url_secrets(cfg.url))
+        self.name = cfg.name or f"nginx-plus:{cfg.upstream}"
+        self._client = httpx.AsyncClient(timeout=cfg.timeout, headers=headers, trust_env=False)
+
+    @classmethod
+    def from_config(cls, cfg: NginxPlusTraffic, build: Build) -> NginxPlusSwitch:
+        """The headers, with the value of each ``headers_env`` header read from its variable."""
+        secret = {header: build.secret(variable, f"headers_env.{header}") or ""
+                  for header, variable in cfg.headers_env.items()}
+        return cls(cfg, headers={**cfg.headers, **secret})
 
     def _addresses(self, host: Host) -> set[str]:
-        return {f"{host.address}:{self.port}", f"{host.name}:{self.port}"}
+        return {f"{host.address}:{self.cfg.port}", f"{host.name}:{self.cfg.port}"}
 
     async def take_out(self, host: Host) -> None:
         """drain -> wait until the peer's active connections are 0 (or drain_timeout) -> down. Idempotent."""
@@ -51,23 +75,23 @@ class NginxPlusSwitch:
         if server.get("down"):
             return
         await self._patch(host, server["id"], {"drain": True})
-        deadline = time.monotonic() + self.drain_timeout
+        deadline = time.monotonic() + self.cfg.drain_timeout
         while (await self.in_flight(host) or 0) > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.cfg.poll_interval)
         await self._patch(host, server["id"], {"down": True})
 
     async def put_back(self, host: Host) -> None:
         """down=false, drain=false -> wait (up to up_timeout) until the peer is ``up`` (checks pass)."""
         server = await self._server(host)
         await self._patch(host, server["id"], {"down": False, "drain": False})
-        deadline = time.monotonic() + self.up_timeout
+        deadline = time.monotonic() + self.cfg.up_timeout
         while not await self.is_in(host):
             if time.monotonic() >= deadline:
                 states = sorted({str(p.get("state")) for p in await self._peers(host)})
                 raise TrafficError(f"{self.name}: {host.name} is enabled but not 'up' after "
-                                   f"{self.up_timeout:g}s (state {', '.join(states)}); is the app "
+                                   f"{self.cfg.up_timeout:g}s (state {', '.join(states)}); is the app "
                                    "passing nginx's health check?")
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.cfg.poll_interval)
 
     async def is_out(self, host: Host) -> bool:
         server = await self._server(host)
@@ -98,7 +122,7 @@ class NginxPlusSwitch:
                 problems.append(f"{self.name}: {host.name}: {self._unknown(host)}")
             elif server.get("down") or server.get("drain"):
                 out.append(host.name)
-        notes = [f"{self.name}: upstream {self.upstream} has {len(by_address)} server(s) at {self.where}"]
+        notes = [f"{self.name}: upstream {self.cfg.upstream} has {len(by_address)} server(s) at {self.where}"]
         if out:
             notes.append(f"{self.name}: already down or draining: {names(out)}")
         return Preflight(tuple(problems), tuple(notes))
@@ -107,14 +131,14 @@ class NginxPlusSwitch:
         await self._client.aclose()
 
     def _unknown(self, host: Host) -> str:
-        return (f"upstream {self.upstream} has no server {host.address}:{self.port} for host {host.name}; add it "
-                "to the upstream (graylift only drains and re-enables servers)")
+        return (f"upstream {self.cfg.upstream} has no server {host.address}:{self.cfg.port} for host {host.name}; "
+                "add it to the upstream (graylift only drains and re-enables servers)")
 
     # API -------------------------------------------------------------------------------------------
 
     async def _request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         _, answer = await call(TrafficError, self.name, method, url, json=body, client=self._client,
-                               timeout=self.timeout, secrets=self._secrets, status_hints=STATUS_HINTS,
+                               timeout=self.cfg.timeout, secrets=self._secrets, status_hints=STATUS_HINTS,
                                hint=f"is nginx Plus running with its 'api' location at {self.where}?")
         return answer
 
@@ -134,3 +158,6 @@ class NginxPlusSwitch:
 
     async def _patch(self, host: Host, server_id: int, body: dict[str, Any]) -> None:
         await self._request("PATCH", f"{self.base}/servers/{server_id}", body)
+
+
+BACKEND = Backend(NginxPlusTraffic, NginxPlusSwitch.from_config)

@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from graylift.adapters._preflight import every_host, names
-from graylift.adapters.traffic._zk import ZkSession
+from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._zk import ZkSession, children
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
-
-
-def _children(zk: KazooClient, path: str) -> list[str]:
-    try:
-        return list(zk.get_children(path))
-    except NoNodeError:
-        return []
+from graylift.schema import Port, Seconds, Section, Text, ZkPath
 
 
 def provider_addresses(children: Sequence[str]) -> set[tuple[str, int]]:
@@ -50,28 +46,39 @@ def provider_addresses(children: Sequence[str]) -> set[tuple[str, int]]:
     return found
 
 
+class ZookeeperTraffic(Section):
+    """A Dubbo provider registration in ZooKeeper."""
+
+    type: Literal["zookeeper"] = "zookeeper"
+    hosts: Text
+    root: ZkPath = "/dubbo"
+    service: Text
+    port: Port
+    propagation_seconds: Seconds = 2.0
+
+
 class ZookeeperSwitch:
-    def __init__(self, *, hosts: str, service: str, port: int, root: str = "/dubbo",
-                 propagation_seconds: float = 0.0, timeout: float = 10.0) -> None:
-        self.hosts = hosts
-        self.service = service
-        self.port = port
-        self.root = "/" + root.strip("/") if root.strip("/") else ""
-        self.propagation_seconds = propagation_seconds
-        self.timeout = timeout
-        self.name = f"zookeeper:{self.root}/{service}"
-        self._zk = ZkSession(hosts=self.hosts, timeout=self.timeout, name=self.name)
+    def __init__(self, cfg: ZookeeperTraffic, *, timeout: float = 10.0) -> None:
+        self.cfg = cfg
+        self.root = "/" + cfg.root.strip("/") if cfg.root.strip("/") else ""
+        self.propagation_seconds = cfg.propagation_seconds
+        self.name = f"zookeeper:{self.root}/{cfg.service}"
+        self._zk = ZkSession(hosts=cfg.hosts, timeout=timeout, name=self.name)
+
+    @classmethod
+    def from_config(cls, cfg: ZookeeperTraffic, build: Build) -> ZookeeperSwitch:
+        return cls(cfg)
 
     def override_url(self, host: Host) -> str:
-        return (f"override://{host.address}:{self.port}/{self.service}"
+        return (f"override://{host.address}:{self.cfg.port}/{self.cfg.service}"
                 "?category=configurators&disabled=true&dynamic=false&enabled=true")
 
     def override_path(self, host: Host) -> str:
-        return f"{self.root}/{self.service}/configurators/{quote(self.override_url(host), safe='')}"
+        return f"{self.root}/{self.cfg.service}/configurators/{quote(self.override_url(host), safe='')}"
 
     @property
     def providers_path(self) -> str:
-        return f"{self.root}/{self.service}/providers"
+        return f"{self.root}/{self.cfg.service}/providers"
 
     async def take_out(self, host: Host) -> None:
         path = self.override_path(host)
@@ -103,7 +110,7 @@ class ZookeeperSwitch:
         providers = await self.providers()
         if not providers:
             return True
-        return (host.address, self.port) in providers
+        return (host.address, self.cfg.port) in providers
 
     async def in_flight(self, host: Host) -> int | None:
         return None  # the registry cannot see open calls
@@ -111,14 +118,14 @@ class ZookeeperSwitch:
     async def providers(self) -> set[tuple[str, int]]:
         """(address, port) of every provider registered under <root>/<service>/providers."""
         path = self.providers_path
-        return provider_addresses(await self._zk.call(lambda zk: _children(zk, path)))
+        return provider_addresses(await self._zk.call(lambda zk: children(zk, path)))
 
     async def preflight(self, hosts: Sequence[Host]) -> Preflight:
         """ONE ZooKeeper round for all hosts: the providers and the override nodes. Writes nothing."""
-        providers_path, overrides_path = self.providers_path, f"{self.root}/{self.service}/configurators"
+        providers_path, overrides_path = self.providers_path, f"{self.root}/{self.cfg.service}/configurators"
 
         def read(zk: KazooClient) -> tuple[list[str], list[str]]:
-            return _children(zk, providers_path), _children(zk, overrides_path)
+            return children(zk, providers_path), children(zk, overrides_path)
 
         try:
             registered, overrides = await self._zk.call(read)
@@ -129,8 +136,8 @@ class ZookeeperSwitch:
         for host in hosts:
             if quote(self.override_url(host), safe="") in overrides:
                 out.append(host.name)
-            if providers and (host.address, self.port) not in providers:
-                problems.append(f"{self.name}: {host.name}: no provider {host.address}:{self.port} under "
+            if providers and (host.address, self.cfg.port) not in providers:
+                problems.append(f"{self.name}: {host.name}: no provider {host.address}:{self.cfg.port} under "
                                 f"{providers_path} ({len(providers)} other(s) registered); is the app running "
                                 "and registered with this address, and are service and port right?")
         if providers:
@@ -145,3 +152,6 @@ class ZookeeperSwitch:
 
     async def close(self) -> None:
         await self._zk.close()
+
+
+BACKEND = Backend(ZookeeperTraffic, ZookeeperSwitch.from_config)

@@ -13,6 +13,8 @@ from graylift.core.model import Host
 from graylift.errors import CommandTimeout, RemoteCommandFailed, TransportError
 from graylift.ports import CommandResult
 
+CONTROLLER = Host(name="controller", address="127.0.0.1")  # commands graylift runs on its own machine
+
 
 class LocalTransport:
     """Each command runs in its own session; a timeout kills its whole process group."""

@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 
 import asyncssh
+from pydantic import Field
 
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
 from graylift.ports import CommandResult
+from graylift.schema import LocalPath, PlainName, Port, PositiveInt, PositiveSeconds, Section
 
 # Seconds the client waits beyond a command's own timeout for the host-side ``timeout`` to act.
 CLIENT_GRACE = 5.0
@@ -128,7 +130,7 @@ class SshTransport:
         if not local.is_file():
             raise TransportError(self.host.name, f"cannot upload {local}: no such local file")
         tmp = remote + ".tmp"
-        timeout = self._connector.command_timeout
+        timeout = self._connector.cfg.command_timeout
         self.busy += 1
         try:
             conn = await self.ensure_connected()
@@ -165,17 +167,26 @@ class SshTransport:
                 await self._connector.release_slot()
 
 
+class SshConfig(Section):
+    """How graylift reaches the hosts (the ``ssh`` section of graylift.yaml)."""
+
+    user: PlainName = "root"
+    port: Port = 22
+    key: LocalPath | None = None
+    known_hosts: LocalPath = Field(default=Path("~/.ssh/known_hosts"), validate_default=True)
+    connect_timeout: PositiveSeconds = 10.0
+    command_timeout: PositiveSeconds = 120.0
+    max_connections: PositiveInt = 200
+
+
 class SshConnector:
     """Opens SSH transports; at most ``max_connections`` connections are open at once (idle ones
     are closed to make room and reopened on their next use)."""
 
-    def __init__(self, *, known_hosts: Path, client_key: Path | None, connect_timeout: float,
-                 command_timeout: float, max_connections: int = 200) -> None:
-        self.known_hosts = Path(known_hosts).expanduser()
-        self.client_key = Path(client_key).expanduser() if client_key is not None else None
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
-        self.max_connections = max(1, max_connections)
+    def __init__(self, cfg: SshConfig) -> None:
+        self.cfg = cfg
+        self.known_hosts = Path(cfg.known_hosts).expanduser()
+        self.client_key = Path(cfg.key).expanduser() if cfg.key is not None else None
         self._transports: dict[_Key, SshTransport] = {}
         self._open = 0
         self._slots = asyncio.Condition()
@@ -195,7 +206,7 @@ class SshConnector:
 
     async def acquire_slot(self, requester: SshTransport) -> None:
         async with self._slots:
-            while self._open >= self.max_connections:
+            while self._open >= self.cfg.max_connections:
                 idle = [t for t in self._transports.values()
                         if t is not requester and t.connected and t.busy == 0 and not t._lock.locked()]
                 if idle:
@@ -228,9 +239,9 @@ class SshConnector:
             return await asyncio.wait_for(
                 asyncssh.connect(host.address, host.port, username=host.user,
                                  known_hosts=str(self.known_hosts), config=[],
-                                 connect_timeout=self.connect_timeout, keepalive_interval=15,
+                                 connect_timeout=self.cfg.connect_timeout, keepalive_interval=15,
                                  keepalive_count_max=3, **options),
-                self.connect_timeout + 1)
+                self.cfg.connect_timeout + 1)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostUnreachable(host.name, f"host key of {host.address}:{host.port} is unknown or does not "
                                   f"match {self.known_hosts} ({exc.reason}); fix known_hosts with the host's "
@@ -244,7 +255,7 @@ class SshConnector:
                                   "(is sshd running on that port?)") from exc
         except (TimeoutError, asyncssh.ConnectionLost) as exc:
             raise HostUnreachable(host.name, f"connecting to {where} timed out after "
-                                  f"{self.connect_timeout:g}s") from exc
+                                  f"{self.cfg.connect_timeout:g}s") from exc
         except OSError as exc:
             if exc.errno is None and "key" in str(exc).lower():
                 raise ConfigError(f"cannot read SSH key {self.client_key}: {exc}", field="ssh.key") from exc
