@@ -89,6 +89,12 @@ def uses_placeholder(required: frozenset[str], words: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def exactly_one(message: str, *values: object) -> None:
+    """For a model validator: ValueError(``message``) unless exactly one of ``values`` is given (not None)."""
+    if sum(value is not None for value in values) != 1:
+        raise ValueError(message)
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
-from graylift.adapters._http import call, detail, shown, translated
+from graylift.adapters._http import Api, Login, call, detail, shown, translated
 from graylift.errors import ArtifactError, TrafficError
 from graylift.lab import services
 from tests.fakes.base import FakeServer, Request, Response
@@ -112,3 +113,52 @@ def test_detail(body: str, expected: str) -> None:
 def test_shown() -> None:
     assert shown("http://u:p@h:1/a/b?token=x") == "/a/b"
     assert shown("http://h/a?limit=10&offset=20", show_query=True) == "/a?limit=10&offset=20"
+
+
+@dataclass
+class Guarded(FakeServer):
+    """A server with a login: ``POST /login`` hands out t1, t2, ...; ``/data`` wants a token in ``valid``."""
+
+    logins: int = 0
+    valid: set[str] = field(default_factory=set)
+    grant: bool = True  # False: the tokens it hands out are refused at once
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/login":
+            self.logins += 1
+            if self.grant:
+                self.valid.add(f"t{self.logins}")
+            return Response(200, {"token": f"t{self.logins}"} if request.json() == {"password": "pw-1234"} else {})
+        if request.headers.get("x-token") in self.valid:
+            return Response(200, {"data": request.headers["x-token"]})
+        return Response(401, "unknown token", "text/plain")
+
+
+async def test_api_login_is_shared_and_renewed_once_when_refused() -> None:
+    server = Guarded()
+    server.start()
+    try:
+        api = Api(TrafficError, "reg:x", server.url + "/", timeout=5, hint="is it up at {where}?")
+        assert (api.url, api.where, api.hint) == (server.url, server.url, f"is it up at {server.url}?")
+        api.login = Login(api, "/login", user="app", password="pw-1234", key="token", json={"password": "pw-1234"})
+
+        async def data() -> tuple[int, object]:
+            return await api.call_logged_in("GET", "/data", refusal=401,
+                                            with_token=lambda token: {"headers": {"X-Token": token}})
+
+        assert await asyncio.gather(*(data() for _ in range(5))) == [(200, {"data": "t1"})] * 5
+        assert server.logins == 1  # one login for five parallel calls
+        server.valid.clear()  # the token expired on the server
+        assert await data() == (200, {"data": "t2"}) and server.logins == 2
+        server.valid.clear()
+        server.grant = False  # refused even with a fresh token: the refusal is the answer
+        status, answer = await data()
+        assert (status, answer, server.logins) == (401, "unknown token", 3)
+        assert api.secrets[-2:] == ("pw-1234", api.login.current)
+        assert "pw-1234" not in str(api.fail("reg:x: echoed pw-1234"))
+        api.login = Login(api, "/login", user="app", password="wrong-pw", key="token", json={"password": "wrong-pw"})
+        with pytest.raises(TrafficError, match=r"^reg:x: the login as 'app' at http://127\.0\.0\.1:\d+ returned no "
+                                               r"token; check the username/password$"):
+            await data()
+    finally:
+        server.stop()

@@ -168,10 +168,12 @@ async def test_every_type_builds_its_adapter_from_its_entry(tmp_path: Path, secr
         assert isinstance(command, CommandSwitch)
         assert (command.app, command.name, command.connect) == ("shop", "command:shop", connector.connect)
 
-        assert isinstance(etcd, EtcdSwitch) and etcd._password == secrets["ETCD_PW"]
+        assert isinstance(etcd, EtcdSwitch) and etcd.api.login is not None
+        assert etcd.api.login.password == secrets["ETCD_PW"]
         assert etcd.name == "etcd:/services/shop/*:8080"
         assert isinstance(dubbo3, Dubbo3Switch) and dubbo3.rule_path == "/dubbo/config/g1/shop.configurators"
-        assert isinstance(nacos, NacosSwitch) and nacos._password == secrets["NACOS_PW"]
+        assert isinstance(nacos, NacosSwitch) and nacos.api.login is not None
+        assert nacos.api.login.password == secrets["NACOS_PW"]
         assert isinstance(consul, ConsulSwitch) and consul._token == secrets["CONSUL_TOKEN"]
         assert consul.service_id(Host("web-01", "10.213.0.1")) == "shop-8080"
         assert consul.agent_url(Host("web-01", "10.213.0.1")) == "http://10.213.0.1:8500"

@@ -23,11 +23,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
+from graylift.adapters._limits import LoopSemaphores
+from graylift.core.template import render
 from graylift.errors import GrayliftError
 
 MASK = "***"
@@ -150,3 +152,85 @@ async def call(error_type: type[GrayliftError], name: str, method: str, url: str
         return status, response.json()
     except ValueError:
         raise error_type(scrub(f"{where} returned non-JSON: {response.text[:200]!r}; {hint}", hidden)) from None
+
+
+class Api:
+    """One backend's HTTP server: requests to ``url`` + a path through :func:`call`, with the backend's error
+    type, name, timeout, hint and secrets (its own, its login's, its URL's) filled in.
+
+    ``where`` is the URL fit for a message. With a :class:`Login`, :meth:`call_logged_in` sends the login's
+    token (as the backend wants it: ``with_token``) and renews it once when the server refuses it.
+    """
+
+    def __init__(self, error_type: type[GrayliftError], name: str, url: str, *, timeout: float, hint: str,
+                 secrets: Iterable[str | None] = (), client: httpx.AsyncClient | None = None) -> None:
+        self.error_type, self.name, self.timeout, self.client = error_type, name, timeout, client
+        self.url = url.rstrip("/")
+        self.where = safe_url(self.url)
+        self.hint = render(hint, {"where": self.where})  # e.g. "is etcd running at {where}?"
+        self.login: Login | None = None
+        self._secrets = (*secrets, *url_secrets(self.url))
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return (*self._secrets, *(self.login.secrets if self.login else ()))
+
+    async def call(self, method: str, path: str, *, hint: str | None = None, **kwargs: Any) -> tuple[int, Any]:
+        return await call(self.error_type, self.name, method, self.url + path, timeout=self.timeout,
+                          secrets=self.secrets, client=self.client, hint=hint or self.hint, **kwargs)
+
+    async def call_logged_in(self, method: str, path: str, *, refusal: int,
+                             with_token: Callable[[str], dict[str, Any]], **kwargs: Any) -> tuple[int, Any]:
+        """One call with the login's token (``with_token(token)``: the request arguments that carry it);
+        ``refusal`` (the status of a token the server no longer knows) drops the token and repeats the call
+        once with a fresh one. The answer is the last one: still ``refusal`` when the fresh token was refused."""
+        login = self.login
+        if login is None:
+            return await self.call(method, path, **kwargs)
+        ok = tuple(kwargs.pop("ok_statuses", ()))
+        for attempt in (1, 2):
+            token = await login.token()
+            sent = {**kwargs, **{key: {**kwargs.get(key, {}), **value} for key, value in with_token(token).items()}}
+            status, answer = await self.call(method, path, ok_statuses=(*ok, refusal), **sent)
+            if status != refusal or attempt == 2:
+                return status, answer
+            login.forget(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def fail(self, message: str) -> GrayliftError:
+        """The backend's error, every secret masked."""
+        return self.error_type(scrub(message, self.secrets))
+
+
+class Login:
+    """A backend's login (etcd, Nacos): ``POST <path>`` with the credentials, the token in ``answer[key]``.
+
+    The token is shared by the backend's concurrent requests: one login at a time, the others wait for it
+    and use its token. A token the server refuses (it expired, or the server restarted) is forgotten, and
+    the next request logs in again.
+    """
+
+    def __init__(self, api: Api, path: str, *, user: str, password: str, key: str, **request: Any) -> None:
+        self.api, self.path, self.user, self.password, self.key, self.request = api, path, user, password, key, request
+        self.current: str | None = None
+        self._gate = LoopSemaphores(1)
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        return self.password, self.current
+
+    async def token(self) -> str:
+        async with self._gate("login"):
+            if self.current is None:
+                _, answer = await self.api.call("POST", self.path, hint=f"is the server at {self.api.where} up, and "
+                                                f"are the user {self.user!r} and its password right?", **self.request)
+                token = answer.get(self.key) if isinstance(answer, dict) else None
+                if not token:
+                    raise self.api.fail(f"{self.api.name}: the login as {self.user!r} at {self.api.where} returned "
+                                        f"no {self.key}; check the username/password")
+                self.current = str(token)
+            return self.current
+
+    def forget(self, token: str) -> None:
+        if self.current == token:
+            self.current = None

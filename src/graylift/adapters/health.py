@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, model_validator
 
 from graylift.errors import CommandTimeout
-from graylift.ports import HealthProbe, ProbeResult, Transport
+from graylift.ports import CommandResult, HealthProbe, ProbeResult, Transport
 from graylift.schema import (
     COMMAND_PLACEHOLDERS,
     CommandTemplate,
@@ -76,6 +76,14 @@ class HealthConfig(Section):
         return self
 
 
+async def _run(transport: Transport, command: str, timeout: float) -> CommandResult | None:
+    """The probe command's result, whatever its exit status; None when it timed out."""
+    try:
+        return await transport.run(command, timeout=timeout, check=False)
+    except CommandTimeout:
+        return None
+
+
 def _tail(text: str, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
@@ -104,9 +112,8 @@ class ProcessProbe:
         proof = shlex.quote(_self_proof(self.pattern))
         command = (f"pgrep -A -f -- {pat} 2>/dev/null; rc=$?; "
                    f"if [ $rc -eq 2 ]; then exec pgrep -f -- {proof}; fi; exit $rc")
-        try:
-            result = await transport.run(command, timeout=self.timeout, check=False)
-        except CommandTimeout:
+        result = await _run(transport, command, self.timeout)
+        if result is None:
             return ProbeResult(False, f"pgrep for {self.pattern!r} timed out after {self.timeout:g}s")
         pids = result.stdout.split()
         if result.exit_status == 0 and pids:
@@ -132,9 +139,8 @@ class TcpProbe:
         script = f": < /dev/tcp/{self.host}/{self.port}"
         command = (f"if command -v bash >/dev/null 2>&1; then timeout {t} bash -c {shlex.quote(script)}; "
                    f"else timeout {t} python3 -c {shlex.quote(py)}; fi")
-        try:
-            result = await transport.run(command, timeout=self.timeout + 5, check=False)
-        except CommandTimeout:
+        result = await _run(transport, command, self.timeout + 5)
+        if result is None:
             return ProbeResult(False, f"connect to {self.host}:{self.port} timed out")
         if result.ok:
             return ProbeResult(True, f"{self.host}:{self.port} accepts connections")
@@ -154,9 +160,8 @@ class HttpProbe:
     async def check(self, transport: Transport) -> ProbeResult:
         command = (f"curl -sS --noproxy '*' --max-time {self.timeout:g} -o - -w '\\n%{{http_code}}' "
                    f"-- {shlex.quote(self.url)}")
-        try:
-            result = await transport.run(command, timeout=self.timeout + 5, check=False)
-        except CommandTimeout:
+        result = await _run(transport, command, self.timeout + 5)
+        if result is None:
             return ProbeResult(False, f"GET {self.url} timed out after {self.timeout:g}s")
         if result.exit_status == 127:
             return ProbeResult(False, f"curl is not installed on {transport.host.name}")
@@ -181,9 +186,8 @@ class CommandProbe:
         self.name = f"command:{command}"
 
     async def check(self, transport: Transport) -> ProbeResult:
-        try:
-            result = await transport.run(self.command, timeout=self.timeout, check=False)
-        except CommandTimeout:
+        result = await _run(transport, self.command, self.timeout)
+        if result is None:
             return ProbeResult(False, f"{self.command!r} timed out after {self.timeout:g}s")
         output = _tail(result.stdout + result.stderr)
         if result.ok:

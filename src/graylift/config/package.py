@@ -31,6 +31,7 @@ from graylift.schema import (
     PlainName,
     UserPassword,
     check_text,
+    exactly_one,
     fail,
     no_userinfo,
     placeholders,
@@ -90,8 +91,8 @@ class RepositoryConfig(_RepositoryAccess):
 
     @model_validator(mode="after")
     def _one_source(self) -> RepositoryConfig:
-        if (self.url is None) == (self.local_dir is None):
-            raise ValueError("give exactly one of url (hosts download) or local_dir (graylift uploads)")
+        exactly_one("give exactly one of url (hosts download) or local_dir (graylift uploads)", self.url,
+                    self.local_dir)
         if self.sha256_url is not None and self.url is None:
             raise ValueError("sha256_url needs url")
         if self.url is not None and self.sha256_url is None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, model_validator
 
 from graylift.core.model import OnFailure, OnUnhealthy, PromoteMode
-from graylift.schema import Flag, NonNegativeInt, PlainName, PositiveInt, Seconds, Section, fail, is_number
+from graylift.schema import Flag, NonNegativeInt, PlainName, PositiveInt, Seconds, Section, exactly_one, fail, is_number
 
 
 class CanaryConfig(Section):
@@ -39,9 +39,8 @@ class BatchConfig(Section):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> BatchConfig:
-        if (self.size is None) == (self.percent is None):
-            raise ValueError("give exactly one of size or percent "
-                             "(in an env override, set the other to null)")
+        exactly_one("give exactly one of size or percent (in an env override, set the other to null)",
+                    self.size, self.percent)
         return self
 
 

@@ -251,13 +251,13 @@ async def test_expired_token_is_renewed_once(etcd_auth: Etcd) -> None:
     host = _host(1)
     etcd_auth.put("/services/auth/10.213.0.1:8080", "v")
     assert await switch.is_in(host)
-    first = switch._token
+    first = switch.api.login.current
     time.sleep(TOKEN_TTL + 1.5)  # a long canary bake: the token expires on the server
     stale = httpx.post(f"{etcd_auth.url}/v3/kv/range", trust_env=False, json={"key": _b64("/x")},
                        headers={"Authorization": first or ""}, timeout=5)
     assert stale.status_code == 401 and "invalid auth token" in stale.text  # really expired
     await switch.take_out(host)
-    assert switch._token not in (None, first)
+    assert switch.api.login.current not in (None, first)
     assert etcd_auth.get("/services/auth/10.213.0.1:8080") is None
     time.sleep(TOKEN_TTL + 1.5)
     await asyncio.gather(switch.put_back(host), switch.is_out(_host(2)), switch.parked(_host(3)))

@@ -57,7 +57,7 @@ async def test_expired_token_relogs_in_once_for_parallel_calls(nacos: FakeNacos)
     switch = NacosSwitch(NacosTraffic(url=nacos.url, service="orders", port=8080, username="nacos",
                                       password_env="TEST_PASSWORD"), password="s3cret-pw")
     assert await switch.is_in(H1)
-    first = switch._token
+    first = switch.api.login.current
     await asyncio.sleep(0.7)  # the canary bakes; the accessToken's tokenTtl runs out
     nacos.token_ttl = 60
     await asyncio.gather(switch.take_out(H1), switch.is_out(H1), switch.preflight([H1]))

@@ -30,7 +30,7 @@ from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
-from graylift.schema import EnvName, Flag, HostTemplate, HttpUrl, PositiveSeconds, Text, UserPassword
+from graylift.schema import EnvName, Flag, HostTemplate, HttpUrl, PositiveSeconds, Text, UserPassword, exactly_one
 
 MIN_PERIOD = 300
 NAME_LIMIT = 128
@@ -52,9 +52,8 @@ class ZabbixMonitoring(UserPassword):
 
     @model_validator(mode="after")
     def _one_credential(self) -> ZabbixMonitoring:
-        if (self.token_env is None) == (self.username is None):
-            raise ValueError("give token_env (the environment variable holding an API token) or "
-                             "username + password_env, exactly one of them")
+        exactly_one("give token_env (the environment variable holding an API token) or username + password_env, "
+                    "exactly one of them", self.token_env, self.username)
         return self
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
-from graylift.adapters._preflight import each, names
+from graylift.adapters._preflight import each, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.adapters.transport.local import CONTROLLER, LocalTransport
 from graylift.core.model import Host
@@ -104,8 +104,7 @@ class CommandSwitch:
                 problems.append(f"{self.name}: {host.name}: the verify command printed {said!r} on its last line, "
                                 "neither 'in' nor 'out'; make it print one of them (docs/traffic.md)")
         notes = [f"{self.name}: verify answered for {len(hosts) - len(problems)} of {len(hosts)} hosts"]
-        if out:
-            notes.append(f"{self.name}: already out: {names(out)}")
+        notes += listing(self.name, "already out", out)
         return Preflight(tuple(problems), tuple(notes))
 
     async def close(self) -> None:

@@ -33,7 +33,7 @@ import yaml
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from graylift.adapters._preflight import every_host, names
+from graylift.adapters._preflight import every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.adapters.traffic._zk import ZkSession, children
 from graylift.core.model import Host
@@ -152,8 +152,7 @@ class Dubbo3Switch:
         else:
             notes = [f"{self.name}: no instance registered under {instances_path}, so registration cannot be "
                      "checked: only the rule is written and verified (is application spelled as Dubbo names it?)"]
-        if out:
-            notes.append(f"{self.name}: already disabled by the rule: {names(out)}")
+        notes += listing(self.name, "already disabled by the rule", out)
         return Preflight(tuple(problems), tuple(notes))
 
     # ------------------------------------------------------------------ rule editing

@@ -30,9 +30,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from graylift.adapters._http import call, safe_url, scrub
-from graylift.adapters._limits import LoopSemaphores
-from graylift.adapters._preflight import every_host, names
+from graylift.adapters._http import Api, Login
+from graylift.adapters._preflight import every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
@@ -53,7 +52,6 @@ from graylift.schema import (
 
 CAS_ATTEMPTS = 5
 TXN_OPS = 64  # reads per preflight transaction (etcd's --max-txn-ops defaults to 128)
-_auth_gate = LoopSemaphores(1)
 
 
 def _b64(text: str | bytes) -> str:
@@ -90,13 +88,15 @@ class EtcdTraffic(UserPassword):
 class EtcdSwitch:
     def __init__(self, cfg: EtcdTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
-        self.url = cfg.url.rstrip("/")
-        self.where = safe_url(self.url)  # for messages: no userinfo
         self.parked_prefix = "/" + cfg.parked_prefix.strip("/")
         self.propagation_seconds = cfg.propagation_seconds
-        self._password = password
-        self._token: str | None = None
         self.name = f"etcd:{self._key({'address': '*', 'host': '*'})}"
+        self.api = Api(TrafficError, self.name, cfg.url, timeout=cfg.timeout, hint="is etcd running at {where} "
+                       "(v3 gateway)?")
+        self.where = self.api.where  # for messages: no userinfo
+        if cfg.username:
+            self.api.login = Login(self.api, "/v3/auth/authenticate", user=cfg.username, password=password or "",
+                                   key="token", json={"name": cfg.username, "password": password or ""})
 
     @classmethod
     def from_config(cls, cfg: EtcdTraffic, build: Build) -> EtcdSwitch:
@@ -184,8 +184,7 @@ class EtcdSwitch:
                 problems.append(str(exc).replace(f"{self.name}: ", f"{self.name}: {host.name}: ", 1))
         notes = [f"{self.name}: {len(hosts) - len(problems) - len(out)} of {len(hosts)} hosts registered and in "
                  f"(mode {self.cfg.mode})"]
-        if out:
-            notes.append(f"{self.name}: already out: {names(out)}")
+        notes += listing(self.name, "already out", out)
         return Preflight(tuple(problems), tuple(notes))
 
     # ------------------------------------------------------------------ remove mode
@@ -329,48 +328,17 @@ class EtcdSwitch:
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One gateway call. A token etcd no longer knows (simple tokens expire after ``--auth-token-ttl``
         idle seconds) is dropped and the call retried once with a fresh one."""
-        for attempt in (1, 2):
-            headers, token = {}, None
-            if self.cfg.username:
-                token = await self._auth_token()
-                headers["Authorization"] = token
-            status, answer = await call(TrafficError, self.name, "POST", self.url + path, json=body,
-                                        headers=headers, timeout=self.cfg.timeout, secrets=self._secrets(),
-                                        ok_statuses=(401,) if token else (),
-                                        hint=f"is etcd running at {self.where} (v3 gateway)?")
-            if status == 401:
-                if self._token == token:
-                    self._token = None
-                if attempt == 1:
-                    continue
-                raise TrafficError(scrub(f"{self.name}: POST {path} was refused with HTTP 401 even with a fresh "
-                                         f"token ({str(answer).strip()[:200]}); check the etcd user "
-                                         f"{self.cfg.username!r} and its role", self._secrets()))
-            if not isinstance(answer, dict):
-                raise TrafficError(f"{self.name}: POST {path} answered {answer!r:.200} instead of a JSON object")
-            if "error" in answer or ("code" in answer and "header" not in answer):
-                raise TrafficError(scrub(f"{self.name}: POST {path} failed: "
-                                         f"{answer.get('message') or answer.get('error')}", self._secrets()))
-            return answer
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return self._password, self._token
-
-    async def _auth_token(self) -> str:
-        async with _auth_gate(str(id(self))):  # one login at a time; the others use its token
-            if self._token is None:
-                _, answer = await call(TrafficError, self.name, "POST", self.url + "/v3/auth/authenticate",
-                                       json={"name": self.cfg.username, "password": self._password or ""},
-                                       timeout=self.cfg.timeout, secrets=self._secrets(),
-                                       hint=f"is etcd running at {self.where}, and are the user {self.cfg.username!r} "
-                                       "and its password right?")
-                token = answer.get("token") if isinstance(answer, dict) else None
-                if not token:
-                    raise TrafficError(f"{self.name}: etcd at {self.where} did not return a token for user "
-                                       f"{self.cfg.username!r}; check the username/password")
-                self._token = str(token)
-            return self._token
+        status, answer = await self.api.call_logged_in("POST", path, json=body, refusal=401,
+                                                       with_token=lambda token: {"headers": {"Authorization": token}})
+        if status == 401:
+            raise self.api.fail(f"{self.name}: POST {path} was refused with HTTP 401 even with a fresh token "
+                                f"({str(answer).strip()[:200]}); check the etcd user {self.cfg.username!r} and "
+                                "its role")
+        if not isinstance(answer, dict):
+            raise TrafficError(f"{self.name}: POST {path} answered {answer!r:.200} instead of a JSON object")
+        if "error" in answer or ("code" in answer and "header" not in answer):
+            raise self.api.fail(f"{self.name}: POST {path} failed: {answer.get('message') or answer.get('error')}")
+        return answer
 
 
 BACKEND = Backend(EtcdTraffic, EtcdSwitch.from_config)

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BeforeValidator
 
-from graylift.adapters._http import basic_auth, call, safe_url
-from graylift.adapters._preflight import every_host, names
+from graylift.adapters._http import Api, basic_auth
+from graylift.adapters._preflight import by_host, every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
@@ -59,13 +59,14 @@ class EurekaTraffic(UserPassword):
 class EurekaSwitch:
     def __init__(self, cfg: EurekaTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
-        self.url = cfg.url.rstrip("/")
-        self.where = safe_url(self.url)  # for messages: no userinfo
-        self.propagation_seconds = cfg.propagation_seconds
         self.app = cfg.app.upper()  # as Eureka names registered apps
-        self._secrets = (password, basic_auth(cfg.username, password or "") if cfg.username else None)
-        self._auth = httpx.BasicAuth(cfg.username, password or "") if cfg.username else None
+        self.propagation_seconds = cfg.propagation_seconds
         self.name = f"eureka:{self.app}"
+        self.api = Api(TrafficError, self.name, cfg.url, timeout=cfg.timeout,
+                       hint="is Eureka running at {where} (url includes the context path)?",
+                       secrets=(password, basic_auth(cfg.username, password or "") if cfg.username else None))
+        self.where = self.api.where  # for messages: no userinfo
+        self._auth = httpx.BasicAuth(cfg.username, password or "") if cfg.username else None
 
     @classmethod
     def from_config(cls, cfg: EurekaTraffic, build: Build) -> EurekaSwitch:
@@ -75,7 +76,7 @@ class EurekaSwitch:
         return render(self.cfg.instance_id, {**host_values(host), "app": self.cfg.app, "port": str(self.cfg.port)})
 
     def _path(self, host: Host) -> str:
-        return f"{self.url}/apps/{self.app}/{self.instance_id(host)}"
+        return f"/apps/{self.app}/{self.instance_id(host)}"
 
     async def take_out(self, host: Host) -> None:
         await self._request("PUT", host, "/status", {"value": OUT})
@@ -107,7 +108,7 @@ class EurekaSwitch:
     async def preflight(self, hosts: Sequence[Host]) -> Preflight:
         """ONE ``GET /apps/<APP>`` (every instance of the app) for all hosts. Writes nothing."""
         try:
-            status, answer = await self._call("GET", f"{self.url}/apps/{self.app}", None,
+            status, answer = await self._call("GET", f"/apps/{self.app}", None,
                                               {"Accept": "application/json"})
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
@@ -118,17 +119,15 @@ class EurekaSwitch:
         found = (answer or {}).get("application", {}).get("instance", []) if isinstance(answer, dict) else []
         instances = {i.get("instanceId"): i for i in ([found] if isinstance(found, dict) else found)
                      if isinstance(i, dict)}
-        problems, out = [], []
-        for host in hosts:
+
+        def state(host: Host) -> str | bool:
             instance = instances.get(self.instance_id(host))
-            if instance is None:
-                problems.append(f"{self.name}: {host.name}: {self._unknown(host)}")
-            elif OUT in (instance.get("status"), _override(instance)):
-                out.append(host.name)
-        notes = [f"{self.name}: {len(instances)} instance(s) of {self.app} registered at {self.where}"]
-        if out:
-            notes.append(f"{self.name}: already OUT_OF_SERVICE: {names(out)}")
-        return Preflight(tuple(problems), tuple(notes))
+            return self._unknown(host) if instance is None else OUT in (instance.get("status"), _override(instance))
+
+        problems, out = by_host(self.name, hosts, state)
+        return Preflight(tuple(problems), (
+            f"{self.name}: {len(instances)} instance(s) of {self.app} registered at {self.where}",
+            *listing(self.name, "already OUT_OF_SERVICE", out)))
 
     async def close(self) -> None:
         return None  # one HTTP connection per call
@@ -137,14 +136,12 @@ class EurekaSwitch:
         return (f"Eureka at {self.where} has no instance {self.instance_id(host)!r} of app {self.app}; "
                 f"is {host.name} registered, and does instance_id match?")
 
-    async def _call(self, method: str, url: str, params: dict[str, str] | None,
+    async def _call(self, method: str, path: str, params: dict[str, str] | None,
                     headers: dict[str, str] | None = None) -> tuple[int, Any]:
         kwargs: dict[str, Any] = {"params": params, "headers": headers or {}}
         if self._auth is not None:
             kwargs["auth"] = self._auth
-        return await call(TrafficError, self.name, method, url, timeout=self.cfg.timeout, expect_json=method == "GET",
-                          ok_statuses=(404,), secrets=self._secrets,
-                          hint=f"is Eureka running at {self.where} (url includes the context path)?", **kwargs)
+        return await self.api.call(method, path, expect_json=method == "GET", ok_statuses=(404,), **kwargs)
 
     async def _request(self, method: str, host: Host, suffix: str, params: dict[str, str] | None,
                        headers: dict[str, str] | None = None) -> Any:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator
 
 from graylift.adapters._limits import LoopSemaphores
-from graylift.adapters._preflight import every_host, names
+from graylift.adapters._preflight import every_host, listing, names
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
@@ -151,8 +151,7 @@ class HaproxySwitch:
             elif op != OP_RUNNING:
                 down.append(host.name)
         notes = [f"{self.name}: {len(hosts) - len(out) - len(down)} of {len(hosts)} hosts in and UP"]
-        if out:
-            notes.append(f"{self.name}: already in maint or drain: {names(out)}")
+        notes += listing(self.name, "already in maint or drain", out)
         if down:
             notes.append(f"{self.name}: not UP (health check failing): {names(down)}")
         return Preflight(tuple(problems), tuple(notes))

@@ -18,16 +18,13 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from graylift.adapters._http import call, safe_url, scrub
-from graylift.adapters._limits import LoopSemaphores
-from graylift.adapters._preflight import each, every_host, names
+from graylift.adapters._http import Api, Login
+from graylift.adapters._preflight import by_host, each, every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 from graylift.schema import EnvName, Flag, HttpUrl, Port, PositiveSeconds, Seconds, Text, UserPassword
-
-_login_gate = LoopSemaphores(1)
 
 
 class NacosTraffic(UserPassword):
@@ -50,12 +47,13 @@ class NacosTraffic(UserPassword):
 class NacosSwitch:
     def __init__(self, cfg: NacosTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
-        self.url = cfg.url.rstrip("/")
-        self.where = safe_url(self.url)  # for messages: no userinfo
         self.propagation_seconds = cfg.propagation_seconds
-        self._password = password
-        self._token: str | None = None
         self.name = f"nacos:{cfg.group}@@{cfg.service}"
+        self.api = Api(TrafficError, self.name, cfg.url, timeout=cfg.timeout, hint="is Nacos running at {where}?")
+        self.where = self.api.where  # for messages: no userinfo
+        if cfg.username:
+            self.api.login = Login(self.api, "/nacos/v1/auth/login", user=cfg.username, password=password or "",
+                                   key="accessToken", data={"username": cfg.username, "password": password or ""})
 
     @classmethod
     def from_config(cls, cfg: NacosTraffic, build: Build) -> NacosSwitch:
@@ -93,18 +91,16 @@ class NacosSwitch:
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
         unknown = {h.name for h, found in zip(missing, registered, strict=True) if not found}
-        problems, out = [], []
-        for host in hosts:
+
+        def state(host: Host) -> str | bool:
             item = listed.get((host.address, self.cfg.port))
-            if host.name in unknown:
-                problems.append(f"{self.name}: {host.name}: {self._not_registered(host)}")
-            elif item is None or item.get("enabled") is False:
-                out.append(host.name)
-        notes = [f"{self.name}: {len(hosts) - len(problems) - len(out)} of {len(hosts)} hosts registered and "
-                 f"enabled in Nacos at {self.where}"]
-        if out:
-            notes.append(f"{self.name}: already disabled: {names(out)}")
-        return Preflight(tuple(problems), tuple(notes))
+            return (self._not_registered(host) if host.name in unknown
+                    else item is None or item.get("enabled") is False)
+
+        problems, out = by_host(self.name, hosts, state)
+        return Preflight(tuple(problems), (
+            f"{self.name}: {len(hosts) - len(problems) - len(out)} of {len(hosts)} hosts registered and enabled in "
+            f"Nacos at {self.where}", *listing(self.name, "already disabled", out)))
 
     async def close(self) -> None:
         return None  # one HTTP connection per call; Nacos tokens just expire
@@ -157,50 +153,21 @@ class NacosSwitch:
     async def _request(self, method: str, path: str, params: dict[str, str], *, expect_json: bool = True,
                        ok_statuses: tuple[int, ...] = ()) -> tuple[int, Any]:
         """One call; with a login, a 403 (expired or invalid token) drops the token and repeats it once."""
-        for attempt in (1, 2):
-            query, token = dict(params), None
-            if self.cfg.username:
-                token = await self._login()
-                query["accessToken"] = token
-            status, answer = await call(TrafficError, self.name, method, self.url + path, params=query,
-                                        timeout=self.cfg.timeout, expect_json=expect_json, secrets=self._secrets(),
-                                        ok_statuses=(*ok_statuses, 403) if token else ok_statuses,
-                                        hint=f"is Nacos running at {self.where}?")
-            if status == 403 and token:
-                if self._token == token:
-                    self._token = None
-                if attempt == 1:
-                    continue
-                raise TrafficError(scrub(f"{self.name}: {method} {path} was refused with HTTP 403 even after a "
-                                         f"fresh login ({str(answer).strip()[:200]}); check the permissions of "
-                                         f"the Nacos user {self.cfg.username!r}", self._secrets()))
-            if status in ok_statuses and status != 200:
-                return status, None
-            if isinstance(answer, str) and expect_json:
-                try:
-                    return status, json.loads(answer)
-                except ValueError:
-                    pass
-            return status, answer
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return self._password, self._token
-
-    async def _login(self) -> str:
-        async with _login_gate(str(id(self))):  # one login at a time; the others use its token
-            if self._token is None:
-                _, answer = await call(TrafficError, self.name, "POST", self.url + "/nacos/v1/auth/login",
-                                       data={"username": self.cfg.username or "", "password": self._password or ""},
-                                       timeout=self.cfg.timeout, secrets=self._secrets(),
-                                       hint=f"is Nacos running at {self.where}, and are the user {self.cfg.username!r} "
-                                       "and its password right?")
-                token = answer.get("accessToken") if isinstance(answer, dict) else None
-                if not token:
-                    raise TrafficError(f"{self.name}: Nacos login as {self.cfg.username!r} returned no accessToken; "
-                                       "check the username/password")
-                self._token = str(token)
-            return self._token
+        status, answer = await self.api.call_logged_in(
+            method, path, params=params, expect_json=expect_json, ok_statuses=ok_statuses, refusal=403,
+            with_token=lambda token: {"params": {"accessToken": token}})
+        if status == 403 and self.api.login is not None:
+            raise self.api.fail(f"{self.name}: {method} {path} was refused with HTTP 403 even after a fresh login "
+                                f"({str(answer).strip()[:200]}); check the permissions of the Nacos user "
+                                f"{self.cfg.username!r}")
+        if status in ok_statuses and status != 200:
+            return status, None
+        if isinstance(answer, str) and expect_json:
+            try:
+                return status, json.loads(answer)
+            except ValueError:
+                pass
+        return status, answer
 
 
 BACKEND = Backend(NacosTraffic, NacosSwitch.from_config)

@@ -16,7 +16,7 @@ import httpx
 from pydantic import Field
 
 from graylift.adapters._http import call, safe_url, url_secrets
-from graylift.adapters._preflight import every_host, names
+from graylift.adapters._preflight import by_host, every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.errors import TrafficError
@@ -115,17 +115,15 @@ class NginxPlusSwitch:
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
         by_address = {s.get("server"): s for s in servers or [] if isinstance(s, dict)}
-        problems, out = [], []
-        for host in hosts:
+
+        def state(host: Host) -> str | bool:
             server = next((by_address[a] for a in sorted(self._addresses(host)) if a in by_address), None)
-            if server is None:
-                problems.append(f"{self.name}: {host.name}: {self._unknown(host)}")
-            elif server.get("down") or server.get("drain"):
-                out.append(host.name)
-        notes = [f"{self.name}: upstream {self.cfg.upstream} has {len(by_address)} server(s) at {self.where}"]
-        if out:
-            notes.append(f"{self.name}: already down or draining: {names(out)}")
-        return Preflight(tuple(problems), tuple(notes))
+            return self._unknown(host) if server is None else bool(server.get("down") or server.get("drain"))
+
+        problems, out = by_host(self.name, hosts, state)
+        return Preflight(tuple(problems), (
+            f"{self.name}: upstream {self.cfg.upstream} has {len(by_address)} server(s) at {self.where}",
+            *listing(self.name, "already down or draining", out)))
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote, urlsplit
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
-from graylift.adapters._preflight import every_host, names
+from graylift.adapters._preflight import every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.adapters.traffic._zk import ZkSession, children
 from graylift.core.model import Host
@@ -146,8 +146,7 @@ class ZookeeperSwitch:
             notes = [f"{self.name}: no provider registered under {providers_path}, so registration cannot be "
                      "checked: only the override nodes are written and verified (is service spelled as the "
                      "providers register it?)"]
-        if out:
-            notes.append(f"{self.name}: override already present (out): {names(out)}")
+        notes += listing(self.name, "override already present (out)", out)
         return Preflight(tuple(problems), tuple(notes))
 
     async def close(self) -> None:
