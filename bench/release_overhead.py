@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.plan import Plan
-from graylift.inventory import load_hosts_file
 from graylift.lab import lab_down, lab_up
 from graylift.service import Graylift
 

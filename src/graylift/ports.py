@@ -83,6 +83,9 @@ class TrafficSwitch(Protocol):
     """A load balancer or service registry entry for a host: take out, put back, verify."""
 
     name: str  # shown in messages, e.g. "haproxy:web" or "zookeeper:/dubbo/com.acme.OrderService"
+    # Seconds a registry's consumers need to see a take-out (they cache provider lists); 0 for a load
+    # balancer. The take-out step waits the largest of them once, on its clock, after every switch is out.
+    propagation_seconds: float
 
     async def take_out(self, host: Host) -> None:
         """Stop sending new traffic to the host (drain). Idempotent."""

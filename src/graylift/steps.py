@@ -251,18 +251,22 @@ async def mute(ctx: StepContext) -> dict[str, Any]:
 
 
 async def take_out(ctx: StepContext) -> dict[str, Any]:
-    """Out of every registry and load balancer, each read back: the host is stopped only if all agree."""
-    propagation: dict[str, float] = {}
+    """Out of every registry and load balancer, each read back: the host is stopped only if all agree.
+
+    Then ONE wait, on the step's clock, for the slowest registry's consumers to see it: the largest
+    ``propagation_seconds`` of the switches (each one's is in the detail, by name).
+    """
 
     async def one(switch: TrafficSwitch) -> None:
         await switch.take_out(ctx.host)
-        waited = getattr(switch, "last_wait_seconds", None)
-        if waited:
-            propagation[switch.name] = round(float(waited), 3)
         if not await switch.is_out(ctx.host):
             raise TrafficError("still in after take-out")
 
     out = await _each(ctx.host, "take-out (so it is not stopped)", ctx.runtime.switches, one)
+    propagation = {switch.name: round(float(switch.propagation_seconds), 3) for switch in ctx.runtime.switches
+                   if switch.propagation_seconds > 0}
+    if propagation:
+        await ctx.clock.sleep(max(propagation.values()))
     return {"out_of": out, "propagation_seconds": propagation}
 
 

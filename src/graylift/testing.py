@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from graylift.adapters.artifacts import LocalDirArtifactStore
-from graylift.adapters.local import LocalTransport
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ArtifactError, HostUnreachable, SilencerError, TrafficError
 from graylift.ports import CommandResult, Preflight
@@ -63,6 +63,7 @@ class FakeSwitch:
     """A load balancer / registry in memory. ``fails`` holds (operation, host or "*") pairs that raise."""
 
     name: str = "fake-lb"
+    propagation_seconds: float = 0.0
     out: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)
     fails: set[tuple[str, str]] = field(default_factory=set)
@@ -131,6 +132,8 @@ class FakeSilencer:
 class FileSwitch:
     """A load balancer whose state is files (``<dir>/<host>`` exists while the host is out): shared by several
     controller processes, for tests that kill or freeze them."""
+
+    propagation_seconds = 0.0
 
     def __init__(self, directory: Path, name: str = "file-lb") -> None:
         self.directory, self.name = directory, name

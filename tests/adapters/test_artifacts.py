@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import doctest
 import hashlib
 import shlex
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +14,12 @@ import pytest
 
 from graylift.adapters import artifacts
 from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, download_command
-from graylift.adapters.local import LocalTransport
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, PackageKind
 from graylift.errors import ArtifactError, RemoteCommandFailed
-
-from .test_ssh_local import argv_holding
+from tests.adapters.transport.test_ssh_local import argv_holding
+from tests.fakes.artifacts import FakeArtifactServer
+from tests.fakes.base import Request, Response
 
 USER = "deploy"
 PASSWORD = "p\"w \\$1 'x"  # a double quote, a backslash, a $, a space and a single quote
@@ -40,79 +38,37 @@ class Seen:
     argv_with_secret: list[str]  # processes whose argv held a secret while the server answered
 
 
-class Repository:
-    """Serves ``files`` on 127.0.0.1; ``scheme`` basic / bearer / None says which credentials it requires."""
+@dataclass
+class Repository(FakeArtifactServer):
+    """The package and its .sha256; ``seen`` keeps each request, whether it was authorized, and which
+    processes held a secret in their argv while it was answered."""
 
-    def __init__(self, scheme: str | None) -> None:
-        self.scheme = scheme
-        self.files = {PATH: PACKAGE, PATH + ".sha256": f"{SHA}  pyapp-1.0.0.tar.gz\n".encode()}
-        self.head_allowed = True
-        self.seen: list[Seen] = []
-        repo = self
+    seen: list[Seen] = field(default_factory=list)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def handle(self, request: Request) -> Response:
+        # the client (curl on a "host") is running now: is a secret in any process's argv?
+        hits = [line for secret in (PASSWORD, TOKEN) for line in argv_holding(secret)]
+        self.seen.append(Seen(request.method, request.path, self.authorized(request), hits))
+        return super().handle(request)
 
-            def do_HEAD(self) -> None:
-                self.answer(body=False)
 
-            def do_GET(self) -> None:
-                self.answer(body=True)
-
-            def answer(self, *, body: bool) -> None:
-                authorized = repo.authorized(self.headers.get("Authorization"))
-                # the client (curl on a "host") is running now: is a secret in any process's argv?
-                hits = [line for secret in (PASSWORD, TOKEN) for line in argv_holding(secret)]
-                repo.seen.append(Seen(self.command, self.path, authorized, hits))
-                if not body and not repo.head_allowed:
-                    status, data = 405, b""
-                elif not authorized:
-                    status, data = 401, b"authentication required\n"
-                elif self.path in repo.files:
-                    status, data = 200, repo.files[self.path]
-                else:
-                    status, data = 404, b"no such file\n"
-                self.send_response(status)
-                if status == 401:
-                    self.send_header("WWW-Authenticate", 'Basic realm="repo"')
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def authorized(self, header: str | None) -> bool:
-        if self.scheme == "basic":
-            return header == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        if self.scheme == "bearer":
-            return header == f"Bearer {TOKEN}"
-        return True
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+def serve(scheme: str | None) -> Repository:
+    repo = Repository(files={PATH: PACKAGE, PATH + ".sha256": f"{SHA}  pyapp-1.0.0.tar.gz\n".encode()},
+                      scheme=scheme, username=USER, password=PASSWORD, token=TOKEN)
+    repo.start()
+    return repo
 
 
 @pytest.fixture(params=["basic", "bearer"])
 def repo(request: pytest.FixtureRequest) -> Iterator[Repository]:
-    server = Repository(request.param)
+    server = serve(request.param)
     yield server
     server.stop()
 
 
 @pytest.fixture
 def open_repo() -> Iterator[Repository]:
-    server = Repository(None)
+    server = serve(None)
     yield server
     server.stop()
 
@@ -196,8 +152,8 @@ async def test_an_unreachable_repository() -> None:
     with pytest.raises(ArtifactError) as caught:
         await unreachable.resolve("pyapp", "1.0.0")
     message = one_line(caught)
-    assert message.startswith(f"pyapp 1.0.0: the artifact repository is unreachable ({url}{PATH}): ConnectError")
-    assert message.endswith("; check the URL and the network")
+    assert message.startswith(f"pyapp 1.0.0: HEAD {PATH} failed: ConnectError")
+    assert message.endswith(f"; is the artifact repository reachable at {url}{PATH}? check the URL and the network")
 
 
 async def test_urls_in_messages_are_masked(open_repo: Repository) -> None:

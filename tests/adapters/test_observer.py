@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from graylift.adapters.local import LocalTransport
 from graylift.adapters.observer import connections_from, parse_ss, verify_no_new_traffic
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 

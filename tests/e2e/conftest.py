@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.state import ReleaseState
-from graylift.inventory import load_hosts_file
 from graylift.lab import LabInfo, lab_down, lab_up
 from graylift.lab.files import ZOOKEEPER_SERVICES
 from graylift.lab.inspect import active_silences, haproxy_servers, host_versions, zookeeper_overrides

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 import graylift.engine.hosts as hosts_module
+from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.flow import Step
 from graylift.core.state import HostState, ReleaseState
-from graylift.inventory import load_hosts_file
 from graylift.lab import LabInfo, host_exec, partition
 from graylift.lab import artifacts as lab_artifacts
 from graylift.lab import services as lab_services

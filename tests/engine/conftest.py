@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from graylift.adapters.deploy_dir import ShellDeployDir
 from graylift.adapters.health import CommandProbe
+from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.config import render_command
 from graylift.core.model import Host, Strategy
 from graylift.core.plan import make_plan

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graylift.adapters.deploy_dir import ShellDeployDir
 from graylift.adapters.health import CommandProbe
+from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.config import render_command
 from graylift.core.model import Strategy
 from graylift.steps import AppRuntime

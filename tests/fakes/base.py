@@ -1,4 +1,5 @@
-"""A threaded HTTP server on 127.0.0.1 that hands every request to a fake's ``handle`` method."""
+"""A threaded HTTP server on 127.0.0.1 that hands every request to a fake's ``handle`` method: the one base of
+every fake HTTP server of the tests (``requests`` keeps what each one was asked)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 class Request:
     method: str
     path: str
-    query: dict[str, str]
-    headers: dict[str, str]
+    query: dict[str, str]  # the last value of each parameter
+    headers: dict[str, str]  # names in lower case
     body: bytes
+    params: dict[str, list[str]] = field(default_factory=dict)  # every value of each parameter, blanks kept
 
     def form(self) -> dict[str, str]:
         """Query parameters merged with an x-www-form-urlencoded body (body wins)."""
@@ -34,6 +36,7 @@ class Response:
     status: int = 200
     body: Any = ""
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -64,7 +67,8 @@ class FakeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = Request(self.command, url.path, {k: v[-1] for k, v in parse_qs(url.query).items()},
                                   {k.lower(): v for k, v in self.headers.items()},
-                                  self.rfile.read(length) if length else b"")
+                                  self.rfile.read(length) if length else b"",
+                                  parse_qs(url.query, keep_blank_values=True))
                 with fake._lock:
                     fake.requests.append(request)
                     try:
@@ -75,10 +79,13 @@ class FakeServer:
                 self.send_response(response.status)
                 self.send_header("Content-Type", response.content_type)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _any
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = _any
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -7,19 +7,18 @@ NetBox's "Select a valid choice"), ``limit``/``offset`` pagination (default 50, 
 ``next``/``previous`` links and ``count``, and token authentication (``Authorization: Token <v1>`` or
 ``Bearer nbt_<key>.<secret>``; none or a wrong one -> HTTP 403 with a ``detail``). Objects are shaped like
 NetBox 4 (status {value,label}, nested site/role/rack/tags, primary_ip4 {address: "10.0.0.5/24"}).
-Unknown query parameters are ignored. Runs in a thread on 127.0.0.1.
+Unknown query parameters are ignored. Runs in a thread on 127.0.0.1 (tests/fakes/base.py).
 """
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
+
+from .base import FakeServer, Request, Response
 
 STATUSES = ("active", "offline", "planned", "staged", "failed", "inventory", "decommissioning")
 PATHS = {"/api/dcim/devices/": "devices", "/api/virtualization/virtual-machines/": "virtual-machines"}
@@ -74,14 +73,7 @@ def make_record(ident: int, name: str | None, *, ip: str | None = None, ip6: str
 
 
 @dataclass
-class SeenRequest:
-    path: str
-    query: dict[str, list[str]]
-    authorization: str | None
-
-
-@dataclass
-class FakeNetbox:
+class FakeNetbox(FakeServer):
     """Holds the data and knobs; ``start()`` serves it on 127.0.0.1 and returns the base URL."""
 
     token: str | None = None
@@ -92,82 +84,37 @@ class FakeNetbox:
     delay: float = 0.0  # seconds to wait before answering
     fail_status: dict[int, int] = field(default_factory=dict)  # request number (1-based) -> HTTP status
     on_request: Callable[[FakeNetbox, int], None] | None = None
-    requests: list[SeenRequest] = field(default_factory=list)
     known_tags: set[str] = field(default_factory=set)  # tag slugs that exist even if no object has them
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
-
-    def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                status, body = fake.answer(self.path, self.headers.get("Authorization"),
-                                           self.headers.get("Host", "netbox"))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def handle(self, request: Request) -> Response:
+        status, body = self.answer(request, len(self.requests))
+        return Response(status, body)
 
     # ------------------------------------------------------------------ the API
-    def answer(self, raw_path: str, authorization: str | None, host: str) -> tuple[int, Any]:
-        split = urlsplit(raw_path)
-        query = parse_qs(split.query, keep_blank_values=True)
-        with self._lock:
-            self.requests.append(SeenRequest(split.path, query, authorization))
-            number = len(self.requests)
+    def answer(self, request: Request, number: int) -> tuple[int, Any]:
         if self.on_request is not None:
             self.on_request(self, number)
         if self.delay:
             time.sleep(self.delay)
         if number in self.fail_status:
             return self.fail_status[number], {"detail": "Server Error (fake)"}
+        authorization = request.headers.get("authorization")
         if self.token is not None:
             if not authorization:
                 return 403, {"detail": "Authentication credentials were not provided."}
             if authorization not in (f"Token {self.token}", f"Bearer {self.token}"):
                 return 403, {"detail": "Invalid token"}
-        if split.path in ("/api", "/api/"):
+        host = request.headers.get("host", "netbox")
+        if request.path in ("/api", "/api/"):
             return 200, {"dcim": f"http://{host}/api/dcim/", "virtualization": f"http://{host}/api/virtualization/"}
-        kind = PATHS.get(split.path)
+        kind = PATHS.get(request.path)
         if kind is None:
             return 404, {"detail": "Not found."}
         records = self.devices if kind == "devices" else self.virtual_machines
-        errors, matched = self._filter(records, query)
+        errors, matched = self._filter(records, request.params)
         if errors:
             return 400, errors
-        return 200, self._page(matched, query, f"{self.next_base or 'http://' + host}{split.path}")
+        return 200, self._page(matched, request.params, f"{self.next_base or 'http://' + host}{request.path}")
 
     def _filter(self, records: list[dict[str, Any]], query: dict[str, list[str]]
                 ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from graylift.adapters.local import LocalTransport
-from graylift.adapters.nginx import NginxSwitch
 from graylift.adapters.observer import connections_from, verify_no_new_traffic
+from graylift.adapters.traffic.nginx import NginxSwitch, NginxTraffic
+from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
 from graylift.errors import GrayliftError, TrafficError
 from graylift.lab import LabInfo, files, host_exec, lab_down, lab_up
@@ -137,9 +137,7 @@ def switch_for(info: LabInfo, app: str) -> NginxSwitch:
     async def local() -> Transport:
         return LocalTransport(Host(name="controller", address="127.0.0.1"))
 
-    return NginxSwitch(transport_factory=local, include_path=entry["include"], upstream=entry["upstream"],
-                       port=entry["port"], nginx_bin=entry["nginx_bin"], nginx_conf=entry["nginx_conf"],
-                       reload_settle=entry["reload_settle"], name=entry["name"])
+    return NginxSwitch(NginxTraffic.model_validate(entry), transport_factory=local)
 
 
 def lab_host(info: LabInfo, index: int) -> Host:

@@ -6,36 +6,35 @@ from __future__ import annotations
 import json
 import tarfile
 import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fakes.cmdb import FakeCmdb
 
 import graylift.service.releases as service_module
 from graylift import wiring
-from graylift.adapters.alertmanager import AlertmanagerSilencer
-from graylift.adapters.command_hook import CommandSwitch
-from graylift.adapters.command_silencer import CommandSilencer
-from graylift.adapters.consul import ConsulSwitch
-from graylift.adapters.dubbo3 import Dubbo3Switch
-from graylift.adapters.etcd import EtcdSwitch
-from graylift.adapters.eureka import EurekaSwitch
-from graylift.adapters.haproxy import HaproxySwitch
-from graylift.adapters.http_inventory import HttpJsonInventory
-from graylift.adapters.local import LocalConnector, LocalTransport
-from graylift.adapters.nacos import NacosSwitch
-from graylift.adapters.netbox import NetboxInventory
-from graylift.adapters.nginx import NginxSwitch
-from graylift.adapters.nginx_plus import NginxPlusSwitch
-from graylift.adapters.zabbix import ZabbixSilencer
-from graylift.adapters.zookeeper import ZookeeperSwitch
+from graylift.adapters.inventory.builtin import BuiltinInventory
+from graylift.adapters.inventory.http import HttpJsonInventory
+from graylift.adapters.inventory.netbox import NetboxInventory
+from graylift.adapters.monitoring.alertmanager import AlertmanagerSilencer
+from graylift.adapters.monitoring.command import CommandSilencer
+from graylift.adapters.monitoring.zabbix import ZabbixSilencer
+from graylift.adapters.traffic.command import CommandSwitch
+from graylift.adapters.traffic.consul import ConsulSwitch
+from graylift.adapters.traffic.dubbo3 import Dubbo3Switch
+from graylift.adapters.traffic.etcd import EtcdSwitch
+from graylift.adapters.traffic.eureka import EurekaSwitch
+from graylift.adapters.traffic.haproxy import HaproxySwitch
+from graylift.adapters.traffic.nacos import NacosSwitch
+from graylift.adapters.traffic.nginx import NginxSwitch
+from graylift.adapters.traffic.nginx_plus import NginxPlusSwitch
+from graylift.adapters.traffic.zookeeper import ZookeeperSwitch
+from graylift.adapters.transport.local import LocalConnector, LocalTransport
 from graylift.config import AppConfig, load_config
 from graylift.core.model import Host
 from graylift.errors import ConfigError
-from graylift.inventory import BuiltinInventory
 from graylift.preflight import Report
 from graylift.service import Graylift
 from graylift.store import Store
@@ -137,7 +136,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-async def test_every_type_builds_its_adapter_with_its_arguments(tmp_path: Path, secrets: dict[str, str]) -> None:
+async def test_every_type_builds_its_adapter_from_its_entry(tmp_path: Path, secrets: dict[str, str]) -> None:
     cfg = load_config(write(tmp_path, EVERY_TYPE)).app_for_env("shop", "prod")
     connector = LocalConnector()
     seed = [Host("web-01", "10.213.0.1"), Host("web-02", "10.213.0.2")]
@@ -147,17 +146,13 @@ async def test_every_type_builds_its_adapter_with_its_arguments(tmp_path: Path, 
         assert [type(s) for s in rt.switches] == [
             HaproxySwitch, ZookeeperSwitch, NginxSwitch, NginxSwitch, NginxPlusSwitch, CommandSwitch,
             EtcdSwitch, Dubbo3Switch, NacosSwitch, ConsulSwitch, EurekaSwitch]
-        assert isinstance(haproxy, HaproxySwitch) and isinstance(zk, ZookeeperSwitch)
-        assert (haproxy.socket, haproxy.backend, haproxy.server_template, haproxy.drain_timeout) == (
-            "/run/h.sock", "shop", "{address}", 7.0)
-        assert (zk.hosts, zk.service, zk.port, zk.root, zk.propagation_seconds) == (
-            "127.0.0.1:2181", "com.acme.Shop", 20880, "/dubbo", 2.0)
+        # Each adapter holds the very entry it was built from (one model per backend, no copy).
+        assert [s.cfg for s in rt.switches] == cfg.traffic  # type: ignore[attr-defined]
+        assert isinstance(haproxy, HaproxySwitch) and haproxy.server(Host("web-01", "10.213.0.1")) == "10.213.0.1"
+        assert isinstance(zk, ZookeeperSwitch) and zk.name == "zookeeper:/dubbo/com.acme.Shop"
 
         assert isinstance(nginx, NginxSwitch) and isinstance(nginx_ssh, NginxSwitch)
-        assert (nginx.include_path, nginx.upstream, nginx.port, nginx.keepalive, nginx.server_params,
-                nginx.nginx_conf, nginx.reload_settle, nginx.hosts, nginx.name) == (
-            "/etc/nginx/upstreams/shop.conf", "shop", 8080, 16, "max_fails=3", "/etc/nginx/nginx.conf", 0.2,
-            None, "nginx:shop")
+        assert nginx.hosts is None and nginx.name == "nginx:shop"
         local = await nginx.transport_factory()  # no lb_host: nginx on the controller itself
         assert isinstance(local, LocalTransport) and local.host == Host("controller", "127.0.0.1")
         assert (await local.run("echo ok", timeout=5)).stdout == "ok\n"
@@ -166,63 +161,50 @@ async def test_every_type_builds_its_adapter_with_its_arguments(tmp_path: Path, 
         assert nginx_ssh.hosts == seed and nginx_ssh.name == "nginx:lb-2"
 
         assert isinstance(plus, NginxPlusSwitch)
-        assert plus.base == "http://127.0.0.1:8088/api/9/http/upstreams/shop" and plus.port == 8080
+        assert plus.base == "http://127.0.0.1:8088/api/9/http/upstreams/shop"
         assert plus._client.headers["Authorization"] == secrets["PLUS_AUTH"]
         assert plus._client.headers["X-Team"] == "shop"
 
         assert isinstance(command, CommandSwitch)
-        assert (command.app, command.port, command.run_on, command.timeout, command.in_flight_template) == (
-            "shop", 8080, "host", 12.0, "/opt/lb/ctl active {address}:{port}")
-        assert command.connect == connector.connect
+        assert (command.app, command.name, command.connect) == ("shop", "command:shop", connector.connect)
 
-        assert isinstance(etcd, EtcdSwitch)
-        assert (etcd.url, etcd.service, etcd.port, etcd.mode, etcd.username, etcd._password,
-                etcd.propagation_seconds, etcd.key_template, etcd.parked_prefix) == (
-            "http://127.0.0.1:2379", "shop", 8080, "field", "graylift", secrets["ETCD_PW"], 1.5,
-            "/services/{service}/{address}:{port}", "/graylift/parked")
-        assert isinstance(dubbo3, Dubbo3Switch)
-        assert (dubbo3.rule_path, dubbo3.port, dubbo3.instances_root, dubbo3.propagation_seconds) == (
-            "/dubbo/config/g1/shop.configurators", 20880, "/services", 3.0)
-        assert isinstance(nacos, NacosSwitch)
-        assert (nacos.namespace, nacos.group, nacos.cluster, nacos.ephemeral, nacos.username, nacos._password) == (
-            "ns1", "DEFAULT_GROUP", "DEFAULT", False, "nacos", secrets["NACOS_PW"])
-        assert isinstance(consul, ConsulSwitch)
+        assert isinstance(etcd, EtcdSwitch) and etcd.api.login is not None
+        assert etcd.api.login.password == secrets["ETCD_PW"]
+        assert etcd.name == "etcd:/services/shop/*:8080"
+        assert isinstance(dubbo3, Dubbo3Switch) and dubbo3.rule_path == "/dubbo/config/g1/shop.configurators"
+        assert isinstance(nacos, NacosSwitch) and nacos.api.login is not None
+        assert nacos.api.login.password == secrets["NACOS_PW"]
+        assert isinstance(consul, ConsulSwitch) and consul._token == secrets["CONSUL_TOKEN"]
         assert consul.service_id(Host("web-01", "10.213.0.1")) == "shop-8080"
         assert consul.agent_url(Host("web-01", "10.213.0.1")) == "http://10.213.0.1:8500"
-        assert consul._token == secrets["CONSUL_TOKEN"]
-        assert isinstance(eureka, EurekaSwitch)
+        assert isinstance(eureka, EurekaSwitch) and eureka._auth is not None
         assert eureka.instance_id(Host("web-01", "10.213.0.1")) == "web-01:shop:8080"
-        assert eureka._auth is not None and eureka.propagation_seconds == 30.0
-        # Every registry exposes the wait it made after take_out for the journal.
-        for registry in (etcd, dubbo3, nacos, consul, eureka):
-            assert registry.last_wait_seconds == 0.0  # type: ignore[attr-defined]
+        # Every switch tells the take-out step how long its consumers need (0 for load balancers).
+        assert [s.propagation_seconds for s in rt.switches] == [0, 2, 0, 0, 0, 0, 1.5, 3, 0, 0, 30]
 
         am, zbx_token, zbx_login, mon = rt.silencers
+        assert [s.cfg for s in rt.silencers] == cfg.monitoring  # type: ignore[attr-defined]
         assert isinstance(am, AlertmanagerSilencer) and am.url == "http://127.0.0.1:9093"
         assert isinstance(zbx_token, ZabbixSilencer) and isinstance(zbx_login, ZabbixSilencer)
-        assert (zbx_token.url, zbx_token._token, zbx_token.host_template) == (
-            "http://127.0.0.1:8089/api_jsonrpc.php", secrets["ZBX_TOKEN"], "{address}")
-        assert (zbx_login.username, zbx_login._password, zbx_login.legacy_auth, zbx_login._token) == (
-            "Admin", secrets["ZBX_PW"], True, None)
-        assert isinstance(mon, CommandSilencer) and (mon.name, mon.timeout) == ("command:mon", 9.0)
+        assert (zbx_token.url, zbx_token._token, zbx_token._password) == (
+            "http://127.0.0.1:8089/api_jsonrpc.php", secrets["ZBX_TOKEN"], None)
+        assert (zbx_login._token, zbx_login._password) == (None, secrets["ZBX_PW"])
+        assert isinstance(mon, CommandSilencer) and mon.name == "command:mon"
         assert rt.silence_seconds == 20 * 60  # the shortest silence_minutes
     finally:
         for switch in rt.switches:
-            close = getattr(switch, "close", None)
-            if close is not None:
-                await close()
+            await switch.close()
         await connector.close()
 
 
 def test_inventory_per_type_and_env(tmp_path: Path, secrets: dict[str, str], store: Store) -> None:
     config = load_config(write(tmp_path, EVERY_TYPE))
     netbox = wiring.inventory_for(config.app_for_env("shop", "prod"), store)
-    assert isinstance(netbox, NetboxInventory)
-    assert (netbox.kinds, netbox.filters, netbox.group_from, netbox.zone_from, netbox.page_size,
-            netbox.token_env) == (("devices", "virtual-machines"), {"tag": "{app}", "site": ["dc1", "dc2"]},
-                                  "tag-prefix:group-", "rack", 50, "NB_TOKEN")
+    assert isinstance(netbox, NetboxInventory) and netbox.cfg == config.app_for_env("shop", "prod").inventory
+    assert (netbox.cfg.kinds, netbox.cfg.group_from, netbox._token) == (
+        ["devices", "virtual-machines"], "tag-prefix:group-", secrets["NB_TOKEN"])
     http = wiring.inventory_for(config.app_for_env("shop", "test"), store)  # override switches the type
-    assert isinstance(http, HttpJsonInventory) and http.token_env == "CMDB_TOKEN"
+    assert isinstance(http, HttpJsonInventory) and http._token == secrets["CMDB_TOKEN"]
     assert http.url_for("shop", "test") == "http://127.0.0.1:1/hosts?app=shop&env=test"
     builtin = wiring.inventory_for(config.app_for_env("shop", "dev"), store)
     assert isinstance(builtin, BuiltinInventory) and builtin.store is store
@@ -287,35 +269,15 @@ HOSTS_JSON = {"hosts": [{"name": f"web-{i:02d}", "address": f"10.213.0.{i}", "gr
 
 
 @pytest.fixture
-def cmdb() -> Iterator[dict[str, Any]]:
+def cmdb() -> Iterator[FakeCmdb]:
     """A real HTTP CMDB on loopback that records the requests it answers."""
-    seen: dict[str, Any] = {"paths": [], "auth": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen["paths"].append(self.path)
-            seen["auth"].append(self.headers.get("Authorization"))
-            body = json.dumps(HOSTS_JSON).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    seen["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield seen
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    server = FakeCmdb(default=(200, HOSTS_JSON))
+    server.start()
+    yield server
+    server.stop()
 
 
-async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path, cmdb: dict[str, Any],
+async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path, cmdb: FakeCmdb,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMDB_TOKEN", "cmdb-s3cret")
 
@@ -338,15 +300,14 @@ async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path,
             health: {{none: true}}
             traffic:
               - {{type: nginx, include: {tmp_path}/up.conf, upstream: shop, port: 8080, seed: true}}
-            inventory: {{type: http, url: "{cmdb['url']}/hosts/{{app}}/{{env}}", token_env: CMDB_TOKEN}}
+            inventory: {{type: http, url: "{cmdb.url}/hosts/{{app}}/{{env}}", token_env: CMDB_TOKEN}}
         """)
     service = Graylift(path, db_url=f"sqlite:///{tmp_path}/state.db")
     try:
         view = await service.plan("shop", "prod")
         assert [h.name for h in view.hosts] == ["web-01", "web-02", "web-03", "web-04"]
         rec = await service.start_release("shop", "prod", "1.0", started_by="test")
-        assert cmdb["paths"] == ["/hosts/shop/prod", "/hosts/shop/prod"]
-        assert cmdb["auth"] == ["Bearer cmdb-s3cret"] * 2
+        assert cmdb.seen == [("/hosts/shop/prod", "Bearer cmdb-s3cret")] * 2
         assert "cmdb-s3cret" not in json.dumps(rec.config)
         runs = service.store.host_runs(rec.id)
         assert sorted((r.host, r.address) for r in runs) == [(h["name"], h["address"]) for h in HOSTS_JSON["hosts"]]
@@ -358,33 +319,6 @@ async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path,
                 h["address"] for h in HOSTS_JSON["hosts"]]
         finally:
             await fleet.close()
-        assert len(cmdb["paths"]) == 2
+        assert len(cmdb.requests) == 2
     finally:
         service.close()
-
-
-def test_health_probes_are_filled_in_per_host(tmp_path: Path) -> None:
-    from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe
-    from graylift.config import load_config
-    from graylift.wiring import probes
-
-    config = tmp_path / "graylift.yaml"
-    config.write_text(
-        "apps:\n"
-        "  web:\n"
-        "    package: {type: jar, url: 'http://repo/{app}-{version}.{ext}', sha256_url: '{url}.sha256'}\n"
-        "    deploy: {dir: /srv/web}\n"
-        "    commands: {start: 'sh {current}/start', stop: 'sh {current}/stop'}\n"
-        "    health:\n"
-        "      process: '{app}-{version}.jar'\n"
-        "      http: {url: 'http://{address}:8080/health'}\n"
-        "      command: 'test -d {release_dir}'\n"
-    )
-    cfg = load_config(config).app_for_env("web", "prod")
-    values = {"app": "web", "version": "2.0.0", "deploy_dir": "/srv/web", "current": "/srv/web/current",
-              "release_dir": "/srv/web/releases/2.0.0", "host": "web-01", "address": "10.0.0.7"}
-    found = probes(cfg, values)
-    assert [type(p) for p in found] == [ProcessProbe, HttpProbe, CommandProbe]
-    assert found[0].pattern == "web-2.0.0.jar"  # type: ignore[attr-defined]
-    assert found[1].url == "http://10.0.0.7:8080/health"  # type: ignore[attr-defined]
-    assert found[2].command == "test -d /srv/web/releases/2.0.0"  # type: ignore[attr-defined]

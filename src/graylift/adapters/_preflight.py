@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from graylift.core.model import Host
 from graylift.errors import GrayliftError
 
 T = TypeVar("T")
@@ -17,6 +18,24 @@ def names(items: Sequence[str]) -> str:
     """``a, b, c`` (at most LISTED names, then ``and N more``)."""
     shown = ", ".join(items[:LISTED])
     return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
+
+
+def listing(name: str, words: str, items: Sequence[str]) -> tuple[str, ...]:
+    """One note ``<name>: <words>: a, b, ...`` naming ``items``; none when there are none."""
+    return (f"{name}: {words}: {names(items)}",) if items else ()
+
+
+def by_host(name: str, hosts: Sequence[Host], state: Callable[[Host], str | bool]) -> tuple[list[str], list[str]]:
+    """Sorts ``hosts`` by ``state(host)``: a text (why this backend cannot switch the host: a problem), True
+    (already out) or False (in). Returns the problem lines (``<name>: <host>: <why>``) and the hosts out."""
+    problems, out = [], []
+    for host in hosts:
+        found = state(host)
+        if isinstance(found, str):
+            problems.append(f"{name}: {host.name}: {found}")
+        elif found:
+            out.append(host.name)
+    return problems, out
 
 
 def every_host(name: str, exc: GrayliftError) -> str:

@@ -8,28 +8,37 @@ Credentials (``ArtifactAuth``: HTTP basic, or a bearer token) never travel in a 
 The controller sends them with its own requests (the existence check, the sha256 fetch); a host gets
 them on the standard input of its download command (:func:`download_command`: ``curl --config -``).
 Every error is one ``ArtifactError`` line with URLs masked (:func:`graylift.redact.mask_url`) and the
-secret redacted:
+secret redacted; httpx's own errors are translated by :func:`graylift.adapters._http.translated`:
 
     ArtifactError
       "<app> <version> is not in the repository (<url>): HTTP 404; check the version"
       "... refused access (<url>): HTTP 401 ..."   (no credentials configured, or wrong ones)
-      "... answered HTTP <status> ..." / "... is unreachable ..." / "... no sha256 at ..."
+      "... answered HTTP <status> ..." / "... no sha256 at ..."
+      "<app> <version>: HEAD <path> failed: ConnectError ...; is the artifact repository reachable at <url>? ..."
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shlex
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from graylift.adapters._http import safe_url, translated
+from graylift.adapters.registry import secret
 from graylift.core.model import Package, PackageKind, is_plain_name
-from graylift.errors import ArtifactError
+from graylift.core.template import render
+from graylift.errors import ArtifactError, ConfigError
 from graylift.redact import mask_url, redact
+
+if TYPE_CHECKING:
+    from graylift.config import PackageConfig
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -59,8 +68,7 @@ class ArtifactAuth:
             raise ValueError("the bearer token is empty")
         if self.username is not None and ":" in self.username:
             raise ValueError("the username cannot contain ':' (HTTP basic auth separates it from the password)")
-        for name in ("username", "password", "token"):
-            value = getattr(self, name)
+        for name, value in (("username", self.username), ("password", self.password), ("token", self.token)):
             if value is not None and _CONTROL.search(value):
                 raise ValueError(f"the repository {name} contains a line break or control character")
 
@@ -148,8 +156,7 @@ def filename_for(app: str, version: str, kind: PackageKind) -> str:
 
 
 def _fill(template: str, app: str, version: str, kind: PackageKind, url: str = "") -> str:
-    return (template.replace("{app}", app).replace("{version}", version).replace("{ext}", kind.value)
-            .replace("{url}", url))
+    return render(template, {"app": app, "version": version, "ext": kind.value, "url": url})
 
 
 class HttpArtifactStore:
@@ -167,31 +174,36 @@ class HttpArtifactStore:
         url = _fill(self.url_template, app, version, self.kind)
         what = f"{app} {version}"
         auth = self.auth.httpx_auth() if self.auth is not None else None
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout, auth=auth, follow_redirects=True) as client:
-                await self._check_exists(client, what, url)
-                sha = self.fixed_sha256
-                if sha is None and self.sha256_url_template:
-                    sha = await self._fetch_sha256(client, what,
-                                                   _fill(self.sha256_url_template, app, version, self.kind, url))
-        except httpx.HTTPError as exc:
-            raise self._error(f"{what}: the artifact repository is unreachable ({url}): "
-                              f"{type(exc).__name__} {exc}".rstrip() + "; check the URL and the network") from exc
+        async with httpx.AsyncClient(timeout=self.timeout, auth=auth, follow_redirects=True) as client:
+            await self._check_exists(client, what, url)
+            sha = self.fixed_sha256
+            if sha is None and self.sha256_url_template:
+                sha = await self._fetch_sha256(client, what,
+                                               _fill(self.sha256_url_template, app, version, self.kind, url))
         if sha is None or not SHA256.match(sha):
             raise self._error(f"{what}: sha256 {sha!r} is not 64 hex digits")
         return Package(app, version, self.kind, filename_for(app, version, self.kind), sha, url=url)
 
+    def _reaching(self, what: str, method: str, url: str) -> contextlib.AbstractContextManager[None]:
+        """httpx's errors of one request, as one ArtifactError (graylift.adapters._http)."""
+        return translated(ArtifactError, what, method, url, secrets=self.auth.secrets if self.auth else (),
+                          hint=f"is the artifact repository reachable at {safe_url(url)}? check the URL and the "
+                               "network")
+
     async def _check_exists(self, client: httpx.AsyncClient, what: str, url: str) -> None:
-        status = (await client.head(url)).status_code
+        with self._reaching(what, "HEAD", url):
+            status = (await client.head(url)).status_code
         if status in (405, 501):  # a server without HEAD: ask for the headers of a GET
-            async with client.stream("GET", url) as response:
-                status = response.status_code
+            with self._reaching(what, "GET", url):
+                async with client.stream("GET", url) as response:
+                    status = response.status_code
         if status in (404, 410):
             raise self._error(f"{what} is not in the repository ({url}): HTTP {status}; check the version")
         self._check_status(status, what, url)
 
     async def _fetch_sha256(self, client: httpx.AsyncClient, what: str, sha_url: str) -> str:
-        response = await client.get(sha_url)
+        with self._reaching(what, "GET", sha_url):
+            response = await client.get(sha_url)
         if response.status_code in (404, 410):
             raise self._error(f"{what}: no sha256 at {sha_url} (HTTP {response.status_code}); publish the "
                               ".sha256 next to the package or set package.sha256")
@@ -230,3 +242,26 @@ class LocalDirArtifactStore:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
         return Package(app, version, self.kind, name, digest.hexdigest(), local_path=str(path))
+
+
+def auth_from_config(package: PackageConfig) -> ArtifactAuth | None:
+    """The repository credentials, read from the environment variables the package names (never stored)."""
+    try:
+        if package.token_env is not None:
+            return ArtifactAuth.bearer(secret(package.token_env, "package.token_env") or "")
+        if package.username is not None:
+            return ArtifactAuth.basic(package.username, secret(package.password_env, "package.password_env") or "")
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="package") from None
+    return None
+
+
+def store_from_config(package: PackageConfig) -> HttpArtifactStore | LocalDirArtifactStore:
+    """The store of a package whose repository is resolved (as a release's config snapshot has it)."""
+    kind = PackageKind(package.type)
+    if package.local_dir is not None:
+        return LocalDirArtifactStore(directory=Path(package.local_dir), kind=kind)
+    if package.url is None:
+        raise ConfigError("package needs url, local_dir or repository", field="package")
+    return HttpArtifactStore(url_template=package.url, kind=kind, sha256=package.sha256,
+                             sha256_url_template=package.sha256_url or "{url}.sha256", auth=auth_from_config(package))

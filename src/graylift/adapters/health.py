@@ -1,4 +1,5 @@
-"""Health probes that run on the host through its Transport (so 127.0.0.1 is the host's own).
+"""Health probes that run on the host through its Transport (so 127.0.0.1 is the host's own), and the
+``health`` section of an app's config they are made from (:func:`probes_from_config`).
 
 A probe never raises for an unhealthy app: it returns ProbeResult(ok=False, detail=what it saw).
 HostUnreachable (and other transport failures) propagate: the host, not the app, is the problem.
@@ -8,12 +9,79 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, model_validator
 
 from graylift.errors import CommandTimeout
-from graylift.ports import HealthProbe, ProbeResult, Transport
+from graylift.ports import CommandResult, HealthProbe, ProbeResult, Transport
+from graylift.schema import (
+    COMMAND_PLACEHOLDERS,
+    CommandTemplate,
+    Flag,
+    HttpUrl,
+    Port,
+    PositiveInt,
+    PositiveSeconds,
+    Seconds,
+    Section,
+    Text,
+    fail,
+    is_int,
+    placeholders,
+    render_command,
+    render_template,
+)
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9.:-]+$")
+
+
+def _check_status(value: Any) -> Any:
+    if not is_int(value) or not 100 <= value <= 599:
+        raise fail("status", "must be an HTTP status from 100 to 599", value)
+    return value
+
+
+class HttpCheckConfig(Section):
+    url: Annotated[HttpUrl, placeholders(COMMAND_PLACEHOLDERS)]
+    status: Annotated[int, BeforeValidator(_check_status)] = 200
+    body: str | None = None
+
+
+class HealthConfig(Section):
+    """The app's probes. Without any, ``none: true`` must say so: precheck, health and bake then check nothing."""
+
+    process: Annotated[Text, placeholders(COMMAND_PLACEHOLDERS)] | None = None
+    tcp_port: Port | None = None
+    http: HttpCheckConfig | None = None
+    command: CommandTemplate | None = None
+    retries: PositiveInt = 60
+    interval: Seconds = 0.5
+    timeout: PositiveSeconds = 5.0
+    none: Flag = False
+
+    def probes(self) -> list[str]:
+        """The names of the probes given."""
+        given = {"process": self.process, "tcp_port": self.tcp_port, "http": self.http, "command": self.command}
+        return [name for name, value in given.items() if value is not None]
+
+    @model_validator(mode="after")
+    def _none_or_probes(self) -> HealthConfig:
+        given = self.probes()
+        if self.none and given:
+            raise ValueError(f"none: true means no health check, but {', '.join(given)} "
+                             f"{'is' if len(given) == 1 else 'are'} given; keep one or the other "
+                             "(in an env override, set the probes to null)")
+        return self
+
+
+async def _run(transport: Transport, command: str, timeout: float) -> CommandResult | None:
+    """The probe command's result, whatever its exit status; None when it timed out."""
+    try:
+        return await transport.run(command, timeout=timeout, check=False)
+    except CommandTimeout:
+        return None
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -44,9 +112,8 @@ class ProcessProbe:
         proof = shlex.quote(_self_proof(self.pattern))
         command = (f"pgrep -A -f -- {pat} 2>/dev/null; rc=$?; "
                    f"if [ $rc -eq 2 ]; then exec pgrep -f -- {proof}; fi; exit $rc")
-        try:
-            result = await transport.run(command, timeout=self.timeout, check=False)
-        except CommandTimeout:
+        result = await _run(transport, command, self.timeout)
+        if result is None:
             return ProbeResult(False, f"pgrep for {self.pattern!r} timed out after {self.timeout:g}s")
         pids = result.stdout.split()
         if result.exit_status == 0 and pids:
@@ -72,9 +139,8 @@ class TcpProbe:
         script = f": < /dev/tcp/{self.host}/{self.port}"
         command = (f"if command -v bash >/dev/null 2>&1; then timeout {t} bash -c {shlex.quote(script)}; "
                    f"else timeout {t} python3 -c {shlex.quote(py)}; fi")
-        try:
-            result = await transport.run(command, timeout=self.timeout + 5, check=False)
-        except CommandTimeout:
+        result = await _run(transport, command, self.timeout + 5)
+        if result is None:
             return ProbeResult(False, f"connect to {self.host}:{self.port} timed out")
         if result.ok:
             return ProbeResult(True, f"{self.host}:{self.port} accepts connections")
@@ -94,9 +160,8 @@ class HttpProbe:
     async def check(self, transport: Transport) -> ProbeResult:
         command = (f"curl -sS --noproxy '*' --max-time {self.timeout:g} -o - -w '\\n%{{http_code}}' "
                    f"-- {shlex.quote(self.url)}")
-        try:
-            result = await transport.run(command, timeout=self.timeout + 5, check=False)
-        except CommandTimeout:
+        result = await _run(transport, command, self.timeout + 5)
+        if result is None:
             return ProbeResult(False, f"GET {self.url} timed out after {self.timeout:g}s")
         if result.exit_status == 127:
             return ProbeResult(False, f"curl is not installed on {transport.host.name}")
@@ -121,9 +186,8 @@ class CommandProbe:
         self.name = f"command:{command}"
 
     async def check(self, transport: Transport) -> ProbeResult:
-        try:
-            result = await transport.run(self.command, timeout=self.timeout, check=False)
-        except CommandTimeout:
+        result = await _run(transport, self.command, self.timeout)
+        if result is None:
             return ProbeResult(False, f"{self.command!r} timed out after {self.timeout:g}s")
         output = _tail(result.stdout + result.stderr)
         if result.ok:
@@ -141,3 +205,19 @@ async def check_all(probes: Iterable[HealthProbe], transport: Transport) -> Prob
     if failed:
         return ProbeResult(False, "; ".join(failed))
     return ProbeResult(True, "; ".join(f"{name}: {r.detail}" for name, r in results))
+
+
+def probes_from_config(health: HealthConfig, values: Mapping[str, str]) -> list[HealthProbe]:
+    """The probes of one host: placeholders filled with that host's values (``{host}``, ``{address}``,
+    ``{version}``, paths); ``command`` values shell-quoted."""
+    found: list[HealthProbe] = []
+    if health.process:
+        found.append(ProcessProbe(render_template(health.process, values), timeout=health.timeout))
+    if health.tcp_port:
+        found.append(TcpProbe(health.tcp_port, timeout=health.timeout))
+    if health.http:
+        found.append(HttpProbe(render_template(str(health.http.url), values), status=health.http.status,
+                               body=health.http.body, timeout=health.timeout))
+    if health.command:
+        found.append(CommandProbe(render_command(health.command, values), timeout=health.timeout))
+    return found

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.state import ReleaseState
-from graylift.inventory import load_hosts_file
 from graylift.lab.files import nginx_traffic_entry
 from graylift.lab.info import LabInfo
 from graylift.lab.load import LoadReport, WrkLoad

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.model import Host
-from graylift.inventory import load_hosts_file
 from graylift.preflight import HostReport, survey_hosts
 from graylift.service.base import ServiceBase
 from graylift.store import HostHealth

@@ -1,0 +1,241 @@
+"""HAProxy through its runtime API (stats socket): drain, wait for sessions to end, maint; ready, wait UP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import re
+import time
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator
+
+from graylift.adapters._limits import LoopSemaphores
+from graylift.adapters._preflight import every_host, listing, names
+from graylift.adapters.registry import Backend, Build
+from graylift.core.model import Host
+from graylift.core.template import host_values, render
+from graylift.errors import TrafficError
+from graylift.ports import Preflight
+from graylift.schema import HostTemplate, Seconds, Section, Text, check_text, fail
+
+# srv_admin_state bits (HAProxy include/haproxy/server-t.h)
+ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, resolution, hostname maint
+ADMIN_DRAIN = 0x08 | 0x10  # forced, inherited drain
+OP_RUNNING = 2
+SOCKET_TIMEOUT = 5.0
+# HAProxy's stats socket accepts few connections at once (its listener's backlog and maxconn); a batch
+# of many hosts polls it in parallel, so commands to one socket are queued and a refused connect retried.
+SOCKET_CONCURRENCY = 4
+CONNECT_ATTEMPTS = 5
+_limit = LoopSemaphores(SOCKET_CONCURRENCY)
+
+
+def parse_servers_state(answer: str, backend: str) -> dict[str, tuple[int, int]]:
+    """{server name: (srv_admin_state, srv_op_state)} of ``backend`` in ``show servers state`` output
+    (version line, ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none."""
+    header: list[str] | None = None
+    servers: dict[str, tuple[int, int]] = {}
+    for line in answer.splitlines():
+        if line.startswith("# "):
+            header = line[2:].split()
+            continue
+        fields = line.split()
+        if header and len(fields) >= len(header) - 2:
+            row = dict(zip(header, fields, strict=False))
+            if row.get("be_name") == backend and "srv_name" in row:
+                servers[row["srv_name"]] = (int(row["srv_admin_state"]), int(row["srv_op_state"]))
+    return servers
+
+
+def _check_socket(value: str) -> str:
+    if value.startswith("/") or re.fullmatch(r"tcp://[^:/\s]+:\d{1,5}", value):
+        return value
+    raise fail("socket", "must be a unix socket path (/run/...) or tcp://HOST:PORT", value)
+
+
+class HaproxyTraffic(Section):
+    """HAProxy runtime API: set the server to drain, wait for sessions to reach 0, then maint."""
+
+    type: Literal["haproxy"] = "haproxy"
+    socket: Annotated[str, BeforeValidator(check_text), AfterValidator(_check_socket)]
+    backend: Text
+    server: HostTemplate = "{host}"  # the host's server name in the backend
+    drain_timeout: Seconds = 30.0
+
+
+class HaproxySwitch:
+    """One HAProxy backend; the host's server name comes from the ``server`` template."""
+
+    propagation_seconds = 0.0  # a load balancer's change is seen at once
+
+    def __init__(self, cfg: HaproxyTraffic, *, poll_interval: float = 0.2, up_timeout: float = 30.0) -> None:
+        self.cfg = cfg
+        self.poll_interval, self.up_timeout = poll_interval, up_timeout
+        self.name = f"haproxy:{cfg.backend}"
+
+    @classmethod
+    def from_config(cls, cfg: HaproxyTraffic, build: Build) -> HaproxySwitch:
+        return cls(cfg)
+
+    def server(self, host: Host) -> str:
+        return render(self.cfg.server, host_values(host))
+
+    async def take_out(self, host: Host) -> None:
+        """drain -> wait until current sessions are 0 (or drain_timeout) -> maint. Idempotent."""
+        srv = self.server(host)
+        admin, _ = await self._state(srv)
+        if not admin & ADMIN_MAINT:
+            await self._set_state(srv, "drain")
+            deadline = time.monotonic() + self.cfg.drain_timeout
+            while (await self._scur(srv)) > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(self.poll_interval)
+            await self._set_state(srv, "maint")
+        if not await self.is_out(host):
+            raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is not in maintenance after "
+                               "'set server ... state maint'")
+
+    async def put_back(self, host: Host) -> None:
+        """ready -> wait (up to up_timeout) until HAProxy sees the server UP (health check passing)."""
+        srv = self.server(host)
+        await self._set_state(srv, "ready")
+        deadline = time.monotonic() + self.up_timeout
+        while not await self.is_in(host):
+            if time.monotonic() >= deadline:
+                status = await self._stat_field(srv, "status")
+                check = await self._stat_field(srv, "check_status")
+                raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is ready but not UP after "
+                                   f"{self.up_timeout:g}s (status {status}, last check {check or 'none'}); "
+                                   "is the app answering HAProxy's health check?")
+            await asyncio.sleep(self.poll_interval)
+
+    async def is_out(self, host: Host) -> bool:
+        admin, _ = await self._state(self.server(host))
+        return bool(admin & (ADMIN_MAINT | ADMIN_DRAIN))
+
+    async def is_in(self, host: Host) -> bool:
+        admin, op = await self._state(self.server(host))
+        return not admin & (ADMIN_MAINT | ADMIN_DRAIN) and op == OP_RUNNING
+
+    async def in_flight(self, host: Host) -> int | None:
+        return await self._scur(self.server(host))
+
+    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
+        """Two reads for all hosts: the socket's level and ONE ``show servers state <backend>``."""
+        try:
+            level = (await self.command("show cli level")).strip()
+            answer = await self.command(f"show servers state {self.cfg.backend}")
+        except TrafficError as exc:
+            return Preflight(problems=(every_host(self.name, exc),))
+        servers = parse_servers_state(answer, self.cfg.backend)
+        if not servers:
+            return Preflight(problems=(f"{self.name}: every host: HAProxy has no backend {self.cfg.backend} with "
+                                       f"servers ({answer.strip() or 'empty answer'}); check the backend name",))
+        problems = []
+        if level in ("operator", "user"):
+            problems.append(f"{self.name}: every host: the socket {self.cfg.socket} is at level {level}; graylift sets "
+                            "server states, so use 'stats socket ... level admin'")
+        out, down = [], []
+        for host in hosts:
+            srv = self.server(host)
+            if srv not in servers:
+                problems.append(f"{self.name}: {host.name}: HAProxy has no server {self.cfg.backend}/{srv}; add it to "
+                                "the haproxy config or fix the 'server' template in graylift's config")
+                continue
+            admin, op = servers[srv]
+            if admin & (ADMIN_MAINT | ADMIN_DRAIN):
+                out.append(host.name)
+            elif op != OP_RUNNING:
+                down.append(host.name)
+        notes = [f"{self.name}: {len(hosts) - len(out) - len(down)} of {len(hosts)} hosts in and UP"]
+        notes += listing(self.name, "already in maint or drain", out)
+        if down:
+            notes.append(f"{self.name}: not UP (health check failing): {names(down)}")
+        return Preflight(tuple(problems), tuple(notes))
+
+    async def close(self) -> None:
+        return None  # one connection per command: nothing stays open
+
+    # runtime API -------------------------------------------------------------------------------
+
+    async def command(self, line: str) -> str:
+        """Send one runtime API command on a fresh connection; return the whole answer.
+
+        At most SOCKET_CONCURRENCY commands per socket run at once; a refused connect is retried.
+        """
+        async with _limit(self.cfg.socket):
+            for attempt in range(1, CONNECT_ATTEMPTS + 1):
+                try:
+                    return await self._command_once(line)
+                except TrafficError as exc:
+                    if attempt == CONNECT_ATTEMPTS or not isinstance(exc.__cause__, OSError):
+                        raise
+                    await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _command_once(self, line: str) -> str:
+        try:
+            if self.cfg.socket.startswith("tcp://"):
+                address, _, port = self.cfg.socket[len("tcp://"):].rpartition(":")
+                opening = asyncio.open_connection(address, int(port))
+            else:
+                opening = asyncio.open_unix_connection(self.cfg.socket)
+            reader, writer = await asyncio.wait_for(opening, SOCKET_TIMEOUT)
+            try:
+                writer.write(line.encode() + b"\n")
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(), SOCKET_TIMEOUT)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise TrafficError(f"{self.name}: cannot talk to the HAProxy runtime API at {self.cfg.socket} "
+                               f"({exc or type(exc).__name__}); is HAProxy running with "
+                               "'stats socket ... level admin'?") from exc
+        return data.decode("utf-8", "replace")
+
+    def _unknown(self, srv: str, answer: str) -> TrafficError:
+        return TrafficError(f"{self.name}: HAProxy does not know server {self.cfg.backend}/{srv} "
+                            f"({answer.strip() or 'not listed'}); check the haproxy config (backend and "
+                            "server names) and the 'server' template in graylift's config")
+
+    async def _set_state(self, srv: str, state: str) -> None:
+        answer = await self.command(f"set server {self.cfg.backend}/{srv} state {state}")
+        if answer.strip():
+            if "No such" in answer or "not found" in answer.lower():
+                raise self._unknown(srv, answer)
+            raise TrafficError(f"{self.name}: 'set server {self.cfg.backend}/{srv} state {state}' was refused: "
+                               f"{answer.strip()}")
+
+    async def _state(self, srv: str) -> tuple[int, int]:
+        """(srv_admin_state, srv_op_state) from ``show servers state <backend>``."""
+        answer = await self.command(f"show servers state {self.cfg.backend}")
+        servers = parse_servers_state(answer, self.cfg.backend)
+        if srv not in servers:
+            raise self._unknown(srv, "" if servers else answer)
+        return servers[srv]
+
+    async def _stat_row(self, srv: str) -> dict[str, str]:
+        answer = await self.command("show stat")
+        rows = csv.DictReader(io.StringIO(answer.lstrip("# ")))
+        for row in rows:
+            if row.get("pxname") == self.cfg.backend and row.get("svname") == srv:
+                return row
+        raise self._unknown(srv, "")
+
+    async def _stat_field(self, srv: str, field: str) -> str:
+        return (await self._stat_row(srv)).get(field) or ""
+
+    async def _scur(self, srv: str) -> int:
+        value = await self._stat_field(srv, "scur")
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+
+
+BACKEND = Backend(HaproxyTraffic, HaproxySwitch.from_config)

@@ -1,0 +1,289 @@
+"""SSH transport (asyncssh): one cached connection per host, host keys always verified.
+
+* Host keys are checked against the configured known_hosts file, always; the user's
+  ~/.ssh/config is ignored (``config=[]``) so a release behaves the same from every controller.
+* Every command runs under the host's coreutils ``timeout`` in its own process group, so a hung
+  command is killed on the host (an SSH channel without a pty does not kill its command when
+  closed). The client side waits a few seconds longer, then sends KILL, closes the channel and
+  raises CommandTimeout: a hung host cannot hang graylift.
+* ``stdin`` reaches the command over the channel, then EOF: never in its command line, so a secret
+  handed to a host this way is not in ``ps``, /proc/*/cmdline or an error message.
+* The locale is left alone (LC_ALL=C would change how e.g. a JVM started by the command encodes files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from pathlib import Path
+
+import asyncssh
+from pydantic import Field
+
+from graylift.core.model import Host
+from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
+from graylift.ports import CommandResult
+from graylift.schema import LocalPath, PlainName, Port, PositiveInt, PositiveSeconds, Section
+
+# Seconds the client waits beyond a command's own timeout for the host-side ``timeout`` to act.
+CLIENT_GRACE = 5.0
+# Seconds between TERM and KILL on the host when a command times out.
+KILL_AFTER = 2.0
+
+_Key = tuple[str, int, str]
+
+
+def _where(host: Host) -> str:
+    return f"{host.user}@{host.address}:{host.port}"
+
+
+class SshTransport:
+    """Commands and uploads on one host over a connection its connector opened (and may reopen)."""
+
+    def __init__(self, connector: SshConnector, host: Host) -> None:
+        self.host = host
+        self._connector = connector
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self.busy = 0
+        self.last_used = time.monotonic()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def ensure_connected(self) -> asyncssh.SSHClientConnection:
+        async with self._lock:
+            if self._conn is not None and self._conn.is_closed():
+                self._conn = None
+                await self._connector.release_slot()
+            if self._conn is None:
+                await self._connector.acquire_slot(self)
+                try:
+                    self._conn = await self._connector.open_connection(self.host)
+                except BaseException:
+                    await self._connector.release_slot()
+                    raise
+            return self._conn
+
+    def drop(self) -> None:
+        """Close the connection without waiting (used to free a slot); the next call reconnects."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        """Run ``command`` on the host; ``stdin`` (if given) goes to its standard input over the channel,
+        followed by EOF (never into the command line)."""
+        wrapped = f"exec timeout -k {KILL_AFTER:g} {timeout:g} sh -c {shlex.quote(command)}"
+        self.busy += 1
+        self.last_used = time.monotonic()
+        started = time.monotonic()
+        try:
+            process = await self._open_process(wrapped, stdin)
+            try:
+                completed = await asyncio.wait_for(process.wait(check=False), timeout + CLIENT_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(OSError, asyncssh.Error):
+                    process.send_signal("KILL")
+                process.close()
+                raise CommandTimeout(self.host.name, command, timeout) from None
+            except (OSError, asyncssh.Error) as exc:
+                raise HostUnreachable(self.host.name, f"connection to {_where(self.host)} lost while running "
+                                      f"a command ({_reason(exc)})") from exc
+        finally:
+            await self._done()
+        status = completed.exit_status
+        if status is None:  # killed by a signal on the host
+            status = 128 + _signal_number(completed.exit_signal[0] if completed.exit_signal else None)
+        stdout, stderr = _text(completed.stdout), _text(completed.stderr)
+        if status in (124, 137) and time.monotonic() - started >= timeout - 0.5:
+            raise CommandTimeout(self.host.name, command, timeout)
+        if check and status != 0:
+            raise RemoteCommandFailed(self.host.name, command, status, stdout + stderr)
+        return CommandResult(status, stdout, stderr)
+
+    async def _open_process(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
+        """Open a session; if the cached connection turns out dead, reconnect once and retry."""
+        for attempt in (1, 2):
+            conn = await self.ensure_connected()
+            try:
+                # ``input`` is written to the channel, then EOF; without it stdin is /dev/null
+                return await conn.create_process(command, term_type=None, input=stdin or None,
+                                                 stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+            except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError,
+                    BrokenPipeError, ConnectionResetError) as exc:
+                async with self._lock:
+                    if self._conn is conn:
+                        self.drop()
+                        await self._connector.release_slot()
+                if attempt == 2:
+                    raise HostUnreachable(self.host.name, f"cannot open a session on {_where(self.host)} "
+                                          f"({_reason(exc)})") from exc
+        raise AssertionError("unreachable")
+
+    async def put(self, local: Path, remote: str) -> None:
+        """Upload via SFTP to ``remote + '.tmp'``, then rename over ``remote`` (atomic on the host)."""
+        if not local.is_file():
+            raise TransportError(self.host.name, f"cannot upload {local}: no such local file")
+        tmp = remote + ".tmp"
+        timeout = self._connector.cfg.command_timeout
+        self.busy += 1
+        try:
+            conn = await self.ensure_connected()
+
+            async def upload() -> None:
+                async with conn.start_sftp_client() as sftp:
+                    await sftp.put(str(local), tmp)
+                    await sftp.posix_rename(tmp, remote)
+
+            await asyncio.wait_for(upload(), timeout)
+        except TimeoutError:
+            raise CommandTimeout(self.host.name, f"upload {local} -> {remote}", timeout) from None
+        except asyncssh.SFTPError as exc:
+            raise TransportError(self.host.name, f"upload of {local} to {remote} failed: {exc.reason} "
+                                 "(does the directory exist and is it writable?)") from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise HostUnreachable(self.host.name, f"upload of {local} to {remote} failed: "
+                                  f"{_reason(exc)}") from exc
+        finally:
+            await self._done()
+
+    async def _done(self) -> None:
+        self.busy -= 1
+        self.last_used = time.monotonic()
+        if self.busy == 0:
+            await self._connector.notify_idle()
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.close()
+                await conn.wait_closed()
+                await self._connector.release_slot()
+
+
+class SshConfig(Section):
+    """How graylift reaches the hosts (the ``ssh`` section of graylift.yaml)."""
+
+    user: PlainName = "root"
+    port: Port = 22
+    key: LocalPath | None = None
+    known_hosts: LocalPath = Field(default=Path("~/.ssh/known_hosts"), validate_default=True)
+    connect_timeout: PositiveSeconds = 10.0
+    command_timeout: PositiveSeconds = 120.0
+    max_connections: PositiveInt = 200
+
+
+class SshConnector:
+    """Opens SSH transports; at most ``max_connections`` connections are open at once (idle ones
+    are closed to make room and reopened on their next use)."""
+
+    def __init__(self, cfg: SshConfig) -> None:
+        self.cfg = cfg
+        self.known_hosts = Path(cfg.known_hosts).expanduser()
+        self.client_key = Path(cfg.key).expanduser() if cfg.key is not None else None
+        self._transports: dict[_Key, SshTransport] = {}
+        self._open = 0
+        self._slots = asyncio.Condition()
+
+    async def connect(self, host: Host) -> SshTransport:
+        key = (host.address, host.port, host.user)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = self._transports[key] = SshTransport(self, host)
+        await transport.ensure_connected()
+        return transport
+
+    async def close(self) -> None:
+        transports = list(self._transports.values())
+        self._transports.clear()
+        await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
+
+    async def acquire_slot(self, requester: SshTransport) -> None:
+        async with self._slots:
+            while self._open >= self.cfg.max_connections:
+                idle = [t for t in self._transports.values()
+                        if t is not requester and t.connected and t.busy == 0 and not t._lock.locked()]
+                if idle:
+                    min(idle, key=lambda t: t.last_used).drop()
+                    self._open -= 1
+                    continue
+                await self._slots.wait()
+            self._open += 1
+
+    async def notify_idle(self) -> None:
+        """A transport went idle: a connect waiting for a free slot may now close it."""
+        async with self._slots:
+            self._slots.notify_all()
+
+    async def release_slot(self) -> None:
+        async with self._slots:
+            self._open = max(0, self._open - 1)
+            self._slots.notify_all()
+
+    async def open_connection(self, host: Host) -> asyncssh.SSHClientConnection:
+        if not self.known_hosts.is_file():
+            raise ConfigError(f"known_hosts file {self.known_hosts} does not exist; add the hosts' keys "
+                              "to it (host keys are always verified)", field="ssh.known_hosts")
+        where = _where(host)
+        options: dict[str, object] = {}
+        if self.client_key is not None:
+            options["client_keys"] = [str(self.client_key)]
+            options["agent_path"] = None
+        try:
+            return await asyncio.wait_for(
+                asyncssh.connect(host.address, host.port, username=host.user,
+                                 known_hosts=str(self.known_hosts), config=[],
+                                 connect_timeout=self.cfg.connect_timeout, keepalive_interval=15,
+                                 keepalive_count_max=3, **options),
+                self.cfg.connect_timeout + 1)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostUnreachable(host.name, f"host key of {host.address}:{host.port} is unknown or does not "
+                                  f"match {self.known_hosts} ({exc.reason}); fix known_hosts with the host's "
+                                  "real key (check its fingerprint) - host key checking stays on") from exc
+        except asyncssh.PermissionDenied as exc:
+            key = self.client_key or "the agent/default keys"
+            raise HostUnreachable(host.name, f"authentication failed for {where} with {key}; "
+                                  "check the user and that the key is in authorized_keys") from exc
+        except ConnectionRefusedError as exc:
+            raise HostUnreachable(host.name, f"connection refused by {host.address}:{host.port} "
+                                  "(is sshd running on that port?)") from exc
+        except (TimeoutError, asyncssh.ConnectionLost) as exc:
+            raise HostUnreachable(host.name, f"connecting to {where} timed out after "
+                                  f"{self.cfg.connect_timeout:g}s") from exc
+        except OSError as exc:
+            if exc.errno is None and "key" in str(exc).lower():
+                raise ConfigError(f"cannot read SSH key {self.client_key}: {exc}", field="ssh.key") from exc
+            raise HostUnreachable(host.name, f"cannot connect to {where}: {exc.strerror or exc}") from exc
+        except asyncssh.KeyImportError as exc:
+            raise ConfigError(f"cannot load SSH key {self.client_key}: {exc}", field="ssh.key") from exc
+        except (asyncssh.Error, ValueError) as exc:
+            raise HostUnreachable(host.name, f"SSH to {where} failed: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+def _text(data: object) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return str(data)
+
+
+def _signal_number(name: str | None) -> int:
+    import signal
+
+    try:
+        return int(signal.Signals["SIG" + (name or "KILL")])
+    except KeyError:
+        return 9

@@ -1,0 +1,60 @@
+"""How an app's hosts are released: canary, batches, pauses, failure budgets (``strategy`` in graylift.yaml).
+
+``AppConfig.strategy_model()`` turns it into the :class:`graylift.core.model.Strategy` the planner uses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from graylift.core.model import OnFailure, OnUnhealthy, PromoteMode
+from graylift.schema import Flag, NonNegativeInt, PlainName, PositiveInt, Seconds, Section, exactly_one, fail, is_number
+
+
+class CanaryConfig(Section):
+    hosts: list[PlainName] = Field(default_factory=list)
+    group: PlainName | None = None
+    count: PositiveInt = 1
+    bake: Seconds = 0.0
+    promote: PromoteMode = PromoteMode.AUTO
+
+    @model_validator(mode="after")
+    def _hosts_or_group(self) -> CanaryConfig:
+        if self.hosts and self.group is not None:
+            raise ValueError("give either hosts or group, not both")
+        return self
+
+
+def _check_percent(value: Any) -> Any:
+    if not is_number(value) or not 0 < value < 100:
+        raise fail("percent", "must be a number greater than 0 and less than 100", value)
+    return float(value)
+
+
+class BatchConfig(Section):
+    size: PositiveInt | None = None
+    percent: Annotated[float, BeforeValidator(_check_percent)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BatchConfig:
+        exactly_one("give exactly one of size or percent (in an env override, set the other to null)",
+                    self.size, self.percent)
+        return self
+
+
+class FailureBudgetConfig(Section):
+    per_batch: NonNegativeInt = 0
+    total: NonNegativeInt = 0
+
+
+class StrategyConfig(Section):
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    batch: BatchConfig = Field(default_factory=lambda: BatchConfig(size=1))
+    max_parallel: PositiveInt = 50
+    pause: Seconds = 0.0
+    failure_budget: FailureBudgetConfig = Field(default_factory=FailureBudgetConfig)
+    on_failure: OnFailure = OnFailure.PAUSE
+    on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
+    allow_half_or_more: Flag = False

@@ -1,0 +1,81 @@
+"""Alertmanager silences against a real Alertmanager."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from graylift.adapters.monitoring.alertmanager import AlertmanagerMonitoring, AlertmanagerSilencer
+from graylift.core.model import Host
+from graylift.errors import SilencerError
+from graylift.lab import services
+
+HOST = Host(name="web-7", address="10.213.0.7")
+
+
+def _silence(url: str, silence_id: str) -> dict[str, object]:
+    return dict(httpx.get(f"{url}/api/v2/silence/{silence_id}", timeout=5).json())
+
+
+async def test_alertmanager_mute_unmute(alertmanager: services.Service) -> None:
+    url = f"http://127.0.0.1:{alertmanager.port}"
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url))
+    assert silencer.name == f"alertmanager:{url}"
+    until = datetime.now(UTC) + timedelta(minutes=30)
+    first = await silencer.mute(HOST, until=until, reason="release r-1")
+    assert await silencer.mute(HOST, until=until, reason="release r-1") == first
+    assert await silencer.is_muted(HOST, reason="release r-1")
+    assert not await silencer.is_muted(HOST, reason="release r-2")
+    silence = _silence(url, first)
+    assert silence["createdBy"] == "graylift" and silence["comment"] == "release r-1"
+    assert silence["matchers"] == [{"name": "instance", "value": "web-7", "isRegex": False, "isEqual": True}]
+    ends = datetime.fromisoformat(str(silence["endsAt"]).replace("Z", "+00:00"))
+    assert abs((ends - until).total_seconds()) < 1
+    await silencer.unmute(HOST, reason="release r-1")
+    await silencer.unmute(HOST, reason="release r-1")  # idempotent
+    assert not await silencer.is_muted(HOST, reason="release r-1")
+    assert _silence(url, first)["status"] == {"state": "expired"}
+
+
+async def test_alertmanager_silence_lapses_by_itself(alertmanager: services.Service) -> None:
+    url = f"http://127.0.0.1:{alertmanager.port}"
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url, label="addr", value="{address}"))
+    silence_id = await silencer.mute(HOST, until=datetime.now(UTC) + timedelta(seconds=1), reason="short")
+    assert _silence(url, silence_id)["matchers"] == [
+        {"name": "addr", "value": "10.213.0.7", "isRegex": False, "isEqual": True}]
+    await asyncio.sleep(1.3)
+    assert not await silencer.is_muted(HOST, reason="short")
+
+
+async def test_alertmanager_errors_name_url() -> None:
+    url = f"http://127.0.0.1:{services.free_port()}"
+    with pytest.raises(SilencerError, match=url):
+        await AlertmanagerSilencer(AlertmanagerMonitoring(url=url), timeout=2).is_muted(HOST, reason="x")
+
+
+async def test_alertmanager_refusal_has_status(alertmanager: services.Service) -> None:
+    # a label the config would refuse, so that Alertmanager refuses the silence
+    entry = AlertmanagerMonitoring.model_construct(url=f"http://127.0.0.1:{alertmanager.port}", label="")
+    silencer = AlertmanagerSilencer(entry)
+    with pytest.raises(SilencerError, match="HTTP 400"):
+        await silencer.mute(HOST, until=datetime.now(UTC) + timedelta(minutes=1), reason="bad")
+
+
+async def test_alertmanager_preflight_reads_status_only(alertmanager: services.Service) -> None:
+    url = f"http://127.0.0.1:{alertmanager.port}"
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url))
+    before = httpx.get(f"{url}/api/v2/silences", timeout=5).json()
+    report = await silencer.preflight([HOST, Host(name="web-8", address="10.213.0.8")])
+    assert report.problems == ()
+    (note,) = report.notes
+    assert note.startswith(f"alertmanager:{url}: Alertmanager 0.") and note.endswith(
+        "will silence instance=<{host}> for 2 hosts")
+    assert httpx.get(f"{url}/api/v2/silences", timeout=5).json() == before
+    await silencer.close()
+    down = AlertmanagerSilencer(AlertmanagerMonitoring(url=f"http://127.0.0.1:{services.free_port()}"), timeout=2)
+    (problem,) = (await down.preflight([HOST])).problems
+    assert problem.startswith(f"{down.name}: every host: GET /api/v2/status failed: ConnectError")
+    assert problem.endswith("is Alertmanager running at that URL?")

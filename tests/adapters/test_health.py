@@ -1,0 +1,72 @@
+"""Health probes through a local transport, against real apps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe, check_all, probes_from_config
+from graylift.adapters.transport.local import LocalTransport
+from graylift.config import load_config
+from graylift.core.model import Host
+from graylift.lab import services
+from tests.adapters.conftest import App
+
+
+async def test_health_probes_see_real_app(apps: list[App]) -> None:
+    transport = LocalTransport(Host(name="controller", address="127.0.0.1"))
+    port = apps[0].port
+    closed = services.free_port()
+
+    ok = await HttpProbe(f"http://127.0.0.1:{port}/health", body="ok").check(transport)
+    assert ok.ok, ok.detail
+    wrong_body = await HttpProbe(f"http://127.0.0.1:{port}/", body="ok").check(transport)
+    assert not wrong_body.ok and "app1" in wrong_body.detail
+    wrong_status = await HttpProbe(f"http://127.0.0.1:{port}/health", status=204).check(transport)
+    assert not wrong_status.ok and "returned 200, expected 204" in wrong_status.detail
+    refused = await HttpProbe(f"http://127.0.0.1:{closed}/health").check(transport)
+    assert not refused.ok and "failed" in refused.detail
+
+    assert (await TcpProbe(port).check(transport)).ok
+    tcp_closed = await TcpProbe(closed).check(transport)
+    assert not tcp_closed.ok and str(closed) in tcp_closed.detail
+
+    running = await ProcessProbe(f"graylift_test_app.py {port} app1").check(transport)
+    assert running.ok, running.detail
+    # the probe's own shell carries the pattern in its command line: it must not match itself
+    absent = await ProcessProbe("graylift-no-such-process-4711").check(transport)
+    assert not absent.ok and "no process matches" in absent.detail
+
+    assert (await CommandProbe("true").check(transport)).ok
+    failing = await CommandProbe("echo sick; exit 3").check(transport)
+    assert not failing.ok and "exited 3" in failing.detail and "sick" in failing.detail
+    slow = await CommandProbe("sleep 5", timeout=0.3).check(transport)
+    assert not slow.ok and "timed out" in slow.detail
+
+    both = await check_all([TcpProbe(port), HttpProbe(f"http://127.0.0.1:{port}/health")], transport)
+    assert both.ok
+    one_bad = await check_all([TcpProbe(port), TcpProbe(closed)], transport)
+    assert not one_bad.ok and f"tcp:127.0.0.1:{closed}" in one_bad.detail
+    assert (await check_all([], transport)).ok
+
+
+def test_probes_from_config_are_filled_in_per_host(tmp_path: Path) -> None:
+    config = tmp_path / "graylift.yaml"
+    config.write_text(
+        "apps:\n"
+        "  web:\n"
+        "    package: {type: jar, url: 'http://repo/{app}-{version}.{ext}', sha256_url: '{url}.sha256'}\n"
+        "    deploy: {dir: /srv/web}\n"
+        "    commands: {start: 'sh {current}/start', stop: 'sh {current}/stop'}\n"
+        "    health:\n"
+        "      process: '{app}-{version}.jar'\n"
+        "      http: {url: 'http://{address}:8080/health'}\n"
+        "      command: 'test -d {release_dir}'\n"
+    )
+    cfg = load_config(config).app_for_env("web", "prod")
+    values = {"app": "web", "version": "2.0.0", "deploy_dir": "/srv/web", "current": "/srv/web/current",
+              "release_dir": "/srv/web/releases/2.0.0", "host": "web-01", "address": "10.0.0.7"}
+    found = probes_from_config(cfg.health, values)
+    assert [type(p) for p in found] == [ProcessProbe, HttpProbe, CommandProbe]
+    assert found[0].pattern == "web-2.0.0.jar"  # type: ignore[attr-defined]
+    assert found[1].url == "http://10.0.0.7:8080/health"  # type: ignore[attr-defined]
+    assert found[2].command == "test -d /srv/web/releases/2.0.0"  # type: ignore[attr-defined]
