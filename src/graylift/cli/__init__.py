@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from graylift.cli import config_cmds, releases
+from graylift.cli import config_cmds, releases, serve
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
 
@@ -23,6 +23,12 @@ for command in (config_cmds.init, config_cmds.check, releases.plan, releases.rel
                 releases.history):
     app.command()(command)
 app.command(hidden=True)(releases.worker)
+app.command()(serve.serve)
+app.command("worker")(serve.worker)  # `worker RELEASE` as before (hand-off), `worker` alone: the pool
+app.add_typer(serve.users_app, name="users")
+app.add_typer(serve.tokens_app, name="tokens")
+app.add_typer(serve.policy_app, name="policy")
+app.add_typer(serve.freeze_app, name="freeze")
 
 
 def main() -> Any:
