@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ import uvicorn
 from graylift.api.app import create_app
 from graylift.api.deps import ServerSettings
 from graylift.auth import ANY, Desk, Grant, Role, local_actor
+from graylift.core.model import PromoteMode
 from graylift.core.state import ReleaseState
 from graylift.service import Graylift
+from graylift.testing import FakeFleet
 from tests.engine import conftest as engine
 from tests.engine.conftest import APP, DEPLOY, World
 
@@ -118,8 +120,13 @@ def make_graylift(world: World, tmp: Path, db_url: str) -> Graylift:
     config.write_text(CONFIG.format(db=db_url, root=tmp, app=APP, artifacts=world.repository.store.directory,
                                     deploy=DEPLOY))
 
+    # the fakes stand in for the config's backends: prod's manual promotion is set on its runtime here
+    manual = FakeFleet(replace(world.fleet.runtime, strategy=replace(world.fleet.runtime.strategy,
+                                                                     promote=PromoteMode.MANUAL)),
+                       world.folders, world.repository, transports=world.fleet.transports)
+
     def fleet(snap: dict[str, Any], app: str, env: str, hosts: Any) -> Any:
-        return world.fleet
+        return manual if env == "prod" else world.fleet
 
     return Graylift(config, db_url=db_url, fleet=fleet)
 
