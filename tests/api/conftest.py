@@ -31,6 +31,7 @@ from tests.engine.conftest import APP, DEPLOY, World
 
 make_world = engine.make_world  # the engine tests' fixture: a world of folder hosts and fakes
 PASSWORD = "correct horse battery"
+LOGIN = ("admin", "dev", "appr")
 CONFIG = """\
 state: {db}
 ssh: {{known_hosts: {root}/known_hosts}}
@@ -141,13 +142,15 @@ def add_users(desk: Desk) -> dict[str, str]:
     tokens = {}
     me = local_actor("test")
     for name, (app, env, role) in ROLES.items():
-        desk.create_user(me, name, PASSWORD, [Grant(app, env, role)])
+        password = PASSWORD if name in LOGIN else None  # argon2 is slow on purpose: only who logs in has one
+        desk.create_user(me, name, password, [Grant(app, env, role)])
         tokens[name] = desk.create_token(me, name, "test")[1]
     return tokens
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both backends (for the tests where the database's own behaviour matters)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/state.db"
     return str(request.getfixturevalue("pg_databases").create())
@@ -182,5 +185,12 @@ def start_server(make_world: Callable[..., World], tmp_path: Path) -> Iterator[C
 
 
 @pytest.fixture
-def server(start_server: Callable[..., Server], db_url: str) -> Server:
+def server(start_server: Callable[..., Server], tmp_path: Path) -> Server:
+    """A server on SQLite."""
+    return start_server(f"sqlite:///{tmp_path}/state.db")
+
+
+@pytest.fixture
+def any_server(start_server: Callable[..., Server], db_url: str) -> Server:
+    """A server on SQLite, then on PostgreSQL."""
     return start_server(db_url)
