@@ -122,7 +122,8 @@ def test_production_needs_an_approval_by_someone_else(any_server: Server) -> Non
     back = server.client("rel").post(f"/api/v1/apps/{APP}/envs/prod/rollback", json={"reason": "errors up"})
     assert back.status_code == 201, back.text
     rollback = server.wait_state(back.json()["release"]["id"], S.SUCCEEDED)
-    assert rollback["kind"] == "rollback" and rollback["version"] == "1.0.0" and rollback["info"]["reason"] == "errors up"
+    assert rollback["kind"] == "rollback" and rollback["version"] == "1.0.0"
+    assert rollback["info"]["reason"] == "errors up"
     actions = [(e["actor"], e["action"], e["outcome"]) for e in audit(server, app=APP)]
     assert ("appr", "approve", "denied") in actions and ("appr", "approve", "ok") in actions
     assert ("dev", "request", "ok") in actions and ("rel", "promote", "ok") in actions
@@ -159,7 +160,7 @@ def test_tokens_are_stored_hashed_shown_once_and_revocable(any_server: Server) -
     assert token.startswith("glt_") and len(token) > 40
     listed = server.client("dev").get("/api/v1/tokens").json()
     assert all("token" not in t for t in listed) and {t["name"] for t in listed} == {"test", "ci"}
-    with server.gl.store._read_engine.connect() as conn:  # noqa: SLF001  (what the database holds)
+    with server.gl.store._read_engine.connect() as conn:
         dump = json.dumps([list(map(str, r)) for r in conn.execute(sa.text("SELECT * FROM api_tokens"))])
     assert token not in dump and token[4:] not in dump
     ci = server.client()
