@@ -146,10 +146,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from graylift.lab import lab_down, lab_up
 
     root = tmp_path_factory.mktemp("lab-console")
-    lab_down("console", state_root=root)
-    info = lab_up("console", hosts=4, apps=("pyapp",), state_root=root)
+    in_thread(lambda: lab_down("console", state_root=root))
+    info = in_thread(lambda: lab_up("console", hosts=4, apps=("pyapp",), state_root=root))
     yield info
-    lab_down("console", state_root=root)
+    in_thread(lambda: lab_down("console", state_root=root))
+
+
+def in_thread(work: Callable[[], Any]) -> Any:
+    """Run ``work`` on its own thread: Playwright's sync API keeps an event loop running on this one, so
+    anything that calls asyncio.run (the lab, a release driven here) must run elsewhere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(work).result()
 
 
 @pytest.mark.lab
@@ -166,7 +175,7 @@ def test_the_console_on_the_lab(browser: Any, lab: Any, tmp_path: Path, shots: S
     me = local_actor("test")
     for name, role in (("dev", Role.DEVELOPER), ("appr", Role.APPROVER)):
         desk.create_user(me, name, PASSWORD, [Grant("pyapp", ANY, role)])
-    first = deploy.release("1.0.0")  # the fleet's first version, as the CLI would install it
+    first = in_thread(lambda: deploy.release("1.0.0"))  # the fleet's first version, as the CLI installs it
     assert first.state is ReleaseState.SUCCEEDED, first.message
     running = Running(create_app(gl, fast_settings(pool_interval=0.3)))
     try:
@@ -174,8 +183,8 @@ def test_the_console_on_the_lab(browser: Any, lab: Any, tmp_path: Path, shots: S
         deadline = time.monotonic() + 60
         while gl.release(rollback_id).state is not ReleaseState.SUCCEEDED and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert set(deploy.versions().values()) == {"1.0.0"}
-        deploy.assert_fleet_clean()
+        assert set(in_thread(deploy.versions).values()) == {"1.0.0"}
+        in_thread(deploy.assert_fleet_clean)
     finally:
         running.stop()
         gl.close()
