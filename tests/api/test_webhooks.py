@@ -52,7 +52,7 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
         rec = Receiver(**kwargs)
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 rec.got.append((self.path, dict(self.headers), body))
                 rec.times.append(time.monotonic())
@@ -182,7 +182,8 @@ def test_a_hanging_receiver_never_slows_a_release(server: Server, receiver: Call
 def test_each_channel_signs_as_its_documentation_says() -> None:
     payload = {"event": "succeeded", "app": "pyapp", "env": "prod", "version": "2.0.0", "from_version": "1.0.0",
                "release_id": 7, "by": "ann", "message": "10 host(s) on 2.0.0", "url": "http://gl/releases/7"}
-    ding = render("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=T", SECRET, None, payload, 1700000000000)
+    ding = render("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=T", SECRET, None, payload,
+                  1700000000000)
     query = parse_qs(urlsplit(ding.url).query)
     expected = base64.b64encode(hmac.new(SECRET.encode(), f"1700000000000\n{SECRET}".encode(),
                                          hashlib.sha256).digest()).decode()
