@@ -169,7 +169,8 @@ def test_the_console_on_the_lab(browser: Any, lab: Any, tmp_path: Path, shots: S
     from tests.e2e.conftest import make_deploy
 
     deploy = make_deploy(lab, "pyapp", tmp_path / "deploy",
-                         canary={"group": "beta", "count": 1, "bake": 1, "promote": "manual"}, quiet_period=0.2)
+                         canary={"group": "beta", "count": 1, "bake": 1, "promote": "manual"}, batch={"size": 1},
+                         quiet_period=0.2)
     gl = deploy.gl
     desk = Desk(gl)
     me = local_actor("test")

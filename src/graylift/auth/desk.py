@@ -473,12 +473,22 @@ class Desk:
 
     def import_hosts(self, actor: Actor, app: str, env: str, hosts: list[Any]) -> int:
         self.require(actor, Action.HOSTS, app, env)
+        names = [h.name for h in hosts]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InputError(f"host(s) {', '.join(twice)} appear twice in the list for {app} ({env})")
         self._audited(actor, "hosts_import", f"{app} ({env})", app, env, lambda: self.gl.import_hosts(app, env, hosts),
                       {"hosts": len(hosts)})
         return len(hosts)
 
+    def _known_host(self, app: str, env: str, host: str) -> None:
+        if host not in {h.name for h in self.gl.list_hosts(app, env)}:
+            raise Missing(f"host {host} is not in the inventory of {app} ({env}); "
+                          f"`graylift hosts list --app {app} --env {env}`")
+
     def maintenance(self, actor: Actor, app: str, env: str, host: str, in_service: bool) -> None:
         self.require(actor, Action.HOSTS, app, env)
+        self._known_host(app, env, host)
         self._audited(actor, "hosts_maintenance", f"host {host}", app, env,
                       lambda: self.gl.set_maintenance(app, env, host, in_service=in_service),
                       {"in_service": in_service})
