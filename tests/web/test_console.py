@@ -168,16 +168,20 @@ def test_the_console_on_the_lab(browser: Any, lab: Any, tmp_path: Path, shots: S
     from tests.api.conftest import fast_settings
     from tests.e2e.conftest import make_deploy
 
-    deploy = make_deploy(lab, "pyapp", tmp_path / "deploy",
-                         canary={"group": "beta", "count": 1, "bake": 1, "promote": "manual"}, batch={"size": 1},
-                         quiet_period=0.2)
+    def deploy_with(promote: str) -> Any:
+        return make_deploy(lab, "pyapp", tmp_path / "deploy", quiet_period=0.2, batch={"size": 1},
+                           canary={"group": "beta", "count": 1, "bake": 1, "promote": promote})
+
+    installer = deploy_with("auto")
+    first = in_thread(lambda: installer.release("1.0.0"))  # the fleet's first version, as the CLI installs it
+    assert first.state is ReleaseState.SUCCEEDED, first.message
+    installer.gl.close()
+    deploy = deploy_with("manual")  # the same state database; prod's canary now waits for a person
     gl = deploy.gl
     desk = Desk(gl)
     me = local_actor("test")
     for name, role in (("dev", Role.DEVELOPER), ("appr", Role.APPROVER)):
         desk.create_user(me, name, PASSWORD, [Grant("pyapp", ANY, role)])
-    first = in_thread(lambda: deploy.release("1.0.0"))  # the fleet's first version, as the CLI installs it
-    assert first.state is ReleaseState.SUCCEEDED, first.message
     running = Running(create_app(gl, fast_settings(pool_interval=0.3)))
     try:
         rollback_id = console_flow(browser, running.url, shots, "pyapp", "prod", "1.0.0", "2.0.0")
