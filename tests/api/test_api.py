@@ -245,6 +245,21 @@ def test_a_console_session_needs_its_csrf_token_on_every_unsafe_request(server: 
     assert audit(server, actor="dev", action="login")[0]["outcome"] == "ok"
 
 
+def test_failed_logins_are_throttled(server: Server) -> None:
+    browser = server.client(follow_redirects=False)
+
+    def attempt(password: str) -> httpx.Response:
+        browser.get("/login")
+        return browser.post("/login", data={"name": "admin", "password": password,
+                                            "csrf_token": browser.cookies.get("graylift_login_csrf")})
+
+    for _ in range(5):
+        assert "wrong user name or password" in attempt("guess").text
+    refused = attempt(PASSWORD)  # even the right password, for a while
+    assert refused.status_code == 401 and "too many failed logins for admin" in refused.text
+    assert len(audit(server, actor="admin", action="login")) == 5
+
+
 def problem_free(response: httpx.Response, status: int) -> bool:
     return response.status_code == status and "Traceback" not in response.text
 

@@ -42,6 +42,8 @@ from graylift.store.queries import Queries
 SESSION_HOURS = 12
 REQUEST_HOURS = 24
 TOKEN_TOUCH_SECONDS = 60
+LOGIN_FAILURES = 5
+LOGIN_WINDOW = timedelta(minutes=5)
 TRIGGERS = ("console", "api", "cli", "webhook")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@"
 
@@ -155,7 +157,15 @@ class Desk:
                               trigger=trigger if trigger in TRIGGERS else "api")
 
     def login(self, name: str, password: str, *, source: str) -> tuple[str, str, Actor]:
-        """(session id for the cookie, CSRF token, actor); Unauthenticated with one message for any failure."""
+        """(session id for the cookie, CSRF token, actor); Unauthenticated with one message for any failure.
+        After LOGIN_FAILURES failed logins of a name within LOGIN_WINDOW, its logins are refused until the window
+        passes (read from the audit log, so every server on the database agrees)."""
+        since = self._now() - LOGIN_WINDOW
+        recent = [e for e in self.accounts.audit_entries(visible=None, actor=name[:64] or "?", action="login",
+                                                         limit=LOGIN_FAILURES) if e.at > since]
+        if len(recent) >= LOGIN_FAILURES and all(e.outcome == "denied" for e in recent):
+            raise Unauthenticated(f"too many failed logins for {name}; try again in "
+                                  f"{int(LOGIN_WINDOW.total_seconds() // 60)} minutes")
         found = self.accounts.password_hash(name) if len(name) <= 64 else None
         user, stored = found if found is not None else (None, None)
         ok = secrets.verify_password(stored, password)
