@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from graylift.client import remote_from_env
 from graylift.errors import ConfigError, GrayliftError, PlanError, StateError
 from graylift.service import Graylift
 
@@ -40,8 +41,10 @@ def guarded(fn: Callable[[], T]) -> T:
 
 
 def service(config: Path | None) -> Graylift:
-    """The service. No command but `resume` (and a worker) ever takes a release over."""
-    return Graylift(config)
+    """The service: a server's API with ``--server URL`` (or GRAYLIFT_SERVER), else this machine's. No command
+    but `resume` (and a worker) ever takes a release over."""
+    remote: Graylift | None = remote_from_env()
+    return remote or Graylift(config)
 
 
 def who() -> str:

@@ -177,6 +177,189 @@ host_health = sa.Table(
     sa.Column("since", UTCDateTime, nullable=False),
 )
 
+# --- the server's side (graylift serve): accounts, approvals, freezes, audit, notifications ---------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; None: API tokens only (a CI user)
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+)
+
+# Tokens are shown once: only their SHA-256 is kept (they are 256 random bits, so a fast hash is enough).
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("user_id", ID_TYPE, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),  # the first characters, to tell tokens apart
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# A role per app x env; "*" matches every app or every env. The highest matching role applies.
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("user_id", ID_TYPE, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("app", sa.String(128), primary_key=True),
+    sa.Column("env", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+)
+
+# Console sessions: the cookie holds a random id, the database its SHA-256 and the session's CSRF token.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", ID_TYPE, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# A release someone asked for where the environment needs approval: immutable once made; the release is
+# created (with these fields, never others) only when enough other people approved it.
+release_requests = sa.Table(
+    "release_requests",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(128), nullable=False),
+    sa.Column("env", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("version", sa.String(128), nullable=True),  # a rollback without --to: None (the last good one)
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("ticket", sa.String(128), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    sa.Column("approvals_needed", sa.Integer, nullable=False),
+    # waiting -> approved -> started; or rejected, cancelled, expired
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "state", "id"),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("request_id", ID_TYPE, sa.ForeignKey("release_requests.id"), primary_key=True),
+    sa.Column("user", sa.String(64), primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),  # approve | reject
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# Who asked for a release through the server, why, and how (the console's release header).
+release_info = sa.Table(
+    "release_info",
+    metadata,
+    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), primary_key=True),
+    sa.Column("trigger", sa.String(16), nullable=False),  # console | api | cli | webhook
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("ticket", sa.String(128), nullable=False),
+    sa.Column("request_id", ID_TYPE, sa.ForeignKey("release_requests.id"), nullable=True),
+    sa.Column("override", sa.Text, nullable=True),  # an admin's reason for releasing in a freeze window
+)
+
+env_policies = sa.Table(
+    "env_policies",
+    metadata,
+    sa.Column("app", sa.String(128), primary_key=True),  # "*": every app
+    sa.Column("env", sa.String(128), primary_key=True),
+    sa.Column("approvals", sa.Integer, nullable=False),  # approvals by people other than the requester
+    sa.Column("approve_rollbacks", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_by", sa.String(64), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+freeze_windows = sa.Table(
+    "freeze_windows",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("app", sa.String(128), nullable=False),  # "*": every app
+    sa.Column("env", sa.String(128), nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Append-only (the migration adds triggers that refuse UPDATE and DELETE on every backend).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("via", sa.String(64), nullable=False),  # session, token:<name>, cli, server
+    sa.Column("source", sa.String(128), nullable=False),  # the client's address
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("app", sa.String(128), nullable=True),
+    sa.Column("env", sa.String(128), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # ok | denied | refused | failed
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index(None, "app", "env", "id"),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("channel", sa.String(16), nullable=False),  # dingtalk | feishu | wecom | slack | generic
+    sa.Column("url", sa.Text, nullable=False),  # a secret (it carries the robot's token): never shown whole
+    sa.Column("secret", sa.Text, nullable=True),  # signing secret; never shown
+    sa.Column("app", sa.String(128), nullable=False),  # "*": every app
+    sa.Column("env", sa.String(128), nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),  # event names; empty: every event
+    sa.Column("template", sa.Text, nullable=True),  # message template; None: the channel's default
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", ID_TYPE, sa.ForeignKey("webhooks.id"), nullable=False),
+    sa.Column("event_key", sa.String(64), nullable=False),  # journal:<id> or request:<id>:<state>: once each
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("release_id", ID_TYPE, nullable=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | sent | dead
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_by", sa.String(255), nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("webhook_id", "event_key"),
+    sa.Index(None, "state", "next_attempt_at"),
+)
+
+# How far the notifier has read the journal (shared by every server on the database).
+notifier_cursor = sa.Table(
+    "notifier_cursor",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("journal_id", ID_TYPE, nullable=False),
+)
 
 # --- statements the engine runs for every step of every host, built once (bound by name at execution) ---------
 _id: sa.BindParameter[int] = sa.bindparam("id")

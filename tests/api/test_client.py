@@ -1,0 +1,75 @@
+"""The CLI through a server (`--server`): the same commands give the same output, and the server's rules
+apply (a viewer's token cannot release; errors keep their messages and exit codes).
+
+Until the CLI's `service()` asks :func:`graylift.client.remote_from_env` (the one-line hook in
+docs/api.md), the test puts the remote service in its place itself."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from graylift import cli
+from graylift.cli import hosts as cli_hosts
+from graylift.cli import releases as cli_releases
+from graylift.client import RemoteGraylift, take_server_option
+from tests.api.conftest import APP, Server
+
+
+@pytest.fixture
+def run(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    made: list[RemoteGraylift] = []
+
+    def invoke(*args: str, user: str | None = "rel") -> Any:
+        def service(config: Any) -> Any:
+            if user is None:
+                return server.gl  # the local service, over the same database
+            remote = RemoteGraylift(server.url, server.tokens[user])
+            made.append(remote)
+            return remote
+
+        monkeypatch.setattr(cli_releases, "service", service)
+        monkeypatch.setattr(cli_hosts, "service", service)
+        return CliRunner().invoke(cli.app, list(args), env={"COLUMNS": "200"})
+
+    yield invoke
+    for remote in made:
+        remote.close()
+
+
+def test_the_cli_through_a_server_releases_and_shows_the_same_as_locally(run: Callable[..., Any]) -> None:
+    done = run("release", APP, "1.0.0", "--env", "test", "--wait")
+    assert done.exit_code == 0, done.output
+    assert "release #1: demo (none) -> 1.0.0 (test)" in done.output and "succeeded" in done.output
+    assert "h8 done" in done.output  # the journal, followed live
+    remote, local = run("history", APP, "--env", "test"), run("history", APP, "--env", "test", user=None)
+    assert remote.exit_code == 0 and remote.output == local.output
+    remote, local = run("status", "1"), run("status", "1", user=None)
+    assert remote.output == local.output
+    listed = run("hosts", "list", "--app", APP, "--env", "test")
+    assert listed.exit_code == 0 and "h1" in listed.output and "10.0.0.8" in listed.output
+    plan = run("plan", APP, "2.0.0", "--env", "test")
+    assert plan.exit_code == 0, plan.output
+    assert "1.0.0 -> 2.0.0" in plan.output and "8 host(s) and every backend checked" in plan.output
+
+
+def test_the_servers_rules_and_messages_hold_for_the_cli(run: Callable[..., Any]) -> None:
+    denied = run("release", APP, "1.0.0", "--env", "test", user="viewer")
+    assert denied.exit_code == 1 and "viewer is viewer on demo (test); start needs developer" in denied.output
+    assert run("release", APP, "1.0.0", "--env", "test", "--wait").exit_code == 0
+    late = run("promote", "1")
+    assert late.exit_code == 1 and "release #1 already succeeded; nothing to promote" in late.output
+    bad = run("plan", APP, "9.9.9", "--env", "test")
+    assert bad.exit_code == 2 and "preflight found" in bad.output and "9.9.9" in bad.output
+
+
+def test_server_option_becomes_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAYLIFT_SERVER", raising=False)
+    assert take_server_option(["--server", "https://gl:8080", "status", "-e", "prod"]) == ["status", "-e", "prod"]
+    assert os.environ["GRAYLIFT_SERVER"] == "https://gl:8080"
+    assert take_server_option(["status", "--server=http://x"]) == ["status"]
+    assert os.environ["GRAYLIFT_SERVER"] == "http://x"
