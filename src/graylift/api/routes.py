@@ -17,7 +17,7 @@ from graylift.api.sse import Tick, start_after, stream
 from graylift.auth import Action, Actor, Desk, InputError
 from graylift.core.model import Host
 from graylift.errors import GrayliftError, InventoryError
-from graylift.service import ReleaseRecord
+from graylift.service import ReleaseRecord, parse_hosts_file
 
 router = APIRouter(prefix="/api/v1")
 AppPath = Annotated[str, PathParam(pattern=s.NAME_PATTERN)]
@@ -103,13 +103,11 @@ def import_hosts(request: Request, actor: ActorDep, app: AppPath, env: EnvPath, 
         found = [Host(h.name, h.address, port=h.port, user=h.user, group=h.group, tags=dict(h.tags),
                       in_service=h.in_service) for h in body.hosts]
     else:
-        from graylift.adapters.inventory.hostfile import load_hosts_file
-
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"inventory.{body.format}"
             path.write_text(body.inventory or "")
             try:
-                found = load_hosts_file(path)
+                found = parse_hosts_file(path)
             except InventoryError as exc:
                 raise InputError(str(exc).replace(str(path), "inventory")) from None
     return {"imported": desk.import_hosts(actor, app, env, found)}

@@ -1,7 +1,7 @@
 """The application service: what the CLI (and the HTTP API) call. No printing, no argument parsing."""
 
 from graylift.service.base import DEFAULT_CONFIG, FleetBuilder, config_path_from_env
-from graylift.service.cmdb import CmdbService, SurveyRow
+from graylift.service.cmdb import CmdbService, SurveyRow, parse_hosts_file
 from graylift.service.releases import PlanView, ReleaseService
 from graylift.service.workers import WorkerService, batch_timings
 from graylift.store import HostRunRecord, JournalEntry, ReleaseRecord
@@ -19,4 +19,5 @@ def example_config() -> str:
 
 
 __all__ = ["DEFAULT_CONFIG", "FleetBuilder", "Graylift", "HostRunRecord", "JournalEntry", "PlanView",
-           "ReleaseRecord", "SurveyRow", "batch_timings", "config_path_from_env", "example_config"]
+           "ReleaseRecord", "SurveyRow", "batch_timings", "config_path_from_env", "example_config",
+           "parse_hosts_file"]

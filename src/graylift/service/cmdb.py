@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from graylift.adapters.inventory.hostfile import load_hosts_file
+from graylift.adapters.inventory.hostfile import load_hosts_file as parse_hosts_file
 from graylift.core.model import Host
 from graylift.preflight import HostReport, survey_hosts
 from graylift.service.base import ServiceBase
@@ -32,7 +32,7 @@ class CmdbService(ServiceBase):
 
     def import_hosts_file(self, path: Path, app: str, env: str) -> int:
         """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory file; the number imported."""
-        hosts = load_hosts_file(path)
+        hosts = parse_hosts_file(path)
         self.store.replace_hosts(app, env, hosts)
         return len(hosts)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from graylift.core.state import HostState, ReleaseState
+from graylift.core.state import Direction, HostState, ReleaseState
 from graylift.store import HostRunRecord, ReleaseRecord
 
 if TYPE_CHECKING:
@@ -14,7 +14,22 @@ APP, ENV = "sim", "prod"
 
 
 def all_invariants(run: Run) -> list[str]:
-    return [*left_out(run), *versions(run), *final_or_paused(run), *one_driver_per_epoch(run)]
+    return [*left_out(run), *versions(run), *final_or_paused(run), *one_driver_per_epoch(run),
+            *back_stays_back(run)]
+
+
+def back_stays_back(run: Run) -> list[str]:
+    """A release that started rolling back never goes forward again: it never succeeds, and its version is
+    never recorded as deployed by it."""
+    problems = []
+    deployed = {(d.release_id, d.version, d.source) for d in run.store.deployed_versions(APP, ENV)}
+    for rec, _ in _releases(run):
+        if rec.direction is Direction.BACK:
+            if rec.state is ReleaseState.SUCCEEDED:
+                problems.append(f"release #{rec.id} started rolling back, then succeeded forward")
+            if (rec.id, rec.version, "release") in deployed:
+                problems.append(f"release #{rec.id} rolled back, yet recorded {rec.version} as deployed")
+    return problems
 
 
 def _releases(run: Run) -> list[tuple[ReleaseRecord, list[HostRunRecord]]]:

@@ -93,6 +93,14 @@ def generate(seed: int) -> Scenario:
         elif roll < 0.52:
             actions.append(Action(rng.choice(["pause", "abort", "promote", "rollback_request"]),
                                   at=rng.randint(1, 150)))
+        elif roll < 0.53 and next_version < len(versions):
+            # a rollback that gets stuck on a host, then a person fixes it and resumes (or retries)
+            actions += [Action("rollback_request", at=rng.randint(20, 120)),
+                        Action("fault", op=rng.choice(["switch", "start", "registry.put_back"]),
+                               host=rng.choice(host_names), count=-1),
+                        Action("release", version=versions[next_version]), Action("heal"),
+                        Action(rng.choice(["resume", "retry"]))]
+            next_version += 1
         elif roll < 0.56:
             actions.append(Action("kill", at=rng.randint(1, 200)))
         elif roll < 0.60:
