@@ -78,3 +78,6 @@ def _survey_row(report: HostReport, version: str | None, attention: HostHealth |
         would = f"release {found.version} -> {version or 'VERSION'}"
     layout = "fresh" if found.fresh else f"current -> releases/{found.current_dir}"
     return SurveyRow(host, layout, found.version, found.sha256, serving, would)
+
+
+__all__ = ["CmdbService", "SurveyRow", "parse_hosts_file"]
