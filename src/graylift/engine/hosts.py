@@ -297,12 +297,26 @@ class HostRunner:
             ctx = StepContext.open(self.runtime, run.host_spec, transport, target, rec.id, self.clock,
                                    self._journal(rec.id, host, Step.UNMUTE), found=run.found)
             await run_step(Step.UNMUTE, ctx)
+        backends = dict(backends) | await self._still_out(run)
         previous = run.error + "; " if run.error and run.error not in error else ""
         self.store.update_host_run(rec.id, host, state=HostState.NEEDS_ATTENTION, error=previous + error,
                                    attention=backends or None, finished_at=self.clock.now())
         self.store.journal(rec.id, host, "attention", "needs_attention", {"error": error, "backends": backends})
         self.store.mark_needs_attention(rec.app, rec.env, host, reason=previous + error, backends=backends,
                                         release_id=rec.id)
+
+    async def _still_out(self, run: HostRunRecord) -> dict[str, str]:
+        """Every backend that has the host out (asked, read-only), so the record names each of them."""
+        out: dict[str, str] = {}
+        for switch in self.runtime.switches:
+            try:
+                if await switch.is_out(run.host_spec):
+                    out[switch.name] = "left out of traffic"
+            except LeaseLost:
+                raise
+            except GrayliftError as exc:
+                out[switch.name] = f"could not be read: {exc}"
+        return out
 
     # --- a back pass ---------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class SimClock:
     def __init__(self) -> None:
         self.offset = 0.0  # virtual seconds already spent by earlier loops (controllers) of the run
         self.loop: VirtualLoop | None = None
+        self.loops: list[VirtualLoop] = []  # every loop of the run, closed at its end
 
     def monotonic(self) -> float:
         return self.loop.time() if self.loop is not None else self.offset
@@ -69,6 +70,7 @@ class SimClock:
         if self.loop is not None:
             self.offset = max(self.offset, self.loop.time())
         self.loop = VirtualLoop(self.offset)
+        self.loops.append(self.loop)
         return self.loop
 
     async def sleep(self, seconds: float) -> None:

@@ -67,7 +67,8 @@ def left_out(run: Run) -> list[str]:
             problems.append(f"{name}: {' and '.join(why)}, not recorded as needing attention")
         named = backends.get(name)
         for switch in run.world.switches:
-            if name in switch.out and named and switch.name not in named:
+            lied = (switch.name, name) in run.world.lied  # a backend that lied cannot be recorded right
+            if name in switch.out and named and switch.name not in named and not lied:
                 problems.append(f"{name}: out of {switch.name}, but needs attention only for {sorted(named)}")
     return problems
 

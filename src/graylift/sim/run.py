@@ -79,6 +79,7 @@ class SimFleet:
         self.world, self.runtime, self.repository = world, runtime, repository
 
     async def connect(self, host: Host) -> SimTransport:
+        self.world.enter(f"{host.name}: connect")
         await self.world.point(f"{host.name}: connect")
         return SimTransport(self.world, host)
 
@@ -314,14 +315,16 @@ class Run:
         hook = sys.unraisablehook
         sys.unraisablehook = lambda _: None
         try:
-            for loop, _, _ in self.zombies:
+            for loop in self.clock.loops:
                 for task in asyncio.all_tasks(loop):
                     task._log_destroy_pending = False  # type: ignore[attr-defined]  # a dead controller's, on purpose
                     with contextlib.suppress(BaseException):
                         task.get_coro().close()
-                with contextlib.suppress(BaseException):
-                    loop.close()
+                if not loop.is_closed():
+                    with contextlib.suppress(BaseException):
+                        loop.close()
             self.zombies.clear()
+            self.clock.loops.clear()
         finally:
             sys.unraisablehook = hook
 

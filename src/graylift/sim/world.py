@@ -91,15 +91,20 @@ class World:
     cap_known_down: set[str] = field(default_factory=set)  # hosts down before the release (graylift can see)
     on_point: Callable[[int], None] | None = None  # the scenario's hook at every await point (requests)
     frozen: list[asyncio.Future[None]] = field(default_factory=list)  # where stopped controllers wait
+    lied: set[tuple[str, str]] = field(default_factory=set)  # (backend, host) it reported wrongly about
     thawed: bool = False  # a stopped controller runs again (after its lease went to another)
     forbidden: set[str] = field(default_factory=set)  # rolled-back versions no rollback/resume/retry may switch to
     served_at_start: dict[str, str | None] = field(default_factory=dict)  # each host's version when the action began
 
-    async def point(self, what: str) -> None:
-        """An await point: a controller may be killed (or frozen) here; requests may arrive. A controller thawed
-        after another took its release over must not reach one: it touches no host and no backend again."""
+    def enter(self, what: str) -> None:
+        """An operation on a host or a backend begins. A controller thawed after another took its release over
+        must not begin one: it touches no host and no backend again."""
         if self.thawed:
             self.violations.append(f"a controller that lost its lease went on: {what}")
+
+    async def point(self, what: str) -> None:
+        """The await point after an operation's effect: a controller may be killed (or frozen) here, before it
+        writes what it did; requests may arrive."""
         self.ops += 1
         if self.on_point is not None:
             self.on_point(self.ops)
@@ -133,7 +138,8 @@ class SimTransport:
 
     async def run(self, command: str, *, timeout: float, check: bool = True,
                   stdin: str | None = None) -> CommandResult:
-        await self.world.point(f"{self.host.name}: {command}")
+        what = f"{self.host.name}: {command}"
+        self.world.enter(what)
         if not self.state.reachable:
             raise HostUnreachable(self.host.name, "connection refused (simulated)")
         op = command.split()[0]
@@ -150,6 +156,7 @@ class SimTransport:
             self.state.running = None
         else:
             raise RemoteCommandFailed(self.host.name, command, 127, f"unknown command {op} (simulated)")
+        await self.world.point(what)
         return CommandResult(0, "", "")
 
     async def put(self, local: object, remote: str) -> None:
@@ -166,56 +173,67 @@ class SimDeployDir:
         self.world, self.name = world, transport.host.name
         self.state = world.hosts[self.name]
 
-    async def _op(self, op: str) -> None:
-        await self.world.point(f"{self.name}: {op}")
+    def _op(self, op: str) -> None:
+        self.world.enter(f"{self.name}: {op}")
         if not self.state.reachable:
             raise HostUnreachable(self.name, "connection refused (simulated)")
         if self.world.faults.hit(op, self.name):
             raise RemoteCommandFailed(self.name, op, 1, f"{op} failed (simulated)")
 
+    async def _done(self, op: str) -> None:
+        await self.world.point(f"{self.name}: {op}")
+
     async def survey(self) -> Found:
-        await self._op("survey")
-        return self.state.found()
+        self._op("survey")
+        found = self.state.found()
+        await self._done("survey")
+        return found
 
     async def current(self) -> str | None:
-        await self._op("survey")
+        self._op("survey")
+        await self._done("survey")
         return self.state.current
 
     async def release(self, name: str) -> tuple[bool, str | None]:
-        await self._op("survey")
+        self._op("survey")
+        await self._done("survey")
         if name in self.state.releases:
             return True, self.state.releases[name][0]
         return False, None
 
     async def stage(self, pkg: Package, name: str, *, version: str, auth: object, replace: bool,
                     timeout: float) -> None:
-        await self._op("stage")
+        self._op("stage")
         if replace is False and name in self.state.releases:
             raise ArtifactError(f"{self.name}: releases/{name} exists and replace was not asked (simulated)")
         if name == self.state.current:
             self.world.violations.append(f"{self.name}: stage rewrote releases/{name}, the release in use")
         self.state.releases.pop(name, None)
         self.state.releases[name] = (pkg.sha256, version)
+        await self._done("stage")
 
     async def list_releases(self) -> list[str]:
-        await self._op("survey")
+        self._op("survey")
+        await self._done("survey")
         return list(reversed(self.state.releases))
 
     async def remove(self, names: list[str]) -> None:
-        await self._op("stage")
+        self._op("stage")
         for name in names:
             if name == self.state.current:
                 self.world.violations.append(f"{self.name}: prune removed releases/{name}, the release in use")
             self.state.releases.pop(name, None)
+        await self._done("stage")
 
     async def switch(self, name: str) -> None:
-        await self._op("switch")
+        self._op("switch")
         if name not in self.state.releases:
             raise RemoteCommandFailed(self.name, "switch", 2, f"release dir missing: releases/{name}")
         version = self.state.releases[name][1]
         if version in self.world.forbidden and self.world.served_at_start.get(self.name) != version:
             self.world.violations.append(f"{self.name}: switched to {version}, a version that was rolled back")
         self.state.current = name
+        await self._done("switch")
 
 
 class SimProbe:
@@ -228,6 +246,7 @@ class SimProbe:
 
     async def check(self, transport: Transport) -> ProbeResult:
         host = transport.host.name
+        self.world.enter(f"{host}: health")
         await self.world.point(f"{host}: health")
         state = self.world.hosts[host]
         if not state.reachable:
@@ -252,7 +271,7 @@ class SimSwitch:
     propagation_seconds: float = 0.0
 
     async def _op(self, op: str, host: Host) -> None:
-        await self.world.point(f"{self.name}: {op} {host.name}")
+        self.world.enter(f"{self.name}: {op} {host.name}")
         key = f"{self.name}.{op}"
         if self.world.faults.hangs(key, host.name):
             await asyncio.sleep(HANG_SECONDS)
@@ -264,18 +283,23 @@ class SimSwitch:
         await self._op("take_out", host)
         self.out.add(host.name)
         self.world.check_cap(self.allow_half)
+        await self.world.point(f"{self.name}: took out {host.name}")
 
     async def put_back(self, host: Host) -> None:
         await self._op("put_back", host)
         self.out.discard(host.name)
+        await self.world.point(f"{self.name}: put back {host.name}")
 
     async def is_out(self, host: Host) -> bool:
+        self.world.enter(f"{self.name}: is_out {host.name}")
         await self.world.point(f"{self.name}: is_out {host.name}")
         if self.world.faults.hit(f"{self.name}.is_out", host.name):
+            self.world.lied.add((self.name, host.name))
             return False  # lies: says the host is still in
         return host.name in self.out
 
     async def is_in(self, host: Host) -> bool:
+        self.world.enter(f"{self.name}: is_in {host.name}")
         await self.world.point(f"{self.name}: is_in {host.name}")
         return host.name not in self.out
 
@@ -295,19 +319,21 @@ class SimSilencer:
     name: str = "alerts"
     muted: dict[str, datetime] = field(default_factory=dict)
 
-    async def _op(self, op: str, host: Host) -> None:
-        await self.world.point(f"{self.name}: {op} {host.name}")
+    def _op(self, op: str, host: Host) -> None:
+        self.world.enter(f"{self.name}: {op} {host.name}")
         if self.world.faults.hit(f"{self.name}.{op}", host.name):
             raise SilencerError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
-        await self._op("mute", host)
+        self._op("mute", host)
         self.muted[host.name] = until
+        await self.world.point(f"{self.name}: muted {host.name}")
         return host.name
 
     async def unmute(self, host: Host, *, reason: str) -> None:
-        await self._op("unmute", host)
+        self._op("unmute", host)
         self.muted.pop(host.name, None)
+        await self.world.point(f"{self.name}: unmuted {host.name}")
 
     async def is_muted(self, host: Host, *, reason: str) -> bool:
         return host.name in self.muted
