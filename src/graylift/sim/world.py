@@ -10,9 +10,8 @@ killed there) and checks the world's invariants that must hold at every instant 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from graylift.core.layout import Found
 from graylift.core.model import Host, Package, PackageKind
@@ -24,7 +23,8 @@ from graylift.errors import (
     SilencerError,
     TrafficError,
 )
-from graylift.ports import CommandResult, Preflight, ProbeResult, Transport
+from graylift.ports import CommandResult, ProbeResult, Transport
+from graylift.testing import FakeSilencer, FakeSwitch
 
 APP = "sim"
 HANG_SECONDS = 30.0  # how long a hung backend call takes before it times out (as the real adapters' timeouts)
@@ -242,14 +242,14 @@ class SimProbe:
 
 
 @dataclass
-class SimSwitch:
-    """A load balancer: ``out`` holds the hosts it sends no traffic to."""
+class SimSwitch(FakeSwitch):
+    """:class:`graylift.testing.FakeSwitch` on the simulated fleet: a load balancer whose ``out`` holds the hosts it
+    sends no traffic to. Every call is an await point; the world's faults make a change fail or hang and
+    ``is_out`` lie, and a take-out checks the 50% rule (unless ``allow_half``)."""
 
-    world: World
     name: str = "lb"
-    out: set[str] = field(default_factory=set)
+    world: World = field(kw_only=True)
     allow_half: bool = False
-    propagation_seconds: float = 0.0
 
     async def _op(self, op: str, host: Host) -> None:
         await self.world.point(f"{self.name}: {op} {host.name}")
@@ -261,13 +261,8 @@ class SimSwitch:
             raise TrafficError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def take_out(self, host: Host) -> None:
-        await self._op("take_out", host)
-        self.out.add(host.name)
+        await super().take_out(host)
         self.world.check_cap(self.allow_half)
-
-    async def put_back(self, host: Host) -> None:
-        await self._op("put_back", host)
-        self.out.discard(host.name)
 
     async def is_out(self, host: Host) -> bool:
         await self.world.point(f"{self.name}: is_out {host.name}")
@@ -279,44 +274,19 @@ class SimSwitch:
         await self.world.point(f"{self.name}: is_in {host.name}")
         return host.name not in self.out
 
-    async def in_flight(self, host: Host) -> int | None:
-        return 0
-
-    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
-        return Preflight()
-
-    async def close(self) -> None:
-        return None
-
 
 @dataclass
-class SimSilencer:
-    world: World
+class SimSilencer(FakeSilencer):
+    """:class:`graylift.testing.FakeSilencer` on the simulated fleet: every change is an await point, and the
+    world's faults (``alerts.mute``, ``alerts.unmute``) make it fail."""
+
     name: str = "alerts"
-    muted: dict[str, datetime] = field(default_factory=dict)
+    world: World = field(kw_only=True)
 
     async def _op(self, op: str, host: Host) -> None:
         await self.world.point(f"{self.name}: {op} {host.name}")
         if self.world.faults.hit(f"{self.name}.{op}", host.name):
             raise SilencerError(f"{self.name}: {op} of {host.name} failed (simulated)")
-
-    async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
-        await self._op("mute", host)
-        self.muted[host.name] = until
-        return host.name
-
-    async def unmute(self, host: Host, *, reason: str) -> None:
-        await self._op("unmute", host)
-        self.muted.pop(host.name, None)
-
-    async def is_muted(self, host: Host, *, reason: str) -> bool:
-        return host.name in self.muted
-
-    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
-        return Preflight()
-
-    async def close(self) -> None:
-        return None
 
 
 class SimRepository:
