@@ -1,5 +1,6 @@
 """What the service registries share (etcd, Nacos, Eureka, Consul, Dubbo 3): the keys of their sections,
-and the start of the switch of those reached over HTTP with an optional login (etcd, Nacos, Eureka).
+the start of the switch of those reached over HTTP with an optional login (etcd, Nacos, Eureka), and the
+token login of etcd and Nacos.
 
 pydantic lists a base's fields before the subclass's own, so a registry's "allowed keys: ..." in a config
 error reads ``type``, these keys, then the backend's own.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from graylift.adapters._http import Api
+from graylift.adapters._http import Api, Login
 from graylift.errors import TrafficError
 from graylift.schema import EnvName, HttpUrl, PositiveSeconds, Seconds, Section, Text, UserPassword
 
@@ -41,3 +42,14 @@ class HttpRegistrySwitch:
         self.propagation_seconds = cfg.propagation_seconds
         self.api = Api(TrafficError, name, cfg.url, timeout=cfg.timeout, hint=hint, secrets=secrets)
         self.where = self.api.where
+
+
+def token_login(api: Api, cfg: HttpRegistryTraffic, password: str | None, path: str, *, key: str,
+                user_field: str, form: bool = False) -> Login | None:
+    """The login of a registry that hands out tokens (etcd, Nacos), when the config has a ``username``:
+    ``POST path`` with ``{<user_field>: username, "password": password}`` (as JSON, or a form), the token in the
+    answer's ``key``."""
+    if not cfg.username:
+        return None
+    body = {user_field: cfg.username, "password": password or ""}
+    return Login(api, path, user=cfg.username, password=password or "", key=key, **{"data" if form else "json": body})

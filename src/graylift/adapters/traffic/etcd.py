@@ -30,10 +30,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from graylift.adapters._http import Login
 from graylift.adapters._preflight import every_host, listing
 from graylift.adapters.registry import Backend, Build
-from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic
+from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic, token_login
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
@@ -82,9 +81,7 @@ class EtcdSwitch(HttpRegistrySwitch):
         self.parked_prefix = "/" + cfg.parked_prefix.strip("/")
         super().__init__(cfg, f"etcd:{self._key({'address': '*', 'host': '*'})}",
                          hint="is etcd running at {where} (v3 gateway)?")
-        if cfg.username:
-            self.api.login = Login(self.api, "/v3/auth/authenticate", user=cfg.username, password=password or "",
-                                   key="token", json={"name": cfg.username, "password": password or ""})
+        self.api.login = token_login(self.api, cfg, password, "/v3/auth/authenticate", key="token", user_field="name")
 
     @classmethod
     def from_config(cls, cfg: EtcdTraffic, build: Build) -> EtcdSwitch:

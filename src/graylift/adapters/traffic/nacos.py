@@ -18,10 +18,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from graylift.adapters._http import Login
 from graylift.adapters._preflight import by_host, each, every_host, listing
 from graylift.adapters.registry import Backend, Build
-from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic
+from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic, token_login
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
@@ -44,9 +43,8 @@ class NacosSwitch(HttpRegistrySwitch):
     def __init__(self, cfg: NacosTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
         super().__init__(cfg, f"nacos:{cfg.group}@@{cfg.service}", hint="is Nacos running at {where}?")
-        if cfg.username:
-            self.api.login = Login(self.api, "/nacos/v1/auth/login", user=cfg.username, password=password or "",
-                                   key="accessToken", data={"username": cfg.username, "password": password or ""})
+        self.api.login = token_login(self.api, cfg, password, "/nacos/v1/auth/login", key="accessToken",
+                                     user_field="username", form=True)
 
     @classmethod
     def from_config(cls, cfg: NacosTraffic, build: Build) -> NacosSwitch:
