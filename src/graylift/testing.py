@@ -70,18 +70,21 @@ class FakeSwitch:
     known: set[str] | None = None  # hosts this backend has an entry for (None: every host)
     observe: Callable[[FakeSwitch], None] | None = None  # called after every change (invariant checks)
 
+    async def _op(self, op: str, host: Host) -> None:
+        """Before ``take_out`` / ``put_back`` changes anything: the call recorded, and the failure ``fails`` holds
+        for it, if any."""
+        self.calls.append((op, host.name))
+        if _fail(self.fails, op, host):
+            raise TrafficError(f"{self.name}: {op.replace('_', '-')} of {host.name} refused (fake)")
+
     async def take_out(self, host: Host) -> None:
-        self.calls.append(("take_out", host.name))
-        if _fail(self.fails, "take_out", host):
-            raise TrafficError(f"{self.name}: take-out of {host.name} refused (fake)")
+        await self._op("take_out", host)
         self.out.add(host.name)
         if self.observe is not None:
             self.observe(self)
 
     async def put_back(self, host: Host) -> None:
-        self.calls.append(("put_back", host.name))
-        if _fail(self.fails, "put_back", host):
-            raise TrafficError(f"{self.name}: put-back of {host.name} refused (fake)")
+        await self._op("put_back", host)
         self.out.discard(host.name)
 
     async def is_out(self, host: Host) -> bool:
@@ -108,15 +111,18 @@ class FakeSilencer:
     fails: set[tuple[str, str]] = field(default_factory=set)
     reachable: bool = True
 
+    async def _op(self, op: str, host: Host) -> None:
+        """Before ``mute`` / ``unmute`` changes anything: the failure ``fails`` holds for it, if any."""
+        if _fail(self.fails, op, host):
+            raise SilencerError(f"{self.name}: {op} of {host.name} refused (fake)")
+
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
-        if _fail(self.fails, "mute", host):
-            raise SilencerError(f"{self.name}: mute of {host.name} refused (fake)")
+        await self._op("mute", host)
         self.muted[host.name] = until
         return f"silence-{host.name}"
 
     async def unmute(self, host: Host, *, reason: str) -> None:
-        if _fail(self.fails, "unmute", host):
-            raise SilencerError(f"{self.name}: unmute of {host.name} refused (fake)")
+        await self._op("unmute", host)
         self.muted.pop(host.name, None)
 
     async def is_muted(self, host: Host, *, reason: str) -> bool:

@@ -16,6 +16,7 @@ from graylift.core.model import Host
 from graylift.core.state import ReleaseState
 from graylift.errors import LeaseLost, ReleaseConflict, ReleaseNotFound, StateError, StoreError
 from graylift.store import Fence, Store
+from graylift.store.records import host_from_json, host_to_json
 from graylift.store.tables import metadata
 
 H1 = Host("web-1", "10.213.0.1", port=2201, user="deploy", group="canary", tags={"zone": "a"})
@@ -98,6 +99,16 @@ def test_migrations_match_the_tables_module(store: Store) -> None:
             assert ctx.get_current_revision() == "0003"
     finally:
         engine.dispose()
+
+
+def test_a_host_spec_goes_to_json_and_back() -> None:
+    data = host_to_json(H1)
+    assert data == {"name": "web-1", "address": "10.213.0.1", "port": 2201, "user": "deploy", "group": "canary",
+                    "tags": {"zone": "a"}, "in_service": True}
+    assert data["tags"] is not H1.tags
+    back = host_from_json({**data, "port": "2201", "tags": None, "unknown": "left out"})
+    assert back == H1 and back.port == 2201 and back.tags == {}
+    assert host_from_json(host_to_json(H3)) == H3 and host_from_json(host_to_json(H1)).tags == {"zone": "a"}
 
 
 def test_open_reports_an_unreachable_database_without_traceback() -> None:

@@ -233,7 +233,8 @@ ERROR_CASES = [
         ("consul-agent-url", "    traffic:\n      - {type: consul, service: s, agent_url: 'http://{app}:8500'}",
          "traffic[0].agent_url", "unknown placeholder {app}; known placeholders: {address} {host}"),
         ("consul-token", "    traffic:\n      - {type: consul, service: s, token: abc}", "traffic[0].token",
-         "unknown key 'token'; allowed keys: type, service, port, agent_url, service_id, token_env"),
+         "unknown key 'token'; allowed keys: type, propagation_seconds, timeout, service, port, agent_url, "
+         "service_id, token_env, reason"),
         ("eureka-port", "    traffic:\n      - {type: eureka, url: 'http://e:8761/eureka', app: a, port: x}",
          "traffic[0].port", "must be a port number from 1 to 65535, got 'x'"),
         ("eureka-instance-id", "    traffic:\n      - {type: eureka, url: 'http://e/eureka', app: a, port: 1, "

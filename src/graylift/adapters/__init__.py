@@ -1,7 +1,7 @@
 """Backends behind graylift.ports, grouped by port; one module per backend.
 
     traffic/      TrafficSwitch: haproxy, nginx (+ nginx_conf), nginx_plus, zookeeper, dubbo3 (+ _zk), etcd,
-                  nacos, consul, eureka, command; TRAFFIC lists them
+                  nacos, consul, eureka (+ _registry_base: their shared keys), command; TRAFFIC lists them
     monitoring/   Silencer: alertmanager, zabbix, command; MONITORING lists them
     inventory/    Inventory: builtin (+ hostfile, ansible: the host-file import), netbox, http; INVENTORY
     transport/    Transport / Connector: ssh, local

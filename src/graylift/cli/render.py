@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from graylift.core.plan import Plan
+from graylift.journal_lines import line_of
 from graylift.service import Graylift, JournalEntry, ReleaseRecord, batch_timings
 
 STATE_STYLE = {"succeeded": "green", "rolled_back": "yellow", "paused": "yellow", "failed": "red",
@@ -20,29 +21,19 @@ def styled(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
 
-def _words(value: object) -> str:
-    return " ".join(str(v) for v in value) if isinstance(value, list) else ""
+def _markup(text: str, style: str) -> str:
+    return f"[{style}]{text}[/{style}]"
 
 
 def journal_line(entry: JournalEntry) -> str | None:
-    """One journal entry as a progress line (works on a TTY and in CI logs alike), or None to skip it."""
+    """One journal entry as a progress line (works on a TTY and in CI logs alike), or None to skip it: the
+    console's line in colour (:func:`graylift.journal_lines.line_of`), and of a host's entries only those that
+    tell progress, indented."""
     host, step, event, detail = entry.host, entry.step, entry.event, entry.detail
     if host is None:
-        if step == "release":
-            return f"release [bold]{event}[/bold] {detail.get('message', '')}"
-        if step == "lease":
-            return None
-        if event == "begin":
-            return f"[bold]{step}[/bold]: {_words(detail.get('hosts'))}"
-        if event == "done":
-            return f"[bold]{step}[/bold] done ({detail.get('failed', 0)} failed)"
-        if event == "wait":
-            return f"{step}: waiting {detail.get('seconds')}s"
-        if event == "replaced":
-            return f"canary {_words(detail.get('skipped'))} replaced by {detail.get('replacement')}"
-        return f"{step} {event} {detail.get('error', '')}"
-    if event == "failed":
-        return f"  [red]{host} {step} failed[/red]: {detail.get('error')}"
+        return line_of(entry, _markup)
+    if event in ("failed", "needs_attention", "already_on_target") or (step, event) == ("revert", "plan"):
+        return f"  {line_of(entry, _markup)}"
     if step == "unmute" and event == "done":
         return f"  [green]{host}[/green] done"
     if step == "quiet" and event == "done":
@@ -50,12 +41,6 @@ def journal_line(entry: JournalEntry) -> str | None:
     if step == "take_out" and event == "done" and detail.get("propagation_seconds"):
         waits = ", ".join(f"{k} {v}s" for k, v in dict(detail["propagation_seconds"]).items())
         return f"  {host} out; registry propagation wait: {waits}"
-    if step == "revert" and event == "plan":
-        return f"  [yellow]{host} reverting[/yellow]: {_words(detail.get('steps'))}"
-    if event == "already_on_target":
-        return f"  {host} already on {detail.get('version')}: put back and unmuted only"
-    if event == "needs_attention":
-        return f"  [red]{host} NEEDS ATTENTION[/red]: {detail.get('error')}"
     return None
 
 

@@ -200,12 +200,17 @@ class HostRunner:
             return
         if run.state is HostState.PENDING:
             self.store.update_host_run(rec.id, host, state=HostState.RUNNING, started_at=self.clock.now())
+        await self._pass(rec, host, RELEASE_FLOW, back=False)
+
+    async def _pass(self, rec: ReleaseRecord, host: str, flow: Sequence[Step], *, back: bool) -> None:
+        """Walk ``flow`` on the host (the release's, or with ``back`` the rollback's): done (rolled back) when
+        every step succeeds, else what :meth:`failed` decides."""
         try:
-            already = await self.walk(rec, host, RELEASE_FLOW)
+            already = await self.walk(rec, host, flow)
         except StepFailed as failed:
-            await self.failed(rec, host, failed, back=False)
+            await self.failed(rec, host, failed, back=back)
             return
-        self.succeeded(rec, host, HostState.DONE, already=already)
+        self.succeeded(rec, host, HostState.ROLLED_BACK if back else HostState.DONE, already=already)
 
     def succeeded(self, rec: ReleaseRecord, host: str, state: HostState, *, already: bool = False,
                   warning: str | None = None) -> None:
@@ -327,12 +332,7 @@ class HostRunner:
             return
         if run.state is not HostState.ROLLING_BACK:
             return
-        try:
-            already = await self.walk(rec, host, ROLLBACK_FLOW)
-        except StepFailed as failed:
-            await self.failed(rec, host, failed, back=True)
-            return
-        self.succeeded(rec, host, HostState.ROLLED_BACK, already=already)
+        await self._pass(rec, host, ROLLBACK_FLOW, back=True)
 
     async def settle(self, rec: ReleaseRecord) -> None:
         """Hosts a crash caught mid-pass: a forward pass is reverted, a revert or rollback is finished."""

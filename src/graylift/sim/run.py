@@ -113,9 +113,9 @@ class Run:
         self.world = World(hosts, set(scenario.healthy))
         config = sim_config(scenario)
         strategy = config.app_for_env(APP, ENV).strategy_model()
-        self.world.switches = [SimSwitch(self.world, "lb", allow_half=strategy.allow_half_or_more),
-                               SimSwitch(self.world, "registry", allow_half=strategy.allow_half_or_more)]
-        self.world.silencer = SimSilencer(self.world)
+        self.world.switches = [SimSwitch(world=self.world, name="lb", allow_half=strategy.allow_half_or_more),
+                               SimSwitch(world=self.world, name="registry", allow_half=strategy.allow_half_or_more)]
+        self.world.silencer = SimSilencer(world=self.world)
         self.repository = SimRepository(self.world)
         runtime = AppRuntime(
             app=APP, env=ENV, deploy_dir=DEPLOY, keep_releases=scenario.keep_releases, start_command="start",

@@ -10,7 +10,7 @@ killed there) and checks the world's invariants that must hold at every instant 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,7 +24,8 @@ from graylift.errors import (
     SilencerError,
     TrafficError,
 )
-from graylift.ports import CommandResult, Preflight, ProbeResult, Transport
+from graylift.ports import CommandResult, ProbeResult, Transport
+from graylift.testing import FakeSilencer, FakeSwitch
 
 APP = "sim"
 HANG_SECONDS = 30.0  # how long a hung backend call takes before it times out (as the real adapters' timeouts)
@@ -261,14 +262,14 @@ class SimProbe:
 
 
 @dataclass
-class SimSwitch:
-    """A load balancer: ``out`` holds the hosts it sends no traffic to."""
+class SimSwitch(FakeSwitch):
+    """:class:`graylift.testing.FakeSwitch` on the simulated fleet: a load balancer whose ``out`` holds the hosts it
+    sends no traffic to. Every call is an await point; the world's faults make a change fail or hang and
+    ``is_out`` lie, and a take-out checks the 50% rule (unless ``allow_half``)."""
 
-    world: World
     name: str = "lb"
-    out: set[str] = field(default_factory=set)
+    world: World = field(kw_only=True)
     allow_half: bool = False
-    propagation_seconds: float = 0.0
 
     async def _op(self, op: str, host: Host) -> None:
         self.world.enter(f"{self.name}: {op} {host.name}")
@@ -280,14 +281,12 @@ class SimSwitch:
             raise TrafficError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def take_out(self, host: Host) -> None:
-        await self._op("take_out", host)
-        self.out.add(host.name)
+        await super().take_out(host)
         self.world.check_cap(self.allow_half)
         await self.world.point(f"{self.name}: took out {host.name}")
 
     async def put_back(self, host: Host) -> None:
-        await self._op("put_back", host)
-        self.out.discard(host.name)
+        await super().put_back(host)
         await self.world.point(f"{self.name}: put back {host.name}")
 
     async def is_out(self, host: Host) -> bool:
@@ -303,46 +302,28 @@ class SimSwitch:
         await self.world.point(f"{self.name}: is_in {host.name}")
         return host.name not in self.out
 
-    async def in_flight(self, host: Host) -> int | None:
-        return 0
-
-    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
-        return Preflight()
-
-    async def close(self) -> None:
-        return None
-
 
 @dataclass
-class SimSilencer:
-    world: World
-    name: str = "alerts"
-    muted: dict[str, datetime] = field(default_factory=dict)
+class SimSilencer(FakeSilencer):
+    """:class:`graylift.testing.FakeSilencer` on the simulated fleet: every change is an await point, and the
+    world's faults (``alerts.mute``, ``alerts.unmute``) make it fail."""
 
-    def _op(self, op: str, host: Host) -> None:
+    name: str = "alerts"
+    world: World = field(kw_only=True)
+
+    async def _op(self, op: str, host: Host) -> None:
         self.world.enter(f"{self.name}: {op} {host.name}")
         if self.world.faults.hit(f"{self.name}.{op}", host.name):
             raise SilencerError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def mute(self, host: Host, *, until: datetime, reason: str) -> str:
-        self._op("mute", host)
-        self.muted[host.name] = until
+        silence = await super().mute(host, until=until, reason=reason)
         await self.world.point(f"{self.name}: muted {host.name}")
-        return host.name
+        return silence
 
     async def unmute(self, host: Host, *, reason: str) -> None:
-        self._op("unmute", host)
-        self.muted.pop(host.name, None)
+        await super().unmute(host, reason=reason)
         await self.world.point(f"{self.name}: unmuted {host.name}")
-
-    async def is_muted(self, host: Host, *, reason: str) -> bool:
-        return host.name in self.muted
-
-    async def preflight(self, hosts: Sequence[Host]) -> Preflight:
-        return Preflight()
-
-    async def close(self) -> None:
-        return None
 
 
 class SimRepository:

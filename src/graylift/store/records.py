@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from graylift.core.layout import Found as Found
 from graylift.core.model import Host
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -104,79 +110,32 @@ class HostHealth:
     since: datetime
 
 
+def _record(cls: type[R], row: Mapping[str, Any], **converted: Any) -> R:
+    """A ``cls`` whose fields are the ``row``'s values of the same names, but for those ``converted``."""
+    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in converted}, **converted)
+
+
 def host_to_json(host: Host) -> dict[str, Any]:
-    return {
-        "name": host.name,
-        "address": host.address,
-        "port": host.port,
-        "user": host.user,
-        "group": host.group,
-        "tags": dict(host.tags),
-        "in_service": host.in_service,
-    }
+    return {**{f.name: getattr(host, f.name) for f in fields(Host)}, "tags": dict(host.tags)}
 
 
 def host_from_json(data: dict[str, Any]) -> Host:
-    return Host(
-        name=data["name"],
-        address=data["address"],
-        port=int(data["port"]),
-        user=data["user"],
-        group=data["group"],
-        tags=dict(data.get("tags") or {}),
-        in_service=bool(data["in_service"]),
-    )
+    return _record(Host, data, port=int(data["port"]), tags=dict(data.get("tags") or {}),
+                   in_service=bool(data["in_service"]))
 
 
 def release_from_row(r: Any) -> ReleaseRecord:
-    return ReleaseRecord(
-        id=r["id"],
-        app=r["app"],
-        env=r["env"],
-        kind=ReleaseKind(r["kind"]),
-        version=r["version"],
-        previous_version=r["previous_version"],
-        state=ReleaseState(r["state"]),
-        plan=r["plan"],
-        config=r["config"],
-        cursor=r["cursor"],
-        phase=r["phase"],
-        wait_until=r["wait_until"],
-        message=r["message"],
-        requested=Request(r["requested"]) if r["requested"] else None,
-        owner=r["owner"],
-        heartbeat_at=r["heartbeat_at"],
-        started_by=r["started_by"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        finished_at=r["finished_at"],
-        lease_epoch=r["lease_epoch"],
-        direction=Direction(r["direction"]),
-    )
+    return _record(ReleaseRecord, r, kind=ReleaseKind(r["kind"]), state=ReleaseState(r["state"]),
+                   requested=Request(r["requested"]) if r["requested"] else None, direction=Direction(r["direction"]))
 
 
 def host_run_from_row(r: Any) -> HostRunRecord:
     spec = r["host_spec"]
-    return HostRunRecord(
-        release_id=r["release_id"],
-        host=r["host"],
-        address=r["address"],
-        batch=r["batch"],
-        state=HostState(r["state"]),
-        step=r["step"],
-        done_steps=tuple(r["done_steps"] or ()),
-        target_version=r["target_version"],
-        previous_version=r["previous_version"],
-        error=r["error"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        spec=host_from_json(spec) if spec else None,
-        found=Found.from_json(r["found"]) if r["found"] else None,
-        target_dir=r["target_dir"],
-        attention=dict(r["attention"]) if r["attention"] else None,
-    )
+    return _record(HostRunRecord, r, state=HostState(r["state"]), done_steps=tuple(r["done_steps"] or ()),
+                   spec=host_from_json(spec) if spec else None,
+                   found=Found.from_json(r["found"]) if r["found"] else None,
+                   attention=dict(r["attention"]) if r["attention"] else None)
 
 
 def journal_from_row(r: Any) -> JournalEntry:
-    return JournalEntry(id=r["id"], release_id=r["release_id"], host=r["host"], step=r["step"], event=r["event"],
-                        detail=dict(r["detail"] or {}), at=r["at"], owner=r["owner"], epoch=r["epoch"])
+    return _record(JournalEntry, r, detail=dict(r["detail"] or {}))

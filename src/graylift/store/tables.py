@@ -43,11 +43,27 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
+def _serial_id() -> sa.Column[int]:
+    """The table's autoincrement primary key."""
+    return sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True)
+
+
+def _app_env(*, key: bool = False, nullable: bool = False) -> tuple[sa.Column[str], sa.Column[str]]:
+    """The app and the environment a row belongs to; ``key``: part of the primary key."""
+    return (sa.Column("app", sa.String(128), primary_key=key, nullable=nullable),
+            sa.Column("env", sa.String(128), primary_key=key, nullable=nullable))
+
+
+def _release_id(*, key: bool = False, nullable: bool = False, unique: bool | None = None) -> sa.Column[int]:
+    """The release a row belongs to; ``key``: part of the primary key."""
+    return sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), primary_key=key, nullable=nullable,
+                     unique=unique)
+
+
 hosts = sa.Table(
     "hosts",
     metadata,
-    sa.Column("app", sa.String(128), primary_key=True),
-    sa.Column("env", sa.String(128), primary_key=True),
+    *_app_env(key=True),
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("address", sa.String(255), nullable=False),
     sa.Column("port", sa.Integer, nullable=False),
@@ -60,9 +76,8 @@ hosts = sa.Table(
 releases = sa.Table(
     "releases",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
-    sa.Column("app", sa.String(128), nullable=False),
-    sa.Column("env", sa.String(128), nullable=False),
+    _serial_id(),
+    *_app_env(),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("version", sa.String(128), nullable=False),
     sa.Column("previous_version", sa.String(128), nullable=True),
@@ -91,15 +106,14 @@ releases = sa.Table(
 active_releases = sa.Table(
     "active_releases",
     metadata,
-    sa.Column("app", sa.String(128), primary_key=True),
-    sa.Column("env", sa.String(128), primary_key=True),
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False, unique=True),
+    *_app_env(key=True),
+    _release_id(unique=True),
 )
 
 host_runs = sa.Table(
     "host_runs",
     metadata,
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), primary_key=True),
+    _release_id(key=True),
     sa.Column("host", sa.String(128), primary_key=True),
     sa.Column("address", sa.String(255), nullable=False),
     sa.Column("host_spec", sa.JSON, nullable=False),
@@ -123,8 +137,8 @@ host_runs = sa.Table(
 journal = sa.Table(
     "journal",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    _serial_id(),
+    _release_id(),
     sa.Column("host", sa.String(128), nullable=True),
     sa.Column("step", sa.String(64), nullable=False),
     sa.Column("event", sa.String(64), nullable=False),
@@ -138,11 +152,10 @@ journal = sa.Table(
 deployed_versions = sa.Table(
     "deployed_versions",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
-    sa.Column("app", sa.String(128), nullable=False),
-    sa.Column("env", sa.String(128), nullable=False),
+    _serial_id(),
+    *_app_env(),
     sa.Column("version", sa.String(128), nullable=False),
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    _release_id(),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=True),
     # release (the fleet went to it), rollback (back to it), survey (found on the hosts by a first release)
@@ -154,10 +167,9 @@ deployed_versions = sa.Table(
 bad_versions = sa.Table(
     "bad_versions",
     metadata,
-    sa.Column("app", sa.String(128), primary_key=True),
-    sa.Column("env", sa.String(128), primary_key=True),
+    *_app_env(key=True),
     sa.Column("version", sa.String(128), primary_key=True),
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    _release_id(),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
 )
@@ -167,13 +179,12 @@ bad_versions = sa.Table(
 host_health = sa.Table(
     "host_health",
     metadata,
-    sa.Column("app", sa.String(128), primary_key=True),
-    sa.Column("env", sa.String(128), primary_key=True),
+    *_app_env(key=True),
     sa.Column("host", sa.String(128), primary_key=True),
     sa.Column("state", sa.String(32), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("backends", sa.JSON, nullable=False),
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=False),
+    _release_id(),
     sa.Column("since", UTCDateTime, nullable=False),
 )
 
@@ -182,7 +193,7 @@ host_health = sa.Table(
 users = sa.Table(
     "users",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    _serial_id(),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; None: API tokens only (a CI user)
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -194,7 +205,7 @@ users = sa.Table(
 api_tokens = sa.Table(
     "api_tokens",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    _serial_id(),
     sa.Column("user_id", ID_TYPE, sa.ForeignKey("users.id"), nullable=False),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("prefix", sa.String(16), nullable=False),  # the first characters, to tell tokens apart
@@ -210,8 +221,7 @@ grants = sa.Table(
     "grants",
     metadata,
     sa.Column("user_id", ID_TYPE, sa.ForeignKey("users.id"), primary_key=True),
-    sa.Column("app", sa.String(128), primary_key=True),
-    sa.Column("env", sa.String(128), primary_key=True),
+    *_app_env(key=True),
     sa.Column("role", sa.String(16), nullable=False),
 )
 
@@ -231,9 +241,8 @@ web_sessions = sa.Table(
 release_requests = sa.Table(
     "release_requests",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
-    sa.Column("app", sa.String(128), nullable=False),
-    sa.Column("env", sa.String(128), nullable=False),
+    _serial_id(),
+    *_app_env(),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("version", sa.String(128), nullable=True),  # a rollback without --to: None (the last good one)
     sa.Column("reason", sa.Text, nullable=False),
@@ -244,7 +253,7 @@ release_requests = sa.Table(
     # waiting -> approved -> started; or rejected, cancelled, expired
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), nullable=True),
+    _release_id(nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -265,7 +274,7 @@ approvals = sa.Table(
 release_info = sa.Table(
     "release_info",
     metadata,
-    sa.Column("release_id", ID_TYPE, sa.ForeignKey("releases.id"), primary_key=True),
+    _release_id(key=True),
     sa.Column("trigger", sa.String(16), nullable=False),  # console | api | cli | webhook
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("ticket", sa.String(128), nullable=False),
@@ -276,8 +285,7 @@ release_info = sa.Table(
 env_policies = sa.Table(
     "env_policies",
     metadata,
-    sa.Column("app", sa.String(128), primary_key=True),  # "*": every app
-    sa.Column("env", sa.String(128), primary_key=True),
+    *_app_env(key=True),  # app "*": every app
     sa.Column("approvals", sa.Integer, nullable=False),  # approvals by people other than the requester
     sa.Column("approve_rollbacks", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_by", sa.String(64), nullable=False),
@@ -287,9 +295,8 @@ env_policies = sa.Table(
 freeze_windows = sa.Table(
     "freeze_windows",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
-    sa.Column("app", sa.String(128), nullable=False),  # "*": every app
-    sa.Column("env", sa.String(128), nullable=False),
+    _serial_id(),
+    *_app_env(),  # app "*": every app
     sa.Column("starts_at", UTCDateTime, nullable=False),
     sa.Column("ends_at", UTCDateTime, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
@@ -301,15 +308,14 @@ freeze_windows = sa.Table(
 audit_log = sa.Table(
     "audit_log",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    _serial_id(),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("actor", sa.String(64), nullable=False),
     sa.Column("via", sa.String(64), nullable=False),  # session, token:<name>, cli, server
     sa.Column("source", sa.String(128), nullable=False),  # the client's address
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("target", sa.String(255), nullable=False),
-    sa.Column("app", sa.String(128), nullable=True),
-    sa.Column("env", sa.String(128), nullable=True),
+    *_app_env(nullable=True),
     sa.Column("outcome", sa.String(16), nullable=False),  # ok | denied | refused | failed
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index(None, "app", "env", "id"),
@@ -318,13 +324,12 @@ audit_log = sa.Table(
 webhooks = sa.Table(
     "webhooks",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    _serial_id(),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("channel", sa.String(16), nullable=False),  # dingtalk | feishu | wecom | slack | generic
     sa.Column("url", sa.Text, nullable=False),  # a secret (it carries the robot's token): never shown whole
     sa.Column("secret", sa.Text, nullable=True),  # signing secret; never shown
-    sa.Column("app", sa.String(128), nullable=False),  # "*": every app
-    sa.Column("env", sa.String(128), nullable=False),
+    *_app_env(),  # app "*": every app
     sa.Column("events", sa.JSON, nullable=False),  # event names; empty: every event
     sa.Column("template", sa.Text, nullable=True),  # message template; None: the channel's default
     sa.Column("enabled", sa.Boolean, nullable=False),
@@ -335,7 +340,7 @@ webhooks = sa.Table(
 webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
-    sa.Column("id", ID_TYPE, primary_key=True, autoincrement=True),
+    _serial_id(),
     sa.Column("webhook_id", ID_TYPE, sa.ForeignKey("webhooks.id"), nullable=False),
     sa.Column("event_key", sa.String(64), nullable=False),  # journal:<id> or request:<id>:<state>: once each
     sa.Column("event", sa.String(32), nullable=False),

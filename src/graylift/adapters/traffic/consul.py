@@ -19,16 +19,17 @@ from pydantic import BeforeValidator
 from graylift.adapters._http import call, safe_url
 from graylift.adapters._preflight import each
 from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._registry_base import RegistryTraffic
 from graylift.core.model import Host
 from graylift.core.template import HOST_PLACEHOLDERS, host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
-from graylift.schema import EnvName, HttpUrl, Port, PositiveSeconds, Seconds, Section, Text, check_text, placeholders
+from graylift.schema import EnvName, HttpUrl, Port, Text, check_text, placeholders
 
 ID_PLACEHOLDERS = frozenset({"service", "address", "host", "port"})
 
 
-class ConsulTraffic(Section):
+class ConsulTraffic(RegistryTraffic):
     """Consul service maintenance mode on the host's own agent."""
 
     type: Literal["consul"] = "consul"
@@ -38,8 +39,6 @@ class ConsulTraffic(Section):
     service_id: Annotated[str, BeforeValidator(check_text), placeholders(ID_PLACEHOLDERS)] = "{service}"
     token_env: EnvName | None = None
     reason: Text = "graylift release"
-    propagation_seconds: Seconds = 0.0
-    timeout: PositiveSeconds = 10.0
 
 
 class ConsulSwitch:

@@ -35,11 +35,12 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from graylift.adapters._preflight import every_host, listing
 from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._registry_base import RegistryTraffic
 from graylift.adapters.traffic._zk import ZkSession, children
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
-from graylift.schema import Port, PositiveSeconds, Seconds, Section, Text, ZkPath
+from graylift.schema import Port, Text, ZkPath
 
 CAS_ATTEMPTS = 10
 
@@ -48,7 +49,7 @@ def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-class Dubbo3Traffic(Section):
+class Dubbo3Traffic(RegistryTraffic):
     """Dubbo 3 application-level providers on ZooKeeper: a v3 configurator rule disables the address."""
 
     type: Literal["dubbo3"] = "dubbo3"
@@ -58,8 +59,6 @@ class Dubbo3Traffic(Section):
     root: ZkPath = "/dubbo"
     group: Text = "dubbo"
     instances_root: ZkPath = "/services"
-    propagation_seconds: Seconds = 0.0
-    timeout: PositiveSeconds = 10.0
 
 
 class Dubbo3Switch:

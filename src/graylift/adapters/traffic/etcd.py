@@ -30,21 +30,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-from graylift.adapters._http import Api, Login
 from graylift.adapters._preflight import every_host, listing
 from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic, token_login
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 from graylift.schema import (
-    EnvName,
-    HttpUrl,
     Port,
-    PositiveSeconds,
-    Seconds,
     Text,
-    UserPassword,
     ZkPath,
     check_text,
     placeholders,
@@ -65,11 +60,10 @@ def _unb64(text: str) -> bytes:
 KEY_PLACEHOLDERS = frozenset({"service", "address", "host", "port"})
 
 
-class EtcdTraffic(UserPassword):
+class EtcdTraffic(HttpRegistryTraffic):
     """Service instances as etcd v3 keys (HTTP/JSON gateway)."""
 
     type: Literal["etcd"] = "etcd"
-    url: HttpUrl
     service: Text
     port: Port
     key_template: Annotated[str, BeforeValidator(check_text), placeholders(KEY_PLACEHOLDERS)] = (
@@ -79,24 +73,15 @@ class EtcdTraffic(UserPassword):
     status_field: Text = "status"
     out_value: Text = "down"
     in_value: Text = "up"
-    username: Text | None = None
-    password_env: EnvName | None = None
-    propagation_seconds: Seconds = 0.0
-    timeout: PositiveSeconds = 10.0
 
 
-class EtcdSwitch:
+class EtcdSwitch(HttpRegistrySwitch):
     def __init__(self, cfg: EtcdTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
         self.parked_prefix = "/" + cfg.parked_prefix.strip("/")
-        self.propagation_seconds = cfg.propagation_seconds
-        self.name = f"etcd:{self._key({'address': '*', 'host': '*'})}"
-        self.api = Api(TrafficError, self.name, cfg.url, timeout=cfg.timeout, hint="is etcd running at {where} "
-                       "(v3 gateway)?")
-        self.where = self.api.where  # for messages: no userinfo
-        if cfg.username:
-            self.api.login = Login(self.api, "/v3/auth/authenticate", user=cfg.username, password=password or "",
-                                   key="token", json={"name": cfg.username, "password": password or ""})
+        super().__init__(cfg, f"etcd:{self._key({'address': '*', 'host': '*'})}",
+                         hint="is etcd running at {where} (v3 gateway)?")
+        self.api.login = token_login(self.api, cfg, password, "/v3/auth/authenticate", key="token", user_field="name")
 
     @classmethod
     def from_config(cls, cfg: EtcdTraffic, build: Build) -> EtcdSwitch:

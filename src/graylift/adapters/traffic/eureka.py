@@ -17,21 +17,17 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BeforeValidator
 
-from graylift.adapters._http import Api, basic_auth
+from graylift.adapters._http import basic_auth
 from graylift.adapters._preflight import by_host, every_host, listing
 from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 from graylift.schema import (
-    EnvName,
-    HttpUrl,
     Port,
-    PositiveSeconds,
-    Seconds,
     Text,
-    UserPassword,
     check_text,
     placeholders,
 )
@@ -42,30 +38,22 @@ OUT = "OUT_OF_SERVICE"
 ID_PLACEHOLDERS = frozenset({"host", "address", "app", "port"})
 
 
-class EurekaTraffic(UserPassword):
+class EurekaTraffic(HttpRegistryTraffic):
     """Eureka status override OUT_OF_SERVICE while the host is out."""
 
     type: Literal["eureka"] = "eureka"
-    url: HttpUrl
     app: Text
     port: Port
     instance_id: Annotated[str, BeforeValidator(check_text), placeholders(ID_PLACEHOLDERS)] = "{host}:{app}:{port}"
-    username: Text | None = None
-    password_env: EnvName | None = None
-    propagation_seconds: Seconds = 0.0
-    timeout: PositiveSeconds = 10.0
 
 
-class EurekaSwitch:
+class EurekaSwitch(HttpRegistrySwitch):
     def __init__(self, cfg: EurekaTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
         self.app = cfg.app.upper()  # as Eureka names registered apps
-        self.propagation_seconds = cfg.propagation_seconds
-        self.name = f"eureka:{self.app}"
-        self.api = Api(TrafficError, self.name, cfg.url, timeout=cfg.timeout,
-                       hint="is Eureka running at {where} (url includes the context path)?",
-                       secrets=(password, basic_auth(cfg.username, password or "") if cfg.username else None))
-        self.where = self.api.where  # for messages: no userinfo
+        super().__init__(cfg, f"eureka:{self.app}",
+                         hint="is Eureka running at {where} (url includes the context path)?",
+                         secrets=(password, basic_auth(cfg.username, password or "") if cfg.username else None))
         self._auth = httpx.BasicAuth(cfg.username, password or "") if cfg.username else None
 
     @classmethod

@@ -18,42 +18,33 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from graylift.adapters._http import Api, Login
 from graylift.adapters._preflight import by_host, each, every_host, listing
 from graylift.adapters.registry import Backend, Build
+from graylift.adapters.traffic._registry_base import HttpRegistrySwitch, HttpRegistryTraffic, token_login
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
-from graylift.schema import EnvName, Flag, HttpUrl, Port, PositiveSeconds, Seconds, Text, UserPassword
+from graylift.schema import Flag, Port, Text
 
 
-class NacosTraffic(UserPassword):
+class NacosTraffic(HttpRegistryTraffic):
     """Nacos naming (open API v1): enabled=false on the instance."""
 
     type: Literal["nacos"] = "nacos"
-    url: HttpUrl
     service: Text
     port: Port
     namespace: str = ""
     group: Text = "DEFAULT_GROUP"
     cluster: Text = "DEFAULT"
     ephemeral: Flag = True
-    username: Text | None = None
-    password_env: EnvName | None = None
-    propagation_seconds: Seconds = 0.0
-    timeout: PositiveSeconds = 10.0
 
 
-class NacosSwitch:
+class NacosSwitch(HttpRegistrySwitch):
     def __init__(self, cfg: NacosTraffic, *, password: str | None = None) -> None:
         self.cfg = cfg
-        self.propagation_seconds = cfg.propagation_seconds
-        self.name = f"nacos:{cfg.group}@@{cfg.service}"
-        self.api = Api(TrafficError, self.name, cfg.url, timeout=cfg.timeout, hint="is Nacos running at {where}?")
-        self.where = self.api.where  # for messages: no userinfo
-        if cfg.username:
-            self.api.login = Login(self.api, "/nacos/v1/auth/login", user=cfg.username, password=password or "",
-                                   key="accessToken", data={"username": cfg.username, "password": password or ""})
+        super().__init__(cfg, f"nacos:{cfg.group}@@{cfg.service}", hint="is Nacos running at {where}?")
+        self.api.login = token_login(self.api, cfg, password, "/nacos/v1/auth/login", key="accessToken",
+                                     user_field="username", form=True)
 
     @classmethod
     def from_config(cls, cfg: NacosTraffic, build: Build) -> NacosSwitch:

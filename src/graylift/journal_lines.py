@@ -1,0 +1,54 @@
+"""A journal entry as one line for a person: the console shows every line as it is, the CLI's progress view
+the lines that tell progress, in colour. Pure: no I/O, no markup of its own (``mark`` adds the caller's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from graylift.store.records import JournalEntry
+
+# Styles ``text`` ("bold", "red", "green", "yellow"): rich markup in the CLI; left plain in the console.
+Mark = Callable[[str, str], str]
+
+
+def plain(text: str, style: str) -> str:
+    return text
+
+
+def words(value: object) -> str:
+    return " ".join(str(v) for v in value) if isinstance(value, list) else ""
+
+
+def line_of(entry: JournalEntry, mark: Mark = plain) -> str | None:
+    """One journal entry as a log line, or None for bookkeeping entries (lease claims)."""
+    host, step, event, d = entry.host, entry.step, entry.event, entry.detail
+    if host is None:
+        if step == "release":
+            return f"release {mark(event, 'bold')}: {d.get('message', '')}".rstrip(": ")
+        if step == "lease":
+            return None
+        if event == "begin":
+            return f"{mark(step, 'bold')}: {words(d.get('hosts'))}"
+        if event == "done":
+            return f"{mark(step, 'bold')} done ({d.get('failed', 0)} failed)"
+        if event == "wait":
+            return f"{step}: waiting {d.get('seconds')}s"
+        if event == "replaced":
+            return f"canary {words(d.get('skipped'))} replaced by {d.get('replacement')}"
+        return f"{step} {event} {d.get('error', '')}".strip()
+    if event == "failed":
+        return f"{mark(f'{host} {step} FAILED', 'red')}: {d.get('error')}"
+    if event == "needs_attention":
+        return f"{mark(f'{host} NEEDS ATTENTION', 'red')}: {d.get('error')}"
+    if event == "done":
+        seconds = d.get("seconds")
+        return f"{host} {step} done" + (f" in {seconds}s" if seconds is not None else "")
+    if event == "begin":
+        return f"{host} {step} ..."
+    if event == "already_on_target":
+        return f"{host} already on {d.get('version')}: put back and unmuted only"
+    if event == "plan" and step == "revert":
+        return f"{mark(f'{host} reverting', 'yellow')}: {words(d.get('steps'))}"
+    return f"{host} {step} {event}"
