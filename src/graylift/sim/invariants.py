@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from graylift.sim.run import Run
 
 APP, ENV = "sim", "prod"
+KEPT_OUT = ("first install", "revert failed", "could not roll it back", "rollback was reverted")
+"""Records of a host graylift leaves out of traffic on purpose (it could not be restarted or rolled back)."""
 
 
 def all_invariants(run: Run) -> list[str]:
@@ -52,7 +54,9 @@ def left_out(run: Run) -> list[str]:
     problems = []
     marked = attention(run)
     last_runs = _last_runs(run)
-    backends = {h: set(health.backends) for h, health in run.store.host_health(APP, ENV).items()}
+    health = run.store.host_health(APP, ENV)
+    backends = {h: set(record.backends) for h, record in health.items()}
+    reasons = {h: record.reason for h, record in health.items()}
     for name, host in run.world.hosts.items():
         why = []
         if any(name in s.out for s in run.world.switches):
@@ -65,6 +69,12 @@ def left_out(run: Run) -> list[str]:
             why.append("muted")
         if why and name not in marked:
             problems.append(f"{name}: {' and '.join(why)}, not recorded as needing attention")
+        said = (last_runs.get(name) or "") + " " + (reasons.get(name) or "")
+        kept_out_on_purpose = any(words in said for words in KEPT_OUT)
+        for switch in run.world.switches:
+            if name in switch.out and (switch.name, name) not in run.world.faulted and not kept_out_on_purpose:
+                problems.append(f"{name}: out of {switch.name}, which never failed for it (one broken backend "
+                                f"kept it out of the others)")
         named = backends.get(name)
         for switch in run.world.switches:
             lied = (switch.name, name) in run.world.lied  # a backend that lied cannot be recorded right

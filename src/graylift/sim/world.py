@@ -93,6 +93,7 @@ class World:
     on_point: Callable[[int], None] | None = None  # the scenario's hook at every await point (requests)
     frozen: list[asyncio.Future[None]] = field(default_factory=list)  # where stopped controllers wait
     lied: set[tuple[str, str]] = field(default_factory=set)  # (backend, host) it reported wrongly about
+    faulted: set[tuple[str, str]] = field(default_factory=set)  # (backend, host) one of its calls failed for
     thawed: bool = False  # a stopped controller runs again (after its lease went to another)
     forbidden: set[str] = field(default_factory=set)  # rolled-back versions no rollback/resume/retry may switch to
     served_at_start: dict[str, str | None] = field(default_factory=dict)  # each host's version when the action began
@@ -275,9 +276,11 @@ class SimSwitch(FakeSwitch):
         self.world.enter(f"{self.name}: {op} {host.name}")
         key = f"{self.name}.{op}"
         if self.world.faults.hangs(key, host.name):
+            self.world.faulted.add((self.name, host.name))
             await asyncio.sleep(HANG_SECONDS)
             raise TrafficError(f"{self.name}: {op} of {host.name} timed out (simulated)")
         if self.world.faults.hit(key, host.name):
+            self.world.faulted.add((self.name, host.name))
             raise TrafficError(f"{self.name}: {op} of {host.name} failed (simulated)")
 
     async def take_out(self, host: Host) -> None:
