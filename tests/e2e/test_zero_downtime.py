@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.slow,
 REQUESTS_PER_HOST = 5000
 
 
-@pytest.mark.parametrize(("app", "hosts", "batch"), [("pyapp", 20, 4), ("shop", 6, 2)])
+@pytest.mark.parametrize(("app", "hosts", "batch"), [("pyapp", 10, 3), ("shop", 6, 2)])  # bench/ runs 20 pyapp hosts
 def test_release_drops_no_request_and_abrupt_release_does(app: str, hosts: int, batch: int, tmp_path: Path) -> None:
     name = f"zd{app[0]}{os.getpid() % 10000}"
     strategy = {"canary": {"group": "beta", "count": 1, "bake": 1, "promote": "auto"}, "batch": {"size": batch}}
