@@ -9,9 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from graylift.store import tables as t
-from graylift.store.accounts import Visible, _visible
-from graylift.store.base import StoreBase
 from graylift.store.records import JournalEntry, ReleaseRecord, journal_from_row, release_from_row
+from graylift.store.serverbase import ServerStore, Visible, newest_first
 
 
 @dataclass(frozen=True)
@@ -34,24 +33,14 @@ class HostVisit:
     created_at: datetime
 
 
-class Queries(StoreBase):
-    @classmethod
-    def of(cls, store: StoreBase) -> Queries:
-        return cls(store.url, store._write_engine, store._read_engine, store._now)
-
+class Queries(ServerStore):
     def releases(self, *, visible: Visible | None, app: str | None = None, env: str | None = None,
                  state: str | None = None, kind: str | None = None, before_id: int | None = None,
                  limit: int = 50) -> list[ReleaseRecord]:
         """Newest first, filtered; ``before_id`` pages on (the next page starts below the last id seen)."""
         c = t.releases.c
-        query = sa.select(t.releases).order_by(c.id.desc()).limit(limit)
-        for column, value in ((c.app, app), (c.env, env), (c.state, state), (c.kind, kind)):
-            if value is not None:
-                query = query.where(column == value)
-        if before_id is not None:
-            query = query.where(c.id < before_id)
-        if visible is not None:
-            query = query.where(_visible(c.app, c.env, visible))
+        query = newest_first(t.releases, limit, (c.app, app), (c.env, env), (c.state, state), (c.kind, kind),
+                             before_id=before_id, visible=visible)
         with self._read() as conn:
             return [release_from_row(r) for r in conn.execute(query).mappings()]
 
