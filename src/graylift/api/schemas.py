@@ -8,10 +8,19 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field, StringConstraints
 
 from graylift.auth import AppEnv, Role
-from graylift.auth.rules import FreezeWindow, Policy
 from graylift.core.plan import Plan
 from graylift.service import HostRunRecord, JournalEntry, PlanView, ReleaseRecord
-from graylift.store.accounts import Approval, AuditEntry, Delivery, ReleaseInfo, ReleaseRequest, Token, Webhook
+from graylift.store.accounts import (
+    Approval,
+    AuditEntry,
+    Delivery,
+    FreezeWindow,
+    Policy,
+    ReleaseInfo,
+    ReleaseRequest,
+    Token,
+    Webhook,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9._+-]{1,128}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]

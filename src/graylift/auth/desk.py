@@ -17,11 +17,11 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from graylift.auth import secrets
 from graylift.auth.roles import ANY, Action, Denied, Grant, Role, Unauthenticated, check, may, parse_role
-from graylift.auth.rules import FreezeWindow, Policy, active_freeze, approvals_needed
+from graylift.auth.rules import active_freeze, approvals_needed
 from graylift.core.state import ReleaseKind, ReleaseState, Request
 from graylift.errors import GrayliftError, StateError
 from graylift.redact import mask_url
@@ -29,7 +29,9 @@ from graylift.service import Graylift, PlanView, ReleaseRecord
 from graylift.store.accounts import (
     AccountStore,
     AuditEntry,
+    FreezeWindow,
     Missing,
+    Policy,
     ReleaseInfo,
     ReleaseRequest,
     Token,
@@ -46,6 +48,7 @@ LOGIN_FAILURES = 5
 LOGIN_WINDOW = timedelta(minutes=5)
 TRIGGERS = ("console", "api", "cli", "webhook")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@"
+T = TypeVar("T")
 
 
 class Frozen(StateError):
@@ -215,7 +218,7 @@ class Desk:
                             detail=clean)
 
     def _audited(self, actor: Actor, action: str, target: str, app: str | None, env: str | None,
-                 work: Callable[[], Any], detail: dict[str, Any] | None = None) -> Any:
+                 work: Callable[[], T], detail: dict[str, Any] | None = None) -> T:
         try:
             result = work()
         except GrayliftError as exc:
@@ -474,7 +477,7 @@ class Desk:
                 return self.gl.retry(release_id)
             return self.gl.request(release_id, request)
 
-        return self._audited(actor, action, f"release #{release_id}", rec.app, rec.env, work, {"reason": reason})  # type: ignore[no-any-return]
+        return self._audited(actor, action, f"release #{release_id}", rec.app, rec.env, work, {"reason": reason})
 
     # ------------------------------------------------------------------ hosts (the CMDB)
     def hosts(self, actor: Actor, app: str, env: str) -> list[Any]:
@@ -505,7 +508,7 @@ class Desk:
 
     def clear_host(self, actor: Actor, app: str, env: str, host: str) -> bool:
         self.require(actor, Action.HOSTS, app, env)
-        return self._audited(actor, "hosts_clear", f"host {host}", app, env,  # type: ignore[no-any-return]
+        return self._audited(actor, "hosts_clear", f"host {host}", app, env,
                              lambda: self.gl.clear_host(app, env, host))
 
     def host_timeline(self, actor: Actor, app: str, env: str, host: str) -> list[Any]:
@@ -527,7 +530,7 @@ class Desk:
                 self.accounts.set_grant(name, check_pattern(g.app, "app"), check_pattern(g.env, "env"), g.role.value)
             return user
 
-        return self._audited(actor, "user_create", f"user {name}", None, None, work,  # type: ignore[no-any-return]
+        return self._audited(actor, "user_create", f"user {name}", None, None, work,
                              {"grants": [f"{g.role.value} on {g.app}/{g.env}" for g in grants]})
 
     def grant(self, actor: Actor, name: str, app: str, env: str, role: Role) -> None:
@@ -540,7 +543,7 @@ class Desk:
 
     def revoke_grant(self, actor: Actor, name: str, app: str, env: str) -> bool:
         self.require(actor, Action.ADMINISTER, target=f"user {name}")
-        return self._audited(actor, "grant_revoke", f"user {name}", None, None,  # type: ignore[no-any-return]
+        return self._audited(actor, "grant_revoke", f"user {name}", None, None,
                              lambda: self.accounts.remove_grant(name, app, env), {"app": app, "env": env})
 
     def set_password(self, actor: Actor, name: str, password: str) -> None:
@@ -589,17 +592,16 @@ class Desk:
         token = self.accounts.token(token_id)
         if token.user != actor.name:
             self.require(actor, Action.ADMINISTER, target=f"token #{token_id}")
-        return self._audited(actor, "token_revoke", f"token #{token_id}", None, None,  # type: ignore[no-any-return]
+        return self._audited(actor, "token_revoke", f"token #{token_id}", None, None,
                              lambda: self.accounts.revoke_token(token_id), {"user": token.user})
 
     # ------------------------------------------------------------------ policies and freeze windows
     def _policies(self) -> list[Policy]:
-        return [Policy(p.app, p.env, p.approvals, p.approve_rollbacks, p.updated_by, p.updated_at)
-                for p in self.accounts.policies()]
+        return self.accounts.policies()
 
     def _freezes(self) -> list[FreezeWindow]:
-        return [FreezeWindow(f.id, f.app, f.env, f.starts_at, f.ends_at, f.reason, f.created_by)
-                for f in self.accounts.freezes(ending_after=self._now())]
+        """The windows in force now or later."""
+        return self.accounts.freezes(ending_after=self._now())
 
     def policies(self, actor: Actor) -> list[Policy]:
         return self._policies()
@@ -613,10 +615,9 @@ class Desk:
         check_name(env, "env", 128)
         if not 0 <= approvals <= 10:
             raise InputError("approvals must be 0 to 10")
-        row = self._audited(actor, "policy", f"policy {app}/{env}", None if app == ANY else app, env,
-                            lambda: self.accounts.set_policy(app, env, approvals, approve_rollbacks, by=actor.name),
-                            {"approvals": approvals, "approve_rollbacks": approve_rollbacks})
-        return Policy(row.app, row.env, row.approvals, row.approve_rollbacks, row.updated_by, row.updated_at)
+        return self._audited(actor, "policy", f"policy {app}/{env}", None if app == ANY else app, env,
+                             lambda: self.accounts.set_policy(app, env, approvals, approve_rollbacks, by=actor.name),
+                             {"approvals": approvals, "approve_rollbacks": approve_rollbacks})
 
     def freezes(self, actor: Actor) -> list[FreezeWindow]:
         return self._freezes()
@@ -632,12 +633,11 @@ class Desk:
             raise InputError("a freeze window must end after it starts")
         if not reason.strip():
             raise InputError("a freeze window needs a reason (people will read it when a release is refused)")
-        row = self._audited(actor, "freeze_add", f"freeze {app}/{env}", None if app == ANY else app,
-                            None if env == ANY else env,
-                            lambda: self.accounts.add_freeze(app=app, env=env, starts_at=starts_at, ends_at=ends_at,
-                                                             reason=reason, created_by=actor.name),
-                            {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason})
-        return FreezeWindow(row.id, row.app, row.env, row.starts_at, row.ends_at, row.reason, row.created_by)
+        return self._audited(actor, "freeze_add", f"freeze {app}/{env}",
+                             None if app == ANY else app, None if env == ANY else env,
+                             lambda: self.accounts.add_freeze(app=app, env=env, starts_at=starts_at, ends_at=ends_at,
+                                                              reason=reason, created_by=actor.name),
+                             {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason})
 
     def delete_freeze(self, actor: Actor, freeze_id: int) -> None:
         self.require(actor, Action.ADMINISTER, target=f"freeze #{freeze_id}")
@@ -663,7 +663,7 @@ class Desk:
         if unknown:
             raise InputError(f"unknown event(s) {', '.join(unknown)}; known: {', '.join(EVENTS)}")
         check_url(url)
-        return self._audited(actor, "webhook_add", f"webhook {name}", None, None,  # type: ignore[no-any-return]
+        return self._audited(actor, "webhook_add", f"webhook {name}", None, None,
                              lambda: self.accounts.add_webhook(name=name, channel=channel, url=url, secret=secret,
                                                                app=app, env=env, events=events, template=template,
                                                                created_by=actor.name),

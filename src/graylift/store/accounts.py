@@ -15,7 +15,7 @@ share. :class:`AccountStore` is all of them over one database.
 from __future__ import annotations
 
 from graylift.errors import StoreError
-from graylift.store.approvals import Approval, ApprovalStore, FreezeRow, PolicyRow, ReleaseInfo, ReleaseRequest
+from graylift.store.approvals import Approval, ApprovalStore, FreezeWindow, Policy, ReleaseInfo, ReleaseRequest
 from graylift.store.audit import AuditEntry, AuditLog
 from graylift.store.outbox import Delivery, Outbox, Webhook
 from graylift.store.serverbase import AccountError, Missing, Visible
@@ -32,10 +32,10 @@ __all__ = [
     "Approval",
     "AuditEntry",
     "Delivery",
-    "FreezeRow",
+    "FreezeWindow",
     "GrantRow",
     "Missing",
-    "PolicyRow",
+    "Policy",
     "ReleaseInfo",
     "ReleaseRequest",
     "Session",

@@ -1,5 +1,5 @@
 """Release requests and their approvals, what each release was started through and why, the approval
-policies of environments and the freeze windows."""
+policies of environments and the freeze windows (the rules that apply them: :mod:`graylift.auth.rules`)."""
 
 from __future__ import annotations
 
@@ -54,17 +54,21 @@ class ReleaseInfo:
 
 
 @dataclass(frozen=True)
-class PolicyRow:
+class Policy:
+    """How many approvals a release of app/env (``*``: every app) needs; :mod:`graylift.auth.rules` applies it."""
+
     app: str
     env: str
     approvals: int
-    approve_rollbacks: bool
-    updated_by: str
-    updated_at: datetime
+    approve_rollbacks: bool = False
+    updated_by: str = ""
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
-class FreezeRow:
+class FreezeWindow:
+    """No release of app/env (``*``: every one) from ``starts_at`` until ``ends_at``; see :mod:`graylift.auth.rules`."""
+
     id: int
     app: str
     env: str
@@ -72,7 +76,6 @@ class FreezeRow:
     ends_at: datetime
     reason: str
     created_by: str
-    created_at: datetime
 
 
 class ApprovalStore(ServerStore):
@@ -149,7 +152,7 @@ class ApprovalStore(ServerStore):
                     for r in rows}
 
     # ------------------------------------------------------------------ policies and freeze windows
-    def set_policy(self, app: str, env: str, approvals: int, approve_rollbacks: bool, *, by: str) -> PolicyRow:
+    def set_policy(self, app: str, env: str, approvals: int, approve_rollbacks: bool, *, by: str) -> Policy:
         c = t.env_policies.c
         values = {"approvals": approvals, "approve_rollbacks": approve_rollbacks, "updated_by": by,
                   "updated_at": self._now()}
@@ -163,27 +166,27 @@ class ApprovalStore(ServerStore):
         with self._write() as conn:
             return bool(conn.execute(sa.delete(t.env_policies).where(c.app == app, c.env == env)).rowcount)
 
-    def policies(self) -> list[PolicyRow]:
+    def policies(self) -> list[Policy]:
         c = t.env_policies.c
         with self._read() as conn:
-            return [PolicyRow(r.app, r.env, r.approvals, bool(r.approve_rollbacks), r.updated_by, r.updated_at)
+            return [Policy(r.app, r.env, r.approvals, bool(r.approve_rollbacks), r.updated_by, r.updated_at)
                     for r in conn.execute(sa.select(t.env_policies).order_by(c.app, c.env))]
 
     def add_freeze(self, *, app: str, env: str, starts_at: datetime, ends_at: datetime, reason: str,
-                   created_by: str) -> FreezeRow:
+                   created_by: str) -> FreezeWindow:
         with self._write() as conn:
             freeze_id = conn.execute(sa.insert(t.freeze_windows).values(
                 app=app, env=env, starts_at=starts_at, ends_at=ends_at, reason=reason, created_by=created_by,
                 created_at=self._now()).returning(t.freeze_windows.c.id)).scalar_one()
         return next(f for f in self.freezes() if f.id == freeze_id)
 
-    def freezes(self, *, ending_after: datetime | None = None) -> list[FreezeRow]:
+    def freezes(self, *, ending_after: datetime | None = None) -> list[FreezeWindow]:
         c = t.freeze_windows.c
         query = sa.select(t.freeze_windows).order_by(c.starts_at, c.id)
         if ending_after is not None:
             query = query.where(c.ends_at > ending_after)
         with self._read() as conn:
-            return [FreezeRow(r.id, r.app, r.env, r.starts_at, r.ends_at, r.reason, r.created_by, r.created_at)
+            return [FreezeWindow(r.id, r.app, r.env, r.starts_at, r.ends_at, r.reason, r.created_by)
                     for r in conn.execute(query)]
 
     def delete_freeze(self, freeze_id: int) -> bool:

@@ -22,6 +22,7 @@ from graylift.api.deps import SESSION_COOKIE, ActorDep, CsrfFailed, ServerSettin
 from graylift.api.routes import warnings
 from graylift.api.sse import Tick, start_after, stream
 from graylift.auth import Action, Actor, Desk, InputError, Unauthenticated
+from graylift.auth.rules import covers
 from graylift.auth.secrets import same
 from graylift.core.plan import Plan
 from graylift.errors import GrayliftError
@@ -308,7 +309,7 @@ async def new_plan(request: Request, actor: ActorDep,
     desk = _desk(request)
     app, env = appenv.split("|")
     view = await desk.plan(actor, app, env, version)
-    freeze = next((f for f in desk.freezes(actor) if f.covers(app, env, datetime.now(UTC))), None)
+    freeze = next((f for f in desk.freezes(actor) if covers(f, app, env, datetime.now(UTC))), None)
     return fragment(request, "_plan.html", view=view, approvals=desk.approvals_needed(app, env),
                     warnings=warnings(desk, actor, app, env), freeze=freeze, is_admin=actor.is_admin)
 
