@@ -12,7 +12,7 @@ from graylift.auth.roles import Action
 from graylift.core.state import ReleaseKind, ReleaseState, Request
 from graylift.errors import GrayliftError, StateError
 from graylift.service import PlanView, ReleaseRecord
-from graylift.store.accounts import Missing, ReleaseInfo, ReleaseRequest
+from graylift.store.accounts import Approval, Missing, ReleaseInfo, ReleaseRequest
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,12 @@ class ReleaseDesk(ApprovalDesk):
     def info(self, release_ids: list[int]) -> dict[int, ReleaseInfo]:
         return self.accounts.release_info(release_ids)
 
+    def origin(self, release_id: int) -> tuple[ReleaseInfo | None, list[Approval]]:
+        """How a release was asked for (through what, why, the ticket, the request, a freeze override) and, if
+        it came from a request, the decisions on it."""
+        info = self.info([release_id]).get(release_id)
+        return info, self.accounts.approvals(info.request_id) if info and info.request_id else []
+
     def overview(self, actor: Actor) -> list[AppEnv]:
         from graylift.service.catalog import configured_app_envs
 
@@ -92,6 +98,14 @@ class ReleaseDesk(ApprovalDesk):
     async def plan(self, actor: Actor, app: str, env: str, version: str | None) -> PlanView:
         self.require(actor, Action.PLAN, app, env)
         return await self.gl.plan(app, env, version)
+
+    def plan_warnings(self, actor: Actor, app: str) -> list[str]:
+        """What a plan of ``app`` warns of: its other releases running or waiting, in any environment."""
+        found = [f"release #{r.id} of {r.app} {r.version} ({r.env}) is {r.state.value}"
+                 for r in self.gl.active_releases() if r.app == app]
+        found += [f"request #{q.id} for {q.app} {q.version or '(last good)'} ({q.env}) is waiting for approval"
+                  for q in self.requests(actor, state="waiting", app=app)]
+        return found
 
     async def survey(self, actor: Actor, app: str, env: str, version: str | None) -> Any:
         self.require(actor, Action.SURVEY, app, env)

@@ -31,12 +31,10 @@ class ReleaseRequest:
     release_id: int | None
     created_at: datetime
     expires_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True)
 class Approval:
-    request_id: int
     user: str
     decision: str
     comment: str
@@ -55,7 +53,7 @@ class ReleaseInfo:
 
 @dataclass(frozen=True)
 class Policy:
-    """How many approvals a release of app/env (``*``: every app) needs; :mod:`graylift.auth.rules` applies it."""
+    """How many approvals (by people other than the requester) a release of app/env (* for every app) needs."""
 
     app: str
     env: str
@@ -67,7 +65,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class FreezeWindow:
-    """No release of app/env (``*``: every one) from ``starts_at`` until ``ends_at``; see :mod:`graylift.auth.rules`."""
+    """No release of app/env (* for every one) from starts_at until ends_at, unless an admin overrides it."""
 
     id: int
     app: str
@@ -133,7 +131,7 @@ class ApprovalStore(ServerStore):
     def approvals(self, request_id: int) -> list[Approval]:
         c = t.approvals.c
         with self._read() as conn:
-            return [Approval(r.request_id, r.user, r.decision, r.comment, r.at) for r in
+            return [Approval(r.user, r.decision, r.comment, r.at) for r in
                     conn.execute(sa.select(t.approvals).where(c.request_id == request_id).order_by(c.at))]
 
     # ------------------------------------------------------------------ release info
@@ -197,4 +195,4 @@ class ApprovalStore(ServerStore):
 def _request(r: Any) -> ReleaseRequest:
     return ReleaseRequest(r["id"], r["app"], r["env"], r["kind"], r["version"], r["reason"], r["ticket"], r["trigger"],
                           r["requested_by"], r["approvals_needed"], r["state"], r["message"], r["release_id"],
-                          r["created_at"], r["expires_at"], r["updated_at"])
+                          r["created_at"], r["expires_at"])

@@ -19,8 +19,6 @@ class HostVisit:
 
     release_id: int
     kind: str
-    app: str
-    env: str
     version: str
     release_state: str
     state: str
@@ -30,7 +28,6 @@ class HostVisit:
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
-    created_at: datetime
 
 
 class Queries(ServerStore):
@@ -53,9 +50,8 @@ class Queries(ServerStore):
 
     def host_timeline(self, app: str, env: str, host: str, limit: int = 100) -> list[HostVisit]:
         r, h = t.releases.c, t.host_runs.c
-        query = (sa.select(r.id.label("release_id"), r.kind, r.app, r.env, r.version,
-                           r.state.label("release_state"), h.state, h.step, h.target_version, h.previous_version,
-                           h.error, h.started_at, h.finished_at, r.created_at)
+        query = (sa.select(r.id.label("release_id"), r.kind, r.version, r.state.label("release_state"), h.state,
+                           h.step, h.target_version, h.previous_version, h.error, h.started_at, h.finished_at)
                  .join(t.host_runs, h.release_id == r.id)
                  .where(r.app == app, r.env == env, h.host == host).order_by(r.id.desc()).limit(limit))
         with self._read() as conn:

@@ -17,10 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from graylift.api import problems
+from graylift.api import problems, sse
 from graylift.api.deps import SESSION_COOKIE, ActorDep, CsrfFailed, ServerSettings, source_of
-from graylift.api.routes import warnings
-from graylift.api.sse import Tick, start_after, stream
 from graylift.auth import Action, Actor, Desk, InputError, Unauthenticated
 from graylift.auth.rules import covers
 from graylift.auth.secrets import same
@@ -160,8 +158,7 @@ def releases(request: Request, actor: ActorDep, app: Annotated[str | None, Query
 
 def _header_context(request: Request, actor: Actor, rec: Any, runs: list[Any]) -> dict[str, Any]:
     desk = _desk(request)
-    info = desk.info([rec.id]).get(rec.id)
-    approvals = desk.accounts.approvals(info.request_id) if info and info.request_id else []
+    info, approvals = desk.origin(rec.id)
     allowed = [a for a in render.allowed_actions(rec) if desk.can(actor, Action(a), rec.app, rec.env)]
     return {"rec": rec, "info": info, "approvals": approvals, "actions": allowed, "counts": render.counts(runs),
             "gone": desk.gl.controller_gone(rec)}
@@ -183,11 +180,9 @@ def release(request: Request, actor: ActorDep, release_id: IdPath) -> Response:
 async def release_stream(request: Request, actor: ActorDep, release_id: IdPath,
                          after: Annotated[int | None, Query(ge=0, le=2**62)] = None) -> StreamingResponse:
     """The release page's live parts as HTML fragments: ``header``, ``grid`` and ``log`` lines."""
-    desk = _desk(request)
-    settings = _settings(request)
-    await run_in_threadpool(desk.release, actor, release_id)
+    await run_in_threadpool(_desk(request).release, actor, release_id)
 
-    def draw(tick: Tick) -> list[tuple[str, str]]:
+    def draw(tick: sse.Tick) -> list[tuple[str, str]]:
         out = []
         lines = [(e.id, e.at, text) for e in tick.entries if (text := render.line_of(e)) is not None]
         if lines:
@@ -200,13 +195,7 @@ async def release_stream(request: Request, actor: ActorDep, release_id: IdPath,
             rec=tick.release, rows=render.grid(tick.release, tick.runs, datetime.now(UTC)))))
         return out
 
-    from graylift.api.routes import reauth
-
-    return StreamingResponse(
-        stream(request, desk.gl, release_id, start_after(request, after), draw,
-               lambda: desk.release(reauth(request, actor), release_id), poll=settings.stream_poll,
-               heartbeat=settings.stream_heartbeat, stopping=request.app.state.stopping),
-        media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return sse.response(request, actor, release_id, after, draw)
 
 
 @router.get("/releases/{release_id}/confirm/{action}")
@@ -311,7 +300,7 @@ async def new_plan(request: Request, actor: ActorDep,
     view = await desk.plan(actor, app, env, version)
     freeze = next((f for f in desk.freezes(actor) if covers(f, app, env, datetime.now(UTC))), None)
     return fragment(request, "_plan.html", view=view, approvals=desk.approvals_needed(app, env),
-                    warnings=warnings(desk, actor, app, env), freeze=freeze, is_admin=actor.is_admin)
+                    warnings=desk.plan_warnings(actor, app), freeze=freeze, is_admin=actor.is_admin)
 
 
 @router.post("/new/start")
