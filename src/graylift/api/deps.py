@@ -1,6 +1,7 @@
 """Who is asking: an API token (``Authorization: Bearer glt_...``) or a console session cookie (with its CSRF
 token on every unsafe method). Every route depends on :func:`actor`; nothing is served without it but the
-login page, static files and ``/healthz``."""
+login page, static files and ``/healthz``. A stream asks again (:func:`reauth`); :func:`desk_of` is the desk
+every route asks."""
 
 from __future__ import annotations
 
