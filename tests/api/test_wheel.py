@@ -51,7 +51,7 @@ def test_the_wheel_installs_and_serves_without_the_repository(tmp_path: Path) ->
             assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
             time.sleep(0.2)
         assert "Log in" in httpx.get(f"{base}/login", trust_env=False).text
-        assert len(httpx.get(f"{base}/static/htmx.min.js", trust_env=False).content) > 40_000
+        assert len(httpx.get(f"{base}/static/vendor/htmx.min.js", trust_env=False).content) > 40_000
         assert httpx.get(f"{base}/openapi.json", trust_env=False).json()["info"]["title"] == "graylift"
         assert httpx.get(f"{base}/api/v1/apps", trust_env=False).status_code == 401
     finally:

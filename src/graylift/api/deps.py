@@ -1,6 +1,7 @@
 """Who is asking: an API token (``Authorization: Bearer glt_...``) or a console session cookie (with its CSRF
 token on every unsafe method). Every route depends on :func:`actor`; nothing is served without it but the
-login page, static files and ``/healthz``."""
+login page, static files and ``/healthz``. A stream asks again (:func:`reauth`); :func:`desk_of` is the desk
+every route asks."""
 
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ def source_of(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
+def desk_of(request: Request) -> Desk:
+    return request.app.state.desk  # type: ignore[no-any-return]
+
+
 async def actor(request: Request) -> Actor:
-    desk: Desk = request.app.state.desk
+    desk = desk_of(request)
     settings: ServerSettings = request.app.state.settings
     source = source_of(request)
     if not settings.auth:
@@ -82,3 +87,14 @@ async def actor(request: Request) -> Actor:
 
 
 ActorDep = Annotated[Actor, Depends(actor)]
+
+
+def reauth(request: Request, actor: Actor) -> Actor:
+    """The actor again, from the same credentials (a revoked token or ended session stops a stream)."""
+    desk = desk_of(request)
+    if actor.via.startswith("token:"):
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        return desk.authenticate_token(token, source=actor.source, trigger=actor.trigger)
+    if actor.via == "session":
+        return desk.authenticate_session(request.cookies.get(SESSION_COOKIE, ""), source=actor.source)[0]
+    return actor

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from graylift import errors
-from graylift.auth.desk import Frozen, InputError
+from graylift.auth.base import Frozen, InputError
 from graylift.auth.roles import Denied, Unauthenticated
 from graylift.redact import mask_url
 from graylift.store.accounts import AccountError, Missing

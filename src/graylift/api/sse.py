@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from graylift.api.deps import ServerSettings, desk_of, reauth
+from graylift.auth import Actor
 from graylift.errors import GrayliftError
 from graylift.service import Graylift, HostRunRecord, JournalEntry, ReleaseRecord
 
@@ -44,6 +47,18 @@ def message(event: str, data: str, event_id: int | None = None) -> str:
     lines.append(f"event: {event}")
     lines += [f"data: {line}" for line in (data.splitlines() or [""])]
     return "\n".join(lines) + "\n\n"
+
+
+def response(request: Request, actor: Actor, release_id: int, after: int | None, render: Render) -> StreamingResponse:
+    """The stream of ``release_id`` as ``render`` draws each tick, for as long as ``actor`` may view it (the
+    API's JSON events and the console's HTML fragments)."""
+    desk = desk_of(request)
+    settings: ServerSettings = request.app.state.settings
+    return StreamingResponse(
+        stream(request, desk.gl, release_id, start_after(request, after), render,
+               lambda: desk.release(reauth(request, actor), release_id), poll=settings.stream_poll,
+               heartbeat=settings.stream_heartbeat, stopping=request.app.state.stopping),
+        media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 def start_after(request: Request, after: int | None) -> int:

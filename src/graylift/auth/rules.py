@@ -11,40 +11,19 @@ requester. Rollbacks need none unless the policy says ``approve_rollbacks`` (a r
 
 Freeze windows: no release (rollbacks are not frozen) of a matching app/env while ``starts_at <= now <
 ends_at``, unless an admin overrides with a reason.
+
+Policies and windows are the store's records (:mod:`graylift.store.approvals`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
+
+from graylift.store.approvals import FreezeWindow, Policy
 
 ANY = "*"
 DEFAULT_APPROVAL_ENVS = frozenset({"prod", "production"})
-
-
-@dataclass(frozen=True)
-class Policy:
-    app: str
-    env: str
-    approvals: int
-    approve_rollbacks: bool = False
-    updated_by: str = ""
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class FreezeWindow:
-    id: int
-    app: str
-    env: str
-    starts_at: datetime
-    ends_at: datetime
-    reason: str
-    created_by: str = ""
-
-    def covers(self, app: str, env: str, now: datetime) -> bool:
-        return self.app in (ANY, app) and self.env in (ANY, env) and self.starts_at <= now < self.ends_at
 
 
 def policy_for(policies: Iterable[Policy], app: str, env: str) -> Policy:
@@ -65,5 +44,9 @@ def approvals_needed(policies: Iterable[Policy], app: str, env: str, kind: str) 
 
 def active_freeze(windows: Iterable[FreezeWindow], app: str, env: str, now: datetime) -> FreezeWindow | None:
     """The matching window in force at ``now`` that ends last, or None."""
-    matching = [w for w in windows if w.covers(app, env, now)]
+    matching = [w for w in windows if covers(w, app, env, now)]
     return max(matching, key=lambda w: w.ends_at) if matching else None
+
+
+def covers(window: FreezeWindow, app: str, env: str, now: datetime) -> bool:
+    return window.app in (ANY, app) and window.env in (ANY, env) and window.starts_at <= now < window.ends_at

@@ -9,9 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from graylift.store import tables as t
-from graylift.store.accounts import Visible, _visible
-from graylift.store.base import StoreBase
 from graylift.store.records import JournalEntry, ReleaseRecord, journal_from_row, release_from_row
+from graylift.store.serverbase import ServerStore, Visible, newest_first
 
 
 @dataclass(frozen=True)
@@ -20,8 +19,6 @@ class HostVisit:
 
     release_id: int
     kind: str
-    app: str
-    env: str
     version: str
     release_state: str
     state: str
@@ -31,27 +28,16 @@ class HostVisit:
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
-    created_at: datetime
 
 
-class Queries(StoreBase):
-    @classmethod
-    def of(cls, store: StoreBase) -> Queries:
-        return cls(store.url, store._write_engine, store._read_engine, store._now)
-
+class Queries(ServerStore):
     def releases(self, *, visible: Visible | None, app: str | None = None, env: str | None = None,
                  state: str | None = None, kind: str | None = None, before_id: int | None = None,
                  limit: int = 50) -> list[ReleaseRecord]:
         """Newest first, filtered; ``before_id`` pages on (the next page starts below the last id seen)."""
         c = t.releases.c
-        query = sa.select(t.releases).order_by(c.id.desc()).limit(limit)
-        for column, value in ((c.app, app), (c.env, env), (c.state, state), (c.kind, kind)):
-            if value is not None:
-                query = query.where(column == value)
-        if before_id is not None:
-            query = query.where(c.id < before_id)
-        if visible is not None:
-            query = query.where(_visible(c.app, c.env, visible))
+        query = newest_first(t.releases, limit, (c.app, app), (c.env, env), (c.state, state), (c.kind, kind),
+                             before_id=before_id, visible=visible)
         with self._read() as conn:
             return [release_from_row(r) for r in conn.execute(query).mappings()]
 
@@ -64,9 +50,8 @@ class Queries(StoreBase):
 
     def host_timeline(self, app: str, env: str, host: str, limit: int = 100) -> list[HostVisit]:
         r, h = t.releases.c, t.host_runs.c
-        query = (sa.select(r.id.label("release_id"), r.kind, r.app, r.env, r.version,
-                           r.state.label("release_state"), h.state, h.step, h.target_version, h.previous_version,
-                           h.error, h.started_at, h.finished_at, r.created_at)
+        query = (sa.select(r.id.label("release_id"), r.kind, r.version, r.state.label("release_state"), h.state,
+                           h.step, h.target_version, h.previous_version, h.error, h.started_at, h.finished_at)
                  .join(t.host_runs, h.release_id == r.id)
                  .where(r.app == app, r.env == env, h.host == host).order_by(r.id.desc()).limit(limit))
         with self._read() as conn:

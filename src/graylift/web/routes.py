@@ -17,11 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from graylift.api import problems
-from graylift.api.deps import SESSION_COOKIE, ActorDep, CsrfFailed, ServerSettings, source_of
-from graylift.api.routes import warnings
-from graylift.api.sse import Tick, start_after, stream
-from graylift.auth import Action, Actor, Desk, InputError, Unauthenticated
+from graylift.api import problems, sse
+from graylift.api import schemas as s
+from graylift.api.deps import SESSION_COOKIE, ActorDep, CsrfFailed, ServerSettings, desk_of, source_of
+from graylift.auth import Action, Actor, InputError, Unauthenticated
+from graylift.auth.rules import covers
 from graylift.auth.secrets import same
 from graylift.core.plan import Plan
 from graylift.errors import GrayliftError
@@ -32,15 +32,9 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["labels"] = render.LABELS
 LOGIN_CSRF = "graylift_login_csrf"
 FLASH = "graylift_flash"
-NAME = r"^[A-Za-z0-9._+-]{1,128}$"
-AppPath = Annotated[str, PathParam(pattern=NAME)]
-IdPath = Annotated[int, PathParam(ge=1, le=2**62)]
 Action_ = Annotated[str, PathParam(pattern=r"^(promote|pause|resume|retry|abort|rollback)$")]
 Field = Annotated[str, Form(max_length=2000)]
-
-
-def _desk(request: Request) -> Desk:
-    return request.app.state.desk  # type: ignore[no-any-return]
+NameField = Annotated[str, Form(pattern=s.NAME_PATTERN)]
 
 
 def _settings(request: Request) -> ServerSettings:
@@ -115,7 +109,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=64)],
         return page(request, "login.html", None, status=400, login_csrf=expected, next=next,
                     error="the login form expired; reload the page")
     try:
-        session_id, _csrf, _actor = _desk(request).login(name, password, source=source_of(request))
+        session_id, _csrf, _actor = desk_of(request).login(name, password, source=source_of(request))
     except Unauthenticated as exc:
         token = secrets.token_urlsafe(24)
         response: Response = page(request, "login.html", None, status=401, login_csrf=token, next=next, error=str(exc))
@@ -131,7 +125,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=64)],
 
 @router.post("/logout")
 def logout(request: Request, actor: ActorDep) -> Response:
-    _desk(request).logout(actor, request.cookies.get(SESSION_COOKIE, ""))
+    desk_of(request).logout(actor, request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -140,17 +134,15 @@ def logout(request: Request, actor: ActorDep) -> Response:
 # ---------------------------------------------------------------------------------------------- pages
 @router.get("/")
 def overview(request: Request, actor: ActorDep) -> Response:
-    desk = _desk(request)
+    desk = desk_of(request)
     return page(request, "overview.html", actor, rows=desk.overview(actor), freezes=desk.freezes(actor),
                 waiting=desk.requests(actor, state="waiting"))
 
 
 @router.get("/releases")
-def releases(request: Request, actor: ActorDep, app: Annotated[str | None, Query(pattern=NAME)] = None,
-             env: Annotated[str | None, Query(pattern=NAME)] = None,
-             state: Annotated[str | None, Query(pattern=NAME)] = None,
-             before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
-    desk = _desk(request)
+def releases(request: Request, actor: ActorDep, app: s.NameQuery = None, env: s.NameQuery = None,
+             state: s.NameQuery = None, before: s.Before = None) -> Response:
+    desk = desk_of(request)
     recs = desk.releases(actor, app=app or None, env=env or None, state=state or None, before_id=before, limit=50)
     return page(request, "releases.html", actor, releases=recs, info=desk.info([r.id for r in recs]),
                 filters={"app": app or "", "env": env or "", "state": state or ""},
@@ -158,17 +150,16 @@ def releases(request: Request, actor: ActorDep, app: Annotated[str | None, Query
 
 
 def _header_context(request: Request, actor: Actor, rec: Any, runs: list[Any]) -> dict[str, Any]:
-    desk = _desk(request)
-    info = desk.info([rec.id]).get(rec.id)
-    approvals = desk.accounts.approvals(info.request_id) if info and info.request_id else []
+    desk = desk_of(request)
+    info, approvals = desk.origin(rec.id)
     allowed = [a for a in render.allowed_actions(rec) if desk.can(actor, Action(a), rec.app, rec.env)]
     return {"rec": rec, "info": info, "approvals": approvals, "actions": allowed, "counts": render.counts(runs),
             "gone": desk.gl.controller_gone(rec)}
 
 
 @router.get("/releases/{release_id}")
-def release(request: Request, actor: ActorDep, release_id: IdPath) -> Response:
-    desk = _desk(request)
+def release(request: Request, actor: ActorDep, release_id: s.IdPath) -> Response:
+    desk = desk_of(request)
     rec = desk.release(actor, release_id)
     runs = desk.gl.host_runs(rec.id)
     entries = desk.gl.store.journal_entries(rec.id)
@@ -179,14 +170,12 @@ def release(request: Request, actor: ActorDep, release_id: IdPath) -> Response:
 
 
 @router.get("/releases/{release_id}/stream")
-async def release_stream(request: Request, actor: ActorDep, release_id: IdPath,
-                         after: Annotated[int | None, Query(ge=0, le=2**62)] = None) -> StreamingResponse:
+async def release_stream(request: Request, actor: ActorDep, release_id: s.IdPath,
+                         after: s.AfterQuery = None) -> StreamingResponse:
     """The release page's live parts as HTML fragments: ``header``, ``grid`` and ``log`` lines."""
-    desk = _desk(request)
-    settings = _settings(request)
-    await run_in_threadpool(desk.release, actor, release_id)
+    await run_in_threadpool(desk_of(request).release, actor, release_id)
 
-    def draw(tick: Tick) -> list[tuple[str, str]]:
+    def draw(tick: sse.Tick) -> list[tuple[str, str]]:
         out = []
         lines = [(e.id, e.at, text) for e in tick.entries if (text := render.line_of(e)) is not None]
         if lines:
@@ -199,18 +188,12 @@ async def release_stream(request: Request, actor: ActorDep, release_id: IdPath,
             rec=tick.release, rows=render.grid(tick.release, tick.runs, datetime.now(UTC)))))
         return out
 
-    from graylift.api.routes import reauth
-
-    return StreamingResponse(
-        stream(request, desk.gl, release_id, start_after(request, after), draw,
-               lambda: desk.release(reauth(request, actor), release_id), poll=settings.stream_poll,
-               heartbeat=settings.stream_heartbeat, stopping=request.app.state.stopping),
-        media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return sse.response(request, actor, release_id, after, draw)
 
 
 @router.get("/releases/{release_id}/confirm/{action}")
-def confirm(request: Request, actor: ActorDep, release_id: IdPath, action: Action_) -> Response:
-    desk = _desk(request)
+def confirm(request: Request, actor: ActorDep, release_id: s.IdPath, action: Action_) -> Response:
+    desk = desk_of(request)
     rec = desk.release(actor, release_id)
     desk.require(actor, Action(action), rec.app, rec.env, f"release #{rec.id}")
     title, lines, needs_reason = render.confirmation(rec, desk.gl.host_runs(rec.id), action)
@@ -220,24 +203,24 @@ def confirm(request: Request, actor: ActorDep, release_id: IdPath, action: Actio
 
 
 @router.post("/releases/{release_id}/do/{action}")
-def do(request: Request, actor: ActorDep, release_id: IdPath, action: Action_, reason: Field = "") -> Response:
+def do(request: Request, actor: ActorDep, release_id: s.IdPath, action: Action_, reason: Field = "") -> Response:
     if action in ("abort", "rollback") and not reason.strip():
         raise InputError("give a reason: it goes to the audit log and the release's history")
-    rec = _desk(request).control(actor, release_id, action, reason=reason)
+    rec = desk_of(request).control(actor, release_id, action, reason=reason)
     return fragment(request, "_flash.html", ok=f"release #{rec.id}: {action} requested ({rec.state.value})")
 
 
 @router.get("/releases/{release_id}/hosts/{host}")
-def release_host(request: Request, actor: ActorDep, release_id: IdPath, host: AppPath) -> Response:
-    desk = _desk(request)
+def release_host(request: Request, actor: ActorDep, release_id: s.IdPath, host: s.NamePath) -> Response:
+    desk = desk_of(request)
     rec = desk.release(actor, release_id)
     entries = desk.gl.store.journal_entries(rec.id, host)
     return fragment(request, "_host_steps.html", host=host, entries=entries, line_of=render.line_of)
 
 
 @router.get("/apps/{app}")
-def app_page(request: Request, actor: ActorDep, app: AppPath) -> Response:
-    desk = _desk(request)
+def app_page(request: Request, actor: ActorDep, app: s.NamePath) -> Response:
+    desk = desk_of(request)
     rows = [r for r in desk.overview(actor) if r.app == app]
     if not rows:
         desk.require(actor, Action.VIEW, app, "*")
@@ -249,8 +232,8 @@ def app_page(request: Request, actor: ActorDep, app: AppPath) -> Response:
 
 
 @router.get("/apps/{app}/envs/{env}/confirm-rollback")
-def confirm_rollback(request: Request, actor: ActorDep, app: AppPath, env: AppPath) -> Response:
-    desk = _desk(request)
+def confirm_rollback(request: Request, actor: ActorDep, app: s.NamePath, env: s.NamePath) -> Response:
+    desk = desk_of(request)
     desk.require(actor, Action.ROLLBACK, app, env)
     active = desk.gl.store.active_release(app, env)
     if active is not None:
@@ -266,10 +249,10 @@ def confirm_rollback(request: Request, actor: ActorDep, app: AppPath, env: AppPa
 
 
 @router.post("/apps/{app}/envs/{env}/rollback")
-async def rollback(request: Request, actor: ActorDep, app: AppPath, env: AppPath, reason: Field = "") -> Response:
+async def rollback(request: Request, actor: ActorDep, app: s.NamePath, env: s.NamePath, reason: Field = "") -> Response:
     if not reason.strip():
         raise InputError("give a reason: it goes to the audit log and the release's history")
-    started = await _desk(request).start_rollback(actor, app, env, None, reason=reason)
+    started = await desk_of(request).start_rollback(actor, app, env, None, reason=reason)
     if started.request is not None:
         return back("/approvals", f"rollback request #{started.request.id} waits for approval", htmx=is_htmx(request))
     assert started.release is not None
@@ -277,19 +260,18 @@ async def rollback(request: Request, actor: ActorDep, app: AppPath, env: AppPath
 
 
 @router.get("/apps/{app}/envs/{env}/hosts/{host}")
-def host_page(request: Request, actor: ActorDep, app: AppPath, env: AppPath, host: AppPath) -> Response:
-    desk = _desk(request)
+def host_page(request: Request, actor: ActorDep, app: s.NamePath, env: s.NamePath, host: s.NamePath) -> Response:
+    desk = desk_of(request)
     visits = desk.host_timeline(actor, app, env, host)
     spec = next((h for h in desk.gl.list_hosts(app, env) if h.name == host), None)
     return page(request, "host.html", actor, app=app, env=env, host=host, spec=spec, visits=visits)
 
 
 @router.get("/new")
-def new_release(request: Request, actor: ActorDep, app: Annotated[str | None, Query(pattern=NAME)] = None,
-                env: Annotated[str | None, Query(pattern=NAME)] = None) -> Response:
+def new_release(request: Request, actor: ActorDep, app: s.NameQuery = None, env: s.NameQuery = None) -> Response:
     from graylift.service.catalog import listed_versions
 
-    desk = _desk(request)
+    desk = desk_of(request)
     rows = [r for r in desk.overview(actor) if desk.can(actor, Action.START, r.app, r.env)]
     versions: list[str] = []
     if app and env:
@@ -304,22 +286,21 @@ def new_release(request: Request, actor: ActorDep, app: Annotated[str | None, Qu
 @router.post("/new/plan")
 async def new_plan(request: Request, actor: ActorDep,
                    appenv: Annotated[str, Form(pattern=r"^[A-Za-z0-9._+-]{1,128}\|[A-Za-z0-9._+-]{1,128}$")],
-                   version: Annotated[str, Form(pattern=NAME)]) -> Response:
-    desk = _desk(request)
+                   version: NameField) -> Response:
+    desk = desk_of(request)
     app, env = appenv.split("|")
     view = await desk.plan(actor, app, env, version)
-    freeze = next((f for f in desk.freezes(actor) if f.covers(app, env, datetime.now(UTC))), None)
+    freeze = next((f for f in desk.freezes(actor) if covers(f, app, env, datetime.now(UTC))), None)
     return fragment(request, "_plan.html", view=view, approvals=desk.approvals_needed(app, env),
-                    warnings=warnings(desk, actor, app, env), freeze=freeze, is_admin=actor.is_admin)
+                    warnings=desk.plan_warnings(actor, app), freeze=freeze, is_admin=actor.is_admin)
 
 
 @router.post("/new/start")
-async def new_start(request: Request, actor: ActorDep, app: Annotated[str, Form(pattern=NAME)],
-                    env: Annotated[str, Form(pattern=NAME)], version: Annotated[str, Form(pattern=NAME)],
+async def new_start(request: Request, actor: ActorDep, app: NameField, env: NameField, version: NameField,
                     reason: Field = "", ticket: Annotated[str, Form(max_length=128)] = "",
                     override: Field = "") -> Response:
-    started = await _desk(request).start_release(actor, app, env, version, reason=reason, ticket=ticket,
-                                                 override=override or None)
+    started = await desk_of(request).start_release(actor, app, env, version, reason=reason, ticket=ticket,
+                                                   override=override or None)
     if started.request is not None:
         return back("/approvals", f"request #{started.request.id}: waiting for {started.request.approvals_needed} "
                     "approval(s)", htmx=is_htmx(request))
@@ -329,7 +310,7 @@ async def new_start(request: Request, actor: ActorDep, app: Annotated[str, Form(
 
 @router.get("/approvals")
 def approvals(request: Request, actor: ActorDep) -> Response:
-    desk = _desk(request)
+    desk = desk_of(request)
     waiting = desk.requests(actor, state="waiting") + desk.requests(actor, state="approved")
     recent = [r for r in desk.requests(actor, state=None, limit=30) if r.state not in ("waiting", "approved")]
     decided = {r.id: desk.accounts.approvals(r.id) for r in [*waiting, *recent]}
@@ -338,10 +319,10 @@ def approvals(request: Request, actor: ActorDep) -> Response:
 
 
 @router.post("/approvals/{request_id}/{decision}")
-async def decide(request: Request, actor: ActorDep, request_id: IdPath,
+async def decide(request: Request, actor: ActorDep, request_id: s.IdPath,
                  decision: Annotated[str, PathParam(pattern=r"^(approve|reject|cancel|start)$")],
                  comment: Field = "") -> Response:
-    desk = _desk(request)
+    desk = desk_of(request)
     if decision == "approve":
         req = await desk.approve(actor, request_id, comment)
     elif decision == "reject":
@@ -356,12 +337,10 @@ async def decide(request: Request, actor: ActorDep, request_id: IdPath,
 
 
 @router.get("/audit")
-def audit(request: Request, actor: ActorDep, who: Annotated[str | None, Query(alias="actor", max_length=64)] = None,
-          action: Annotated[str | None, Query(pattern=NAME)] = None,
-          app: Annotated[str | None, Query(pattern=NAME)] = None,
-          before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
-    entries = _desk(request).audit_log(actor, actor=who or None, action=action or None, app=app or None,
-                                       before_id=before, limit=100)
+def audit(request: Request, actor: ActorDep, who: s.ActorQuery = None, action: s.NameQuery = None,
+          app: s.NameQuery = None, before: s.Before = None) -> Response:
+    entries = desk_of(request).audit_log(actor, actor=who or None, action=action or None, app=app or None,
+                                         before_id=before, limit=100)
     return page(request, "audit.html", actor, entries=entries,
                 filters={"actor": who or "", "action": action or "", "app": app or ""},
                 next_before=entries[-1].id if len(entries) == 100 else None)
@@ -369,26 +348,26 @@ def audit(request: Request, actor: ActorDep, who: Annotated[str | None, Query(al
 
 @router.get("/tokens")
 def tokens(request: Request, actor: ActorDep) -> Response:
-    return page(request, "tokens.html", actor, tokens=_desk(request).tokens(actor, actor.name), created=None)
+    return page(request, "tokens.html", actor, tokens=desk_of(request).tokens(actor, actor.name), created=None)
 
 
 @router.post("/tokens")
 def create_token(request: Request, actor: ActorDep, name: Annotated[str, Form(pattern=r"^[A-Za-z0-9._@-]{1,128}$")],
                  days: Annotated[int | None, Form(ge=1, le=3650)] = None) -> Response:
-    desk = _desk(request)
+    desk = desk_of(request)
     token, secret = desk.create_token(actor, actor.name, name, days=days)
     return page(request, "tokens.html", actor, tokens=desk.tokens(actor, actor.name), created=(token, secret))
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(request: Request, actor: ActorDep, token_id: IdPath) -> Response:
-    token = _desk(request).revoke_token(actor, token_id)
+def revoke_token(request: Request, actor: ActorDep, token_id: s.IdPath) -> Response:
+    token = desk_of(request).revoke_token(actor, token_id)
     return back("/tokens", f"token {token.name} ({token.prefix}...) revoked")
 
 
 @router.get("/webhooks")
 def webhooks(request: Request, actor: ActorDep) -> Response:
-    desk = _desk(request)
+    desk = desk_of(request)
     hooks = desk.webhooks(actor)
     failures = {h.id: [d for d in desk.accounts.deliveries(webhook_id=h.id, limit=20) if d.last_error] for h in hooks}
     recent = {h.id: desk.accounts.deliveries(webhook_id=h.id, limit=5) for h in hooks}
