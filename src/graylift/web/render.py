@@ -9,6 +9,7 @@ from datetime import datetime
 from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseKind, Request, decide_request
 from graylift.errors import StateError
+from graylift.journal_lines import line_of
 from graylift.redact import mask_url
 from graylift.service import HostRunRecord, JournalEntry, ReleaseRecord
 
@@ -16,43 +17,6 @@ ERROR_LINES = 12
 ACTIONS = ("promote", "pause", "resume", "retry", "abort", "rollback")
 LABELS = {"promote": "Promote", "pause": "Pause", "resume": "Resume", "retry": "Retry failed hosts",
           "abort": "Stop", "rollback": "Stop and roll back"}
-
-
-def _words(value: object) -> str:
-    return " ".join(str(v) for v in value) if isinstance(value, list) else ""
-
-
-def line_of(entry: JournalEntry) -> str | None:
-    """One journal entry as a log line, or None for bookkeeping entries (lease claims)."""
-    host, step, event, d = entry.host, entry.step, entry.event, entry.detail
-    if host is None:
-        if step == "release":
-            return f"release {event}: {d.get('message', '')}".rstrip(": ")
-        if step == "lease":
-            return None
-        if event == "begin":
-            return f"{step}: {_words(d.get('hosts'))}"
-        if event == "done":
-            return f"{step} done ({d.get('failed', 0)} failed)"
-        if event == "wait":
-            return f"{step}: waiting {d.get('seconds')}s"
-        if event == "replaced":
-            return f"canary {_words(d.get('skipped'))} replaced by {d.get('replacement')}"
-        return f"{step} {event} {d.get('error', '')}".strip()
-    if event == "failed":
-        return f"{host} {step} FAILED: {d.get('error')}"
-    if event == "needs_attention":
-        return f"{host} NEEDS ATTENTION: {d.get('error')}"
-    if event == "done":
-        seconds = d.get("seconds")
-        return f"{host} {step} done" + (f" in {seconds}s" if seconds is not None else "")
-    if event == "begin":
-        return f"{host} {step} ..."
-    if event == "already_on_target":
-        return f"{host} already on {d.get('version')}: put back and unmuted only"
-    if event == "plan" and step == "revert":
-        return f"{host} reverting: {_words(d.get('steps'))}"
-    return f"{host} {step} {event}"
 
 
 def log_text(rec: ReleaseRecord, entries: list[JournalEntry]) -> str:
