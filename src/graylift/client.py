@@ -23,6 +23,7 @@ import httpx
 import yaml
 
 from graylift import errors
+from graylift.client_options import CLIENT_FILE, SERVER_ENV, TOKEN_ENV
 from graylift.core.model import Host
 from graylift.core.plan import Plan
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request
@@ -30,25 +31,7 @@ from graylift.preflight import HostReport, Report
 from graylift.service import HostRunRecord, JournalEntry, PlanView, ReleaseRecord, SurveyRow
 from graylift.store import HostHealth
 
-SERVER_ENV, TOKEN_ENV = "GRAYLIFT_SERVER", "GRAYLIFT_TOKEN"
-CLIENT_FILE = Path("~/.config/graylift/client.yaml")
 POLL = 0.5
-
-
-def take_server_option(argv: list[str]) -> list[str]:
-    """``--server URL`` anywhere before the command's own arguments: set it as GRAYLIFT_SERVER and drop it."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] == "--server" and i + 1 < len(argv):
-            os.environ[SERVER_ENV] = argv[i + 1]
-            i += 2
-            continue
-        if argv[i].startswith("--server="):
-            os.environ[SERVER_ENV] = argv[i].split("=", 1)[1]
-        else:
-            out.append(argv[i])
-        i += 1
-    return out
 
 
 def remote_from_env() -> Any:

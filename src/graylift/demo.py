@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from graylift.cli.render import printer, render_release
 from graylift.core.state import ReleaseState
@@ -65,7 +66,7 @@ def fleet_problems(info: LabInfo, version: str) -> list[str]:
 
 def run_phase(gl: Graylift, info: LabInfo, console: Console, name: str, version: str, *, rollback: bool,
               load: bool) -> Phase:
-    console.rule(f"[bold]{name}")
+    console.rule(Text(name, style="bold"))
     started = time.monotonic()
     background = BackgroundLoad(info.apps[APP].frontend_url + "/", connections=8).start() if load else None
     try:
@@ -93,7 +94,7 @@ def run_demo(*, hosts: int = 10, keep: bool = False, console: Console | None = N
              results: Path | None = None) -> int:
     console = console or Console()
     lab_down(LAB)  # a leftover from an interrupted demo
-    console.rule(f"[bold]graylift demo: a {hosts}-host lab")
+    console.rule(Text(f"graylift demo: a {hosts}-host lab", style="bold"))
     info = lab_up(name=LAB, hosts=hosts, apps=(APP,))
     phases: list[Phase] = []
     try:
@@ -116,7 +117,7 @@ def run_demo(*, hosts: int = 10, keep: bool = False, console: Console | None = N
 
 
 def report(console: Console, phases: list[Phase]) -> bool:
-    console.rule("[bold]result")
+    console.rule(Text("result", style="bold"))
     ok = True
     for p in phases:
         good = p.state in (ReleaseState.SUCCEEDED, ReleaseState.ROLLED_BACK) and p.fleet_clean and (
@@ -124,13 +125,13 @@ def report(console: Console, phases: list[Phase]) -> bool:
         ok &= good
         load = (f"{p.load.sent} requests through HAProxy, {p.failed_requests} failed "
                 f"({p.load.non_2xx} non-2xx, {p.load.errors} connection errors)") if p.load else "no load"
-        mark = "[green]ok[/green]" if good else "[red]FAILED[/red]"
-        console.print(f"{mark} {p.name}: release #{p.release_id} {p.state} in {p.seconds:.1f}s; {load}")
+        mark = Text("ok", style="green") if good else Text("FAILED", style="red")
+        console.print(Text.assemble(mark, f" {p.name}: release #{p.release_id} {p.state} in {p.seconds:.1f}s; {load}"))
         console.print("     batches: " + ", ".join(
             f"{label} ({n} host{'s' if n > 1 else ''}) {s:.1f}s" if s is not None else label
             for label, n, s in p.batches))
         console.print("     fleet: " + ("every host on the expected version, in HAProxy, unmuted, enabled in "
                                         "ZooKeeper" if p.fleet_clean else "; ".join(p.problems)))
-    console.print("[green]demo passed: every host on the expected version, 0 failed requests[/green]" if ok
-                  else "[red]demo FAILED: see above[/red]")
+    console.print(Text("demo passed: every host on the expected version, 0 failed requests", style="green") if ok
+                  else Text("demo FAILED: see above", style="red"))
     return ok

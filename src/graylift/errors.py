@@ -4,14 +4,20 @@ Adapters translate their libraries' exceptions into these once, at the boundary
 (``raise HostUnreachable(...) from exc``); the CLI and API turn them into messages
 and exit codes. Nothing else should leak to a user.
 
+Each class carries the CLI's exit code (:data:`EXIT_CODES` is the documented table):
+1 the release failed (the default), 2 usage or config error, 3 refused by a rule,
+4 the controller or the state database is unreachable.
+
     GrayliftError
-    ├── ConfigError            a config file, field or value is wrong (names file, line, field)
-    ├── InventoryError         the CMDB could not give a complete host list
-    ├── PlanError              a plan breaks a rule (e.g. a batch takes >= 50% of the hosts)
-    ├── ReleaseConflict        another release of the same app/env is active
-    ├── ReleaseNotFound
-    ├── StateError             an illegal state transition (e.g. promote a finished release)
-    │   └── LeaseLost          another controller holds the release's lease: this one must stop
+    ├── UsageError          2  a command line that cannot mean anything (e.g. `promote abc`)
+    ├── ConfigError         2  a config file, field or value is wrong (names file, line, field)
+    ├── InventoryError      2  the CMDB could not give a complete host list
+    ├── PlanError           3  a plan breaks a rule (e.g. a batch takes >= 50% of the hosts)
+    │   └── PreflightFailed 3
+    ├── ReleaseConflict     3  another release of the same app/env is active
+    ├── ReleaseNotFound     2
+    ├── StateError          3  an illegal state transition (e.g. promote a finished release)
+    │   └── LeaseLost       1  another controller holds the release's lease: this one must stop
     ├── ArtifactError          package missing, checksum mismatch, bad name
     ├── TransportError         talking to a host failed
     │   ├── HostUnreachable
@@ -21,17 +27,38 @@ and exit codes. Nothing else should leak to a user.
     │   └── BackendsFailed     some backends of a step failed, the others worked (each one named)
     ├── SilencerError          the monitoring system refused a silence
     ├── HealthCheckFailed
-    └── StoreError             the state database failed
+    ├── StoreError             the state database failed
+    │   └── StoreUnreachable 4 it cannot be opened or reached
+    └── ControllerUnreachable 4 the graylift server (``--server``) cannot be reached
 """
 
 from __future__ import annotations
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = {
+    EXIT_OK: "ok (for `release --wait` and friends: the release succeeded)",
+    EXIT_FAILED: "the release failed, was rolled back or aborted (or another run-time failure)",
+    EXIT_USAGE: "usage or config error: a bad option, argument, file or field; an unknown app or release",
+    EXIT_REFUSED: "refused by a rule: the 50% cap, a preflight problem, an approval, a freeze window, "
+                  "a request the release's state does not allow, another active release",
+    EXIT_UNREACHABLE: "the controller (--server) or the state database is unreachable",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a release stays where it is, `graylift resume` goes on",
+}
 
 
 class GrayliftError(Exception):
     """Base of every error graylift raises on purpose."""
 
+    exit_code = EXIT_FAILED
+
+
+class UsageError(GrayliftError):
+    exit_code = EXIT_USAGE
+
 
 class ConfigError(GrayliftError):
+    exit_code = EXIT_USAGE
+
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  field: str | None = None) -> None:
         where = file or ""
@@ -44,28 +71,30 @@ class ConfigError(GrayliftError):
 
 
 class InventoryError(GrayliftError):
-    pass
+    exit_code = EXIT_USAGE
 
 
 class PlanError(GrayliftError):
-    pass
+    exit_code = EXIT_REFUSED
 
 
 class ReleaseConflict(GrayliftError):
-    pass
+    exit_code = EXIT_REFUSED
 
 
 class ReleaseNotFound(GrayliftError):
-    pass
+    exit_code = EXIT_USAGE
 
 
 class StateError(GrayliftError):
-    pass
+    exit_code = EXIT_REFUSED
 
 
 class LeaseLost(StateError):
     """This controller no longer holds the release's lease (another took over, or its own deadline
     passed): it stops at once, without touching another host."""
+
+    exit_code = EXIT_FAILED
 
 
 class PreflightFailed(PlanError):
@@ -136,3 +165,15 @@ class HealthCheckFailed(GrayliftError):
 
 class StoreError(GrayliftError):
     pass
+
+
+class StoreUnreachable(StoreError):
+    """The state database cannot be opened or reached (a missing directory, a server down, no permission)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class ControllerUnreachable(GrayliftError):
+    """The graylift server named by ``--server`` / GRAYLIFT_SERVER does not answer."""
+
+    exit_code = EXIT_UNREACHABLE

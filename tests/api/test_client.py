@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from graylift import cli
 from graylift.cli import hosts as cli_hosts
 from graylift.cli import releases as cli_releases
-from graylift.client import RemoteGraylift, take_server_option
+from graylift.client import RemoteGraylift
+from graylift.client_options import take_server_option
 from tests.api.conftest import APP, Server
 
 
@@ -49,7 +50,9 @@ def test_the_cli_through_a_server_releases_and_shows_the_same_as_locally(run: Ca
     remote, local = run("history", APP, "--env", "test"), run("history", APP, "--env", "test", user=None)
     assert remote.exit_code == 0 and remote.output == local.output
     remote, local = run("status", "1"), run("status", "1", user=None)
-    assert remote.output == local.output
+    assert remote.output.splitlines()[:-1] == local.output.splitlines()[:-1]  # but for where the state lives:
+    assert remote.output.splitlines()[-1] == "state: the graylift server"  # status shows it
+    assert local.output.splitlines()[-1].startswith("state: sqlite:///")
     listed = run("hosts", "list", "--app", APP, "--env", "test")
     assert listed.exit_code == 0 and "h1" in listed.output and "10.0.0.8" in listed.output
     plan = run("plan", APP, "2.0.0", "--env", "test")
@@ -59,12 +62,12 @@ def test_the_cli_through_a_server_releases_and_shows_the_same_as_locally(run: Ca
 
 def test_the_servers_rules_and_messages_hold_for_the_cli(run: Callable[..., Any]) -> None:
     denied = run("release", APP, "1.0.0", "--env", "test", user="viewer")
-    assert denied.exit_code == 1 and "viewer is viewer on demo (test); start needs developer" in denied.output
+    assert denied.exit_code == 3 and "viewer is viewer on demo (test); start needs developer" in denied.output
     assert run("release", APP, "1.0.0", "--env", "test", "--wait").exit_code == 0
     late = run("promote", "1")
-    assert late.exit_code == 1 and "release #1 already succeeded; nothing to promote" in late.output
+    assert late.exit_code == 3 and "release #1 already succeeded; nothing to promote" in late.output
     bad = run("plan", APP, "9.9.9", "--env", "test")
-    assert bad.exit_code == 2 and "preflight found" in bad.output and "9.9.9" in bad.output
+    assert bad.exit_code == 3 and "preflight found" in bad.output and "9.9.9" in bad.output
 
 
 def test_server_option_becomes_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

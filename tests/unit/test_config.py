@@ -12,6 +12,7 @@ from graylift.adapters.traffic.haproxy import HaproxyTraffic
 from graylift.config import (
     AppConfig,
     GrayliftConfig,
+    default_state_db,
     example_config_text,
     load_config,
     render_command,
@@ -235,7 +236,7 @@ def test_state_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def url(state: str | None) -> str:
         return GrayliftConfig(state=state).state_url(config_path)
 
-    assert url(None) == f"sqlite:///{Path.home()}/.graylift/state.db"
+    assert url(None) == f"sqlite:///{default_state_db()}"
     assert url("sqlite:///state.db") == f"sqlite:///{tmp_path}/etc/state.db"
     assert url("sqlite:///db/s.db?timeout=5") == f"sqlite:///{tmp_path}/etc/db/s.db?timeout=5"
     assert url("sqlite+pysqlite:///s.db") == f"sqlite+pysqlite:///{tmp_path}/etc/s.db"

@@ -1,5 +1,5 @@
 """Journal entries as lines (graylift.journal_lines), from one table: the console's line and the CLI's progress
-line of each entry (None: not shown)."""
+line of each entry (None: not shown), the latter as the markup Rich would write for its styles."""
 
 from __future__ import annotations
 
@@ -48,4 +48,5 @@ def entry(host: str | None, step: str, event: str, **detail: Any) -> JournalEntr
 def test_an_entry_as_the_console_and_the_cli_show_it(item: JournalEntry, console: str | None,
                                                       cli: str | None) -> None:
     assert line_of(item) == console
-    assert journal_line(item) == cli
+    line = journal_line(item)
+    assert (line.markup if line is not None else None) == cli

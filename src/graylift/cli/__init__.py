@@ -1,42 +1,62 @@
 """The `graylift` command: Typer commands and rendering only, over graylift.service.
 
-Errors become messages and exit codes in one place (:func:`graylift.cli.common.guarded`).
+Errors become one line and an exit code in one place (:func:`graylift.cli.common.guarded`; the codes are
+:data:`graylift.errors.EXIT_CODES`, documented in docs/cli.md); everything is printed through
+:mod:`graylift.cli.output` (user text is never markup). Importing this package stays cheap (no SQLAlchemy,
+Alembic or asyncssh): each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from graylift.cli import config_cmds, releases, serve
+from graylift.cli import config_cmds, releases
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
-from graylift.client import take_server_option
+from graylift.cli.lazy import LazyGroup
+from graylift.client_options import take_server_option
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="graylift: graceful, durable releases for fleets of VMs and bare-metal hosts.")
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, context_settings=CONTEXT)
 app.add_typer(hosts_app, name="hosts")
 app.add_typer(lab_app, name="lab")
 for command in (config_cmds.init, config_cmds.check, releases.plan, releases.release, releases.rollback,
                 releases.status, releases.promote, releases.pause, releases.abort, releases.resume, releases.retry,
                 releases.history):
     app.command()(command)
-app.command()(serve.serve)
-app.command("worker")(serve.worker)  # `worker RELEASE` as before (hand-off), `worker` alone: the pool
-app.add_typer(serve.users_app, name="users")
-app.add_typer(serve.tokens_app, name="tokens")
-app.add_typer(serve.policy_app, name="policy")
-app.add_typer(serve.freeze_app, name="freeze")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from graylift import __version__
+
+        typer.echo(f"graylift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(config: Annotated[Path | None, typer.Option(
+                 "--config", "-c", metavar="FILE", help="Config file for every command (env GRAYLIFT_CONFIG; "
+                 "default ./graylift.yaml).")] = None,
+             version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                                   help="Show the version and exit.")] = False) -> None:
+    """graylift: graceful, durable releases for fleets of VMs and bare-metal hosts.
+
+    Exit codes: 0 ok, 1 the release failed or was rolled back, 2 usage or config error, 3 refused by a rule
+    (50% cap, preflight, approval, freeze), 4 controller or database unreachable, 130 interrupted.
+    """
+    if config is not None:
+        os.environ["GRAYLIFT_CONFIG"] = str(config)
 
 
 def main() -> Any:
     sys.argv = [sys.argv[0], *take_server_option(sys.argv[1:])]  # --server URL: the same commands, remotely
-    # the global --config may come before the command: move it after, where each command takes it
-    argv = sys.argv[1:]
-    if len(argv) > 2 and argv[0] in ("-c", "--config"):
-        sys.argv = [sys.argv[0], *argv[2:], argv[0], argv[1]]
     return app()
 
 

@@ -1,50 +1,123 @@
-"""What every command shares: the consoles, the common options, and ``guarded`` (errors -> exit codes, once)."""
+"""What every command shares: the common options, the service, and ``guarded`` (errors -> exit codes, once).
+
+Nothing here imports the service, SQLAlchemy or asyncssh at import time: ``graylift --help`` stays cheap.
+"""
 
 from __future__ import annotations
 
 import getpass
 import os
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 
-from graylift.client import remote_from_env
-from graylift.errors import ConfigError, GrayliftError, PlanError, StateError
-from graylift.service import Graylift
+from graylift.cli.output import error, warn
+from graylift.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GrayliftError, UsageError
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from graylift.service import Graylift, ReleaseRecord
+
 T = TypeVar("T")
+DEBUG_ENV = "GRAYLIFT_DEBUG"
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (env GRAYLIFT_CONFIG; "
-                                                "default ./graylift.yaml).")]
-EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment: dev, test, staging, beta, prod, ...")]
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="FILE", help="Config file (env "
+                                                "GRAYLIFT_CONFIG; default ./graylift.yaml).")]
+EnvOpt = Annotated[str, typer.Option("--env", "-e", metavar="ENV",
+                                     help="Environment: dev, test, staging, beta, prod, ...")]
+MaybeEnvOpt = Annotated[str | None, typer.Option("--env", "-e", metavar="ENV",
+                                                 help="Environment (with an app name instead of a release id).")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Block with live progress; exit 0 only on success.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; answer yes (for scripts).")]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", metavar="FORMAT",
+                                           help="text (default) or json (schema: docs/cli.md).")]
+AppArg = Annotated[str, typer.Argument(metavar="APP", help="The app, as named under `apps:` in the config.")]
+RefArg = Annotated[str, typer.Argument(metavar="RELEASE", help="A release id, or an app name with --env (its "
+                                                                  "active release, else its last one).")]
 
 
 def guarded(fn: Callable[[], T]) -> T:
-    """Run a command body; a GrayliftError becomes a one-line message and exit code 2 (input) or 1."""
+    """Run a command body: every error becomes one ``error:`` line and its exit code (graylift.errors).
+
+    A GrayliftError carries its code (2 usage/config, 3 refused by a rule, 4 unreachable, 1 otherwise); an
+    unreadable file is a usage error; anything unexpected is one line too (GRAYLIFT_DEBUG=1 re-raises it).
+    """
     try:
         return fn()
-    except (ConfigError, PlanError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    except (typer.Exit, typer.Abort):
+        raise
     except GrayliftError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err.print("interrupted: the release stays where it is; `graylift resume` goes on")
-        raise typer.Exit(130) from None
+        error("the release stays where it is; `graylift resume` goes on", label="interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        error(f"{where}{exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        error(f"unexpected {type(exc).__name__}: {exc} (a bug: {DEBUG_ENV}=1 shows where; please report it)")
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def service(config: Path | None) -> Graylift:
     """The service: a server's API with ``--server URL`` (or GRAYLIFT_SERVER), else this machine's. No command
-    but `resume` (and a worker) ever takes a release over."""
+    but `resume` (and a worker) ever takes a release over. A state database created new is said (a wrong path
+    must not look like an empty history)."""
+    from graylift.service import Graylift
+
+    remote: Graylift | None = _remote()
+    if remote is not None:
+        return remote
+    gl = Graylift(config)
+    gl.on_new_state = lambda path: warn(f"created a new, empty state database {path} (GRAYLIFT_DB or `state:` "
+                                        "in the config name another)")
+    return gl
+
+
+def _remote() -> Graylift | None:
+    from graylift.client_options import CLIENT_FILE, SERVER_ENV
+
+    if not os.environ.get(SERVER_ENV) and not CLIENT_FILE.expanduser().exists():
+        return None  # no server named: do not even import the HTTP client
+    from graylift.client import remote_from_env
+
     remote: Graylift | None = remote_from_env()
-    return remote or Graylift(config)
+    return remote
+
+
+def emergency(gl: Graylift) -> None:
+    """Say, once, that a broken config is being worked around (the release's own snapshot is used)."""
+    problem = getattr(gl, "config_problem", None)  # a server has its own config
+    if problem:
+        first = problem.splitlines()[0]
+        warn(f"the config does not load ({first}); working from the state database alone")
+
+
+def find_release(gl: Graylift, ref: str, env: str | None) -> ReleaseRecord:
+    """A release by id, or the active (else last) release of ``APP --env ENV``."""
+    if ref.isdigit() or env is None:
+        return gl.release(release_id(ref))
+    check_app(gl, ref, env)
+    return gl.find(ref, env)
+
+
+def check_app(gl: Graylift, app: str, env: str | None = None) -> None:
+    """``unknown app 'order-svc'; known apps: order-service`` (a server checks names itself)."""
+    check = getattr(gl, "check_app", None)
+    if check is not None:
+        check(app, env)
 
 
 def who() -> str:
@@ -52,6 +125,7 @@ def who() -> str:
 
 
 def release_id(ref: str) -> int:
-    if not ref.isdigit() or len(ref) > 18:
-        raise StateError(f"{ref!r} is not a release id (a number from `graylift history APP --env ENV`)")
+    if not ref.isascii() or not ref.isdigit() or len(ref) > 18:
+        raise UsageError(f"{ref!r} is not a release id (a number from `graylift history APP --env ENV`; or give "
+                         "the app name with --env ENV)")
     return int(ref)

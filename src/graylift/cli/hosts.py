@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from graylift.cli.common import ConfigOpt, EnvOpt, console, guarded, service
+from graylift.cli.common import AppArg, ConfigOpt, EnvOpt, Output, OutputOpt, check_app, guarded, service
+from graylift.cli.output import console, emit_json, show_table, styled, table
 
-hosts_app = typer.Typer(no_args_is_help=True, help="The built-in CMDB: which hosts run which app.")
-AppOpt = Annotated[str, typer.Option("--app")]
+hosts_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                        help="The built-in CMDB: which hosts run which app.")
+AppOpt = Annotated[str, typer.Option("--app", metavar="APP", help="The app, as named under `apps:` in the config.")]
 
 
 @hosts_app.command("import")
@@ -27,50 +28,68 @@ def hosts_import(file: Path, app_name: AppOpt, env: EnvOpt, config: ConfigOpt = 
 
 
 @hosts_app.command("list")
-def hosts_list(app_name: AppOpt, env: EnvOpt, config: ConfigOpt = None) -> None:
+def hosts_list(app_name: AppOpt, env: EnvOpt, output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
     """List an app's hosts in an environment."""
 
     def body() -> None:
-        table = Table("name", "address", "group", "tags", "in service")
-        for h in service(config).list_hosts(app_name, env):
+        gl = service(config)
+        check_app(gl, app_name, env)
+        hosts = gl.list_hosts(app_name, env)
+        if output is Output.json:
+            emit_json([{"name": h.name, "address": h.address, "port": h.port, "user": h.user, "group": h.group,
+                        "tags": dict(h.tags), "in_service": h.in_service} for h in hosts])
+            return
+        rows = table("name", "address", "group", "tags", "in service")
+        for h in hosts:
             tags = ",".join(f"{k}={v}" for k, v in sorted(h.tags.items()))
-            table.add_row(h.name, f"{h.address}:{h.port}", h.group, tags, "yes" if h.in_service else "[yellow]no")
-        console.print(table)
+            rows.add_row(h.name, f"{h.address}:{h.port}", h.group, tags,
+                         "yes" if h.in_service else styled("no", "yellow"))
+        show_table(rows)
 
     guarded(body)
 
 
 @hosts_app.command("maintenance")
-def hosts_maintenance(name: str, app_name: AppOpt, env: EnvOpt,
+def hosts_maintenance(name: Annotated[str, typer.Argument(metavar="HOST")], app_name: AppOpt, env: EnvOpt,
                       off: Annotated[bool, typer.Option("--off", help="Put the host back in service.")] = False,
                       config: ConfigOpt = None) -> None:
     """Mark a host in maintenance (skipped by releases, counted against the 50% cap) or back in service."""
-    guarded(lambda: service(config).set_maintenance(app_name, env, name, in_service=off))
-    console.print(f"{name}: {'in service' if off else 'in maintenance'}")
+
+    def body() -> None:
+        gl = service(config)
+        check_app(gl, app_name, env)
+        gl.set_maintenance(app_name, env, name, in_service=off)
+        console.print(f"{name}: {'in service' if off else 'in maintenance'}")
+
+    guarded(body)
 
 
 @hosts_app.command("survey")
-def hosts_survey(app_name: Annotated[str, typer.Argument(metavar="APP")], env: EnvOpt,
-                 version: Annotated[str | None, typer.Option("--version", help="The version a release would bring.")]
-                 = None, config: ConfigOpt = None) -> None:
+def hosts_survey(app_name: AppArg, env: EnvOpt,
+                 version: Annotated[str | None, typer.Option("--version", metavar="VERSION",
+                                                             help="The version a release would bring.")] = None,
+                 config: ConfigOpt = None) -> None:
     """Read-only: what each host runs and serves, the layout found, what a release would do."""
 
     def body() -> None:
         rows = asyncio.run(service(config).survey(app_name, env, version))
-        table = Table("host", "layout", "version", "sha256", "serving", "a release would")
+        out = table("host", "layout", "version", "sha256", "serving", "a release would")
         for r in rows:
-            table.add_row(r.host.name, r.layout, r.version or "", (r.sha256 or "")[:12], r.serving, r.would)
-        console.print(table)
+            out.add_row(r.host.name, r.layout, r.version or "", (r.sha256 or "")[:12], r.serving, r.would)
+        show_table(out)
 
     guarded(body)
 
 
 @hosts_app.command("clear")
-def hosts_clear(name: str, app_name: AppOpt, env: EnvOpt, config: ConfigOpt = None) -> None:
+def hosts_clear(name: Annotated[str, typer.Argument(metavar="HOST")], app_name: AppOpt, env: EnvOpt,
+                config: ConfigOpt = None) -> None:
     """Forget that an earlier release left a host needing attention (after you fixed it by hand)."""
 
     def body() -> None:
-        if service(config).clear_host(app_name, env, name):
+        gl = service(config)
+        check_app(gl, app_name, env)
+        if gl.clear_host(app_name, env, name):
             console.print(f"{name}: no longer counted as needing attention")
         else:
             console.print(f"{name}: was not marked as needing attention")

@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
-from graylift.cli.common import console, guarded
+from graylift.cli.common import guarded
+from graylift.cli.output import console
 
-lab_app = typer.Typer(no_args_is_help=True, help="A local fleet of sshd hosts in network namespaces (root).")
+lab_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                     help="A local fleet of sshd hosts in network namespaces (root).")
 
 
 @lab_app.command("up")

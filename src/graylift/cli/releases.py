@@ -1,38 +1,72 @@
-"""Releases: plan, release, rollback, status, the requests (promote, pause, abort, resume, retry), history."""
+"""Releases: plan, release, rollback, status, the requests (promote, pause, abort, resume, retry), history.
+
+A release is named by its id or by ``APP --env ENV`` (its active release, else its last one). status, pause,
+abort, promote, resume and the rollback of an active release need only the state database: the release keeps
+its own config snapshot, so a broken config file is worked around (and said).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from graylift.cli.common import ConfigOpt, EnvOpt, WaitOpt, console, guarded, release_id, service, who
-from graylift.cli.render import printer, render_release, styled
+from graylift.cli.common import (
+    AppArg,
+    ConfigOpt,
+    EnvOpt,
+    MaybeEnvOpt,
+    Output,
+    OutputOpt,
+    RefArg,
+    WaitOpt,
+    check_app,
+    emergency,
+    find_release,
+    guarded,
+    service,
+    who,
+)
+from graylift.cli.output import console, emit_json, line, show_table, styled, table
 from graylift.core.state import Direction, ReleaseKind, ReleaseState
-from graylift.errors import PreflightFailed
-from graylift.service import Graylift, ReleaseRecord
+from graylift.errors import EXIT_FAILED, EXIT_OK, PreflightFailed
 
-AppArg = Annotated[str, typer.Argument(metavar="APP")]
+if TYPE_CHECKING:
+    from graylift.service import Graylift, ReleaseRecord
+
 GOOD = (ReleaseState.SUCCEEDED, ReleaseState.ROLLED_BACK)
+VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="The version to release.")]
 
 
-def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Argument(metavar="[VERSION]")] = None,
-         config: ConfigOpt = None) -> None:
+def _release_json(gl: Graylift, rec: ReleaseRecord) -> dict[str, Any]:
+    from graylift.api.answers import release_out
+
+    return release_out(rec, gone=gl.controller_gone(rec)).model_dump(mode="json")
+
+
+def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Argument(metavar="VERSION")] = None,
+         output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
     """Batches, skipped hosts, an estimate and the preflight of every host and backend; touches no host."""
 
     def body() -> None:
         view = asyncio.run(service(config).plan(app_name, env, version))
-        table = Table("batch", "hosts")
+        if output is Output.json:
+            from graylift.api.answers import plan_out
+
+            emit_json(plan_out(view).model_dump(mode="json"))
+            if view.report.problems:
+                raise PreflightFailed(view.report.problems)
+            return
+        batches = table("batch", "hosts")
         for b in view.plan.batches:
-            table.add_row(b.label, " ".join(b.hosts))
-        console.print(table)
+            batches.add_row(b.label, " ".join(b.hosts))
+        show_table(batches)
         for s in view.plan.skipped:
-            console.print(f"[yellow]skipped[/yellow] {s.host}: {s.reason}")
+            console.print(line(("skipped", "yellow"), f" {s.host}: {s.reason}"))
         for name, health in view.attention.items():
-            console.print(f"[yellow]counted as out[/yellow] {name}: needs attention since release "
-                          f"#{health.release_id} ({health.reason})")
+            console.print(line(("counted as out", "yellow"), f" {name}: needs attention since release "
+                               f"#{health.release_id} ({health.reason})"))
         console.print(f"{len(view.plan.hosts)} host(s) in {len(view.plan.batches)} batch(es) of a cluster of "
                       f"{view.plan.cluster_size}; estimated {view.plan.estimate_seconds:.0f}s; "
                       f"{view.previous_version or '(none)'} -> {version or 'VERSION'}")
@@ -47,15 +81,18 @@ def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Arg
 
 def _run(gl: Graylift, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState, ...] = GOOD) -> None:
     """Drive here with live progress (``--wait``: exit 0 only if it ends in ``good``), or hand it off."""
+    from graylift.cli.render import printer, render_release
+
     if wait:
         final = gl.drive(rec.id, printer(console))
         render_release(console, gl, final)
-        raise typer.Exit(0 if final.state in good else 1)
+        raise typer.Exit(EXIT_OK if final.state in good else EXIT_FAILED)
     gl.hand_off(rec.id)
     console.print(f"release #{rec.id} goes on in the background; `graylift status {rec.id} --watch` follows it")
 
 
-def release(app_name: AppArg, version: str, env: EnvOpt, wait: WaitOpt = False, config: ConfigOpt = None) -> None:
+def release(app_name: AppArg, version: VersionArg, env: EnvOpt, wait: WaitOpt = False,
+            config: ConfigOpt = None) -> None:
     """Release VERSION of APP to an environment: preflight, canary, then rolling batches."""
 
     def body() -> None:
@@ -69,13 +106,16 @@ def release(app_name: AppArg, version: str, env: EnvOpt, wait: WaitOpt = False, 
 
 
 def rollback(app_name: AppArg, env: EnvOpt,
-             to: Annotated[str | None, typer.Option("--to", help="Version to go back to.")] = None,
+             to: Annotated[str | None, typer.Option("--to", metavar="VERSION", help="Version to go back to.")] = None,
              wait: WaitOpt = False, config: ConfigOpt = None) -> None:
-    """Put the previous good version back (or --to VERSION), as gracefully as a release; works mid-release."""
+    """Put the previous good version back (or --to VERSION), as gracefully as a release; works mid-release
+    (then from the state database alone)."""
 
     def body() -> None:
         gl = service(config)
+        check_app(gl, app_name, env)
         rec = asyncio.run(gl.start_rollback(app_name, env, to_version=to, started_by=who()))
+        emergency(gl)
         target = rec.previous_version if rec.kind is ReleaseKind.RELEASE else rec.version
         console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id} ({rec.state.value})")
         if wait or rec.kind is ReleaseKind.ROLLBACK or gl.needs_hand_off(rec):
@@ -84,38 +124,59 @@ def rollback(app_name: AppArg, env: EnvOpt,
     guarded(body)
 
 
-def status(ref: Annotated[str | None, typer.Argument(help="Release id, or app name with --env.")] = None,
-           env: Annotated[str | None, typer.Option("--env", "-e")] = None,
+def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Release id, or app name with "
+                                                     "--env; none: every active release.")] = None,
+           env: MaybeEnvOpt = None,
            watch: Annotated[bool, typer.Option("--watch", help="Follow until it finishes.")] = False,
-           config: ConfigOpt = None) -> None:
+           output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
     """Show a release: state, batches, hosts, waits; or every active release. Never takes one over."""
+    from graylift.cli.render import printer, render_release
 
     def body() -> None:
         gl = service(config)
         if ref is None:
             active = gl.active_releases()
+            emergency(gl)
+            if output is Output.json:
+                emit_json({"state_db": _state_db(gl), "active": [_release_json(gl, r) for r in active]})
+                return
             if not active:
                 console.print("no active release")
             for r in active:
-                gone = " [red](controller gone: `graylift resume`)[/red]" if gl.controller_gone(r) else ""
-                console.print(f"#{r.id} {r.app} {r.version} ({r.env}) {styled(r.state)} {r.message}{gone}")
+                gone = ("  (controller gone: `graylift resume`)", "red") if gl.controller_gone(r) else ""
+                console.print(line(f"#{r.id} {r.app} {r.version} ({r.env}) ", styled(r.state.value),
+                                   f" {r.message}", gone))
+            console.print(line(("state: ", "dim"), (_state_db(gl), "dim")))
             return
-        rec = gl.find(ref, env)
-        if watch:
+        rec = find_release(gl, ref, env)
+        emergency(gl)
+        if watch and output is Output.text:
             rec = gl.follow(rec.id, printer(console))
+        if output is Output.json:
+            from graylift.api.answers import host_run_out
+
+            emit_json({"state_db": _state_db(gl), "release": _release_json(gl, rec),
+                       "hosts": [host_run_out(r).model_dump(mode="json") for r in gl.host_runs(rec.id)]})
+            return
         render_release(console, gl, rec)
         if gl.controller_gone(rec):
             since = rec.heartbeat_at or rec.updated_at
-            console.print(f"[red]controller gone[/red] since {since:%Y-%m-%d %H:%M:%S} UTC "
-                          f"({rec.owner or 'never claimed'}); run `graylift resume {rec.id}`")
+            console.print(line(("controller gone", "red"), f" since {since:%Y-%m-%d %H:%M:%S} UTC "
+                               f"({rec.owner or 'never claimed'}); run `graylift resume {rec.id}`"))
+        console.print(line(("state: ", "dim"), (_state_db(gl), "dim")))
 
     guarded(body)
 
 
-def _control(ref: str, action: str, config: ConfigOpt) -> None:
+def _state_db(gl: Graylift) -> str:
+    return str(getattr(gl, "state_location", None) or "the graylift server")
+
+
+def _control(ref: str, env: str | None, action: str, config: ConfigOpt) -> None:
     def body() -> None:
         gl = service(config)
-        rec = gl.request(release_id(ref), action)
+        rec = gl.request(find_release(gl, ref, env).id, action)
+        emergency(gl)
         console.print(f"release #{rec.id}: {action} requested (state {rec.state.value})")
         if gl.needs_hand_off(rec):
             gl.hand_off(rec.id)  # nobody drives it: a worker acts on the request
@@ -123,28 +184,31 @@ def _control(ref: str, action: str, config: ConfigOpt) -> None:
     guarded(body)
 
 
-def promote(ref: Annotated[str, typer.Argument(metavar="RELEASE_ID")], config: ConfigOpt = None) -> None:
+def promote(ref: RefArg, env: MaybeEnvOpt = None, config: ConfigOpt = None) -> None:
     """Promote a baking or baked canary: go on to the rolling batches."""
-    _control(ref, "promote", config)
+    _control(ref, env, "promote", config)
 
 
-def pause(ref: Annotated[str, typer.Argument(metavar="RELEASE_ID")], config: ConfigOpt = None) -> None:
+def pause(ref: RefArg, env: MaybeEnvOpt = None, config: ConfigOpt = None) -> None:
     """Stop at the next safe point (hosts in flight finish first)."""
-    _control(ref, "pause", config)
+    _control(ref, env, "pause", config)
 
 
-def abort(ref: Annotated[str, typer.Argument(metavar="RELEASE_ID")], config: ConfigOpt = None) -> None:
+def abort(ref: RefArg, env: MaybeEnvOpt = None, config: ConfigOpt = None) -> None:
     """Stop at the next safe point and end the release; hosts already done keep the new version."""
-    _control(ref, "abort", config)
+    _control(ref, env, "abort", config)
 
 
-def resume(ref: Annotated[str | None, typer.Argument(metavar="[RELEASE_ID]")] = None, wait: WaitOpt = False,
-           config: ConfigOpt = None) -> None:
-    """Go on with a paused release in its own direction; without an id, take over every orphaned release."""
+def resume(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="A release id, or an app name "
+                                                     "with --env; none: every orphaned release.")] = None,
+           env: MaybeEnvOpt = None, wait: WaitOpt = False, config: ConfigOpt = None) -> None:
+    """Go on with a paused release in its own direction; without one, take over every orphaned release."""
+    from graylift.cli.render import printer
 
     def body() -> None:
         gl = service(config)
-        recs = [gl.resume(release_id(ref))] if ref is not None else gl.orphaned_releases()
+        recs = [gl.resume(find_release(gl, ref, env).id)] if ref is not None else gl.orphaned_releases()
+        emergency(gl)
         if not recs:
             console.print("nothing to resume: every active release has a live controller")
             return
@@ -154,20 +218,19 @@ def resume(ref: Annotated[str | None, typer.Argument(metavar="[RELEASE_ID]")] = 
                           f"it goes on {way}")
         if wait:
             finals = [gl.drive(r.id, printer(console)) for r in recs]
-            raise typer.Exit(0 if all(f.state in GOOD for f in finals) else 1)
+            raise typer.Exit(EXIT_OK if all(f.state in GOOD for f in finals) else EXIT_FAILED)
         for rec in recs:
             gl.hand_off(rec.id)
 
     guarded(body)
 
 
-def retry(ref: Annotated[str, typer.Argument(metavar="RELEASE_ID")], wait: WaitOpt = False,
-          config: ConfigOpt = None) -> None:
+def retry(ref: RefArg, env: MaybeEnvOpt = None, wait: WaitOpt = False, config: ConfigOpt = None) -> None:
     """Queue the failed hosts of a paused release again, in its direction, and go on."""
 
     def body() -> None:
         gl = service(config)
-        rec = gl.retry(release_id(ref))
+        rec = gl.retry(find_release(gl, ref, env).id)
         way = "rolling back" if rec.direction is Direction.BACK else f"forward to {rec.version}"
         console.print(f"release #{rec.id}: {rec.message}; it goes on {way}")
         _run(gl, rec, wait)
@@ -175,18 +238,25 @@ def retry(ref: Annotated[str, typer.Argument(metavar="RELEASE_ID")], wait: WaitO
     guarded(body)
 
 
-def history(app_name: AppArg, env: EnvOpt, config: ConfigOpt = None) -> None:
+def history(app_name: AppArg, env: EnvOpt, output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
     """Releases and deployed versions of an app in an environment, newest first."""
 
     def body() -> None:
         gl = service(config)
-        table = Table("#", "kind", "version", "from", "state", "by", "started", "finished", "message")
-        for r in gl.list_releases(app_name, env):
-            table.add_row(str(r.id), r.kind, r.version, r.previous_version or "", styled(r.state), r.started_by,
-                          f"{r.created_at:%Y-%m-%d %H:%M:%S}",
-                          f"{r.finished_at:%H:%M:%S}" if r.finished_at else "", r.message[:60])
-        console.print(table)
-        console.print(f"current version: {gl.current_version(app_name, env) or '(none)'}")
+        check_app(gl, app_name, env)
+        releases, current = gl.list_releases(app_name, env), gl.current_version(app_name, env)
+        emergency(gl)
+        if output is Output.json:
+            emit_json({"app": app_name, "env": env, "current_version": current,
+                       "releases": [_release_json(gl, r) for r in releases]})
+            return
+        rows = table("#", "kind", "version", "from", "state", "by", "started", "finished", "message")
+        for r in releases:
+            rows.add_row(str(r.id), r.kind.value, r.version, r.previous_version or "", styled(r.state.value),
+                         r.started_by, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+                         f"{r.finished_at:%H:%M:%S}" if r.finished_at else "", r.message[:60])
+        show_table(rows)
+        console.print(f"current version: {current or '(none)'}")
 
     guarded(body)
 

@@ -1,4 +1,6 @@
-"""Showing releases and hosts to a person: live journal lines, tables, the summary of a release."""
+"""Showing releases and hosts to a person: live journal lines, tables, the summary of a release.
+
+Everything here prints through :mod:`graylift.cli.output` (markup off): a host, version or error is literal."""
 
 from __future__ import annotations
 
@@ -6,49 +8,59 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from graylift.cli.output import line, show_table, styled, table
 from graylift.core.plan import Plan
 from graylift.journal_lines import line_of
 from graylift.service import Graylift, JournalEntry, ReleaseRecord, batch_timings
 
-STATE_STYLE = {"succeeded": "green", "rolled_back": "yellow", "paused": "yellow", "failed": "red",
-               "aborted": "red", "running": "cyan", "baking": "cyan", "awaiting_promotion": "magenta",
-               "rolling_back": "yellow", "done": "green", "needs_attention": "red", "skipped": "yellow"}
+
+def _styled_line(entry: JournalEntry) -> Text | None:
+    """:func:`graylift.journal_lines.line_of` as a Text, its marked words in colour; the rest (host names,
+    errors: user text) stays literal."""
+    marks: list[tuple[str, str]] = []
+
+    def mark(text: str, style: str) -> str:
+        marks.append((text, style))
+        return text
+
+    plain = line_of(entry, mark)
+    if plain is None:
+        return None
+    text, pos = Text(plain), 0
+    for marked, style in marks:
+        at = plain.find(marked, pos)
+        if at >= 0:
+            text.stylize(style, at, at + len(marked))
+            pos = at + len(marked)
+    return text
 
 
-def styled(state: str) -> str:
-    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
-
-
-def _markup(text: str, style: str) -> str:
-    return f"[{style}]{text}[/{style}]"
-
-
-def journal_line(entry: JournalEntry) -> str | None:
+def journal_line(entry: JournalEntry) -> Text | None:
     """One journal entry as a progress line (works on a TTY and in CI logs alike), or None to skip it: the
     console's line in colour (:func:`graylift.journal_lines.line_of`), and of a host's entries only those that
     tell progress, indented."""
     host, step, event, detail = entry.host, entry.step, entry.event, entry.detail
     if host is None:
-        return line_of(entry, _markup)
+        return _styled_line(entry)
     if event in ("failed", "needs_attention", "already_on_target") or (step, event) == ("revert", "plan"):
-        return f"  {line_of(entry, _markup)}"
+        return line("  ", _styled_line(entry) or "")
     if step == "unmute" and event == "done":
-        return f"  [green]{host}[/green] done"
+        return line("  ", (host, "green"), " done")
     if step == "quiet" and event == "done":
-        return f"  {host} drained in {detail.get('waited_seconds')}s ({detail.get('ended_by')})"
+        return line(f"  {host} drained in {detail.get('waited_seconds')}s ({detail.get('ended_by')})")
     if step == "take_out" and event == "done" and detail.get("propagation_seconds"):
         waits = ", ".join(f"{k} {v}s" for k, v in dict(detail["propagation_seconds"]).items())
-        return f"  {host} out; registry propagation wait: {waits}"
+        return line(f"  {host} out; registry propagation wait: {waits}")
     return None
 
 
 def printer(console: Console) -> Any:
     def show(entry: JournalEntry) -> None:
-        line = journal_line(entry)
-        if line:
-            console.print(f"[dim]{entry.at:%H:%M:%S}[/dim] {line}")
+        text = journal_line(entry)
+        if text:
+            console.print(line((f"{entry.at:%H:%M:%S}", "dim"), " ", text))
 
     return show
 
@@ -56,18 +68,18 @@ def printer(console: Console) -> Any:
 def render_release(console: Console, gl: Graylift, rec: ReleaseRecord) -> None:
     plan = Plan.from_dict(rec.plan)
     runs = gl.host_runs(rec.id)
-    console.print(f"release #{rec.id} {rec.kind} {rec.app} {rec.previous_version or '(none)'} -> {rec.version} "
-                  f"({rec.env}): [bold]{rec.state}[/bold] {rec.phase}")
+    console.print(line(f"release #{rec.id} {rec.kind} {rec.app} {rec.previous_version or '(none)'} -> "
+                       f"{rec.version} ({rec.env}): ", (str(rec.state), "bold"), f" {rec.phase}"))
     if rec.message:
         console.print(f"  {rec.message}")
     if rec.wait_until and not rec.finished:
         left = (rec.wait_until - datetime.now(rec.wait_until.tzinfo)).total_seconds()
         console.print(f"  waiting until {rec.wait_until:%H:%M:%S} ({max(0, left):.0f}s left)")
-    table = Table("batch", "hosts", "seconds", "states")
+    batches = table("batch", "hosts", "seconds", "states")
     for label, count, seconds, states in batch_timings(plan, runs):
-        table.add_row(label, str(count), f"{seconds:.1f}" if seconds is not None else "",
-                      ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-    console.print(table)
+        batches.add_row(label, str(count), f"{seconds:.1f}" if seconds is not None else "",
+                        ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    show_table(batches)
     entries = gl.journal(rec.id)
     waits = [e for e in entries if e.step == "quiet" and e.event == "done"]
     if waits:
@@ -83,8 +95,11 @@ def render_release(console: Console, gl: Graylift, rec: ReleaseRecord) -> None:
         console.print(f"  registry propagation waits ({name}): {len(values)}, {max(values):.1f}s each")
     for run in runs:
         if run.error:
-            console.print(f"  [yellow]{run.host}[/yellow] {run.state}: {run.error}")
+            console.print(line("  ", (run.host, "yellow"), f" {run.state}: {run.error}"))
         if run.attention:
-            console.print(f"  [red]{run.host}[/red] not back in: {', '.join(sorted(run.attention))}")
+            console.print(line("  ", (run.host, "red"), f" not back in: {', '.join(sorted(run.attention))}"))
     for s in plan.skipped:
-        console.print(f"  [yellow]{s.host}[/yellow] skipped: {s.reason}")
+        console.print(line("  ", (s.host, "yellow"), f" skipped: {s.reason}"))
+
+
+__all__ = ["journal_line", "printer", "render_release", "styled"]

@@ -16,15 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from graylift.auth import ANY, Desk, Grant, InputError, Role, local_actor
-from graylift.cli.common import ConfigOpt, console, err, guarded, service, who
+from graylift.cli.common import ConfigOpt, guarded, service, who
+from graylift.cli.output import console, err, error, show_table, table, warn
 
-users_app = typer.Typer(no_args_is_help=True, help="Users of `graylift serve` and their roles per app x env.")
-tokens_app = typer.Typer(no_args_is_help=True, help="API tokens (for CI and `--server`): shown once, stored hashed.")
-policy_app = typer.Typer(no_args_is_help=True, help="How many approvals a release of an environment needs.")
-freeze_app = typer.Typer(no_args_is_help=True, help="Freeze windows: no release (rollbacks allowed) unless an "
+users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                     help="Users of `graylift serve` and their roles per app x env.")
+tokens_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                     help="API tokens (for CI and `--server`): shown once, stored hashed.")
+policy_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                     help="How many approvals a release of an environment needs.")
+freeze_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                     help="Freeze windows: no release (rollbacks allowed) unless an "
                          "admin overrides with a reason.")
 
 AppScope = Annotated[str, typer.Option("--app", help="An app, or * for every app.")]
@@ -69,11 +73,11 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
     from graylift.api.deps import ServerSettings
 
     if no_auth and not is_loopback(host):
-        err.print(f"[red]error:[/red] refusing to serve without authentication on {host}: --no-auth is for "
-                  "127.0.0.1 only. Make an admin with `graylift users add NAME --role admin` and drop --no-auth")
+        error(f"refusing to serve without authentication on {host}: --no-auth is for 127.0.0.1 only. Make an "
+              "admin with `graylift users add NAME --role admin` and drop --no-auth")
         raise typer.Exit(2)
     if (tls_cert is None) != (tls_key is None):
-        err.print("[red]error:[/red] give both --tls-cert and --tls-key, or neither")
+        error("give both --tls-cert and --tls-key, or neither")
         raise typer.Exit(2)
 
     def body() -> None:
@@ -83,11 +87,10 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
                                   cookie_secure=tls_cert is not None or public_url.startswith("https://"),
                                   workers=workers, take_over=take_over, max_releases=max_releases)
         if settings.auth and not Desk(gl).accounts.users():
-            err.print("[yellow]no user yet:[/yellow] make the first admin with "
-                      "`graylift users add NAME --role admin`")
+            warn("no user yet: make the first admin with `graylift users add NAME --role admin`")
         if not is_loopback(host) and tls_cert is None and not public_url.startswith("https://"):
-            err.print(f"[yellow]warning:[/yellow] serving plain HTTP on {host}: put TLS in front (or --tls-cert) "
-                      "so passwords and tokens are not sent in the clear")
+            warn(f"serving plain HTTP on {host}: put TLS in front (or --tls-cert) so passwords and tokens are "
+                 "not sent in the clear")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         console.print(f"graylift serve on {settings.url} (state {gl.store.url.render_as_string(hide_password=True)})"
                       f"{'; workers on' if workers else ''}")
@@ -157,12 +160,12 @@ def users_list(config: ConfigOpt = None) -> None:
     """Users, their roles, and whether they can log in."""
 
     def body() -> None:
-        table = Table("user", "roles", "password", "state", "created")
+        rows = table("user", "roles", "password", "state", "created")
         for user, grants in _desk(config).users(_me()):
             roles = ", ".join(f"{g.role.value} on {g.app}/{g.env}" for g in grants) or "-"
-            table.add_row(user.name, roles, "yes" if user.has_password else "no (tokens only)",
+            rows.add_row(user.name, roles, "yes" if user.has_password else "no (tokens only)",
                           "disabled" if user.disabled else "active", f"{user.created_at:%Y-%m-%d} by {user.created_by}")
-        console.print(table)
+        show_table(rows)
 
     guarded(body)
 
@@ -231,13 +234,13 @@ def tokens_list(user: Annotated[str | None, typer.Option("--user")] = None, conf
     """Tokens (never the tokens themselves: their first characters, use and state)."""
 
     def body() -> None:
-        table = Table("#", "user", "name", "starts with", "created", "expires", "last used", "state")
+        rows = table("#", "user", "name", "starts with", "created", "expires", "last used", "state")
         for t in _desk(config).tokens(_me(), user) if user else _desk(config).accounts.tokens():
-            table.add_row(str(t.id), t.user, t.name, t.prefix + "...", f"{t.created_at:%Y-%m-%d}",
+            rows.add_row(str(t.id), t.user, t.name, t.prefix + "...", f"{t.created_at:%Y-%m-%d}",
                           f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "never",
                           f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never",
                           "revoked" if t.revoked_at else "active")
-        console.print(table)
+        show_table(rows)
 
     guarded(body)
 
@@ -265,10 +268,10 @@ def policy_list(config: ConfigOpt = None) -> None:
     """The policies set (without one, prod and production need 1 approval, other envs none)."""
 
     def body() -> None:
-        table = Table("app", "env", "approvals", "rollbacks need approval", "set by")
+        rows = table("app", "env", "approvals", "rollbacks need approval", "set by")
         for p in _desk(config).policies(_me()):
-            table.add_row(p.app, p.env, str(p.approvals), "yes" if p.approve_rollbacks else "no", p.updated_by)
-        console.print(table)
+            rows.add_row(p.app, p.env, str(p.approvals), "yes" if p.approve_rollbacks else "no", p.updated_by)
+        show_table(rows)
 
     guarded(body)
 
@@ -297,11 +300,11 @@ def freeze_list(config: ConfigOpt = None) -> None:
     """Freeze windows in force or to come."""
 
     def body() -> None:
-        table = Table("#", "app", "env", "from (UTC)", "until (UTC)", "reason", "by")
+        rows = table("#", "app", "env", "from (UTC)", "until (UTC)", "reason", "by")
         for f in _desk(config).freezes(_me()):
-            table.add_row(str(f.id), f.app, f.env, f"{f.starts_at:%Y-%m-%d %H:%M}", f"{f.ends_at:%Y-%m-%d %H:%M}",
+            rows.add_row(str(f.id), f.app, f.env, f"{f.starts_at:%Y-%m-%d %H:%M}", f"{f.ends_at:%Y-%m-%d %H:%M}",
                           f.reason, f.created_by)
-        console.print(table)
+        show_table(rows)
 
     guarded(body)
 

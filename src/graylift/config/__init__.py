@@ -24,7 +24,7 @@ from graylift.adapters.transport.ssh import SshConfig
 from graylift.config.app import AppConfig, CommandsConfig, DeployConfig, TrafficCheckConfig
 from graylift.config.loader import example_config_text, load_config
 from graylift.config.package import PackageConfig, RepositoryConfig, ResolvedPackage
-from graylift.config.root import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig
+from graylift.config.root import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, default_state_db, resolve_state
 from graylift.config.strategy import BatchConfig, CanaryConfig, FailureBudgetConfig, StrategyConfig
 from graylift.schema import COMMAND_PLACEHOLDERS, render_command, render_template
 
@@ -47,8 +47,10 @@ __all__ = [
     "SshConfig",
     "StrategyConfig",
     "TrafficCheckConfig",
+    "default_state_db",
     "example_config_text",
     "load_config",
     "render_command",
     "render_template",
+    "resolve_state",
 ]

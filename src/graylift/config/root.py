@@ -26,7 +26,17 @@ from graylift.errors import ConfigError
 from graylift.schema import PlainName, Section, has_password
 
 DEFAULT_STATE_DB = Path("~/.graylift/state.db")
+SHARED_STATE_DB = Path("/var/lib/graylift/state.db")
 STATE_ENV_VAR = "GRAYLIFT_DB"
+
+
+def default_state_db() -> Path:
+    """Where the state lives when neither GRAYLIFT_DB nor ``state:`` says: a shared controller's
+    ``/var/lib/graylift/state.db`` when that directory exists or when run as root (root and a deploy user then
+    see the same releases, given the directory's group), else ``~/.graylift/state.db``."""
+    if SHARED_STATE_DB.parent.is_dir() or os.geteuid() == 0:
+        return SHARED_STATE_DB
+    return DEFAULT_STATE_DB.expanduser()
 
 
 class GrayliftConfig(Section):
@@ -94,26 +104,31 @@ class GrayliftConfig(Section):
             raise config_error(problems_of(exc, merged, origin, AppConfig), source) from None
 
     def state_url(self, config_path: Path) -> str:
-        """The state database URL: $GRAYLIFT_DB, else ``state``, else sqlite under ~/.graylift.
+        """The state database URL: $GRAYLIFT_DB, else ``state``, else :func:`default_state_db`.
 
-        A relative sqlite path is relative to the config file's directory.
+        A relative sqlite path in ``state`` is relative to the config file's directory.
         """
         from_env = os.environ.get(STATE_ENV_VAR)
         if from_env:
             return from_env
-        if self.state is None:
-            return f"sqlite:///{DEFAULT_STATE_DB.expanduser()}"
-        match = re.match(r"^(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?$", self.state)
-        if not match:
-            return self.state
-        scheme, db_path, query = match.group(1), match.group(2), match.group(3) or ""
-        if db_path in ("", ":memory:") or db_path.startswith("/"):
-            return self.state
-        path = Path(db_path).expanduser()
-        if not path.is_absolute():
-            path = Path(config_path).parent.absolute() / path
-        return f"{scheme}:///{path}{query}"
+        return resolve_state(self.state, config_path)
 
     def _context(self) -> dict[str, Any]:
         return {"base_dir": self._base_dir, "repositories": set(self.repositories),
                 "local_repositories": {n for n, r in self.repositories.items() if r.local_dir is not None}}
+
+
+def resolve_state(state: str | None, config_path: Path) -> str:
+    """The URL of a ``state:`` value (None: the default); a relative sqlite path is the config file's."""
+    if state is None:
+        return f"sqlite:///{default_state_db()}"
+    match = re.match(r"^(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?$", state)
+    if not match:
+        return state
+    scheme, db_path, query = match.group(1), match.group(2), match.group(3) or ""
+    if db_path in ("", ":memory:") or db_path.startswith("/"):
+        return state
+    path = Path(db_path).expanduser()
+    if not path.is_absolute():
+        path = Path(config_path).parent.absolute() / path
+    return f"{scheme}:///{path}{query}"

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from graylift.config import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, load_config
+from graylift.config import (
+    DEFAULT_STATE_DB,
+    STATE_ENV_VAR,
+    GrayliftConfig,
+    default_state_db,
+    load_config,
+    resolve_state,
+)
 from graylift.core.model import Host
 from graylift.engine import Engine
+from graylift.errors import ConfigError
 from graylift.ports import Clock, Fleet
 from graylift.store import ReleaseRecord, Store
 from graylift.wiring import LiveFleet
@@ -43,6 +53,11 @@ class ServiceBase:
         self._db_url = db_url
         self._fleet = fleet
         self.clock = clock
+        self.config_problem: str | None = None
+        """Why the config file could not be used when only the state database was needed (emergency
+        commands work from a release's own config snapshot), else None."""
+        self.on_new_state: Callable[[str], None] | None = None
+        """Told the path when a SQLite state database is created new (a wrong path is then not silent)."""
 
     @property
     def config(self) -> GrayliftConfig:
@@ -52,14 +67,53 @@ class ServiceBase:
 
     @property
     def db_url(self) -> str:
-        return self._db_url or os.environ.get(STATE_ENV_VAR) or self.config.state_url(self.config_path)
+        """$GRAYLIFT_DB, else the config's ``state``. A config that does not load still gives its ``state``
+        line (or the default), so that status, pause, abort, promote, resume and a rollback of a recorded
+        release work from the database alone; the reason is kept in ``config_problem``."""
+        explicit = self._db_url or os.environ.get(STATE_ENV_VAR)
+        if explicit:
+            return explicit
+        try:
+            return self.config.state_url(self.config_path)
+        except ConfigError as exc:
+            self.config_problem = str(exc)
+            return resolve_state(state_line(self.config_path), self.config_path)
 
     @property
     def store(self) -> Store:
         if self._store is None:
             url = self.db_url
+            new = _new_sqlite_file(url)
             self._store = Store.open(url, create_dir=self._may_create_state_dir(url))
+            if new and self.on_new_state is not None:
+                self.on_new_state(new)
         return self._store
+
+    @property
+    def state_location(self) -> str:
+        """Where the state lives, as ``status`` shows it (a password is never shown)."""
+        return self.store.url.render_as_string(hide_password=True)
+
+    def known_apps(self) -> dict[str, set[str]]:
+        """app -> envs, from the config (when it loads) and the state database (hosts and releases)."""
+        known = self.store.app_envs()
+        try:
+            for name, app in self.config.apps.items():
+                known.setdefault(name, set()).update(app.envs)
+        except ConfigError as exc:
+            self.config_problem = str(exc)
+        return known
+
+    def check_app(self, app: str, env: str | None = None) -> None:
+        """An app (and env) that neither the config nor the database knows is a typo: say so, with the names
+        that exist, instead of answering with an empty list."""
+        known = self.known_apps()
+        if app not in known:
+            names = ", ".join(sorted(known)) or "none yet (the config defines none and the database is empty)"
+            raise ConfigError(f"unknown app {app!r}; known apps: {names}")
+        envs = known[app]
+        if env is not None and envs and env not in envs:
+            raise ConfigError(f"unknown env {env!r} for {app}; known envs: {', '.join(sorted(envs))}")
 
     def _may_create_state_dir(self, url: str) -> bool:
         """graylift creates the state database's directory only in its own default place or beside the
@@ -71,7 +125,8 @@ class ServiceBase:
         if not database or database.startswith("file:") or database == ":memory:":
             return False
         parent = Path(database).expanduser().absolute().parent
-        own = [DEFAULT_STATE_DB.expanduser().absolute().parent, self.config_path.absolute().parent]
+        own = [DEFAULT_STATE_DB.expanduser().absolute().parent, default_state_db().parent,
+               self.config_path.absolute().parent]
         return any(parent == d or d in parent.parents for d in own)
 
     def close(self) -> None:
@@ -85,3 +140,32 @@ class ServiceBase:
             return self._fleet(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
 
         return Engine(store, factory, clock=self.clock)
+
+
+def state_line(config_path: Path) -> str | None:
+    """The ``state:`` value of a config file that does not validate (or parse): from the YAML when it parses,
+    else from a top-level ``state:`` line; None when there is none (or no file)."""
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        found = re.search(r"""^state:[ \t]*["']?([^"'\s#]+)""", text, re.MULTILINE)
+        return found.group(1) if found else None
+    value = data.get("state") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _new_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (opening will create it), else None."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else str(path)

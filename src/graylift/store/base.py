@@ -17,9 +17,9 @@ from typing import Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from graylift.errors import LeaseLost, StoreError
+from graylift.errors import LeaseLost, StoreError, StoreUnreachable
 from graylift.store import tables as t
 from graylift.store.db import short
 
@@ -97,6 +97,8 @@ class StoreBase:
     def _error(self, exc: SQLAlchemyError) -> StoreError:
         if self.fence is not None:
             self.fence.check()  # frozen past its deadline (the server ended its session): the lease is gone
+        if isinstance(exc, OperationalError) and "locked" not in str(exc):
+            return StoreUnreachable(self._failed(exc))
         return StoreError(self._failed(exc))
 
     def _check_fence(self, conn: sa.Connection, fence: Fence) -> None:

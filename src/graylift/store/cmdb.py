@@ -14,6 +14,15 @@ from graylift.store.records import DeployedVersion, HostHealth
 
 
 class CmdbStore(StoreBase):
+    def app_envs(self) -> dict[str, set[str]]:
+        """Every app/env the database knows of (from host lists and releases): app -> its envs."""
+        query = sa.union(sa.select(t.hosts.c.app, t.hosts.c.env), sa.select(t.releases.c.app, t.releases.c.env))
+        found: dict[str, set[str]] = {}
+        with self._read() as conn:
+            for app, env in conn.execute(query):
+                found.setdefault(app, set()).add(env)
+        return found
+
     # ------------------------------------------------------------------ host lists
     def replace_hosts(self, app: str, env: str, hosts: list[Host]) -> None:
         """Make ``hosts`` the whole host list of app/env (an import)."""

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
-from graylift.errors import StoreError
+from graylift.errors import ConfigError, StoreUnreachable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -32,8 +30,8 @@ def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
     """(write engine, read engine). On a SQLite file they differ only in how a transaction begins."""
     backend = url.get_backend_name()
     if backend not in SUPPORTED:
-        raise StoreError(f"state database {url.render_as_string(hide_password=True)}: only SQLite "
-                         "(sqlite:///path) and PostgreSQL (postgresql+psycopg://...) are supported")
+        raise ConfigError(f"state database {url.render_as_string(hide_password=True)}: only SQLite "
+                          "(sqlite:///path) and PostgreSQL (postgresql+psycopg://...) are supported")
     if backend != "sqlite":
         # A controller frozen (SIGSTOP, a VM pause) inside a transaction must not hold the release's row lock
         # past the lease's stale window: the server ends such a session, and nobody waits on a lock forever.
@@ -64,19 +62,42 @@ def private_file(path: Path, *, create_dir: bool) -> None:
     """
     parent = path.parent
     if parent.exists() and not parent.is_dir():
-        raise StoreError(f"cannot open state database {path}: {parent} is not a directory")
+        raise StoreUnreachable(f"cannot open state database {path}: {parent} is not a directory")
     if not parent.is_dir():
         if not create_dir:
-            raise StoreError(f"the directory {parent} of the state database does not exist; create it "
-                             f"(mkdir -m 700 {parent}) or point `state:` / GRAYLIFT_DB elsewhere")
+            raise StoreUnreachable(f"the directory {parent} of the state database does not exist; create it "
+                                   f"(mkdir -m 700 {parent}) or point `state:` / GRAYLIFT_DB elsewhere")
         parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)  # made by an older graylift, or by hand
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # made by an older graylift, or by hand
+    except OSError as exc:
+        raise StoreUnreachable(f"cannot open state database {path}: {exc.strerror or exc}") from None
+
+
+def head_revision() -> str:
+    """The newest migration, read from the file names (``NNNN_name.py`` holds revision ``NNNN``) without
+    importing Alembic; a test checks it against Alembic's own head."""
+    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
+
+
+def is_current(engine: sa.Engine) -> bool:
+    """The schema is at the newest migration already (most opens): Alembic need not even be imported."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return False
+        found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return found == [head_revision()]
 
 
 def migrate(engine: sa.Engine) -> None:
+    if is_current(engine):
+        return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:

@@ -26,7 +26,15 @@ from graylift.core.state import (
     check_host_transition,
     check_transition,
 )
-from graylift.errors import ReleaseConflict, ReleaseNotFound, StateError, StoreError
+from graylift.errors import (
+    ConfigError,
+    GrayliftError,
+    ReleaseConflict,
+    ReleaseNotFound,
+    StateError,
+    StoreError,
+    StoreUnreachable,
+)
 from graylift.store import tables as t
 from graylift.store.base import Fence, utcnow
 from graylift.store.cmdb import CmdbStore
@@ -64,15 +72,15 @@ class Store(CmdbStore):
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
-            raise StoreError(f"state database URL {url!r} is not valid: {exc}. Use e.g. "
-                             "sqlite:///var/lib/graylift/state.db or postgresql+psycopg://user@host/db") from exc
+            raise ConfigError(f"state database URL {url!r} is not valid: {exc}. Use e.g. "
+                              "sqlite:////var/lib/graylift/state.db or postgresql+psycopg://user@host/db") from None
         shown = parsed.render_as_string(hide_password=True)
         try:
             write_engine, read_engine = make_engines(parsed, create_dir=create_dir)
-        except StoreError:
+        except GrayliftError:
             raise
         except (SQLAlchemyError, ImportError, OSError) as exc:
-            raise StoreError(f"cannot open state database {shown}: {exc}") from exc
+            raise StoreUnreachable(f"cannot open state database {shown}: {short(exc)}") from exc
         store = cls(parsed, write_engine, read_engine, now)
         if not migrate_schema:  # the caller brings the schema (the simulation copies a migrated database)
             return store
@@ -80,8 +88,8 @@ class Store(CmdbStore):
             migrate(write_engine)
         except Exception as exc:
             store.close()
-            raise StoreError(f"cannot open state database {shown}: {short(exc)}. "
-                             "Check that it is reachable and writable.") from exc
+            raise StoreUnreachable(f"cannot open state database {shown}: {short(exc)}. "
+                                   "Check that it is reachable and writable.") from exc
         return store
 
     def __enter__(self) -> Store:

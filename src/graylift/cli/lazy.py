@@ -1,0 +1,59 @@
+"""The server's commands (serve, worker, users, tokens, policy, freeze) load only when used: they import the API,
+the accounts and their database, which `graylift --help` or `graylift status` must not pay for."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+from typer import _click as click  # the click Typer builds its groups on (its own copy)
+from typer.core import TyperCommand, TyperGroup
+
+# name -> (module attribute: a Typer app or a command function, its one line in `graylift --help`)
+LAZY = {
+    "serve": ("serve", "Serve the HTTP API, the web console and /metrics, and drive releases."),
+    "worker": ("worker", "Drive releases (the worker pool), or one release: `worker RELEASE`."),
+    "users": ("users_app", "Users of `graylift serve` and their roles per app x env."),
+    "tokens": ("tokens_app", "API tokens (for CI and `--server`): shown once, stored hashed."),
+    "policy": ("policy_app", "How many approvals a release of an environment needs."),
+    "freeze": ("freeze_app", "Freeze windows: no release (rollbacks allowed) unless an admin overrides."),
+}
+MODULE = "graylift.cli.serve"
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group that imports :data:`MODULE` the first time one of :data:`LAZY` runs (or is completed)."""
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in LAZY if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY:
+            return super().get_command(ctx, cmd_name)
+        attribute, short_help = LAZY[cmd_name]
+        if self._listing:
+            return TyperCommand(cmd_name, short_help=short_help)
+        target = getattr(importlib.import_module(MODULE), attribute)
+        if not isinstance(target, typer.Typer):
+            single = typer.Typer(rich_markup_mode=None, add_completion=False,
+                                 context_settings={"help_option_names": ["-h", "--help"]})
+            single.command(cmd_name)(target)
+            target = single
+        else:
+            target.rich_markup_mode = None
+        command = typer.main.get_command(target)
+        command.name = cmd_name
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+__all__ = ["LAZY", "LazyGroup"]
