@@ -123,7 +123,7 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
         state_dir=info.state_dir, client_key=info.client_key, known_hosts=info.known_hosts,
         artifact_base_url=info.artifact_base_url, apps=ports, haproxy_socket=haproxy_socket,
         zookeeper=info.zookeeper_address, alertmanager_url=info.alertmanager_url, lbs=lbs,
-        nginx_includes=info.nginx_includes, nginx_conf=info.nginx_conf))
+        nginx_includes=info.nginx_includes, nginx_conf=info.nginx_conf, hosts=count))
     Path(info.hosts_file).write_text(files.hosts_file(lab_hosts))
     info.save()
     return info
