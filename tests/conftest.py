@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -9,6 +10,14 @@ import pytest
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_URL_TEMPLATE = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`, as scripts/test runs), the lab tests run one after another on one
+    worker (each brings up a fleet and measures it under load) while the other tests share the other workers."""
+    for item in items:
+        if item.get_closest_marker("lab"):
+            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 def _pg_unreachable_reason() -> str | None:
@@ -57,3 +66,35 @@ def pg_databases() -> Iterator[PgDatabases]:
     dbs = PgDatabases()
     yield dbs
     dbs.drop_all()
+
+
+def kill_leftover_graylifts(under: str) -> list[str]:
+    """SIGKILL every graylift process whose command line names a path under ``under`` (a test's tmp dir):
+    detached workers (`release` without --wait) outlive a failed test otherwise. Returns their command lines."""
+    import signal
+    from pathlib import Path
+
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(a == "graylift" or a.endswith("/graylift") for a in argv) and any(under in a for a in argv):
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(" ".join(argv).strip())
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_graylift_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session no graylift process started by a test may still run: they are killed and reported."""
+    yield
+    left = kill_leftover_graylifts(str(tmp_path_factory.getbasetemp()))
+    if left:
+        pytest.fail(f"{len(left)} graylift process(es) outlived the tests and were killed: {left}")

@@ -30,6 +30,15 @@ GRAYLIFT = [sys.executable, "-m", "graylift"]
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
 
+@pytest.fixture(autouse=True)
+def _workers_end_with_their_test(tmp_path: Path) -> Iterator[None]:
+    """A detached worker of a failed test must not go on driving (or waiting) after it."""
+    yield
+    from tests.conftest import kill_leftover_graylifts
+
+    kill_leftover_graylifts(str(tmp_path))
+
+
 def lab_fixture(app: str, hosts: int, name: str, **lab_args: Any) -> Callable[..., Iterator[LabInfo]]:
     @pytest.fixture(scope="module")
     def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabInfo]:

@@ -74,7 +74,7 @@ def zookeeper_traffic_entry(zookeeper: str, app: str) -> dict[str, Any]:
 
 
 def app_section(app: str, port: int, repository: str, traffic: list[dict[str, Any]],
-                alertmanager_url: str) -> dict[str, Any]:
+                alertmanager_url: str, hosts: int = 10) -> dict[str, Any]:
     if app == "pyapp":
         package: dict[str, Any] = {"type": "tar.gz", "repository": repository}
         commands: dict[str, Any] = {"start": "sh {current}/bin/start", "stop": "sh {current}/bin/stop",
@@ -105,7 +105,7 @@ def app_section(app: str, port: int, repository: str, traffic: list[dict[str, An
         "quiet_period": 1,
         "strategy": {
             "canary": {"group": "beta", "count": 1, "bake": 5, "promote": "auto"},
-            "batch": {"size": 3},
+            "batch": {"size": max(1, min(3, (hosts - 1) // 2))},  # under half the cluster, however small
             "max_parallel": 50,
             "pause": 0,
             "failure_budget": {"per_batch": 0, "total": 0},
@@ -141,7 +141,7 @@ def traffic_entries(app: str, port: int, lbs: Sequence[str], *, haproxy_socket: 
 def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifact_base_url: str,
                     apps: dict[str, int], haproxy_socket: str, zookeeper: str,
                     alertmanager_url: str, lbs: Sequence[str] = ("haproxy",),
-                    nginx_includes: dict[str, str] | None = None, nginx_conf: str = "") -> str:
+                    nginx_includes: dict[str, str] | None = None, nginx_conf: str = "", hosts: int = 10) -> str:
     config = {
         "state": f"sqlite:///{state_dir}/state.db",
         "ssh": {"user": "root", "port": 22, "key": client_key, "known_hosts": known_hosts,
@@ -152,7 +152,7 @@ def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifa
         },
         "apps": {app: app_section(app, port, "lab", traffic_entries(
             app, port, lbs, haproxy_socket=haproxy_socket, zookeeper=zookeeper,
-            nginx_includes=nginx_includes or {}, nginx_conf=nginx_conf), alertmanager_url)
+            nginx_includes=nginx_includes or {}, nginx_conf=nginx_conf), alertmanager_url, hosts)
                  for app, port in apps.items()},
     }
     header = ("# Written by `graylift lab up`; env: prod.\n"

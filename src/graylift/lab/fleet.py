@@ -17,7 +17,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +97,16 @@ def run(argv: Sequence[str], *, input: str | None = None,
     if check and done.returncode != 0:
         raise GrayliftError(f"{shlex.join(argv)} failed (exit {done.returncode}): {done.stderr.strip()}")
     return done
+
+
+@contextlib.contextmanager
+def slot_lock() -> Iterator[None]:
+    """An exclusive lock (flock) over choosing a slot and creating its bridge, shared by every lab on this machine."""
+    import fcntl
+
+    with open("/run/graylift-lab-slots.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pick_slot(name: str) -> int:

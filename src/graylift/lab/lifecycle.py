@@ -66,9 +66,11 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
     artifact_dir = state_dir / "artifacts"
     with ThreadPoolExecutor(max_workers=1) as pool:
         build = pool.submit(sample_apps.build_apps, artifact_dir, apps)
-        slot = fleet.pick_slot(name)
+        with fleet.slot_lock():  # two labs coming up at once (parallel tests) never pick the same slot
+            slot = fleet.pick_slot(name)
+            lab_hosts, specs = _plan_hosts(name, slot, count, apps, state_dir)
+            fleet.create_network(name, slot, specs)
         ports = app_ports(apps)
-        lab_hosts, specs = _plan_hosts(name, slot, count, apps, state_dir)
         client_key = state_dir / "id_ed25519"
         client_public = fleet.generate_keypair(client_key, f"graylift-lab-{name}")
         known_lines = [fleet.prepare_host_dir(spec, client_public) for spec in specs]
@@ -79,7 +81,6 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
                 (spec.dir / "srv" / app).mkdir(parents=True, exist_ok=True)
             if "shop" in apps:
                 sample_apps.install_tomcat_base(spec.dir / "srv", ports["shop"])
-        fleet.create_network(name, slot, specs)
         pids = fleet.start_hosts(name, slot, specs)
         for host in lab_hosts:
             host.pid = pids[host.name]
@@ -122,7 +123,7 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
         state_dir=info.state_dir, client_key=info.client_key, known_hosts=info.known_hosts,
         artifact_base_url=info.artifact_base_url, apps=ports, haproxy_socket=haproxy_socket,
         zookeeper=info.zookeeper_address, alertmanager_url=info.alertmanager_url, lbs=lbs,
-        nginx_includes=info.nginx_includes, nginx_conf=info.nginx_conf))
+        nginx_includes=info.nginx_includes, nginx_conf=info.nginx_conf, hosts=count))
     Path(info.hosts_file).write_text(files.hosts_file(lab_hosts))
     info.save()
     return info
