@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -69,6 +69,13 @@ def guarded(fn: Callable[[], T]) -> T:
             raise
         error(f"unexpected {type(exc).__name__}: {exc} (a bug: {DEBUG_ENV}=1 shows where; please report it)")
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def run_async(awaitable: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with asyncio imported only by the commands that talk to hosts."""
+    import asyncio
+
+    return asyncio.run(awaitable)
 
 
 def service(config: Path | None) -> Graylift:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from graylift.cli.common import AppArg, ConfigOpt, EnvOpt, Output, OutputOpt, check_app, guarded, service
+from graylift.cli.common import AppArg, ConfigOpt, EnvOpt, Output, OutputOpt, check_app, guarded, run_async, service
 from graylift.cli.output import console, emit_json, show_table, styled, table
 
 hosts_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
@@ -72,7 +71,7 @@ def hosts_survey(app_name: AppArg, env: EnvOpt,
     """Read-only: what each host runs and serves, the layout found, what a release would do."""
 
     def body() -> None:
-        rows = asyncio.run(service(config).survey(app_name, env, version))
+        rows = run_async(service(config).survey(app_name, env, version))
         out = table("host", "layout", "version", "sha256", "serving", "a release would")
         for r in rows:
             out.add_row(r.host.name, r.layout, r.version or "", (r.sha256 or "")[:12], r.serving, r.would)

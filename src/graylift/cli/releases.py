@@ -7,7 +7,6 @@ its own config snapshot, so a broken config file is worked around (and said).
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,6 +24,7 @@ from graylift.cli.common import (
     emergency,
     find_release,
     guarded,
+    run_async,
     service,
     who,
 )
@@ -50,7 +50,7 @@ def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Arg
     """Batches, skipped hosts, an estimate and the preflight of every host and backend; touches no host."""
 
     def body() -> None:
-        view = asyncio.run(service(config).plan(app_name, env, version))
+        view = run_async(service(config).plan(app_name, env, version))
         if output is Output.json:
             from graylift.api.answers import plan_out
 
@@ -97,7 +97,7 @@ def release(app_name: AppArg, version: VersionArg, env: EnvOpt, wait: WaitOpt = 
 
     def body() -> None:
         gl = service(config)
-        rec = asyncio.run(gl.start_release(app_name, env, version, started_by=who()))
+        rec = run_async(gl.start_release(app_name, env, version, started_by=who()))
         console.print(f"release #{rec.id}: {app_name} {rec.previous_version or '(none)'} -> {version} ({env}), "
                       f"{len(rec.plan['batches'])} batch(es); preflight passed")
         _run(gl, rec, wait, (ReleaseState.SUCCEEDED,))
@@ -114,7 +114,7 @@ def rollback(app_name: AppArg, env: EnvOpt,
     def body() -> None:
         gl = service(config)
         check_app(gl, app_name, env)
-        rec = asyncio.run(gl.start_rollback(app_name, env, to_version=to, started_by=who()))
+        rec = run_async(gl.start_rollback(app_name, env, to_version=to, started_by=who()))
         emergency(gl)
         target = rec.previous_version if rec.kind is ReleaseKind.RELEASE else rec.version
         console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id} ({rec.state.value})")

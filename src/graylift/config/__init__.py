@@ -24,9 +24,10 @@ from graylift.adapters.transport.ssh import SshConfig
 from graylift.config.app import AppConfig, CommandsConfig, DeployConfig, TrafficCheckConfig
 from graylift.config.loader import example_config_text, load_config
 from graylift.config.package import PackageConfig, RepositoryConfig, ResolvedPackage
-from graylift.config.root import DEFAULT_STATE_DB, STATE_ENV_VAR, GrayliftConfig, default_state_db, resolve_state
+from graylift.config.root import GrayliftConfig
 from graylift.config.strategy import BatchConfig, CanaryConfig, FailureBudgetConfig, StrategyConfig
 from graylift.schema import COMMAND_PLACEHOLDERS, render_command, render_template
+from graylift.state_location import DEFAULT_STATE_DB, STATE_ENV_VAR, default_state_db, resolve_state
 
 __all__ = [
     "COMMAND_PLACEHOLDERS",

@@ -24,19 +24,7 @@ from graylift.config.problems import Source, config_error, problems_of
 from graylift.core.model import is_plain_name
 from graylift.errors import ConfigError
 from graylift.schema import PlainName, Section, has_password
-
-DEFAULT_STATE_DB = Path("~/.graylift/state.db")
-SHARED_STATE_DB = Path("/var/lib/graylift/state.db")
-STATE_ENV_VAR = "GRAYLIFT_DB"
-
-
-def default_state_db() -> Path:
-    """Where the state lives when neither GRAYLIFT_DB nor ``state:`` says: a shared controller's
-    ``/var/lib/graylift/state.db`` when that directory exists or when run as root (root and a deploy user then
-    see the same releases, given the directory's group), else ``~/.graylift/state.db``."""
-    if SHARED_STATE_DB.parent.is_dir() or os.geteuid() == 0:
-        return SHARED_STATE_DB
-    return DEFAULT_STATE_DB.expanduser()
+from graylift.state_location import STATE_ENV_VAR, resolve_state
 
 
 class GrayliftConfig(Section):
@@ -116,19 +104,3 @@ class GrayliftConfig(Section):
     def _context(self) -> dict[str, Any]:
         return {"base_dir": self._base_dir, "repositories": set(self.repositories),
                 "local_repositories": {n for n, r in self.repositories.items() if r.local_dir is not None}}
-
-
-def resolve_state(state: str | None, config_path: Path) -> str:
-    """The URL of a ``state:`` value (None: the default); a relative sqlite path is the config file's."""
-    if state is None:
-        return f"sqlite:///{default_state_db()}"
-    match = re.match(r"^(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?$", state)
-    if not match:
-        return state
-    scheme, db_path, query = match.group(1), match.group(2), match.group(3) or ""
-    if db_path in ("", ":memory:") or db_path.startswith("/"):
-        return state
-    path = Path(db_path).expanduser()
-    if not path.is_absolute():
-        path = Path(config_path).parent.absolute() / path
-    return f"{scheme}:///{path}{query}"

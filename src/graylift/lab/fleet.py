@@ -127,7 +127,7 @@ def pick_slot(name: str) -> int:
 
 def generate_keypair(private: Path, comment: str) -> str:
     """Write an ed25519 key pair (``private`` and ``private.pub``); return the public key line."""
-    import asyncssh  # a project dependency; imported here to keep `import graylift.lab` light
+    from graylift.adapters.transport._asyncssh import asyncssh  # imported here: `import graylift.lab` stays light
 
     key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
     private.write_bytes(key.export_private_key("openssh"))

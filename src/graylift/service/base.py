@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from graylift.config import (
-    DEFAULT_STATE_DB,
-    STATE_ENV_VAR,
-    GrayliftConfig,
-    default_state_db,
-    load_config,
-    resolve_state,
-)
 from graylift.core.model import Host
-from graylift.engine import Engine
 from graylift.errors import ConfigError
-from graylift.ports import Clock, Fleet
+from graylift.state_location import DEFAULT_STATE_DB, STATE_ENV_VAR, default_state_db, resolve_state, state_line
 from graylift.store import ReleaseRecord, Store
-from graylift.wiring import LiveFleet
+
+if TYPE_CHECKING:
+    from graylift.config import GrayliftConfig
+    from graylift.engine import Engine
+    from graylift.ports import Clock, Fleet
 
 DEFAULT_CONFIG = Path("graylift.yaml")
 
-FleetBuilder = Callable[[dict[str, Any], str, str, Sequence[Host]], Fleet]
+FleetBuilder = Callable[[dict[str, Any], str, str, Sequence[Host]], "Fleet"]
 """(config snapshot, app, env, hosts) -> the fleet's adapters; the real one is :class:`LiveFleet`."""
 
 
@@ -43,7 +36,7 @@ class ServiceBase:
     """One config file + one state database."""
 
     def __init__(self, config_path: Path | None = None, *, db_url: str | None = None,
-                 fleet: FleetBuilder = LiveFleet, config: GrayliftConfig | None = None, store: Store | None = None,
+                 fleet: FleetBuilder | None = None, config: GrayliftConfig | None = None, store: Store | None = None,
                  clock: Clock | None = None) -> None:
         """``fleet``, ``config``, ``store`` and ``clock`` are for tests and the simulation; by default the config
         comes from ``config_path``, the store from its ``state`` (or GRAYLIFT_DB), the clock is the system's."""
@@ -51,7 +44,7 @@ class ServiceBase:
         self._config = config
         self._store = store
         self._db_url = db_url
-        self._fleet = fleet
+        self._fleet_builder = fleet
         self.clock = clock
         self.config_problem: str | None = None
         """Why the config file could not be used when only the state database was needed (emergency
@@ -62,22 +55,30 @@ class ServiceBase:
     @property
     def config(self) -> GrayliftConfig:
         if self._config is None:
+            from graylift.config import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
     @property
+    def _fleet(self) -> FleetBuilder:
+        if self._fleet_builder is None:
+            from graylift.wiring import LiveFleet
+
+            self._fleet_builder = LiveFleet
+        return self._fleet_builder
+
+    @property
     def db_url(self) -> str:
-        """$GRAYLIFT_DB, else the config's ``state``. A config that does not load still gives its ``state``
-        line (or the default), so that status, pause, abort, promote, resume and a rollback of a recorded
-        release work from the database alone; the reason is kept in ``config_problem``."""
+        """$GRAYLIFT_DB, else the config's ``state`` (read without validating the rest of the config), else the
+        default: status, pause, abort, promote, resume and a rollback of a recorded release work from the
+        database alone, with a broken config or none."""
         explicit = self._db_url or os.environ.get(STATE_ENV_VAR)
         if explicit:
             return explicit
-        try:
-            return self.config.state_url(self.config_path)
-        except ConfigError as exc:
-            self.config_problem = str(exc)
-            return resolve_state(state_line(self.config_path), self.config_path)
+        if self._config is not None:
+            return self._config.state_url(self.config_path)
+        return resolve_state(state_line(self.config_path), self.config_path)
 
     @property
     def store(self) -> Store:
@@ -134,28 +135,14 @@ class ServiceBase:
             self._store.close()
 
     def engine(self) -> Engine:
+        from graylift.engine import Engine
+
         store = self.store
 
         async def factory(rec: ReleaseRecord) -> Fleet:
             return self._fleet(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
 
         return Engine(store, factory, clock=self.clock)
-
-
-def state_line(config_path: Path) -> str | None:
-    """The ``state:`` value of a config file that does not validate (or parse): from the YAML when it parses,
-    else from a top-level ``state:`` line; None when there is none (or no file)."""
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        found = re.search(r"""^state:[ \t]*["']?([^"'\s#]+)""", text, re.MULTILINE)
-        return found.group(1) if found else None
-    value = data.get("state") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
 
 
 def _new_sqlite_file(url: str) -> str | None:

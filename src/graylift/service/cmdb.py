@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from graylift.adapters.inventory.hostfile import load_hosts_file as parse_hosts_file
 from graylift.core.model import Host
-from graylift.preflight import HostReport, survey_hosts
 from graylift.service.base import ServiceBase
 from graylift.store import HostHealth
-from graylift.wiring import inventory_for, snapshot
+
+if TYPE_CHECKING:
+    from graylift.preflight import HostReport
+
+
+def parse_hosts_file(path: Path) -> list[Host]:
+    """A YAML or Ansible (INI/YAML) inventory file's hosts (:mod:`graylift.adapters.inventory.hostfile`)."""
+    from graylift.adapters.inventory.hostfile import load_hosts_file
+
+    return load_hosts_file(path)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class CmdbService(ServiceBase):
 
     async def survey(self, app: str, env: str, version: str | None = None) -> list[SurveyRow]:
         """Read-only: what each host runs and serves, the layout found, what a release would do."""
+        from graylift.preflight import survey_hosts
+        from graylift.wiring import inventory_for, snapshot
+
         cfg = self.config.app_for_env(app, env)
         hosts = await inventory_for(cfg, self.store).hosts(app, env)
         fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)

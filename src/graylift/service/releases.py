@@ -12,12 +12,11 @@ from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.policy import lease_is_stale
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
-from graylift.engine import STALE_AFTER_SECONDS, owner_is_dead
+from graylift.engine.lease import STALE_AFTER_SECONDS, owner_is_dead
 from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
 from graylift.preflight import Report, preflight
 from graylift.service.base import ServiceBase
 from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
-from graylift.wiring import inventory_for, snapshot
 
 
 @dataclass
@@ -40,6 +39,8 @@ class ReleaseService(ServiceBase):
         """The batches of a release of ``version``, and (``check``) the read-only preflight of every host and
         backend; hosts found installed but unhealthy are skipped (or refuse the release, by
         ``strategy.on_unhealthy``) and count against the 50% cap. Touches no host."""
+        from graylift.wiring import inventory_for, snapshot
+
         cfg = self.config.app_for_env(app, env)
         hosts = await inventory_for(cfg, self.store).hosts(app, env)  # read once; the release snapshots them
         strategy = cfg.strategy_model()
@@ -71,6 +72,8 @@ class ReleaseService(ServiceBase):
         view = await self.plan(app, env, version)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
+        from graylift.wiring import snapshot
+
         snap = snapshot(self.config, app, env)
         plan = view.plan.to_dict()
         if view.report.package is not None:
@@ -112,6 +115,8 @@ class ReleaseService(ServiceBase):
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
         view.previous_version = current or view.previous_version
+        from graylift.wiring import snapshot
+
         return self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
                             version=target, started_by=started_by)
 

@@ -19,9 +19,9 @@ import shlex
 import time
 from pathlib import Path
 
-import asyncssh
 from pydantic import Field
 
+from graylift.adapters.transport._asyncssh import asyncssh
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
 from graylift.ports import CommandResult
