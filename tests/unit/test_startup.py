@@ -1,0 +1,62 @@
+"""Start-up stays cheap (issue 9 item 10): what `graylift --help` and `graylift status` import, the schema check
+that spares Alembic, and asyncssh imported without running ldconfig, gcc or ld. (Timings: bench/startup.py.)"""
+
+from __future__ import annotations
+
+import ctypes.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from graylift.adapters.transport._asyncssh import find_library
+from graylift.store.db import MIGRATIONS_DIR, head_revision
+
+HEAVY = ("sqlalchemy", "alembic", "asyncssh", "httpx", "graylift.config", "graylift.wiring", "graylift.engine.loop",
+         "graylift.adapters", "graylift.auth", "graylift.api")
+
+
+def imported_by(args: list[str], cwd: Path) -> set[str]:
+    code = textwrap.dedent(f"""
+        import sys
+        from typer.testing import CliRunner
+        from graylift.cli import app
+        result = CliRunner().invoke(app, {args!r})
+        assert result.exit_code == 0, result.output
+        print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True,
+                          env={"HOME": str(cwd), "PATH": "/usr/bin:/bin"})
+    return set(done.stdout.split())
+
+
+def test_help_and_status_import_nothing_heavy(tmp_path: Path) -> None:
+    assert imported_by(["--help"], tmp_path) == set()
+    (tmp_path / "graylift.yaml").write_text("state: sqlite:///state.db\napps: {}\n")
+    assert "alembic" in imported_by(["status"], tmp_path)  # a new database: its schema is made
+    assert imported_by(["status"], tmp_path) == {"sqlalchemy"}  # then: the state database, and nothing else
+
+
+def test_the_head_revision_is_alembics() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+@pytest.mark.parametrize("name", ["c", "nettle", "oqs", "liboqs", "no-such-library-here"])
+def test_the_quiet_library_lookup_agrees_with_ctypes(name: str) -> None:
+    assert find_library(name) == ctypes.util.find_library(name)
+
+
+def test_asyncssh_is_imported_without_a_subprocess(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    if subprocess.run(["which", "strace"], capture_output=True).returncode != 0:
+        pytest.skip("strace is not installed")
+    subprocess.run(["strace", "-f", "-e", "trace=execve", "-o", str(trace), sys.executable, "-c",
+                    "import graylift.adapters.transport.ssh"], check=True, capture_output=True)
+    assert trace.read_text().count("execve(") == 1  # python itself
