@@ -14,7 +14,16 @@ from alembic.migration import MigrationContext
 
 from graylift.core.model import Host
 from graylift.core.state import ReleaseState
-from graylift.errors import LeaseLost, ReleaseConflict, ReleaseNotFound, StateError, StoreError
+from graylift.errors import (
+    ConfigError,
+    LeaseLost,
+    ReleaseConflict,
+    ReleaseNotFound,
+    StateError,
+    StoreError,
+    StoreUnreachable,
+    UsageError,
+)
 from graylift.store import Fence, Store
 from graylift.store.records import host_from_json, host_to_json
 from graylift.store.tables import metadata
@@ -112,19 +121,19 @@ def test_a_host_spec_goes_to_json_and_back() -> None:
 
 
 def test_open_reports_an_unreachable_database_without_traceback() -> None:
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreUnreachable) as info:  # the CLI's exit code 4
         Store.open("postgresql+psycopg://postgres:secret@127.0.0.1:1/nothing")
     assert "127.0.0.1:1" in str(info.value)
     assert "secret" not in str(info.value)
 
 
 def test_open_reports_a_bad_url_and_an_unwritable_path(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="not valid"):
+    with pytest.raises(ConfigError, match="not valid"):  # a config error (exit 2), not an unreachable one
         Store.open("not a url")
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="is not a directory"):
         Store.open(f"sqlite:///{tmp_path / 'file' / 'graylift.db'}")
-    with pytest.raises(StoreError, match=r"only SQLite .* and PostgreSQL"):
+    with pytest.raises(ConfigError, match=r"only SQLite .* and PostgreSQL"):
         Store.open("mysql://root@127.0.0.1/test")
 
 
@@ -153,7 +162,7 @@ def test_hosts_replace_list_upsert_remove(store: Store) -> None:
     ]
     store.remove_host("order-service", "prod", "web-3")
     assert [h.name for h in store.list_hosts("order-service", "prod")] == ["web-1"]
-    with pytest.raises(StoreError, match="web-3"):
+    with pytest.raises(UsageError, match="web-3"):
         store.remove_host("order-service", "prod", "web-3")
     assert store.list_app_envs() == [("order-service", "beta", 1), ("order-service", "prod", 1)]
 
@@ -162,13 +171,13 @@ def test_set_in_service(store: Store) -> None:
     store.replace_hosts("a", "prod", [H1, H2])
     store.set_in_service("a", "prod", "web-2", False)
     assert [h.in_service for h in store.list_hosts("a", "prod")] == [True, False]
-    with pytest.raises(StoreError, match="web-9"):
+    with pytest.raises(UsageError, match="web-9"):
         store.set_in_service("a", "prod", "web-9", True)
 
 
 def test_replace_hosts_rejects_duplicates_and_keeps_the_old_list(store: Store) -> None:
     store.replace_hosts("a", "prod", [H1])
-    with pytest.raises(StoreError, match="web-2 appears twice"):
+    with pytest.raises(UsageError, match="web-2 appears twice"):
         store.replace_hosts("a", "prod", [H2, H2])
     assert store.list_hosts("a", "prod") == [H1]
 

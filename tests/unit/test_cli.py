@@ -48,7 +48,8 @@ class Site:
     runner: CliRunner
 
     def run(self, *args: str) -> tuple[int, str, str]:
-        result = self.runner.invoke(app, ["-c", str(self.config), *args])
+        # env: GRAYLIFT_CONFIG, which `-c` sets for the command, is put back as it was afterwards
+        result = self.runner.invoke(app, ["-c", str(self.config), *args], env={"GRAYLIFT_CONFIG": None})
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         return result.exit_code, result.stdout, result.stderr
 

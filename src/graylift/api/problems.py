@@ -8,7 +8,8 @@
     ReleaseNotFound, Missing (user, token, request, ...)   404
     ReleaseConflict, StateError, LeaseLost, AccountError    409
     Frozen (a freeze window)                               423
-    InputError, ConfigError, PlanError, PreflightFailed,   422
+    InputError, UsageError, ConfigError, PlanError,        422
+    PreflightFailed,
     ArtifactError, a body or parameter that does not
     validate
     TransportError, TrafficError, SilencerError,           502
@@ -52,6 +53,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.StateError, 409, "Conflict"),
     (AccountError, 409, "Conflict"),
     (InputError, 422, "Invalid input"),
+    (errors.UsageError, 422, "Invalid input"),
     (errors.ConfigError, 422, "Invalid input"),
     (errors.PlanError, 422, "Refused by the plan or the preflight"),
     (errors.ArtifactError, 422, "Artifact problem"),

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from graylift.auth.roles import ANY, Action, Denied, Grant, check, may, parse_role
-from graylift.errors import GrayliftError, StateError
+from graylift.errors import EXIT_USAGE, GrayliftError, StateError
 from graylift.redact import mask_url
 from graylift.service import Graylift
 from graylift.store.accounts import AccountStore, GrantRow, Visible
@@ -25,6 +25,8 @@ class Frozen(StateError):
 
 class InputError(GrayliftError):
     """A value given to the server is not acceptable (HTTP 422)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

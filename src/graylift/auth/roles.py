@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from graylift.errors import GrayliftError
+from graylift.errors import EXIT_REFUSED, EXIT_USAGE, GrayliftError
 
 ANY = "*"
 
@@ -85,9 +85,13 @@ NEEDS: dict[Action, Role] = {
 class Denied(GrayliftError):
     """Authenticated, but the user's role does not allow the action (HTTP 403)."""
 
+    exit_code = EXIT_REFUSED
+
 
 class Unauthenticated(GrayliftError):
     """No valid credentials (HTTP 401)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

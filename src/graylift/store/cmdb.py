@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from graylift.core.model import Host
-from graylift.errors import StoreError
+from graylift.errors import UsageError
 from graylift.store import tables as t
 from graylift.store.base import StoreBase
 from graylift.store.records import DeployedVersion, HostHealth
@@ -29,7 +29,7 @@ class CmdbStore(StoreBase):
         seen: set[str] = set()
         for host in hosts:
             if host.name in seen:
-                raise StoreError(f"host {host.name} appears twice in the list for {app} ({env})")
+                raise UsageError(f"host {host.name} appears twice in the list for {app} ({env})")
             seen.add(host.name)
         with self._write() as conn:
             conn.execute(sa.delete(t.hosts).where(t.hosts.c.app == app, t.hosts.c.env == env))
@@ -49,7 +49,7 @@ class CmdbStore(StoreBase):
     def remove_host(self, app: str, env: str, name: str) -> None:
         with self._write() as conn:
             if not conn.execute(sa.delete(t.hosts).where(*_host_key(app, env, name))).rowcount:
-                raise StoreError(_no_host(app, env, name))
+                raise UsageError(_no_host(app, env, name))
 
     def list_hosts(self, app: str, env: str) -> list[Host]:
         query = sa.select(t.hosts).where(t.hosts.c.app == app, t.hosts.c.env == env).order_by(t.hosts.c.name)
@@ -62,7 +62,7 @@ class CmdbStore(StoreBase):
                 sa.update(t.hosts).where(*_host_key(app, env, name)).values(in_service=in_service)
             ).rowcount
             if not done:
-                raise StoreError(_no_host(app, env, name))
+                raise UsageError(_no_host(app, env, name))
 
     def list_app_envs(self) -> list[tuple[str, str, int]]:
         """Every (app, env, host count) in the built-in inventory, sorted."""
