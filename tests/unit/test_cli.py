@@ -296,3 +296,35 @@ def test_usage_errors_are_one_line_and_exit_2(site: Site) -> None:
     result = CliRunner().invoke(app, ["status", "--bogus"])
     assert result.exit_code == 2 and "Error: No such option: --bogus" in result.stderr
     assert "─" not in result.stderr  # no box
+
+
+# ---------------------------------------------------------------------------------------------- item 8
+
+
+def test_check_checks_files_variables_the_database_and_the_half_rule(site: Site,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAYLIFT_FUZZ_TOKEN", raising=False)
+    text = site.config.read_text().replace("ssh: {known_hosts: known_hosts}",
+                                           "ssh: {known_hosts: known_hosts, key: no-such-key}")
+    text = text.replace("apps:", "repositories:\n  local: {local_dir: no-such-dir}\n"
+                        "  remote: {url: 'http://127.0.0.1:9/{app}-{version}.{ext}', sha256_url: '{url}.sha256', "
+                        "token_env: GRAYLIFT_FUZZ_TOKEN}\napps:")
+    site.config.write_text(text.replace("batch: {size: 1}", "batch: {size: 2}"))  # 2 of 4 hosts: half
+    code, out, err = site.run("check", "-o", "json")
+    problems = json.loads(out)["problems"]
+    assert code == 2 and not json.loads(out)["ok"], err
+    assert any("ssh.key" in p and "no-such-key does not exist" in p for p in problems), problems
+    assert any("local_dir" in p and "no-such-dir does not exist" in p for p in problems), problems
+    assert any("GRAYLIFT_FUZZ_TOKEN is not set" in p for p in problems), problems
+    assert any("order-service (prod)" in p and "50%" in p for p in problems), problems
+    assert err.count("error:") == 1
+    monkeypatch.setenv("GRAYLIFT_DB", "sqlite:////nonexistent-graylift-dir/x.db")  # not made: not graylift's place
+    code, out, _ = site.run("check", "-o", "json")
+    assert any(p.startswith("state database:") for p in json.loads(out)["problems"]), out
+
+
+def test_check_refuses_a_config_without_apps(site: Site) -> None:
+    site.config.write_text("state: sqlite:///state.db\napps: {}\n")
+    code, _, err = site.run("check")
+    one_error(err, 2, code, "problem(s)")
+    assert "no app under `apps:`" in err

@@ -36,7 +36,6 @@ EnvOpt = Annotated[str, typer.Option("--env", "-e", metavar="ENV",
 MaybeEnvOpt = Annotated[str | None, typer.Option("--env", "-e", metavar="ENV",
                                                  help="Environment (with an app name instead of a release id).")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Block with live progress; exit 0 only on success.")]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; answer yes (for scripts).")]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", metavar="FORMAT",
                                            help="text (default) or json (schema: docs/cli.md).")]
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="The app, as named under `apps:` in the config.")]
