@@ -100,15 +100,15 @@ def test_on_failure_rollback_rolls_back_by_itself(deploy: Deploy, lab: LabInfo) 
 
 def test_bad_input_gets_a_message_not_a_traceback(deploy: Deploy) -> None:
     d = deploy
-    for args, words in [
-        (("release", APP, "7.7.7", "--env", "prod"), "is not in the repository"),
-        (("release", "nope", "1.0.0", "--env", "prod"), "nope"),
-        (("release", APP, "../../etc", "--env", "prod"), "not a plain name"),
-        (("plan", APP, "--env", "staging"), "no hosts"),
-        (("promote", "999"), "999"),
+    for args, words, codes in [
+        (("release", APP, "7.7.7", "--env", "prod"), "is not in the repository", (3,)),  # the preflight
+        (("release", "nope", "1.0.0", "--env", "prod"), "unknown app 'nope'", (2,)),
+        (("release", APP, "../../etc", "--env", "prod"), "not a plain name", (2, 3)),
+        (("plan", APP, "--env", "staging"), "no hosts", (2,)),
+        (("promote", "999"), "999", (2,)),
     ]:
         done = d.cli(*args)
-        assert done.returncode in (1, 2), (args, done.stdout, done.stderr)
+        assert done.returncode in codes, (args, done.stdout, done.stderr)
         assert words in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr + done.stdout
     assert d.gl.store.active_release(APP, "prod") is None

@@ -82,11 +82,11 @@ def test_canary_that_fails_health_stops_the_release_and_is_rolled_back(deploy: D
 def test_batch_of_half_the_cluster_is_refused_at_plan_time(lab: LabInfo, tmp_path: Path) -> None:
     d = make_deploy(lab, APP, tmp_path, batch={"size": 5})
     done = d.cli("plan", APP, "--env", "prod")
-    assert done.returncode == 2
+    assert done.returncode == 3  # refused by a rule
     assert "5 of 10 hosts" in done.stderr and "50%" in done.stderr
     assert "Traceback" not in done.stderr
     done = d.cli("release", APP, "2.0.0", "--env", "prod", "--wait")
-    assert done.returncode == 2 and "50%" in done.stderr
+    assert done.returncode == 3 and "50%" in done.stderr
     assert d.gl.store.list_releases(APP, "prod") == []  # nothing was started
 
 
@@ -163,7 +163,7 @@ def test_second_release_of_same_app_env_is_refused(lab: LabInfo, tmp_path: Path)
     with pytest.raises(ReleaseConflict, match=f"release #{first.id} of pyapp 1.0.0 \\(prod\\)"):
         asyncio.run(d.gl.start_release(APP, "prod", "2.0.0", started_by="test"))
     done = d.cli("release", APP, "2.0.0", "--env", "prod")
-    assert done.returncode == 1 and f"#{first.id}" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 3 and f"#{first.id}" in done.stderr and "Traceback" not in done.stderr
     d.cli("abort", str(first.id), check=True)
     rec = asyncio.run(d.gl.engine().drive(first.id))
     settled(rec, ReleaseState.ABORTED)

@@ -241,7 +241,7 @@ def test_preflight_refuses_with_the_whole_list_before_touching_any_host(lab: Lab
         partition(lab, cut_off, down=False)
         include.write_text(original)
     for done in (planned, released):
-        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.returncode == 3, done.stdout + done.stderr  # refused by the preflight
         said = done.stderr
         assert "preflight found" in said and "no host was touched" in said and "Traceback" not in said
         assert "9.9.9" in said  # the version is not in the repository
@@ -332,9 +332,9 @@ def test_repository_credentials_reach_the_hosts_on_stdin_only(lab: LabInfo, tmp_
         host_exec(lab, host.name, f"rm -rf /srv/{APP}/releases/2.0.0")
     d = deploy(lab, tmp_path, nginx=False, edit=edit)
     missing = d.cli("plan", APP, "2.0.0", "--env", ENV)
-    assert missing.returncode == 2 and "LAB_REPO_PASSWORD" in missing.stderr
+    assert missing.returncode == 3 and "LAB_REPO_PASSWORD" in missing.stderr  # a preflight problem
     wrong = d.cli("plan", APP, "2.0.0", "--env", ENV, env={"LAB_REPO_PASSWORD": "wrong"})
-    assert wrong.returncode == 2 and "401" in wrong.stderr and "wrong" not in wrong.stderr
+    assert wrong.returncode == 3 and "401" in wrong.stderr and "wrong" not in wrong.stderr
     done = d.cli("release", APP, "2.0.0", "--env", ENV, "--wait", env={"LAB_REPO_PASSWORD": "lab-repo-s3cret-pw"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert auth_repository.downloads == len(lab.hosts)
