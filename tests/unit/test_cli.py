@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -328,3 +330,32 @@ def test_check_refuses_a_config_without_apps(site: Site) -> None:
     code, _, err = site.run("check")
     one_error(err, 2, code, "problem(s)")
     assert "no app under `apps:`" in err
+
+
+def command_paths() -> list[list[str]]:
+    import typer
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(group: Any, prefix: list[str]) -> None:
+        ctx = group.make_context("graylift", [], resilient_parsing=True)
+        for name in group.list_commands(ctx):
+            sub = group.get_command(ctx, name)
+            paths.append([*prefix, name])
+            if hasattr(sub, "list_commands"):
+                walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_every_usage_line_is_in_one_style() -> None:
+    runner, paths = CliRunner(), command_paths()
+    assert ["hosts", "list"] in paths and ["freeze", "add"] in paths and len(paths) > 30
+    for path in paths:
+        result = runner.invoke(app, [*path, "-h"])
+        usage = result.stdout.splitlines()[0]
+        assert result.exit_code == 0 and re.fullmatch(
+            r"Usage: \S+( [a-z-]+)+ \[OPTIONS\]( \{[A-Z_]+\}| \[[A-Z_]+\])*( COMMAND \[ARGS\]\.\.\.)?", usage), usage
+        assert "<bool>" not in result.stdout and "BOOLEAN" not in result.stdout, path

@@ -4,10 +4,11 @@ the accounts and their database, which `graylift --help` or `graylift status` mu
 from __future__ import annotations
 
 import importlib
+from typing import TypeVar
 
 import typer
 from typer import _click as click  # the click Typer builds its groups on (its own copy)
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 # name -> (module attribute: a Typer app or a command function, its one line in `graylift --help`)
 LAZY = {
@@ -19,6 +20,7 @@ LAZY = {
     "freeze": ("freeze_app", "Freeze windows: no release (rollbacks allowed) unless an admin overrides."),
 }
 MODULE = "graylift.cli.serve"
+C = TypeVar("C", bound="click.Command | None")
 
 
 class LazyGroup(TyperGroup):
@@ -31,7 +33,7 @@ class LazyGroup(TyperGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands or cmd_name not in LAZY:
-            return super().get_command(ctx, cmd_name)
+            return upper_metavars(super().get_command(ctx, cmd_name))
         attribute, short_help = LAZY[cmd_name]
         if self._listing:
             return TyperCommand(cmd_name, short_help=short_help)
@@ -43,7 +45,7 @@ class LazyGroup(TyperGroup):
             target = single
         else:
             target.rich_markup_mode = None
-        command = typer.main.get_command(target)
+        command = upper_metavars(typer.main.get_command(target))
         command.name = cmd_name
         self.add_command(command, cmd_name)
         return command
@@ -56,4 +58,17 @@ class LazyGroup(TyperGroup):
             self._listing = False
 
 
-__all__ = ["LAZY", "LazyGroup"]
+def upper_metavars(command: C) -> C:
+    """Every argument in usage lines as ``NAME`` (one style: ``{APP} {VERSION}``, ``[RELEASE]``), also those
+    whose function parameter has a lower-case name and no metavar."""
+    if command is None:
+        return command
+    for param in command.params:
+        if isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper()
+    for sub in getattr(command, "commands", {}).values():
+        upper_metavars(sub)
+    return command
+
+
+__all__ = ["LAZY", "LazyGroup", "upper_metavars"]

@@ -101,7 +101,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
     guarded(body)
 
 
-def worker(release: Annotated[int | None, typer.Argument(help="Drive this one release and exit.")] = None,
+def worker(release: Annotated[int | None, typer.Argument(metavar="RELEASE", help="Drive this one release and exit.")]
+           = None,
            take_over: Annotated[bool, typer.Option(help="Take over releases whose controller is gone.")] = True,
            max_releases: Annotated[int, typer.Option(min=1, max=200)] = 8,
            interval: Annotated[float, typer.Option(min=0.1, max=60)] = 1.0,
