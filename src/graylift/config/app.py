@@ -150,8 +150,9 @@ class AppConfig(Section):
         p = self.package
         if p.repository is None:
             return ResolvedPackage(type=p.type, url=p.url, sha256_url=p.sha256_url, local_dir=p.local_dir,
-                                   sha256=p.sha256, username=p.username, password_env=p.password_env,
-                                   token_env=p.token_env, rebuilt_versions=p.rebuilt_versions)
+                                   sha256=p.sha256, versions_url=p.versions_url, username=p.username,
+                                   password_env=p.password_env, token_env=p.token_env,
+                                   rebuilt_versions=p.rebuilt_versions)
         repos = config.repositories if config is not None else {}
         repo = repos.get(p.repository)
         if repo is None:
@@ -162,5 +163,6 @@ class AppConfig(Section):
         rebuilt = p.rebuilt_versions if "rebuilt_versions" in p.model_fields_set else repo.rebuilt_versions
         return ResolvedPackage(type=p.type, url=repo.url, sha256_url=repo.sha256_url,
                                local_dir=repo.local_dir, sha256=p.sha256, repository=p.repository,
+                               versions_url=repo.versions_url,
                                username=access.username, password_env=access.password_env,
                                token_env=access.token_env, rebuilt_versions=rebuilt)
