@@ -51,6 +51,10 @@ class PlanError(GrayliftError):
     pass
 
 
+class OutsideWindow(PlanError):
+    """A release asked for outside its app's release windows."""
+
+
 class ReleaseConflict(GrayliftError):
     pass
 

@@ -2,12 +2,13 @@
 
 from graylift.service.base import DEFAULT_CONFIG, FleetBuilder, config_path_from_env
 from graylift.service.cmdb import CmdbService, SurveyRow, parse_hosts_file
-from graylift.service.releases import PlanView, ReleaseService
+from graylift.service.releases import PlanView
+from graylift.service.schedules import ScheduleService
 from graylift.service.workers import WorkerService, batch_timings
 from graylift.store import HostRunRecord, JournalEntry, ReleaseRecord
 
 
-class Graylift(ReleaseService, WorkerService, CmdbService):
+class Graylift(ScheduleService, WorkerService, CmdbService):
     """The whole service over one config file and one state database."""
 
 

@@ -7,13 +7,15 @@ never a direct write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.policy import lease_is_stale
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
+from graylift.core.windows import Window, is_open, next_opening
 from graylift.engine import STALE_AFTER_SECONDS, owner_is_dead
-from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
+from graylift.errors import OutsideWindow, PreflightFailed, ReleaseNotFound, StateError
 from graylift.preflight import Report, preflight
 from graylift.service.base import ServiceBase
 from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
@@ -67,7 +69,29 @@ class ReleaseService(ServiceBase):
         previous = self.store.current_version(app, env) or report.fleet_version()  # a fleet another tool installed
         return PlanView(app, env, version, plan, hosts, previous, report=report, attention=attention)
 
-    async def start_release(self, app: str, env: str, version: str, *, started_by: str) -> ReleaseRecord:
+    def windows(self, app: str, env: str) -> list[Window]:
+        return [w.window() for w in self.config.app_for_env(app, env).strategy.windows]
+
+    def check_window(self, app: str, env: str, at: datetime, *, version: str, override: str | None = None,
+                     scheduling: bool = False) -> None:
+        """Refuse a release of app/env starting at ``at`` outside its windows (unless ``override`` gives why)."""
+        windows = self.windows(app, env)
+        if is_open(windows, at) or (override and override.strip()):
+            return
+        spans = "; ".join(w.describe() for w in windows)
+        opens = next_opening(windows, at)
+        when = opens.isoformat(timespec="minutes") if opens else "never (no days given)"
+        hint = (f"schedule it then: `graylift schedule {app} {version} --env {env} --at {when}`"
+                if opens and not scheduling else "pick a time inside a window")
+        raise OutsideWindow(f"{app} ({env}) is released only in its release windows ({spans}); "
+                            f"{at.isoformat(timespec='minutes')} is outside them and the next opens {when}: {hint}"
+                            + ("" if scheduling else ", or give --outside-window REASON"))
+
+    async def start_release(self, app: str, env: str, version: str, *, started_by: str,
+                            outside_window: str | None = None) -> ReleaseRecord:
+        """Preflight and record a release (a worker drives it). Outside the app's release windows it is refused
+        unless ``outside_window`` gives the reason, which is journaled."""
+        self.check_window(app, env, self.store.db_now(), version=version, override=outside_window)
         view = await self.plan(app, env, version)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
@@ -79,6 +103,8 @@ class ReleaseService(ServiceBase):
         if self.store.current_version(app, env) is None and view.previous_version:  # brownfield: what it ran
             self.store.record_deployed(app, env, view.previous_version, rec.id, source="survey")
             self.store.journal(rec.id, None, "survey", "fleet_version", {"version": view.previous_version})
+        if outside_window and not is_open(self.windows(app, env), self.store.db_now()):
+            self.store.journal(rec.id, None, "window", "override", {"reason": outside_window, "by": started_by})
         return rec
 
     def _create(self, view: PlanView, snap: dict[str, object], plan: dict[str, object], *, kind: ReleaseKind,
