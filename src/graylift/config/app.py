@@ -86,6 +86,14 @@ class TrafficCheckConfig(Section):
     allowed: list[Text] = Field(default_factory=list)  # peer addresses whose traffic is expected (health checkers)
 
 
+class PromotionConfig(Section):
+    """An environment's gate: a version comes here only after it succeeded in ``after`` (at least ``min_age``
+    seconds ago, and not rolled back there since). Rollbacks are not gated."""
+
+    after: PlainName
+    min_age: Seconds = 0.0
+
+
 class AppConfig(Section):
     """One app's release settings (for one environment once ``GrayliftConfig.app_for_env`` merged it)."""
 
@@ -99,6 +107,7 @@ class AppConfig(Section):
     quiet_period: Seconds = 2.0
     traffic_check: TrafficCheckConfig | None = None
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    promotion: PromotionConfig | None = None  # usually per env: envs: {prod: {promotion: {after: staging}}}
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)
 

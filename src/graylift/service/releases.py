@@ -13,10 +13,11 @@ from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.policy import lease_is_stale
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
-from graylift.core.windows import Window, is_open, next_opening
+from graylift.core.windows import Window, is_open
 from graylift.engine import STALE_AFTER_SECONDS, owner_is_dead
-from graylift.errors import OutsideWindow, PreflightFailed, ReleaseNotFound, StateError
+from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
 from graylift.preflight import Report, preflight
+from graylift.service import gates
 from graylift.service.base import ServiceBase
 from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
 from graylift.wiring import inventory_for, snapshot
@@ -74,24 +75,16 @@ class ReleaseService(ServiceBase):
 
     def check_window(self, app: str, env: str, at: datetime, *, version: str, override: str | None = None,
                      scheduling: bool = False) -> None:
-        """Refuse a release of app/env starting at ``at`` outside its windows (unless ``override`` gives why)."""
-        windows = self.windows(app, env)
-        if is_open(windows, at) or (override and override.strip()):
-            return
-        spans = "; ".join(w.describe() for w in windows)
-        opens = next_opening(windows, at)
-        when = opens.isoformat(timespec="minutes") if opens else "never (no days given)"
-        hint = (f"schedule it then: `graylift schedule {app} {version} --env {env} --at {when}`"
-                if opens and not scheduling else "pick a time inside a window")
-        raise OutsideWindow(f"{app} ({env}) is released only in its release windows ({spans}); "
-                            f"{at.isoformat(timespec='minutes')} is outside them and the next opens {when}: {hint}"
-                            + ("" if scheduling else ", or give --outside-window REASON"))
+        gates.check_window(self.windows(app, env), app, env, at, version=version, override=override,
+                           scheduling=scheduling)
 
     async def start_release(self, app: str, env: str, version: str, *, started_by: str,
                             outside_window: str | None = None) -> ReleaseRecord:
-        """Preflight and record a release (a worker drives it). Outside the app's release windows it is refused
-        unless ``outside_window`` gives the reason, which is journaled."""
-        self.check_window(app, env, self.store.db_now(), version=version, override=outside_window)
+        """Gates (:mod:`.gates`), preflight, and record a release (a worker drives it). Outside the app's release
+        windows it is refused unless ``outside_window`` gives the reason, which is journaled."""
+        now = self.store.db_now()
+        self.check_window(app, env, now, version=version, override=outside_window)
+        gates.check_promotion(self.store, self.config.app_for_env(app, env), app, env, version, now)
         view = await self.plan(app, env, version)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
@@ -106,6 +99,13 @@ class ReleaseService(ServiceBase):
         if outside_window and not is_open(self.windows(app, env), self.store.db_now()):
             self.store.journal(rec.id, None, "window", "override", {"reason": outside_window, "by": started_by})
         return rec
+
+    async def promote_env(self, app: str, version: str, *, from_env: str, to_env: str, started_by: str
+                          ) -> ReleaseRecord:
+        """Release ``version`` to ``to_env`` only if it passed ``from_env`` (and ``to_env``'s own gate)."""
+        gates.check_promotion(self.store, self.config.app_for_env(app, to_env), app, to_env, version,
+                              self.store.db_now(), after=from_env)
+        return await self.start_release(app, to_env, version, started_by=started_by)
 
     def _create(self, view: PlanView, snap: dict[str, object], plan: dict[str, object], *, kind: ReleaseKind,
                 version: str, started_by: str) -> ReleaseRecord:

@@ -1,6 +1,6 @@
-"""Release windows and scheduled releases, through the service over the fakes: a release outside its
-windows is refused with the next opening (or goes with a journaled reason), rollbacks are never held, and a
-scheduled release is started once, when due, by the worker pool."""
+"""The gates before a release, through the service over the fakes: a release outside its windows is refused
+with the next opening (or goes with a journaled reason), rollbacks are never held, a scheduled release is
+started once, when due, by the worker pool; a version reaches prod only after it succeeded in staging."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from tests.engine.conftest import APP, ENV
 from tests.engine.test_service_safety import CONFIG, make_service
 
 
-def with_windows(gl: Graylift, windows: str) -> Graylift:
-    """The same service, its app given ``strategy.windows``."""
+def with_windows(gl: Graylift, windows: str, after: str = "") -> Graylift:
+    """The same service, its app given ``strategy.windows`` (and ``after``, more lines of the app)."""
     text = gl.config_path.read_text().replace("      batch: {size: 2}\n",
-                                              f"      batch: {{size: 2}}\n      windows: {windows}\n")
+                                              f"      batch: {{size: 2}}\n      windows: {windows}\n{after}")
     assert text != gl.config_path.read_text()
     gl.config_path.write_text(text)
     fresh = Graylift(gl.config_path, fleet=gl._fleet)
@@ -118,3 +118,31 @@ def test_the_worker_pool_starts_and_drives_a_due_schedule(gl: Graylift, make_wor
     finally:
         pool.stop()
     assert gl.store.get_release(found.release_id).state is ReleaseState.SUCCEEDED
+
+
+def test_a_version_reaches_prod_only_after_it_succeeded_in_staging(gl: Graylift) -> None:
+    gl = with_windows(gl, "[]", "    envs:\n      prod: {promotion: {after: staging}}\n")
+    gl.store.replace_hosts(APP, "staging", gl.store.list_hosts(APP, ENV))
+    with pytest.raises(PlanError, match="goes to prod only after it succeeded in staging, and it has not: "
+                                        "release it there first"):
+        asyncio.run(gl.start_release(APP, ENV, "1.0.0", started_by="ann"))
+    with pytest.raises(PlanError, match=r"comes to prod from staging \(promotion.after\), not from test"):
+        asyncio.run(gl.promote_env(APP, "1.0.0", from_env="test", to_env=ENV, started_by="ann"))
+    staged = asyncio.run(gl.start_release(APP, "staging", "1.0.0", started_by="ann"))  # staging has no gate
+    assert asyncio.run(gl.engine().drive(staged.id)).state is ReleaseState.SUCCEEDED
+    rec = asyncio.run(gl.promote_env(APP, "1.0.0", from_env="staging", to_env=ENV, started_by="ann"))
+    assert asyncio.run(gl.engine().drive(rec.id)).state is ReleaseState.SUCCEEDED
+
+
+def test_the_gate_waits_min_age_and_refuses_what_was_rolled_back(gl: Graylift) -> None:
+    gl = with_windows(gl, "[]", "    envs:\n      prod: {promotion: {after: staging, min_age: 3600}}\n")
+    gl.store.replace_hosts(APP, "staging", gl.store.list_hosts(APP, ENV))
+    for version in ("1.0.0", "2.0.0"):
+        rec = asyncio.run(gl.start_release(APP, "staging", version, started_by="ann"))
+        assert asyncio.run(gl.engine().drive(rec.id)).state is ReleaseState.SUCCEEDED
+    with pytest.raises(PlanError, match=r"prod takes it 1:00:00 after that \(promotion.min_age\): from "):
+        asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="ann"))
+    back = asyncio.run(gl.start_rollback(APP, "staging", to_version=None, started_by="ann"))
+    assert asyncio.run(gl.engine().drive(back.id)).state is ReleaseState.SUCCEEDED
+    with pytest.raises(PlanError, match=r"2\.0\.0 was rolled back in staging"):
+        asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="ann"))
