@@ -44,12 +44,17 @@ class Report:
         return {name: r.healthy.detail for name, r in self.hosts.items()
                 if r.found is not None and not r.found.fresh and r.healthy is not None and not r.healthy.ok}
 
-    def fleet_version(self) -> str | None:
-        """The version most hosts run (the one a first release records as the fleet's previous version)."""
+    def versions_serving(self) -> dict[str, int]:
+        """version -> how many hosts run it (by their ``current``)."""
         counts: dict[str, int] = {}
         for report in self.hosts.values():
             if report.found is not None and report.found.version:
                 counts[report.found.version] = counts.get(report.found.version, 0) + 1
+        return counts
+
+    def fleet_version(self) -> str | None:
+        """The version most hosts run (the one a first release records as the fleet's previous version)."""
+        counts = self.versions_serving()
         return max(counts, key=lambda v: (counts[v], v)) if counts else None
 
 

@@ -146,3 +146,19 @@ def test_the_gate_waits_min_age_and_refuses_what_was_rolled_back(gl: Graylift) -
     assert asyncio.run(gl.engine().drive(back.id)).state is ReleaseState.SUCCEEDED
     with pytest.raises(PlanError, match=r"2\.0\.0 was rolled back in staging"):
         asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="ann"))
+
+
+def test_three_versions_in_service_at_once_are_refused_and_the_compatibility_note_is_shown(
+        make_world: Any, tmp_path: Path) -> None:
+    world = make_world(8)
+    gl = make_service(world, tmp_path)
+    gl = with_windows(gl, "[]", '    compatibility: "2.x reads 1.x sessions; 1.x ignores the new cart field"\n')
+    for host in world.hosts:
+        world.install_by_script(host.name, "1.0.0")
+    world.install_by_script("h2", "2.0.0")  # a release that stopped half way, say
+    view = asyncio.run(gl.plan(APP, ENV, "4.0.0"))
+    assert view.report.problems == ["the hosts serve 1.0.0 (7 hosts) and 2.0.0 (1 host); releasing 4.0.0 would "
+                                    "put three versions in service at once: first bring every host to one of "
+                                    "them (finish or roll back the last release)"]
+    assert "compatibility: 2.x reads 1.x sessions; 1.x ignores the new cart field" in view.report.notes
+    assert asyncio.run(gl.plan(APP, ENV, "2.0.0")).report.problems == []  # finishing the last one is fine

@@ -108,6 +108,7 @@ class AppConfig(Section):
     traffic_check: TrafficCheckConfig | None = None
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     promotion: PromotionConfig | None = None  # usually per env: envs: {prod: {promotion: {after: staging}}}
+    compatibility: Text | None = None  # a note `plan` shows: how two versions side by side get along
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
-from graylift.core.policy import lease_is_stale
+from graylift.core.policy import lease_is_stale, too_many_versions
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
 from graylift.core.windows import Window, is_open
 from graylift.engine import STALE_AFTER_SECONDS, owner_is_dead
@@ -60,6 +60,12 @@ class ReleaseService(ServiceBase):
         if kind is ReleaseKind.ROLLBACK:  # a sick host is rolled back too (that may heal it), counted as out
             known_out |= unhealthy
             unhealthy = {}
+        if kind is ReleaseKind.RELEASE and version is not None:
+            serving = report.versions_serving()
+            if (three := too_many_versions(serving, version)) is not None:
+                report.problems.append(three)
+            if cfg.compatibility:
+                report.notes.append(f"compatibility: {cfg.compatibility}")
         if unhealthy and strategy.on_unhealthy is OnUnhealthy.FAIL:
             report.problems += [f"{name}: unhealthy before the release ({why}); strategy.on_unhealthy is fail"
                                 for name, why in unhealthy.items()]
