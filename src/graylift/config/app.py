@@ -8,7 +8,7 @@ port packages list them (``graylift.adapters.traffic.TRAFFIC`` ...): a new backe
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -33,6 +33,7 @@ from graylift.schema import (
     fail,
     from_snapshot,
     int_at_least,
+    placeholders,
 )
 
 if TYPE_CHECKING:  # the unions are assembled when the backend modules are imported
@@ -86,6 +87,21 @@ class TrafficCheckConfig(Section):
     allowed: list[Text] = Field(default_factory=list)  # peer addresses whose traffic is expected (health checkers)
 
 
+MIGRATION_PLACEHOLDERS = frozenset({"app", "version", "env", "previous_version"})
+MigrationTemplate = Annotated[str, BeforeValidator(check_text), placeholders(MIGRATION_PLACEHOLDERS, shell=True)]
+
+
+class MigrationConfig(Section):
+    """A schema migration run once per release, on the controller, before the canary (Flyway, Liquibase,
+    Alembic: a command that is safe to run twice). ``default``: what a release declares when it does not say:
+    ``expand`` (backward compatible: the previous version works with the new schema) or ``contract`` (not:
+    a rollback across it is refused unless overridden with a reason)."""
+
+    command: MigrationTemplate
+    timeout: PositiveSeconds = 600.0
+    default: Literal["expand", "contract"] = "expand"
+
+
 class PromotionConfig(Section):
     """An environment's gate: a version comes here only after it succeeded in ``after`` (at least ``min_age``
     seconds ago, and not rolled back there since). Rollbacks are not gated."""
@@ -109,6 +125,7 @@ class AppConfig(Section):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     promotion: PromotionConfig | None = None  # usually per env: envs: {prod: {promotion: {after: staging}}}
     compatibility: Text | None = None  # a note `plan` shows: how two versions side by side get along
+    migration: MigrationConfig | None = None
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)
 

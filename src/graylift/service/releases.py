@@ -17,7 +17,7 @@ from graylift.core.windows import Window, is_open
 from graylift.engine import STALE_AFTER_SECONDS, owner_is_dead
 from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
 from graylift.preflight import Report, preflight
-from graylift.service import gates
+from graylift.service import gates, migrations
 from graylift.service.base import ServiceBase
 from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
 from graylift.wiring import inventory_for, snapshot
@@ -85,12 +85,16 @@ class ReleaseService(ServiceBase):
                            scheduling=scheduling)
 
     async def start_release(self, app: str, env: str, version: str, *, started_by: str,
-                            outside_window: str | None = None) -> ReleaseRecord:
+                            outside_window: str | None = None, migration: str | None = None) -> ReleaseRecord:
         """Gates (:mod:`.gates`), preflight, and record a release (a worker drives it). Outside the app's release
-        windows it is refused unless ``outside_window`` gives the reason, which is journaled."""
+        windows it is refused unless ``outside_window`` gives the reason, which is journaled. The app's schema
+        migration (``migration``: expand or contract, else the config's default) runs before any host is touched
+        (:mod:`.migrations`)."""
         now = self.store.db_now()
         self.check_window(app, env, now, version=version, override=outside_window)
-        gates.check_promotion(self.store, self.config.app_for_env(app, env), app, env, version, now)
+        cfg = self.config.app_for_env(app, env)
+        gates.check_promotion(self.store, cfg, app, env, version, now)
+        migration_kind = migrations.declared_kind(cfg, migration)
         view = await self.plan(app, env, version)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
@@ -104,6 +108,8 @@ class ReleaseService(ServiceBase):
             self.store.journal(rec.id, None, "survey", "fleet_version", {"version": view.previous_version})
         if outside_window and not is_open(self.windows(app, env), self.store.db_now()):
             self.store.journal(rec.id, None, "window", "override", {"reason": outside_window, "by": started_by})
+        if migration_kind is not None:
+            await migrations.run_migration(self.store, cfg, rec, migration_kind)
         return rec
 
     async def promote_env(self, app: str, version: str, *, from_env: str, to_env: str, started_by: str
@@ -125,14 +131,18 @@ class ReleaseService(ServiceBase):
                            {"notes": view.report.notes, "hosts": len(view.report.hosts)})
         return rec
 
-    async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str
-                             ) -> ReleaseRecord:
-        """Roll back the active release of app/env, or start a rollback release to the last good version."""
+    async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str,
+                             override_migration: str | None = None) -> ReleaseRecord:
+        """Roll back the active release of app/env, or start a rollback release to the last good version.
+        Across a contract migration only with ``override_migration`` (the reason, journaled)."""
         active = self.store.active_release(app, env)
         if active is not None:
             if to_version is not None and to_version != active.previous_version:
                 raise StateError(f"release #{active.id} is active; it rolls back to {active.previous_version}, "
                                  f"not {to_version}. Roll it back first, then release {to_version}.")
+            if active.previous_version is not None:
+                crossed = migrations.check_rollback(self.store, app, env, active.previous_version, override_migration)
+                self._journal_override(active.id, crossed, override_migration, started_by)
             return self.request(active.id, Request.ROLLBACK)
         current = self.store.current_version(app, env)
         bad = self.store.bad_versions(app, env)
@@ -140,12 +150,20 @@ class ReleaseService(ServiceBase):
             raise StateError(f"{app} {to_version} ({env}) was rolled back before ({bad[to_version]}); "
                              "a rollback never goes to it: name another version with --to")
         target = to_version or self.previous_good_version(app, env, current)
+        crossed = migrations.check_rollback(self.store, app, env, target, override_migration)
         view = await self.plan(app, env, target, kind=ReleaseKind.ROLLBACK)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
         view.previous_version = current or view.previous_version
-        return self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
-                            version=target, started_by=started_by)
+        rec = self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
+                           version=target, started_by=started_by)
+        self._journal_override(rec.id, crossed, override_migration, started_by)
+        return rec
+
+    def _journal_override(self, release_id: int, crossed: list[ReleaseRecord], reason: str | None, by: str) -> None:
+        if crossed and reason:
+            self.store.journal(release_id, None, "migration", "override",
+                               {"reason": reason, "by": by, "crossed": [r.id for r in crossed]})
 
     def previous_good_version(self, app: str, env: str, current: str | None) -> str:
         """The newest version that went live before ``current`` and was never rolled back."""
