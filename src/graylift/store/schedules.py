@@ -67,10 +67,5 @@ class ScheduleStore(ServerStore):
     def move_schedule(self, schedule_id: int, state: str, message: str, *, expect: str,
                       release_id: int | None = None) -> bool:
         """Move a schedule from ``expect`` to ``state``; False if it was not in ``expect`` (someone else moved it)."""
-        c = t.schedules.c
-        values: dict[str, Any] = {"state": state, "message": message, "updated_at": self._now()}
-        if release_id is not None:
-            values["release_id"] = release_id
-        with self._write() as conn:
-            return bool(conn.execute(sa.update(t.schedules).where(c.id == schedule_id, c.state == expect)
-                                     .values(values)).rowcount)
+        return self.move(t.schedules, schedule_id, state, message, expect=expect, release_id=release_id)
+
