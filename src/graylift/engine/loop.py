@@ -16,13 +16,14 @@ serving in one place, :meth:`Engine.out_of_service`, and never takes 50% or more
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
 from graylift.core.plan import Plan, batch_size_for, check_cap, wave
 from graylift.core.policy import BakeOutcome, Verdict, after_batch, bake_outcome
-from graylift.core.state import HostState, ReleaseKind, ReleaseState, Request
+from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request
 from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Lease, controller_id
 from graylift.errors import GrayliftError, LeaseLost, PlanError
@@ -50,12 +51,33 @@ class Engine:
 
         Raises LeaseLost (having touched no host since) when another controller took the release over.
         """
+        async with self._held(release_id) as drive:
+            return await drive.loop(release_id)
+
+    async def settle(self, release_id: int, hosts: Collection[str], *, again: bool) -> None:
+        """Settle ``hosts`` a crash caught mid-pass, under the release's lease (StateError while a live
+        controller holds it): a forward pass is reverted, a revert or rollback finished. With ``again`` a host
+        reverted to its previous version is queued again, so the release does it anew when it goes on."""
+        async with self._held(release_id) as drive:
+            rec = drive.store.get_release(release_id)
+            await drive.hosts.settle(rec, hosts)
+            for run in drive.store.host_runs(release_id):
+                if again and run.host in hosts and run.state is HostState.FAILED and rec.direction is \
+                        Direction.FORWARD:
+                    drive.store.reset_host_run(release_id, run.host, target_version=rec.version,
+                                               state=HostState.PENDING)
+                    drive.store.journal(release_id, run.host, "doctor", "queued_again", {"reverted_to": run.found
+                                        and run.found.version})
+
+    @contextlib.asynccontextmanager
+    async def _held(self, release_id: int) -> AsyncIterator[_Drive]:
+        """The release under this controller's lease (kept alive while the body runs), with its fleet."""
         lease = Lease.claim(self.store, release_id, self.owner, self.clock)
         try:
             async with lease.kept():
                 fleet = await self.fleet_factory(self.store.get_release(release_id))
                 try:
-                    return await _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease).loop(release_id)
+                    yield _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease)
                 finally:
                     await fleet.close()
         finally:
