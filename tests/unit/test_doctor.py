@@ -59,6 +59,9 @@ def test_a_host_a_live_release_drives_is_never_repaired() -> None:
     d = diagnose("web-03", record, DRAINED_MUTED_STOPPED, app="shop", env="prod")
     assert d.repair is Repair.REFUSED and d.steps == ()
     assert "being driven by ctl:42:ab" in d.advice
+    settled = diagnose("web-03", Record(release_id=7, version="1.0.0", driven_by="ctl:42:ab"),
+                       Live(out_of=("lb",), version="1.0.0"), app="shop", env="prod")
+    assert settled.repair is Repair.REFUSED and settled.problems == ("out of traffic in lb",)
 
 
 def test_evidence_names_the_journal_and_the_live_survey() -> None:

@@ -9,7 +9,7 @@ mute it, whether its app serves, what ``current`` points at.
     ==============================================  ==================================================
     found                                           repair
     ==============================================  ==================================================
-    a pass begun, never finished; lease held fresh  none: the release driving it is asked to finish
+    its release's lease is held and fresh           none: the release driving it is left alone
     a pass begun, never finished; nobody drives it  revert: the engine's undo (flow.undo_steps) of that
                                                     pass, then the release does the host again
     not serving                                     (take_out if in traffic,) stop, start, health,
@@ -100,9 +100,7 @@ def diagnose(host: str, record: Record, live: Live, *, app: str, env: str) -> Di
         problems.insert(0, where)
         evidence.insert(0, f"journal: {rid} began {', '.join(s.value for s in record.begun)} and never finished")
         if record.driven_by is not None:
-            return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REFUSED,
-                             advice=f"{rid} is being driven by {record.driven_by} (its lease is fresh): not "
-                                    "touched; let it finish, or `graylift abort` it")
+            return _driven(host, problems, evidence, record)
         undo = undo_steps(record.begun, has_previous=record.has_previous)
         return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REVERT, undo,
                          advice=f"the engine's undo of {rid}'s pass; `graylift resume` then does the host again")
@@ -117,6 +115,8 @@ def diagnose(host: str, record: Record, live: Live, *, app: str, env: str) -> Di
             return Diagnosis(host, (f"marked needing attention ({rid}), but all is well now",), tuple(evidence),
                              Repair.CLEAR)
         return Diagnosis(host)
+    if record.driven_by is not None:
+        return _driven(host, problems, evidence, record)
     if other_version:
         return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REFUSED,
                          advice=f"`graylift release {app} {record.version} --env {env}` puts it on "
@@ -125,6 +125,12 @@ def diagnose(host: str, record: Record, live: Live, *, app: str, env: str) -> Di
         return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REFUSED,
                          advice=f"nothing is installed: a release of {app} installs it and puts it in traffic")
     return Diagnosis(host, tuple(problems), tuple(evidence), Repair.STEPS, repair_steps(live))
+
+
+def _driven(host: str, problems: list[str], evidence: list[str], record: Record) -> Diagnosis:
+    return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REFUSED,
+                     advice=f"release #{record.release_id} is being driven by {record.driven_by} (its lease is "
+                            "fresh): not touched; let it finish, or `graylift abort` it")
 
 
 def repair_steps(live: Live) -> tuple[Step, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from graylift.core.plan import Plan, batch_size_for, check_cap, wave
 from graylift.core.policy import BakeOutcome, Verdict, after_batch, bake_outcome
-from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request
+from graylift.core.state import HostState, ReleaseKind, ReleaseState, Request
 from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Lease, controller_id
 from graylift.errors import GrayliftError, LeaseLost, PlanError
@@ -59,15 +59,7 @@ class Engine:
         controller holds it): a forward pass is reverted, a revert or rollback finished. With ``again`` a host
         reverted to its previous version is queued again, so the release does it anew when it goes on."""
         async with self._held(release_id) as drive:
-            rec = drive.store.get_release(release_id)
-            await drive.hosts.settle(rec, hosts)
-            for run in drive.store.host_runs(release_id):
-                if again and run.host in hosts and run.state is HostState.FAILED and rec.direction is \
-                        Direction.FORWARD:
-                    drive.store.reset_host_run(release_id, run.host, target_version=rec.version,
-                                               state=HostState.PENDING)
-                    drive.store.journal(release_id, run.host, "doctor", "queued_again", {"reverted_to": run.found
-                                        and run.found.version})
+            await drive.hosts.settle(drive.store.get_release(release_id), hosts, again=again)
 
     @contextlib.asynccontextmanager
     async def _held(self, release_id: int) -> AsyncIterator[_Drive]:

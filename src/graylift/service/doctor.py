@@ -122,7 +122,7 @@ class DoctorService(ReleaseService):
         return Record(release_id=rec.id, begun=begun if mid_pass else (),
                       stopped_at=Step(run.step) if run.step else (begun[-1] if begun else None),
                       has_previous=run.found is not None and not run.found.fresh, version=version,
-                      attention=attention, driven_by=rec.owner if driven and mid_pass else None)
+                      attention=attention, driven_by=rec.owner if driven else None)
 
     # --- what the host and its backends say --------------------------------------------------
 
@@ -139,7 +139,7 @@ class DoctorService(ReleaseService):
             if last is not None:
                 reason = silence_reason(last.release.id, last.release.app, last.release.env)
                 ids = self._silence_ids(last)
-                muted = tuple([f"{s.name} (silence {ids[s.name][:12]})" if s.name in ids else s.name
+                muted = tuple([f"{s.name} (silence {ids[s.name][:8]}…)" if s.name in ids else s.name
                                for s in fleet.runtime.silencers if await s.is_muted(host, reason=reason)])
         except GrayliftError as exc:
             return Live(unreadable=f"a backend could not be read: {exc}")
