@@ -5,14 +5,18 @@ nothing, and the release still finishes. Over the same folder hosts and fakes as
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 import graylift.engine.hosts as engine_module
+from graylift import cli
+from graylift.cli import doctor as cli_doctor
 from graylift.core.doctor import Repair
 from graylift.core.flow import Step
 from graylift.core.state import HostState, ReleaseState
@@ -132,3 +136,29 @@ def test_a_host_on_another_version_than_its_record_is_reported(world: World, gl:
     assert finding.diagnosis.problems == (f"on 2.0.0, its record says 1.0.0 (release #{rid})",)
     assert not finding.repaired and f"graylift release {APP} 1.0.0 --env {ENV}" in finding.outcome
     assert world.running("h5") == "2.0.0"  # not touched
+
+
+def test_the_command_says_it_in_text_and_json_with_its_exit_codes(world: World, gl: Graylift,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_doctor, "service", lambda config: gl)
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli.app, ["doctor", *args], env={"COLUMNS": "200"})
+
+    drive(gl, release(gl, "1.0.0"))
+    clean = run(APP, "--env", ENV)
+    assert clean.exit_code == 0 and "every host is as its record says" in clean.output
+    world.switch.out.add("h4")
+    listed = run(APP, "--env", ENV, "--output", "json")
+    assert listed.exit_code == 1
+    [finding] = json.loads(listed.output)
+    assert (finding["host"], finding["problems"], finding["repair"], finding["steps"]) == \
+        ("h4", ["out of traffic in lb1"], "steps", ["put_back"])
+    text = run(APP, "--env", ENV)
+    assert text.exit_code == 1
+    assert f"h4 ({APP}, {ENV}): out of traffic in lb1" in text.output and "--repair will: put_back" in text.output
+    fixed = run("--repair")  # every app and environment with releases
+    assert fixed.exit_code == 0 and "repaired: ran put_back" in fixed.output and world.switch.out == set()
+    for bad, says in ((("--output", "xml"), "use text or json"), (("nosuch", "--env", ENV), "unknown app 'nosuch'")):
+        done = run(*bad)
+        assert done.exit_code == 2 and says in done.output and "Traceback" not in done.output
