@@ -17,7 +17,7 @@ from typing import Any
 from graylift.core.doctor import Diagnosis, Live, Record, Repair, diagnose
 from graylift.core.flow import Step
 from graylift.core.state import HostState
-from graylift.errors import GrayliftError
+from graylift.errors import ConfigError, GrayliftError
 from graylift.ports import Fleet, SystemClock
 from graylift.preflight import HostReport, no_package, survey_hosts
 from graylift.service.releases import ReleaseService
@@ -67,6 +67,8 @@ class DoctorService(ReleaseService):
         pairs = {(r.app, r.env) for r in self.store.list_releases(app, env, limit=500)}
         if app is not None and env is not None:
             pairs.add((app, env))
+        elif app is not None and not pairs:
+            raise ConfigError(f"{app} has no release yet, so doctor does not know its environments: give --env ENV")
         findings: list[Finding] = []
         for one_app, one_env in sorted(pairs):
             findings += await self._doctor(one_app, one_env, repair=repair)
