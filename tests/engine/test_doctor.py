@@ -48,14 +48,19 @@ def release(gl: Graylift, version: str) -> int:
     return rec.id
 
 
-def killed_after(gl: Graylift, monkeypatch: pytest.MonkeyPatch, rid: int, host: str, step: Step) -> None:
-    """Drive ``rid`` until ``host`` has done ``step``'s side effect, then die before it is journaled done."""
+def killed_after(gl: Graylift, monkeypatch: pytest.MonkeyPatch, rid: int, host: str, step: Step, nth: int = 1
+                 ) -> None:
+    """Drive ``rid`` until ``host`` has done ``step``'s side effect (the ``nth`` time), then die before it is
+    journaled done."""
     real_run_step = engine_module.run_step
+    seen: list[Step] = []
 
     async def crashing(s: Step, ctx: Any) -> dict[str, Any]:
         detail = await real_run_step(s, ctx)
         if s is step and ctx.host.name == host:
-            raise Crash
+            seen.append(s)
+            if len(seen) == nth:
+                raise Crash
         return detail
 
     monkeypatch.setattr(engine_module, "run_step", crashing)
@@ -95,6 +100,24 @@ def test_a_host_left_drained_muted_and_stopped_is_found_repaired_and_the_release
     assert {world.current(h.name) for h in world.hosts} == {"2.0.0"}
     assert {world.running(h.name) for h in world.hosts} == {"2.0.0"}
     assert doctor(gl) == {}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_host_caught_mid_revert_has_its_revert_finished(world: World, gl: Graylift,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    drive(gl, release(gl, "1.0.0"))
+    rid = release(gl, "3.0.0")  # unhealthy: the canary h1 is reverted; killed as the revert restarts 1.0.0
+    killed_after(gl, monkeypatch, rid, "h1", Step.START, nth=2)
+    assert gl.store.host_run(rid, "h1").state is HostState.REVERTING
+    d = doctor(gl)["h1"].diagnosis
+    assert d.repair is Repair.REVERT and d.steps == () and "revert" in d.advice
+    assert "out of traffic in lb1" in d.problems and any(p.startswith("muted") for p in d.problems)
+    assert doctor(gl, repair=True)["h1"].repaired
+    assert gl.store.host_run(rid, "h1").state is HostState.FAILED  # its own failure stands: not queued again
+    assert world.switch.out == set() and world.silencer.muted == {} and world.running("h1") == "1.0.0"
+    assert doctor(gl) == {}
+    assert drive(gl, rid).state in (ReleaseState.PAUSED, ReleaseState.ROLLED_BACK)
+    assert {world.current(h.name) for h in world.hosts} == {"1.0.0"} and doctor(gl) == {}
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -25,6 +25,8 @@ CASES = [
      Live(muted_by=("am",), version="1.0.0"), Repair.REVERT, (S.UNMUTE,), ["release #7 stopped at mute"]),
     (Record(release_id=7, begun=(S.PRECHECK, S.TAKE_OUT), stopped_at=S.TAKE_OUT, has_previous=False),
      Live(fresh=True), Repair.REVERT, (S.UNMUTE,), ["release #7 stopped at take_out"]),
+    (Record(release_id=7, begun=(S.STOP, S.SWITCH), stopped_at=S.SWITCH, undoing="revert"),
+     Live(out_of=("lb",), serving=False, version="2.0.0"), Repair.REVERT, (), ["release #7 stopped at switch"]),
     (Record(release_id=4, version="1.0.0"), Live(out_of=("haproxy:web", "zookeeper:/x"), version="1.0.0"),
      Repair.STEPS, (S.PUT_BACK,), ["out of traffic in haproxy:web", "out of traffic in zookeeper:/x"]),
     (Record(release_id=4, version="1.0.0"), Live(muted_by=("am",), version="1.0.0"), Repair.STEPS, (S.UNMUTE,),

@@ -56,9 +56,12 @@ def render(findings: list[Finding], *, repair: bool) -> None:
             console.print(f"    [{colour}]{'repaired' if f.repaired else 'not repaired'}[/{colour}]: {f.outcome}")
         elif d.repair is Repair.REFUSED:
             console.print(f"    --repair will not touch it: {d.advice}")
+        elif d.repair is Repair.CLEAR:
+            console.print("    --repair will: forget the needs-attention mark")
         else:
-            steps = ", ".join(s.value for s in d.steps) or "forget the needs-attention mark"
-            console.print(f"    --repair will: {steps}" + (f" ({d.advice})" if d.advice else ""))
+            steps = ", ".join(s.value for s in d.steps)
+            console.print(f"    --repair will: {steps} ({d.advice})" if steps and d.advice else
+                          f"    --repair will: {steps or d.advice}")
     fixed = sum(1 for f in findings if f.repaired)
     tail = f"; {fixed} repaired" if repair else "; `graylift doctor --repair` puts them right"
     console.print(f"doctor: {len(findings)} host(s) not as they should be{tail}")

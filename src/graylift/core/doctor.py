@@ -11,7 +11,8 @@ mute it, whether its app serves, what ``current`` points at.
     ==============================================  ==================================================
     its release's lease is held and fresh           none: the release driving it is left alone
     a pass begun, never finished; nobody drives it  revert: the engine's undo (flow.undo_steps) of that
-                                                    pass, then the release does the host again
+                                                    pass, then the release does the host again (a revert
+                                                    or rollback pass: the engine finishes it)
     not serving                                     (take_out if in traffic,) stop, start, health,
                                                     put_back (, unmute)
     out of a backend, serving                       put_back (, unmute)
@@ -49,6 +50,7 @@ class Record:
     version: str | None = None  # the version the record says it runs (None: the record does not say)
     attention: str | None = None  # why the CMDB marks it needing attention
     driven_by: str | None = None  # the controller holding the release's lease, fresh
+    undoing: str = ""  # the unfinished pass was itself a "revert" or a "rollback" (else a forward pass)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ def diagnose(host: str, record: Record, live: Live, *, app: str, env: str) -> Di
         evidence.insert(0, f"journal: {rid} began {', '.join(s.value for s in record.begun)} and never finished")
         if record.driven_by is not None:
             return _driven(host, problems, evidence, record)
+        if record.undoing:  # a revert or a rollback pass: the engine finishes it, as journaled
+            return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REVERT,
+                             advice=f"the engine finishes {rid}'s {record.undoing} of it, as journaled")
         undo = undo_steps(record.begun, has_previous=record.has_previous)
         return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REVERT, undo,
                          advice=f"the engine's undo of {rid}'s pass; `graylift resume` then does the host again")

@@ -28,6 +28,8 @@ from graylift.wiring import inventory_for, snapshot
 RELEASES_LOOKED_AT = 20
 """How far back the journal is read per app and environment (a silence lapses long before)."""
 
+UNDOING = {HostState.REVERTING: "revert", HostState.ROLLING_BACK: "rollback"}
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -124,7 +126,8 @@ class DoctorService(ReleaseService):
         return Record(release_id=rec.id, begun=begun if mid_pass else (),
                       stopped_at=Step(run.step) if run.step else (begun[-1] if begun else None),
                       has_previous=run.found is not None and not run.found.fresh, version=version,
-                      attention=attention, driven_by=rec.owner if driven else None)
+                      attention=attention, driven_by=rec.owner if driven else None,
+                      undoing=UNDOING.get(run.state, ""))
 
     # --- what the host and its backends say --------------------------------------------------
 
