@@ -1,6 +1,7 @@
 """`graylift doctor` on a real lab after chaos: a release killed -9 with a host stopped mid-batch (out of HAProxy and
 ZooKeeper, muted in Alertmanager), found from outside by `graylift doctor`, put back by `--repair`, checked from
-outside graylift, and the release then finished by `graylift resume`."""
+outside graylift, and the release then finished by `graylift resume`; then a host drained in HAProxy and stopped
+by hand, found and walked back. One lab for the module."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from graylift.core.state import HostState, ReleaseState
-from graylift.lab import LabInfo
-from graylift.lab.inspect import serving_versions
+from graylift.lab import LabInfo, host_exec
+from graylift.lab.inspect import haproxy_command, haproxy_servers, serving_versions
 from tests.e2e.conftest import GRAYLIFT, lab_fixture, make_deploy, settled, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.slow]
@@ -27,7 +28,7 @@ STRATEGY = {"canary": {"group": "beta", "count": 1, "bake": 1, "promote": "auto"
             "commands": {"start": "sleep 3; sh {current}/bin/start"}}
 
 
-def test_doctor_finds_and_repairs_a_host_a_killed_release_left_stopped(lab: LabInfo, tmp_path: Path) -> None:
+def test_doctor_finds_and_repairs_hosts_after_chaos(lab: LabInfo, tmp_path: Path) -> None:
     d = make_deploy(lab, APP, tmp_path, **STRATEGY)
     settled(d.release("1.0.0"), ReleaseState.SUCCEEDED)
     assert d.cli("doctor", APP, "--env", "prod").returncode == 0
@@ -71,3 +72,18 @@ def test_doctor_finds_and_repairs_a_host_a_killed_release_left_stopped(lab: LabI
     assert set(d.versions().values()) == {"2.0.0"}
     assert set(serving_versions(lab, APP).values()) == {"2.0.0"}
     d.assert_fleet_clean()
+
+    # more chaos, from outside graylift: a settled host drained in HAProxy by hand and its app stopped
+    other = next(h.name for h in lab.hosts if h.name != host)
+    haproxy_command(lab, f"set server {APP}/{other} state drain")  # the lab names each server after its host
+    assert not haproxy_servers(lab, APP)[other].serving
+    host_exec(lab, other, f"sh /srv/{APP}/current/bin/stop", timeout=30)
+    found = d.cli("doctor", APP, "--env", "prod")
+    assert found.returncode == 1 and f"{other} ({APP}, prod): out of traffic in haproxy" in found.stdout, found.stdout
+    assert "not serving" in found.stdout and "--repair will: take_out, quiet, stop, start, health, put_back" in \
+        found.stdout, found.stdout
+    repaired = d.cli("doctor", APP, "--env", "prod", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    d.assert_fleet_clean()
+    assert serving_versions(lab, APP)[other] == "2.0.0"
+    assert d.cli("doctor", APP, "--env", "prod").returncode == 0
