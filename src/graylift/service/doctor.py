@@ -66,7 +66,8 @@ class DoctorService(ReleaseService):
 
     async def doctor(self, app: str | None, env: str | None, *, repair: bool) -> list[Finding]:
         """Every host of ``app`` (all apps with releases) in ``env`` (all) that is not as it should be."""
-        pairs = {(r.app, r.env) for r in self.store.list_releases(app, env, limit=500)}
+        pairs = {(r.app, r.env) for r in self.store.list_releases(app, env, limit=500)
+                 if app is not None or r.app in self.config.apps}  # an app gone from the config is not surveyed
         if app is not None and env is not None:
             pairs.add((app, env))
         elif app is not None and not pairs:
