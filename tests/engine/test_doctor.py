@@ -127,10 +127,13 @@ def test_a_host_a_live_release_drives_is_not_touched(world: World, gl: Graylift,
     rid = release(gl, "2.0.0")
     killed_after(gl, monkeypatch, rid, "h1", Step.TAKE_OUT)
     assert gl.store.claim(rid, "elsewhere:1:ab", 10.0) is not None  # another controller, heartbeat fresh
-    found = doctor(gl, repair=True)["h1"]
-    assert not found.repaired and found.diagnosis.repair is Repair.REFUSED
-    assert "being driven by elsewhere:1:ab" in found.outcome
-    assert world.switch.out == {"h1"} and gl.store.host_run(rid, "h1").state is HostState.RUNNING
+    world.switch.out.add("h6")  # a host the live release has not reached yet: not touched either
+    found = doctor(gl, repair=True)
+    assert set(found) == {"h1", "h6"}
+    for finding in found.values():
+        assert not finding.repaired and finding.diagnosis.repair is Repair.REFUSED
+        assert f"release #{rid} (elsewhere:1:ab) is live" in finding.outcome
+    assert world.switch.out == {"h1", "h6"} and gl.store.host_run(rid, "h1").state is HostState.RUNNING
 
 
 def test_a_settled_host_left_out_muted_and_stopped_is_walked_back(world: World, gl: Graylift) -> None:

@@ -9,7 +9,7 @@ mute it, whether its app serves, what ``current`` points at.
     ==============================================  ==================================================
     found                                           repair
     ==============================================  ==================================================
-    its release's lease is held and fresh           none: the release driving it is left alone
+    a release of the app/env is live (lease fresh)  none: the release driving it is left alone
     a pass begun, never finished; nobody drives it  revert: the engine's undo (flow.undo_steps) of that
                                                     pass, then the release does the host again (a revert
                                                     or rollback pass: the engine finishes it)
@@ -49,7 +49,7 @@ class Record:
     has_previous: bool = True  # its pass's pre-check found a release to go back to
     version: str | None = None  # the version the record says it runs (None: the record does not say)
     attention: str | None = None  # why the CMDB marks it needing attention
-    driven_by: str | None = None  # the controller holding the release's lease, fresh
+    driven_by: str | None = None  # a live release of the app/env and its controller, e.g. "release #9 (ctl:42:ab)"
     undoing: str = ""  # the unfinished pass was itself a "revert" or a "rollback" (else a forward pass)
 
 
@@ -134,8 +134,8 @@ def diagnose(host: str, record: Record, live: Live, *, app: str, env: str) -> Di
 
 def _driven(host: str, problems: list[str], evidence: list[str], record: Record) -> Diagnosis:
     return Diagnosis(host, tuple(problems), tuple(evidence), Repair.REFUSED,
-                     advice=f"release #{record.release_id} is being driven by {record.driven_by} (its lease is "
-                            "fresh): not touched; let it finish, or `graylift abort` it")
+                     advice=f"{record.driven_by} is live (its lease is fresh): not touched; let it finish, or "
+                            "`graylift abort` it")
 
 
 def repair_steps(live: Live) -> tuple[Step, ...]:

@@ -88,10 +88,11 @@ class DoctorService(ReleaseService):
             reports = await survey_hosts(fleet, list(hosts.values()), with_health=True)
             lives = await asyncio.gather(*(self._live(fleet, reports[n], touched.get(n)) for n in hosts))
             attention = self.store.host_health(app, env)
+            driver = self._driver(app, env)
             findings = []
             for name, live in zip(hosts, lives, strict=True):
                 mark = attention.get(name)
-                record = self._record(touched.get(name), mark.reason if mark else None)
+                record = replace(self._record(touched.get(name), mark.reason if mark else None), driven_by=driver)
                 diagnosis = diagnose(name, record, live, app=app, env=env)
                 if diagnosis.wrong:
                     findings.append(Finding(app, env, diagnosis, record.release_id))
@@ -112,13 +113,19 @@ class DoctorService(ReleaseService):
                     touched[run.host] = _Touched(rec, run)
         return touched
 
+    def _driver(self, app: str, env: str) -> str | None:
+        """The app/env's release a live controller drives (its lease fresh), as ``release #N (owner)``."""
+        active = self.store.active_release(app, env)
+        if active is None or not active.state.needs_worker or self.controller_gone(active):
+            return None
+        return f"release #{active.id} ({active.owner})"
+
     def _record(self, last: _Touched | None, attention: str | None) -> Record:
         if last is None:
             return Record(attention=attention)
         rec, run = last.release, last.run
         mid_pass = run.state.in_flight and not rec.finished and bool(run.done_steps or run.step)
         begun = tuple(Step(s) for s in run.done_steps) + ((Step(run.step),) if run.step else ())
-        driven = not rec.finished and rec.state.needs_worker and not self.controller_gone(rec)
         version: str | None = None
         if run.state in (HostState.DONE, HostState.ROLLED_BACK):
             version = run.target_version
@@ -127,7 +134,7 @@ class DoctorService(ReleaseService):
         return Record(release_id=rec.id, begun=begun if mid_pass else (),
                       stopped_at=Step(run.step) if run.step else (begun[-1] if begun else None),
                       has_previous=run.found is not None and not run.found.fresh, version=version,
-                      attention=attention, driven_by=rec.owner if driven else None,
+                      attention=attention,
                       undoing=UNDOING.get(run.state, ""))
 
     # --- what the host and its backends say --------------------------------------------------
