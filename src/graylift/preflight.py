@@ -67,12 +67,12 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
         async with limit:
             try:
                 transport = await fleet.connect(host)
-                target = Target("none", "none", None, _no_package)
+                target = Target("none", "none", None, no_package)
                 ctx = StepContext.open(fleet.runtime, host, transport, target, 0, SystemClock())
                 report.found = await ctx.dir.survey()
                 if with_health and not report.found.fresh:
                     version = report.found.version or "none"
-                    ctx.target = Target(version, report.found.current_dir or version, None, _no_package)
+                    ctx.target = Target(version, report.found.current_dir or version, None, no_package)
                     report.healthy = await health(ctx)
             except LayoutError as exc:
                 report.problem = str(exc).split(": ", 1)[-1] if str(exc).startswith(host.name) else str(exc)
@@ -113,5 +113,6 @@ async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None,
     return report
 
 
-async def _no_package() -> Package:
+async def no_package() -> Package:
+    """The package of a target that is only read, never staged."""
     raise ArtifactError("a survey never downloads a package")

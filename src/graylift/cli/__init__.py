@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from graylift.cli import config_cmds, releases, serve
+from graylift.cli import config_cmds, doctor, releases, serve
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
 from graylift.client import take_server_option
@@ -23,6 +23,7 @@ for command in (config_cmds.init, config_cmds.check, releases.plan, releases.rel
                 releases.status, releases.promote, releases.pause, releases.abort, releases.resume, releases.retry,
                 releases.history):
     app.command()(command)
+app.command()(doctor.doctor)
 app.command()(serve.serve)
 app.command("worker")(serve.worker)  # `worker RELEASE` as before (hand-off), `worker` alone: the pool
 app.add_typer(serve.users_app, name="users")

@@ -16,7 +16,8 @@ serving in one place, :meth:`Engine.out_of_service`, and never takes 50% or more
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -50,12 +51,25 @@ class Engine:
 
         Raises LeaseLost (having touched no host since) when another controller took the release over.
         """
+        async with self._held(release_id) as drive:
+            return await drive.loop(release_id)
+
+    async def settle(self, release_id: int, hosts: Collection[str], *, again: bool) -> None:
+        """Settle ``hosts`` a crash caught mid-pass, under the release's lease (StateError while a live
+        controller holds it): a forward pass is reverted, a revert or rollback finished. With ``again`` a host
+        reverted to its previous version is queued again, so the release does it anew when it goes on."""
+        async with self._held(release_id) as drive:
+            await drive.hosts.settle(drive.store.get_release(release_id), hosts, again=again)
+
+    @contextlib.asynccontextmanager
+    async def _held(self, release_id: int) -> AsyncIterator[_Drive]:
+        """The release under this controller's lease (kept alive while the body runs), with its fleet."""
         lease = Lease.claim(self.store, release_id, self.owner, self.clock)
         try:
             async with lease.kept():
                 fleet = await self.fleet_factory(self.store.get_release(release_id))
                 try:
-                    return await _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease).loop(release_id)
+                    yield _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease)
                 finally:
                     await fleet.close()
         finally:
