@@ -78,6 +78,10 @@ class PlanError(GrayliftError):
     exit_code = EXIT_REFUSED
 
 
+class OutsideWindow(PlanError):
+    """A release asked for outside its app's release windows."""
+
+
 class ReleaseConflict(GrayliftError):
     exit_code = EXIT_REFUSED
 

@@ -7,6 +7,7 @@ that:
 * needs a controller and has never been claimed, or its controller let it go (a new release, a resumed or
   retried one); or
 * is paused with a request queued (an abort or a rollback asked of a paused release); or
+* was scheduled (``graylift schedule``) and is due: the pool starts it first (preflight and all);
 * with ``take_over`` (the default for servers): needs a controller and its controller is gone, by the same
   rules ``graylift status`` uses (its process died, or its heartbeat is older than the stale window by the
   database's clock).
@@ -61,7 +62,12 @@ class WorkerPool:
         return self.take_over and self.gl.controller_gone(rec)
 
     def scan(self) -> list[int]:
-        """Start drivers for the releases that want one; returns their ids."""
+        """Start the scheduled releases that are due, then drivers for the releases that want one; returns
+        the ids of the releases it started driving."""
+        try:
+            self.gl.start_due_schedules()
+        except GrayliftError as exc:
+            log.warning("scheduled releases: %s", exc)
         started = []
         for rec in self.gl.active_releases():
             with self._lock:

@@ -44,12 +44,17 @@ class Report:
         return {name: r.healthy.detail for name, r in self.hosts.items()
                 if r.found is not None and not r.found.fresh and r.healthy is not None and not r.healthy.ok}
 
-    def fleet_version(self) -> str | None:
-        """The version most hosts run (the one a first release records as the fleet's previous version)."""
+    def versions_serving(self) -> dict[str, int]:
+        """version -> how many hosts run it (by their ``current``)."""
         counts: dict[str, int] = {}
         for report in self.hosts.values():
             if report.found is not None and report.found.version:
                 counts[report.found.version] = counts.get(report.found.version, 0) + 1
+        return counts
+
+    def fleet_version(self) -> str | None:
+        """The version most hosts run (the one a first release records as the fleet's previous version)."""
+        counts = self.versions_serving()
         return max(counts, key=lambda v: (counts[v], v)) if counts else None
 
 
@@ -62,12 +67,12 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
         async with limit:
             try:
                 transport = await fleet.connect(host)
-                target = Target("none", "none", None, _no_package)
+                target = Target("none", "none", None, no_package)
                 ctx = StepContext.open(fleet.runtime, host, transport, target, 0, SystemClock())
                 report.found = await ctx.dir.survey()
                 if with_health and not report.found.fresh:
                     version = report.found.version or "none"
-                    ctx.target = Target(version, report.found.current_dir or version, None, _no_package)
+                    ctx.target = Target(version, report.found.current_dir or version, None, no_package)
                     report.healthy = await health(ctx)
             except LayoutError as exc:
                 report.problem = str(exc).split(": ", 1)[-1] if str(exc).startswith(host.name) else str(exc)
@@ -108,5 +113,6 @@ async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None,
     return report
 
 
-async def _no_package() -> Package:
+async def no_package() -> Package:
+    """The package of a target that is only read, never staged."""
     raise ArtifactError("a survey never downloads a package")

@@ -111,7 +111,7 @@ class StepContext:
 
     @property
     def reason(self) -> str:
-        return f"graylift release #{self.release_id} of {self.runtime.app} ({self.runtime.env})"
+        return silence_reason(self.release_id, self.runtime.app, self.runtime.env)
 
     def paths(self) -> dict[str, str]:
         d = self.runtime.deploy_dir.rstrip("/")
@@ -129,6 +129,11 @@ class StepContext:
         return self.runtime.render(template, self.paths())
 
 
+
+
+def silence_reason(release_id: int, app: str, env: str) -> str:
+    """The reason a release's silences carry: how a silencer finds (and lifts) the ones it made."""
+    return f"graylift release #{release_id} of {app} ({env})"
 
 
 def _ignore(event: str, detail: dict[str, Any]) -> None:

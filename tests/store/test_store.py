@@ -105,7 +105,7 @@ def test_migrations_match_the_tables_module(store: Store) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, metadata) == []
-            assert ctx.get_current_revision() == "0003"
+            assert ctx.get_current_revision() == "0004"
     finally:
         engine.dispose()
 

@@ -106,8 +106,8 @@ CREDENTIAL_CASES = [
      "must be the NAME of an environment variable"),
     ("package-password-key", APP.replace('sha256_url: "{url}.sha256"}', f'sha256_url: "{{url}}.sha256", '
                                          f'password: "{SECRET}"}}  # HERE'), "apps.pyapp.package.password",
-     "unknown key 'password'; allowed keys: type, repository, url, sha256_url, local_dir, sha256, username, "
-     "password_env, token_env, rebuilt_versions"),
+     "unknown key 'password'; allowed keys: type, repository, url, sha256_url, local_dir, sha256, versions_url, "
+     "username, password_env, token_env, rebuilt_versions"),
     ("rebuilt-versions-not-bool", APP.replace('sha256_url: "{url}.sha256"}', 'sha256_url: "{url}.sha256", '
                                               "rebuilt_versions: sometimes}  # HERE"),
      "apps.pyapp.package.rebuilt_versions", "must be true or false, got 'sometimes'"),

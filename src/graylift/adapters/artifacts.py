@@ -38,7 +38,7 @@ from graylift.errors import ArtifactError, ConfigError
 from graylift.redact import mask_url, redact
 
 if TYPE_CHECKING:
-    from graylift.config import PackageConfig
+    from graylift.config import PackageConfig, ResolvedPackage
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -244,7 +244,7 @@ class LocalDirArtifactStore:
         return Package(app, version, self.kind, name, digest.hexdigest(), local_path=str(path))
 
 
-def auth_from_config(package: PackageConfig) -> ArtifactAuth | None:
+def auth_from_config(package: PackageConfig | ResolvedPackage) -> ArtifactAuth | None:
     """The repository credentials, read from the environment variables the package names (never stored)."""
     try:
         if package.token_env is not None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graylift.cli import config_cmds, releases
+from graylift.cli import config_cmds, doctor, releases
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
 from graylift.cli.lazy import LazyGroup
@@ -30,6 +30,7 @@ for command in (config_cmds.init, config_cmds.check, releases.plan, releases.rel
                 releases.status, releases.promote, releases.pause, releases.abort, releases.resume, releases.retry,
                 releases.history):
     app.command()(command)
+app.command()(doctor.doctor)
 
 
 def _version(value: bool) -> None:

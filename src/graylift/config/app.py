@@ -8,7 +8,7 @@ port packages list them (``graylift.adapters.traffic.TRAFFIC`` ...): a new backe
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -33,6 +33,7 @@ from graylift.schema import (
     fail,
     from_snapshot,
     int_at_least,
+    placeholders,
 )
 
 if TYPE_CHECKING:  # the unions are assembled when the backend modules are imported
@@ -86,6 +87,29 @@ class TrafficCheckConfig(Section):
     allowed: list[Text] = Field(default_factory=list)  # peer addresses whose traffic is expected (health checkers)
 
 
+MIGRATION_PLACEHOLDERS = frozenset({"app", "version", "env", "previous_version"})
+MigrationTemplate = Annotated[str, BeforeValidator(check_text), placeholders(MIGRATION_PLACEHOLDERS, shell=True)]
+
+
+class MigrationConfig(Section):
+    """A schema migration run once per release, on the controller, before the canary (Flyway, Liquibase,
+    Alembic: a command that is safe to run twice). ``default``: what a release declares when it does not say:
+    ``expand`` (backward compatible: the previous version works with the new schema) or ``contract`` (not:
+    a rollback across it is refused unless overridden with a reason)."""
+
+    command: MigrationTemplate
+    timeout: PositiveSeconds = 600.0
+    default: Literal["expand", "contract"] = "expand"
+
+
+class PromotionConfig(Section):
+    """An environment's gate: a version comes here only after it succeeded in ``after`` (at least ``min_age``
+    seconds ago, and not rolled back there since). Rollbacks are not gated."""
+
+    after: PlainName
+    min_age: Seconds = 0.0
+
+
 class AppConfig(Section):
     """One app's release settings (for one environment once ``GrayliftConfig.app_for_env`` merged it)."""
 
@@ -99,6 +123,9 @@ class AppConfig(Section):
     quiet_period: Seconds = 2.0
     traffic_check: TrafficCheckConfig | None = None
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    promotion: PromotionConfig | None = None  # usually per env: envs: {prod: {promotion: {after: staging}}}
+    compatibility: Text | None = None  # a note `plan` shows: how two versions side by side get along
+    migration: MigrationConfig | None = None
     envs: dict[PlainName, Annotated[dict[str, Any], BeforeValidator(_check_override)]] = Field(
         default_factory=dict)
 
@@ -150,8 +177,9 @@ class AppConfig(Section):
         p = self.package
         if p.repository is None:
             return ResolvedPackage(type=p.type, url=p.url, sha256_url=p.sha256_url, local_dir=p.local_dir,
-                                   sha256=p.sha256, username=p.username, password_env=p.password_env,
-                                   token_env=p.token_env, rebuilt_versions=p.rebuilt_versions)
+                                   sha256=p.sha256, versions_url=p.versions_url, username=p.username,
+                                   password_env=p.password_env, token_env=p.token_env,
+                                   rebuilt_versions=p.rebuilt_versions)
         repos = config.repositories if config is not None else {}
         repo = repos.get(p.repository)
         if repo is None:
@@ -162,5 +190,6 @@ class AppConfig(Section):
         rebuilt = p.rebuilt_versions if "rebuilt_versions" in p.model_fields_set else repo.rebuilt_versions
         return ResolvedPackage(type=p.type, url=repo.url, sha256_url=repo.sha256_url,
                                local_dir=repo.local_dir, sha256=p.sha256, repository=p.repository,
+                               versions_url=repo.versions_url,
                                username=access.username, password_env=access.password_env,
                                token_env=access.token_env, rebuilt_versions=rebuilt)

@@ -44,6 +44,8 @@ PackageUrlTemplate = Annotated[str, BeforeValidator(check_text), AfterValidator(
                                placeholders(PACKAGE_URL_PLACEHOLDERS)]
 Sha256UrlTemplate = Annotated[str, BeforeValidator(check_text), AfterValidator(no_userinfo),
                               placeholders(SHA256_URL_PLACEHOLDERS)]
+VersionsUrlTemplate = Annotated[str, BeforeValidator(check_text), AfterValidator(no_userinfo),
+                                placeholders(frozenset({"app", "ext"}))]
 
 
 def _check_basic_username(value: str) -> str:
@@ -84,6 +86,7 @@ class RepositoryConfig(_RepositoryAccess):
     url: PackageUrlTemplate | None = None
     sha256_url: Sha256UrlTemplate | None = None
     local_dir: LocalPath | None = None
+    versions_url: VersionsUrlTemplate | None = None  # where the console lists versions: see docs/config.md
     username: BasicUsername | None = None
     password_env: EnvName | None = None
     token_env: EnvName | None = None
@@ -98,6 +101,8 @@ class RepositoryConfig(_RepositoryAccess):
         if self.url is not None and self.sha256_url is None:
             raise ValueError('a url repository needs sha256_url (e.g. "{url}.sha256") so hosts can verify '
                              "the package")
+        if self.versions_url is not None and self.url is None:
+            raise ValueError("versions_url needs url (a local_dir is listed by graylift itself)")
         return self
 
 
@@ -116,6 +121,7 @@ class PackageConfig(_RepositoryAccess):
     sha256_url: Sha256UrlTemplate | None = None
     local_dir: LocalPath | None = None
     sha256: Annotated[str, BeforeValidator(check_text), AfterValidator(_check_sha256)] | None = None
+    versions_url: VersionsUrlTemplate | None = None
     username: BasicUsername | None = None
     password_env: EnvName | None = None
     token_env: EnvName | None = None
@@ -132,7 +138,8 @@ class PackageConfig(_RepositoryAccess):
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> PackageConfig:
         if self.repository is not None:
-            sources = {"url": self.url, "sha256_url": self.sha256_url, "local_dir": self.local_dir}
+            sources = {"url": self.url, "sha256_url": self.sha256_url, "local_dir": self.local_dir,
+                       "versions_url": self.versions_url}
             given = [name for name, value in sources.items() if value is not None]
             if given:
                 raise ValueError(f"give either repository or {'/'.join(given)}, not both")
@@ -148,6 +155,8 @@ class PackageConfig(_RepositoryAccess):
         if self.url is not None and self.sha256_url is None and self.sha256 is None:
             raise ValueError('a url package needs sha256_url (e.g. "{url}.sha256") or sha256 so hosts can '
                              "verify it")
+        if self.versions_url is not None and self.url is None:
+            raise ValueError("versions_url needs url (a local_dir is listed by graylift itself)")
         return self
 
 
@@ -173,6 +182,7 @@ class ResolvedPackage(BaseModel):
     sha256_url: str | None = None  # template: {app} {version} {ext} {url}
     local_dir: Path | None = None
     sha256: str | None = None  # fixed digest
+    versions_url: str | None = None  # template: {app} {ext}; a page listing the versions (console)
     repository: str | None = None
     username: str | None = None  # HTTP basic auth, with password_env
     password_env: str | None = None

@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import re
+from datetime import time
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, model_validator
 
 from graylift.core.model import OnFailure, OnUnhealthy, PromoteMode
+from graylift.core.windows import Window, parse_days
 from graylift.schema import Flag, NonNegativeInt, PlainName, PositiveInt, Seconds, Section, exactly_one, fail, is_number
 
 
@@ -49,6 +53,43 @@ class FailureBudgetConfig(Section):
     total: NonNegativeInt = 0
 
 
+def _check_hours(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
+        raise fail("hours", 'must be "HH:MM-HH:MM" (24-hour clock; an end before the start runs past midnight)',
+                   value)
+    return value
+
+
+def _check_days(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise fail("days", 'must be a string like "mon-fri" or "sat,sun" or "daily"', value)
+    try:
+        parse_days(value)
+    except ValueError as exc:
+        raise fail("days", str(exc).removeprefix("days: "), value) from None
+    return value
+
+
+def _check_tz(value: Any) -> Any:
+    try:
+        ZoneInfo(value) if isinstance(value, str) and value else ZoneInfo("")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail("tz", "must be an IANA time zone name like UTC or Asia/Shanghai", value) from None
+    return value
+
+
+class WindowConfig(Section):
+    """A weekly release window: ``{days: mon-fri, hours: "09:00-17:00", tz: Asia/Shanghai}``."""
+
+    days: Annotated[str, BeforeValidator(_check_days)]
+    hours: Annotated[str, BeforeValidator(_check_hours)]
+    tz: Annotated[str, BeforeValidator(_check_tz)] = "UTC"
+
+    def window(self) -> Window:
+        start, end = (time.fromisoformat(t) for t in self.hours.split("-"))
+        return Window(days=parse_days(self.days), start=start, end=end, tz=self.tz)
+
+
 class StrategyConfig(Section):
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     batch: BatchConfig = Field(default_factory=lambda: BatchConfig(size=1))
@@ -58,3 +99,4 @@ class StrategyConfig(Section):
     on_failure: OnFailure = OnFailure.PAUSE
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     allow_half_or_more: Flag = False
+    windows: list[WindowConfig] = Field(default_factory=list)  # when releases may start; none: any time

@@ -73,3 +73,15 @@ def bake_outcome(
 def lease_is_stale(*, now: datetime, heartbeat_at: datetime | None, stale_after: float) -> bool:
     """A controller that has not written its heartbeat for ``stale_after`` seconds is taken to be dead."""
     return heartbeat_at is None or (now - heartbeat_at).total_seconds() > stale_after
+
+
+def too_many_versions(serving: dict[str, int], target: str) -> str | None:
+    """Why releasing ``target`` would put three versions in service at once (``serving``: version -> hosts on
+    it), or None. Two versions side by side is what a release is; a third means nobody can tell which two
+    must be compatible with each other."""
+    others = {v: n for v, n in serving.items() if v != target}
+    if len(others) < 2:
+        return None
+    now = " and ".join(f"{v} ({n} host{'s' if n != 1 else ''})" for v, n in sorted(others.items()))
+    return (f"the hosts serve {now}; releasing {target} would put three versions in service at once: "
+            f"first bring every host to one of them (finish or roll back the last release)")

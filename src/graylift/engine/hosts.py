@@ -8,7 +8,7 @@ the release ``current`` points at) is the one source of the host's previous vers
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -334,12 +334,19 @@ class HostRunner:
             return
         await self._pass(rec, host, ROLLBACK_FLOW, back=True)
 
-    async def settle(self, rec: ReleaseRecord) -> None:
-        """Hosts a crash caught mid-pass: a forward pass is reverted, a revert or rollback is finished."""
+    async def settle(self, rec: ReleaseRecord, hosts: Collection[str] | None = None, *, again: bool = False) -> None:
+        """Hosts a crash caught mid-pass (all, or those of ``hosts``): a forward pass is reverted, a revert or
+        rollback is finished. With ``again`` a forward pass reverted cleanly is queued again (pending)."""
         for run in self.store.host_runs(rec.id):
+            if hosts is not None and run.host not in hosts:
+                continue
             if run.state is HostState.RUNNING:
                 begun = [Step(s) for s in run.done_steps] + ([Step(run.step)] if run.step else [])
                 await self.revert(rec, run, begun, "interrupted, then stopped", back=False)
+                if again and self.store.host_run(rec.id, run.host).state is HostState.FAILED:
+                    self.store.reset_host_run(rec.id, run.host, target_version=rec.version, state=HostState.PENDING)
+                    self.store.journal(rec.id, run.host, "settle", "queued_again", {"reverted_to": run.found and
+                                                                                   run.found.version})
             elif run.state is HostState.REVERTING:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):

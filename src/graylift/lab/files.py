@@ -148,7 +148,7 @@ def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifa
                 "connect_timeout": 10, "command_timeout": 120, "max_connections": 200},
         "repositories": {
             "lab": {"url": artifact_base_url + "/{app}/{version}/{app}-{version}.{ext}",
-                    "sha256_url": "{url}.sha256"},
+                    "sha256_url": "{url}.sha256", "versions_url": artifact_base_url + "/{app}/"},
         },
         "apps": {app: app_section(app, port, "lab", traffic_entries(
             app, port, lbs, haproxy_socket=haproxy_socket, zookeeper=zookeeper,

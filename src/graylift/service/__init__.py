@@ -2,12 +2,14 @@
 
 from graylift.service.base import DEFAULT_CONFIG, FleetBuilder, config_path_from_env
 from graylift.service.cmdb import CmdbService, SurveyRow, parse_hosts_file
-from graylift.service.releases import PlanView, ReleaseService
+from graylift.service.doctor import DoctorService, Finding
+from graylift.service.releases import PlanView
+from graylift.service.schedules import ScheduleService
 from graylift.service.workers import WorkerService, batch_timings
 from graylift.store import HostRunRecord, JournalEntry, ReleaseRecord
 
 
-class Graylift(ReleaseService, WorkerService, CmdbService):
+class Graylift(DoctorService, ScheduleService, WorkerService, CmdbService):
     """The whole service over one config file and one state database."""
 
 
@@ -18,6 +20,6 @@ def example_config() -> str:
     return example_config_text()
 
 
-__all__ = ["DEFAULT_CONFIG", "FleetBuilder", "Graylift", "HostRunRecord", "JournalEntry", "PlanView",
+__all__ = ["DEFAULT_CONFIG", "Finding", "FleetBuilder", "Graylift", "HostRunRecord", "JournalEntry", "PlanView",
            "ReleaseRecord", "SurveyRow", "batch_timings", "config_path_from_env", "example_config",
            "parse_hosts_file"]

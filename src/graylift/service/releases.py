@@ -7,14 +7,17 @@ never a direct write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from graylift.core.model import Host, OnUnhealthy
 from graylift.core.plan import Plan, Timing, make_plan
-from graylift.core.policy import lease_is_stale
+from graylift.core.policy import lease_is_stale, too_many_versions
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
+from graylift.core.windows import Window, is_open
 from graylift.engine.lease import STALE_AFTER_SECONDS, owner_is_dead
 from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
 from graylift.preflight import Report, preflight
+from graylift.service import gates, migrations
 from graylift.service.base import ServiceBase
 from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
 
@@ -58,6 +61,12 @@ class ReleaseService(ServiceBase):
         if kind is ReleaseKind.ROLLBACK:  # a sick host is rolled back too (that may heal it), counted as out
             known_out |= unhealthy
             unhealthy = {}
+        if kind is ReleaseKind.RELEASE and version is not None:
+            serving = report.versions_serving()
+            if (three := too_many_versions(serving, version)) is not None:
+                report.problems.append(three)
+            if cfg.compatibility:
+                report.notes.append(f"compatibility: {cfg.compatibility}")
         if unhealthy and strategy.on_unhealthy is OnUnhealthy.FAIL:
             report.problems += [f"{name}: unhealthy before the release ({why}); strategy.on_unhealthy is fail"
                                 for name, why in unhealthy.items()]
@@ -68,7 +77,25 @@ class ReleaseService(ServiceBase):
         previous = self.store.current_version(app, env) or report.fleet_version()  # a fleet another tool installed
         return PlanView(app, env, version, plan, hosts, previous, report=report, attention=attention)
 
-    async def start_release(self, app: str, env: str, version: str, *, started_by: str) -> ReleaseRecord:
+    def windows(self, app: str, env: str) -> list[Window]:
+        return [w.window() for w in self.config.app_for_env(app, env).strategy.windows]
+
+    def check_window(self, app: str, env: str, at: datetime, *, version: str, override: str | None = None,
+                     scheduling: bool = False) -> None:
+        gates.check_window(self.windows(app, env), app, env, at, version=version, override=override,
+                           scheduling=scheduling)
+
+    async def start_release(self, app: str, env: str, version: str, *, started_by: str,
+                            outside_window: str | None = None, migration: str | None = None) -> ReleaseRecord:
+        """Gates (:mod:`.gates`), preflight, and record a release (a worker drives it). Outside the app's release
+        windows it is refused unless ``outside_window`` gives the reason, which is journaled. The app's schema
+        migration (``migration``: expand or contract, else the config's default) runs before any host is touched
+        (:mod:`.migrations`)."""
+        now = self.store.db_now()
+        self.check_window(app, env, now, version=version, override=outside_window)
+        cfg = self.config.app_for_env(app, env)
+        gates.check_promotion(self.store, cfg, app, env, version, now)
+        migration_kind = migrations.declared_kind(cfg, migration)
         view = await self.plan(app, env, version)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
@@ -82,7 +109,18 @@ class ReleaseService(ServiceBase):
         if self.store.current_version(app, env) is None and view.previous_version:  # brownfield: what it ran
             self.store.record_deployed(app, env, view.previous_version, rec.id, source="survey")
             self.store.journal(rec.id, None, "survey", "fleet_version", {"version": view.previous_version})
+        if outside_window and not is_open(self.windows(app, env), self.store.db_now()):
+            self.store.journal(rec.id, None, "window", "override", {"reason": outside_window, "by": started_by})
+        if migration_kind is not None:
+            await migrations.run_migration(self.store, cfg, rec, migration_kind)
         return rec
+
+    async def promote_env(self, app: str, version: str, *, from_env: str, to_env: str, started_by: str
+                          ) -> ReleaseRecord:
+        """Release ``version`` to ``to_env`` only if it passed ``from_env`` (and ``to_env``'s own gate)."""
+        gates.check_promotion(self.store, self.config.app_for_env(app, to_env), app, to_env, version,
+                              self.store.db_now(), after=from_env)
+        return await self.start_release(app, to_env, version, started_by=started_by)
 
     def _create(self, view: PlanView, snap: dict[str, object], plan: dict[str, object], *, kind: ReleaseKind,
                 version: str, started_by: str) -> ReleaseRecord:
@@ -96,14 +134,18 @@ class ReleaseService(ServiceBase):
                            {"notes": view.report.notes, "hosts": len(view.report.hosts)})
         return rec
 
-    async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str
-                             ) -> ReleaseRecord:
-        """Roll back the active release of app/env, or start a rollback release to the last good version."""
+    async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str,
+                             override_migration: str | None = None) -> ReleaseRecord:
+        """Roll back the active release of app/env, or start a rollback release to the last good version.
+        Across a contract migration only with ``override_migration`` (the reason, journaled)."""
         active = self.store.active_release(app, env)
         if active is not None:
             if to_version is not None and to_version != active.previous_version:
                 raise StateError(f"release #{active.id} is active; it rolls back to {active.previous_version}, "
                                  f"not {to_version}. Roll it back first, then release {to_version}.")
+            if active.previous_version is not None:
+                crossed = migrations.check_rollback(self.store, app, env, active.previous_version, override_migration)
+                self._journal_override(active.id, crossed, override_migration, started_by)
             return self.request(active.id, Request.ROLLBACK)
         current = self.store.current_version(app, env)
         bad = self.store.bad_versions(app, env)
@@ -111,14 +153,22 @@ class ReleaseService(ServiceBase):
             raise StateError(f"{app} {to_version} ({env}) was rolled back before ({bad[to_version]}); "
                              "a rollback never goes to it: name another version with --to")
         target = to_version or self.previous_good_version(app, env, current)
+        crossed = migrations.check_rollback(self.store, app, env, target, override_migration)
         view = await self.plan(app, env, target, kind=ReleaseKind.ROLLBACK)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
         view.previous_version = current or view.previous_version
         from graylift.wiring import snapshot
 
-        return self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
-                            version=target, started_by=started_by)
+        rec = self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
+                           version=target, started_by=started_by)
+        self._journal_override(rec.id, crossed, override_migration, started_by)
+        return rec
+
+    def _journal_override(self, release_id: int, crossed: list[ReleaseRecord], reason: str | None, by: str) -> None:
+        if crossed and reason:
+            self.store.journal(release_id, None, "migration", "override",
+                               {"reason": reason, "by": by, "crossed": [r.id for r in crossed]})
 
     def previous_good_version(self, app: str, env: str, current: str | None) -> str:
         """The newest version that went live before ``current`` and was never rolled back."""

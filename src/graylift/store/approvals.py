@@ -111,13 +111,7 @@ class ApprovalStore(ServerStore):
     def move_request(self, request_id: int, state: str, message: str, *, expect: str,
                      release_id: int | None = None) -> bool:
         """Move a request from ``expect`` to ``state``; False if it was not in ``expect`` (someone else moved it)."""
-        c = t.release_requests.c
-        values: dict[str, Any] = {"state": state, "message": message, "updated_at": self._now()}
-        if release_id is not None:
-            values["release_id"] = release_id
-        with self._write() as conn:
-            return bool(conn.execute(sa.update(t.release_requests).where(c.id == request_id, c.state == expect)
-                                     .values(values)).rowcount)
+        return self.move(t.release_requests, request_id, state, message, expect=expect, release_id=release_id)
 
     def add_approval(self, request_id: int, user: str, decision: str, comment: str) -> Approval:
         try:

@@ -35,6 +35,16 @@ class ServerStore(StoreBase):
     def now(self) -> datetime:
         return self._now()
 
+    def move(self, table: sa.Table, row_id: int, state: str, message: str, *, expect: str, **values: Any) -> bool:
+        """Move a row (a request, a schedule) from state ``expect`` to ``state`` with ``message`` and the given
+        ``values`` (None ones left out); False if it was not in ``expect``: someone else moved it first."""
+        c = table.c
+        changes = {"state": state, "message": message, "updated_at": self._now()}
+        changes |= {k: v for k, v in values.items() if v is not None}
+        with self._write() as conn:
+            return bool(conn.execute(sa.update(table).where(c.id == row_id, c.state == expect).values(changes)
+                                     ).rowcount)
+
 
 def where_given(query: sa.Select[Any], *equal: tuple[sa.ColumnElement[Any], object]) -> sa.Select[Any]:
     """``query`` narrowed to ``column == value`` for each (column, value) whose value is not None."""

@@ -304,6 +304,23 @@ freeze_windows = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Releases to start at a time (`graylift schedule`); the worker pool starts each when it is due.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    _serial_id(),
+    *_app_env(),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("run_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # waiting | started | failed | cancelled
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("release_id", ID_TYPE, nullable=True),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_schedules_state_run_at", "state", "run_at"),
+)
+
 # Append-only (the migration adds triggers that refuse UPDATE and DELETE on every backend).
 audit_log = sa.Table(
     "audit_log",

@@ -1,0 +1,120 @@
+"""The canary phase of a release: the canaries must be on the new version (a skipped one is replaced by
+another host of its group), then they bake: health-checked every few seconds until the bake ends, then
+promoted (automatically or by a person), or, if one fails, the release rolls back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from graylift.core.model import Strategy
+from graylift.core.plan import Plan
+from graylift.core.policy import BakeOutcome, bake_outcome
+from graylift.core.state import HostState, ReleaseState, Request
+from graylift.engine.hosts import HostRunner
+from graylift.errors import GrayliftError
+from graylift.ports import Clock, Fleet
+from graylift.steps import StepContext, health
+from graylift.store import HostRunRecord, ReleaseRecord, Store
+
+BAKE_CHECK_SECONDS = 2.0
+
+
+class CanaryPhase:
+    """The canary part of one controller's drive (:class:`graylift.engine.loop._Drive` is one)."""
+
+    store: Store
+    fleet: Fleet
+    clock: Clock
+    strategy: Strategy
+    hosts: HostRunner
+
+    if TYPE_CHECKING:
+        def move(self, rec: ReleaseRecord, state: ReleaseState, message: str | None = None, **fields: Any
+                 ) -> ReleaseRecord: ...
+
+        def advance(self, rec: ReleaseRecord, pause: float) -> None: ...
+
+    def after_canary(self, rec: ReleaseRecord, plan: Plan, runs: dict[str, HostRunRecord]) -> None:
+        """The canary phase goes on to its bake only with ``canary_required`` canaries on the new version.
+
+        A canary that was skipped (unhealthy before the release) is replaced by another host of the canary
+        group, recorded; with none left, the release pauses before any other host is touched.
+        """
+        canary = plan.batches[0]
+        on_new = [h for h in canary.hosts if runs[h].state is HostState.DONE]
+        required = plan.canary_required or len(canary.hosts)
+        if len(on_new) < required:
+            missing = [h for h in canary.hosts if runs[h].state is not HostState.DONE]
+            spare = self.spare_canary(rec, plan, runs)
+            if spare is not None:
+                new_plan = plan.with_canary_replacement(spare)
+                self.store.update_release(rec.id, plan=rec.plan | new_plan.to_dict(), message=(
+                    f"canary {', '.join(missing)} skipped ({runs[missing[0]].error or 'not on the new version'}); "
+                    f"replaced by {spare}"))
+                self.store.update_host_run(rec.id, spare, batch=0)
+                self.store.journal(rec.id, None, "canary", "replaced",
+                                   {"skipped": missing, "replacement": spare, "reason": runs[missing[0]].error})
+                return
+            reasons = "; ".join(f"{h}: {runs[h].error or runs[h].state.value}" for h in missing)
+            self.move(rec, ReleaseState.PAUSED,
+                      f"paused: the canary phase needs {required} canary host(s) on {rec.version}, {len(on_new)} "
+                      f"ran it ({reasons}) and no other in-service host of the canary group is left; no other "
+                      f"host was touched. Fix them and `graylift retry {rec.id}`, or abort")
+            return
+        bake = self.strategy.bake_seconds
+        until = self.clock.now() + timedelta(seconds=bake)
+        self.store.journal(rec.id, None, "bake", "wait", {"seconds": bake, "canaries": on_new})
+        self.move(rec, ReleaseState.BAKING, f"canary baking for {bake:g}s", phase="bake", wait_until=until)
+
+    def spare_canary(self, rec: ReleaseRecord, plan: Plan, runs: dict[str, HostRunRecord]) -> str | None:
+        group = self.strategy.canary_group
+        if group is None:
+            return None  # named canary hosts: no stand-in was named
+        attention = set(self.store.host_health(rec.app, rec.env))
+        for batch in plan.batches[1:]:
+            for name in batch.hosts:
+                run = runs[name]
+                if run.state is HostState.PENDING and run.host_spec.group == group and name not in attention:
+                    return name
+        return None
+
+    # --- canary bake ---------------------------------------------------------------------------
+
+    async def bake(self, rec: ReleaseRecord) -> None:
+        plan = Plan.from_dict(rec.plan)
+        canaries = [r for r in self.store.host_runs(rec.id)
+                    if r.host in plan.batches[0].hosts and r.state is HostState.DONE]
+        required = plan.canary_required or len(plan.batches[0].hosts)
+        healthy, detail = len(canaries) >= required, f"{len(canaries)} of {required} canaries on the new version"
+        for run in canaries if healthy else []:
+            try:
+                transport = await self.fleet.connect(run.host_spec)
+                target = await self.hosts.target(rec, run)
+                ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                                       found=run.found)
+                result = await health(ctx)
+            except GrayliftError as exc:
+                healthy, detail = False, f"{run.host}: {exc}"
+                break
+            if not result.ok:
+                healthy, detail = False, f"{run.host}: {result.detail}"
+                break
+        until = rec.wait_until or self.clock.now()
+        outcome = bake_outcome(strategy=self.strategy, now=self.clock.now(), bake_until=until,
+                               canaries_healthy=healthy, promote_requested=rec.requested is Request.PROMOTE)
+        if outcome is BakeOutcome.WAIT:
+            left = (until - self.clock.now()).total_seconds()
+            await self.clock.sleep(max(0.05, min(BAKE_CHECK_SECONDS, left)))
+        elif outcome is BakeOutcome.PROMOTE:
+            self.store.clear_request(rec.id)
+            self.store.journal(rec.id, None, "bake", "done", {"promote": "requested" if rec.requested else "auto"})
+            promoted = self.move(rec, ReleaseState.RUNNING, "canary promoted", phase="", wait_until=None)
+            self.advance(promoted, self.strategy.pause_seconds)
+        elif outcome is BakeOutcome.AWAIT_PROMOTION:
+            self.move(rec, ReleaseState.AWAITING_PROMOTION,
+                      f"canary baked healthy; promote with `graylift promote {rec.id}`", wait_until=None)
+        else:
+            self.store.journal(rec.id, None, "bake", "failed", {"error": detail})
+            self.move(rec, ReleaseState.ROLLING_BACK, f"canary failed during bake ({detail}); rolling back")
+
