@@ -185,7 +185,7 @@ def test_the_command_says_it_in_text_and_json_with_its_exit_codes(world: World, 
     assert f"h4 ({APP}, {ENV}): out of traffic in lb1" in text.output and "--repair will: put_back" in text.output
     fixed = run("--repair")  # every app and environment with releases
     assert fixed.exit_code == 0 and "repaired: ran put_back" in fixed.output and world.switch.out == set()
-    for bad, says in ((("--output", "xml"), "'xml' is not one of 'text', 'json'"), (("nosuch", "--env", ENV), "unknown app 'nosuch'"),
-                      (("nosuch",), "give --env ENV")):
+    for bad, says in ((("--output", "xml"), "'xml' is not one of 'text', 'json'"),
+                      (("nosuch", "--env", ENV), "unknown app 'nosuch'"), (("nosuch",), "give --env ENV")):
         done = run(*bad)
         assert done.exit_code == 2 and says in done.output and "Traceback" not in done.output
