@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from graylift.cli.output import error, warn
+from graylift.cli.output import console, err, error, warn  # console, err: re-exported for the commands
 from graylift.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GrayliftError, UsageError
 
 if TYPE_CHECKING:
@@ -135,3 +135,7 @@ def release_id(ref: str) -> int:
         raise UsageError(f"{ref!r} is not a release id (a number from `graylift history APP --env ENV`; or give "
                          "the app name with --env ENV)")
     return int(ref)
+
+
+__all__ = ["AppArg", "ConfigOpt", "EnvOpt", "MaybeEnvOpt", "Output", "OutputOpt", "RefArg", "WaitOpt", "check_app",
+           "console", "emergency", "err", "find_release", "guarded", "release_id", "run_async", "service", "who"]
