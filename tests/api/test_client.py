@@ -6,6 +6,7 @@ docs/api.md), the test puts the remote service in its place itself."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,6 +54,10 @@ def test_the_cli_through_a_server_releases_and_shows_the_same_as_locally(run: Ca
     assert remote.output.splitlines()[:-1] == local.output.splitlines()[:-1]  # but for where the state lives:
     assert remote.output.splitlines()[-1] == "state: the graylift server"  # status shows it
     assert local.output.splitlines()[-1].startswith("state: sqlite:///")
+    remote, local = run("status", "1", "-o", "json"), run("status", "1", "-o", "json", user=None)
+    mine, theirs = json.loads(remote.output), json.loads(local.output)
+    assert remote.exit_code == 0 and mine["state_db"] == "the graylift server"
+    assert mine["release"] == theirs["release"] and len(mine["hosts"]) == len(theirs["hosts"]) == 8
     listed = run("hosts", "list", "--app", APP, "--env", "test")
     assert listed.exit_code == 0 and "h1" in listed.output and "10.0.0.8" in listed.output
     plan = run("plan", APP, "2.0.0", "--env", "test")
