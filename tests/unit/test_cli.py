@@ -202,6 +202,8 @@ def test_a_database_that_cannot_be_reached_exits_4(site: Site, monkeypatch: pyte
     ("pause", "order-svc", "--env", "prod"),
     ("plan", "order-svc", "--env", "prod"),
     ("hosts", "maintenance", "web-1", "--app", "order-svc", "--env", "prod"),
+    ("hosts", "survey", "--app", "order-svc", "--env", "prod"),
+    ("hosts", "survey", "order-svc", "--env", "prod"),
 ])
 def test_an_unknown_app_is_named_with_the_known_ones(site: Site, args: tuple[str, ...]) -> None:
     code, _, err = site.run(*args)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from graylift.cli.common import AppArg, ConfigOpt, EnvOpt, Output, OutputOpt, check_app, guarded, run_async, service
+from graylift.cli.common import ConfigOpt, EnvOpt, Output, OutputOpt, check_app, guarded, run_async, service
 from graylift.cli.output import console, emit_json, show_table, styled, table
+from graylift.errors import UsageError
 
 hosts_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
                         help="The built-in CMDB: which hosts run which app.")
@@ -64,14 +65,18 @@ def hosts_maintenance(name: Annotated[str, typer.Argument(metavar="HOST")], app_
 
 
 @hosts_app.command("survey")
-def hosts_survey(app_name: AppArg, env: EnvOpt,
+def hosts_survey(env: EnvOpt, app_arg: Annotated[str | None, typer.Argument(metavar="APP", help="The app (or --app, "
+                                                                              "as in every hosts command).")] = None,
+                 app_name: Annotated[str | None, typer.Option("--app", metavar="APP", help="The app.")] = None,
                  version: Annotated[str | None, typer.Option("--version", metavar="VERSION",
                                                              help="The version a release would bring.")] = None,
                  config: ConfigOpt = None) -> None:
     """Read-only: what each host runs and serves, the layout found, what a release would do."""
 
     def body() -> None:
-        rows = run_async(service(config).survey(app_name, env, version))
+        if (app_arg is None) == (app_name is None):
+            raise UsageError("name the app once: `graylift hosts survey --app APP --env ENV`")
+        rows = run_async(service(config).survey(app_name or str(app_arg), env, version))
         out = table("host", "layout", "version", "sha256", "serving", "a release would")
         for r in rows:
             out.add_row(r.host.name, r.layout, r.version or "", (r.sha256 or "")[:12], r.serving, r.would)
