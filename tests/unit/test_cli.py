@@ -266,6 +266,13 @@ def test_where_the_state_lives(site: Site, monkeypatch: pytest.MonkeyPatch) -> N
     one_error(err, 2, code, "only SQLite", "PostgreSQL", "are supported")
 
 
+def test_a_password_in_the_state_url_is_refused_even_by_status(site: Site) -> None:
+    site.config.write_text("state: postgresql+psycopg://graylift:s3cret@127.0.0.1:9/graylift\napps: {}\n")
+    code, out, err = site.run("status")
+    one_error(err, 2, code, "a password in the state URL ends up in logs")
+    assert "s3cret" not in out + err
+
+
 def test_the_default_state_database_is_shared_when_run_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
     from graylift.config import default_state_db
 

@@ -78,7 +78,15 @@ class ServiceBase:
             return explicit
         if self._config is not None:
             return self._config.state_url(self.config_path)
-        return resolve_state(state_line(self.config_path), self.config_path)
+        state = state_line(self.config_path)
+        if state is not None:
+            from graylift.schema import has_password
+
+            if has_password(state):  # as the config's own validation says it
+                raise ConfigError("a password in the state URL ends up in logs; put the whole URL in the "
+                                  "GRAYLIFT_DB environment variable instead, or the password in PGPASSWORD or "
+                                  "~/.pgpass", file=str(self.config_path), field="state")
+        return resolve_state(state, self.config_path)
 
     @property
     def store(self) -> Store:
