@@ -1,0 +1,142 @@
+"""Differential test: every inventory in corpus/ gives graylift what it gives ansible-core, or a clear refusal.
+
+The oracle is ``ansible-inventory -i FILE --list`` (ansible-core, a test-only dependency). For each host
+Ansible lists, graylift must import the same host with the same address, port, user and variables (the
+ssh plugin's choice: ``ansible_ssh_host``/``_port``/``_user`` over ``ansible_host``/``_port``/``_user``; no
+user is graylift's default, root), or refuse the whole file with one line that starts with the file and
+line and names the feature. A file Ansible cannot read must be refused too. Each corpus file starts with
+``# expect: agree`` or ``# expect: refuse TEXT`` (TEXT is in graylift's message); no header means agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graylift.adapters.inventory.hostfile import load_hosts_file
+from graylift.core.hosts import parse_flag, tag_value
+from graylift.core.model import Host
+from graylift.errors import InventoryError
+
+pytestmark = pytest.mark.slow
+
+CORPUS = Path(__file__).parent / "corpus"
+ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
+ANSIBLE_CFG = """\
+[inventory]
+enable_plugins = auto, yaml, ini
+unparsed_is_failed = True
+any_unparsed_is_failed = True
+"""
+View = dict[str, tuple[str, int, str, bool, dict[str, str]]]  # name -> address, port, user, in service, tags
+
+
+def corpus() -> list[Path]:
+    """Every file of corpus/; a directory is one inventory, its ``hosts`` file (with group_vars/ beside it)."""
+    return sorted(p / "hosts" if p.is_dir() else p for p in CORPUS.iterdir())
+
+
+def expectation(path: Path) -> tuple[str, str]:
+    match = re.match(r"# expect: (agree|refuse)\s*(.*)", path.read_text().splitlines()[0])
+    return (match.group(1), match.group(2).strip()) if match else ("agree", "")
+
+
+def run_ansible(path: Path, cfg: Path, home: Path) -> dict[str, Any] | str:
+    """Ansible's hostvars for ``path``, or its error text when it cannot read the file."""
+    env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(cfg), "ANSIBLE_HOME": str(home),
+                        "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(path), "--list"], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+    if done.returncode != 0:
+        return done.stderr.strip() or f"exit {done.returncode}"
+    hostvars: dict[str, Any] = json.loads(done.stdout)["_meta"]["hostvars"]
+    listed = _hosts_in_groups(json.loads(done.stdout))
+    return {name: hostvars.get(name, {}) for name in listed}
+
+
+def _hosts_in_groups(listing: dict[str, Any]) -> set[str]:
+    return {h for name, group in listing.items() if name != "_meta" for h in group.get("hosts", [])}
+
+
+def ansible_view(hostvars: dict[str, Any]) -> View:
+    def pick(vars_: dict[str, Any], field: str) -> Any:
+        for key in (f"ansible_ssh_{field}", f"ansible_{field}"):
+            if vars_.get(key) is not None:
+                return vars_[key]
+        return None
+
+    view: View = {}
+    for name, vars_ in hostvars.items():
+        in_service = parse_flag(vars_.get("in_service", True))
+        assert in_service is not None
+        view[name] = (str(pick(vars_, "host") or name), int(pick(vars_, "port") or 22),
+                      str(pick(vars_, "user") or "root"), in_service,
+                      {k: tag_value(v) for k, v in vars_.items() if not k.startswith("ansible_") and k != "in_service"})
+    return view
+
+
+def graylift_view(hosts: list[Host]) -> View:
+    return {h.name: (h.address, h.port, h.user, h.in_service, dict(h.tags)) for h in hosts}
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, dict[str, Any] | str]:
+    home = tmp_path_factory.mktemp("ansible")
+    cfg = home / "ansible.cfg"
+    cfg.write_text(ANSIBLE_CFG)
+    files = corpus()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(files, pool.map(lambda p: run_ansible(p, cfg, home), files), strict=True))
+
+
+def test_every_corpus_file_agrees_with_ansible_or_is_refused_clearly(oracle: dict[Path, Any]) -> None:
+    agree, refused, silently_different, unclear, unexpected = [], [], [], [], []
+    for path, ansible in oracle.items():
+        kind, feature = expectation(path)
+        try:
+            mine = graylift_view(load_hosts_file(path))
+        except InventoryError as exc:
+            message = str(exc)
+            at_line = re.match(rf"{re.escape(str(path))}:\d+: ", message)
+            whole_file = message.startswith(f"{path}: ") and "group_vars" in message
+            if "\n" in message or not (at_line or whole_file) or feature not in message:
+                unclear.append(f"{path.name}: {message}")
+            elif kind != "refuse":
+                unexpected.append(f"{path.name}: refused, expected to agree: {message}")
+            else:
+                refused.append(path.name)
+            continue
+        theirs = ansible_view(ansible) if isinstance(ansible, dict) else None
+        if theirs != mine:
+            silently_different.append(f"{path.name}:\n  ansible:  {theirs or ansible}\n  graylift: {mine}")
+        elif kind != "agree":
+            unexpected.append(f"{path.name}: agreed, expected a refusal naming {feature!r}")
+        agree.append(path.name)
+    summary = (f"{len(oracle)} files: {len(agree)} agree with ansible-inventory, {len(refused)} refused with a "
+               f"clear line, {len(silently_different)} silently different")
+    print(summary)
+    assert silently_different == [], summary + "\n" + "\n".join(silently_different)
+    assert unclear == [], "\n".join(unclear)
+    assert unexpected == [], "\n".join(unexpected)
+    assert agree and refused
+
+
+def test_a_refused_plugin_file_can_be_exported_by_ansible_and_imported(tmp_path: Path) -> None:
+    """The advice for plugin files works: `ansible-inventory --list --yaml` output imports unchanged."""
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text(ANSIBLE_CFG)
+    source = CORPUS / "yaml_groups_of_groups.yml"
+    env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(cfg), "ANSIBLE_HOME": str(tmp_path)}
+    exported = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(source), "--list", "--yaml"], capture_output=True,
+                              text=True, env=env, timeout=120, check=True).stdout
+    target = tmp_path / "hosts.yml"
+    target.write_text(exported)
+    assert graylift_view(load_hosts_file(target)) == graylift_view(load_hosts_file(source))
