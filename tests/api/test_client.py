@@ -73,3 +73,20 @@ def test_server_option_becomes_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert os.environ["GRAYLIFT_SERVER"] == "https://gl:8080"
     assert take_server_option(["status", "--server=http://x"]) == ["status"]
     assert os.environ["GRAYLIFT_SERVER"] == "http://x"
+
+
+def test_hosts_import_through_the_server_shows_the_changes_and_dry_run_stores_nothing(
+        run: Callable[..., Any], tmp_path: Any) -> None:
+    listed = run("hosts", "list", "--app", APP, "--env", "test", user=None)
+    assert "h8" in listed.output
+    path = tmp_path / "hosts.ini"
+    path.write_text("[beta]\nh1 ansible_host=10.0.0.1\n[prod]\nh2 ansible_host=10.0.0.2 ansible_port=2222\n")
+    dry = run("hosts", "import", str(path), "--app", APP, "--env", "test", "--dry-run", user="admin")
+    assert dry.exit_code == 0, dry.output
+    assert "- h8 " in dry.output and "6 removed" in dry.output and "(dry run: nothing stored)" in dry.output
+    assert "h8" in run("hosts", "list", "--app", APP, "--env", "test", user=None).output
+    done = run("hosts", "import", str(path), "--app", APP, "--env", "test", user="admin")
+    assert done.exit_code == 0, done.output
+    assert done.output.replace("would import", "imported").replace(" (dry run: nothing stored)", "") == dry.output \
+        .replace("would import", "imported").replace(" (dry run: nothing stored)", "")
+    assert "h8" not in run("hosts", "list", "--app", APP, "--env", "test", user=None).output
