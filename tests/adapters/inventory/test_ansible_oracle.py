@@ -140,3 +140,34 @@ def test_a_refused_plugin_file_can_be_exported_by_ansible_and_imported(tmp_path:
     target = tmp_path / "hosts.yml"
     target.write_text(exported)
     assert graylift_view(load_hosts_file(target)) == graylift_view(load_hosts_file(source))
+
+
+CONNECTING = ["ini_ssh_names.ini", "yaml_ssh_names.yml", "ini_host_port.ini", "yaml_host_port.yml",
+              "ini_group_priority.ini", "ini_sibling_order.ini", "ini_groups_of_groups.ini", "yaml_merge_keys.yml"]
+
+
+def ansible_connects(path: Path, tmp: Path) -> dict[str, tuple[str, int]]:
+    """Address -> (user, port) of the ssh command `ansible -vvv` runs; the executable is /bin/false, so nothing
+    leaves the machine. No user: graylift's default, root; no port: 22."""
+    env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(tmp / "ansible.cfg"), "ANSIBLE_HOME": str(tmp),
+                        "ANSIBLE_SSH_EXECUTABLE": "/bin/false", "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run([str(ANSIBLE_INVENTORY.parent / "ansible"), "all", "-i", str(path), "-m", "raw",
+                           "-a", "true", "-vvv"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    seen: dict[str, tuple[str, int]] = {}
+    for line in done.stdout.splitlines():
+        if match := re.match(r"<([^>]+)> ESTABLISH SSH CONNECTION FOR USER: (\S+)", line):
+            user = "root" if match.group(2) == "None" else match.group(2)
+            seen[match.group(1)] = (user, seen.get(match.group(1), ("", 22))[1])
+        elif (match := re.match(r"<([^>]+)> SSH: EXEC /bin/false .*?-o Port=(\d+)", line)) and match.group(1) in seen:
+            seen[match.group(1)] = (seen[match.group(1)][0], int(match.group(2)))
+    return seen
+
+
+def test_ansible_connects_with_the_user_port_and_address_graylift_imports(tmp_path: Path) -> None:
+    (tmp_path / "ansible.cfg").write_text(ANSIBLE_CFG)
+    files = [CORPUS / name for name in CONNECTING]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        connects = dict(zip(files, pool.map(lambda p: ansible_connects(p, tmp_path), files), strict=True))
+    for path, theirs in connects.items():
+        mine = {h.address: (h.user, h.port) for h in load_hosts_file(path)}
+        assert theirs == mine, path.name
