@@ -5,7 +5,8 @@ Ansible lists, graylift must import the same host with the same address, port, u
 ssh plugin's choice: ``ansible_ssh_host``/``_port``/``_user`` over ``ansible_host``/``_port``/``_user``; no
 user is graylift's default, root), or refuse the whole file with one line that starts with the file and
 line and names the feature. A file Ansible cannot read must be refused too. Each corpus file starts with
-``# expect: agree`` or ``# expect: refuse TEXT`` (TEXT is in graylift's message); no header means agree.
+``# expect: agree`` or ``# expect: refuse TEXT`` (TEXT is in graylift's message; after a ``#!`` line, the
+second line); no header means agree.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def corpus() -> list[Path]:
 
 
 def expectation(path: Path) -> tuple[str, str]:
-    match = re.match(r"# expect: (agree|refuse)\s*(.*)", path.read_text().splitlines()[0])
+    head = path.read_text().splitlines()[:2]  # the first line, or the second after a #! line
+    match = next(filter(None, (re.match(r"# expect: (agree|refuse)\s*(.*)", line) for line in head)), None)
     return (match.group(1), match.group(2).strip()) if match else ("agree", "")
 
 

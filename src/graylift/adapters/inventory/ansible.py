@@ -144,6 +144,8 @@ class _Group:
     children: list[str] = field(default_factory=list)
     child_lines: dict[str, int | None] = field(default_factory=dict)
     hosts: list[str] = field(default_factory=list)
+    priority: Any = 1  # ansible_group_priority: Ansible keeps it apart from the variables
+    priority_line: int | None = None
 
 
 @dataclass
@@ -174,7 +176,10 @@ class AnsibleModel:
 
     def set_group_var(self, group: str, key: str, value: Any, line: int | None) -> None:
         g = self.groups[group]
-        g.vars[key], g.var_lines[key] = value, line
+        if key == "ansible_group_priority":
+            g.priority, g.priority_line = value, line
+        else:
+            g.vars[key], g.var_lines[key] = value, line
 
     def add_child(self, parent: str, child: str, line: int | None) -> None:
         g = self.groups[parent]
@@ -257,11 +262,10 @@ class AnsibleModel:
                                      f"does not support: {advice}")
 
     def _priority(self, group: _Group) -> int:
-        value = group.vars.pop("ansible_group_priority", 1)
-        line = group.var_lines.pop("ansible_group_priority", group.line)
+        value = group.priority
         if isinstance(value, bool) or not str(value).strip().lstrip("-").isdigit():
-            raise InventoryError(f"{where(self.path, line)}: group {group.name!r} field 'ansible_group_priority': "
-                                 f"expected a whole number, got {value!r}")
+            raise InventoryError(f"{where(self.path, group.priority_line)}: group {group.name!r} field "
+                                 f"'ansible_group_priority': expected a whole number, got {value!r}")
         return int(value)
 
     def _check_declared(self) -> None:

@@ -36,6 +36,10 @@ def load_hosts_file(path: Path) -> list[Host]:
         raise InventoryError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror}") from exc
+    if text.startswith("#!"):
+        raise InventoryError(f"{path}:1: this is an inventory script; graylift does not run inventory scripts: "
+                             f"export the hosts with `ansible-inventory -i {path.name} --list --yaml > hosts.yml` "
+                             "and import hosts.yml")
     if _looks_like_ini(text, path):
         check_vars_dirs(path)
         hosts = AnsibleIni(path).parse(text)
