@@ -1,6 +1,7 @@
 """Differential test: every inventory in corpus/ gives graylift what it gives ansible-core, or a clear refusal.
 
-The oracle is ``ansible-inventory -i FILE --list`` (ansible-core, a test-only dependency). For each host
+The oracle is ``ansible-inventory -i FILE --list`` (ansible-core, a test-only dependency; ansible_many.py runs
+the command's own main for every file after one import, and the last test runs the real executable). For each host
 Ansible lists, graylift must import the same host with the same address, port, user and variables (the
 ssh plugin's choice: ``ansible_ssh_host``/``_port``/``_user`` over ``ansible_host``/``_port``/``_user``; no
 user is graylift's default, root), or refuse the whole file with one line that starts with the file and
@@ -16,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +51,24 @@ def expectation(path: Path) -> tuple[str, str]:
     return (match.group(1), match.group(2).strip()) if match else ("agree", "")
 
 
-def run_ansible(path: Path, cfg: Path, home: Path) -> dict[str, Any] | str:
-    """Ansible's hostvars for ``path``, or its error text when it cannot read the file."""
-    env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(cfg), "ANSIBLE_HOME": str(home),
-                        "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(path), "--list"], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
-    if done.returncode != 0:
-        return done.stderr.strip() or f"exit {done.returncode}"
-    hostvars: dict[str, Any] = json.loads(done.stdout)["_meta"]["hostvars"]
-    listed = _hosts_in_groups(json.loads(done.stdout))
-    return {name: hostvars.get(name, {}) for name in listed}
+def run_many(command: str, files: list[Path], home: Path) -> list[tuple[int, str, str]]:
+    """(exit code, stdout, stderr) of the ansible command for each file (see ansible_many.py)."""
+    out = home / command
+    out.mkdir()
+    env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(home / "ansible.cfg"), "ANSIBLE_HOME": str(home),
+                        "ANSIBLE_NOCOLOR": "1", "ANSIBLE_SSH_EXECUTABLE": "/bin/false"}
+    subprocess.run([sys.executable, str(Path(__file__).parent / "ansible_many.py"), command, str(out),
+                    *map(str, files)], env=env, timeout=600, check=True)
+    return [(int((out / f"{i}.rc").read_text()), (out / f"{i}.out").read_text(), (out / f"{i}.err").read_text())
+            for i in range(len(files))]
+
+
+def hostvars_of(code: int, stdout: str, stderr: str) -> dict[str, Any] | str:
+    """Ansible's hostvars of every host it lists, or its error text when it cannot read the file."""
+    if code != 0:
+        return stderr.strip() or f"exit {code}"
+    listing = json.loads(stdout)
+    return {name: listing["_meta"]["hostvars"].get(name, {}) for name in _hosts_in_groups(listing)}
 
 
 def _hosts_in_groups(listing: dict[str, Any]) -> set[str]:
@@ -90,13 +97,16 @@ def graylift_view(hosts: list[Host]) -> View:
 
 
 @pytest.fixture(scope="module")
-def oracle(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, dict[str, Any] | str]:
-    home = tmp_path_factory.mktemp("ansible")
-    cfg = home / "ansible.cfg"
-    cfg.write_text(ANSIBLE_CFG)
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ansible")
+    (folder / "ansible.cfg").write_text(ANSIBLE_CFG)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def oracle(home: Path) -> dict[Path, dict[str, Any] | str]:
     files = corpus()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(files, pool.map(lambda p: run_ansible(p, cfg, home), files), strict=True))
+    return {path: hostvars_of(*result) for path, result in zip(files, run_many("inventory", files, home), strict=True)}
 
 
 def test_every_corpus_file_agrees_with_ansible_or_is_refused_clearly(oracle: dict[Path, Any]) -> None:
@@ -149,15 +159,11 @@ CONNECTING = ["ini_ssh_names.ini", "yaml_ssh_names.yml", "ini_host_port.ini", "y
               "ini_group_priority.ini", "ini_sibling_order.ini", "ini_groups_of_groups.ini", "yaml_merge_keys.yml"]
 
 
-def ansible_connects(path: Path, tmp: Path) -> dict[str, tuple[str, int]]:
-    """Address -> (user, port) of the ssh command `ansible -vvv` runs; the executable is /bin/false, so nothing
-    leaves the machine. No user: graylift's default, root; no port: 22."""
-    env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(tmp / "ansible.cfg"), "ANSIBLE_HOME": str(tmp),
-                        "ANSIBLE_SSH_EXECUTABLE": "/bin/false", "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run([str(ANSIBLE_INVENTORY.parent / "ansible"), "all", "-i", str(path), "-m", "raw",
-                           "-a", "true", "-vvv"], capture_output=True, text=True, env=env, timeout=120, check=False)
+def ansible_connects(stdout: str) -> dict[str, tuple[str, int]]:
+    """Address -> (user, port) of the ssh command `ansible -vvv` runs (the executable is /bin/false, so nothing
+    leaves the machine). No user: graylift's default, root; no port: 22."""
     seen: dict[str, tuple[str, int]] = {}
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         if match := re.match(r"<([^>]+)> ESTABLISH SSH CONNECTION FOR USER: (\S+)", line):
             user = "root" if match.group(2) == "None" else match.group(2)
             seen[match.group(1)] = (user, seen.get(match.group(1), ("", 22))[1])
@@ -166,11 +172,8 @@ def ansible_connects(path: Path, tmp: Path) -> dict[str, tuple[str, int]]:
     return seen
 
 
-def test_ansible_connects_with_the_user_port_and_address_graylift_imports(tmp_path: Path) -> None:
-    (tmp_path / "ansible.cfg").write_text(ANSIBLE_CFG)
+def test_ansible_connects_with_the_user_port_and_address_graylift_imports(home: Path) -> None:
     files = [CORPUS / name for name in CONNECTING]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        connects = dict(zip(files, pool.map(lambda p: ansible_connects(p, tmp_path), files), strict=True))
-    for path, theirs in connects.items():
+    for path, (_, stdout, _) in zip(files, run_many("connect", files, home), strict=True):
         mine = {h.address: (h.user, h.port) for h in load_hosts_file(path)}
-        assert theirs == mine, path.name
+        assert ansible_connects(stdout) == mine, path.name
