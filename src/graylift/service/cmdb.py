@@ -8,7 +8,7 @@ from pathlib import Path
 from graylift.adapters.inventory.hostfile import load_hosts_file as parse_hosts_file
 from graylift.core.hostdiff import HostListDiff, diff_hosts
 from graylift.core.model import Host
-from graylift.errors import InventoryError
+from graylift.errors import ReleaseConflict
 from graylift.preflight import HostReport, survey_hosts
 from graylift.service.base import ServiceBase
 from graylift.store import HostHealth
@@ -41,7 +41,7 @@ class CmdbService(ServiceBase):
             busy = {run.host for run in self.store.host_runs(active.id)}
             blocked = [h.name for h in diff.removed if h.name in busy]
             if blocked:
-                raise InventoryError(
+                raise ReleaseConflict(
                     f"release #{active.id} of {app} ({env}) is {active.state.value} and runs on {', '.join(blocked)}: "
                     "an import cannot remove them; let the release finish (or abort it), then import again")
         if not dry_run:
