@@ -24,9 +24,10 @@ COMMANDS = {
 }
 
 
-def run_one(command: str, path: str, out: Path, number: int) -> int:
+def start(command: str, path: str, out: Path, number: int) -> int:
+    """Fork the child that runs ``command`` for ``path``; its pid."""
     pid = os.fork()
-    if pid == 0:  # the child: it is `ansible-inventory -i path --list`
+    if pid == 0:  # the child: it is `ansible-inventory -i path --list` (or `ansible all -i path ...`)
         code = 1
         try:
             os.dup2(os.open(out / f"{number}.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
@@ -39,11 +40,21 @@ def run_one(command: str, path: str, out: Path, number: int) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return pid
+
+
+def run_all(command: str, files: list[str], out: Path, at_once: int = 2) -> None:
+    """Every file, ``at_once`` children at a time; OUTDIR/<n>.rc gets each exit code."""
+    running: dict[int, int] = {}
+    for number, path in enumerate(files):
+        if len(running) >= at_once:
+            pid, status = os.wait()
+            (out / f"{running.pop(pid)}.rc").write_text(str(os.waitstatus_to_exitcode(status)))
+        running[start(command, path, out, number)] = number
+    while running:
+        pid, status = os.wait()
+        (out / f"{running.pop(pid)}.rc").write_text(str(os.waitstatus_to_exitcode(status)))
 
 
 if __name__ == "__main__":
-    what, outdir = sys.argv[1], Path(sys.argv[2])
-    for index, file in enumerate(sys.argv[3:]):
-        (outdir / f"{index}.rc").write_text(str(run_one(what, file, outdir, index)))
+    run_all(sys.argv[1], sys.argv[3:], Path(sys.argv[2]))

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,7 @@ def expectation(path: Path) -> tuple[str, str]:
 
 def run_many(command: str, files: list[Path], home: Path) -> list[tuple[int, str, str]]:
     """(exit code, stdout, stderr) of the ansible command for each file (see ansible_many.py)."""
-    out = home / command
-    out.mkdir()
+    out = Path(tempfile.mkdtemp(prefix=command, dir=home))
     env = os.environ | {"LC_ALL": "C.UTF-8", "ANSIBLE_CONFIG": str(home / "ansible.cfg"), "ANSIBLE_HOME": str(home),
                         "ANSIBLE_NOCOLOR": "1", "ANSIBLE_SSH_EXECUTABLE": "/bin/false"}
     subprocess.run([sys.executable, str(Path(__file__).parent / "ansible_many.py"), command, str(out),
@@ -177,3 +177,47 @@ def test_ansible_connects_with_the_user_port_and_address_graylift_imports(home: 
     for path, (_, stdout, _) in zip(files, run_many("connect", files, home), strict=True):
         mine = {h.address: (h.user, h.port) for h in load_hosts_file(path)}
         assert ansible_connects(stdout) == mine, path.name
+
+
+def test_generated_inventories_agree_with_ansible_or_are_refused(home: Path, tmp_path: Path) -> None:
+    """The property tests' inventory generators (tests/unit/test_properties.py), a fixed sample through the oracle:
+    graylift agrees with ansible-inventory or refuses, and accepts nothing Ansible cannot read."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.unit import test_properties as gen
+
+    files: list[Path] = []
+    sample = settings(max_examples=40, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+
+    @sample
+    @given(text=gen.ini_texts)
+    def ini(text: str) -> None:
+        files.append(tmp_path / f"{len(files)}.ini")
+        files[-1].write_text(text)
+
+    @sample
+    @given(data=st.one_of(gen.tidy_yaml, st.dictionaries(st.sampled_from(["all", "web", "db"]), gen.yaml_groups,
+                                                         min_size=1, max_size=3)))
+    def yml(data: dict[str, Any]) -> None:
+        files.append(tmp_path / f"{len(files)}.yml")
+        files[-1].write_text(yaml.safe_dump(data))
+
+    ini()
+    yml()
+    agree, different = 0, []
+    for path, result in zip(files, run_many("inventory", files, home), strict=True):
+        theirs = hostvars_of(*result)
+        try:
+            mine = graylift_view(load_hosts_file(path))
+        except InventoryError:
+            continue
+        if not isinstance(theirs, dict) or ansible_view(theirs) != mine:
+            different.append(f"{path.read_text()}\n  ansible:  {theirs}\n  graylift: {mine}")
+        else:
+            agree += 1
+    print(f"{len(files)} generated files: {agree} agree, {len(files) - agree - len(different)} refused, "
+          f"{len(different)} silently different")
+    assert different == [], "\n".join(different)
+    assert agree > 0
