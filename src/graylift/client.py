@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,21 @@ def release_from(data: dict[str, Any]) -> ReleaseRecord:
         heartbeat_at=None, started_by=data["started_by"], created_at=_when(data["created_at"]) or datetime.now(UTC),
         updated_at=_when(data["updated_at"]) or datetime.now(UTC), finished_at=_when(data["finished_at"]),
         direction=Direction(data["direction"]))
+
+
+@dataclass(frozen=True)
+class ImportedHosts:
+    """A host import as the server answers it; reads as a HostListDiff does (count, lines(), summary())."""
+
+    count: int
+    lines_: tuple[str, ...]
+    summary_: str
+
+    def lines(self) -> list[str]:
+        return list(self.lines_)
+
+    def summary(self) -> str:
+        return self.summary_
 
 
 class RemoteGraylift:
@@ -237,12 +253,13 @@ class RemoteGraylift:
         return self._call("GET", f"/api/v1/apps/{app}/envs/{env}")["current_version"]  # type: ignore[no-any-return]
 
     # --- hosts ---------------------------------------------------------------------------------
-    def import_hosts_file(self, path: Path, app: str, env: str) -> int:
+    def import_hosts_file(self, path: Path, app: str, env: str, *, dry_run: bool = False) -> ImportedHosts:
         fmt = "ini" if path.suffix in (".ini", ".cfg", "") and not path.read_text().lstrip().startswith(
             ("all:", "hosts:", "-")) else "yaml"
         data = self._call("PUT", f"/api/v1/apps/{app}/envs/{env}/hosts", json={"inventory": path.read_text(),
-                                                                                "format": fmt})
-        return int(data["imported"])
+                                                                                "format": fmt},
+                          params={"dry_run": "true" if dry_run else "false"})
+        return ImportedHosts(int(data["imported"]), tuple(data["lines"]), data["summary"])
 
     def list_hosts(self, app: str, env: str) -> list[Host]:
         return [Host(h["name"], h["address"], port=h["port"], user=h["user"], group=h["group"], tags=h["tags"],

@@ -81,3 +81,42 @@ def test_server_option_becomes_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert os.environ["GRAYLIFT_SERVER"] == "https://gl:8080"
     assert take_server_option(["status", "--server=http://x"]) == ["status"]
     assert os.environ["GRAYLIFT_SERVER"] == "http://x"
+
+
+def test_hosts_import_through_the_server_shows_the_changes_and_dry_run_stores_nothing(
+        run: Callable[..., Any], tmp_path: Any) -> None:
+    listed = run("hosts", "list", "--app", APP, "--env", "test", user=None)
+    assert "h8" in listed.output
+    path = tmp_path / "hosts.ini"
+    path.write_text("[beta]\nh1 ansible_host=10.0.0.1\n[prod]\nh2 ansible_host=10.0.0.2 ansible_port=2222\n")
+    dry = run("hosts", "import", str(path), "--app", APP, "--env", "test", "--dry-run", user="admin")
+    assert dry.exit_code == 0, dry.output
+    assert "- h8 " in dry.output and "6 removed" in dry.output and "(dry run: nothing stored)" in dry.output
+    assert "h8" in run("hosts", "list", "--app", APP, "--env", "test", user=None).output
+    done = run("hosts", "import", str(path), "--app", APP, "--env", "test", user="admin")
+    assert done.exit_code == 0, done.output
+    assert done.output.replace("would import", "imported").replace(" (dry run: nothing stored)", "") == dry.output \
+        .replace("would import", "imported").replace(" (dry run: nothing stored)", "")
+    assert "h8" not in run("hosts", "list", "--app", APP, "--env", "test", user=None).output
+
+
+def test_hosts_import_through_the_server_cannot_remove_hosts_of_a_running_release(
+        start_server: Callable[..., Server], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = start_server(f"sqlite:///{tmp_path}/state.db", workers=False)  # nobody drives the release below
+    hosts = server.gl.list_hosts(APP, "prod")
+    rec = server.gl.store.create_release(app=APP, env="prod", kind="release", version="9.0", previous_version=None,
+                                         plan={"batches": []}, config={}, started_by="test",
+                                         host_runs=[(h, 1, None) for h in hosts])
+    remote = RemoteGraylift(server.url, server.tokens["admin"])
+    monkeypatch.setattr(cli_hosts, "service", lambda config: remote)
+    path = tmp_path / "hosts.ini"
+    path.write_text("[beta]\nh1 ansible_host=10.0.0.1\n")
+    try:
+        refused = CliRunner().invoke(cli.app, ["hosts", "import", str(path), "--app", APP, "--env", "prod"],
+                                     env={"COLUMNS": "200"})
+    finally:
+        remote.close()
+    assert refused.exit_code == 3  # refused by a rule: the running release uses those hosts
+    assert f"release #{rec.id} of demo (prod) is pending and runs on h2, h3, h4, h5, h6, h7, h8: an import " \
+           "cannot remove them" in " ".join(refused.output.split()), refused.output
+    assert len(server.gl.list_hosts(APP, "prod")) == len(hosts)

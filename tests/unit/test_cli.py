@@ -118,7 +118,7 @@ def test_an_error_quoting_brackets_keeps_them(site: Site) -> None:
     inventory = site.dir / "hosts.ini"
     inventory.write_text("[web\nh1\n")
     code, _, err = site.run("hosts", "import", str(inventory), "--app", "order-service", "--env", "prod")
-    one_error(err, 2, code, "like [web], [web:vars] or [web:children], got '[web'")
+    one_error(err, 2, code, "like [web], [web:vars] or [web:children]", "got '[web'")
 
 
 @pytest.mark.parametrize(("args", "code", "words"), [

@@ -190,15 +190,17 @@ class ReleaseDesk(ApprovalDesk):
         self.require(actor, Action.VIEW, app, env)
         return self.gl.list_hosts(app, env)
 
-    def import_hosts(self, actor: Actor, app: str, env: str, hosts: list[Any]) -> int:
+    def import_hosts(self, actor: Actor, app: str, env: str, hosts: list[Any], *, dry_run: bool = False) -> Any:
+        """The host list of app/env becomes ``hosts``; the HostListDiff (``dry_run``: nothing stored)."""
         self.require(actor, Action.HOSTS, app, env)
         names = [h.name for h in hosts]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise InputError(f"host(s) {', '.join(twice)} appear twice in the list for {app} ({env})")
-        self._audited(actor, "hosts_import", f"{app} ({env})", app, env, lambda: self.gl.import_hosts(app, env, hosts),
-                      {"hosts": len(hosts)})
-        return len(hosts)
+        if dry_run:
+            return self.gl.import_hosts(app, env, hosts, dry_run=True)
+        return self._audited(actor, "hosts_import", f"{app} ({env})", app, env,
+                             lambda: self.gl.import_hosts(app, env, hosts), {"hosts": len(hosts)})
 
     def _known_host(self, app: str, env: str, host: str) -> None:
         if host not in {h.name for h in self.gl.list_hosts(app, env)}:

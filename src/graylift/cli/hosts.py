@@ -17,12 +17,19 @@ AppOpt = Annotated[str, typer.Option("--app", metavar="APP", help="The app, as n
 
 
 @hosts_app.command("import")
-def hosts_import(file: Path, app_name: AppOpt, env: EnvOpt, config: ConfigOpt = None) -> None:
-    """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory."""
+def hosts_import(file: Path, app_name: AppOpt, env: EnvOpt, config: ConfigOpt = None,
+                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; store nothing.")]
+                 = False) -> None:
+    """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory; show what is added, removed
+    and changed. Hosts in maintenance stay in maintenance; hosts a running release uses cannot be removed."""
 
     def body() -> None:
-        count = service(config).import_hosts_file(file, app_name, env)
-        console.print(f"imported {count} host(s) for {app_name} ({env}) from {file}")
+        diff = service(config).import_hosts_file(file, app_name, env, dry_run=dry_run)
+        for line in diff.lines():
+            console.print(line, markup=False)
+        done = "would import" if dry_run else "imported"
+        console.print(f"{done} {diff.count} host(s) for {app_name} ({env}) from {file}: {diff.summary()}"
+                      + (" (dry run: nothing stored)" if dry_run else ""), markup=False)
 
     guarded(body)
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from graylift.core.hostdiff import HostListDiff, diff_hosts
 from graylift.core.model import Host
+from graylift.errors import ReleaseConflict
 from graylift.service.base import ServiceBase
 from graylift.store import HostHealth
 
@@ -35,14 +37,28 @@ class SurveyRow:
 
 class CmdbService(ServiceBase):
 
-    def import_hosts(self, app: str, env: str, hosts: list[Host]) -> None:
-        self.store.replace_hosts(app, env, hosts)
+    def import_hosts(self, app: str, env: str, hosts: list[Host], *, dry_run: bool = False) -> HostListDiff:
+        """Make ``hosts`` the host list of app/env; what that adds, removes and changes.
 
-    def import_hosts_file(self, path: Path, app: str, env: str) -> int:
-        """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory file; the number imported."""
-        hosts = parse_hosts_file(path)
-        self.store.replace_hosts(app, env, hosts)
-        return len(hosts)
+        Hosts in maintenance stay in maintenance; a host that the active release of app/env runs on is never
+        removed (the import is refused). ``dry_run``: only say what the import would do.
+        """
+        diff = diff_hosts(self.store.list_hosts(app, env), hosts)
+        active = self.store.active_release(app, env)
+        if active is not None and diff.removed:
+            busy = {run.host for run in self.store.host_runs(active.id)}
+            blocked = [h.name for h in diff.removed if h.name in busy]
+            if blocked:
+                raise ReleaseConflict(
+                    f"release #{active.id} of {app} ({env}) is {active.state.value} and runs on {', '.join(blocked)}: "
+                    "an import cannot remove them; let the release finish (or abort it), then import again")
+        if not dry_run:
+            self.store.replace_hosts(app, env, list(diff.result))
+        return diff
+
+    def import_hosts_file(self, path: Path, app: str, env: str, *, dry_run: bool = False) -> HostListDiff:
+        """Replace the app/env host list with a YAML or Ansible (INI/YAML) inventory file, as import_hosts does."""
+        return self.import_hosts(app, env, parse_hosts_file(path), dry_run=dry_run)
 
     def list_hosts(self, app: str, env: str) -> list[Host]:
         return self.store.list_hosts(app, env)

@@ -8,7 +8,6 @@ plain frozen records; no session or row escapes. Writers on SQLite take the writ
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +22,6 @@ from graylift.core.state import (
     ReleaseKind,
     ReleaseState,
     Request,
-    check_host_transition,
     check_transition,
 )
 from graylift.errors import (
@@ -37,27 +35,20 @@ from graylift.errors import (
 )
 from graylift.store import tables as t
 from graylift.store.base import Fence, utcnow
-from graylift.store.cmdb import CmdbStore
 from graylift.store.db import make_engines, migrate, short
 from graylift.store.records import (
-    Found,
-    HostRunRecord,
-    JournalEntry,
     ReleaseRecord,
-    host_run_from_row,
     host_to_json,
-    journal_from_row,
     release_from_row,
 )
+from graylift.store.runs import RunStore
 
 RELEASE_FIELDS = frozenset({"cursor", "phase", "wait_until", "message", "requested", "plan", "config",
                             "previous_version"})
 """What ``update_release`` may set; the state and direction change only through ``transition``."""
-HOST_RUN_FIELDS = frozenset({"state", "step", "error", "started_at", "finished_at", "previous_version",
-                             "target_version", "batch", "address", "found", "target_dir", "attention"})
 
 
-class Store(CmdbStore):
+class Store(RunStore):
     """Graylift's state database. Open with :meth:`open`; share one per process; :meth:`close` at exit."""
 
     @classmethod
@@ -300,123 +291,3 @@ class Store(CmdbStore):
             done = conn.execute(sa.update(t.releases).where(t.releases.c.id == release_id).values(values)).rowcount
         if not done:
             raise ReleaseNotFound(f"release #{release_id} not found")
-
-    # ------------------------------------------------------------------ host runs
-    def host_runs(self, release_id: int) -> list[HostRunRecord]:
-        """The release's host runs, ordered by batch then host name."""
-        with self._read() as conn:
-            return [host_run_from_row(r) for r in conn.execute(t.GET_RUNS, {"b_rid": release_id}).mappings()]
-
-    def host_run(self, release_id: int, host: str) -> HostRunRecord:
-        with self._read() as conn:
-            row = conn.execute(t.GET_RUN, {"b_rid": release_id, "b_host": host}).mappings().first()
-        if row is None:
-            raise StoreError(f"host {host} is not part of release #{release_id}")
-        return host_run_from_row(row)
-
-    def requested(self, release_id: int) -> Request | None:
-        """Only the release's pending request (read at every safe point)."""
-        with self._read() as conn:
-            value = conn.execute(t.GET_REQUESTED, {"id": release_id}).scalar()
-        return Request(value) if value else None
-
-    def update_host_run(self, release_id: int, host: str, **fields: Any) -> HostRunRecord:
-        """Set some of HOST_RUN_FIELDS."""
-        unknown = set(fields) - HOST_RUN_FIELDS
-        if unknown:
-            raise TypeError(f"update_host_run cannot set {sorted(unknown)}; allowed: {sorted(HOST_RUN_FIELDS)}")
-        if isinstance(fields.get("found"), Found):
-            fields["found"] = fields["found"].to_json()
-        if "state" in fields:
-            fields["state"] = HostState(fields["state"]).value
-        if fields:
-            self._update_run_row(release_id, host, fields)
-        return self.host_run(release_id, host)
-
-    def begin_step(self, release_id: int, host: str, step: str, detail: dict[str, Any]) -> None:
-        """The host's current step, and its ``begin`` journal entry, in one transaction."""
-        with self._write() as conn:
-            if not conn.execute(t.SET_RUN_STEP, {"b_rid": release_id, "b_host": host, "b_step": step}).rowcount:
-                raise StoreError(f"host {host} is not part of release #{release_id}")
-            self._journal_row(conn, release_id, host, step, "begin", detail)
-
-    def finish_step(self, run: HostRunRecord, step: str, detail: dict[str, Any], *, found: Found | None = None,
-                    skipped: list[str] | None = None, then: tuple[str, dict[str, Any]] | None = None
-                    ) -> HostRunRecord:
-        """In one transaction: ``step`` done (once in ``done_steps``) with its ``done`` journal entry, what a
-        pre-check ``found`` (the host's previous version), ``skipped`` steps counted as done, and (``then``) the
-        next step begun with its ``begin`` entry. ``run`` is the host run as the driver last wrote it (a fenced
-        driver is its only writer)."""
-        done = list(run.done_steps)
-        done += [s for s in (step, *(skipped or [])) if s not in done]
-        current = then[0] if then else step
-        params: dict[str, Any] = {"b_rid": run.release_id, "b_host": run.host, "b_done": done, "b_step": current}
-        changes: dict[str, Any] = {"done_steps": tuple(done), "step": current}
-        if found is not None:
-            params |= {"b_found": found.to_json(), "b_previous": found.version}
-            changes |= {"found": found, "previous_version": found.version}
-        with self._write() as conn:
-            if not conn.execute(t.FINISH_PRECHECK if found is not None else t.FINISH_STEP, params).rowcount:
-                raise StoreError(f"host {run.host} is not part of release #{run.release_id}")
-            self._journal_row(conn, run.release_id, run.host, step, "done", detail)
-            if skipped:
-                self._journal_row(conn, run.release_id, run.host, step, "already_on_target",
-                                  {"version": detail.get("current"), "skipped": skipped})
-            if then is not None:
-                self._journal_row(conn, run.release_id, run.host, then[0], "begin", then[1])
-        return replace(run, **changes)
-
-    def reset_host_run(self, release_id: int, host: str, *, target_version: str, state: str,
-                       target_dir: str | None = None) -> HostRunRecord:
-        """Start the host over (a retry, a revert or a rollback pass): no done steps, no error, new target.
-        What the last pre-check found is kept: it is the source of the undo until the next pre-check."""
-        self._update_run_row(release_id, host, {
-            "target_version": target_version, "target_dir": target_dir, "state": HostState(state).value,
-            "done_steps": [], "step": None, "error": None, "attention": None, "started_at": None,
-            "finished_at": None})
-        return self.host_run(release_id, host)
-
-    def _update_run_row(self, release_id: int, host: str, values: dict[str, Any]) -> None:
-        """One host run's row; a new state is checked against core.state's host transitions in the same
-        transaction."""
-        key = _run_key(release_id, host)
-        with self._write() as conn:
-            if "state" in values:
-                query = sa.select(t.host_runs.c.state).where(*key)
-                current = conn.execute(query.with_for_update() if self.is_postgres else query).scalar()
-                if current is None:
-                    raise StoreError(f"host {host} is not part of release #{release_id}")
-                check_host_transition(host, HostState(current), HostState(values["state"]))
-            done = conn.execute(sa.update(t.host_runs).where(*key).values(values)).rowcount
-        if not done:
-            raise StoreError(f"host {host} is not part of release #{release_id}")
-
-    # ------------------------------------------------------------------ journal
-    def journal(self, release_id: int, host: str | None, step: str, event: str,
-                detail: dict[str, Any] | None = None) -> None:
-        """Append one entry (one short transaction), signed with the writer's lease when fenced."""
-        with self._write() as conn:
-            self._journal_row(conn, release_id, host, step, event, detail or {})
-
-    def _journal_row(self, conn: sa.Connection, release_id: int, host: str | None, step: str, event: str,
-                     detail: dict[str, Any]) -> None:
-        fence = self.fence
-        conn.execute(t.INSERT_JOURNAL, {
-            "release_id": release_id, "host": host, "step": step, "event": event, "detail": detail,
-            "at": self._now(), "owner": fence.owner if fence else None, "epoch": fence.epoch if fence else None})
-
-    def journal_entries(self, release_id: int, host: str | None = None, since_id: int = 0) -> list[JournalEntry]:
-        """Entries of a release in write order, optionally of one host and/or after entry ``since_id``."""
-        query = (sa.select(t.journal).where(t.journal.c.release_id == release_id, t.journal.c.id > since_id)
-                 .order_by(t.journal.c.id))
-        if host is not None:
-            query = query.where(t.journal.c.host == host)
-        with self._read() as conn:
-            return [journal_from_row(r) for r in conn.execute(query).mappings()]
-
-
-def _run_key(release_id: int, host: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return (t.host_runs.c.release_id == release_id, t.host_runs.c.host == host)
-
-
-

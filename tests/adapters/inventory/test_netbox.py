@@ -148,11 +148,11 @@ async def test_server_down() -> None:
 
 
 async def test_timeout(netbox: FakeNetbox) -> None:
-    netbox.devices, netbox.delay = fleet(1), 1.0
+    netbox.devices, netbox.delay = fleet(1), 5.0
     started = time.monotonic()
     with pytest.raises(InventoryError, match="failed: ReadTimeout"):
         await netbox_inventory(url=netbox.url, timeout=0.3).hosts("shop", "prod")
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 4.0  # gave up long before the server would have answered
 
 
 async def test_failure_on_a_later_page_fails_the_whole_read(netbox: FakeNetbox) -> None:

@@ -1,18 +1,30 @@
-"""Ansible inventories as host files: INI (``[group]``, ``[group:vars]``, ``[group:children]``) and YAML.
+"""Ansible inventories as Ansible reads them: the group model, host patterns and values.
 
-Variables are inherited (all -> parent group -> child group -> host line, the later winning);
-``ansible_host``/``ansible_port``/``ansible_user`` set the address, port and user, ``in_service`` (true/false)
-marks a host out of service, every other variable becomes a tag. A host's group is the most deeply nested
-group it belongs to (the first listed on a tie); a host only in ``all``/``ungrouped`` gets group ``default``.
-A host without ``ansible_host`` is reached at its name when that is an IP address or a dotted DNS name.
-Host ranges (``web[01:03]``, ``db-[a:c]``) are expanded. Every error is an InventoryError naming the file,
-the line and the field; the hosts themselves are checked by :func:`graylift.core.hosts.build_host`.
+The INI and YAML readers (:mod:`.ansible_ini`, :mod:`.ansible_yaml`) fill one :class:`AnsibleModel`; it resolves
+each host's variables the way ``ansible-inventory --list`` does, and the test suite checks that against
+ansible-core itself (tests/adapters/inventory/test_ansible_oracle.py):
+
+* a host's variables: its groups' variables ordered by (depth, ``ansible_group_priority``, name), ``all``
+  first, then the host's own, the later winning (depth: the longest path from ``all``);
+* address, port and user: ``ansible_ssh_host`` / ``_port`` / ``_user`` win over ``ansible_host`` / ``_port`` /
+  ``_user`` (the order of the ssh connection plugin); no address: the name, when it is an IP address or a
+  dotted DNS name; ``host:2222`` sets ``ansible_port``;
+* ``in_service`` (true/false) marks a host out of service; every other variable not named ``ansible_*`` is a tag
+  (a list or mapping as JSON);
+* a host's group is its most specific group in that same order (``default`` when only in ``all``/``ungrouped``).
+
+What graylift cannot do is refused with the file, the line and the feature, never dropped: a non-SSH
+``ansible_connection`` (``local``, ``docker``, ...), extra SSH arguments (a ProxyJump), a password or a
+private key per host, ``group_vars/`` / ``host_vars/`` next to the file, inventory plugin files.
+Other ``ansible_*`` variables (``ansible_python_interpreter``, ``ansible_become``) are Ansible's own and ignored.
 """
 
 from __future__ import annotations
 
+import ast
+import ipaddress
 import re
-import shlex
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,22 +32,120 @@ from typing import Any
 from graylift.core.hosts import DEFAULT_GROUP, build_host
 from graylift.core.model import Host, is_plain_name
 from graylift.errors import InventoryError
-from graylift.yamldoc import Document, Path_
 
-SECTION = re.compile(r"^\[([^\]\s]+)\]\s*$")
-_RANGE = re.compile(r"\[([0-9]+|[a-z]):([0-9]+|[a-z])(?::([0-9]+))?\]")
+# variable -> what to do instead; a host with any of these set (and not empty) is refused
+UNSUPPORTED = {
+    "ansible_ssh_common_args": "graylift passes no extra SSH arguments (a ProxyJump): reach the host directly",
+    "ansible_ssh_extra_args": "graylift passes no extra SSH arguments: reach the host directly",
+    "ansible_ssh_args": "graylift passes no extra SSH arguments: reach the host directly",
+    "ansible_password": "graylift logs in with the SSH key of the config, never a password",
+    "ansible_ssh_pass": "graylift logs in with the SSH key of the config, never a password",
+    "ansible_ssh_password": "graylift logs in with the SSH key of the config, never a password",
+    "ansible_private_key_file": "graylift uses one SSH key, the config's: remove the per-host key",
+    "ansible_ssh_private_key_file": "graylift uses one SSH key, the config's: remove the per-host key",
+}
+SSH_CONNECTIONS = {"ssh", "smart", "paramiko", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh"}
+_PORT_SUFFIX = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])+):([0-9]+)$")
+_BRACKETED_V6 = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?$")
+_RANGE = re.compile(r"\[([^\]]*)\]")
 
 
 def where(path: Path, line: int | None) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
+def literal(text: str) -> Any:
+    """A value as Ansible's INI reader takes it: a Python literal when it is one, else the text itself."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if value is ...:
+        return "..."
+    if isinstance(value, complex):
+        return str(value)
+    return value
+
+
+def check_vars_dirs(path: Path) -> None:
+    """Ansible also reads group_vars/ and host_vars/ next to the file; graylift does not, so it refuses."""
+    for name in ("group_vars", "host_vars"):
+        if (path.parent / name).is_dir():
+            raise InventoryError(
+                f"{path}: Ansible also reads {path.parent / name}/ next to this file and graylift does not; "
+                f"merge those variables into the file (`ansible-inventory -i {path} --list --yaml`) and import that")
+
+
+def expand_pattern(pattern: str, at: str) -> tuple[list[str], int | None]:
+    """Host names and port of an Ansible host pattern: ``web[01:03]:2222``, ``[2001:db8::1]:22``, ``db-[a:c]``."""
+    if _is_ipv6(pattern):
+        return [pattern], None
+    if (match := _BRACKETED_V6.match(pattern)) and _is_ipv6(match.group(1)):
+        return [match.group(1)], int(match.group(2)) if match.group(2) else None
+    port = None
+    if match := _PORT_SUFFIX.match(pattern):
+        pattern, port = match.group(1), int(match.group(2))
+    return _expand_ranges(pattern, at), port
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
+def _expand_ranges(pattern: str, at: str) -> list[str]:
+    """web[01:03] -> web01..web03, db-[a:c] / [A:C] -> letters, [1:9:4] a step; several ranges multiply."""
+    match = _RANGE.search(pattern)
+    if not match:
+        return [pattern]
+    bounds = match.group(1).split(":")
+    if len(bounds) not in (2, 3) or not bounds[1]:
+        raise InventoryError(f"{at}: host range {match.group(0)!r}: expected [start:end] or [start:end:step]")
+    start, end = bounds[0] or "0", bounds[1]
+    step_text = bounds[2] if len(bounds) == 3 else "1"
+    if not step_text.isdigit() or int(step_text) < 1:
+        raise InventoryError(f"{at}: host range {match.group(0)!r}: the step must be a whole number >= 1")
+    step = int(step_text)
+    if start.isdigit() and end.isdigit():
+        width = len(start) if start.startswith("0") and len(start) > 1 else 0
+        if width and len(end) != width:
+            raise InventoryError(f"{at}: host range {match.group(0)!r}: start and end must have the same width")
+        values = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
+    elif len(start) == 1 == len(end) and start in string.ascii_letters and end in string.ascii_letters:
+        letters = string.ascii_letters
+        values = list(letters[letters.index(start) : letters.index(end) + 1 : step])
+    else:
+        raise InventoryError(f"{at}: host range {match.group(0)!r}: expected numbers or single letters")
+    if not values:
+        raise InventoryError(f"{at}: host range {match.group(0)!r} is empty")
+    prefix, suffix = pattern[: match.start()], pattern[match.end() :]
+    return [name for v in values for name in _expand_ranges(prefix + v + suffix, at)]
+
+
 @dataclass
 class _Group:
     name: str
+    line: int | None
+    declared: bool = False  # INI: by [name] or [name:children]; [name:vars] alone does not declare it
     vars: dict[str, Any] = field(default_factory=dict)
+    var_lines: dict[str, int | None] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
+    child_lines: dict[str, int | None] = field(default_factory=dict)
     hosts: list[str] = field(default_factory=list)
+    priority: Any = 1  # ansible_group_priority: Ansible keeps it apart from the variables
+    priority_line: int | None = None
 
 
 @dataclass
@@ -46,70 +156,128 @@ class _AnsibleHost:
     var_lines: dict[str, int | None] = field(default_factory=dict)
 
 
-class _AnsibleModel:
+class AnsibleModel:
     """Groups, children and variables as Ansible has them; resolves them into Hosts."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.groups: dict[str, _Group] = {"all": _Group("all"), "ungrouped": _Group("ungrouped")}
+        self.groups = {name: _Group(name, None, declared=True) for name in ("all", "ungrouped")}
         self.hosts: dict[str, _AnsibleHost] = {}
-        self.group_lines: dict[str, int | None] = {}
 
-    def group(self, name: str, line: int | None) -> _Group:
+    def group(self, name: str, line: int | None, *, declare: bool = True) -> _Group:
         if name not in self.groups:
             if not is_plain_name(name):
-                raise InventoryError(
-                    f"{where(self.path, line)}: group name {name!r} is not a plain name "
-                    "(letters, digits, '.', '_', '+', '-')"
-                )
-            self.groups[name] = _Group(name)
-            self.group_lines[name] = line
-        return self.groups[name]
+                raise InventoryError(f"{where(self.path, line)}: group name {name!r} is not a plain name "
+                                     "(letters, digits, '.', '_', '+', '-')")
+            self.groups[name] = _Group(name, line)
+        group = self.groups[name]
+        group.declared = group.declared or declare
+        return group
 
-    def add_host(self, group: str, name: str, line: int | None, host_vars: dict[str, Any]) -> None:
+    def set_group_var(self, group: str, key: str, value: Any, line: int | None) -> None:
+        g = self.groups[group]
+        if key == "ansible_group_priority":
+            g.priority, g.priority_line = value, line
+        else:
+            g.vars[key], g.var_lines[key] = value, line
+
+    def add_child(self, parent: str, child: str, line: int | None) -> None:
+        g = self.groups[parent]
+        if child not in g.children:
+            g.children.append(child)
+            g.child_lines[child] = line
+        self.group(child, line, declare=False)
+
+    def add_host(self, group: str, name: str, line: int | None, host_vars: dict[str, Any], *,
+                 again_ok: bool = False) -> None:
         g = self.group(group, line)
-        if name in g.hosts:
-            raise InventoryError(
-                f"{where(self.path, line)}: duplicate host name {name!r} in group {group!r}"
-            )
-        g.hosts.append(name)
+        if name in g.hosts and not again_ok:
+            raise InventoryError(f"{where(self.path, line)}: duplicate host name {name!r} in group {group!r}")
+        if name not in g.hosts:
+            g.hosts.append(name)
         host = self.hosts.setdefault(name, _AnsibleHost(name, line))
         for key, value in host_vars.items():
             if key in ("ansible_host", "ansible_ssh_host") and key in host.vars and host.vars[key] != value:
                 raise InventoryError(
                     f"{where(self.path, line)}: host {name!r} field {key!r}: {value!r} differs from "
-                    f"{host.vars[key]!r} at line {host.var_lines[key]}; give the host one address"
-                )
-            host.vars[key] = value
-            host.var_lines[key] = line
+                    f"{host.vars[key]!r} at line {host.var_lines[key]}; give the host one address")
+            host.vars[key], host.var_lines[key] = value, line
 
     def resolve(self) -> list[Host]:
+        self._check_declared()
         depth = self._depths()
-        membership: dict[str, list[str]] = {name: [] for name in self.hosts}  # host -> groups, file order
+        priority = {name: self._priority(g) for name, g in self.groups.items()}
+
+        def order(name: str) -> tuple[int, int, str]:
+            return depth[name], priority[name], name
+
+        membership: dict[str, list[str]] = {name: [] for name in self.hosts}
         for grp in self.groups.values():
             for h in grp.hosts:
                 membership[h].append(grp.name)
-        built: list[Host] = []
-        for name, host in self.hosts.items():
-            groups = self._with_ancestors(membership[name])
-            ordered = sorted(groups, key=lambda g: depth.get(g, 0))  # stable: file order on a tie
-            merged: dict[str, Any] = {}
-            for group_name in ordered:
-                merged.update(self.groups[group_name].vars)
-            merged.update(host.vars)
-            specific = [g for g in membership[name] if g not in ("all", "ungrouped")]
-            group = max(specific, key=lambda g: depth.get(g, 0), default=DEFAULT_GROUP)
-            address_key = ("ansible_ssh_host" if "ansible_ssh_host" in merged and "ansible_host" not in merged
-                           else "ansible_host")
-            item = {"name": name, "group": group,
-                    "address": merged.pop("ansible_host", merged.pop("ansible_ssh_host", None)),
-                    "port": merged.pop("ansible_port", merged.pop("ansible_ssh_port", None)),
-                    "user": merged.pop("ansible_user", merged.pop("ansible_ssh_user", None)),
-                    "in_service": merged.pop("in_service", None),
-                    "tags": {k: v for k, v in merged.items() if not str(k).startswith("ansible_")}}
-            built.append(build_host(item, where(self.path, host.line), name_is_address=True, spelled={
-                "address": address_key, "port": "ansible_port", "user": "ansible_user"}))
-        return built
+        return [self._host(host, membership[name], order) for name, host in self.hosts.items()]
+
+    def _host(self, host: _AnsibleHost, groups: list[str], order: Any) -> Host:
+        merged: dict[str, Any] = {}
+        lines: dict[str, int | None] = {}
+        for group_name in sorted(self._with_ancestors(groups), key=order):
+            merged.update(self.groups[group_name].vars)
+            lines.update(self.groups[group_name].var_lines)
+        merged.update(host.vars)
+        lines.update(host.var_lines)
+        self._check_supported(host.name, merged, lines)
+
+        def pick(field: str) -> tuple[str, Any]:  # the ssh plugin takes ansible_ssh_X over ansible_X
+            for key in (f"ansible_ssh_{field}", f"ansible_{field}"):
+                if merged.get(key) is not None:
+                    return key, merged[key]
+            return f"ansible_{field}", None
+
+        spelled, item = {}, {}
+        for field_, ansible in (("address", "host"), ("port", "port"), ("user", "user")):
+            spelled[field_], item[field_] = pick(ansible)
+        specific = [g for g in groups if g not in ("all", "ungrouped")]
+        item |= {"name": host.name, "group": max(specific, key=order, default=DEFAULT_GROUP),
+                 "in_service": merged.get("in_service"),
+                 "tags": {k: v for k, v in merged.items() if not k.startswith("ansible_") and k != "in_service"}}
+
+        def at(field_: str) -> str:
+            return where(self.path, lines.get(spelled.get(field_, field_), host.line) or host.line)
+
+        if not is_plain_name(host.name) and _is_ipv6(host.name):
+            raise InventoryError(f"{where(self.path, host.line)}: host name {host.name!r} is an IPv6 address; "
+                                 f"graylift names hosts with plain names: write `NAME ansible_host={host.name}`")
+        return build_host(item, at, name_is_address=True, spelled=spelled)
+
+    def _check_supported(self, name: str, merged: dict[str, Any], lines: dict[str, int | None]) -> None:
+        connection = merged.get("ansible_connection")
+        if connection is not None and str(connection) not in SSH_CONNECTIONS:
+            raise InventoryError(
+                f"{where(self.path, lines.get('ansible_connection'))}: host {name!r} has "
+                f"ansible_connection={connection}: graylift reaches every host over SSH; give the host an SSH "
+                "address or leave it out of the file")
+        for key, advice in UNSUPPORTED.items():
+            if merged.get(key) not in (None, ""):
+                raise InventoryError(f"{where(self.path, lines.get(key))}: host {name!r} sets {key}, which graylift "
+                                     f"does not support: {advice}")
+
+    def _priority(self, group: _Group) -> int:
+        value = group.priority
+        if isinstance(value, bool) or not str(value).strip().lstrip("-").isdigit():
+            raise InventoryError(f"{where(self.path, group.priority_line)}: group {group.name!r} field "
+                                 f"'ansible_group_priority': expected a whole number, got {value!r}")
+        return int(value)
+
+    def _check_declared(self) -> None:
+        for g in self.groups.values():
+            for child in g.children:
+                if not self.groups[child].declared:
+                    raise InventoryError(f"{where(self.path, g.child_lines[child])}: [{g.name}:children] names "
+                                         f"group {child!r}, which is not defined; add a [{child}] section")
+        for g in self.groups.values():
+            if not g.declared:
+                raise InventoryError(f"{where(self.path, g.line)}: [{g.name}:vars] is for group {g.name!r}, which "
+                                     f"is not defined; add a [{g.name}] section or fix the name")
 
     def _with_ancestors(self, groups: list[str]) -> list[str]:
         parents: dict[str, list[str]] = {}
@@ -127,21 +295,12 @@ class _AnsibleModel:
 
     def _depths(self) -> dict[str, int]:
         """Longest distance of each group from `all` (top-level groups are 1)."""
-        for name, g in self.groups.items():
-            for child in g.children:
-                if child not in self.groups:
-                    raise InventoryError(
-                        f"{where(self.path, self.group_lines.get(name))}: group {name!r} "
-                        f"lists child group {child!r}, which is not defined"
-                    )
         depth: dict[str, int] = {}
 
         def visit(name: str, stack: tuple[str, ...]) -> int:
             if name in stack:
                 cycle = " -> ".join((*stack[stack.index(name) :], name))
-                raise InventoryError(
-                    f"{where(self.path, self.group_lines.get(name))}: groups form a cycle: {cycle}"
-                )
+                raise InventoryError(f"{where(self.path, self.groups[name].line)}: groups form a cycle: {cycle}")
             if name not in depth:
                 parents = [g.name for g in self.groups.values() if name in g.children and g.name != "all"]
                 depth[name] = 1 + max((visit(p, (*stack, name)) for p in parents), default=0)
@@ -152,153 +311,3 @@ class _AnsibleModel:
                 visit(name, ())
         depth["all"] = 0
         return depth
-
-
-# ---------------------------------------------------------------------- (b) Ansible INI
-class AnsibleIni:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.model = _AnsibleModel(path)
-
-    def parse(self, text: str) -> list[Host]:
-        section, kind = "ungrouped", "hosts"
-        for number, line in enumerate(text.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith(("#", ";")):
-                continue
-            if stripped.startswith("["):
-                section, kind = self._section(stripped, number)
-                continue
-            try:
-                words = shlex.split(stripped, comments=True)
-            except ValueError as exc:
-                raise InventoryError(f"{self.path}:{number}: cannot parse line ({exc}): {stripped}") from exc
-            if not words:
-                continue
-            if kind == "hosts":
-                self._host_line(section, words, number)
-            elif kind == "vars":
-                key, value = self._key_value(" ".join(words), number, section)
-                self.model.group(section, number).vars[key] = value
-            else:  # children
-                if len(words) != 1:
-                    raise InventoryError(
-                        f"{self.path}:{number}: [{section}:children] expects one group name "
-                        f"per line, got {stripped!r}"
-                    )
-                self.model.group(words[0], number)
-                children = self.model.group(section, number).children
-                if words[0] not in children:
-                    children.append(words[0])
-        return self.model.resolve()
-
-    def _section(self, stripped: str, number: int) -> tuple[str, str]:
-        match = SECTION.match(stripped)
-        if not match:
-            raise InventoryError(
-                f"{self.path}:{number}: expected a section header like [web], [web:vars] "
-                f"or [web:children], got {stripped!r}"
-            )
-        name, _, kind = match.group(1).partition(":")
-        kind = kind or "hosts"
-        if kind not in ("hosts", "vars", "children"):
-            raise InventoryError(
-                f"{self.path}:{number}: unknown section kind {kind!r} in {stripped!r}; "
-                "expected [group], [group:vars] or [group:children]"
-            )
-        self.model.group(name, number)
-        return name, kind
-
-    def _host_line(self, section: str, words: list[str], number: int) -> None:
-        host_vars: dict[str, Any] = {}
-        for word in words[1:]:
-            key, value = self._key_value(word, number, section, host=words[0])
-            host_vars[key] = value
-        for name in _expand_range(words[0], self.path, number):
-            self.model.add_host(section, name, number, host_vars)
-
-    def _key_value(self, text: str, number: int, section: str, host: str | None = None) -> tuple[str, Any]:
-        key, sep, value = text.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            who = f"host {host!r}" if host else f"[{section}:vars]"
-            raise InventoryError(f"{self.path}:{number}: {who}: expected key=value, got {text!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        return key, value
-
-
-def _expand_range(pattern: str, path: Path, number: int) -> list[str]:
-    """Ansible host ranges: web[01:03] -> web01, web02, web03; db-[a:c] -> db-a, db-b, db-c."""
-    match = _RANGE.search(pattern)
-    if not match:
-        return [pattern]
-    start, end, step_text = match.groups()
-    step = int(step_text or 1)
-    prefix, suffix = pattern[: match.start()], pattern[match.end() :]
-    if start.isdigit() and end.isdigit():
-        width = len(start) if start.startswith("0") else 0
-        values = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
-    elif start.isalpha() and end.isalpha():
-        values = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
-    else:
-        raise InventoryError(f"{path}:{number}: host range {match.group(0)!r} mixes digits and letters")
-    if not values or step < 1:
-        raise InventoryError(f"{path}:{number}: host range {match.group(0)!r} is empty")
-    return [name for v in values for name in _expand_range(prefix + v + suffix, path, number)]
-
-
-# ---------------------------------------------------------------------- (c) Ansible YAML
-class AnsibleYaml:
-    def __init__(self, path: Path, doc: Document) -> None:
-        self.path, self.doc = path, doc
-        self.model = _AnsibleModel(path)
-
-    def parse(self, data: dict[str, Any]) -> list[Host]:
-        for name, body in data.items():
-            self._group(str(name), body, (name,))
-            if name != "all":
-                children = self.model.groups["all"].children
-                if name not in children:
-                    children.append(str(name))
-        return self.model.resolve()
-
-    def _at(self, path: Path_) -> str:
-        return where(self.path, self.doc.line(path))
-
-    def _group(self, name: str, body: Any, at: Path_) -> None:
-        group = self.model.group(name, self.doc.line(at))
-        if body is None:
-            return
-        if not isinstance(body, dict):
-            raise InventoryError(f"{self._at(at)}: group {name!r}: expected a mapping with hosts, vars or children, "
-                                 f"got {body!r}")
-        unknown = [k for k in body if k not in ("hosts", "vars", "children")]
-        if unknown:
-            raise InventoryError(f"{self._at((*at, unknown[0]))}: group {name!r}: unknown field {unknown[0]!r}; "
-                                 "expected hosts, vars or children")
-        group_vars = body.get("vars") or {}
-        if not isinstance(group_vars, dict):
-            raise InventoryError(f"{self._at((*at, 'vars'))}: group {name!r} field 'vars': expected a mapping")
-        group.vars.update({str(k): v for k, v in group_vars.items()})
-        hosts = body.get("hosts") or {}
-        if not isinstance(hosts, dict):
-            raise InventoryError(f"{self._at((*at, 'hosts'))}: group {name!r} field 'hosts': expected a mapping of "
-                                 "host names to their variables")
-        for host_name, host_vars in hosts.items():
-            host_line = self.doc.line((*at, "hosts", host_name))
-            if host_vars is None:
-                host_vars = {}
-            if not isinstance(host_vars, dict):
-                raise InventoryError(f"{where(self.path, host_line)}: host {host_name!r}: expected a mapping of "
-                                     f"variables, got {host_vars!r}")
-            for expanded in _expand_range(str(host_name), self.path, host_line or 0):
-                self.model.add_host(name, expanded, host_line, {str(k): v for k, v in host_vars.items()})
-        children = body.get("children") or {}
-        if not isinstance(children, dict):
-            raise InventoryError(f"{self._at((*at, 'children'))}: group {name!r} field 'children': expected a "
-                                 "mapping of group names")
-        for child, child_body in children.items():
-            if str(child) not in group.children:
-                group.children.append(str(child))
-            self._group(str(child), child_body, (*at, "children", child))

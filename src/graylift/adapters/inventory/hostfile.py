@@ -7,9 +7,9 @@
   ``[group:vars]``, ``[group:children]``; hosts before any section are ungrouped.
 * Ansible YAML inventory: ``all: {vars, hosts: {h: {...}}, children: {group: {...}}}``.
 
-The Ansible formats are read by :mod:`graylift.adapters.inventory.ansible`; every host of every format is
-checked by :func:`graylift.core.hosts.build_host`. Every error is an InventoryError naming the file, the
-line and the field.
+The Ansible formats are read as Ansible reads them (:mod:`graylift.adapters.inventory.ansible`); every host
+of every format is checked by :func:`graylift.core.hosts.build_host`. Every error is an InventoryError naming
+the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from graylift import yamldoc
-from graylift.adapters.inventory.ansible import SECTION, AnsibleIni, AnsibleYaml, where
+from graylift.adapters.inventory.ansible import check_vars_dirs, where
+from graylift.adapters.inventory.ansible_ini import SECTION, AnsibleIni
+from graylift.adapters.inventory.ansible_yaml import AnsibleYaml
 from graylift.core.hosts import build_host, check_unique
 from graylift.core.model import Host
 from graylift.errors import InventoryError
@@ -34,7 +36,12 @@ def load_hosts_file(path: Path) -> list[Host]:
         raise InventoryError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror}") from exc
+    if text.startswith("#!"):
+        raise InventoryError(f"{path}:1: this is an inventory script; graylift does not run inventory scripts: "
+                             f"export the hosts with `ansible-inventory -i {path.name} --list --yaml > hosts.yml` "
+                             "and import hosts.yml")
     if _looks_like_ini(text, path):
+        check_vars_dirs(path)
         hosts = AnsibleIni(path).parse(text)
     else:
         try:
@@ -45,9 +52,10 @@ def load_hosts_file(path: Path) -> list[Host]:
             first = doc.duplicates[0]
             raise InventoryError(f"{path}:{first.line}: duplicate key {first.key!r} (first at line {first.first_line})")
         data = doc.data
-        if isinstance(data, dict) and "hosts" in data and "all" not in data:
+        if isinstance(data, dict) and "hosts" in data and "all" not in data and "plugin" not in data:
             hosts = _graylift_yaml(data, path, doc)
         elif isinstance(data, dict):
+            check_vars_dirs(path)
             hosts = AnsibleYaml(path, doc).parse(data)
         elif data is None:
             hosts = []
@@ -55,6 +63,7 @@ def load_hosts_file(path: Path) -> list[Host]:
             raise InventoryError(f"{path}: expected a mapping with `hosts:` (graylift) or `all:` (Ansible), "
                                  f"got a {type(data).__name__}")
         else:
+            check_vars_dirs(path)
             hosts = AnsibleIni(path).parse(text)
     if not hosts:
         raise InventoryError(f"{path}: no hosts in the file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
@@ -27,8 +28,11 @@ def hosts(request: Request, actor: ActorDep, app: s.NamePath, env: s.NamePath) -
 
 @router.put("/hosts")
 def import_hosts(request: Request, actor: ActorDep, app: s.NamePath, env: s.NamePath,
-                 body: s.HostsIn) -> dict[str, int]:
-    """Replace the host list of app/env with the hosts given, or an inventory (YAML, Ansible INI or YAML)."""
+                 body: s.HostsIn, dry_run: bool = False) -> dict[str, Any]:
+    """Replace the host list of app/env with the hosts given, or an inventory (YAML, Ansible INI or YAML).
+
+    Hosts in maintenance stay so; hosts the running release uses cannot be removed. The answer says what was
+    added, removed and changed (one line each in ``lines``); ``dry_run=true`` stores nothing."""
     desk = desk_of(request)
     desk.require(actor, Action.HOSTS, app, env)
     if (body.hosts is None) == (body.inventory is None):
@@ -44,7 +48,10 @@ def import_hosts(request: Request, actor: ActorDep, app: s.NamePath, env: s.Name
                 found = parse_hosts_file(path)
             except InventoryError as exc:
                 raise InputError(str(exc).replace(str(path), "inventory")) from None
-    return {"imported": desk.import_hosts(actor, app, env, found)}
+    diff = desk.import_hosts(actor, app, env, found, dry_run=dry_run)
+    return {"imported": diff.count, "dry_run": dry_run, "summary": diff.summary(), "lines": diff.lines(),
+            "added": [h.name for h in diff.added], "removed": [h.name for h in diff.removed],
+            "changed": [c.name for c in diff.changed], "kept_maintenance": list(diff.kept_maintenance)}
 
 
 @router.post("/hosts/{host}/maintenance", status_code=204)
