@@ -143,12 +143,15 @@ class RemoteGraylift:
                      for h, reason in data["attention"].items()}
         return PlanView(app, env, version, plan, [], data["previous_version"], report=report, attention=attention)
 
-    async def start_release(self, app: str, env: str, version: str, *, started_by: str = "") -> ReleaseRecord:
+    async def start_release(self, app: str, env: str, version: str, *, started_by: str = "",
+                            **local_only: object) -> ReleaseRecord:
+        _local_only(local_only)
         return self._started(self._call("POST", "/api/v1/releases", json={"app": app, "env": env,
                                                                             "version": version}))
 
-    async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str = ""
-                             ) -> ReleaseRecord:
+    async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str = "",
+                             **local_only: object) -> ReleaseRecord:
+        _local_only(local_only)
         return self._started(self._call("POST", f"/api/v1/apps/{app}/envs/{env}/rollback", json={"to": to_version}))
 
     def _started(self, data: dict[str, Any]) -> ReleaseRecord:
@@ -275,3 +278,11 @@ class RemoteGraylift:
         rows = self._call("POST", f"/api/v1/apps/{app}/envs/{env}/survey", json={"version": version})
         return [SurveyRow(Host(r["host"], r["host"]), r["layout"], r["version"], r["sha256"], r["serving"], r["would"])
                 for r in rows]
+
+
+def _local_only(options: dict[str, object]) -> None:
+    """Options the server's API does not take yet (--outside-window, --migration, --override-migration)."""
+    given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+    if given:
+        raise errors.UsageError(f"{', '.join(given)}: not available through --server yet; run the command where "
+                                "the config and the state database are")

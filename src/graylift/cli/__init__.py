@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graylift.cli import config_cmds, doctor, releases
+from graylift.cli import config_cmds, doctor, gates, releases
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
 from graylift.cli.lazy import LazyGroup
@@ -31,6 +31,10 @@ for command in (config_cmds.init, config_cmds.check, releases.plan, releases.rel
                 releases.history):
     app.command()(command)
 app.command()(doctor.doctor)
+app.command()(gates.schedule)
+app.command()(gates.schedules)
+app.command()(gates.unschedule)
+app.command("promote-env")(gates.promote_env)
 
 
 def _version(value: bool) -> None:

@@ -24,7 +24,9 @@ def hosts_import(file: Path, app_name: AppOpt, env: EnvOpt, config: ConfigOpt = 
     and changed. Hosts in maintenance stay in maintenance; hosts a running release uses cannot be removed."""
 
     def body() -> None:
-        diff = service(config).import_hosts_file(file, app_name, env, dry_run=dry_run)
+        gl = service(config)
+        check_app(gl, app_name)  # a typo must not create a second app (any env is fine: hosts make it known)
+        diff = gl.import_hosts_file(file, app_name, env, dry_run=dry_run)
         for line in diff.lines():
             console.print(line, markup=False)
         done = "would import" if dry_run else "imported"

@@ -79,6 +79,11 @@ def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Arg
     guarded(body)
 
 
+def run_release(gl: Graylift, rec: ReleaseRecord, wait: bool) -> None:
+    """Drive a new release here (``--wait``) or hand it off: exit 0 only if it succeeded."""
+    _run(gl, rec, wait, (ReleaseState.SUCCEEDED,))
+
+
 def _run(gl: Graylift, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState, ...] = GOOD) -> None:
     """Drive here with live progress (``--wait``: exit 0 only if it ends in ``good``), or hand it off."""
     from graylift.cli.render import printer, render_release
@@ -92,12 +97,19 @@ def _run(gl: Graylift, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState,
 
 
 def release(app_name: AppArg, version: VersionArg, env: EnvOpt, wait: WaitOpt = False,
+            outside_window: Annotated[str | None, typer.Option(
+                "--outside-window", metavar="REASON", help="Release outside the app's release windows; the "
+                "reason is journaled.")] = None,
+            migration: Annotated[str | None, typer.Option(
+                "--migration", metavar="KIND", help="expand (backward compatible) or contract: what this "
+                "release's schema migration is (default: the config's migration.default).")] = None,
             config: ConfigOpt = None) -> None:
-    """Release VERSION of APP to an environment: preflight, canary, then rolling batches."""
+    """Release VERSION of APP to an environment: gates, preflight, migration, canary, then rolling batches."""
 
     def body() -> None:
         gl = service(config)
-        rec = run_async(gl.start_release(app_name, env, version, started_by=who()))
+        extra = {k: v for k, v in (("outside_window", outside_window), ("migration", migration)) if v is not None}
+        rec = run_async(gl.start_release(app_name, env, version, started_by=who(), **extra))
         console.print(f"release #{rec.id}: {app_name} {rec.previous_version or '(none)'} -> {version} ({env}), "
                       f"{len(rec.plan['batches'])} batch(es); preflight passed")
         _run(gl, rec, wait, (ReleaseState.SUCCEEDED,))
@@ -107,14 +119,19 @@ def release(app_name: AppArg, version: VersionArg, env: EnvOpt, wait: WaitOpt = 
 
 def rollback(app_name: AppArg, env: EnvOpt,
              to: Annotated[str | None, typer.Option("--to", metavar="VERSION", help="Version to go back to.")] = None,
-             wait: WaitOpt = False, config: ConfigOpt = None) -> None:
+             wait: WaitOpt = False,
+             override_migration: Annotated[str | None, typer.Option(
+                 "--override-migration", metavar="REASON", help="Roll back across a contract migration anyway; "
+                 "the reason is journaled.")] = None,
+             config: ConfigOpt = None) -> None:
     """Put the previous good version back (or --to VERSION), as gracefully as a release; works mid-release
     (then from the state database alone)."""
 
     def body() -> None:
         gl = service(config)
         check_app(gl, app_name, env)
-        rec = run_async(gl.start_rollback(app_name, env, to_version=to, started_by=who()))
+        extra = {"override_migration": override_migration} if override_migration else {}
+        rec = run_async(gl.start_rollback(app_name, env, to_version=to, started_by=who(), **extra))
         emergency(gl)
         target = rec.previous_version if rec.kind is ReleaseKind.RELEASE else rec.version
         console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id} ({rec.state.value})")

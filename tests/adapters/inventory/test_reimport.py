@@ -32,7 +32,10 @@ web-4 ansible_host=10.213.0.4 zone=d
 
 @pytest.fixture
 def gl(tmp_path: Path) -> Graylift:
-    service = Graylift(tmp_path / "no-config.yaml", db_url=f"sqlite:///{tmp_path / 'state.db'}")
+    config = tmp_path / "graylift.yaml"
+    config.write_text("apps:\n  shop:\n    package: {type: war, local_dir: /tmp}\n    deploy: {dir: /srv/shop}\n"
+                      "    commands: {start: bin/start, stop: bin/stop}\n    health: {none: true}\n")
+    service = Graylift(config, db_url=f"sqlite:///{tmp_path / 'state.db'}")
     yield service  # type: ignore[misc]
     service.close()
 
@@ -105,3 +108,13 @@ def test_the_service_keeps_flags_for_hosts_given_directly_too(gl: Graylift) -> N
     gl.set_maintenance(APP, ENV, "b", in_service=False)
     diff = gl.import_hosts(APP, ENV, [Host("a", "10.0.0.1"), Host("b", "10.0.0.2")])
     assert diff.kept_maintenance == ("b",) and stored(gl)["b"] == (22, False)
+
+
+def test_an_unknown_app_is_refused_not_imported(gl: Graylift, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_hosts, "service", lambda config: gl)
+    path = tmp_path / "hosts.ini"
+    path.write_text(FIRST)
+    done = CliRunner().invoke(cli.app, ["hosts", "import", str(path), "--app", "shopp", "--env", ENV])
+    assert done.exit_code == 2 and "unknown app 'shopp'; known apps: shop" in done.output
+    assert gl.list_hosts("shopp", ENV) == []
