@@ -25,6 +25,7 @@ from graylift.auth.rules import covers
 from graylift.auth.secrets import same
 from graylift.core.plan import Plan
 from graylift.errors import GrayliftError
+from graylift.journal_lines import line_of
 from graylift.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -163,7 +164,7 @@ def release(request: Request, actor: ActorDep, release_id: s.IdPath) -> Response
     rec = desk.release(actor, release_id)
     runs = desk.gl.host_runs(rec.id)
     entries = desk.gl.store.journal_entries(rec.id)
-    lines = [(e.id, e.at, text) for e in entries[-500:] if (text := render.line_of(e)) is not None]
+    lines = [(e.id, e.at, text) for e in entries[-500:] if (text := line_of(e)) is not None]
     return page(request, "release.html", actor, **_header_context(request, actor, rec, runs),
                 rows=render.grid(rec, runs, datetime.now(UTC)), plan=Plan.from_dict(rec.plan), lines=lines,
                 last_id=entries[-1].id if entries else 0, truncated=len(entries) > 500)
@@ -177,7 +178,7 @@ async def release_stream(request: Request, actor: ActorDep, release_id: s.IdPath
 
     def draw(tick: sse.Tick) -> list[tuple[str, str]]:
         out = []
-        lines = [(e.id, e.at, text) for e in tick.entries if (text := render.line_of(e)) is not None]
+        lines = [(e.id, e.at, text) for e in tick.entries if (text := line_of(e)) is not None]
         if lines:
             out.append(("log", templates.get_template("_log.html").render(lines=lines)))
         header = _header_context(request, actor, tick.release, tick.runs)
@@ -215,7 +216,7 @@ def release_host(request: Request, actor: ActorDep, release_id: s.IdPath, host: 
     desk = desk_of(request)
     rec = desk.release(actor, release_id)
     entries = desk.gl.store.journal_entries(rec.id, host)
-    return fragment(request, "_host_steps.html", host=host, entries=entries, line_of=render.line_of)
+    return fragment(request, "_host_steps.html", host=host, entries=entries, line_of=line_of)
 
 
 @router.get("/apps/{app}")
