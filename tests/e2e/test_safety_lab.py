@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import yaml
 
-import graylift.engine.hosts as hosts_module
 from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.flow import Step
 from graylift.core.state import HostState, ReleaseState
@@ -34,7 +33,7 @@ from graylift.lab.files import ZOOKEEPER_SERVICES, nginx_traffic_entry
 from graylift.lab.inspect import active_silences, haproxy_servers, host_versions, serving_versions, zookeeper_overrides
 from graylift.lab.load import WrkLoad
 from graylift.service import Graylift
-from tests.e2e.conftest import Deploy, lab_fixture, settled, wait_until
+from tests.e2e.conftest import Deploy, hook_steps, lab_fixture, settled, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.slow]
 
@@ -82,16 +81,6 @@ def fleet_problems(info: LabInfo, version: str) -> list[str]:
     problems += [f"silence: {s}" for s in active_silences(info)]
     problems += [f"zookeeper: {o}" for o in zookeeper_overrides(info, ZOOKEEPER_SERVICES[APP])]
     return problems
-
-
-def hook_steps(monkeypatch: pytest.MonkeyPatch, before: Callable[[Step, Any], None]) -> None:
-    real = hosts_module.run_step
-
-    async def run_step(step: Step, ctx: Any) -> dict[str, Any]:
-        before(step, ctx)
-        return await real(step, ctx)
-
-    monkeypatch.setattr(hosts_module, "run_step", run_step)
 
 
 def drive(d: Deploy, release_id: int) -> Any:
