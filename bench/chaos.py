@@ -106,8 +106,10 @@ def points(info: LabInfo, etcd_url: str, seed: int) -> list[Point]:
         out.append(Point("rollback", f"after:{step}:{hosts[len(out) % len(hosts)]}"))
     out.append(Point("rollback", f"after:{backends[0]}.take_out:*:2"))
     out.append(Point("rollback", f"after:{backends[2]}.put_back:*:3"))
-    for step in ("stop", "switch", "start", "health", "put_back"):  # the revert of a failed canary (2nd time)
-        out.append(Point("revert", f"after:{step}:{hosts[0]}:2"))
+    # the revert of the failed canary: stop, switch and start run a second time on it; health, put back and
+    # unmute succeed there for the first time
+    for step, nth in (("stop", 2), ("switch", 2), ("start", 2), ("health", 1), ("put_back", 1), ("unmute", 1)):
+        out.append(Point("revert", f"after:{step}:{hosts[0]}:{nth}"))
     rng = random.Random(seed)
     out += [Point("release", delay=round(rng.uniform(0.5, 14.0), 1)) for _ in range(7)]
     out += [Point("rollback", delay=round(rng.uniform(0.3, 10.0), 1)) for _ in range(5)]

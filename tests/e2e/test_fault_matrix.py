@@ -201,6 +201,7 @@ def test_a_full_disk_while_staging_fails_the_canary_untouched_and_pauses(
                   f"cp -a /tmp/keep/. {releases}/; rm -rf /tmp/keep; "
                   f"dd if=/dev/zero of={releases}/.fill bs=4k 2>/dev/null || true")
 
+    host_exec(lab, CANARY, f"rm -rf {releases}/2.0.0")  # so that it must be downloaded again
     rec = start(d)
     hook_steps(monkeypatch, once(Step.STAGE, CANARY, fill_disk))
     try:
@@ -266,6 +267,8 @@ class SlowRepository:
 def test_a_slow_repository_slows_staging_but_never_keeps_a_host_out_of_traffic(
         d: Deploy, lab: LabInfo, monkeypatch: pytest.MonkeyPatch) -> None:
     size = (Path(lab.artifact_dir) / APP / "2.0.0" / f"{APP}-2.0.0.tar.gz").stat().st_size
+    for host in lab.hosts:  # 1.1.0 is downloaded by every host, through the slow repository
+        host_exec(lab, host.name, f"rm -rf /srv/{APP}/releases/1.1.0")
     slow = SlowRepository(lab, rate=max(1, size // 2))  # about 2 s per download
     try:
         data = yaml.safe_load(d.config.read_text())
@@ -279,7 +282,7 @@ def test_a_slow_repository_slows_staging_but_never_keeps_a_host_out_of_traffic(
                 out_while_staging.extend(n for n, s in haproxy_servers(lab, APP).items() if not s.serving)
 
         hook_steps(monkeypatch, look)
-        rec = asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="test"))
+        rec = asyncio.run(gl.start_release(APP, ENV, "1.1.0", started_by="test"))
         done = asyncio.run(gl.engine().drive(rec.id))
     finally:
         slow.close()
@@ -288,7 +291,7 @@ def test_a_slow_repository_slows_staging_but_never_keeps_a_host_out_of_traffic(
     staged = [e.detail.get("seconds", 0) for e in gl.store.journal_entries(rec.id)
               if e.step == "stage" and e.event == "done"]
     assert len(staged) == len(lab.hosts) and min(staged) >= 1.0, staged
-    assert outside(d, "2.0.0") == []
+    assert outside(d, "1.1.0") == []
 
 
 # --- backends -------------------------------------------------------------------------------------------
@@ -305,8 +308,9 @@ def test_the_haproxy_stats_socket_gone_at_take_out_keeps_the_canary_serving(
         if moved.exists():
             moved.rename(sock)
     settled(paused, ReleaseState.PAUSED)
-    stuck = attention(d, paused)
-    assert outside(d, "1.0.0", exempt=stuck) == []
+    assert attention(d, paused) == (CANARY,)  # HAProxy could not be asked whether it is back
+    assert set(runs(d, paused)[CANARY].attention or {}) == {f"haproxy:{APP}"}, runs(d, paused)[CANARY]
+    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
     assert haproxy_servers(lab, APP)[CANARY].serving  # it was never taken out of HAProxy
     retried_to_the_end(d, paused)
 
@@ -337,10 +341,11 @@ def test_zookeeper_down_at_take_out_leaves_the_canary_needing_attention_then_ret
         for again in restart:
             again()
     settled(paused, ReleaseState.PAUSED)
-    stuck = attention(d, paused)
-    assert outside(d, "1.0.0", exempt=stuck) == []
-    for host in stuck:
-        assert any("zookeeper" in b for b in runs(d, paused)[host].attention or {}), runs(d, paused)[host]
+    assert attention(d, paused) == (CANARY,)
+    canary = runs(d, paused)[CANARY]
+    assert [b.split(":")[0] for b in canary.attention or {}] == ["zookeeper"], canary  # only the registry that is down
+    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
+    assert haproxy_servers(lab, APP)[CANARY].serving  # back in the load balancers: it serves
     retried_to_the_end(d, paused)
 
 
@@ -362,10 +367,11 @@ def test_etcd_down_at_take_out_leaves_the_canary_needing_attention_then_retry_fi
             restarted = lab_services.start_etcd(etcd.workdir, int(etcd.port or 0))
             etcd.pid, etcd.pidfile = restarted.pid, restarted.pidfile
     settled(paused, ReleaseState.PAUSED)
-    stuck = attention(d, paused)
-    assert outside(d, "1.0.0", exempt=stuck) == []
-    for host in stuck:
-        assert any("etcd" in b for b in runs(d, paused)[host].attention or {}), runs(d, paused)[host]
+    assert attention(d, paused) == (CANARY,)
+    canary = runs(d, paused)[CANARY]
+    assert [b.split(":")[0] for b in canary.attention or {}] == ["etcd"], canary  # only the registry that is down
+    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
+    assert haproxy_servers(lab, APP)[CANARY].serving  # back in the load balancers: it serves
     retried_to_the_end(d, paused)
 
 
@@ -381,6 +387,9 @@ def test_alertmanager_down_at_mute_leaves_the_canary_serving_and_pauses(
         for again in restart:
             again()
     settled(paused, ReleaseState.PAUSED)
-    stuck = attention(d, paused)
-    assert outside(d, "1.0.0", exempt=stuck) == []
+    assert attention(d, paused) == (CANARY,)
+    canary = runs(d, paused)[CANARY]
+    assert [b.split(":")[0] for b in canary.attention or {}] == ["alertmanager"], canary  # out of no backend
+    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
+    assert haproxy_servers(lab, APP)[CANARY].serving
     retried_to_the_end(d, paused)
