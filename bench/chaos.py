@@ -177,7 +177,12 @@ def run_point(info: LabInfo, workdir: Path, etcd_url: str, number: int, point: P
         time.sleep(0.5)
     finally:
         reports = [load.stop() for load in loads]
-    rec = s.gl.store.list_releases(APP, ENV)[0]
+    recs = s.gl.store.list_releases(APP, ENV)
+    if not recs:  # killed during the preflight, before the release was recorded: nothing may have changed
+        problems += fleet_problems(info, APP, before, etcd_url=etcd_url)
+        return Outcome(number, point.label, killed, "not recorded", "killed before the release was recorded",
+                       sum(r.sent for r in reports), sum(r.non_2xx + r.errors for r in reports), {}, problems)
+    rec = recs[0]
     if rec.state not in FINAL and not (rec.state is ReleaseState.PAUSED and rec.message):
         problems.append(f"release #{rec.id} is {rec.state.value}: {rec.message}")
     runs = s.gl.store.host_runs(rec.id)
@@ -194,6 +199,20 @@ def run_point(info: LabInfo, workdir: Path, etcd_url: str, number: int, point: P
 
 def next_good(version: str) -> str:
     return GOOD[(GOOD.index(version) + 1) % len(GOOD)]
+
+
+def write_results(args: argparse.Namespace, outcomes: list[Outcome], started: float) -> tuple[int, int, int]:
+    """bench/results/chaos.json, rewritten after every point (a run cut short keeps what it measured)."""
+    clean = sum(o.clean for o in outcomes)
+    failed = sum(o.failed_requests for o in outcomes)
+    requests = sum(o.requests for o in outcomes)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "hosts": args.hosts, "seed": args.seed,
+        "command": "sudo .venv/bin/python bench/chaos.py" + (f" --only {args.only}" if args.only else ""),
+        "clean": clean, "points": len(outcomes), "requests": requests, "failed_requests": failed,
+        "seconds": round(time.monotonic() - started), "outcomes": [asdict(o) for o in outcomes]}, indent=2) + "\n")
+    return clean, failed, requests
 
 
 def main() -> int:
@@ -223,6 +242,7 @@ def main() -> int:
                         continue
                     outcome = run_point(info, Path(tmp), etcd_url, number, point)
                     outcomes.append(outcome)
+                    write_results(args, outcomes, started)
                     mark = "clean" if outcome.clean else ("NOT KILLED" if not outcome.killed else "DIRTY")
                     print(f"{number:3} {mark:10} {outcome.point:64} -> {outcome.state:12} "
                           f"{outcome.failed_requests}/{outcome.requests} failed"
@@ -232,15 +252,7 @@ def main() -> int:
                 lab_services.stop_service(etcd)
     finally:
         lab_down(LAB)
-    clean = sum(o.clean for o in outcomes)
-    failed = sum(o.failed_requests for o in outcomes)
-    requests = sum(o.requests for o in outcomes)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "hosts": args.hosts, "seed": args.seed,
-        "command": "sudo .venv/bin/python bench/chaos.py" + (f" --only {args.only}" if args.only else ""),
-        "clean": clean, "points": len(outcomes), "requests": requests, "failed_requests": failed,
-        "seconds": round(time.monotonic() - started), "outcomes": [asdict(o) for o in outcomes]}, indent=2) + "\n")
+    clean, failed, requests = write_results(args, outcomes, started)
     print(f"{clean}/{len(outcomes)} clean; {failed} failed requests of {requests} "
           f"(HAProxy without retries + nginx, under every kill); {RESULTS}")
     return 0 if clean == len(outcomes) and failed == 0 else 1
