@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+import graylift.engine.hosts as hosts_module
 from graylift.adapters.inventory.hostfile import load_hosts_file
+from graylift.core.flow import Step
 from graylift.core.state import ReleaseState
 from graylift.lab import LabInfo, lab_down, lab_up
 from graylift.lab.files import ZOOKEEPER_SERVICES
@@ -125,3 +127,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def hook_steps(monkeypatch: pytest.MonkeyPatch, before: Callable[[Step, Any], None]) -> None:
+    """Call ``before(step, ctx)`` just before the engine runs each step of each host (a fault goes in here)."""
+    real = hosts_module.run_step
+
+    async def run_step(step: Step, ctx: Any) -> dict[str, Any]:
+        before(step, ctx)
+        return await real(step, ctx)
+
+    monkeypatch.setattr(hosts_module, "run_step", run_step)

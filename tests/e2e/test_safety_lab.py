@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import yaml
 
-import graylift.engine.hosts as hosts_module
 from graylift.adapters.inventory.hostfile import load_hosts_file
 from graylift.core.flow import Step
 from graylift.core.state import HostState, ReleaseState
@@ -30,11 +29,12 @@ from graylift.lab import LabInfo, host_exec, partition
 from graylift.lab import artifacts as lab_artifacts
 from graylift.lab import services as lab_services
 from graylift.lab.brownfield import install_by_script
-from graylift.lab.files import ZOOKEEPER_SERVICES, nginx_traffic_entry
-from graylift.lab.inspect import active_silences, haproxy_servers, host_versions, serving_versions, zookeeper_overrides
+from graylift.lab.files import nginx_traffic_entry
+from graylift.lab.inspect import active_silences, haproxy_servers, nginx_down, serving_versions
+from graylift.lab.inspect import fleet_problems as lab_fleet_problems
 from graylift.lab.load import WrkLoad
 from graylift.service import Graylift
-from tests.e2e.conftest import Deploy, lab_fixture, settled, wait_until
+from tests.e2e.conftest import Deploy, hook_steps, lab_fixture, settled, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.slow]
 
@@ -63,35 +63,8 @@ def deploy(info: LabInfo, tmp_path: Path, *, nginx: bool = True, edit: Callable[
     return Deploy(info, APP, config, gl)
 
 
-def nginx_down(info: LabInfo) -> list[str]:
-    """Server lines nginx has marked down in the lab's upstream file (read from disk, as nginx loads it)."""
-    return [line.strip() for line in Path(info.nginx_includes[APP]).read_text().splitlines()
-            if line.strip().startswith("server") and " down" in line]
-
-
 def fleet_problems(info: LabInfo, version: str) -> list[str]:
-    problems = [f"{h}: current -> {v}" for h, v in host_versions(info, APP).items() if v != version]
-    problems += [f"{h}: answers {v}" for h, v in serving_versions(info, APP).items() if v != version]
-    deadline = time.monotonic() + 15
-    servers = haproxy_servers(info, APP)
-    while not all(s.serving for s in servers.values()) and time.monotonic() < deadline:
-        time.sleep(0.2)  # HAProxy's own check needs a moment to see a restarted app
-        servers = haproxy_servers(info, APP)
-    problems += [f"{n}: not serving in HAProxy" for n, s in servers.items() if not s.serving]
-    problems += [f"nginx: {line}" for line in nginx_down(info)]
-    problems += [f"silence: {s}" for s in active_silences(info)]
-    problems += [f"zookeeper: {o}" for o in zookeeper_overrides(info, ZOOKEEPER_SERVICES[APP])]
-    return problems
-
-
-def hook_steps(monkeypatch: pytest.MonkeyPatch, before: Callable[[Step, Any], None]) -> None:
-    real = hosts_module.run_step
-
-    async def run_step(step: Step, ctx: Any) -> dict[str, Any]:
-        before(step, ctx)
-        return await real(step, ctx)
-
-    monkeypatch.setattr(hosts_module, "run_step", run_step)
+    return lab_fleet_problems(info, APP, version)
 
 
 def drive(d: Deploy, release_id: int) -> Any:
@@ -198,7 +171,7 @@ def test_a_broken_nginx_leaves_the_host_in_haproxy_and_needing_attention_for_ngi
     assert canary.state is HostState.NEEDS_ATTENTION
     assert set(canary.attention or {}) == {f"nginx-{APP}"}, canary.attention
     assert haproxy_servers(lab, APP)[canary.host].serving  # back in the LB that works
-    assert len(nginx_down(lab)) == 1  # out of the broken one only
+    assert len(nginx_down(lab, APP)) == 1  # out of the broken one only
     assert serving_versions(lab, APP)[canary.host] == "2.0.0"
     assert active_silences(lab) == []  # its alerts fire
     shown = d.cli("status", str(rec.id), check=True).stdout

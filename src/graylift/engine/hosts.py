@@ -17,6 +17,7 @@ from graylift.core.flow import undo_steps as plan_undo
 from graylift.core.layout import Found, choose_release_dir, release_dir_name
 from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
+from graylift.engine.crash import crash_point
 from graylift.engine.lease import Guarded
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
@@ -152,6 +153,7 @@ class HostRunner:
                     run = self._finish(run, finished, then=(step.value, begin))
                     finished = None
                 started = self.clock.now()
+                crash_point("before", step.value, host)
                 try:
                     detail = await run_step(step, ctx)
                 except LeaseLost:
@@ -159,6 +161,7 @@ class HostRunner:
                 except (GrayliftError, OSError) as exc:
                     self.store.journal(rec.id, host, step.value, "failed", _failure_detail(exc))
                     raise StepFailed(step, exc) from exc
+                crash_point("after", step.value, host)
                 detail["seconds"] = round((self.clock.now() - started).total_seconds(), 3)
                 found = Found.from_json(detail["found"]) if step is Step.PRECHECK else None
                 already = already or bool(found is not None and detail.get("already_on_target"))

@@ -21,6 +21,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from graylift.engine.crash import crash_point
 from graylift.errors import LeaseLost, StateError, StoreError
 from graylift.ports import Clock
 from graylift.store import Fence, ReleaseRecord, Store
@@ -150,6 +151,9 @@ class Guarded:
 
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             self._check()
-            return await value(*args, **kwargs)
+            result = await value(*args, **kwargs)
+            label = getattr(self._inner, "name", None) or type(self._inner).__name__
+            crash_point("after", f"{label}.{name}", getattr(args[0], "name", "") if args else "")
+            return result
 
         return guarded

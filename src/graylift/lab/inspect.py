@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import time
 import urllib.request
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 from urllib.parse import unquote
 
+from graylift.lab.files import ZOOKEEPER_SERVICES
 from graylift.lab.info import LabInfo
 from graylift.lab.lifecycle import host_exec
 
@@ -93,3 +99,63 @@ def app_processes(info: LabInfo, pattern: str) -> dict[str, int]:
         res = host_exec(info, host.name, f"pgrep -fc '{unmatchable}' || true")
         out[host.name] = int(res.stdout.strip() or 0)
     return out
+
+
+def nginx_down(info: LabInfo, app: str) -> list[str]:
+    """Server lines marked ``down`` in the lab nginx's upstream file for ``app`` (read from disk, as nginx loads it)."""
+    lines = Path(info.nginx_includes[app]).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("server") and " down" in line]
+
+
+def etcd_keys(url: str, prefix: str) -> dict[str, str]:
+    """Every key under ``prefix`` in etcd (v3 HTTP/JSON gateway at ``url``) -> its value."""
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": b64(prefix), "range_end": b64(end)}).encode()
+    req = urllib.request.Request(f"{url}/v3/kv/range", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        kvs = json.load(resp).get("kvs") or []
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+
+
+def etcd_key(info: LabInfo, app: str, host: str) -> str:
+    """The key a lab host registers under in etcd (the ``etcd`` backend's default key template)."""
+    return f"/services/{app}/{info.host(host).address}:{info.apps[app].port}"
+
+
+def fleet_problems(info: LabInfo, app: str, version: str | Mapping[str, str | None], *, nginx: bool = True,
+                   etcd_url: str | None = None, exempt: Collection[str] = (), settle: float = 15) -> list[str]:
+    """Everything that is not as it should be, seen from outside graylift: each host's ``current`` link and
+    what its app answers (``version``: one for all, or host -> version), HAProxy's runtime state, the nginx
+    upstream file (``nginx``), Alertmanager's silences, ZooKeeper's overrides and (``etcd_url``) etcd's keys.
+    Hosts in ``exempt`` (recorded needs_attention with a reason) are not checked. Empty when the fleet is
+    clean."""
+    expected = {h.name: version if isinstance(version, str) else version[h.name] for h in info.hosts}
+    checked = [h for h in info.hosts if h.name not in exempt]
+    linked, answers = host_versions(info, app), serving_versions(info, app)
+    problems = [f"{h.name}: current -> {linked[h.name]}" for h in checked if linked[h.name] != expected[h.name]]
+    problems += [f"{h.name}: answers {answers[h.name]}" for h in checked if answers[h.name] != expected[h.name]]
+    deadline = time.monotonic() + settle
+    servers = haproxy_servers(info, app)
+    while not all(servers[h.name].serving for h in checked) and time.monotonic() < deadline:
+        time.sleep(0.2)  # HAProxy's own check needs a moment to see a restarted app
+        servers = haproxy_servers(info, app)
+    problems += [f"{h.name}: not serving in HAProxy ({servers[h.name]})" for h in checked
+                 if not servers[h.name].serving]
+    exempt_addresses = [f"{info.host(h).address}:" for h in exempt]
+    if nginx:
+        problems += [f"nginx: {line}" for line in nginx_down(info, app)
+                     if not any(a in line for a in exempt_addresses)]
+    problems += [f"silence: {s['matchers']}" for s in active_silences(info)
+                 if not any(m.get("value") in exempt for m in cast(list[dict[str, str]], s["matchers"]))]
+    problems += [f"zookeeper: {o}" for o in zookeeper_overrides(info, ZOOKEEPER_SERVICES[app])
+                 if not any(f"//{a}" in o for a in exempt_addresses)]
+    if etcd_url:
+        keys = etcd_keys(etcd_url, "/")
+        problems += [f"etcd: {etcd_key(info, app, h.name)} missing" for h in checked
+                     if etcd_key(info, app, h.name) not in keys]
+        problems += [f"etcd: {k} parked" for k in keys
+                     if k.startswith("/graylift/parked") and not any(a in k for a in exempt_addresses)]
+    return problems

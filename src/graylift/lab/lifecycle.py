@@ -184,3 +184,15 @@ def host_exec(info: LabInfo, host_name: str, command: str,
 def partition(info: LabInfo, host_name: str, down: bool = True) -> None:
     """Cut a host off the network (its veth down), or heal it again (``down=False``)."""
     fleet.set_link(info.host(host_name).veth, up=not down)
+
+
+def restart_host(info: LabInfo, host_name: str) -> None:
+    """Boot a host whose PID 1 died (a crashed VM coming back): same network, address, dirs and host key; its
+    apps are not started. Saves the new PID 1 in ``lab.json``."""
+    host = info.host(host_name)
+    fleet.run(["ip", "-n", host.netns, "addr", "flush", "dev", "eth0"])
+    spec = fleet.HostSpec(name=host.name, index=host.index, address=host.address, netns=host.netns,
+                          veth=host.veth, dir=Path(host.dir))
+    slot = int(info.subnet.split(".")[2]) // 16
+    host.pid = fleet.start_hosts(info.name, slot, [spec])[host.name]
+    info.save()

@@ -7,6 +7,8 @@ server answers (or raises GrayliftError with the last lines of its log).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -231,6 +233,16 @@ def start_etcd(workdir: Path, port: int) -> Service:
             f"--initial-cluster=graylift=http://127.0.0.1:{peer}", "--log-level=warn"]
     service = _spawn("etcd", argv, workdir, port)
     return _ready_or_stop(service, check=lambda: _http_ok(f"http://127.0.0.1:{port}/health"))
+
+
+def etcd_register(port: int, keys: dict[str, str]) -> None:
+    """Put ``keys`` into the etcd on 127.0.0.1:port (as service instances register themselves)."""
+    for key, value in keys.items():
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                           "value": base64.b64encode(value.encode()).decode()}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v3/kv/put", data=body,
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).close()
 
 
 def start_sshd(workdir: Path, port: int, *, authorized_key: str, listen: str = "127.0.0.1") -> Service:
