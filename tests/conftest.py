@@ -13,11 +13,12 @@ PG_URL_TEMPLATE = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`, as scripts/test runs), the lab tests run one after another on one
-    worker (each brings up a fleet and measures it under load) while the other tests share the other workers."""
+    """Under pytest-xdist (`--dist loadgroup`, as scripts/test runs), the tests of one lab module stay on one
+    worker (they share the module's fleet, brought up once); modules and the other tests spread over the
+    workers. Two labs may run at once: each owns its own subnet slot, ports and state directory."""
     for item in items:
         if item.get_closest_marker("lab"):
-            item.add_marker(pytest.mark.xdist_group("lab"))
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def _pg_unreachable_reason() -> str | None:

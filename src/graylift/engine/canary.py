@@ -89,9 +89,9 @@ class CanaryPhase:
         healthy, detail = len(canaries) >= required, f"{len(canaries)} of {required} canaries on the new version"
         for run in canaries if healthy else []:
             try:
-                transport = await self.fleet.connect(run.host_spec)
+                transport = await self.hosts.connect(run)  # behind the lease, like every host command
                 target = await self.hosts.target(rec, run)
-                ctx = StepContext.open(self.fleet.runtime, run.host_spec, transport, target, rec.id, self.clock,
+                ctx = StepContext.open(self.hosts.runtime, run.host_spec, transport, target, rec.id, self.clock,
                                        found=run.found)
                 result = await health(ctx)
             except GrayliftError as exc:

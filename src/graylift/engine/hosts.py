@@ -46,10 +46,11 @@ class HostRunner:
         self._rollback_versions: tuple[str, ...] | None = None
         rt = fleet.runtime
         deploy_dirs = rt.deploy_dirs
-        # every backend and the deploy dir behind the lease (the transport is, in connect)
+        # every backend, health probe and the deploy dir behind the lease (the transport is, in connect)
         self.runtime = replace(
             rt, switches=[Guarded(s, check_lease) for s in rt.switches],
             silencers=[Guarded(s, check_lease) for s in rt.silencers],
+            probes=[Guarded(p, check_lease) for p in rt.probes],
             deploy_dirs=(lambda t: Guarded(deploy_dirs(t), check_lease)) if deploy_dirs is not None else None)
 
     # --- targets -------------------------------------------------------------------------------
