@@ -39,6 +39,7 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Block with live progress;
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", metavar="FORMAT",
                                            help="text (default) or json (schema: docs/cli.md).")]
 AppArg = Annotated[str, typer.Argument(metavar="APP", help="The app, as named under `apps:` in the config.")]
+VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="The version to release.")]
 RefArg = Annotated[str, typer.Argument(metavar="RELEASE", help="A release id, or an app name with --env (its "
                                                                   "active release, else its last one).")]
 

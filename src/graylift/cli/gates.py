@@ -16,6 +16,7 @@ from graylift.cli.common import (
     MaybeEnvOpt,
     Output,
     OutputOpt,
+    VersionArg,
     WaitOpt,
     guarded,
     run_async,
@@ -28,7 +29,6 @@ from graylift.errors import UsageError
 if TYPE_CHECKING:
     from graylift.service import Graylift
 
-VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="The version to release.")]
 
 
 def _local(config: Path | None) -> Graylift:

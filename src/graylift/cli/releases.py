@@ -19,6 +19,7 @@ from graylift.cli.common import (
     Output,
     OutputOpt,
     RefArg,
+    VersionArg,
     WaitOpt,
     check_app,
     emergency,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from graylift.service import Graylift, ReleaseRecord
 
 GOOD = (ReleaseState.SUCCEEDED, ReleaseState.ROLLED_BACK)
-VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="The version to release.")]
 
 
 def _release_json(gl: Graylift, rec: ReleaseRecord) -> dict[str, Any]:
