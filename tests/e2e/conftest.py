@@ -131,7 +131,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 def hook_steps(monkeypatch: pytest.MonkeyPatch, before: Callable[[Step, Any], None]) -> None:
     """Call ``before(step, ctx)`` just before the engine runs each step of each host (a fault goes in here)."""
-    real = hosts_module.run_step
+    real = hosts_module.run_step  # type: ignore[attr-defined]  # the name the engine calls, patched below
 
     async def run_step(step: Step, ctx: Any) -> dict[str, Any]:
         before(step, ctx)
