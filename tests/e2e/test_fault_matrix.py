@@ -329,6 +329,18 @@ def stop_and_restart(lab: LabInfo, name: str) -> Any:
     return again
 
 
+def only_down_backend_needs_attention(d: Deploy, lab: LabInfo, paused: ReleaseRecord, backend: str) -> None:
+    """The release paused with the canary needing attention for ``backend`` alone, serving everywhere else and
+    in HAProxy, the rest of the fleet clean; then ``retry`` finishes the release."""
+    settled(paused, ReleaseState.PAUSED)
+    assert attention(d, paused) == (CANARY,)
+    canary = runs(d, paused)[CANARY]
+    assert [b.split(":")[0] for b in canary.attention or {}] == [backend], canary  # only the backend that is down
+    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
+    assert haproxy_servers(lab, APP)[CANARY].serving  # back in the load balancers (or never out): it serves
+    retried_to_the_end(d, paused)
+
+
 def test_zookeeper_down_at_take_out_leaves_the_canary_needing_attention_then_retry_finishes(
         d: Deploy, lab: LabInfo, monkeypatch: pytest.MonkeyPatch) -> None:
     restart: list[Any] = []
@@ -340,13 +352,7 @@ def test_zookeeper_down_at_take_out_leaves_the_canary_needing_attention_then_ret
         monkeypatch.undo()
         for again in restart:
             again()
-    settled(paused, ReleaseState.PAUSED)
-    assert attention(d, paused) == (CANARY,)
-    canary = runs(d, paused)[CANARY]
-    assert [b.split(":")[0] for b in canary.attention or {}] == ["zookeeper"], canary  # only the registry that is down
-    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
-    assert haproxy_servers(lab, APP)[CANARY].serving  # back in the load balancers: it serves
-    retried_to_the_end(d, paused)
+    only_down_backend_needs_attention(d, lab, paused, "zookeeper")
 
 
 def test_etcd_down_at_take_out_leaves_the_canary_needing_attention_then_retry_finishes(
@@ -366,13 +372,7 @@ def test_etcd_down_at_take_out_leaves_the_canary_needing_attention_then_retry_fi
         if stopped:
             restarted = lab_services.start_etcd(etcd.workdir, int(etcd.port or 0))
             etcd.pid, etcd.pidfile = restarted.pid, restarted.pidfile
-    settled(paused, ReleaseState.PAUSED)
-    assert attention(d, paused) == (CANARY,)
-    canary = runs(d, paused)[CANARY]
-    assert [b.split(":")[0] for b in canary.attention or {}] == ["etcd"], canary  # only the registry that is down
-    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
-    assert haproxy_servers(lab, APP)[CANARY].serving  # back in the load balancers: it serves
-    retried_to_the_end(d, paused)
+    only_down_backend_needs_attention(d, lab, paused, "etcd")
 
 
 def test_alertmanager_down_at_mute_leaves_the_canary_serving_and_pauses(
@@ -386,10 +386,4 @@ def test_alertmanager_down_at_mute_leaves_the_canary_serving_and_pauses(
         monkeypatch.undo()
         for again in restart:
             again()
-    settled(paused, ReleaseState.PAUSED)
-    assert attention(d, paused) == (CANARY,)
-    canary = runs(d, paused)[CANARY]
-    assert [b.split(":")[0] for b in canary.attention or {}] == ["alertmanager"], canary  # out of no backend
-    assert outside(d, "1.0.0", exempt=(CANARY,)) == []
-    assert haproxy_servers(lab, APP)[CANARY].serving
-    retried_to_the_end(d, paused)
+    only_down_backend_needs_attention(d, lab, paused, "alertmanager")
