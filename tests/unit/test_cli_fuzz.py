@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.test_cli import CONFIG  # the same small valid config both start from
 from typer.testing import CliRunner
 
 from graylift.cli import app
@@ -34,19 +35,6 @@ from graylift.service.workers import WorkerService
 RUNS = int(os.environ.get("GRAYLIFT_FUZZ_RUNS", "2000"))
 SEED = int(os.environ.get("GRAYLIFT_FUZZ_SEED", "20261202"))
 APP, ENV = "order-service", "prod"
-CONFIG = """
-state: sqlite:///state.db
-ssh: {known_hosts: known_hosts}
-apps:
-  order-service:
-    package: {type: tar.gz, url: "http://127.0.0.1:9/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}
-    deploy: {dir: /srv/order}
-    commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
-    health: {tcp_port: 8080}
-    strategy: {batch: {size: 1}}
-    envs:
-      prod: {}
-"""
 WEIRD = ["[/x]", "[bold]x[/bold]", "[web,api]", "[", "]", "[/]", "\x1b[31mred", "a\tb", "\x7f", "line\nbreak",
          "ünïcödé", "订单服务", "🚀", "​", "‮rtl", "-", "--", "---x", "-x", "'", '"', "`id`", "$(id)", "%s",
          "{app}", "..", "../../etc/passwd", "/", " ", "", "a" * 300, "99999999999999999999999", "-1", "0", "1e309",
