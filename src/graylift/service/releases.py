@@ -92,8 +92,9 @@ class ReleaseService(ServiceBase):
         migration (``migration``: expand or contract, else the config's default) runs before any host is touched
         (:mod:`.migrations`)."""
         now = self.store.db_now()
-        self.check_window(app, env, now, version=version, override=outside_window)
         cfg = self.config.app_for_env(app, env)
+        windows = [w.window() for w in cfg.strategy.windows]
+        gates.check_window(windows, app, env, now, version=version, override=outside_window)
         gates.check_promotion(self.store, cfg, app, env, version, now)
         migration_kind = migrations.declared_kind(cfg, migration)
         view = await self.plan(app, env, version)
@@ -109,7 +110,7 @@ class ReleaseService(ServiceBase):
         if self.store.current_version(app, env) is None and view.previous_version:  # brownfield: what it ran
             self.store.record_deployed(app, env, view.previous_version, rec.id, source="survey")
             self.store.journal(rec.id, None, "survey", "fleet_version", {"version": view.previous_version})
-        if outside_window and not is_open(self.windows(app, env), self.store.db_now()):
+        if outside_window and not is_open(windows, now):  # the override was what let it start
             self.store.journal(rec.id, None, "window", "override", {"reason": outside_window, "by": started_by})
         if migration_kind is not None:
             await migrations.run_migration(self.store, cfg, rec, migration_kind)
