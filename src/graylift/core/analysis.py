@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from graylift.core.template import render
+
 
 class Verdict(StrEnum):
     PASS = "pass"
@@ -50,8 +52,33 @@ class Verdict(StrEnum):
     HALT = "halt"  # too many query errors in a row: the release stops (never promotes)
 
 
+PLACEHOLDERS = frozenset({"hosts", "addresses", "window", "step"})
+"""A query template's placeholders: ``{hosts}`` a regex of the group's host names, ``{addresses}`` of their
+addresses, ``{window}`` the judged window (``37s``), ``{step}`` the latency sample step (``2s``)."""
+
+DEFAULT_QUERIES = {  # the lab app's metrics (graylift.lab), Prometheus labelling each target with ``host``
+    "latency_p50": 'histogram_quantile(0.5, sum by (le) (rate(pyapp_request_seconds_bucket{{host=~"{hosts}"}}'
+                   '[{step}])))',
+    "latency_p99": 'histogram_quantile(0.99, sum by (le) (rate(pyapp_request_seconds_bucket{{host=~"{hosts}"}}'
+                   '[{step}])))',
+    "requests": 'sum(increase(pyapp_requests_total{{host=~"{hosts}"}}[{window}]))',
+    "errors": 'sum(increase(pyapp_requests_total{{host=~"{hosts}",code=~"5.."}}[{window}]))',
+}
+
+
+REGEX_SPECIAL = frozenset(".+*?()[]{}|^$\\")
+
+
+class OnMetricsDown(StrEnum):
+    HALT = "halt"
+    ROLLBACK = "rollback"
+
+
 @dataclass(frozen=True)
 class AnalysisSettings:
+    queries: tuple[tuple[str, str], ...] = tuple(DEFAULT_QUERIES.items())  # metric -> PromQL template
+    step: float = 2.0  # seconds per latency sample (and the rate window behind each)
+    on_down: OnMetricsDown = OnMetricsDown.HALT  # after max_query_errors in a row: pause, or roll back
     interval: float = 10.0  # seconds between judgements
     min_samples: int = 10  # latency samples per group before a latency metric may pass
     min_requests: int = 500  # requests per group before the error metric may pass
@@ -103,6 +130,36 @@ class Judgement:
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value, "reason": self.reason,
                 "metrics": [asdict(m) | {"verdict": m.verdict.value, "n": list(m.n)} for m in self.metrics]}
+
+
+def render_queries(s: AnalysisSettings, hosts: Sequence[tuple[str, str]], window: float) -> dict[str, str]:
+    """Each metric's query for one group of ``(name, address)`` hosts over a window of ``window`` seconds.
+
+    >>> render_queries(AnalysisSettings(queries=(("errors", 'x{{host=~"{hosts}"}}[{window}]'),)),
+    ...                [("web-1", "10.0.0.1"), ("web.2", "10.0.0.2")], 30.4)
+    {'errors': 'x{host=~"web-1|web\\\\\\\\.2"}[30s]'}
+    """
+    values = {"hosts": "|".join(_regex(name) for name, _ in hosts),
+              "addresses": "|".join(_regex(address) for _, address in hosts),
+              "window": f"{max(1, round(window))}s", "step": f"{max(1, round(s.step))}s"}
+    return {metric: render(template, values, allowed=PLACEHOLDERS) for metric, template in s.queries}
+
+
+def _regex(text: str) -> str:
+    """``text`` as a literal in a PromQL regex inside a double-quoted string: ``.`` becomes ``\\\\.``."""
+    return "".join("\\\\" + c if c in REGEX_SPECIAL else c for c in text)
+
+
+def pick_baseline(canaries: Sequence[tuple[str, str]], candidates: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """As many baseline hosts as canaries, from ``candidates`` (``(name, group)``, in plan order, all still on
+    the old version and in service): those in a canary's group first.
+
+    >>> pick_baseline([("b1", "beta")], [("w1", "web"), ("b2", "beta"), ("w2", "web")])
+    ('b2',)
+    """
+    groups = {group for _, group in canaries}
+    ordered = [n for n, g in candidates if g in groups] + [n for n, g in candidates if g not in groups]
+    return tuple(ordered[: len(canaries)])
 
 
 def _ratio(canary: float, baseline: float) -> float:
