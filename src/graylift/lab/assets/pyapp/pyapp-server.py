@@ -61,7 +61,8 @@ class Metrics:
             lines = ["# TYPE pyapp_requests_total counter"]
             lines += [f'pyapp_requests_total{{code="{c}"}} {n}' for c, n in sorted(self.codes.items())]
             lines.append("# TYPE pyapp_request_seconds histogram")
-            lines += [f'pyapp_request_seconds_bucket{{le="{b:g}"}} {n}' for b, n in zip(BUCKETS, self.buckets, strict=True)]
+            pairs = zip(BUCKETS, self.buckets, strict=True)
+            lines += [f'pyapp_request_seconds_bucket{{le="{b:g}"}} {n}' for b, n in pairs]
             lines += [f'pyapp_request_seconds_bucket{{le="+Inf"}} {self.count}',
                       f"pyapp_request_seconds_count {self.count}", f"pyapp_request_seconds_sum {self.total:.6f}"]
         return "\n".join(lines) + "\n"
