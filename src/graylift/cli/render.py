@@ -108,6 +108,8 @@ def analysis_lines(state: dict[str, Any] | None) -> list[str]:
     """The canary analysis in ``status``: the baseline and the latest judgement, one line per metric."""
     if not state:
         return []
+    if state.get("skipped"):
+        return [f"  canary analysis skipped: {state['skipped']}"]
     baseline = state.get("baseline") or {}
     lines = [f"  canary analysis: baseline {', '.join(baseline.get('hosts', [])) or '(none)'}"
              f"{' (restarted with the canaries)' if baseline.get('restarted') else ''}, "

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from graylift.core.analysis import AnalysisSettings, Group, Judgement, Verdict, Window, judge, pick_baseline
 from graylift.core.flow import Step
-from graylift.core.model import Host
+from graylift.core.model import Host, Strategy
 from graylift.core.plan import Plan, check_cap
-from graylift.core.state import HostState
+from graylift.core.state import HostState, ReleaseKind
 from graylift.engine.hosts import HostRunner
 from graylift.errors import GrayliftError, LeaseLost, MetricsError, PlanError
 from graylift.ports import Clock, MetricsSource
@@ -71,9 +71,21 @@ class AnalysisPhase:
     store: Store
     clock: Clock
     hosts: HostRunner
+    strategy: Strategy
 
     if TYPE_CHECKING:
         def out_of_service(self, rec: ReleaseRecord, runs: Sequence[HostRunRecord] | None = None) -> set[str]: ...
+
+    def analysis_for(self, rec: ReleaseRecord) -> AnalysisSettings | None:
+        """The analysis settings, or None: none configured, or a first install (no old version to compare
+        the canaries with: the bake is health checks only, and the plan says so)."""
+        if self.strategy.analysis is None or rec.kind is not ReleaseKind.RELEASE:
+            return None
+        if rec.previous_version is None:
+            if "skipped" not in self.analysis_state(rec):
+                self.save_analysis(rec, skipped="first install: no old version to compare the canaries with")
+            return None
+        return self.strategy.analysis
 
     # --- the record in the plan ----------------------------------------------------------------
 

@@ -45,7 +45,7 @@ class CanaryPhase(AnalysisPhase):
     async def canary_batch(self, rec: ReleaseRecord, plan: Plan, pending: Sequence[str]) -> None:
         """The canaries' pass; with canary analysis, the baseline restarts at the same moment (when the 50%
         rule allows both at once; else after the canaries, before the bake)."""
-        baseline = self.baseline_hosts(rec, plan) if self.strategy.analysis is not None else []
+        baseline = self.baseline_hosts(rec, plan) if self.analysis_for(rec) is not None else []
         if not baseline or not self.baseline_fits(rec, plan, pending, baseline, self.strategy):
             await self.each(pending, self.hosts.release, rec, stop_on_request=True)
             return
@@ -80,7 +80,7 @@ class CanaryPhase(AnalysisPhase):
                       f"ran it ({reasons}) and no other in-service host of the canary group is left; no other "
                       f"host was touched. Fix them and `graylift retry {rec.id}`, or abort")
             return
-        settings = self.strategy.analysis
+        settings = self.analysis_for(rec)
         if settings is not None:
             problem = await self.restart_baseline(rec, self.baseline_hosts(rec, plan))  # if not done with the canaries
             if problem:
@@ -130,7 +130,7 @@ class CanaryPhase(AnalysisPhase):
         until = rec.wait_until or self.clock.now()
         outcome = bake_outcome(strategy=self.strategy, now=self.clock.now(), bake_until=until,
                                canaries_healthy=healthy, promote_requested=rec.requested is Request.PROMOTE)
-        if (self.strategy.analysis is not None and outcome is not BakeOutcome.FAIL
+        if (self.analysis_for(rec) is not None and outcome is not BakeOutcome.FAIL
                 and rec.requested is not Request.PROMOTE and not await self.analysed(rec, outcome)):
             return
         if outcome is BakeOutcome.WAIT:
@@ -152,7 +152,7 @@ class CanaryPhase(AnalysisPhase):
     async def analysed(self, rec: ReleaseRecord, outcome: BakeOutcome) -> bool:
         """Run the canary analysis's judgement if one is due; False when it decided the bake's next move
         (a failure rolls back, a halt pauses, an inconclusive end extends the bake or pauses)."""
-        settings = self.strategy.analysis
+        settings = self.analysis_for(rec)
         assert settings is not None
         final = outcome is not BakeOutcome.WAIT
         got = await self.judgement(rec, settings, self.fleet.runtime.metrics, final=final)
