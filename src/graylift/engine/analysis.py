@@ -209,7 +209,8 @@ class AnalysisPhase:
             raise GrayliftError("canary analysis is configured but the fleet has no metrics source")
         try:
             window = await collect(metrics, s, canaries, baseline, started, now)
-            got = judge(window, s, final=final)
+            # in a thread: scipy's first import and the tests take CPU time the lease's heartbeat must not wait for
+            got = await asyncio.to_thread(judge, window, s, final=final)
             errors_in_row = 0
         except MetricsError as exc:
             errors_in_row += 1
