@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
+
+import pytest
+
+import graylift.engine.analysis as analysis_module
+from graylift.core.flow import Step
 
 from graylift.core.analysis import AnalysisSettings, OnMetricsDown
 from graylift.core.model import Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.testing import FAKE_QUERIES, FakeMetrics
 from tests.engine.conftest import World
+from tests.engine.test_engine_with_fakes import Crash, assert_clean
 
 SETTINGS = AnalysisSettings(queries=FAKE_QUERIES, interval=0.2, step=1, min_samples=5, min_requests=300,
                             max_query_errors=2, max_extensions=1)
@@ -102,3 +109,60 @@ def test_no_data_for_the_baseline_is_not_zero(make_world: Callable[..., World]) 
     rec = w.release("2.0.0")
     assert rec.state is ReleaseState.PAUSED
     assert "no data for the baseline" in rec.message
+
+
+# the simulated kill leaves asyncio subprocess transports to be collected after their loop closed
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_crash_mid_baseline_restart_restarts_it_on_resume(make_world: Callable[..., World],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 with the baseline host stopped and out of traffic: the next controller restarts it from the top
+    (every step safe to repeat) and the release finishes with every host in traffic and unmuted."""
+    w = analysed_world(make_world, FakeMetrics())
+    rid = w.start("2.0.0")
+    real = analysis_module.run_step
+    crashed: list[str] = []
+
+    async def crashing(step: Step, ctx: Any) -> dict[str, Any]:
+        detail = await real(step, ctx)
+        if step is Step.STOP and not crashed:
+            crashed.append(ctx.host.name)
+            raise Crash
+        return detail
+
+    monkeypatch.setattr(analysis_module, "run_step", crashing)
+    with pytest.raises(Crash):
+        w.drive(rid)
+    assert crashed == ["h2"] and w.running("h2") == "" and "h2" in w.switch.out  # left stopped and out
+    rec = w.drive(rid, owner="another")
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    assert_clean(w, "2.0.0")
+    events = [e.event for e in w.store.journal_entries(rid, host="h2") if e.step == "baseline"]
+    assert events == ["restarted"]
+    assert rec.plan["analysis"]["baseline"]["restarted"] is True
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_judgements_survive_a_crash_and_the_window_keeps_its_start(make_world: Callable[..., World],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    w = analysed_world(make_world, FakeMetrics())
+    rid = w.start("2.0.0")
+    real = analysis_module.judge
+    calls: list[bool] = []
+
+    def judge_then_die(*args: Any, **kwargs: Any) -> Any:
+        calls.append(True)
+        if len(calls) == 2:
+            raise Crash
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis_module, "judge", judge_then_die)
+    with pytest.raises(Crash):
+        w.drive(rid)
+    before = w.store.get_release(rid).plan["analysis"]
+    assert before["judgements"] == 1 and before["latest"]["verdict"] == "continue"
+    monkeypatch.setattr(analysis_module, "judge", real)
+    rec = w.drive(rid, owner="another")
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    after = rec.plan["analysis"]
+    assert after["started"] == before["started"] and after["judgements"] > 1
+    assert verdicts(w, rid)[0] == "continue" and verdicts(w, rid)[-1] == "pass"

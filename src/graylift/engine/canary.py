@@ -49,9 +49,14 @@ class CanaryPhase(AnalysisPhase):
         if not baseline or not self.baseline_fits(rec, plan, pending, baseline, self.strategy):
             await self.each(pending, self.hosts.release, rec, stop_on_request=True)
             return
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.each(pending, self.hosts.release, rec, stop_on_request=True))
-            group.create_task(self.restart_baseline(rec, baseline))
+        from graylift.engine.loop import _first  # the loop's own unwrapping: a lost lease first
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.each(pending, self.hosts.release, rec, stop_on_request=True))
+                group.create_task(self.restart_baseline(rec, baseline))
+        except BaseExceptionGroup as failed:  # the other was cancelled: raise the cause
+            raise _first(failed) from None
 
     async def after_canary(self, rec: ReleaseRecord, plan: Plan, runs: dict[str, HostRunRecord]) -> None:
         """The canary phase goes on to its bake only with ``canary_required`` canaries on the new version.
