@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 import graylift.engine.analysis as analysis_module
-from graylift.core.flow import Step
-
 from graylift.core.analysis import AnalysisSettings, OnMetricsDown
+from graylift.core.flow import Step
 from graylift.core.model import Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.testing import FAKE_QUERIES, FakeMetrics
