@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import platform
+import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -57,15 +58,33 @@ def install(info_config: str, hosts_file: str, workdir: Path) -> None:
 
 
 async def replay(metrics: PrometheusMetrics, canary: Host, baseline: Host, start: datetime,
-                 bake: float) -> list[str]:
-    verdicts = []
+                 bake: float) -> tuple[list[str], list[dict[str, object]]]:
+    """The verdicts of a bake's judgements, and the final one's metrics (n, p-value, ratio)."""
+    verdicts: list[str] = []
+    final_metrics: list[dict[str, object]] = []
     t = SETTINGS.interval
     while t <= bake + 1e-9:
         final = t + SETTINGS.interval > bake + 1e-9
         window = await collect(metrics, SETTINGS, [canary], [baseline], start, start + timedelta(seconds=t))
-        verdicts.append(judge(window, SETTINGS, final=final).verdict.value)
+        got = judge(window, SETTINGS, final=final)
+        verdicts.append(got.verdict.value)
+        final_metrics = [{"name": m.name, "n": list(m.n), "p_value": m.p_value, "ratio": m.ratio}
+                         for m in got.metrics]
         t += SETTINGS.interval
-    return verdicts
+    return verdicts, final_metrics
+
+
+def summary(bakes: list[dict[str, object]]) -> dict[str, dict[str, float | None]]:
+    """Per metric over the final judgements: the smallest p-value, the largest ratio, the median n."""
+    out: dict[str, dict[str, float | None]] = {}
+    metrics = [m for b in bakes for m in b["final"]]  # type: ignore[attr-defined]
+    for name in sorted({m["name"] for m in metrics}):
+        mine = [m for m in metrics if m["name"] == name]
+        ps = [m["p_value"] for m in mine if m["p_value"] is not None]
+        ratios = [m["ratio"] for m in mine if m["ratio"] is not None]
+        out[name] = {"min_p_value": min(ps) if ps else None, "max_ratio": max(ratios) if ratios else None,
+                     "median_n": statistics.median(min(m["n"]) for m in mine)}
+    return out
 
 
 def main() -> None:
@@ -94,9 +113,9 @@ def main() -> None:
                 time.sleep(args.bake + 2 * SETTINGS.step)  # the window, plus scrapes to land
                 for first, second in pairs:
                     canary, baseline = (first, second) if number % 2 == 0 else (second, first)
-                    verdicts = asyncio.run(replay(metrics, canary, baseline, start, args.bake))
+                    verdicts, final = asyncio.run(replay(metrics, canary, baseline, start, args.bake))
                     bakes.append({"round": number, "canary": canary.name, "baseline": baseline.name,
-                                  "verdicts": verdicts})
+                                  "verdicts": verdicts, "final": final})
                     print(f"round {number}: {canary.name} vs {baseline.name}: {' '.join(verdicts)}", flush=True)
             report = load.stop()
     finally:
@@ -110,7 +129,9 @@ def main() -> None:
         "bake_seconds": args.bake, "settings": {k: v for k, v in SETTINGS.__dict__.items() if k != "queries"},
         "aa_bakes": len(bakes), "false_alarms": false_alarms, "false_alarm_rate": round(false_alarms / len(bakes), 4),
         "final_pass": passed, "final_not_pass": len(bakes) - passed,
-        "load": {"sent": report.sent, "non_2xx": report.non_2xx, "errors": report.errors},
+        "final_metrics": summary(bakes),
+        "load": {"sent": report.sent, "non_2xx": report.non_2xx, "errors": report.errors,
+                 "note": "non-2xx are HAProxy's answers while the bench restarts hosts without draining them"},
         "bakes": bakes,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

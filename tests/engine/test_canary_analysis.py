@@ -23,8 +23,9 @@ SETTINGS = AnalysisSettings(queries=FAKE_QUERIES, interval=0.2, step=1, min_samp
                             max_query_errors=2, max_extensions=1)
 
 
-def analysed_world(make_world: Callable[..., World], metrics: FakeMetrics, **settings: object) -> World:
-    strategy = Strategy(canary_group="beta", batch_size=2, bake_seconds=0.8,
+def analysed_world(make_world: Callable[..., World], metrics: FakeMetrics, bake: float = 0.8,
+                   **settings: object) -> World:
+    strategy = Strategy(canary_group="beta", batch_size=2, bake_seconds=bake,
                         analysis=replace(SETTINGS, **settings))  # type: ignore[arg-type]
     w = make_world(strategy=strategy)
     w.fleet.runtime = replace(w.fleet.runtime, metrics=metrics)
@@ -143,7 +144,7 @@ def test_a_crash_mid_baseline_restart_restarts_it_on_resume(make_world: Callable
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_judgements_survive_a_crash_and_the_window_keeps_its_start(make_world: Callable[..., World],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    w = analysed_world(make_world, FakeMetrics())
+    w = analysed_world(make_world, FakeMetrics(), bake=4.0)  # long enough for an early judgement on a busy machine
     rid = w.start("2.0.0")
     real = analysis_module.judge
     calls: list[bool] = []
