@@ -103,11 +103,13 @@ class CanaryPhase(AnalysisPhase):
         group = self.strategy.canary_group
         if group is None:
             return None  # named canary hosts: no stand-in was named
-        attention = set(self.store.host_health(rec.app, rec.env))
+        # never the analysis's baseline: it must stay on the old version
+        taken = set(self.store.host_health(rec.app, rec.env)) | set(
+            (self.analysis_state(rec).get("baseline") or {}).get("hosts", []))
         for batch in plan.batches[1:]:
             for name in batch.hosts:
                 run = runs[name]
-                if run.state is HostState.PENDING and run.host_spec.group == group and name not in attention:
+                if run.state is HostState.PENDING and run.host_spec.group == group and name not in taken:
                     return name
         return None
 
