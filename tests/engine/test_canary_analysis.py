@@ -48,6 +48,7 @@ def test_good_canary_promoted_after_a_final_pass(make_world: Callable[..., World
     analysis = rec.plan["analysis"]
     assert analysis["baseline"] == {"hosts": ["h2"], "restarted": True}  # as many as canaries, not a canary
     assert analysis["latest"]["canaries"] == ["h1"] and analysis["latest"]["baseline"] == ["h2"]
+    assert analysis["latest"]["fleet"] == {"requests": 4 * 2000, "errors": 0}  # the rest: recorded, not judged
     baseline_steps = [(e.event, e.detail) for e in w.store.journal_entries(rec.id, host="h2") if e.step == "baseline"]
     assert baseline_steps[0] == ("restarted", {"version": "1.0.0"})  # restarted on its own version, then released
     assert ("take_out", "h2") in w.switch.calls and w.switch.out == set() and w.silencer.muted == {}

@@ -55,6 +55,20 @@ async def collect(metrics: MetricsSource, s: AnalysisSettings, canary: Sequence[
     return Window(canary_group, baseline_group, queries)
 
 
+async def fleet_rates(metrics: MetricsSource, s: AnalysisSettings, rest: Sequence[Host], start: datetime,
+                      end: datetime) -> dict[str, float | None]:
+    """The rest of the fleet's requests and 5xx over the window: a sanity check, recorded, never judged."""
+    from graylift.core.analysis import render_queries
+
+    if not rest:
+        return {"requests": None, "errors": None}
+    queries = render_queries(s, [(h.name, h.address) for h in rest], (end - start).total_seconds())
+    requests, errors = await asyncio.gather(
+        metrics.query_range(queries["requests"], start=end, end=end, step=1.0),
+        metrics.query_range(queries["errors"], start=end, end=end, step=1.0))
+    return {"requests": _last(requests), "errors": _last(errors)}
+
+
 def _samples(series: list[tuple[float, ...]]) -> tuple[float, ...] | None:
     values = tuple(v for one in series for v in one)
     return values or None  # no series, or only NaN steps: no data
@@ -209,14 +223,17 @@ class AnalysisPhase:
             raise GrayliftError("canary analysis is configured but the fleet has no metrics source")
         try:
             window = await collect(metrics, s, canaries, baseline, started, now)
+            rest = [r.host_spec for r in runs.values() if r.host_spec not in canaries and r.host_spec not in baseline]
+            fleet = await fleet_rates(metrics, s, rest, started, now)
             # in a thread: scipy's first import and the tests take CPU time the lease's heartbeat must not wait for
             got = await asyncio.to_thread(judge, window, s, final=final)
             errors_in_row = 0
         except MetricsError as exc:
             errors_in_row += 1
             got = judge(None, s, final=final, query_errors=errors_in_row, error=str(exc))
+            fleet = {}
         record = got.to_json() | {"at": now.isoformat(), "window_seconds": round((now - started).total_seconds(), 1),
-                                  "final": final, "canaries": [h.name for h in canaries],
+                                  "fleet": fleet, "final": final, "canaries": [h.name for h in canaries],
                                   "baseline": [h.name for h in baseline]}
         self.store.journal(rec.id, None, "analysis", got.verdict.value, record)
         self.save_analysis(rec, latest=record, errors_in_row=errors_in_row,
