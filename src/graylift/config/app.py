@@ -166,6 +166,7 @@ class AppConfig(Section):
             on_unhealthy=s.on_unhealthy,
             max_parallel=s.max_parallel,
             allow_half_or_more=s.allow_half_or_more,
+            analysis=s.canary.analysis.settings() if s.canary.analysis else None,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:
