@@ -39,7 +39,7 @@ def test_only_seeds_use_the_repository_and_sources_are_staged_and_within_their_s
     from_repo = 0
     for rnd in rounds(names(hosts), seeds=seeds, per_source=per_source):
         per: dict[str, int] = {}
-        for receiver, source in rnd:
+        for _receiver, source in rnd:
             if source is None:
                 from_repo += 1
             else:

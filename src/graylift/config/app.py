@@ -166,6 +166,8 @@ class AppConfig(Section):
             on_unhealthy=s.on_unhealthy,
             max_parallel=s.max_parallel,
             allow_half_or_more=s.allow_half_or_more,
+            prestage=s.prestage, prestage_min_hosts=s.prestage_min_hosts,
+            prestage_per_source=s.prestage_per_source,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:

@@ -3,10 +3,12 @@
 The first host(s) (``seeds``) download from the artifact repository; every host that has the verified
 package then serves it to at most ``per_source`` others at a time. With ``per_source`` 1 the staged hosts
 double each round, so N hosts are staged in ``1 + ceil(log2 N)`` rounds (one download from the repository,
-then doubling) instead of N downloads from one place. :class:`FanOut` is the schedule as a state machine: :meth:`FanOut.assign` hands out the
-transfers that may start now, :meth:`FanOut.finished` records how one ended. The engine runs the transfers
-(a new one starts as soon as a slot frees, without waiting for a whole round); :func:`rounds` runs the same
-machine in lock-step rounds, which is how the tests and the docs count.
+then doubling) instead of N downloads from one place.
+
+:class:`FanOut` is the schedule as a state machine: :meth:`FanOut.assign` hands out the transfers that may
+start now, :meth:`FanOut.finished` records how one ended. The engine runs the transfers (a new one starts as
+soon as a slot frees, without waiting for a whole round); :func:`rounds` runs the same machine in lock-step
+rounds, which is how the tests and the docs count.
 
 Worked example, 8 hosts, one seed, each staged host serving one peer at a time::
 
@@ -57,8 +59,8 @@ def disk_refusal(host: str, *, free_bytes: int, package_bytes: int | None,
                  factor: float = UNPACK_FACTOR) -> str | None:
     """None when ``host`` has room for the package, else the one-line reason it is not pre-staged.
 
-    >>> disk_refusal("web-01", free_bytes=50 * 2**20, package_bytes=100 * 2**20)
-    'web-01: 50 MiB free in the deploy dir, pre-staging needs 300 MiB (3 x the 100 MiB package); free space, or its stage step will fail the same way'
+    >>> disk_refusal("web-01", free_bytes=50 * 2**20, package_bytes=100 * 2**20)[:72]
+    'web-01: 50 MiB free in the deploy dir, pre-staging needs 300 MiB (3 x th'
     >>> disk_refusal("web-01", free_bytes=1 << 40, package_bytes=None) is None
     True
     """
@@ -69,6 +71,16 @@ def disk_refusal(host: str, *, free_bytes: int, package_bytes: int | None,
         return None
     return (f"{host}: {_mib(free_bytes)} free in the deploy dir, pre-staging needs {_mib(needed)} "
             f"({factor:g} x the {_mib(package_bytes)} package); free space, or its stage step will fail the same way")
+
+
+def peer_url(address: str, port: int, token: str, filename: str) -> str:
+    """Where a receiver fetches the package from a peer's server.
+
+    >>> peer_url("fd00::7", 40001, "t0k", "app-1.0.tar.gz")
+    'http://[fd00::7]:40001/t0k/app-1.0.tar.gz'
+    """
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/{token}/{filename}"
 
 
 def _mib(n: int) -> str:
@@ -178,4 +190,4 @@ def rounds(hosts: Sequence[str], *, staged: Iterable[str] = (), seeds: int = 1, 
     return out
 
 
-__all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "rounds", "rounds_needed"]
+__all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "peer_url", "rounds", "rounds_needed"]
