@@ -84,7 +84,11 @@ def peer_url(address: str, port: int, token: str, filename: str) -> str:
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB"
+    """A size for a message: ``1.5 GiB``, ``300 MiB``, ``12 KiB``, ``300 B``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if unit == "GiB" else f"{n / scale:.0f} {unit}"
+    return f"{n} B"
 
 
 @dataclass
