@@ -99,9 +99,10 @@ def test_a_controller_killed_mid_phase_does_not_restage_on_resume(make_world: Ca
     rec = world.drive(rid)  # resumed by the next controller
     assert rec.state is ReleaseState.SUCCEEDED, rec.message
     present = {e.host for e in entries(world, rid, "prestage", "present")}
-    assert set(first) == present  # looked at first, found staged (the last one before its journal entry)
-    assert not set(first) & set(staged)  # and not fetched again
-    assert sorted(first + staged) == sorted(h.name for h in world.hosts)  # each host staged once in all
+    # looked at first and found staged (also the last one, dead before its journal entry, and any transfer
+    # that was under way on a host when the controller died), and not fetched again
+    assert set(first) <= present and not present & set(staged)
+    assert sorted([*present, *staged]) == sorted(h.name for h in world.hosts)
     assert no_peer_server_left()
 
 

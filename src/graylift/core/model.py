@@ -110,8 +110,8 @@ class Strategy:
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     max_parallel: int = 50
     allow_half_or_more: bool = False
-    # pre-staging (graylift.engine.prestage); NEVER here, ``auto`` in graylift.yaml (config/strategy.py)
-    prestage: PrestageMode = PrestageMode.NEVER
+    # pre-staging (graylift.engine.prestage): only where the fleet can (its runtime has ``peers``)
+    prestage: PrestageMode = PrestageMode.AUTO
     prestage_min_hosts: int = 20
     prestage_per_source: int = 1
 
