@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import hashlib
 import json
 import os
 import platform
+import pstats
 import shlex
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -112,7 +115,8 @@ async def on_all(ssh: SshConfig, hosts: list[Host], command: str, parallel: int)
         await connector.close()
 
 
-def graylift_prestage(gl: Graylift) -> tuple[float, dict[str, Any]]:
+def graylift_prestage(gl: Graylift, profile: cProfile.Profile | None = None
+                      ) -> tuple[float, dict[str, Any], dict[str, float]]:
     """(a): a release with pre-staging, driven through its pre-stage phase only, then aborted (no host is
     restarted: the bench times staging). The wall seconds and the phase's summary."""
     rec = asyncio.run(gl.start_release(APP, ENV, VERSION, started_by="bench/staging.py"))
@@ -122,14 +126,21 @@ def graylift_prestage(gl: Graylift) -> tuple[float, dict[str, Any]]:
         async with engine._held(rec.id) as drive:  # the engine's own drive, under the release's lease
             current = drive.move(drive.store.get_release(rec.id), ReleaseState.RUNNING, "bench: pre-stage only")
             started = time.monotonic()
+            if profile is not None:
+                profile.enable()
             await drive.prestage(current)
+            if profile is not None:
+                profile.disable()
             return time.monotonic() - started
 
     seconds = asyncio.run(phase())
     summary = gl.store.get_release(rec.id).plan["prestage"]
+    each = sorted(float(e.detail["seconds"]) for e in gl.store.journal_entries(rec.id)
+                  if e.step == "prestage" and e.event == "staged")
+    transfers = {"median": round(statistics.median(each), 3), "max": round(each[-1], 3)} if each else {}
     gl.request(rec.id, "abort")
     asyncio.run(engine.drive(rec.id))
-    return seconds, summary
+    return seconds, summary, transfers
 
 
 def scp_all(info: LabInfo, hosts: list[Host], archive: Path, digest: str) -> float:
@@ -158,6 +169,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=200, help="graylift max_parallel and (b)'s concurrency")
     parser.add_argument("--tmpfs", type=float, default=0.0, help="GiB: put the lab's host dirs on a tmpfs")
     parser.add_argument("--lab", default="stg")
+    parser.add_argument("--ways", default="repository,scp,fanout", help="which ways to run (comma-separated)")
+    parser.add_argument("--profile", action="store_true", help="print where the controller's time goes in (a)")
     args = parser.parse_args()
 
     state_root = Path(f"/var/lib/graylift-bench-{args.lab}") if args.tmpfs else None  # not under /run, /tmp
@@ -188,20 +201,28 @@ def main() -> int:
 
             fetch = (f"mkdir -p /srv/bench-b && cd /srv/bench-b && curl -fsS -o p.tar.gz {q(url)} && "
                      f"echo {digest}' *p.tar.gz' | sha256sum -c --quiet && tar -xzf p.tar.gz")
-            figures["repository_seconds"] = round(asyncio.run(on_all(connector, hosts, fetch, args.parallel)), 2)
-            asyncio.run(on_all(connector, hosts, clean, 50))
-            figures["scp_seconds"] = round(scp_all(info, hosts, archive, digest), 2)
-            asyncio.run(on_all(connector, hosts, clean, 50))
-            seconds, summary = graylift_prestage(gl)
-            figures["fanout_seconds"] = round(seconds, 2)
-            figures["fanout_summary"] = {k: v for k, v in summary.items() if k != "from_repository"} | {
-                "from_repository": len(summary["from_repository"])}
+            ways = args.ways.split(",")
+            if "repository" in ways:
+                figures["repository_seconds"] = round(asyncio.run(on_all(connector, hosts, fetch, args.parallel)), 2)
+                asyncio.run(on_all(connector, hosts, clean, 50))
+            if "scp" in ways:
+                figures["scp_seconds"] = round(scp_all(info, hosts, archive, digest), 2)
+                asyncio.run(on_all(connector, hosts, clean, 50))
+            if "fanout" in ways:
+                profile = cProfile.Profile() if args.profile else None
+                seconds, summary, transfers = graylift_prestage(gl, profile)
+                figures["fanout_seconds"] = round(seconds, 2)
+                figures["fanout_summary"] = {k: v for k, v in summary.items() if k != "from_repository"} | {
+                    "from_repository": len(summary["from_repository"])}
+                figures["fanout_transfer_seconds"] = transfers
+                if profile is not None:
+                    pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
             gl.close()
     finally:
         lab_down(args.lab, state_root)
         if state_root is not None:
             subprocess.run(["umount", str(state_root)], check=False)
-    fan = figures["fanout_seconds"]
+    fan = figures.get("fanout_seconds") or float("nan")
     result = {
         "bench": "staging",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -211,8 +232,8 @@ def main() -> int:
         "host_dirs": "tmpfs" if args.tmpfs else "disk (shared by every lab host)",
         "scp_parallel": SCP_PARALLEL, "repository_parallel": args.parallel,
         **figures,
-        "scp_over_fanout": round(figures["scp_seconds"] / fan, 2),
-        "repository_over_fanout": round(figures["repository_seconds"] / fan, 2),
+        "scp_over_fanout": round(figures.get("scp_seconds", float("nan")) / fan, 2),
+        "repository_over_fanout": round(figures.get("repository_seconds", float("nan")) / fan, 2),
     }
     print(json.dumps(result, indent=2))
     RESULTS.parent.mkdir(exist_ok=True)

@@ -121,38 +121,36 @@ class FanOut:
     def done(self) -> bool:
         return not self.waiting and not self.in_flight
 
-    def _free_source(self, receiver: str) -> str | None:
-        """The staged peer with a free slot that serves fewest now (earliest staged first), not tried by it."""
-        best: str | None = None
-        for host in self.staged:
-            if host in self.bad or host in self.tried.get(receiver, ()):
-                continue
-            if self.busy.get(host, 0) < self.per_source and \
-                    (best is None or self.busy.get(host, 0) < self.busy.get(best, 0)):
-                best = host
-        return best
-
-    def _usable_peers(self, receiver: str) -> bool:
-        return any(h not in self.bad and h not in self.tried.get(receiver, ()) for h in self.staged)
-
     def assign(self, limit: int | None = None) -> list[Assignment]:
         """Transfers to start now (at most ``limit`` in flight in all), in queue order; each is in flight
-        until :meth:`finished`. The repository serves ``seeds`` at a time, and only hosts that no staged
-        peer can serve (none staged yet, or every one tried)."""
+        until :meth:`finished`. A receiver gets the staged peer with a free slot that serves fewest now
+        (earliest staged first) and that has not failed it; the repository serves ``seeds`` at a time, and
+        only hosts that no staged peer can serve (none staged yet, or every one tried)."""
         started: list[Assignment] = []
+        free = sorted((h for h in self.staged if h not in self.bad and self.busy.get(h, 0) < self.per_source),
+                      key=lambda h: self.busy.get(h, 0))  # stable: earliest staged first among equals
+        usable = [h for h in self.staged if h not in self.bad]
+        from_repository = sum(1 for s in self.in_flight.values() if s is None)
         for receiver in list(self.waiting):
             if limit is not None and len(self.in_flight) >= limit:
                 break
-            source = self._free_source(receiver)
+            if not free and from_repository >= self.seeds:
+                break  # every peer busy and the repository's slots taken: nothing can start now
+            tried = self.tried.get(receiver, set())
+            source = next((h for h in free if h not in tried), None)
             if source is None:
-                if self._usable_peers(receiver):
-                    continue  # a peer will have a free slot soon
-                if sum(1 for s in self.in_flight.values() if s is None) >= self.seeds:
+                if any(h not in tried for h in usable):
+                    continue  # a peer it has not tried will have a free slot soon
+                if from_repository >= self.seeds:
                     continue
+                from_repository += 1
+            else:
+                self.busy[source] = self.busy.get(source, 0) + 1
+                free.remove(source)
+                if self.busy[source] < self.per_source:
+                    free.append(source)
             self.waiting.remove(receiver)
             self.in_flight[receiver] = source
-            if source is not None:
-                self.busy[source] = self.busy.get(source, 0) + 1
             started.append((receiver, source))
         return started
 
