@@ -242,7 +242,7 @@ class PackagePeer(Protocol):
     that hands the verified package it staged to other hosts of the release. Every method is safe to repeat."""
 
     async def free_bytes(self) -> int:
-        """Bytes free on the file system of the deploy dir (or of its nearest existing parent)."""
+        """Bytes free where releases are staged: ``<deploy dir>/releases`` (or its nearest existing parent)."""
         ...
 
     async def serve(self, name: str, filename: str, *, address: str, token: str, lifetime: float) -> tuple[int, int]:

@@ -63,7 +63,7 @@ class ShellPeer:
         self.host = transport.host.name
 
     async def free_bytes(self) -> int:
-        script = (f"d={q(self.root)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
+        script = (f"d={q(self.root + '/releases')}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
                   "df -Pk \"$d\" | awk 'NR==2 {print $4}'")
         out = (await self.transport.run("sh -c " + q(script), timeout=QUICK)).stdout.strip()
         if not out.isdigit():
