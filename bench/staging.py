@@ -100,7 +100,12 @@ async def on_all(ssh: SshConfig, hosts: list[Host], command: str, parallel: int)
     seconds of the commands."""
     gate = asyncio.Semaphore(parallel)
     connector = SshConnector(ssh)
-    await asyncio.gather(*(connector.connect(h) for h in hosts))
+
+    async def connect(host: Host) -> None:
+        async with gate:
+            await connector.connect(host)
+
+    await asyncio.gather(*(connect(h) for h in hosts))
 
     async def one(host: Host) -> None:
         async with gate:
@@ -195,7 +200,8 @@ def main() -> int:
             gl.store.replace_hosts(APP, ENV, load_hosts_file(Path(info.hosts_file)))
             hosts = list(load_hosts_file(Path(info.hosts_file)))
             snap = yaml.safe_load(config.read_text())["ssh"]
-            connector = SshConfig.model_validate(snap | {"max_connections": max(200, args.hosts)})
+            connector = SshConfig.model_validate(snap | {"max_connections": max(200, args.hosts),
+                                                         "connect_timeout": 120})
             url = f"http://{info.bridge_address}:{artifact_port(info)}/{APP}/{VERSION}/{archive.name}"
             clean = "rm -rf /srv/bench-b /srv/bench-c /srv/bench-c.tar.gz /srv/pyapp/releases/9.0.0"
 
