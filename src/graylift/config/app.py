@@ -167,6 +167,8 @@ class AppConfig(Section):
             max_parallel=s.max_parallel,
             allow_half_or_more=s.allow_half_or_more,
             analysis=s.canary.analysis.settings() if s.canary.analysis else None,
+            prestage=s.prestage, prestage_min_hosts=s.prestage_min_hosts,
+            prestage_per_source=s.prestage_per_source,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:

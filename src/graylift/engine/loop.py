@@ -27,6 +27,7 @@ from graylift.core.state import HostState, ReleaseKind, ReleaseState, Request
 from graylift.engine.canary import CanaryPhase
 from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Lease, controller_id
+from graylift.engine.prestage import PrestagePhase
 from graylift.errors import LeaseLost, PlanError
 from graylift.ports import Clock, Fleet, SystemClock
 from graylift.store import HostRunRecord, ReleaseRecord, Store
@@ -74,7 +75,7 @@ class Engine:
             lease.release()
 
 
-class _Drive(CanaryPhase):
+class _Drive(CanaryPhase, PrestagePhase):
     """One controller driving one release under its lease."""
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
@@ -98,6 +99,8 @@ class _Drive(CanaryPhase):
                 return rec
             if rec.state is ReleaseState.PENDING:
                 self.move(rec, ReleaseState.RUNNING, f"started by {rec.started_by}")
+            elif rec.state is ReleaseState.RUNNING and self.prestage_due(rec):
+                await self.prestage(rec)
             elif rec.state is ReleaseState.RUNNING:
                 await self.run_next_batch(rec)
             elif rec.state is ReleaseState.BAKING:
