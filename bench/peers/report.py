@@ -1,0 +1,76 @@
+"""Results of bench/vs_peers.py: graylift's journal summed up, the ratios, the markdown table, the plot."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+PLOT = Path(__file__).with_name("plot.py")
+
+
+def graylift_journal(config: Path, app: str, env: str) -> dict[str, Any]:
+    """Where graylift's last release of ``app`` spent its time, from its journal: per step mean/max seconds
+    over the hosts, each batch's seconds, and the span from the first journal entry to the last."""
+    from graylift.service import Graylift
+
+    gl = Graylift(config)
+    try:
+        rec = gl.store.list_releases(app, env, limit=1)[0]
+        entries = gl.store.journal_entries(rec.id)
+    finally:
+        gl.close()
+    steps: dict[str, list[float]] = defaultdict(list)
+    begun: dict[str, Any] = {}
+    batches = []
+    for e in entries:
+        if e.host is not None and e.event == "done" and "seconds" in e.detail:
+            steps[e.step].append(float(e.detail["seconds"]))
+        elif e.host is None and e.event == "begin":
+            begun[e.step] = e
+        elif e.host is None and e.event == "done" and e.step in begun:
+            start = begun.pop(e.step)
+            batches.append({"batch": e.step, "hosts": len(start.detail.get("hosts", [])),
+                            "seconds": round((e.at - start.at).total_seconds(), 3)})
+    return {"release": rec.id, "state": str(rec.state.value),
+            "span": round((entries[-1].at - entries[0].at).total_seconds(), 3) if entries else 0.0,
+            "steps": {s: {"mean": round(sum(v) / len(v), 3), "max": round(max(v), 3)} for s, v in steps.items()},
+            "batches": batches}
+
+
+def fleet_result(app: str, hosts: int, batches: list[list[str]], limit: dict[str, Any],
+                 runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add each run's ratio to the physical limit, and the rollback / release ratio."""
+    seconds = limit.get("seconds")
+    for run in runs:
+        run["ratio"] = round(run["wall"] / seconds, 3) if seconds else None
+    walls = {(r["tool"], r["kind"]): r["wall"] for r in runs}
+    release, rollback = walls.get(("graylift", "release")), walls.get(("graylift", "rollback"))
+    return {"app": app, "hosts": hosts, "batch_plan": [len(b) for b in batches], "limit_seconds": seconds,
+            "rollback_over_release": round(rollback / release, 3) if release and rollback else None,
+            "limit_hosts": limit.get("hosts", {}), "runs": runs}
+
+
+def markdown(document: dict[str, Any]) -> str:
+    lines = ["| fleet | batches | tool | run | wall s | / limit | CPU s | CPU s / host | requests | failed |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for f in document["fleets"]:
+        fleet = f"{f['app']}:{f['hosts']}"
+        plan = "+".join(map(str, f["batch_plan"]))
+        lines.append(f"| {fleet} | {plan} | physical limit | | {f['limit_seconds'] or 0:.1f} | 1.00 | | | | |")
+        for r in f["runs"]:
+            ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+            lines.append(f"| {fleet} | {plan} | {r['tool']} | {r['kind']} {r['from']}→{r['to']} | {r['wall']:.1f} | "
+                         f"{ratio} | {r['cpu']:.2f} | {r['cpu_per_host']:.3f} | {r['requests']} | {r['failed']} |")
+        if f["rollback_over_release"]:
+            lines.append(f"\n{fleet}: graylift rollback / release = {f['rollback_over_release']:.2f}\n")
+    return "\n".join(lines)
+
+
+def plot(results: Path, png: Path, peers_venv: Path) -> str:
+    """Draw the PNG with the peers venv's matplotlib (not a project dependency)."""
+    python = peers_venv / "bin" / "python"
+    done = subprocess.run([str(python), str(PLOT), str(results), str(png)], capture_output=True, text=True,
+                          check=False)
+    return f"plot: {png}" if done.returncode == 0 else f"plot failed: {done.stderr.strip()[-500:]}"
