@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import subprocess
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 PLOT = Path(__file__).with_name("plot.py")
 
 
-def graylift_journal(config: Path, app: str, env: str) -> dict[str, Any]:
+def graylift_journal(config: Path, app: str, env: str, started: float, ended: float) -> dict[str, Any]:
     """Where graylift's last release of ``app`` spent its time, from its journal: per step mean/max seconds
-    over the hosts, each batch's seconds, and the span from the first journal entry to the last."""
+    over the hosts, each batch's seconds, the span from the first journal entry to the last, and the seconds
+    of the ``graylift`` process (started / ended: epoch seconds) before the release's record and after its
+    last journal entry (start-up, preflight, the final report, exit)."""
     from graylift.service import Graylift
 
     gl = Graylift(config)
@@ -22,21 +25,38 @@ def graylift_journal(config: Path, app: str, env: str) -> dict[str, Any]:
     finally:
         gl.close()
     steps: dict[str, list[float]] = defaultdict(list)
+    per_host: dict[str, dict[str, float]] = defaultdict(dict)
     begun: dict[str, Any] = {}
     batches = []
     for e in entries:
         if e.host is not None and e.event == "done" and "seconds" in e.detail:
             steps[e.step].append(float(e.detail["seconds"]))
+            per_host[e.host][e.step] = float(e.detail["seconds"])
         elif e.host is None and e.event == "begin":
             begun[e.step] = e
         elif e.host is None and e.event == "done" and e.step in begun:
             start = begun.pop(e.step)
-            batches.append({"batch": e.step, "hosts": len(start.detail.get("hosts", [])),
+            batches.append({"batch": e.step, "hosts": start.detail.get("hosts", []),
                             "seconds": round((e.at - start.at).total_seconds(), 3)})
     return {"release": rec.id, "state": str(rec.state.value),
+            "before_record": round(_epoch(rec.created_at) - started, 3),
+            "after_last_entry": round(ended - _epoch(entries[-1].at), 3) if entries else None,
             "span": round((entries[-1].at - entries[0].at).total_seconds(), 3) if entries else 0.0,
+            "own_waits_limit": round(own_waits_limit(batches, per_host), 3),
             "steps": {s: {"mean": round(sum(v) / len(v), 3), "max": round(max(v), 3)} for s, v in steps.items()},
             "batches": batches}
+
+
+def _epoch(at: datetime) -> float:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
+def own_waits_limit(batches: list[dict[str, Any]], per_host: dict[str, dict[str, float]]) -> float:
+    """The physical-limit formula over graylift's own journaled waits in the same run: per batch, the max over
+    its hosts of take_out + quiet (the drain) + stop + start + health (start to healthy)."""
+    waits = ("take_out", "quiet", "stop", "start", "health")
+    return sum(max((sum(per_host.get(h, {}).get(s, 0.0) for s in waits) for h in b["hosts"]), default=0.0)
+               for b in batches)
 
 
 def fleet_result(app: str, hosts: int, batches: list[list[str]], limit: dict[str, Any],
