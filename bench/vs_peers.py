@@ -80,6 +80,7 @@ class Fleet:
         Alertmanager muting as in the lab, canary 1 with no bake, automatic promotion, batches of b."""
         data = yaml.safe_load(Path(self.info.config_path).read_text())
         data["state"] = f"sqlite:///{self.workdir / 'state.db'}"
+        data["ssh"]["connect_timeout"] = common.CONNECT_TIMEOUT
         cfg = data["apps"][self.app]
         cfg["traffic"] = [haproxy_traffic_entry(self.info.haproxy_socket, self.app)]
         cfg["strategy"].update({"canary": {"group": "beta", "count": 1, "bake": 0, "promote": "auto"},
@@ -163,6 +164,8 @@ def run_minimal(fleet: Fleet, version: str, log: Path, limit: dict[str, Any]) ->
 def run_pyinfra(fleet: Fleet, version: str, log: Path) -> tuple[float, float, int]:
     spec_file = log.with_suffix(".spec.json")
     spec_file.write_text(json.dumps(fleet.spec(version)))
+    config = log.with_suffix(".config.py")
+    config.write_text(f"CONNECT_TIMEOUT = {common.CONNECT_TIMEOUT}\n")
     runs = []
     for index, batch in enumerate(fleet.batches):
         inventory = log.with_name(f"{log.stem}.inventory{index}.py")
@@ -170,8 +173,8 @@ def run_pyinfra(fleet: Fleet, version: str, log: Path) -> tuple[float, float, in
                       "ssh_known_hosts_file": fleet.info.known_hosts, "ssh_strict_host_key_checking": "yes"})
                  for h in batch]
         inventory.write_text(f"hosts = {hosts!r}\n")
-        runs.append(" ".join(map(str, [fleet.peers_venv / "bin" / "pyinfra", "-y", "--parallel", len(batch),
-                                       inventory, PEERS / "pyinfra_deploy.py"])))
+        runs.append(" ".join(map(str, [fleet.peers_venv / "bin" / "pyinfra", "-y", "--config", config,
+                                       "--parallel", len(batch), inventory, PEERS / "pyinfra_deploy.py"])))
     return run_measured(["sh", "-c", " && ".join(runs)], log,
                         {"PEERS_SPEC": str(spec_file), "PEERS_DIR": str(PEERS)})
 
@@ -190,7 +193,7 @@ def run_ansible(fleet: Fleet, version: str, log: Path) -> tuple[float, float, in
     cfg.write_text("\n".join([
         "[defaults]", f"forks = {max(5, fleet.batch_size)}", "host_key_checking = True", "gathering = explicit",
         "interpreter_python = /usr/bin/python3", "remote_user = root", f"private_key_file = {info.client_key}",
-        "retry_files_enabled = False", "",
+        "retry_files_enabled = False", f"timeout = {common.CONNECT_TIMEOUT}", "",
         "[ssh_connection]", "pipelining = True", f"control_path_dir = {control}",
         f"ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={info.known_hosts} "
         "-o StrictHostKeyChecking=yes", ""]))
@@ -241,15 +244,15 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
                     "minimal": partial(run_minimal, fleet, target, log, limit),
                     "pyinfra": partial(run_pyinfra, fleet, target, log),
                     "ansible": partial(run_ansible, fleet, target, log)}[tool]
-            started = time.time()
+            started, load_before = time.time(), os.getloadavg()[0]
             (wall, cpu, rc), loaded = under_load(fleet, call)
             ended = time.time() - 1.0  # under_load lets the load run 1 s after the tool
             problems = fleet.problems(target)
             row = {"tool": tool, "kind": kind, "from": current, "to": target, "wall": round(wall, 3),
                    "cpu": round(cpu, 3), "cpu_per_host": round(cpu / hosts, 4), "exit": rc,
                    "requests": loaded.sent, "failed": loaded.non_2xx + loaded.errors,
-                   "error_kinds": loaded.error_kinds, "problems": problems[:5], "log": log.read_text()[-2000:]
-                   if rc else ""}
+                   "error_kinds": loaded.error_kinds, "loadavg_1m": [load_before, os.getloadavg()[0]],
+                   "problems": problems[:5], "log": log.read_text()[-2000:] if rc else ""}
             if tool == "graylift":
                 row["journal"] = report.graylift_journal(fleet.config, fleet.app, ENV, started + 1.0, ended)
             runs.append(row)
@@ -289,20 +292,25 @@ def main() -> int:
     tools = tuple(t for t in TOOLS if t in args.tools.split(","))
     if "minimal" not in tools:
         parser.error("--tools must include minimal: it measures the physical limit")
-    results = []
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    document = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+                "cpus": os.cpu_count(), "fleets": results, "errors": errors}
+    args.results.mkdir(parents=True, exist_ok=True)
     for app, hosts in fleets:
         workdir = args.workdir / f"{app}-{hosts}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        results.append(fleet_runs(app, hosts, tools, workdir, args.peers_venv))
-    document = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-                "cpus": os.cpu_count(), "fleets": results}
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "vs_peers.json").write_text(json.dumps(document, indent=2) + "\n")
+        try:
+            results.append(fleet_runs(app, hosts, tools, workdir, args.peers_venv))
+        except Exception as exc:  # one fleet's failure is recorded; the other fleets still run
+            errors.append(f"{app}:{hosts}: {type(exc).__name__}: {exc}")
+            print(f"{app}:{hosts} FAILED: {exc}", flush=True)
+        (args.results / "vs_peers.json").write_text(json.dumps(document, indent=2) + "\n")  # after every fleet
     print(report.markdown(document))
-    plotted = report.plot(args.results / "vs_peers.json", args.results / "vs_peers.png", args.peers_venv)
-    print(plotted)
-    return 0 if all(r["failed"] == 0 and r["exit"] == 0 for f in results for r in f["runs"]) else 1
+    print(report.plot(args.results / "vs_peers.json", args.results / "vs_peers.png", args.peers_venv))
+    ok = not errors and all(r["failed"] == 0 and r["exit"] == 0 for f in results for r in f["runs"])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ HEALTH_TIMEOUT = {"pyapp": 40 * 0.25 + 20, "shop": 120 * 0.25 + 30}
 DRAIN_TIMEOUT = 10.0  # graylift's lab config: haproxy drain_timeout
 UP_TIMEOUT = 30.0  # graylift's HAProxy put_back: up_timeout
 POLL = 0.2  # graylift's HAProxy poll interval
+CONNECT_TIMEOUT = 30  # SSH connect timeout for every tool (the shared 2-core machine can be very busy)
 EXT = {"pyapp": "tar.gz", "shop": "war"}
 
 

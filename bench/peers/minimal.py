@@ -90,7 +90,7 @@ async def release(spec: Mapping[str, Any]) -> dict[str, common.HostWaits]:
 
     async def connect(name: str) -> asyncssh.SSHClientConnection:
         return await asyncssh.connect(addresses[name], username="root", client_keys=[spec["key"]],
-                                      known_hosts=spec["known_hosts"], connect_timeout=20)
+                                      known_hosts=spec["known_hosts"], connect_timeout=common.CONNECT_TIMEOUT)
 
     names = [h for batch in spec["batches"] for h in batch]
     conns = dict(zip(names, await asyncio.gather(*(connect(n) for n in names)), strict=True))

@@ -37,7 +37,6 @@ def main() -> None:
     top.axhline(1.0, color="black", linewidth=0.8)
     top.axhline(1.05, color="green", linestyle="--", linewidth=0.8, label="target 1.05x")
     top.set_ylabel("wall time / physical limit")
-    top.set_yscale("log")
     top.legend(fontsize=8)
     bottom.axhline(0.05, color="green", linestyle="--", linewidth=0.8, label="target 0.05 s/host")
     bottom.set_ylabel("controller CPU s per host")
