@@ -244,9 +244,8 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
                     "minimal": partial(run_minimal, fleet, target, log, limit),
                     "pyinfra": partial(run_pyinfra, fleet, target, log),
                     "ansible": partial(run_ansible, fleet, target, log)}[tool]
-            started, load_before = time.time(), os.getloadavg()[0]
+            load_before = os.getloadavg()[0]
             (wall, cpu, rc), loaded = under_load(fleet, call)
-            ended = time.time() - 1.0  # under_load lets the load run 1 s after the tool
             problems = fleet.problems(target)
             row = {"tool": tool, "kind": kind, "from": current, "to": target, "wall": round(wall, 3),
                    "cpu": round(cpu, 3), "cpu_per_host": round(cpu / hosts, 4), "exit": rc,
@@ -254,7 +253,9 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
                    "error_kinds": loaded.error_kinds, "loadavg_1m": [load_before, os.getloadavg()[0]],
                    "problems": problems[:5], "log": log.read_text()[-2000:] if rc else ""}
             if tool == "graylift":
-                row["journal"] = report.graylift_journal(fleet.config, fleet.app, ENV, started + 1.0, ended)
+                process = json.loads(log.with_suffix(".cpu.json").read_text())
+                row["journal"] = report.graylift_journal(fleet.config, fleet.app, ENV, process["started_at"],
+                                                         process["ended_at"])
             runs.append(row)
             print(f"  {tool} {kind} {current} -> {target}: {wall:.1f}s, cpu {cpu:.2f}s, exit {rc}, "
                   f"{loaded.sent} requests, {row['failed']} failed, {len(problems)} hosts wrong", flush=True)

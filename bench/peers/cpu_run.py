@@ -36,7 +36,7 @@ def children(pid: int) -> list[int]:
 def main() -> int:
     out, argv = sys.argv[1], sys.argv[3:]
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    started = time.monotonic()
+    started_at, started = time.time(), time.monotonic()
     rc = subprocess.run(argv, check=False).returncode
     wall = time.monotonic() - started
     for pid in children(os.getpid()):
@@ -49,7 +49,8 @@ def main() -> int:
             break
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out, "w") as f:
-        json.dump({"rc": rc, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime}, f)
+        json.dump({"rc": rc, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "started_at": started_at,
+                   "ended_at": started_at + wall}, f)
     return rc
 
 
