@@ -11,16 +11,17 @@ from typing import Any
 PLOT = Path(__file__).with_name("plot.py")
 
 
-def graylift_journal(config: Path, app: str, env: str, started: float, ended: float) -> dict[str, Any]:
+def graylift_journal(config: Path, app: str, env: str, started: float, ended: float,
+                     release_id: int | None = None) -> dict[str, Any]:
     """Where graylift's last release of ``app`` spent its time, from its journal: per step mean/max seconds
     over the hosts, each batch's seconds, the span from the first journal entry to the last, and the seconds
     of the ``graylift`` process (started / ended: epoch seconds) before the release's record and after its
-    last journal entry (start-up, preflight, the final report, exit)."""
+    last journal entry (start-up, preflight, the final report, exit). ``release_id``: that one, not the last."""
     from graylift.service import Graylift
 
     gl = Graylift(config)
     try:
-        rec = gl.store.list_releases(app, env, limit=1)[0]
+        rec = gl.store.get_release(release_id) if release_id else gl.store.list_releases(app, env, limit=1)[0]
         entries = gl.store.journal_entries(rec.id)
     finally:
         gl.close()
