@@ -139,15 +139,24 @@ def health_script(app: str, port: int, interval: float = HEALTH_INTERVAL) -> str
 
 # HAProxy runtime API (blocking sockets; pyinfra's gevent makes them cooperative) -------------------------
 
-def haproxy_command(sock: str, line: str, timeout: float = 5.0) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(sock)
-        s.sendall(line.encode() + b"\n")
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
+def haproxy_command(sock: str, line: str, timeout: float = 5.0, attempts: int = 5) -> str:
+    """One runtime API command on a fresh connection. The stats socket takes few connections at once
+    (``stats maxconn``, 10 by default): a refused or reset connection is retried, as graylift's adapter does."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(sock)
+                s.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+            return b"".join(chunks).decode("utf-8", "replace")
+        except (ConnectionRefusedError, ConnectionResetError, BlockingIOError):
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
 
 
 def stat_row(answer: str, backend: str, server: str) -> dict[str, str]:
