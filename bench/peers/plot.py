@@ -28,10 +28,11 @@ def main() -> None:
         xs = [x + i * width for x in range(len(fleets))]
         label = tool if kind == "release" else f"{tool} {kind}"
         bars = top.bar(xs, ratios, width, label=label)
-        top.bar_label(bars, fmt="%.1f", fontsize=7)
+        top.bar_label(bars, labels=[f"{r:.1f}" if r else "" for r in ratios], fontsize=7)
         bottom.bar(xs, cpus, width, label=label)
     ticks = [x + 0.4 - width / 2 for x in range(len(fleets))]
-    names = [f"{f['app']}:{f['hosts']}\nlimit {f['limit_seconds'] or 0:.1f}s" for f in fleets]
+    names = [f"{f['app']}:{f['hosts']}\n" + (f"limit {f['limit_seconds']:.1f}s" if f["limit_seconds"]
+                                            else "limit not measured") for f in fleets]
     for ax in (top, bottom):
         ax.set_xticks(ticks, names)
     top.axhline(1.0, color="black", linewidth=0.8)
