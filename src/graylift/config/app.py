@@ -166,6 +166,9 @@ class AppConfig(Section):
             on_unhealthy=s.on_unhealthy,
             max_parallel=s.max_parallel,
             allow_half_or_more=s.allow_half_or_more,
+            kind=s.kind,
+            blue_green_groups=(s.blue_green.groups[0], s.blue_green.groups[1]),
+            rollback_window_seconds=s.blue_green.rollback_window,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:

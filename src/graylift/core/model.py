@@ -83,6 +83,11 @@ class OnUnhealthy(StrEnum):
     FAIL = "fail"
 
 
+class StrategyKind(StrEnum):
+    ROLLING = "rolling"  # canary, then rolling batches under the 50% rule
+    BLUE_GREEN = "blue_green"  # the idle group gets the new version, then one switch moves all traffic
+
+
 @dataclass(frozen=True)
 class Strategy:
     """How hosts are grouped and paced. Validated from config; used by the planner and the policy."""
@@ -101,6 +106,9 @@ class Strategy:
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     max_parallel: int = 50
     allow_half_or_more: bool = False
+    kind: StrategyKind = StrategyKind.ROLLING
+    blue_green_groups: tuple[str, str] = ("blue", "green")
+    rollback_window_seconds: float = 1800.0  # blue-green: the old group kept running for a switch back
 
     @property
     def has_canary(self) -> bool:

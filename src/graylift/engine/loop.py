@@ -21,9 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from datetime import timedelta
 from typing import Any
 
+from graylift.core.bluegreen import is_blue_green
 from graylift.core.plan import Plan, batch_size_for, check_cap, wave
 from graylift.core.policy import Verdict, after_batch
 from graylift.core.state import HostState, ReleaseKind, ReleaseState, Request
+from graylift.engine.bluegreen import BlueGreenPhase
 from graylift.engine.canary import CanaryPhase
 from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Lease, controller_id
@@ -74,7 +76,7 @@ class Engine:
             lease.release()
 
 
-class _Drive(CanaryPhase):
+class _Drive(CanaryPhase, BlueGreenPhase):
     """One controller driving one release under its lease."""
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
@@ -92,6 +94,8 @@ class _Drive(CanaryPhase):
             rec = self.store.get_release(rid)
             if rec.finished:
                 return rec
+            if await self.finish_switch(rec):
+                continue
             if await self.handle_request(rec):
                 continue
             if rec.state is ReleaseState.PAUSED:
@@ -99,13 +103,13 @@ class _Drive(CanaryPhase):
             if rec.state is ReleaseState.PENDING:
                 self.move(rec, ReleaseState.RUNNING, f"started by {rec.started_by}")
             elif rec.state is ReleaseState.RUNNING:
-                await self.run_next_batch(rec)
+                await (self.blue_green(rec) if is_blue_green(rec.plan) else self.run_next_batch(rec))
             elif rec.state is ReleaseState.BAKING:
                 await self.bake(rec)
             elif rec.state is ReleaseState.AWAITING_PROMOTION:
                 await self.clock.sleep(1.0)
             elif rec.state is ReleaseState.ROLLING_BACK:
-                await self.roll_back(rec)
+                await (self.switch_back(rec) if is_blue_green(rec.plan) else self.roll_back(rec))
 
     async def handle_request(self, rec: ReleaseRecord) -> bool:
         """Act on a queued request at this safe point. True if the loop should look again."""
@@ -292,13 +296,18 @@ class _Drive(CanaryPhase):
                       f"`graylift retry {rec.id}` (goes on rolling back), or `graylift abort {rec.id}`")
             return
         rolled = sum(1 for r in runs if r.state is HostState.ROLLED_BACK)
+        self.finish_rolled_back(rec, rolled, f"{rolled} host(s) back on "
+                                f"{rec.previous_version or 'their previous version'}. {rec.message}")
+
+    def finish_rolled_back(self, rec: ReleaseRecord, rolled: int, message: str) -> None:
+        """The release is rolled back: the previous version is the deployed one again, and the release's
+        version is marked bad (unless no host moved: a first install has nothing to go back to)."""
         if rolled and rec.previous_version:
             self.store.record_deployed(rec.app, rec.env, rec.previous_version, rec.id, source="rollback")
-        if rolled:  # a rollback that moved no host (a first install has nothing to go back to) marks nothing bad
+        if rolled:
             self.store.mark_bad(rec.app, rec.env, rec.version, release_id=rec.id,
                                 reason=f"release #{rec.id} rolled back")
-        self.move(rec, ReleaseState.ROLLED_BACK,
-                  f"{rolled} host(s) back on {rec.previous_version or 'their previous version'}. {rec.message}")
+        self.move(rec, ReleaseState.ROLLED_BACK, message)
 
     def queue_back_pass(self, rec: ReleaseRecord) -> None:
         """Once per release: every host that got the new version (done, or left needing attention on it) is
