@@ -28,8 +28,8 @@ takes the first group of ``strategy.blue_green.groups`` to be serving.
 Worked example: hosts b1, b2 (blue) and g1, g2 (green), blue serving::
 
     >>> from graylift.core.model import StrategyKind
-    >>> plan = make_blue_green_plan([Host("b1", "a"), Host("b2", "b"), Host("g1", "c"), Host("g2", "d")],
-    ...     Strategy(kind=StrategyKind.BLUE_GREEN), serving="blue")
+    >>> hosts = [Host(n, "10.0.0.1", group="blue" if n[0] == "b" else "green") for n in ("b1", "b2", "g1", "g2")]
+    >>> plan = make_blue_green_plan(hosts, Strategy(kind=StrategyKind.BLUE_GREEN), serving="blue")
     >>> [b.hosts for b in plan.batches], BlueGreen.of(plan).live_names
     ([('g1', 'g2')], ('b1', 'b2'))
     >>> ["{} {}".format(*s) for s in switch_order(into=("g1", "g2"), out_of=("b1", "b2"))]
