@@ -117,8 +117,6 @@ class BlueGreenConfig(Section):
 
 
 class StrategyConfig(Section):
-    kind: StrategyKind = StrategyKind.ROLLING
-    blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     batch: BatchConfig = Field(default_factory=lambda: BatchConfig(size=1))
     max_parallel: PositiveInt = 50
@@ -128,3 +126,5 @@ class StrategyConfig(Section):
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     allow_half_or_more: Flag = False
     windows: list[WindowConfig] = Field(default_factory=list)  # when releases may start; none: any time
+    kind: StrategyKind = StrategyKind.ROLLING
+    blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
