@@ -6,6 +6,7 @@ Two groups, blue (b1, b2) and green (g1, g2), all four first installed by anothe
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,9 @@ from graylift.core.bluegreen import BlueGreen, make_blue_green_plan, serving_gro
 from graylift.core.flow import Step
 from graylift.core.model import Host, Strategy, StrategyKind
 from graylift.core.state import HostState, ReleaseState
+from graylift.engine import Engine
 from graylift.store import ReleaseRecord
+from tests.engine import test_service_safety as service_tests
 from tests.engine.conftest import APP, ENV, World
 
 BLUE, GREEN = ("b1", "b2"), ("g1", "g2")
@@ -87,16 +90,18 @@ def test_release_goes_to_the_idle_group_then_switches_in_before_out(bg: World) -
     assert bg.switch.out == set(GREEN)
 
 
-def drive_then(world: World, rid: int, when: Callable[[ReleaseRecord], bool], act: Callable[[], None]
-               ) -> ReleaseRecord:
+def drive_then(world: World, rid: int, when: Callable[[ReleaseRecord], bool], act: Callable[[], object],
+               engine: Engine | None = None) -> ReleaseRecord:
     """Drive the release; the moment ``when`` holds, ``act`` (a person's request) while the driver runs."""
 
     async def both() -> ReleaseRecord:
-        task = asyncio.create_task(world.engine().drive(rid))
+        task = asyncio.create_task((engine or world.engine()).drive(rid))
         while not when(world.store.get_release(rid)):
             assert not task.done(), world.store.get_release(rid).message
             await asyncio.sleep(0.02)
-        act()
+        done = act()
+        if inspect.isawaitable(done):
+            await done
         return await task
 
     return asyncio.run(both())
@@ -212,3 +217,40 @@ def test_a_backend_that_refuses_the_switch_leaves_the_live_group_serving(bg: Wor
     rec = bg.drive(rid)
     assert rec.state == ReleaseState.SUCCEEDED, rec.message
     assert serving(bg) == set(GREEN)
+
+
+def test_through_the_service_the_idle_group_alternates_and_doctor_expects_it_out(
+        make_world: Callable[..., World], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service plans from the config and the store (which group serves), `rollback` of the active release
+    switches back, and `doctor` finds nothing wrong with an idle group out of traffic."""
+    world = make_world(4, strategy=Strategy(kind=StrategyKind.BLUE_GREEN))
+    world.hosts = HOSTS
+    for host in HOSTS:
+        world.install_by_script(host.name, "1.0.0")
+    monkeypatch.setattr(service_tests, "CONFIG", service_tests.CONFIG.replace(
+        "      canary: {{group: beta, count: 1}}\n      batch: {{size: 2}}\n",
+        "      kind: blue_green\n      blue_green: {{groups: [blue, green], rollback_window: 10m}}\n"))
+    gl = service_tests.make_service(world, tmp_path)
+
+    def in_window(rec: ReleaseRecord) -> bool:
+        return rec.state is ReleaseState.BAKING
+
+    rid = asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="test")).id
+    rec = drive_then(world, rid, in_window, lambda: gl.request(rid, "promote"), gl.engine())
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    assert serving(world) == set(GREEN)
+    assert asyncio.run(gl.doctor(APP, ENV, repair=False)) == []  # blue is idle, out of traffic: no fault
+
+    rid = asyncio.run(gl.start_release(APP, ENV, "4.0.0", started_by="test")).id
+    assert {r.host for r in gl.store.host_runs(rid)} == set(BLUE)  # the idle group now
+    before: dict[str, int] = {}
+
+    def roll_back() -> object:
+        before.update(started_at(world, GREEN))
+        return gl.start_rollback(APP, ENV, to_version=None, started_by="test")  # `graylift rollback APP`
+
+    rec = drive_then(world, rid, in_window, roll_back, gl.engine())
+    assert rec.state is ReleaseState.ROLLED_BACK, rec.message
+    assert serving(world) == set(GREEN) and started_at(world, GREEN) == before
+    assert asyncio.run(gl.doctor(APP, ENV, repair=False)) == []
+    assert gl.current_version(APP, ENV) == "2.0.0"

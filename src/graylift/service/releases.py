@@ -87,9 +87,12 @@ class ReleaseService(ServiceBase):
 
     def _blue_green_plan(self, app: str, env: str, hosts: list[Host], strategy: Strategy, timing: Timing) -> Plan:
         """The idle group is the one not serving, as the newest blue-green release of app/env left it."""
-        serving = serving_group((r.plan for r in self.store.list_releases(app, env, limit=100)),
-                                strategy.blue_green_groups)
-        return make_blue_green_plan(hosts, strategy, serving=serving, timing=timing)
+        return make_blue_green_plan(hosts, strategy, serving=self.serving_group(app, env, strategy), timing=timing)
+
+    def serving_group(self, app: str, env: str, strategy: Strategy) -> str:
+        """The blue-green group in traffic, as the newest switch of app/env recorded it."""
+        return serving_group((r.plan for r in self.store.list_releases(app, env, limit=100)),
+                             strategy.blue_green_groups)
 
     def windows(self, app: str, env: str) -> list[Window]:
         return [w.window() for w in self.config.app_for_env(app, env).strategy.windows]
