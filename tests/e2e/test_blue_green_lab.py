@@ -106,6 +106,7 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
         cli = subprocess.run([*GRAYLIFT, "-c", str(work / "graceful.yaml"), "rollback", APP,
                                             "--env", ENV], capture_output=True, text=True, timeout=60)
         assert cli.returncode == 0, cli.stdout + cli.stderr
+        cli_seconds = time.monotonic() - started
         driver.join(timeout=120)
         switch_back = time.monotonic() - started
         time.sleep(1.0)
@@ -115,13 +116,19 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
         answered = answers(lab_app.frontend_url), answers(lab_app.nginx_url)
         pids_after = app_pids(info, "pyapp-server")
         runs = gl.store.host_runs(rec.id)
+        journal = gl.store.journal_entries(rec.id)
         gl.close()
     finally:
         lab_down(name, state_root=tmp_path)
 
+    switches = [e for e in journal if e.host is None and e.step == "switch"]
+    back_seconds = (switches[-1].at - switches[-2].at).total_seconds()  # the last switch: begin .. done
     print(f"\nblue -> green: {sum(r.sent for r in forward.values())} requests, {failed(forward)} failed; "
           f"switch back: {sum(r.sent for r in backward.values())} requests, {failed(backward)} failed, "
-          f"{switch_back:.1f}s from `graylift rollback` to rolled back")
+          f"{switch_back:.1f}s from `graylift rollback` (the CLI) to rolled back, the switch itself "
+          f"{back_seconds:.1f}s (the CLI itself {cli_seconds:.1f}s)")
+    for entry in journal[-16:]:
+        print(f"  {entry.at:%H:%M:%S.%f} {entry.host or '-'} {entry.step} {entry.event}")
     for lb, report in forward.items():
         assert report.sent > 0 and report.non_2xx == 0 and report.errors == 0, (lb, report)
     for lb, report in backward.items():

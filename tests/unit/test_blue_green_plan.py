@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import doctest
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
+from tests.unit.test_config_errors import APP
 
 import graylift.core.bluegreen as bluegreen_module
 from graylift.config import load_config
@@ -125,17 +125,8 @@ def test_serving_group_is_what_the_newest_switch_left(plans: list[dict[str, obje
 
 def test_config_blue_green_section(tmp_path: Path) -> None:
     path = tmp_path / "graylift.yaml"
-    path.write_text(textwrap.dedent("""
-        apps:
-          pyapp:
-            package: {type: tar.gz, url: "http://x/{app}-{version}.{ext}", sha256_url: "{url}.sha256"}
-            deploy: {dir: /srv/pyapp}
-            commands: {start: "sh {current}/bin/start", stop: "sh {current}/bin/stop"}
-            health: {tcp_port: 8080}
-            strategy:
-              kind: blue_green
-              blue_green: {groups: [left, right], rollback_window: 30m}
-        """).lstrip())
+    path.write_text(APP + "    strategy:\n      kind: blue_green\n"
+                    "      blue_green: {groups: [left, right], rollback_window: 30m}\n")
     strategy = load_config(path).app_for_env("pyapp", "prod").strategy_model()
     assert strategy.kind is StrategyKind.BLUE_GREEN
     assert strategy.blue_green_groups == ("left", "right")

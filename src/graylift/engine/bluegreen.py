@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from graylift.core.bluegreen import BlueGreen, Phase, phase_of, switch_order
 from graylift.core.flow import Step
 from graylift.core.model import Host, OnFailure, Package, Strategy
-from graylift.core.plan import Plan
+from graylift.core.plan import Batch, Plan
 from graylift.core.state import HostState, ReleaseState
 from graylift.engine.crash import crash_point
 from graylift.engine.hosts import HostRunner
@@ -25,7 +25,7 @@ from graylift.engine.lease import Guarded, Lease
 from graylift.errors import GrayliftError, LeaseLost
 from graylift.ports import Clock, Fleet, Transport
 from graylift.steps import StepContext, Target, run_step
-from graylift.store import ReleaseRecord, Store
+from graylift.store import HostRunRecord, ReleaseRecord, Store
 
 IN_STEPS = (Step.PUT_BACK,)  # in every backend, each read back in
 OUT_STEPS = (Step.TAKE_OUT, Step.QUIET)  # out of every backend, each read back out; then drained
@@ -53,6 +53,9 @@ class BlueGreenPhase:
 
         async def each(self, hosts: Sequence[str], one: Callable[[ReleaseRecord, str], Awaitable[None]],
                        rec: ReleaseRecord, *, stop_on_request: bool = False) -> None: ...
+
+        async def work_batch(self, rec: ReleaseRecord, batch: Batch, pending: Sequence[str]
+                             ) -> tuple[ReleaseRecord, dict[str, HostRunRecord]] | None: ...
 
     async def blue_green(self, rec: ReleaseRecord) -> None:
         """A running blue-green release: the phase its cursor stands for."""
@@ -84,17 +87,11 @@ class BlueGreenPhase:
         """Every idle host gets the new version, running and healthy, out of traffic. A host that fails is put
         back on what it ran (out of traffic) and the release stops before any switch."""
         batch = Plan.from_dict(rec.plan).batches[0]
-        runs = {r.host: r for r in self.store.host_runs(rec.id)}
-        pending = [h for h in batch.hosts if not runs[h].state.settled]
-        if pending:
-            self.store.update_release(rec.id, phase=batch.label, wait_until=None,
-                                      message=f"{batch.label}: {len(batch.hosts)} host(s)")
-            self.store.journal(rec.id, None, batch.label, "begin", {"hosts": list(batch.hosts)})
-            await self.each(pending, self.hosts.release, rec, stop_on_request=True)
-        rec = self.store.get_release(rec.id)
-        runs = {r.host: r for r in self.store.host_runs(rec.id)}
-        if any(not runs[h].state.settled for h in batch.hosts):
+        settled = {r.host for r in self.store.host_runs(rec.id) if r.state.settled}
+        worked = await self.work_batch(rec, batch, [h for h in batch.hosts if h not in settled])
+        if worked is None:
             return  # stopped at a safe point by a request; the loop handles it
+        rec, runs = worked
         bg = BlueGreen.of(rec.plan)
         bad = [h for h in batch.hosts if runs[h].state is not HostState.DONE]
         self.store.journal(rec.id, None, batch.label, "done", {"failed": bad})

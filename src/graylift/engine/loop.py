@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from graylift.core.bluegreen import is_blue_green
-from graylift.core.plan import Plan, batch_size_for, check_cap, wave
+from graylift.core.plan import Batch, Plan, batch_size_for, check_cap, wave
 from graylift.core.policy import Verdict, after_batch
 from graylift.core.state import HostState, ReleaseKind, ReleaseState, Request
 from graylift.engine.bluegreen import BlueGreenPhase
@@ -214,15 +214,10 @@ class _Drive(CanaryPhase, BlueGreenPhase):
         except PlanError as exc:
             self.move(rec, ReleaseState.PAUSED, f"paused before {batch.label}: {exc}")
             return
-        if pending:
-            self.store.update_release(rec.id, phase=batch.label, wait_until=None,
-                                      message=f"{batch.label}: {len(batch.hosts)} host(s)")
-            self.store.journal(rec.id, None, batch.label, "begin", {"hosts": list(batch.hosts)})
-            await self.each(pending, self.hosts.release, rec, stop_on_request=True)
-        rec = self.store.get_release(rec.id)
-        runs = {r.host: r for r in self.store.host_runs(rec.id)}
-        if any(not runs[h].state.settled for h in batch.hosts):
+        worked = await self.work_batch(rec, batch, pending)
+        if worked is None:
             return  # stopped at a safe point by a request; the loop handles it
+        rec, runs = worked
         failed_here = sum(1 for h in batch.hosts if runs[h].state.counts_as_failure)
         failed_total = sum(1 for r in runs.values() if r.state.counts_as_failure)
         if batch.hosts:
@@ -239,6 +234,21 @@ class _Drive(CanaryPhase, BlueGreenPhase):
             self.after_canary(rec, plan, runs)
         else:
             self.advance(rec, self.strategy.pause_seconds)
+
+    async def work_batch(self, rec: ReleaseRecord, batch: Batch, pending: Sequence[str]
+                         ) -> tuple[ReleaseRecord, dict[str, HostRunRecord]] | None:
+        """Release the ``pending`` hosts of ``batch`` (journaled); then the release and its host runs, or None
+        when a request stopped the batch at a safe point with hosts unsettled."""
+        if pending:
+            self.store.update_release(rec.id, phase=batch.label, wait_until=None,
+                                      message=f"{batch.label}: {len(batch.hosts)} host(s)")
+            self.store.journal(rec.id, None, batch.label, "begin", {"hosts": list(batch.hosts)})
+            await self.each(pending, self.hosts.release, rec, stop_on_request=True)
+        rec = self.store.get_release(rec.id)
+        runs = {r.host: r for r in self.store.host_runs(rec.id)}
+        if any(not runs[h].state.settled for h in batch.hosts):
+            return None
+        return rec, runs
 
     def finish_success(self, rec: ReleaseRecord) -> None:
         runs = self.store.host_runs(rec.id)
