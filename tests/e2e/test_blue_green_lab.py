@@ -104,7 +104,7 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
         time.sleep(1.0)
         started = time.monotonic()
         cli = subprocess.run([*GRAYLIFT, "-c", str(work / "graceful.yaml"), "rollback", APP,
-                                            "--env", ENV], capture_output=True, text=True, timeout=60)
+                                            "--env", ENV], capture_output=True, text=True, timeout=300)
         assert cli.returncode == 0, cli.stdout + cli.stderr
         cli_seconds = time.monotonic() - started
         driver.join(timeout=120)

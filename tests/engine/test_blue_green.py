@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +22,13 @@ from graylift.core.bluegreen import BlueGreen, make_blue_green_plan, serving_gro
 from graylift.core.flow import Step
 from graylift.core.model import Host, Strategy, StrategyKind
 from graylift.core.state import HostState, ReleaseState
-from graylift.engine import Engine
-from graylift.store import ReleaseRecord
+from graylift.engine import STALE_AFTER_SECONDS, Engine, crash
+from graylift.store import ReleaseRecord, Store
+from graylift.testing import FileSwitch
 from tests.engine import test_service_safety as service_tests
 from tests.engine.conftest import APP, ENV, World
+from tests.engine.test_two_controllers import ROOT
+from tests.engine.world_files import prepare
 
 BLUE, GREEN = ("b1", "b2"), ("g1", "g2")
 HOSTS = [Host(n, f"10.0.0.{i}", group="blue" if n in BLUE else "green") for i, n in enumerate(BLUE + GREEN, 1)]
@@ -254,3 +261,38 @@ def test_through_the_service_the_idle_group_alternates_and_doctor_expects_it_out
     assert serving(world) == set(GREEN) and started_at(world, GREEN) == before
     assert asyncio.run(gl.doctor(APP, ENV, repair=False)) == []
     assert gl.current_version(APP, ENV) == "2.0.0"
+
+
+@pytest.mark.parametrize("crash_at", ["after:switch.put_back:g2", "after:switch.take_out:b1"])
+def test_a_controller_killed_with_sigkill_in_the_switch_is_finished_by_the_next(tmp_path: Any, crash_at: str
+                                                                                ) -> None:
+    """A real process, SIGKILLed by GRAYLIFT_CRASH_AT in the middle of the switch; the next controller process
+    (`graylift resume`) finishes it: green in, blue out, the release succeeded."""
+    world = tmp_path / "world"
+    prepare(world)
+    url = f"sqlite:///{tmp_path}/state.db"
+    strategy = Strategy(kind=StrategyKind.BLUE_GREEN, rollback_window_seconds=0)
+    plan = make_blue_green_plan(HOSTS, strategy, serving="blue")
+    by_name = {h.name: h for h in HOSTS}
+    with Store.open(url) as store:
+        rid = store.create_release(app=APP, env=ENV, kind="release", version="1.0.0", previous_version=None,
+                                   plan=plan.to_dict(), config={}, started_by="test",
+                                   host_runs=[(by_name[n], 0, None) for n in plan.hosts]).id
+
+    def controller(owner: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tests.engine.controller_proc", url, str(world), str(rid), owner],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120, env=os.environ | env)
+
+    killed = controller("first", {crash.ENV: crash_at})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    with Store.open(url) as store:
+        assert store.get_release(rid).plan["blue_green"]["switching"] == "green"
+    time.sleep(STALE_AFTER_SECONDS + 1)  # its lease goes stale: `graylift resume` may take it over
+    done = controller("second", {})
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Store.open(url) as store:
+        rec = store.get_release(rid)
+        assert rec.state is ReleaseState.SUCCEEDED, rec.message
+        assert BlueGreen.of(rec.plan).serving == "green" and "switching" not in rec.plan["blue_green"]
+    assert FileSwitch(world / "lb").out() == set(BLUE)
+    assert {(world / "hosts" / h / "running").read_text().strip() for h in GREEN} == {"1.0.0"}
