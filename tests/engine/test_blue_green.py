@@ -296,3 +296,26 @@ def test_a_controller_killed_with_sigkill_in_the_switch_is_finished_by_the_next(
         assert BlueGreen.of(rec.plan).serving == "green" and "switching" not in rec.plan["blue_green"]
     assert FileSwitch(world / "lb").out() == set(BLUE)
     assert {(world / "hosts" / h / "running").read_text().strip() for h in GREEN} == {"1.0.0"}
+
+
+def test_after_the_window_a_rollback_is_a_blue_green_release_onto_the_idle_group(
+        make_world: Callable[..., World], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the window is over, `graylift rollback` starts a rollback release of the previous good version; it goes
+    to the idle group, which still runs that version: its pre-check finds it there, nothing is restarted."""
+    world = make_world(4, strategy=Strategy(kind=StrategyKind.BLUE_GREEN))
+    world.hosts = HOSTS
+    for host in HOSTS:
+        world.install_by_script(host.name, "1.0.0")
+    monkeypatch.setattr(service_tests, "CONFIG", service_tests.CONFIG.replace(
+        "      canary: {{group: beta, count: 1}}\n      batch: {{size: 2}}\n",
+        "      kind: blue_green\n      blue_green: {{groups: [blue, green], rollback_window: 0}}\n"))
+    gl = service_tests.make_service(world, tmp_path)
+    rid = asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="test")).id
+    assert service_tests.drive(gl, rid).state is ReleaseState.SUCCEEDED
+    before = started_at(world, BLUE)
+    rec = asyncio.run(gl.start_rollback(APP, ENV, to_version=None, started_by="test"))
+    assert rec.version == "1.0.0" and {r.host for r in gl.store.host_runs(rec.id)} == set(BLUE)
+    rec = service_tests.drive(gl, rec.id)
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    assert serving(world) == set(BLUE) and started_at(world, BLUE) == before
+    assert "2.0.0" in gl.store.bad_versions(APP, ENV)
