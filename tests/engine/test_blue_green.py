@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import graylift.engine.bluegreen as bluegreen_module
+from graylift.api.answers import plan_out
 from graylift.core.bluegreen import BlueGreen, make_blue_green_plan, serving_group
 from graylift.core.flow import Step
 from graylift.core.model import Host, Strategy, StrategyKind
@@ -242,6 +243,9 @@ def test_through_the_service_the_idle_group_alternates_and_doctor_expects_it_out
     def in_window(rec: ReleaseRecord) -> bool:
         return rec.state is ReleaseState.BAKING
 
+    view = asyncio.run(gl.plan(APP, ENV, "2.0.0"))  # `graylift plan`, text and -o json
+    assert [b.hosts for b in view.plan.batches] == [GREEN] and not view.report.problems
+    assert plan_out(view).blue_green[1].startswith("2. switch: green into every load balancer and registry")
     rid = asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="test")).id
     rec = drive_then(world, rid, in_window, lambda: gl.request(rid, "promote"), gl.engine())
     assert rec.state is ReleaseState.SUCCEEDED, rec.message
