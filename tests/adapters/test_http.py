@@ -162,3 +162,17 @@ async def test_api_login_is_shared_and_renewed_once_when_refused() -> None:
             await data()
     finally:
         server.stop()
+
+
+def test_one_verifying_tls_context_serves_every_client() -> None:
+    import ssl
+
+    from graylift.adapters._http import new_client, tls_context
+
+    ctx = tls_context()
+    assert ctx is tls_context()  # the CA bundle is loaded once per process, not per request
+    assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname  # still verifying
+    assert ctx.cert_store_stats()["x509_ca"] > 0
+    client = new_client(timeout=1)
+    assert client._transport._pool._ssl_context is ctx  # type: ignore[attr-defined]
+    assert not client._trust_env

@@ -58,7 +58,7 @@ def test_the_cli_through_a_server_releases_and_shows_the_same_as_locally(run: Ca
     mine, theirs = json.loads(remote.output), json.loads(local.output)
     assert remote.exit_code == 0 and mine["state_db"] == "the graylift server"
     assert mine["release"] == theirs["release"] and len(mine["hosts"]) == len(theirs["hosts"]) == 8
-    listed = run("hosts", "list", "--app", APP, "--env", "test")
+    listed = run("hosts", "list", APP, "--env", "test")
     assert listed.exit_code == 0 and "h1" in listed.output and "10.0.0.8" in listed.output
     plan = run("plan", APP, "2.0.0", "--env", "test")
     assert plan.exit_code == 0, plan.output
@@ -85,19 +85,19 @@ def test_server_option_becomes_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 def test_hosts_import_through_the_server_shows_the_changes_and_dry_run_stores_nothing(
         run: Callable[..., Any], tmp_path: Any) -> None:
-    listed = run("hosts", "list", "--app", APP, "--env", "test", user=None)
+    listed = run("hosts", "list", APP, "--env", "test", user=None)
     assert "h8" in listed.output
     path = tmp_path / "hosts.ini"
     path.write_text("[beta]\nh1 ansible_host=10.0.0.1\n[prod]\nh2 ansible_host=10.0.0.2 ansible_port=2222\n")
-    dry = run("hosts", "import", str(path), "--app", APP, "--env", "test", "--dry-run", user="admin")
+    dry = run("hosts", "import", APP, str(path), "--env", "test", "--dry-run", user="admin")
     assert dry.exit_code == 0, dry.output
     assert "- h8 " in dry.output and "6 removed" in dry.output and "(dry run: nothing stored)" in dry.output
-    assert "h8" in run("hosts", "list", "--app", APP, "--env", "test", user=None).output
-    done = run("hosts", "import", str(path), "--app", APP, "--env", "test", user="admin")
+    assert "h8" in run("hosts", "list", APP, "--env", "test", user=None).output
+    done = run("hosts", "import", APP, str(path), "--env", "test", user="admin")
     assert done.exit_code == 0, done.output
     assert done.output.replace("would import", "imported").replace(" (dry run: nothing stored)", "") == dry.output \
         .replace("would import", "imported").replace(" (dry run: nothing stored)", "")
-    assert "h8" not in run("hosts", "list", "--app", APP, "--env", "test", user=None).output
+    assert "h8" not in run("hosts", "list", APP, "--env", "test", user=None).output
 
 
 def test_hosts_import_through_the_server_cannot_remove_hosts_of_a_running_release(
@@ -112,7 +112,7 @@ def test_hosts_import_through_the_server_cannot_remove_hosts_of_a_running_releas
     path = tmp_path / "hosts.ini"
     path.write_text("[beta]\nh1 ansible_host=10.0.0.1\n")
     try:
-        refused = CliRunner().invoke(cli.app, ["hosts", "import", str(path), "--app", APP, "--env", "prod"],
+        refused = CliRunner().invoke(cli.app, ["hosts", "import", APP, str(path), "--env", "prod"],
                                      env={"COLUMNS": "200"})
     finally:
         remote.close()

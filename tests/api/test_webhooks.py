@@ -152,6 +152,7 @@ def test_a_failing_receiver_is_retried_with_backoff_and_a_dead_one_given_up_and_
     wait_for(lambda: [d["state"] for d in deliveries(server, good["id"])] == ["sent"])
     sent = deliveries(server, good["id"])[0]
     assert sent["attempts"] == 3 and len(flaky.got) == 3
+    assert sent["payload"]["event"] == "started" and sent["payload"]["release_id"] == rid  # what it sent
     first, second, third = flaky.times
     assert second - first >= 0.2 and third - second >= 0.4  # backoff 0.2s, then doubled
     wait_for(lambda: [d["state"] for d in deliveries(server, dead["id"])] == ["dead"])

@@ -236,7 +236,7 @@ def test_a_dead_controller_is_shown_by_status_and_taken_over_only_by_resume(depl
     rid = deploy.gl.store.active_release(APP, "prod").id  # type: ignore[union-attr]
     before = deploy.gl.store.get_release(rid)
     for read_only in (("status",), ("status", str(rid)), ("history", APP, "--env", "prod"),
-                      ("hosts", "list", "--app", APP, "--env", "prod")):
+                      ("hosts", "list", APP, "--env", "prod")):
         shown = deploy.cli(*read_only, check=True)
         assert "taking it over" not in shown.stdout + shown.stderr
     shown = deploy.cli("status", str(rid), check=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from graylift.core.state import HostState, ReleaseKind, ReleaseState
-from graylift.errors import PreflightFailed
+from graylift.errors import ConfigError, PreflightFailed
 from graylift.service import Graylift
 from tests.engine.conftest import APP, DEPLOY, ENV, World
 
@@ -125,3 +125,28 @@ def test_hosts_clear_forgets_a_needs_attention_mark(world: World, gl: Graylift) 
     assert gl.clear_host(APP, ENV, "h3") and not gl.clear_host(APP, ENV, "h3")
     assert asyncio.run(gl.plan(APP, ENV, "2.0.0")).attention == {}
     assert world.states(rec.id)["h3"] is HostState.DONE
+
+
+@pytest.mark.parametrize("breakage", ["yaml", "other app", "absent"])
+def test_a_new_rollback_works_from_the_last_release_when_the_config_does_not_load(
+        world: World, gl: Graylift, tmp_path: Path, breakage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for host in world.hosts:
+        world.install_by_script(host.name, "1.0.0")
+    rec = asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="test"))
+    assert drive(gl, rec.id).state is ReleaseState.SUCCEEDED
+    config = tmp_path / "graylift.yaml"
+    if breakage == "yaml":
+        config.write_text(config.read_text() + "  other: [unclosed\n")
+    elif breakage == "other app":
+        config.write_text(config.read_text() + "  other:\n    deploy: {dir: /srv/other}\n    helth: {}\n")
+    else:
+        monkeypatch.setenv("GRAYLIFT_DB", f"sqlite:///{tmp_path / 'svc.db'}")
+        config.unlink()
+    fresh = Graylift(config, fleet=lambda snap, app, env, hosts: world.fleet)  # as a new `graylift rollback`
+    with pytest.raises(ConfigError):
+        asyncio.run(fresh.start_release(APP, ENV, "2.0.1", started_by="test"))  # a release still needs it
+    back = asyncio.run(fresh.start_rollback(APP, ENV, to_version=None, started_by="test"))
+    assert fresh.config_problem is not None  # the CLI says it works from the state database alone
+    assert back.kind is ReleaseKind.ROLLBACK and back.version == "1.0.0" and back.config == rec.config
+    assert asyncio.run(fresh.engine().drive(back.id)).state is ReleaseState.SUCCEEDED
+    assert {world.running(h.name) for h in world.hosts} == {"1.0.0"}

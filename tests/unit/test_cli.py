@@ -103,7 +103,7 @@ def one_error(stderr: str, code: int, exit_code: int, *words: str) -> None:
 
 
 def test_user_text_is_printed_literally_never_as_markup(site: Site) -> None:
-    code, out, err = site.run("hosts", "list", "--app", "order-service", "--env", "prod")
+    code, out, err = site.run("hosts", "list", "order-service", "--env", "prod")
     assert code == 0, err
     assert "roles=[web,api]" in out and "1.0[/x] [bold]loud[/bold]" in out
     rid = record_release(site)
@@ -117,7 +117,7 @@ def test_user_text_is_printed_literally_never_as_markup(site: Site) -> None:
 def test_an_error_quoting_brackets_keeps_them(site: Site) -> None:
     inventory = site.dir / "hosts.ini"
     inventory.write_text("[web\nh1\n")
-    code, _, err = site.run("hosts", "import", str(inventory), "--app", "order-service", "--env", "prod")
+    code, _, err = site.run("hosts", "import", "order-service", str(inventory), "--env", "prod")
     one_error(err, 2, code, "like [web], [web:vars] or [web:children]", "got '[web'")
 
 
@@ -161,7 +161,7 @@ def test_json_output_of_status_history_hosts_and_check(site: Site) -> None:
     code, out, _ = site.run("history", "order-service", "--env", "prod", "-o", "json")
     doc = json.loads(out)
     assert doc["current_version"] is None and [r["id"] for r in doc["releases"]] == [rid]
-    code, out, _ = site.run("hosts", "list", "--app", "order-service", "--env", "prod", "-o", "json")
+    code, out, _ = site.run("hosts", "list", "order-service", "--env", "prod", "-o", "json")
     hosts = json.loads(out)
     assert hosts[0] == {"name": "web-1", "address": "127.0.0.1", "port": 9, "user": "root", "group": "default",
                         "tags": TAGS, "in_service": True}
@@ -179,7 +179,7 @@ def test_plan_json_and_a_refused_preflight_exit_3(site: Site) -> None:
 
 
 def test_tables_are_ascii_and_errors_unwrapped_off_a_terminal(site: Site) -> None:
-    code, out, _ = site.run("hosts", "list", "--app", "order-service", "--env", "prod")
+    code, out, _ = site.run("hosts", "list", "order-service", "--env", "prod")
     assert code == 0 and out.isascii() and "+-" in out
     long_app = "x" * 150
     code, _, err = site.run("history", long_app, "--env", "prod")
@@ -196,22 +196,44 @@ def test_a_database_that_cannot_be_reached_exits_4(site: Site, monkeypatch: pyte
 
 
 @pytest.mark.parametrize("args", [
-    ("hosts", "list", "--app", "order-svc", "--env", "prod"),
+    ("hosts", "list", "order-svc", "--env", "prod"),
     ("history", "order-svc", "--env", "prod"),
     ("status", "order-svc", "--env", "prod"),
     ("pause", "order-svc", "--env", "prod"),
     ("plan", "order-svc", "--env", "prod"),
-    ("hosts", "maintenance", "web-1", "--app", "order-svc", "--env", "prod"),
-    ("hosts", "survey", "--app", "order-svc", "--env", "prod"),
+    ("hosts", "maintenance", "order-svc", "web-1", "--env", "prod"),
     ("hosts", "survey", "order-svc", "--env", "prod"),
+    ("hosts", "maintenance", "web-1", "--app", "order-svc", "--env", "prod"),  # the older spelling
+    ("hosts", "survey", "--app", "order-svc", "--env", "prod"),
 ])
 def test_an_unknown_app_is_named_with_the_known_ones(site: Site, args: tuple[str, ...]) -> None:
     code, _, err = site.run(*args)
     one_error(err, 2, code, "unknown app 'order-svc'; known apps: order-service")
 
 
+def test_the_app_comes_first_in_every_hosts_command_and_the_older_app_option_still_works(site: Site) -> None:
+    inventory = site.dir / "two.yaml"
+    inventory.write_text("hosts:\n  - {name: web-1, address: 10.0.0.1}\n  - {name: web-2, address: 10.0.0.2}\n")
+    code, out, err = site.run("hosts", "import", "order-service", str(inventory), "--env", "test")
+    assert code == 0 and "imported 2 host(s) for order-service (test)" in out, err
+    code, out, err = site.run("hosts", "maintenance", "order-service", "web-2", "--env", "test")
+    assert code == 0 and "web-2: in maintenance" in out, err
+    code, out, err = site.run("hosts", "list", "order-service", "--env", "test", "-o", "json")
+    assert code == 0, err
+    assert {h["name"]: h["in_service"] for h in json.loads(out)} == {"web-1": True, "web-2": False}
+    # a script written for the older `X --app APP` spelling does the same
+    code, out, err = site.run("hosts", "maintenance", "web-2", "--app", "order-service", "--env", "test", "--off")
+    assert code == 0 and "web-2: in service" in out, err
+    code, out, err = site.run("hosts", "list", "--app", "order-service", "--env", "test", "-o", "json")
+    assert code == 0 and all(h["in_service"] for h in json.loads(out)), err
+    code, _, err = site.run("hosts", "list", "order-service", "--app", "order-service", "--env", "test")
+    one_error(err, 2, code, "name the app once: `graylift hosts list APP --env ENV`")
+    code, _, err = site.run("hosts", "clear", "order-service", "--env", "test")
+    one_error(err, 2, code, "missing argument: `graylift hosts clear APP HOST --env ENV`")
+
+
 def test_an_unknown_env_is_named_with_the_known_ones(site: Site) -> None:
-    code, _, err = site.run("hosts", "list", "--app", "order-service", "--env", "prd")
+    code, _, err = site.run("hosts", "list", "order-service", "--env", "prd")
     one_error(err, 2, code, "unknown env 'prd' for order-service; known envs: prod")
 
 

@@ -100,13 +100,13 @@ def site(tmp: Path) -> dict[str, Any]:
 # Well-formed command lines: each slot is filled with a sensible value or, half the time, a weird one.
 SHAPES = [
     ["status", "REF?", "--env?", "OUT?"], ["history", "APP", "--env", "ENV", "OUT?"],
-    ["hosts", "list", "--app", "APP", "--env", "ENV", "OUT?"],
-    ["hosts", "import", "INV", "--app", "APP", "--env", "ENV"],
-    ["hosts", "maintenance", "HOST", "--app", "APP", "--env", "ENV", "--off?"], ["check", "OUT?"],
+    ["hosts", "list", "APP", "--env", "ENV", "OUT?"],
+    ["hosts", "import", "APP", "INV", "--env", "ENV"],
+    ["hosts", "maintenance", "APP", "HOST", "--env", "ENV", "--off?"], ["check", "OUT?"],
     ["promote", "REF", "--env?"], ["pause", "REF", "--env?"], ["abort", "REF", "--env?"], ["retry", "REF", "--env?"],
     ["resume", "REF", "--env?"], ["rollback", "APP", "--env", "ENV"], ["init", "PATH", "--force?"],
     ["plan", "APP", "VERSION", "--env", "ENV", "OUT?"], ["doctor", "APP?", "--env?", "OUT?"],
-    ["hosts", "survey", "--app", "APP", "--env", "ENV"],
+    ["hosts", "survey", "APP", "--env", "ENV"],
     ["freeze", "add", "--from", "TIME", "--until", "TIME", "--reason", "WORD"],
 ]
 

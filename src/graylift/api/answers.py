@@ -213,18 +213,6 @@ class WebhookOut(BaseModel):
     enabled: bool
 
 
-class DeliveryOut(Reads):
-    id: int
-    event: str
-    release_id: int | None
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-
-
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_before: int | None = Field(None, description="Pass as `before` for the next page; null on the last.")

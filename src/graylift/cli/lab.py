@@ -27,7 +27,7 @@ def lab_up_cmd(hosts: Annotated[int, typer.Option(help="Number of hosts.")] = 10
     info = guarded(lambda: lab_up(name=name, hosts=hosts, apps=tuple(a for a in apps.split(",") if a),
                                   lbs=tuple(b for b in lbs.split(",") if b), nginx_layout=nginx_layout))
     console.print(f"lab {name!r} up: {len(info.hosts)} host(s); config {info.config_path}")
-    console.print(f"next: graylift -c {info.config_path} hosts import {info.hosts_file} --app pyapp --env prod")
+    console.print(f"next: graylift -c {info.config_path} hosts import pyapp {info.hosts_file} --env prod")
 
 
 @lab_app.command("down")

@@ -129,8 +129,8 @@ def rollback(app_name: AppArg, env: EnvOpt,
                  "--override-migration", metavar="REASON", help="Roll back across a contract migration anyway; "
                  "the reason is journaled.")] = None,
              config: ConfigOpt = None) -> None:
-    """Put the previous good version back (or --to VERSION), as gracefully as a release; works mid-release
-    (then from the state database alone)."""
+    """Put the previous good version back (or --to VERSION), as gracefully as a release; mid-release or after
+    it, and from the state database alone when the config does not load."""
 
     def body() -> None:
         gl = service(config)

@@ -197,12 +197,17 @@ class HostRunner:
 
     # --- a forward pass ------------------------------------------------------------------------
 
-    async def release(self, rec: ReleaseRecord, host: str) -> None:
+    async def _run_unless_reverting(self, rec: ReleaseRecord, host: str) -> HostRunRecord | None:
+        """The host's run; None when it was mid-revert (a crash caught it), which is finished first."""
         run = self.store.host_run(rec.id, host)
         if run.state is HostState.REVERTING:
             await self.resume_revert(rec, run)
-            return
-        if run.state.settled:
+            return None
+        return run
+
+    async def release(self, rec: ReleaseRecord, host: str) -> None:
+        run = await self._run_unless_reverting(rec, host)
+        if run is None or run.state.settled:
             return
         if run.state is HostState.PENDING:
             self.store.update_host_run(rec.id, host, state=HostState.RUNNING, started_at=self.clock.now())
@@ -333,11 +338,8 @@ class HostRunner:
     # --- a back pass ---------------------------------------------------------------------------
 
     async def roll_back(self, rec: ReleaseRecord, host: str) -> None:
-        run = self.store.host_run(rec.id, host)
-        if run.state is HostState.REVERTING:
-            await self.resume_revert(rec, run)
-            return
-        if run.state is not HostState.ROLLING_BACK:
+        run = await self._run_unless_reverting(rec, host)
+        if run is None or run.state is not HostState.ROLLING_BACK:
             return
         await self._pass(rec, host, ROLLBACK_FLOW, back=True)
 

@@ -156,7 +156,7 @@ def graylift_config(*, state_dir: str, client_key: str, known_hosts: str, artifa
                  for app, port in apps.items()},
     }
     header = ("# Written by `graylift lab up`; env: prod.\n"
-              "# Hosts: graylift hosts import hosts.yaml --app APP --env prod\n")
+              "# Hosts: graylift hosts import APP hosts.yaml --env prod\n")
     return header + yaml.safe_dump(config, sort_keys=False, width=110)
 
 

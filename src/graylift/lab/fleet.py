@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import shlex
 import signal
@@ -123,6 +124,44 @@ def pick_slot(name: str) -> int:
             return slot
     raise GrayliftError("no free /20 left in 10.213.0.0/16 for another lab: take a lab down first "
                         "(`ip -4 addr` shows who uses it)")
+
+
+NEIGH_SYSCTLS = ("gc_thresh1", "gc_thresh2", "gc_thresh3")
+BIG_NEIGH_TABLE = (4096, 8192, 16384)
+BIG_LAB = 400  # past ~450 hosts the default ARP table (128/512/1024) drops entries: hosts become unreachable
+NEIGH_RECORD = Path("/run/graylift-lab-neigh.json")  # the values found, and the labs that needed more
+
+
+def _neigh_path(key: str) -> Path:
+    return Path("/proc/sys/net/ipv4/neigh/default") / key
+
+
+def raise_neighbour_table(lab: str, count: int) -> None:
+    """A lab of more than BIG_LAB hosts raises the shared ARP table's limits (never lowers them); the values
+    found are recorded and put back when the last such lab goes down. Called under :func:`slot_lock`."""
+    if count <= BIG_LAB:
+        return
+    record = json.loads(NEIGH_RECORD.read_text()) if NEIGH_RECORD.exists() else {
+        "found": {key: int(_neigh_path(key).read_text()) for key in NEIGH_SYSCTLS}, "labs": []}
+    for key, value in zip(NEIGH_SYSCTLS, BIG_NEIGH_TABLE, strict=True):
+        if int(_neigh_path(key).read_text()) < value:
+            _neigh_path(key).write_text(f"{value}\n")
+    record["labs"] = sorted({*record["labs"], lab})
+    NEIGH_RECORD.write_text(json.dumps(record) + "\n")
+
+
+def restore_neighbour_table(lab: str) -> None:
+    """Put the ARP table's limits back as found once no lab that raised them is up. Under :func:`slot_lock`."""
+    if not NEIGH_RECORD.exists():
+        return
+    record = json.loads(NEIGH_RECORD.read_text())
+    record["labs"] = [name for name in record["labs"] if name != lab]
+    if record["labs"]:
+        NEIGH_RECORD.write_text(json.dumps(record) + "\n")
+        return
+    for key, value in record["found"].items():
+        _neigh_path(key).write_text(f"{value}\n")
+    NEIGH_RECORD.unlink()
 
 
 def generate_keypair(private: Path, comment: str) -> str:

@@ -40,7 +40,7 @@ def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",
     lbs = files.check_lbs(lbs)
     lab_nginx.check_layout(nginx_layout)
     naming.check_lab_name(name)
-    naming.check_host_count(hosts)
+    naming.check_host_count(hosts, name)
     apps = tuple(dict.fromkeys(apps))
     unknown = [a for a in apps if a not in sample_apps.APPS]
     if not apps or unknown:
@@ -69,6 +69,7 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
         with fleet.slot_lock():  # two labs coming up at once (parallel tests) never pick the same slot
             slot = fleet.pick_slot(name)
             lab_hosts, specs = _plan_hosts(name, slot, count, apps, state_dir)
+            fleet.raise_neighbour_table(name, count)
             fleet.create_network(name, slot, specs)
         ports = app_ports(apps)
         client_key = state_dir / "id_ed25519"
@@ -169,6 +170,8 @@ def lab_down(name: str = "lab", state_root: Path | None = None) -> None:
             services.stop_pidfile(pidfile, timeout=5)
         artifacts.reap()
     fleet.destroy_network(name)
+    with fleet.slot_lock():
+        fleet.restore_neighbour_table(name)
     for directory in (state_dir, run_dir_for(name)):
         if directory.exists():
             shutil.rmtree(directory)

@@ -3,7 +3,7 @@
 A lab owns a /20 inside the 10.213.0.0/16 test subnet ("slot" 0..15). Host ``i`` (1-based) gets
 ``10.213.(16*slot + (i-1) // 250).((i-1) % 250 + 1)``; the bridge takes ``.254`` of the slot's first /24.
 Interface names stay within Linux's 15 characters: ``gl-<name>-br`` and ``gl-<name>-<i>``
-(name up to 8 characters, up to 999 hosts).
+(name up to 8 characters with up to 999 hosts, up to 7 with 1000). One bridge holds at most 1023 ports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import zlib
 from graylift.errors import GrayliftError
 
 LAB_NAME = re.compile(r"^[a-z0-9]{1,8}$")
-MAX_HOSTS = 999
+MAX_HOSTS = 1000
+MAX_LINK_NAME = 15  # Linux's IFNAMSIZ - 1
 SLOTS = 16
 HOSTS_PER_OCTET = 250
 
@@ -27,9 +28,13 @@ def check_lab_name(name: str) -> str:
     return name
 
 
-def check_host_count(count: int) -> int:
+def check_host_count(count: int, name: str = "lab") -> int:
     if not 1 <= count <= MAX_HOSTS:
         raise GrayliftError(f"a lab holds 1 to {MAX_HOSTS} hosts, not {count}")
+    if len(host_veth(name, count)) > MAX_LINK_NAME:
+        longest = MAX_LINK_NAME - len(host_veth("", count))
+        raise GrayliftError(f"lab name {name!r} is too long for {count} hosts (interface names are at most "
+                            f"{MAX_LINK_NAME} characters): use at most {longest} characters")
     return count
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from graylift.core.bluegreen import BlueGreen, make_blue_green_plan, serving_group
 from graylift.core.model import Host, OnUnhealthy, Strategy, StrategyKind
@@ -16,11 +17,14 @@ from graylift.core.policy import lease_is_stale, too_many_versions
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
 from graylift.core.windows import Window, is_open
 from graylift.engine.lease import STALE_AFTER_SECONDS, owner_is_dead
-from graylift.errors import PreflightFailed, ReleaseNotFound, StateError
+from graylift.errors import ConfigError, PreflightFailed, ReleaseNotFound, StateError
 from graylift.preflight import Report, preflight
 from graylift.service import gates, migrations
 from graylift.service.base import ServiceBase
 from graylift.store import DeployedVersion, HostHealth, HostRunRecord, JournalEntry, ReleaseRecord
+
+if TYPE_CHECKING:
+    from graylift.config import AppConfig
 
 
 @dataclass
@@ -43,15 +47,15 @@ class ReleaseService(ServiceBase):
         """The batches of a release of ``version``, and (``check``) the read-only preflight of every host and
         backend; hosts found installed but unhealthy are skipped (or refuse the release, by
         ``strategy.on_unhealthy``) and count against the 50% cap. Touches no host."""
-        from graylift.wiring import inventory_for, snapshot
+        from graylift.wiring import inventory_for
 
-        cfg = self.config.app_for_env(app, env)
+        cfg, snap = self.settings(app, env, for_rollback=kind is ReleaseKind.ROLLBACK)
         hosts = await inventory_for(cfg, self.store).hosts(app, env)  # read once; the release snapshots them
         strategy = cfg.strategy_model()
         attention = self.store.host_health(app, env)
         report = Report()
         if check:
-            fleet = self._fleet(snapshot(self.config, app, env), app, env, hosts)
+            fleet = self._fleet(snap, app, env, hosts)
             try:
                 report = await preflight(fleet, [h for h in hosts if h.in_service],
                                          version=version if kind is ReleaseKind.RELEASE else None)
@@ -94,6 +98,24 @@ class ReleaseService(ServiceBase):
         return serving_group((r.plan for r in self.store.list_releases(app, env, limit=100)),
                              strategy.blue_green_groups)
 
+    def settings(self, app: str, env: str, *, for_rollback: bool = False) -> tuple[AppConfig, dict[str, Any]]:
+        """The app's config for ``env`` and the snapshot a release keeps of it, from the config file.
+
+        A rollback is an emergency command: when the config does not load (a typo in another app, a YAML
+        error, no file), it works from the config snapshot of the app's last release in the state database,
+        and ``config_problem`` says so.
+        """
+        from graylift.wiring import app_config, snapshot
+
+        try:
+            return self.config.app_for_env(app, env), snapshot(self.config, app, env)
+        except ConfigError as exc:
+            last = self.store.list_releases(app, env, limit=1) if for_rollback else []
+            if not last or not last[0].config:
+                raise
+            self.config_problem = str(exc)
+            return app_config(last[0].config), last[0].config
+
     def windows(self, app: str, env: str) -> list[Window]:
         return [w.window() for w in self.config.app_for_env(app, env).strategy.windows]
 
@@ -117,9 +139,7 @@ class ReleaseService(ServiceBase):
         view = await self.plan(app, env, version)
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
-        from graylift.wiring import snapshot
-
-        snap = snapshot(self.config, app, env)
+        snap = self.settings(app, env)[1]
         plan = view.plan.to_dict()
         if view.report.package is not None:
             plan["packages"] = {version: view.report.package.to_json()}
@@ -176,10 +196,8 @@ class ReleaseService(ServiceBase):
         if view.report.problems:
             raise PreflightFailed(view.report.problems)
         view.previous_version = current or view.previous_version
-        from graylift.wiring import snapshot
-
-        rec = self._create(view, snapshot(self.config, app, env), view.plan.to_dict(), kind=ReleaseKind.ROLLBACK,
-                           version=target, started_by=started_by)
+        rec = self._create(view, self.settings(app, env, for_rollback=True)[1], view.plan.to_dict(),
+                           kind=ReleaseKind.ROLLBACK, version=target, started_by=started_by)
         self._journal_override(rec.id, crossed, override_migration, started_by)
         return rec
 

@@ -139,7 +139,7 @@ async def test_builtin_inventory_over_the_store(tmp_path: Path) -> None:
             await inventory.hosts("order-service", "prod")
         assert str(info.value) == (
             "no hosts for app order-service in env prod: import them with "
-            "`graylift hosts import FILE --app order-service --env prod`"
+            "`graylift hosts import order-service FILE --env prod`"
         )
         imported = import_hosts_file(store, DATA / "graylift.yaml", "order-service", "prod")
         assert await inventory.hosts("order-service", "prod") == imported

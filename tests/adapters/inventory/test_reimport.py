@@ -47,7 +47,7 @@ def run(gl: Graylift, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callab
     def invoke(text: str, *flags: str) -> Any:
         path = tmp_path / "hosts.ini"
         path.write_text(text)
-        return CliRunner().invoke(cli.app, ["hosts", "import", str(path), "--app", APP, "--env", ENV, *flags],
+        return CliRunner().invoke(cli.app, ["hosts", "import", APP, str(path), "--env", ENV, *flags],
                                   env={"COLUMNS": "200"})
 
     return invoke
@@ -115,6 +115,6 @@ def test_an_unknown_app_is_refused_not_imported(gl: Graylift, tmp_path: Path,
     monkeypatch.setattr(cli_hosts, "service", lambda config: gl)
     path = tmp_path / "hosts.ini"
     path.write_text(FIRST)
-    done = CliRunner().invoke(cli.app, ["hosts", "import", str(path), "--app", "shopp", "--env", ENV])
+    done = CliRunner().invoke(cli.app, ["hosts", "import", "shopp", str(path), "--env", ENV])
     assert done.exit_code == 2 and "unknown app 'shopp'; known apps: shop" in done.output
     assert gl.list_hosts("shopp", ENV) == []

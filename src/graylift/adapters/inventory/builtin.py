@@ -39,7 +39,7 @@ class BuiltinInventory:
         if not hosts:
             raise InventoryError(
                 f"no hosts for app {app} in env {env}: import them with "
-                f"`graylift hosts import FILE --app {app} --env {env}`"
+                f"`graylift hosts import {app} FILE --env {env}`"
             )
         return hosts
 

@@ -12,10 +12,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import httpx
 from pydantic import Field
 
-from graylift.adapters._http import call, safe_url, url_secrets
+from graylift.adapters._http import call, new_client, safe_url, url_secrets
 from graylift.adapters._preflight import by_host, every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
@@ -57,7 +56,7 @@ class NginxPlusSwitch:
         self.where = safe_url(cfg.url)  # for messages: no userinfo
         self._secrets = (*headers.values(), *url_secrets(cfg.url))
         self.name = cfg.name or f"nginx-plus:{cfg.upstream}"
-        self._client = httpx.AsyncClient(timeout=cfg.timeout, headers=headers, trust_env=False)
+        self._client = new_client(timeout=cfg.timeout, headers=headers)
 
     @classmethod
     def from_config(cls, cfg: NginxPlusTraffic, build: Build) -> NginxPlusSwitch:

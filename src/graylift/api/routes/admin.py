@@ -134,9 +134,10 @@ def delete_webhook(request: Request, actor: ActorDep, hook_id: s.IdPath) -> Resp
     return Response(status_code=204)
 
 
-@router.get("/webhooks/{hook_id}/deliveries", response_model=list[a.DeliveryOut], tags=["webhooks"])
+@router.get("/webhooks/{hook_id}/deliveries", response_model=list[Delivery], tags=["webhooks"])
 def deliveries(request: Request, actor: ActorDep, hook_id: s.IdPath, state: s.NameQuery = None,
                limit: s.Limit = 100) -> list[Delivery]:
+    """The deliveries of one webhook, newest first, each with the payload it sent (or keeps trying to)."""
     desk = desk_of(request)
     desk.require(actor, Action.ADMINISTER, target=f"webhook #{hook_id}")
     desk.accounts.webhook(hook_id)
