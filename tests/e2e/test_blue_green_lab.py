@@ -123,10 +123,13 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
 
     switches = [e for e in journal if e.host is None and e.step == "switch"]
     back_seconds = (switches[-1].at - switches[-2].at).total_seconds()  # the last switch: begin .. done
+    going_back = next(e.at for e in journal if e.host is None and e.event == "rolling_back")
+    request_to_end = (journal[-1].at - going_back).total_seconds()
     print(f"\nblue -> green: {sum(r.sent for r in forward.values())} requests, {failed(forward)} failed; "
           f"switch back: {sum(r.sent for r in backward.values())} requests, {failed(backward)} failed, "
           f"{switch_back:.1f}s from `graylift rollback` (the CLI) to rolled back, the switch itself "
-          f"{back_seconds:.1f}s (the CLI itself {cli_seconds:.1f}s)")
+          f"{back_seconds:.1f}s, the request read to rolled back {request_to_end:.1f}s (the CLI process itself "
+          f"{cli_seconds:.1f}s)")
     for entry in journal[-16:]:
         print(f"  {entry.at:%H:%M:%S.%f} {entry.host or '-'} {entry.step} {entry.event}")
     for lb, report in forward.items():
