@@ -1,10 +1,13 @@
 """Blue-green on a real lab, judged by clients: wrk through HAProxy (no retries) and nginx (no
-proxy_next_upstream) while graylift releases blue -> green and then, by `graylift rollback`, switches back.
+proxy_next_upstream) while graylift releases onto the idle group and switches to it, and then, by
+`graylift rollback`, switches back.
 
-Six hosts: pyapp-01..03 blue, pyapp-04..06 green, all first on 1.0.0 (a rolling install). The release of 2.0.0
-goes to green (the idle group); the switch puts green into HAProxy, nginx and ZooKeeper, then takes blue out.
-In the rollback window `graylift rollback pyapp --env prod` switches back: blue's processes are the very ones
-that ran before (same PIDs and start times), no host is restarted, and no request fails.
+Six hosts: pyapp-01..03 blue, pyapp-04..06 green, all first on 1.0.0 (a rolling install); a first blue-green
+release of 1.0.0 (no load yet) makes the fleet blue-green: green is already on 1.0.0, so it only switches, and
+blue goes idle, out of traffic. Then, under load: the release of 2.0.0 goes to blue (the idle group) and the
+switch puts blue into HAProxy, nginx and ZooKeeper, then takes green out. In the rollback window `graylift
+rollback pyapp --env prod` switches back: green's processes are the very ones that ran before (same PIDs and
+start times), no host is restarted, and no request fails.
 """
 
 from __future__ import annotations
@@ -72,13 +75,21 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
     info = lab_up(name, hosts=HOSTS, apps=(APP,), state_root=tmp_path)
     try:
         install(info, work, APP, "1.0.0", {})
-        gl = open_graylift(info, APP, work, graceful=True, strategy=STRATEGY)
         hosts = [dataclasses.replace(h, group=group_of(h.name)) for h in load_hosts_file(Path(info.hosts_file))]
+        gl = open_graylift(info, APP, work, graceful=True, strategy=STRATEGY | {"blue_green": {"rollback_window": 0}})
         gl.store.replace_hosts(APP, ENV, hosts)
-        blue = {h.name for h in hosts if h.group == "blue"}
-        green = {h.name for h in hosts if h.group == "green"}
-        pids_blue = {h: p for h, p in app_pids(info, "pyapp-server").items() if h in blue}
-        assert all(pids_blue.values()), pids_blue
+        first = asyncio.run(gl.start_release(APP, ENV, "1.0.0", started_by="blue-green-lab"))
+        first = asyncio.run(gl.engine().drive(first.id))
+        assert first.state is ReleaseState.SUCCEEDED, first.message
+        gl.close()
+        assert in_traffic(info)["haproxy"] == {h.name for h in hosts if h.group == "green"}  # blue is idle now
+        gl = open_graylift(info, APP, work, graceful=True, strategy=STRATEGY)
+        gl.store.replace_hosts(APP, ENV, hosts)
+        # the old group serves, the new one is idle: the release goes to blue, the switch back to green
+        old = {h.name for h in hosts if h.group == "green"}
+        new = {h.name for h in hosts if h.group == "blue"}
+        pids_old = {h: p for h, p in app_pids(info, "pyapp-server").items() if h in old}
+        assert all(pids_old.values()), pids_old
 
         lab_app = info.apps[APP]
         urls = {"haproxy": (lab_app.frontend_url, False), "nginx": (lab_app.nginx_url, True)}
@@ -94,11 +105,11 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
         forward = {lb: load.stop() for lb, load in loads.items()}
         during = gl.store.get_release(rec.id)
         assert during.state is ReleaseState.BAKING, during.message  # the rollback window
-        assert BlueGreen.of(during.plan).serving == "green"
-        assert in_traffic(info) == {"haproxy": green, "nginx": green, "zookeeper": green}
+        assert BlueGreen.of(during.plan).serving == "blue"
+        assert in_traffic(info) == {"haproxy": new, "nginx": new, "zookeeper": new}
         assert answers(lab_app.frontend_url) == {"2.0.0"} and answers(lab_app.nginx_url) == {"2.0.0"}
         after_switch = app_pids(info, "pyapp-server")
-        assert {h: after_switch[h] for h in blue} == pids_blue  # blue kept running, out of traffic
+        assert {h: after_switch[h] for h in old} == pids_old  # the old group kept running, out of traffic
 
         loads = {lb: WrkLoad(url + "/", connections=16, close=close).start() for lb, (url, close) in urls.items()}
         time.sleep(1.0)
@@ -125,7 +136,7 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
     back_seconds = (switches[-1].at - switches[-2].at).total_seconds()  # the last switch: begin .. done
     going_back = next(e.at for e in journal if e.host is None and e.event == "rolling_back")
     request_to_end = (journal[-1].at - going_back).total_seconds()
-    print(f"\nblue -> green: {sum(r.sent for r in forward.values())} requests, {failed(forward)} failed; "
+    print(f"\ngreen -> blue: {sum(r.sent for r in forward.values())} requests, {failed(forward)} failed; "
           f"switch back: {sum(r.sent for r in backward.values())} requests, {failed(backward)} failed, "
           f"{switch_back:.1f}s from `graylift rollback` (the CLI) to rolled back, the switch itself "
           f"{back_seconds:.1f}s, the request read to rolled back {request_to_end:.1f}s (the CLI process itself "
@@ -137,8 +148,8 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
     for lb, report in backward.items():
         assert report.sent > 0 and report.non_2xx == 0 and report.errors == 0, (lb, report)
     assert final.state is ReleaseState.ROLLED_BACK, final.message
-    assert traffic == {"haproxy": blue, "nginx": blue, "zookeeper": blue}
+    assert traffic == {"haproxy": old, "nginx": old, "zookeeper": old}
     assert answered == ({"1.0.0"}, {"1.0.0"})
-    assert {h: pids_after[h] for h in blue} == pids_blue  # the old group was never restarted
-    assert {h: pids_after[h] for h in green} == {h: after_switch[h] for h in green}  # nor the new one, going out
-    assert {r.host for r in runs} == green
+    assert {h: pids_after[h] for h in old} == pids_old  # the old group was never restarted
+    assert {h: pids_after[h] for h in new} == {h: after_switch[h] for h in new}  # nor the new one, going out
+    assert {r.host for r in runs} == new
