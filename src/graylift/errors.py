@@ -26,6 +26,7 @@ Each class carries the CLI's exit code (:data:`EXIT_CODES` is the documented tab
     ├── TrafficError           a load balancer / registry refused or did not verify
     │   └── BackendsFailed     some backends of a step failed, the others worked (each one named)
     ├── SilencerError          the monitoring system refused a silence
+    ├── MetricsError           the metrics source (Prometheus) failed a query (never read as a canary failure)
     ├── HealthCheckFailed
     ├── StoreError             the state database failed
     │   └── StoreUnreachable 4 it cannot be opened or reached
@@ -160,6 +161,10 @@ class BackendsFailed(TrafficError):
 
 
 class SilencerError(GrayliftError):
+    pass
+
+
+class MetricsError(GrayliftError):
     pass
 
 

@@ -152,6 +152,18 @@ class HealthProbe(Protocol):
     async def check(self, transport: Transport) -> ProbeResult: ...
 
 
+class MetricsSource(Protocol):
+    """A time-series database (Prometheus) the canary analysis reads. Raises MetricsError when a query fails."""
+
+    async def query_range(self, query: str, *, start: datetime, end: datetime, step: float
+                          ) -> list[tuple[float, ...]]:
+        """The values of each series the query returns over [start, end] every ``step`` seconds (steps with
+        no value, NaN, left out). An empty list is no data, never zero."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class Inventory(Protocol):
     """The CMDB: which hosts run an app in an environment. Raises InventoryError, never a partial list."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from graylift.adapters.artifacts import LocalDirArtifactStore
 from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, Package, PackageKind
-from graylift.errors import ArtifactError, HostUnreachable, SilencerError, TrafficError
+from graylift.errors import ArtifactError, HostUnreachable, MetricsError, SilencerError, TrafficError
 from graylift.ports import CommandResult, Preflight
 from graylift.steps import AppRuntime
 
@@ -240,6 +240,44 @@ class FakeFleet:
         return None
 
 
+FAKE_QUERIES = tuple((metric, f"{metric} {{hosts}}") for metric in ("latency_p50", "latency_p99", "requests", "errors"))
+"""Analysis queries :class:`FakeMetrics` understands: ``<metric> <hosts regex>``."""
+
+
+@dataclass
+class FakeMetrics:
+    """A metrics source answering :data:`FAKE_QUERIES` from per-host numbers: each host serves ``requests``
+    requests a window, ``error_rate`` of them 5xx, latency ``latency`` seconds (x ``slow[host]``), ten samples
+    a window with a little deterministic jitter. A host in ``silent`` has no series; ``down`` fails every query."""
+
+    requests: float = 2000.0
+    latency: float = 0.010
+    error_rate: dict[str, float] = field(default_factory=dict)
+    slow: dict[str, float] = field(default_factory=dict)
+    silent: set[str] = field(default_factory=set)
+    down: bool = False
+    queries: list[str] = field(default_factory=list)
+
+    async def query_range(self, query: str, *, start: datetime, end: datetime, step: float
+                          ) -> list[tuple[float, ...]]:
+        self.queries.append(query)
+        if self.down:
+            raise MetricsError("prometheus: POST /api/v1/query_range failed: ConnectError (fake)")
+        metric, regex = query.split(" ", 1)
+        hosts = [h for h in regex.replace("\\\\", "").split("|") if h not in self.silent]
+        if not hosts:
+            return []
+        if metric == "requests":
+            return [(self.requests * len(hosts),)]
+        if metric == "errors":
+            return [(sum(self.requests * self.error_rate.get(h, 0.0) for h in hosts),)]
+        factor = sum(self.slow.get(h, 1.0) for h in hosts) / len(hosts) * (2 if metric == "latency_p99" else 1)
+        return [tuple(self.latency * factor * (1 + 0.01 * ((i * 7) % 11 - 5)) for i in range(10))]
+
+    async def close(self) -> None:
+        return None
+
+
 class FakeClock:
     """Time that moves only when someone sleeps (each sleep yields to the event loop once)."""
 
@@ -262,5 +300,5 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-__all__ = ["FakeClock", "FakeFleet", "FakeRepository", "FakeSilencer", "FakeSwitch", "FileSilencer", "FileSwitch",
-           "FolderTransport"]
+__all__ = ["FAKE_QUERIES", "FakeClock", "FakeFleet", "FakeMetrics", "FakeRepository", "FakeSilencer", "FakeSwitch",
+           "FileSilencer", "FileSwitch", "FolderTransport"]

@@ -16,6 +16,7 @@ from graylift.adapters.artifacts import auth_from_config, store_from_config
 from graylift.adapters.health import probes_from_config
 from graylift.adapters.inventory import INVENTORY
 from graylift.adapters.monitoring import MONITORING
+from graylift.adapters.monitoring.prometheus import PrometheusMetrics
 from graylift.adapters.registry import Build, Connect, secret
 from graylift.adapters.traffic import TRAFFIC
 from graylift.adapters.transport.deploy_dir import ShellDeployDir
@@ -78,6 +79,7 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
         deploy_dirs=lambda transport: ShellDeployDir(transport, cfg.deploy.dir),
         traffic_check=(TrafficCheck(cfg.traffic_check.port, cfg.traffic_check.window,
                                     frozenset(cfg.traffic_check.allowed)) if cfg.traffic_check else None),
+        metrics=PrometheusMetrics(analysis.prometheus) if (analysis := cfg.strategy.canary.analysis) else None,
     )
 
 

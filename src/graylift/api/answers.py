@@ -72,6 +72,7 @@ class ReleaseOut(BaseModel):
     batches: list[BatchOut]
     skipped: list[dict[str, str]]
     info: InfoOut | None = None
+    analysis: dict[str, Any] | None = None  # canary analysis: baseline, the latest judgement (docs/canary-analysis.md)
 
 
 class HostRunOut(BaseModel):
@@ -237,6 +238,7 @@ def release_out(rec: ReleaseRecord, *, gone: bool = False, info: ReleaseInfo | N
         created_at=rec.created_at, updated_at=rec.updated_at, finished_at=rec.finished_at, wait_until=rec.wait_until,
         controller=rec.owner, controller_gone=gone, batches=batches_of(plan),
         skipped=[{"host": s.host, "reason": s.reason} for s in plan.skipped],
+        analysis=rec.plan.get("analysis"),
         info=InfoOut(trigger=info.trigger, reason=info.reason, ticket=info.ticket, request_id=info.request_id,
                      override=info.override, approvals=approvals or []) if info else None)
 

@@ -100,6 +100,28 @@ def render_release(console: Console, gl: Graylift, rec: ReleaseRecord) -> None:
             console.print(line("  ", (run.host, "red"), f" not back in: {', '.join(sorted(run.attention))}"))
     for s in plan.skipped:
         console.print(line("  ", (s.host, "yellow"), f" skipped: {s.reason}"))
+    for text in analysis_lines(rec.plan.get("analysis")):
+        console.print(text)
 
 
-__all__ = ["journal_line", "printer", "render_release", "styled"]
+def analysis_lines(state: dict[str, Any] | None) -> list[str]:
+    """The canary analysis in ``status``: the baseline and the latest judgement, one line per metric."""
+    if not state:
+        return []
+    if state.get("skipped"):
+        return [f"  canary analysis skipped: {state['skipped']}"]
+    baseline = state.get("baseline") or {}
+    lines = [f"  canary analysis: baseline {', '.join(baseline.get('hosts', [])) or '(none)'}"
+             f"{' (restarted with the canaries)' if baseline.get('restarted') else ''}, "
+             f"{state.get('judgements', 0)} judgement(s)"]
+    latest = state.get("latest")
+    if latest:
+        lines.append(f"  latest: {latest['verdict']} over {latest.get('window_seconds', 0):g}s: {latest['reason']}")
+        for m in latest.get("metrics", []):
+            p = f"p={m['p_value']:.3g}" if m.get("p_value") is not None else "p=-"
+            ratio = f"ratio={m['ratio']:.3g}" if m.get("ratio") is not None else "ratio=-"
+            lines.append(f"    {m['name']}: {m['verdict']} (n={m['n'][0]}/{m['n'][1]}, {p}, {ratio})")
+    return lines
+
+
+__all__ = ["analysis_lines", "journal_line", "printer", "render_release", "styled"]

@@ -169,6 +169,7 @@ class AppConfig(Section):
             kind=s.kind,
             blue_green_groups=(s.blue_green.groups[0], s.blue_green.groups[1]),
             rollback_window_seconds=s.blue_green.rollback_window,
+            analysis=s.canary.analysis.settings() if s.canary.analysis else None,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:

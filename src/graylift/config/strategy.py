@@ -12,9 +12,89 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from graylift.core.analysis import DEFAULT_QUERIES, PLACEHOLDERS, AnalysisSettings, OnMetricsDown
 from graylift.core.model import OnFailure, OnUnhealthy, PromoteMode, StrategyKind
 from graylift.core.windows import Window, parse_days
-from graylift.schema import Flag, NonNegativeInt, PlainName, PositiveInt, Seconds, Section, exactly_one, fail, is_number
+from graylift.schema import (
+    Flag,
+    HttpUrl,
+    NonNegativeInt,
+    PlainName,
+    PositiveInt,
+    PositiveSeconds,
+    Seconds,
+    Section,
+    check_text,
+    exactly_one,
+    fail,
+    is_number,
+    placeholders,
+    uses_placeholder,
+)
+
+
+def _fraction(words: str, low: float, high: float) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if not is_number(value) or not low < value < high:
+            raise fail("number", f"must be {words}", value)
+        return float(value)
+
+    return BeforeValidator(check)
+
+
+def _ratio(value: Any) -> Any:
+    if not is_number(value) or value < 1:
+        raise fail("ratio", "must be a ratio >= 1 (e.g. 1.1 for 10% worse)", value)
+    return float(value)
+
+
+Ratio = Annotated[float, BeforeValidator(_ratio)]
+Query = Annotated[str, BeforeValidator(check_text), placeholders(PLACEHOLDERS),
+                  uses_placeholder(frozenset({"hosts", "addresses"}),
+                                   "{hosts} or {addresses} (the group of hosts the query is about)")]
+
+
+class QueriesConfig(Section):
+    """PromQL templates (``{{``/``}}`` for PromQL's own braces); defaults: the lab app's metrics."""
+
+    latency_p50: Query = DEFAULT_QUERIES["latency_p50"]
+    latency_p99: Query = DEFAULT_QUERIES["latency_p99"]
+    requests: Query = DEFAULT_QUERIES["requests"]
+    errors: Query = DEFAULT_QUERIES["errors"]
+
+
+class AnalysisConfig(Section):
+    """Canary analysis from Prometheus during the bake (docs/canary-analysis.md)."""
+
+    prometheus: HttpUrl
+    queries: QueriesConfig = Field(default_factory=QueriesConfig)
+    interval: PositiveSeconds = 10.0
+    step: PositiveSeconds = 2.0
+    min_samples: PositiveInt = 10
+    min_requests: PositiveInt = 500
+    significance: Annotated[float, _fraction("a p-value between 0 and 0.5 (e.g. 0.01)", 0, 0.5)] = 0.01
+    latency_allowance: Ratio = 1.10
+    latency_critical: Ratio = 1.5
+    error_ratio: Ratio = 2.0
+    error_floor: Annotated[float, _fraction("an error rate between 0 and 1 (e.g. 0.005 for 0.5%)", 0, 1)] = 0.005
+    max_query_errors: PositiveInt = 3
+    on_prometheus_down: OnMetricsDown = OnMetricsDown.HALT
+    max_extensions: NonNegativeInt = 2
+
+    @model_validator(mode="after")
+    def _critical_above_allowance(self) -> AnalysisConfig:
+        if self.latency_critical < self.latency_allowance:
+            raise ValueError(f"latency_critical ({self.latency_critical:g}) must be >= latency_allowance "
+                             f"({self.latency_allowance:g})")
+        return self
+
+    def settings(self) -> AnalysisSettings:
+        return AnalysisSettings(
+            queries=tuple(self.queries.model_dump().items()), step=self.step, on_down=self.on_prometheus_down,
+            interval=self.interval, min_samples=self.min_samples, min_requests=self.min_requests,
+            alpha=self.significance, latency_allowance=self.latency_allowance,
+            latency_critical=self.latency_critical, error_ratio=self.error_ratio, error_floor=self.error_floor,
+            max_query_errors=self.max_query_errors, max_extensions=self.max_extensions)
 
 
 class CanaryConfig(Section):
@@ -23,11 +103,14 @@ class CanaryConfig(Section):
     count: PositiveInt = 1
     bake: Seconds = 0.0
     promote: PromoteMode = PromoteMode.AUTO
+    analysis: AnalysisConfig | None = None
 
     @model_validator(mode="after")
     def _hosts_or_group(self) -> CanaryConfig:
         if self.hosts and self.group is not None:
             raise ValueError("give either hosts or group, not both")
+        if self.analysis is not None and self.bake <= 0:
+            raise ValueError("analysis needs a bake: set canary.bake to the seconds the canary is judged for")
         return self
 
 

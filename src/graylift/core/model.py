@@ -6,7 +6,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graylift.core.analysis import AnalysisSettings
 
 # A version, app name or host name that ends up in a path or a shell command must be a plain name.
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -109,6 +112,7 @@ class Strategy:
     kind: StrategyKind = StrategyKind.ROLLING
     blue_green_groups: tuple[str, str] = ("blue", "green")
     rollback_window_seconds: float = 1800.0  # blue-green: the old group kept running for a switch back
+    analysis: AnalysisSettings | None = None  # canary analysis from metrics during the bake
 
     @property
     def has_canary(self) -> bool:

@@ -231,7 +231,7 @@ class _Drive(CanaryPhase, BlueGreenPhase):
         elif decision.verdict is Verdict.ROLLBACK:
             self.move(rec, ReleaseState.ROLLING_BACK, f"rolling back after {batch.label}: {decision.reason}")
         elif batch.canary:
-            self.after_canary(rec, plan, runs)
+            await self.after_canary(rec, plan, runs)
         else:
             self.advance(rec, self.strategy.pause_seconds)
 
@@ -243,7 +243,10 @@ class _Drive(CanaryPhase, BlueGreenPhase):
             self.store.update_release(rec.id, phase=batch.label, wait_until=None,
                                       message=f"{batch.label}: {len(batch.hosts)} host(s)")
             self.store.journal(rec.id, None, batch.label, "begin", {"hosts": list(batch.hosts)})
-            await self.each(pending, self.hosts.release, rec, stop_on_request=True)
+            if batch.canary:
+                await self.canary_batch(rec, Plan.from_dict(rec.plan), pending)
+            else:
+                await self.each(pending, self.hosts.release, rec, stop_on_request=True)
         rec = self.store.get_release(rec.id)
         runs = {r.host: r for r in self.store.host_runs(rec.id)}
         if any(not runs[h].state.settled for h in batch.hosts):

@@ -1,7 +1,8 @@
 """The lab's sample apps, built at ``lab up`` into ``<artifact_dir>/{app}/{version}/{app}-{version}.{ext}``.
 
 - ``pyapp`` (tar.gz): a Python web app with ``bin/start`` / ``bin/stop`` at the archive's top level.
-  1.0.0, 1.1.0 and 2.0.0 are good, 3.0.0 answers /health with 500, 4.0.0's ``bin/start`` never returns.
+  1.0.0, 1.1.0 and 2.0.0 are good, 3.0.0 answers /health with 500, 4.0.0's ``bin/start`` never returns;
+  for the canary analysis, 5.0.0 answers 2% of requests with 500 and 6.0.0 is 30% slower (both healthy).
 - ``shop`` (war): a jakarta.servlet app compiled with javac for Tomcat 10. 3.0.0 answers /health with 500.
 
 Every package gets a ``.sha256`` file next to it (hex digest, two spaces, file name).
@@ -23,7 +24,8 @@ from pathlib import Path
 from graylift.errors import GrayliftError
 
 PYAPP_VERSIONS = {"1.0.0": "good", "1.1.0": "good", "2.0.0": "good", "3.0.0": "broken-health",
-                  "4.0.0": "hung-start"}
+                  "4.0.0": "hung-start", "5.0.0": "errors-2pct", "6.0.0": "slower-30pct"}
+FAULTS = {"errors-2pct": {"error_rate": 0.02}, "slower-30pct": {"slowdown": 1.3}}  # pyapp.json's injected faults
 SHOP_VERSIONS = {"1.0.0": "good", "2.0.0": "good", "3.0.0": "broken-health"}
 SERVLET_API = Path("/usr/share/tomcat10/lib/servlet-api.jar")
 APPS = ("pyapp", "shop")
@@ -48,7 +50,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
 
 def pyapp_package(version: str, behaviour: str) -> bytes:
     start = asset("pyapp", "bin", "start-hangs" if behaviour == "hung-start" else "start")
-    meta = {"app": "pyapp", "version": version, "healthy": behaviour != "broken-health"}
+    meta = {"app": "pyapp", "version": version, "healthy": behaviour != "broken-health", **FAULTS.get(behaviour, {})}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         _add(tar, "pyapp-server.py", asset("pyapp", "pyapp-server.py"), 0o644)

@@ -65,6 +65,7 @@ class LabInfo:
     nginx_pidfile: str = ""  # written by nginx itself (the master's pid)
     nginx_includes: dict[str, str] = field(default_factory=dict)  # app -> the file of server lines graylift edits
     nginx_layout: str = "block-in-include"  # or "include-inside-upstream" (graylift.lab.nginx.LAYOUTS)
+    prometheus_url: str = ""  # the lab's Prometheus, when `lab up` started one
 
     @property
     def path(self) -> Path:

@@ -12,6 +12,7 @@ from graylift.errors import GrayliftError
 from graylift.lab import apps as sample_apps
 from graylift.lab import artifacts, files, fleet, naming, services
 from graylift.lab import nginx as lab_nginx
+from graylift.lab import prometheus as lab_prometheus
 from graylift.lab.info import LabApp, LabHost, LabInfo, run_dir_for, state_dir_for
 
 PYAPP_PORT = 8080
@@ -29,12 +30,13 @@ def app_ports(apps: tuple[str, ...]) -> dict[str, int]:
 
 def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",),
            state_root: Path | None = None, lbs: tuple[str, ...] = ("haproxy",),
-           nginx_layout: str = lab_nginx.BLOCK_IN_INCLUDE) -> LabInfo:
+           nginx_layout: str = lab_nginx.BLOCK_IN_INCLUDE, prometheus: bool = False) -> LabInfo:
     """Start a lab of ``hosts`` hosts for ``apps``; return what it is (also saved as ``lab.json``).
 
     HAProxy and nginx both always run; ``lbs`` picks which of them the written ``graylift.yaml`` names
     (``("haproxy",)``, ``("nginx",)`` or ``("haproxy", "nginx")``), before the ZooKeeper registry.
     ``nginx_layout``: ``block-in-include`` or ``include-inside-upstream`` (see ``graylift.lab.nginx``).
+    ``prometheus``: also run a Prometheus scraping the first app's ``/metrics`` on every host (``prometheus_url``).
     """
     fleet.require_root()
     lbs = files.check_lbs(lbs)
@@ -52,7 +54,14 @@ def lab_up(name: str = "lab", hosts: int = 10, apps: tuple[str, ...] = ("pyapp",
                             "run `graylift lab down` first")
     lab_down(name, state_root)  # leftovers of a crashed `up`
     try:
-        return _bring_up(name, hosts, apps, state_dir, lbs, nginx_layout)
+        info = _bring_up(name, hosts, apps, state_dir, lbs, nginx_layout)
+        if prometheus:
+            server = lab_prometheus.start_prometheus(state_dir / "services" / "prometheus", services.free_port(),
+                                                     [(h.name, h.address) for h in info.hosts], info.apps[apps[0]].port)
+            info.pidfiles["prometheus"] = str(server.pidfile)
+            info.prometheus_url = f"http://127.0.0.1:{server.port}"
+            info.save()
+        return info
     except BaseException:
         lab_down(name, state_root)
         raise
