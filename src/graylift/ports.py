@@ -247,3 +247,21 @@ class DeployDir(Protocol):
     async def switch(self, name: str) -> None:
         """Point ``current`` at ``releases/<name>``, atomically."""
         ...
+
+
+class PackagePeer(Protocol):
+    """One host as a pre-staging peer (graylift.engine.prestage): its free space, and a short-lived HTTP server
+    that hands the verified package it staged to other hosts of the release. Every method is safe to repeat."""
+
+    async def free_bytes(self) -> int:
+        """Bytes free where releases are staged: ``<deploy dir>/releases`` (or its nearest existing parent)."""
+        ...
+
+    async def serve(self, name: str, filename: str, *, address: str, token: str, lifetime: float) -> tuple[int, int]:
+        """Serve ``releases/<name>/<filename>`` at ``/<token>/<filename>`` on ``address`` (a random free port),
+        for at most ``lifetime`` seconds; returns (port, pid). The token goes to the host on stdin."""
+        ...
+
+    async def stop(self, pid: int) -> None:
+        """Stop the server ``serve`` started (only if ``pid`` is still that server)."""
+        ...

@@ -16,7 +16,17 @@ from graylift.core.flow import Step
 from graylift.core.layout import Found, prune_plan
 from graylift.core.model import Host, Package, Strategy
 from graylift.errors import ArtifactError, BackendsFailed, GrayliftError, HealthCheckFailed, TrafficError
-from graylift.ports import Clock, DeployDir, HealthProbe, MetricsSource, ProbeResult, Silencer, TrafficSwitch, Transport
+from graylift.ports import (
+    Clock,
+    DeployDir,
+    HealthProbe,
+    MetricsSource,
+    PackagePeer,
+    ProbeResult,
+    Silencer,
+    TrafficSwitch,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from graylift.adapters.artifacts import ArtifactAuth
@@ -63,6 +73,7 @@ class AppRuntime:
     artifact_auth: ArtifactAuth | None = None  # repository credentials, handed to hosts on stdin
     deploy_dirs: Callable[[Transport], DeployDir] | None = None  # the deploy dir on a host, over its transport
     metrics: MetricsSource | None = None  # the canary analysis's metrics (strategy.canary.analysis)
+    peers: Callable[[Transport], PackagePeer] | None = None  # pre-staging peers; None: no pre-stage
 
 
 @dataclass(frozen=True)

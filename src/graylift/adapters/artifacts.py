@@ -175,14 +175,14 @@ class HttpArtifactStore:
         what = f"{app} {version}"
         auth = self.auth.httpx_auth() if self.auth is not None else None
         async with httpx.AsyncClient(timeout=self.timeout, auth=auth, follow_redirects=True) as client:
-            await self._check_exists(client, what, url)
+            size = await self._check_exists(client, what, url)
             sha = self.fixed_sha256
             if sha is None and self.sha256_url_template:
                 sha = await self._fetch_sha256(client, what,
                                                _fill(self.sha256_url_template, app, version, self.kind, url))
         if sha is None or not SHA256.match(sha):
             raise self._error(f"{what}: sha256 {sha!r} is not 64 hex digits")
-        return Package(app, version, self.kind, filename_for(app, version, self.kind), sha, url=url)
+        return Package(app, version, self.kind, filename_for(app, version, self.kind), sha, url=url, size=size)
 
     def _reaching(self, what: str, method: str, url: str) -> contextlib.AbstractContextManager[None]:
         """httpx's errors of one request, as one ArtifactError (graylift.adapters._http)."""
@@ -190,16 +190,19 @@ class HttpArtifactStore:
                           hint=f"is the artifact repository reachable at {safe_url(url)}? check the URL and the "
                                "network")
 
-    async def _check_exists(self, client: httpx.AsyncClient, what: str, url: str) -> None:
+    async def _check_exists(self, client: httpx.AsyncClient, what: str, url: str) -> int | None:
+        """The package is there; its size in bytes when the server says (Content-Length)."""
         with self._reaching(what, "HEAD", url):
-            status = (await client.head(url)).status_code
+            response = await client.head(url)
+        status, length = response.status_code, response.headers.get("content-length")
         if status in (405, 501):  # a server without HEAD: ask for the headers of a GET
             with self._reaching(what, "GET", url):
-                async with client.stream("GET", url) as response:
-                    status = response.status_code
+                async with client.stream("GET", url) as streamed:
+                    status, length = streamed.status_code, streamed.headers.get("content-length")
         if status in (404, 410):
             raise self._error(f"{what} is not in the repository ({url}): HTTP {status}; check the version")
         self._check_status(status, what, url)
+        return int(length) if length and length.isdigit() else None
 
     async def _fetch_sha256(self, client: httpx.AsyncClient, what: str, sha_url: str) -> str:
         with self._reaching(what, "GET", sha_url):
@@ -241,7 +244,8 @@ class LocalDirArtifactStore:
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
-        return Package(app, version, self.kind, name, digest.hexdigest(), local_path=str(path))
+        return Package(app, version, self.kind, name, digest.hexdigest(), local_path=str(path),
+                       size=path.stat().st_size)
 
 
 def auth_from_config(package: PackageConfig | ResolvedPackage) -> ArtifactAuth | None:

@@ -170,6 +170,8 @@ class AppConfig(Section):
             blue_green_groups=(s.blue_green.groups[0], s.blue_green.groups[1]),
             rollback_window_seconds=s.blue_green.rollback_window,
             analysis=s.canary.analysis.settings() if s.canary.analysis else None,
+            prestage=s.prestage, prestage_min_hosts=s.prestage_min_hosts,
+            prestage_per_source=s.prestage_per_source,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BeforeValidator, Field, model_validator
 
 from graylift.core.analysis import DEFAULT_QUERIES, PLACEHOLDERS, AnalysisSettings, OnMetricsDown
-from graylift.core.model import OnFailure, OnUnhealthy, PromoteMode, StrategyKind
+from graylift.core.model import OnFailure, OnUnhealthy, PrestageMode, PromoteMode, StrategyKind
 from graylift.core.windows import Window, parse_days
 from graylift.schema import (
     Flag,
@@ -209,5 +209,8 @@ class StrategyConfig(Section):
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     allow_half_or_more: Flag = False
     windows: list[WindowConfig] = Field(default_factory=list)  # when releases may start; none: any time
+    prestage: PrestageMode = PrestageMode.AUTO  # stage on every host before the canary (docs/staging.md)
+    prestage_min_hosts: PositiveInt = 20  # auto: from this many hosts
+    prestage_per_source: PositiveInt = 1  # peers a staged host serves at once
     kind: StrategyKind = StrategyKind.ROLLING
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)

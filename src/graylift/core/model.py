@@ -58,15 +58,16 @@ class Package:
     sha256: str
     url: str | None = None
     local_path: str | None = None
+    size: int | None = None  # bytes, when the repository said (pre-staging checks disk space with it)
 
     def to_json(self) -> dict[str, Any]:
         return {"app": self.app, "version": self.version, "kind": self.kind.value, "filename": self.filename,
-                "sha256": self.sha256, "url": self.url, "local_path": self.local_path}
+                "sha256": self.sha256, "url": self.url, "local_path": self.local_path, "size": self.size}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Package:
         return cls(data["app"], data["version"], PackageKind(data["kind"]), data["filename"], data["sha256"],
-                   url=data.get("url"), local_path=data.get("local_path"))
+                   url=data.get("url"), local_path=data.get("local_path"), size=data.get("size"))
 
 
 class PromoteMode(StrEnum):
@@ -91,6 +92,14 @@ class StrategyKind(StrEnum):
     BLUE_GREEN = "blue_green"  # the idle group gets the new version, then one switch moves all traffic
 
 
+class PrestageMode(StrEnum):
+    """Whether a release stages the package on every host before its canary (``strategy.prestage``)."""
+
+    AUTO = "auto"  # when the release has at least ``prestage_min_hosts`` hosts
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 @dataclass(frozen=True)
 class Strategy:
     """How hosts are grouped and paced. Validated from config; used by the planner and the policy."""
@@ -113,6 +122,20 @@ class Strategy:
     blue_green_groups: tuple[str, str] = ("blue", "green")
     rollback_window_seconds: float = 1800.0  # blue-green: the old group kept running for a switch back
     analysis: AnalysisSettings | None = None  # canary analysis from metrics during the bake
+    # pre-staging (graylift.engine.prestage): only where the fleet can (its runtime has ``peers``)
+    prestage: PrestageMode = PrestageMode.AUTO
+    prestage_min_hosts: int = 20
+    prestage_per_source: int = 1
+
+    def prestages(self, hosts: int) -> bool:
+        """Does a release of ``hosts`` hosts pre-stage?
+
+        >>> Strategy(prestage=PrestageMode.AUTO).prestages(19), Strategy(prestage=PrestageMode.AUTO).prestages(20)
+        (False, True)
+        """
+        if self.prestage is PrestageMode.AUTO:
+            return hosts >= self.prestage_min_hosts
+        return self.prestage is PrestageMode.ALWAYS
 
     @property
     def has_canary(self) -> bool:

@@ -29,6 +29,7 @@ from graylift.engine.bluegreen import BlueGreenPhase
 from graylift.engine.canary import CanaryPhase
 from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Lease, controller_id
+from graylift.engine.prestage import PrestagePhase
 from graylift.errors import LeaseLost, PlanError
 from graylift.ports import Clock, Fleet, SystemClock
 from graylift.store import HostRunRecord, ReleaseRecord, Store
@@ -76,7 +77,7 @@ class Engine:
             lease.release()
 
 
-class _Drive(CanaryPhase, BlueGreenPhase):
+class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
     """One controller driving one release under its lease."""
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
@@ -102,6 +103,8 @@ class _Drive(CanaryPhase, BlueGreenPhase):
                 return rec
             if rec.state is ReleaseState.PENDING:
                 self.move(rec, ReleaseState.RUNNING, f"started by {rec.started_by}")
+            elif rec.state is ReleaseState.RUNNING and self.prestage_due(rec):
+                await self.prestage(rec)
             elif rec.state is ReleaseState.RUNNING:
                 await (self.blue_green(rec) if is_blue_green(rec.plan) else self.run_next_batch(rec))
             elif rec.state is ReleaseState.BAKING:
