@@ -9,7 +9,7 @@ release with the whole list, before any host is touched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from graylift.core.layout import Found, LayoutError
@@ -44,10 +44,12 @@ class Report:
         return {name: r.healthy.detail for name, r in self.hosts.items()
                 if r.found is not None and not r.found.fresh and r.healthy is not None and not r.healthy.ok}
 
-    def versions_serving(self) -> dict[str, int]:
-        """version -> how many hosts run it (by their ``current``)."""
+    def versions_serving(self, only: Collection[str] | None = None) -> dict[str, int]:
+        """version -> how many hosts (of ``only``, if given) run it (by their ``current``)."""
         counts: dict[str, int] = {}
-        for report in self.hosts.values():
+        for name, report in self.hosts.items():
+            if only is not None and name not in only:
+                continue
             if report.found is not None and report.found.version:
                 counts[report.found.version] = counts.get(report.found.version, 0) + 1
         return counts

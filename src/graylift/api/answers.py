@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from graylift.auth import AppEnv, Desk, Grant
+from graylift.core.bluegreen import describe
 from graylift.core.plan import Plan
 from graylift.service import HostRunRecord, PlanView, ReleaseRecord
 from graylift.store.accounts import Approval, ReleaseInfo, ReleaseRequest, Token, User, Webhook
@@ -121,6 +122,7 @@ class PlanOut(BaseModel):
     hosts: list[PlanHostOut]
     approvals_needed: int = 0
     warnings: list[str] = Field(default_factory=list)
+    blue_green: list[str] = Field(default_factory=list)  # a blue-green release's phases, as `graylift plan` says
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,8 @@ def plan_out(view: PlanView, approvals: int = 0, warnings: list[str] | None = No
                    batches=batches_of(view.plan),
                    skipped=[{"host": s.host, "reason": s.reason} for s in view.plan.skipped],
                    attention={h: a.reason for h, a in view.attention.items()}, problems=view.report.problems,
-                   notes=view.report.notes, hosts=hosts, approvals_needed=approvals, warnings=warnings or [])
+                   notes=view.report.notes, hosts=hosts, approvals_needed=approvals, warnings=warnings or [],
+                   blue_green=describe(view.plan) if view.plan.blue_green is not None else [])
 
 
 def request_out(req: ReleaseRequest, approvals: list[Approval] | None = None) -> RequestOut:

@@ -62,6 +62,11 @@ def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Arg
         for b in view.plan.batches:
             batches.add_row(b.label, " ".join(b.hosts))
         show_table(batches)
+        if view.plan.blue_green is not None:
+            from graylift.core.bluegreen import describe
+
+            for step in describe(view.plan):
+                console.print(f"blue-green {step}")
         for s in view.plan.skipped:
             console.print(line(("skipped", "yellow"), f" {s.host}: {s.reason}"))
         for name, health in view.attention.items():

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BeforeValidator, Field, model_validator
 
 from graylift.core.analysis import DEFAULT_QUERIES, PLACEHOLDERS, AnalysisSettings, OnMetricsDown
-from graylift.core.model import OnFailure, OnUnhealthy, PrestageMode, PromoteMode
+from graylift.core.model import OnFailure, OnUnhealthy, PrestageMode, PromoteMode, StrategyKind
 from graylift.core.windows import Window, parse_days
 from graylift.schema import (
     Flag,
@@ -173,6 +173,32 @@ class WindowConfig(Section):
         return Window(days=parse_days(self.days), start=start, end=end, tz=self.tz)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _check_duration(value: Any) -> Any:
+    if is_number(value) and value >= 0:
+        return float(value)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh])", value) if isinstance(value, str) else None
+    if match is None:
+        raise fail("duration", 'must be seconds (a number >= 0) or a duration like "90s", "30m", "2h"', value)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _check_groups(value: Any) -> Any:
+    if not isinstance(value, list) or len(value) != 2 or len(set(map(str, value))) != 2:
+        raise fail("groups", "must list exactly two different host groups, e.g. [blue, green]", value)
+    return value
+
+
+class BlueGreenConfig(Section):
+    """``strategy.blue_green``: the two host groups (CMDB ``group``) and how long the old one is kept."""
+
+    groups: Annotated[list[PlainName], BeforeValidator(_check_groups)] = Field(
+        default_factory=lambda: ["blue", "green"])
+    rollback_window: Annotated[float, BeforeValidator(_check_duration)] = 1800.0
+
+
 class StrategyConfig(Section):
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     batch: BatchConfig = Field(default_factory=lambda: BatchConfig(size=1))
@@ -186,3 +212,5 @@ class StrategyConfig(Section):
     prestage: PrestageMode = PrestageMode.AUTO  # stage on every host before the canary (docs/staging.md)
     prestage_min_hosts: PositiveInt = 20  # auto: from this many hosts
     prestage_per_source: PositiveInt = 1  # peers a staged host serves at once
+    kind: StrategyKind = StrategyKind.ROLLING
+    blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)

@@ -87,6 +87,11 @@ class OnUnhealthy(StrEnum):
     FAIL = "fail"
 
 
+class StrategyKind(StrEnum):
+    ROLLING = "rolling"  # canary, then rolling batches under the 50% rule
+    BLUE_GREEN = "blue_green"  # the idle group gets the new version, then one switch moves all traffic
+
+
 class PrestageMode(StrEnum):
     """Whether a release stages the package on every host before its canary (``strategy.prestage``)."""
 
@@ -113,6 +118,9 @@ class Strategy:
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     max_parallel: int = 50
     allow_half_or_more: bool = False
+    kind: StrategyKind = StrategyKind.ROLLING
+    blue_green_groups: tuple[str, str] = ("blue", "green")
+    rollback_window_seconds: float = 1800.0  # blue-green: the old group kept running for a switch back
     analysis: AnalysisSettings | None = None  # canary analysis from metrics during the bake
     # pre-staging (graylift.engine.prestage): only where the fleet can (its runtime has ``peers``)
     prestage: PrestageMode = PrestageMode.AUTO

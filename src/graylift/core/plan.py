@@ -57,6 +57,7 @@ class Plan:
     estimate_seconds: float = 0.0
     canary_required: int = 0  # canaries that must run the new version and bake healthy before promotion
     known_out: tuple[str, ...] = ()  # released to, but out of service when the plan was made (count against the cap)
+    blue_green: Mapping[str, Any] | None = None  # a blue-green release's groups (graylift.core.bluegreen)
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -77,7 +78,7 @@ class Plan:
             "estimate_seconds": self.estimate_seconds,
             "canary_required": self.canary_required,
             "known_out": list(self.known_out),
-        }
+        } | ({"blue_green": dict(self.blue_green)} if self.blue_green is not None else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -90,6 +91,7 @@ class Plan:
             estimate_seconds=data.get("estimate_seconds", 0.0),
             canary_required=data.get("canary_required", 0),
             known_out=tuple(data.get("known_out", ())),
+            blue_green=data.get("blue_green"),
         )
 
     @property

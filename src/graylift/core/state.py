@@ -195,7 +195,7 @@ HOST_TRANSITIONS: dict[HostState, frozenset[HostState]] = {
     _H.PENDING: frozenset({_H.RUNNING}),
     _H.RUNNING: frozenset({_H.DONE, _H.SKIPPED, _H.FAILED, _H.REVERTING, _H.NEEDS_ATTENTION}),
     _H.REVERTING: frozenset({_H.FAILED, _H.NEEDS_ATTENTION}),
-    _H.DONE: frozenset({_H.ROLLING_BACK}),  # queued by a back pass
+    _H.DONE: frozenset({_H.ROLLING_BACK, _H.ROLLED_BACK}),  # queued by a back pass; a blue-green switch back
     _H.SKIPPED: frozenset({_H.PENDING}),  # a retry
     _H.FAILED: frozenset({_H.PENDING, _H.ROLLING_BACK}),
     _H.NEEDS_ATTENTION: frozenset({_H.PENDING, _H.ROLLING_BACK}),
@@ -203,7 +203,8 @@ HOST_TRANSITIONS: dict[HostState, frozenset[HostState]] = {
     _H.ROLLED_BACK: frozenset(),
 }
 """How one host's run moves within a release: forward (pending -> running -> done), reverted (running ->
-reverting -> failed), back (done -> rolling_back -> rolled_back), or left needing attention; retries start over."""
+reverting -> failed), back (done -> rolling_back -> rolled_back; blue-green: done -> rolled_back, switched out
+of traffic with no pass), or left needing attention; retries start over."""
 
 
 def check_host_transition(host: str, current: HostState, new: HostState) -> HostState:

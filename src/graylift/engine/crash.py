@@ -7,7 +7,9 @@ point for that host (``*`` for any host). The points:
 * ``before:<step>`` - the step's ``begin`` (and its undo record) is journaled, the step has not run;
 * ``after:<step>`` - the step ran on the host, its ``done`` is not journaled yet;
 * ``after:<backend>.<method>`` - one backend call returned (``haproxy-pyapp.take_out``,
-  ``alertmanager.mute``, ...), the step's other backends are not called yet.
+  ``alertmanager.mute``, ...), the step's other backends are not called yet;
+* ``after:switch.<step>`` - a blue-green switch moved one host (``switch.put_back``, ``switch.take_out``,
+  ``switch.quiet``), the switch's other hosts are not moved yet.
 
 Example: ``GRAYLIFT_CRASH_AT=after:take_out:pyapp-03:2`` kills the controller once pyapp-03 is out of every
 load balancer for the second time (its revert or a rollback), before the journal says so.

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from graylift.core.bluegreen import IDLE_FLOW, idle_undo, is_blue_green
 from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, OnStepFailure, Step, on_step_failure, remaining
 from graylift.core.flow import undo_steps as plan_undo
 from graylift.core.layout import Found, choose_release_dir, release_dir_name
@@ -143,7 +144,8 @@ class HostRunner:
                 ctx = StepContext.open(
                     self.runtime, run.host_spec, transport, target, rec.id, self.clock,
                     self._journal(rec.id, host, step), found=run.found,
-                    require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE,
+                    require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE
+                    and not is_blue_green(rec.plan),  # an idle host is restarted anyway; its health after counts
                     rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
                 begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
                 if step in UNDO_OF:
@@ -209,7 +211,7 @@ class HostRunner:
             return
         if run.state is HostState.PENDING:
             self.store.update_host_run(rec.id, host, state=HostState.RUNNING, started_at=self.clock.now())
-        await self._pass(rec, host, RELEASE_FLOW, back=False)
+        await self._pass(rec, host, IDLE_FLOW if is_blue_green(rec.plan) else RELEASE_FLOW, back=False)
 
     async def _pass(self, rec: ReleaseRecord, host: str, flow: Sequence[Step], *, back: bool) -> None:
         """Walk ``flow`` on the host (the release's, or with ``back`` the rollback's): done (rolled back) when
@@ -260,7 +262,8 @@ class HostRunner:
         """Put a partly moved host back where its pre-check found it: on that release, in traffic."""
         found = run.found
         has_previous = found is not None and not found.fresh
-        undo = plan_undo(begun, has_previous=has_previous)
+        idle = is_blue_green(rec.plan) and not back  # an idle host goes back to what it ran, out of traffic
+        undo = (idle_undo if idle else plan_undo)(begun, has_previous=has_previous)
         self.store.journal(rec.id, run.host, "revert", "plan",
                            {"steps": [s.value for s in undo], "error": error, "back": back})
         if not undo:

@@ -21,9 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from datetime import timedelta
 from typing import Any
 
-from graylift.core.plan import Plan, batch_size_for, check_cap, wave
+from graylift.core.bluegreen import is_blue_green
+from graylift.core.plan import Batch, Plan, batch_size_for, check_cap, wave
 from graylift.core.policy import Verdict, after_batch
 from graylift.core.state import HostState, ReleaseKind, ReleaseState, Request
+from graylift.engine.bluegreen import BlueGreenPhase
 from graylift.engine.canary import CanaryPhase
 from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Lease, controller_id
@@ -75,7 +77,7 @@ class Engine:
             lease.release()
 
 
-class _Drive(CanaryPhase, PrestagePhase):
+class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
     """One controller driving one release under its lease."""
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
@@ -93,6 +95,8 @@ class _Drive(CanaryPhase, PrestagePhase):
             rec = self.store.get_release(rid)
             if rec.finished:
                 return rec
+            if await self.finish_switch(rec):
+                continue
             if await self.handle_request(rec):
                 continue
             if rec.state is ReleaseState.PAUSED:
@@ -102,13 +106,13 @@ class _Drive(CanaryPhase, PrestagePhase):
             elif rec.state is ReleaseState.RUNNING and self.prestage_due(rec):
                 await self.prestage(rec)
             elif rec.state is ReleaseState.RUNNING:
-                await self.run_next_batch(rec)
+                await (self.blue_green(rec) if is_blue_green(rec.plan) else self.run_next_batch(rec))
             elif rec.state is ReleaseState.BAKING:
                 await self.bake(rec)
             elif rec.state is ReleaseState.AWAITING_PROMOTION:
                 await self.clock.sleep(1.0)
             elif rec.state is ReleaseState.ROLLING_BACK:
-                await self.roll_back(rec)
+                await (self.switch_back(rec) if is_blue_green(rec.plan) else self.roll_back(rec))
 
     async def handle_request(self, rec: ReleaseRecord) -> bool:
         """Act on a queued request at this safe point. True if the loop should look again."""
@@ -213,18 +217,10 @@ class _Drive(CanaryPhase, PrestagePhase):
         except PlanError as exc:
             self.move(rec, ReleaseState.PAUSED, f"paused before {batch.label}: {exc}")
             return
-        if pending:
-            self.store.update_release(rec.id, phase=batch.label, wait_until=None,
-                                      message=f"{batch.label}: {len(batch.hosts)} host(s)")
-            self.store.journal(rec.id, None, batch.label, "begin", {"hosts": list(batch.hosts)})
-            if batch.canary:
-                await self.canary_batch(rec, plan, pending)
-            else:
-                await self.each(pending, self.hosts.release, rec, stop_on_request=True)
-        rec = self.store.get_release(rec.id)
-        runs = {r.host: r for r in self.store.host_runs(rec.id)}
-        if any(not runs[h].state.settled for h in batch.hosts):
+        worked = await self.work_batch(rec, batch, pending)
+        if worked is None:
             return  # stopped at a safe point by a request; the loop handles it
+        rec, runs = worked
         failed_here = sum(1 for h in batch.hosts if runs[h].state.counts_as_failure)
         failed_total = sum(1 for r in runs.values() if r.state.counts_as_failure)
         if batch.hosts:
@@ -241,6 +237,24 @@ class _Drive(CanaryPhase, PrestagePhase):
             await self.after_canary(rec, plan, runs)
         else:
             self.advance(rec, self.strategy.pause_seconds)
+
+    async def work_batch(self, rec: ReleaseRecord, batch: Batch, pending: Sequence[str]
+                         ) -> tuple[ReleaseRecord, dict[str, HostRunRecord]] | None:
+        """Release the ``pending`` hosts of ``batch`` (journaled); then the release and its host runs, or None
+        when a request stopped the batch at a safe point with hosts unsettled."""
+        if pending:
+            self.store.update_release(rec.id, phase=batch.label, wait_until=None,
+                                      message=f"{batch.label}: {len(batch.hosts)} host(s)")
+            self.store.journal(rec.id, None, batch.label, "begin", {"hosts": list(batch.hosts)})
+            if batch.canary:
+                await self.canary_batch(rec, Plan.from_dict(rec.plan), pending)
+            else:
+                await self.each(pending, self.hosts.release, rec, stop_on_request=True)
+        rec = self.store.get_release(rec.id)
+        runs = {r.host: r for r in self.store.host_runs(rec.id)}
+        if any(not runs[h].state.settled for h in batch.hosts):
+            return None
+        return rec, runs
 
     def finish_success(self, rec: ReleaseRecord) -> None:
         runs = self.store.host_runs(rec.id)
@@ -298,13 +312,18 @@ class _Drive(CanaryPhase, PrestagePhase):
                       f"`graylift retry {rec.id}` (goes on rolling back), or `graylift abort {rec.id}`")
             return
         rolled = sum(1 for r in runs if r.state is HostState.ROLLED_BACK)
+        self.finish_rolled_back(rec, rolled, f"{rolled} host(s) back on "
+                                f"{rec.previous_version or 'their previous version'}. {rec.message}")
+
+    def finish_rolled_back(self, rec: ReleaseRecord, rolled: int, message: str) -> None:
+        """The release is rolled back: the previous version is the deployed one again, and the release's
+        version is marked bad (unless no host moved: a first install has nothing to go back to)."""
         if rolled and rec.previous_version:
             self.store.record_deployed(rec.app, rec.env, rec.previous_version, rec.id, source="rollback")
-        if rolled:  # a rollback that moved no host (a first install has nothing to go back to) marks nothing bad
+        if rolled:
             self.store.mark_bad(rec.app, rec.env, rec.version, release_id=rec.id,
                                 reason=f"release #{rec.id} rolled back")
-        self.move(rec, ReleaseState.ROLLED_BACK,
-                  f"{rolled} host(s) back on {rec.previous_version or 'their previous version'}. {rec.message}")
+        self.move(rec, ReleaseState.ROLLED_BACK, message)
 
     def queue_back_pass(self, rec: ReleaseRecord) -> None:
         """Once per release: every host that got the new version (done, or left needing attention on it) is

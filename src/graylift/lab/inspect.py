@@ -101,6 +101,14 @@ def app_processes(info: LabInfo, pattern: str) -> dict[str, int]:
     return out
 
 
+def app_pids(info: LabInfo, pattern: str) -> dict[str, list[str]]:
+    """host -> the PID and start time (``/proc/PID/stat`` field 22) of each process matching ``pattern`` (pgrep -f)
+    inside that host's PID namespace: unchanged only if nothing was restarted."""
+    unmatchable = f"{pattern[:-1]}[{pattern[-1]}]"  # so pgrep does not match the shell that runs it
+    command = f"for p in $(pgrep -f '{unmatchable}'); do echo $p $(cut -d' ' -f22 /proc/$p/stat); done"
+    return {host.name: sorted(host_exec(info, host.name, command).stdout.split("\n")[:-1]) for host in info.hosts}
+
+
 def nginx_down(info: LabInfo, app: str) -> list[str]:
     """Server lines marked ``down`` in the lab nginx's upstream file for ``app`` (read from disk, as nginx loads it)."""
     lines = Path(info.nginx_includes[app]).read_text().splitlines()

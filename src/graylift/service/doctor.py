@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from graylift.core.doctor import Diagnosis, Live, Record, Repair, diagnose
 from graylift.core.flow import Step
+from graylift.core.model import Host, Strategy, StrategyKind
 from graylift.core.state import HostState
 from graylift.errors import ConfigError, GrayliftError
 from graylift.ports import Fleet, SystemClock
@@ -92,8 +93,11 @@ class DoctorService(ReleaseService):
             lives = await asyncio.gather(*(self._live(fleet, reports[n], touched.get(n)) for n in hosts))
             attention = self.store.host_health(app, env)
             driver = self._driver(app, env)
+            idle = self._idle_group(cfg.strategy_model(), app, env, list(hosts.values()))
             findings = []
             for name, live in zip(hosts, lives, strict=True):
+                if name in idle:  # out of traffic on purpose
+                    live = replace(live, out_of=())
                 mark = attention.get(name)
                 record = replace(self._record(touched.get(name), mark.reason if mark else None), driven_by=driver)
                 diagnosis = diagnose(name, record, live, app=app, env=env)
@@ -104,6 +108,13 @@ class DoctorService(ReleaseService):
         finally:
             await fleet.close()
         return findings
+
+    def _idle_group(self, strategy: Strategy, app: str, env: str, hosts: list[Host]) -> set[str]:
+        """A blue-green app's idle group: out of traffic between releases, which is no fault."""
+        if strategy.kind is not StrategyKind.BLUE_GREEN:
+            return set()
+        serving = self.serving_group(app, env, strategy)
+        return {h.name for h in hosts if h.group in strategy.blue_green_groups and h.group != serving}
 
     # --- what the store says -----------------------------------------------------------------
 

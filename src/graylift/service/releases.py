@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from graylift.core.model import Host, OnUnhealthy
+from graylift.core.bluegreen import BlueGreen, make_blue_green_plan, serving_group
+from graylift.core.model import Host, OnUnhealthy, Strategy, StrategyKind
 from graylift.core.plan import Plan, Timing, make_plan
 from graylift.core.policy import lease_is_stale, too_many_versions
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request, decide_request
@@ -65,8 +66,14 @@ class ReleaseService(ServiceBase):
         if kind is ReleaseKind.ROLLBACK:  # a sick host is rolled back too (that may heal it), counted as out
             known_out |= unhealthy
             unhealthy = {}
+        timing = Timing(host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
+                        bake_seconds=strategy.bake_seconds, pause_seconds=strategy.pause_seconds)
+        bg_plan = self._blue_green_plan(app, env, hosts, strategy, timing) \
+            if strategy.kind is StrategyKind.BLUE_GREEN else None
+        if bg_plan is not None:  # an idle host is restarted anyway (and must be healthy after); live ones serve
+            unhealthy = {}
         if kind is ReleaseKind.RELEASE and version is not None:
-            serving = report.versions_serving()
+            serving = report.versions_serving(BlueGreen.of(bg_plan).live_names if bg_plan else None)
             if (three := too_many_versions(serving, version)) is not None:
                 report.problems.append(three)
             if cfg.compatibility:
@@ -74,12 +81,22 @@ class ReleaseService(ServiceBase):
         if unhealthy and strategy.on_unhealthy is OnUnhealthy.FAIL:
             report.problems += [f"{name}: unhealthy before the release ({why}); strategy.on_unhealthy is fail"
                                 for name, why in unhealthy.items()]
-        timing = Timing(host_seconds=cfg.quiet_period + 2 * cfg.commands.timeout / 6 + 5,
-                        bake_seconds=strategy.bake_seconds, pause_seconds=strategy.pause_seconds)
-        plan = make_plan(hosts, strategy, timing=timing, attention=known_out, unhealthy=unhealthy,
-                         canary=kind is ReleaseKind.RELEASE)
+        if bg_plan is not None:
+            plan = bg_plan
+        else:
+            plan = make_plan(hosts, strategy, timing=timing, attention=known_out, unhealthy=unhealthy,
+                             canary=kind is ReleaseKind.RELEASE)
         previous = self.store.current_version(app, env) or report.fleet_version()  # a fleet another tool installed
         return PlanView(app, env, version, plan, hosts, previous, report=report, attention=attention)
+
+    def _blue_green_plan(self, app: str, env: str, hosts: list[Host], strategy: Strategy, timing: Timing) -> Plan:
+        """The idle group is the one not serving, as the newest blue-green release of app/env left it."""
+        return make_blue_green_plan(hosts, strategy, serving=self.serving_group(app, env, strategy), timing=timing)
+
+    def serving_group(self, app: str, env: str, strategy: Strategy) -> str:
+        """The blue-green group in traffic, as the newest switch of app/env recorded it."""
+        return serving_group((r.plan for r in self.store.list_releases(app, env, limit=100)),
+                             strategy.blue_green_groups)
 
     def settings(self, app: str, env: str, *, for_rollback: bool = False) -> tuple[AppConfig, dict[str, Any]]:
         """The app's config for ``env`` and the snapshot a release keeps of it, from the config file.
