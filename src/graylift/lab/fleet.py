@@ -204,8 +204,19 @@ def create_network(lab: str, slot: int, specs: Sequence[HostSpec]) -> None:
     run(["ip", "-batch", "-"], input="\n".join(lines) + "\n")
 
 
+START_WAVE = 100  # hosts started at once: 1000 sshds starting together on 2 cores miss READY_TIMEOUT
+
+
 def start_hosts(lab: str, slot: int, specs: Sequence[HostSpec]) -> dict[str, int]:
-    """Start every host's PID 1 at once, wait until each sshd answers; return host name -> host-side PID 1."""
+    """Start the hosts' PID 1s, START_WAVE at a time, each wave ready (sshd answers) before the next starts;
+    return host name -> host-side PID 1."""
+    pids: dict[str, int] = {}
+    for first in range(0, len(specs), START_WAVE):
+        pids |= _start_wave(lab, slot, specs[first:first + START_WAVE])
+    return pids
+
+
+def _start_wave(lab: str, slot: int, specs: Sequence[HostSpec]) -> dict[str, int]:
     prefix = str(naming.slot_network(slot).prefixlen)
     children = _CHILDREN.setdefault(lab, [])
     procs: dict[str, subprocess.Popen[bytes]] = {}
