@@ -17,18 +17,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graylift.core.analysis import AnalysisSettings, Group, Judgement, Verdict, Window, judge, pick_baseline
 from graylift.core.flow import Step
-from graylift.core.model import Host, Strategy
+from graylift.core.model import Host
 from graylift.core.plan import Plan, check_cap
 from graylift.core.state import HostState, ReleaseKind
-from graylift.engine.hosts import HostRunner
+from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost, MetricsError, PlanError
-from graylift.ports import Clock, MetricsSource
+from graylift.ports import MetricsSource
 from graylift.steps import StepContext, Target, run_step
-from graylift.store import HostRunRecord, ReleaseRecord, Store
+from graylift.store import ReleaseRecord
 
 RESTART = (Step.MUTE, Step.TAKE_OUT, Step.QUIET, Step.STOP, Step.START, Step.HEALTH, Step.PUT_BACK, Step.UNMUTE)
 ENSURED = (Step.START, Step.HEALTH, Step.PUT_BACK, Step.UNMUTE)  # tried again after a failed restart
@@ -79,16 +79,8 @@ def _last(series: list[tuple[float, ...]]) -> float | None:
     return sum(values) if values else None
 
 
-class AnalysisPhase:
+class AnalysisPhase(PhaseBase):
     """The analysis part of the canary phase (mixed into :class:`graylift.engine.canary.CanaryPhase`)."""
-
-    store: Store
-    clock: Clock
-    hosts: HostRunner
-    strategy: Strategy
-
-    if TYPE_CHECKING:
-        def out_of_service(self, rec: ReleaseRecord, runs: Sequence[HostRunRecord] | None = None) -> set[str]: ...
 
     def analysis_for(self, rec: ReleaseRecord) -> AnalysisSettings | None:
         """The analysis settings, or None: none configured, or a first install (no old version to compare

@@ -12,50 +12,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
 
 from graylift.core.bluegreen import BlueGreen, Phase, phase_of, switch_order
 from graylift.core.flow import Step
-from graylift.core.model import Host, OnFailure, Package, Strategy
-from graylift.core.plan import Batch, Plan
+from graylift.core.model import Host, OnFailure, Package
+from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseState
 from graylift.engine.crash import crash_point
-from graylift.engine.hosts import HostRunner
-from graylift.engine.lease import Guarded, Lease
+from graylift.engine.lease import Guarded
+from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost
-from graylift.ports import Clock, Fleet, Transport
+from graylift.ports import Transport
 from graylift.steps import StepContext, Target, run_step
-from graylift.store import HostRunRecord, ReleaseRecord, Store
+from graylift.store import ReleaseRecord
 
 IN_STEPS = (Step.PUT_BACK,)  # in every backend, each read back in
 OUT_STEPS = (Step.TAKE_OUT, Step.QUIET)  # out of every backend, each read back out; then drained
 
 
-class BlueGreenPhase:
+class BlueGreenPhase(PhaseBase):
     """The blue-green part of one controller's drive (:class:`graylift.engine.loop._Drive` is one)."""
-
-    store: Store
-    fleet: Fleet
-    clock: Clock
-    strategy: Strategy
-    hosts: HostRunner
-    lease: Lease
-
-    if TYPE_CHECKING:
-        def move(self, rec: ReleaseRecord, state: ReleaseState, message: str | None = None, **fields: Any
-                 ) -> ReleaseRecord: ...
-
-        def advance(self, rec: ReleaseRecord, pause: float) -> None: ...
-
-        def finish_success(self, rec: ReleaseRecord) -> None: ...
-
-        def finish_rolled_back(self, rec: ReleaseRecord, rolled: int, message: str) -> None: ...
-
-        async def each(self, hosts: Sequence[str], one: Callable[[ReleaseRecord, str], Awaitable[None]],
-                       rec: ReleaseRecord, *, stop_on_request: bool = False) -> None: ...
-
-        async def work_batch(self, rec: ReleaseRecord, batch: Batch, pending: Sequence[str]
-                             ) -> tuple[ReleaseRecord, dict[str, HostRunRecord]] | None: ...
 
     async def blue_green(self, rec: ReleaseRecord) -> None:
         """A running blue-green release: the phase its cursor stands for."""

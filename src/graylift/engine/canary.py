@@ -5,42 +5,23 @@ promoted (automatically or by a person), or, if one fails, the release rolls bac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
 
 from graylift.core.analysis import OnMetricsDown, Verdict
-from graylift.core.model import Strategy
 from graylift.core.plan import Plan
 from graylift.core.policy import BakeOutcome, bake_outcome
 from graylift.core.state import HostState, ReleaseState, Request
 from graylift.engine.analysis import AnalysisPhase
-from graylift.engine.hosts import HostRunner
 from graylift.errors import GrayliftError
-from graylift.ports import Clock, Fleet
 from graylift.steps import StepContext, health
-from graylift.store import HostRunRecord, ReleaseRecord, Store
+from graylift.store import HostRunRecord, ReleaseRecord
 
 BAKE_CHECK_SECONDS = 2.0
 
 
 class CanaryPhase(AnalysisPhase):
     """The canary part of one controller's drive (:class:`graylift.engine.loop._Drive` is one)."""
-
-    store: Store
-    fleet: Fleet
-    clock: Clock
-    strategy: Strategy
-    hosts: HostRunner
-
-    if TYPE_CHECKING:
-        def move(self, rec: ReleaseRecord, state: ReleaseState, message: str | None = None, **fields: Any
-                 ) -> ReleaseRecord: ...
-
-        def advance(self, rec: ReleaseRecord, pause: float) -> None: ...
-
-        async def each(self, hosts: Sequence[str], one: Callable[[ReleaseRecord, str], Awaitable[None]],
-                       rec: ReleaseRecord, *, stop_on_request: bool = False) -> None: ...
 
     async def canary_batch(self, rec: ReleaseRecord, plan: Plan, pending: Sequence[str]) -> None:
         """The canaries' pass; with canary analysis, the baseline restarts at the same moment (when the 50%

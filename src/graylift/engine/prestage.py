@@ -25,34 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 from graylift.core.fanout import FanOut, disk_refusal, peer_url
 from graylift.core.layout import release_dir_name
-from graylift.core.model import Package, Strategy
+from graylift.core.model import Package
 from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseKind, Request
-from graylift.engine.hosts import HostRunner
 from graylift.engine.lease import Guarded
+from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost
-from graylift.ports import Clock, DeployDir, Fleet, PackagePeer
-from graylift.store import HostRunRecord, ReleaseRecord, Store
+from graylift.ports import DeployDir, PackagePeer
+from graylift.store import HostRunRecord, ReleaseRecord
 
 STEP = "prestage"
 SERVER_LIFETIME = 1800.0
 
 if TYPE_CHECKING:
-    from graylift.engine.lease import Lease
+    pass
 
 
-class PrestagePhase:
+class PrestagePhase(PhaseBase):
     """The pre-stage part of one controller's drive (:class:`graylift.engine.loop._Drive` is one)."""
-
-    store: Store
-    fleet: Fleet
-    clock: Clock
-    strategy: Strategy
-    hosts: HostRunner
-    lease: Lease
-
-    if TYPE_CHECKING:
-        def out_of_service(self, rec: ReleaseRecord, runs: Any = None) -> set[str]: ...
 
     def prestage_due(self, rec: ReleaseRecord) -> bool:
         """Before the first batch of a release (not a rollback), once, when the strategy asks for it."""
