@@ -22,7 +22,7 @@ FOREIGN = {"side": "consumer", "addresses": ["10.213.9.9"], "parameters": {"time
 @pytest.fixture
 def zk(zookeeper: services.Service) -> Iterator[KazooClient]:
     client = KazooClient(hosts=f"127.0.0.1:{zookeeper.port}")
-    client.start(10)
+    client.start(30)  # a busy machine can stall the session ZooKeeper for seconds; not what is tested
     yield client
     client.stop()
     client.close()
