@@ -22,30 +22,25 @@ OldAppOpt = Annotated[str | None, typer.Option("--app", metavar="APP", hidden=Tr
 HostArg = Annotated[str | None, typer.Argument(metavar="HOST", show_default=False, help="The host's name.")]
 
 
-def app_and(first: str | None, second: str | None, old_app: str | None, usage: str) -> tuple[str, str | None]:
-    """(app, the positional after it) from ``APP [X]`` or the older ``[X] --app APP``."""
-    if old_app is not None:
-        if second is not None:
-            raise UsageError(f"name the app once: `{usage}`")
-        return old_app, first
-    if first is None:
-        raise UsageError(f"name the app: `{usage}`")
-    return first, second
-
-
 def app_only(app: str | None, old_app: str | None, usage: str) -> str:
     """The app of a command of the form ``APP`` (or the older ``--app APP``)."""
     if app is not None and old_app is not None:
         raise UsageError(f"name the app once: `{usage}`")
-    return app_and(app, None, None, usage)[0] if old_app is None else old_app
+    named = app if app is not None else old_app
+    if named is None:
+        raise UsageError(f"name the app: `{usage}`")
+    return named
 
 
 def app_then(first: str, second: str | None, old_app: str | None, usage: str) -> tuple[str, str]:
     """(app, X) for a command of the form ``APP X`` (or the older ``X --app APP``)."""
-    app, rest = app_and(first, second, old_app, usage)
-    if rest is None:
+    if old_app is not None:
+        if second is not None:
+            raise UsageError(f"name the app once: `{usage}`")
+        return old_app, first
+    if second is None:
         raise UsageError(f"missing argument: `{usage}`")
-    return app, rest
+    return first, second
 
 
 @hosts_app.command("import")
