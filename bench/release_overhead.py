@@ -15,6 +15,7 @@ Figures are appended to bench/results.json (and printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +47,27 @@ def configure(config: Path, out: Path, state: Path, batch: int) -> dict[str, obj
     app["strategy"]["max_parallel"] = batch
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return app  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def lab_fleet(lab: str, hosts: int, batch: int) -> Iterator[tuple[Path, dict[str, object], float]]:
+    """A lab of ``hosts`` pyapp hosts, its hosts imported into a fresh state database under a config with
+    batches of ``batch`` and no canary: (config file, the app's config, lab bring-up seconds). Taken down
+    after, whatever happens."""
+    lab_down(lab)
+    t0 = time.monotonic()
+    info = lab_up(lab, hosts=hosts, apps=(APP,))
+    lab_seconds = time.monotonic() - t0
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "graylift.yaml"
+            app_cfg = configure(Path(info.config_path), config, Path(tmp) / "state.db", batch)
+            gl = Graylift(config)
+            gl.store.replace_hosts(APP, ENV, load_hosts_file(Path(info.hosts_file)))
+            gl.close()
+            yield config, app_cfg, lab_seconds
+    finally:
+        lab_down(lab)
 
 
 def release(config: Path, version: str) -> tuple[float, float, int]:
@@ -101,28 +124,18 @@ def main() -> int:
     parser.add_argument("--lab", default="bench")
     args = parser.parse_args()
 
-    lab_down(args.lab)
-    t0 = time.monotonic()
-    info = lab_up(args.lab, hosts=args.hosts, apps=(APP,))
-    lab_seconds = time.monotonic() - t0
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "graylift.yaml"
-            app_cfg = configure(Path(info.config_path), config, Path(tmp) / "state.db", args.batch)
-            gl = Graylift(config)
-            gl.store.replace_hosts(APP, ENV, load_hosts_file(Path(info.hosts_file)))
-            install_s, _, rc1 = release(config, "1.0.0")
-            if rc1 != 0:
-                subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "1"])
-            wall, rss_mib, rc2 = release(config, "2.0.0")
-            if rc2 != 0:
-                subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "2"])
-            rid = gl.store.list_releases(APP, ENV, limit=1)[0].id
-            limit, engine_s, batches = physical_limit(gl, rid, app_cfg)
-            steps = step_seconds(gl, rid)
-            gl.close()
-    finally:
-        lab_down(args.lab)
+    with lab_fleet(args.lab, args.hosts, args.batch) as (config, app_cfg, lab_seconds):
+        install_s, _, rc1 = release(config, "1.0.0")
+        if rc1 != 0:
+            subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "1"])
+        wall, rss_mib, rc2 = release(config, "2.0.0")
+        if rc2 != 0:
+            subprocess.run([sys.executable, "-m", "graylift", "-c", str(config), "status", "2"])
+        gl = Graylift(config)
+        rid = gl.store.list_releases(APP, ENV, limit=1)[0].id
+        limit, engine_s, batches = physical_limit(gl, rid, app_cfg)
+        steps = step_seconds(gl, rid)
+        gl.close()
     result = {
         "bench": "release_overhead",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -25,19 +25,17 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
 
-from graylift.adapters.inventory.hostfile import load_hosts_file
-from graylift.lab import LabInfo, lab_down, lab_up
+from graylift.lab import LabInfo
 from graylift.service import Graylift
 
 sys.path.insert(0, str(Path(__file__).parent))
-from release_overhead import APP, ENV, configure  # a sibling script
+from release_overhead import APP, ENV, lab_fleet  # a sibling script
 
 RESULTS = Path(__file__).with_name("results") / "scale.json"
 
@@ -76,13 +74,13 @@ async def touch_every_host(info: LabInfo) -> float:
     return time.monotonic() - started
 
 
-def reference(info: LabInfo) -> dict[str, float]:
+def reference(lab: str) -> dict[str, float]:
     """The transport floor, in a child process so its CPU is counted apart from this script's."""
     code = ("import asyncio, sys, json; sys.path.insert(0, sys.argv[1]); from scale import touch_every_host; "
             "from graylift.lab.info import LabInfo; "
             "print(asyncio.run(touch_every_host(LabInfo.load(sys.argv[2]))))")
     cpu0, _ = children_usage()
-    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), info.name],
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), lab],
                           capture_output=True, text=True, check=True)
     cpu1, _ = children_usage()
     return {"wall_seconds": round(float(done.stdout.strip()), 2), "cpu_seconds": round(cpu1 - cpu0, 2)}
@@ -95,28 +93,16 @@ def main() -> int:
     parser.add_argument("--lab", default="scale")
     args = parser.parse_args()
 
-    lab_down(args.lab)
-    t0 = time.monotonic()
-    info = lab_up(args.lab, hosts=args.hosts, apps=(APP,))
-    lab_seconds = time.monotonic() - t0
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "graylift.yaml"
-            configure(Path(info.config_path), config, Path(tmp) / "state.db", args.batch)
-            gl = Graylift(config)
-            gl.store.replace_hosts(APP, ENV, load_hosts_file(Path(info.hosts_file)))
-            gl.close()
-            floor = reference(info)
-            install = release(config, "1.0.0")
-            measured = release(config, "2.0.0")
-            _, peak_mib = children_usage()  # the largest child: graylift (the reference is far smaller)
-            gl = Graylift(config)
-            rec = gl.store.list_releases(APP, ENV, limit=1)[0]
-            on_new = sum(1 for r in gl.store.host_runs(rec.id) if r.state.value == "done")
-            state = rec.state.value
-            gl.close()
-    finally:
-        lab_down(args.lab)
+    with lab_fleet(args.lab, args.hosts, args.batch) as (config, _, lab_seconds):
+        floor = reference(args.lab)
+        install = release(config, "1.0.0")
+        measured = release(config, "2.0.0")
+        _, peak_mib = children_usage()  # the largest child: graylift (the reference is far smaller)
+        gl = Graylift(config)
+        rec = gl.store.list_releases(APP, ENV, limit=1)[0]
+        on_new = sum(1 for r in gl.store.host_runs(rec.id) if r.state.value == "done")
+        state = rec.state.value
+        gl.close()
     n = args.hosts
     result = {
         "bench": "scale", "date": datetime.now(UTC).isoformat(timespec="seconds"),
