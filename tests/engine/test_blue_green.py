@@ -24,6 +24,7 @@ from graylift.core.flow import Step
 from graylift.core.model import Host, Strategy, StrategyKind
 from graylift.core.state import HostState, ReleaseState
 from graylift.engine import STALE_AFTER_SECONDS, Engine, crash
+from graylift.service import Graylift
 from graylift.store import ReleaseRecord, Store
 from graylift.testing import FileSwitch
 from tests.engine import test_service_safety as service_tests
@@ -227,18 +228,24 @@ def test_a_backend_that_refuses_the_switch_leaves_the_live_group_serving(bg: Wor
     assert serving(bg) == set(GREEN)
 
 
-def test_through_the_service_the_idle_group_alternates_and_doctor_expects_it_out(
-        make_world: Callable[..., World], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service plans from the config and the store (which group serves), `rollback` of the active release
-    switches back, and `doctor` finds nothing wrong with an idle group out of traffic."""
+def blue_green_service(make_world: Callable[..., World], tmp_path: Any, monkeypatch: pytest.MonkeyPatch, *,
+                       window: str) -> tuple[World, Graylift]:
+    """Four hosts on 1.0.0 (blue and green), and the service over them with a blue-green config."""
     world = make_world(4, strategy=Strategy(kind=StrategyKind.BLUE_GREEN))
     world.hosts = HOSTS
     for host in HOSTS:
         world.install_by_script(host.name, "1.0.0")
     monkeypatch.setattr(service_tests, "CONFIG", service_tests.CONFIG.replace(
         "      canary: {{group: beta, count: 1}}\n      batch: {{size: 2}}\n",
-        "      kind: blue_green\n      blue_green: {{groups: [blue, green], rollback_window: 10m}}\n"))
-    gl = service_tests.make_service(world, tmp_path)
+        "      kind: blue_green\n      blue_green: {{groups: [blue, green], rollback_window: " + window + "}}\n"))
+    return world, service_tests.make_service(world, tmp_path)
+
+
+def test_through_the_service_the_idle_group_alternates_and_doctor_expects_it_out(
+        make_world: Callable[..., World], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service plans from the config and the store (which group serves), `rollback` of the active release
+    switches back, and `doctor` finds nothing wrong with an idle group out of traffic."""
+    world, gl = blue_green_service(make_world, tmp_path, monkeypatch, window="10m")
 
     def in_window(rec: ReleaseRecord) -> bool:
         return rec.state is ReleaseState.BAKING
@@ -306,14 +313,7 @@ def test_after_the_window_a_rollback_is_a_blue_green_release_onto_the_idle_group
         make_world: Callable[..., World], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once the window is over, `graylift rollback` starts a rollback release of the previous good version; it goes
     to the idle group, which still runs that version: its pre-check finds it there, nothing is restarted."""
-    world = make_world(4, strategy=Strategy(kind=StrategyKind.BLUE_GREEN))
-    world.hosts = HOSTS
-    for host in HOSTS:
-        world.install_by_script(host.name, "1.0.0")
-    monkeypatch.setattr(service_tests, "CONFIG", service_tests.CONFIG.replace(
-        "      canary: {{group: beta, count: 1}}\n      batch: {{size: 2}}\n",
-        "      kind: blue_green\n      blue_green: {{groups: [blue, green], rollback_window: 0}}\n"))
-    gl = service_tests.make_service(world, tmp_path)
+    world, gl = blue_green_service(make_world, tmp_path, monkeypatch, window="0")
     rid = asyncio.run(gl.start_release(APP, ENV, "2.0.0", started_by="test")).id
     assert service_tests.drive(gl, rid).state is ReleaseState.SUCCEEDED
     before = started_at(world, BLUE)
