@@ -64,6 +64,16 @@ def in_traffic(info: LabInfo) -> dict[str, set[str]]:
             "zookeeper": {h.name for h in info.hosts if f"{h.address}:" not in disabled}}
 
 
+def lb_logs(info: LabInfo) -> str:
+    """HAProxy's log (requests that did not end well) and nginx's error log, for a failure's message."""
+    parts = []
+    for service, log in (("haproxy", "haproxy.log"), ("nginx", "error.log")):
+        path = Path(info.pidfiles[service]).with_name(log)
+        if path.exists():
+            parts.append(f"--- {service} {log}\n" + "\n".join(path.read_text().splitlines()[-40:]))
+    return "\n".join(parts)
+
+
 def failed(loads: dict[str, LoadReport]) -> int:
     return sum(r.non_2xx + r.errors for r in loads.values())
 
@@ -128,6 +138,7 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
         pids_after = app_pids(info, "pyapp-server")
         runs = gl.store.host_runs(rec.id)
         journal = gl.store.journal_entries(rec.id)
+        logs = lb_logs(info)
         gl.close()
     finally:
         lab_down(name, state_root=tmp_path)
@@ -144,9 +155,9 @@ def test_blue_green_switch_and_switch_back_under_load_drop_no_request(tmp_path: 
     for entry in journal[-16:]:
         print(f"  {entry.at:%H:%M:%S.%f} {entry.host or '-'} {entry.step} {entry.event}")
     for lb, report in forward.items():
-        assert report.sent > 0 and report.non_2xx == 0 and report.errors == 0, (lb, report)
+        assert report.sent > 0 and report.non_2xx == 0 and report.errors == 0, (lb, report, logs)
     for lb, report in backward.items():
-        assert report.sent > 0 and report.non_2xx == 0 and report.errors == 0, (lb, report)
+        assert report.sent > 0 and report.non_2xx == 0 and report.errors == 0, (lb, report, logs)
     assert final.state is ReleaseState.ROLLED_BACK, final.message
     assert traffic == {"haproxy": old, "nginx": old, "zookeeper": old}
     assert answered == ({"1.0.0"}, {"1.0.0"})

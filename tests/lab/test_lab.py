@@ -115,6 +115,10 @@ def test_haproxy_answers_503_then_routes_to_a_pyapp_started_by_hand(lab: LabInfo
     assert "started" in out
     assert wait_for(front + "/", 200, "pyapp 1.0.0") == f"pyapp 1.0.0 {host}\n"
     assert sh(lab, host, "pgrep -f pyapp-server.py").strip()
+    # a listening socket's Send-Q is its backlog: a burst of an LB's new connections fits (socketserver's 5 did
+    # not, and the dropped SYNs' retransmits outlived HAProxy's connect timeout)
+    listen = sh(lab, host, f"ss -ltnH 'sport = :{lab.apps['pyapp'].port}'").split()
+    assert listen[2] == "128", listen
 
     report = _load_for(front + "/", seconds=1.0)
     assert report.errors == 0 and report.non_2xx == 0 and report.ok_2xx > 100, report

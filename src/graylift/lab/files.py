@@ -31,9 +31,13 @@ def haproxy_config(socket_path: str, frontends: dict[str, int], app_ports: dict[
         f"    stats socket {socket_path} mode 600 level admin",
         "    stats timeout 30s",
         "    maxconn 4000",
+        "    log stderr format short local0 info",  # haproxy.log: only requests that did not end well
         "",
         "defaults",
         "    mode http",
+        "    log global",
+        "    option httplog",
+        "    option dontlog-normal",
         "    retries 0",
         "    timeout connect 2s",
         "    timeout client 30s",

@@ -74,6 +74,10 @@ METRICS = Metrics()
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: a burst of new connections (an LB opening its pool to a host just
+    # put back) overflowed it, the SYNs were dropped, and a 1 s + 2 s retransmit outlived HAProxy's connect
+    # timeout. 128 is what real servers use (Tomcat's acceptCount is 100).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, Handler)
