@@ -16,6 +16,8 @@ from graylift.core.flow import Step
 from graylift.core.model import Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.testing import FAKE_QUERIES, FakeMetrics
+from tests.engine.conftest import APP as APP_NAME
+from tests.engine.conftest import ENV as ENV_NAME
 from tests.engine.conftest import World
 from tests.engine.test_engine_with_fakes import Crash, assert_clean
 
@@ -167,3 +169,63 @@ def test_judgements_survive_a_crash_and_the_window_keeps_its_start(make_world: C
     after = rec.plan["analysis"]
     assert after["started"] == before["started"] and after["judgements"] > 1
     assert verdicts(w, rid)[0] == "continue" and verdicts(w, rid)[-1] == "pass"
+
+
+def test_a_baseline_that_does_not_come_back_needs_attention_and_a_retry_restarts_it(
+        make_world: Callable[..., World]) -> None:
+    """The baseline host (h2) is restarted on its own version and is not healthy afterwards: it is kept out of
+    traffic, its alerts fire (unmuted), it is marked needing attention in the release and in the CMDB (every later
+    release and `graylift doctor` see it), the release pauses naming it, and `graylift retry` restarts it and bakes
+    the canaries again, from the canary phase (the cursor never jumps past the bake)."""
+    from tests.engine.test_safety import service
+
+    w = analysed_world(make_world, FakeMetrics())
+    version_file = w.folders / "h2" / "releases" / "1.0.0" / "VERSION"
+    version_file.write_text("")  # h2 runs 1.0.0 now; restarted, it will not be healthy
+    rec = w.release("2.0.0")
+    assert rec.state is ReleaseState.PAUSED, rec.message
+    assert "h2 needs_attention: the canary analysis's baseline restart on its own version failed at health" in \
+        rec.message, rec.message
+    run = w.store.host_run(rec.id, "h2")
+    assert run.state is HostState.NEEDS_ATTENTION and "health" in run.error, run
+    assert "h2" in w.switch.out and "h2" not in w.silencer.muted  # out of traffic, alerts firing
+    assert "h2" in w.store.host_health(APP_NAME, ENV_NAME)  # the CMDB: later releases count it as out
+    assert {h: s for h, s in w.states(rec.id).items() if h not in ("h1", "h2")} == dict.fromkeys(
+        ("h3", "h4", "h5", "h6"), HostState.PENDING)  # no other host touched
+
+    version_file.write_text("1.0.0")
+    retried = service(w).retry(rec.id)
+    assert retried.cursor == 0  # the canary phase again: its baseline, then its bake
+    done = w.drive(rec.id, owner="another")
+    assert done.state is ReleaseState.SUCCEEDED, done.message
+    assert done.plan["analysis"]["baseline"]["restarted"] is True
+    assert verdicts(w, rec.id)[-1] == "pass"
+    assert_clean(w, "2.0.0")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("request_", ["pause", "abort", "rollback"])
+def test_a_request_after_a_crash_mid_baseline_restart_never_leaves_it_stopped(
+        make_world: Callable[..., World], monkeypatch: pytest.MonkeyPatch, request_: str) -> None:
+    """kill -9 with the baseline host stopped and out of traffic, then a pause, abort or rollback: the next
+    controller first finishes the baseline's restart (on its own version), then acts on the request."""
+    w = analysed_world(make_world, FakeMetrics())
+    rid = w.start("2.0.0")
+    real = analysis_module.run_step
+
+    async def crashing(step: Step, ctx: Any) -> dict[str, Any]:
+        if step is Step.START and ctx.host.name == "h2":
+            raise Crash
+        return await real(step, ctx)
+
+    monkeypatch.setattr(analysis_module, "run_step", crashing)
+    with pytest.raises(Crash):
+        w.drive(rid)
+    assert w.running("h2") == "" and "h2" in w.switch.out and "h2" in w.silencer.muted  # stopped, out, muted
+    monkeypatch.setattr(analysis_module, "run_step", real)
+    w.store.request(rid, request_)
+    rec = w.drive(rid, owner="another")
+    assert rec.state in (ReleaseState.PAUSED, ReleaseState.ABORTED, ReleaseState.ROLLED_BACK), rec.message
+    assert w.running("h2") == "1.0.0" and w.current("h2") == "1.0.0"
+    assert "h2" not in w.switch.out and "h2" not in w.silencer.muted, (w.switch.out, w.silencer.muted)
+    assert rec.plan["analysis"]["baseline"]["restarted"] is True

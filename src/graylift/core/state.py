@@ -192,7 +192,7 @@ class HostState(StrEnum):
 
 _H = HostState
 HOST_TRANSITIONS: dict[HostState, frozenset[HostState]] = {
-    _H.PENDING: frozenset({_H.RUNNING}),
+    _H.PENDING: frozenset({_H.RUNNING, _H.NEEDS_ATTENTION}),  # needs attention: a canary baseline not back
     _H.RUNNING: frozenset({_H.DONE, _H.SKIPPED, _H.FAILED, _H.REVERTING, _H.NEEDS_ATTENTION}),
     _H.REVERTING: frozenset({_H.FAILED, _H.NEEDS_ATTENTION}),
     _H.DONE: frozenset({_H.ROLLING_BACK, _H.ROLLED_BACK}),  # queued by a back pass; a blue-green switch back
@@ -204,7 +204,8 @@ HOST_TRANSITIONS: dict[HostState, frozenset[HostState]] = {
 }
 """How one host's run moves within a release: forward (pending -> running -> done), reverted (running ->
 reverting -> failed), back (done -> rolling_back -> rolled_back; blue-green: done -> rolled_back, switched out
-of traffic with no pass), or left needing attention; retries start over."""
+of traffic with no pass), or left needing attention (also a pending host the canary analysis restarted as its
+baseline and could not bring back); retries start over."""
 
 
 def check_host_transition(host: str, current: HostState, new: HostState) -> HostState:

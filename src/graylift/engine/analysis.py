@@ -138,6 +138,7 @@ class AnalysisPhase(PhaseBase):
         """Restart the baseline hosts on their own version, gracefully; None, or why one could not be."""
         if not hosts:
             return None
+        self.save_analysis(rec, baseline={"hosts": list(hosts), "restarted": False, "restarting": True})
         self.store.journal(rec.id, None, "baseline", "begin", {"hosts": list(hosts)})
         problems = await asyncio.gather(*(self._restart(rec, h) for h in hosts))
         failed = [p for p in problems if p]
@@ -147,6 +148,18 @@ class AnalysisPhase(PhaseBase):
         self.save_analysis(rec, baseline={"hosts": list(hosts), "restarted": True})
         self.store.journal(rec.id, None, "baseline", "done", {"hosts": list(hosts)})
         return None
+
+    async def finish_baseline(self, rec: ReleaseRecord) -> bool:
+        """A baseline restart a crash interrupted is finished (from the top, on the hosts' own version) before
+        any request is read: a pause, abort or rollback never leaves a baseline host stopped or out. True if
+        there was one."""
+        baseline = self.analysis_state(rec).get("baseline") or {}
+        if not baseline.get("restarting"):
+            return False
+        problem = await self.restart_baseline(rec, baseline["hosts"])
+        self.store.journal(rec.id, None, "baseline", "finished", {"after": "an interrupted restart",
+                                                                  "problem": problem})
+        return True
 
     async def _restart(self, rec: ReleaseRecord, host: str) -> str | None:
         run = self.store.host_run(rec.id, host)
@@ -173,12 +186,18 @@ class AnalysisPhase(PhaseBase):
         except (GrayliftError, OSError) as exc:
             failed_at = RESTART[len(done)].value if len(done) < len(RESTART) else "?"
             self.store.journal(rec.id, host, "baseline", "failed", {"step": failed_at, "error": str(exc)})
-            if done and ctx is not None:
-                await self._ensure_back(rec, host, ctx, done)
-            return f"{host}: {failed_at}: {exc}"
+            problem = f"{host}: {failed_at}: {exc}"
+            if done and ctx is not None and not await self._ensure_back(rec, host, ctx, done):
+                # not back (not healthy, or a backend refused it): out of traffic, alerts firing, and marked
+                # in the release and the CMDB, as a host a rolling pass could not put back is
+                await self.hosts.needs_attention(rec, host, f"the canary analysis's baseline restart on its own "
+                                                 f"version failed at {failed_at}: {exc}", {})
+                problem += " (it needs attention)"
+            return problem
 
-    async def _ensure_back(self, rec: ReleaseRecord, host: str, ctx: StepContext, done: list[Step]) -> None:
-        """After a failed restart: started, healthy, in traffic and unmuted again if at all possible."""
+    async def _ensure_back(self, rec: ReleaseRecord, host: str, ctx: StepContext, done: list[Step]) -> bool:
+        """After a failed restart: started, healthy, in traffic and unmuted again if at all possible. True if
+        it is; an unhealthy host is never put back into traffic."""
         for step in ENSURED:
             if step in (Step.START, Step.HEALTH) and Step.STOP not in done:
                 continue
@@ -186,8 +205,8 @@ class AnalysisPhase(PhaseBase):
                 await run_step(step, ctx)
             except (GrayliftError, OSError) as exc:
                 self.store.journal(rec.id, host, "baseline", "failed", {"step": step.value, "error": str(exc)})
-                if step is Step.HEALTH:
-                    return  # not healthy: it stays out of traffic and muted; the release pauses naming it
+                return False
+        return True
 
     # --- judgements ----------------------------------------------------------------------------
 

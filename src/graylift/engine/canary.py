@@ -72,7 +72,8 @@ class CanaryPhase(AnalysisPhase):
             if problem:
                 self.move(rec, ReleaseState.PAUSED,
                           f"paused: the canary analysis's baseline could not be restarted ({problem}); no other "
-                          f"host was touched. Fix it and `graylift retry {rec.id}`, or abort")
+                          f"host was touched. Fix it and `graylift retry {rec.id}` (restarts the baseline, then "
+                          "bakes), or abort")
                 return
             self.begin_analysis(rec, settings)
         bake = self.strategy.bake_seconds

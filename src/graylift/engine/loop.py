@@ -95,7 +95,7 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
             rec = self.store.get_release(rid)
             if rec.finished:
                 return rec
-            if await self.finish_switch(rec):
+            if await self.finish_switch(rec) or await self.finish_baseline(rec):
                 continue
             if await self.handle_request(rec):
                 continue
@@ -229,10 +229,11 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
                                failed_total=failed_total, may_roll_back=rec.kind is ReleaseKind.RELEASE)
         if decision.verdict is Verdict.PAUSE:
             self.move(rec, ReleaseState.PAUSED,
-                      f"paused after {batch.label}: {decision.reason}; fix and `graylift retry {rec.id}`, "
-                      f"or `graylift rollback {rec.app} --env {rec.env}`")
+                      f"paused after {batch.label}: {decision.reason} ({_failed_hosts(runs)}); fix and "
+                      f"`graylift retry {rec.id}`, or `graylift rollback {rec.app} --env {rec.env}`")
         elif decision.verdict is Verdict.ROLLBACK:
-            self.move(rec, ReleaseState.ROLLING_BACK, f"rolling back after {batch.label}: {decision.reason}")
+            self.move(rec, ReleaseState.ROLLING_BACK,
+                      f"rolling back after {batch.label}: {decision.reason} ({_failed_hosts(runs)})")
         elif batch.canary:
             await self.after_canary(rec, plan, runs)
         else:
@@ -359,3 +360,10 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 __all__ = ["Engine"]
+
+
+def _failed_hosts(runs: dict[str, HostRunRecord], most: int = 3) -> str:
+    """The failed hosts and why, for a message: the first ``most`` of them, and how many more."""
+    failed = [r for r in runs.values() if r.state.counts_as_failure]
+    said = "; ".join(f"{r.host} {r.state.value}: {r.error or 'see its journal'}" for r in failed[:most])
+    return said + (f"; {len(failed) - most} more" if len(failed) > most else "")

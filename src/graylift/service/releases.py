@@ -259,7 +259,9 @@ class ReleaseService(ServiceBase):
         for run in retried:
             self.store.reset_host_run(rec.id, run.host, target_version=rec.version, state=HostState.PENDING)
         self.store.clear_request(rec.id)
-        self.store.update_release(rec.id, cursor=min(r.batch for r in retried), wait_until=None)
+        # back to the earliest retried host's batch, never forward: a canary baseline left needing attention
+        # belongs to a later batch, and its retry restarts it within the canary phase, then bakes again
+        self.store.update_release(rec.id, cursor=min(rec.cursor, *(r.batch for r in retried)), wait_until=None)
         return self.store.transition(rec.id, ReleaseState.RUNNING, f"retrying {len(retried)} host(s)",
                                      expect=ReleaseState.PAUSED)
 
