@@ -29,15 +29,12 @@ from graylift.store import ReleaseRecord, Store
 from graylift.testing import FileSwitch
 from tests.engine import test_service_safety as service_tests
 from tests.engine.conftest import APP, ENV, World
+from tests.engine.test_engine_with_fakes import Crash, until_crash
 from tests.engine.test_two_controllers import ROOT
 from tests.engine.world_files import prepare
 
 BLUE, GREEN = ("b1", "b2"), ("g1", "g2")
 HOSTS = [Host(n, f"10.0.0.{i}", group="blue" if n in BLUE else "green") for i, n in enumerate(BLUE + GREEN, 1)]
-
-
-class Crash(BaseException):
-    """Stands for kill -9: nothing in the engine catches it."""
 
 
 @pytest.fixture
@@ -180,8 +177,7 @@ def test_a_switch_killed_midway_is_finished_by_the_next_controller(bg: World, cr
         return detail
 
     monkeypatch.setattr(bluegreen_module, "run_step", crashing)
-    with pytest.raises(Crash):
-        bg.drive(rid)
+    until_crash(lambda: bg.drive(rid))
     assert BlueGreen.of(bg.store.get_release(rid).plan).serving == "blue"  # not yet switched
     assert bg.store.get_release(rid).plan["blue_green"]["switching"] == "green"
     monkeypatch.setattr(bluegreen_module, "run_step", real)
@@ -206,8 +202,8 @@ def test_a_switch_back_killed_midway_is_finished(bg: World, monkeypatch: pytest.
         return detail
 
     monkeypatch.setattr(bluegreen_module, "run_step", crashing)
-    with pytest.raises(Crash):
-        drive_then(bg, rid, lambda r: r.state is ReleaseState.BAKING, lambda: bg.store.request(rid, "rollback"))
+    until_crash(lambda: drive_then(bg, rid, lambda r: r.state is ReleaseState.BAKING,
+                                   lambda: bg.store.request(rid, "rollback")))
     assert bg.store.get_release(rid).state == ReleaseState.ROLLING_BACK
     monkeypatch.setattr(bluegreen_module, "run_step", real)
     rec = bg.drive(rid)

@@ -22,6 +22,7 @@ from graylift.core.flow import Step
 from graylift.core.state import HostState, ReleaseState
 from graylift.service import Finding, Graylift
 from tests.engine.conftest import APP, ENV, World
+from tests.engine.test_engine_with_fakes import Crash, until_crash
 from tests.engine.test_service_safety import drive, make_service
 
 
@@ -33,10 +34,6 @@ def world(make_world: Callable[..., World]) -> World:
 @pytest.fixture
 def gl(world: World, tmp_path: Path) -> Graylift:
     return make_service(world, tmp_path)
-
-
-class Crash(BaseException):
-    """Stands for kill -9: nothing in the engine catches it."""
 
 
 def doctor(gl: Graylift, *, repair: bool = False) -> dict[str, Finding]:
@@ -64,8 +61,7 @@ def killed_after(gl: Graylift, monkeypatch: pytest.MonkeyPatch, rid: int, host: 
         return detail
 
     monkeypatch.setattr(engine_module, "run_step", crashing)
-    with pytest.raises(Crash):
-        drive(gl, rid)
+    until_crash(lambda: drive(gl, rid))
     monkeypatch.setattr(engine_module, "run_step", real_run_step)
 
 
