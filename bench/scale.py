@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,16 +102,23 @@ def main() -> int:
         _, peak_mib = children_usage()  # the largest child: graylift (the reference is far smaller)
         gl = Graylift(config)
         rec = gl.store.list_releases(APP, ENV, limit=1)[0]
-        on_new = sum(1 for r in gl.store.host_runs(rec.id) if r.state.value == "done")
-        state = rec.state.value
+        runs = gl.store.host_runs(rec.id)
+        on_new = sum(1 for r in runs if r.state.value == "done")
+        state, message = rec.state.value, rec.message
+        states = dict(Counter(r.state.value for r in runs))
+        failed = {r.host: r.error for r in runs if r.state.counts_as_failure or r.state.value == "skipped"}
         gl.close()
+        load = os.getloadavg()[0]
     n = args.hosts
     result = {
         "bench": "scale", "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.python_version()}", "hosts": n, "batch": args.batch,
         "lab_up_seconds": round(lab_seconds, 1),
         "release": measured | {"state": state, "hosts_on_new_version": on_new,
-                               "cpu_ms_per_host": round(1000 * float(measured["cpu_seconds"]) / n, 1)},
+                               "cpu_ms_per_host": round(1000 * float(measured["cpu_seconds"]) / n, 1),
+                               "message": message, "host_states": states,
+                               "failed_hosts": dict(list(failed.items())[:10])},
+        "load_average_1m_at_end": round(load, 1),
         "install_release": install,
         "controller_peak_rss_mib": round(peak_mib, 1),
         "reference_ssh_true_every_host": floor | {
