@@ -209,12 +209,16 @@ class _Job:
             return self.servers[source][0]
 
     async def stop_servers(self) -> None:
-        """Stop every server this phase started, whatever happened (a lost lease: they end by their alarm)."""
-        for source, (_, pid) in self.servers.items():
+        """Stop every server this phase started, all at once, whatever happened (a lost lease: they end by their
+        alarm). One after another, 100 servers took 24 s of a 1000-host release."""
+
+        async def stop(source: str, pid: int) -> None:
             with contextlib.suppress(GrayliftError, OSError):
                 _, peer = await self._dir(source)
                 await peer.stop(pid)
                 self.journal(source, "server_stopped", {"pid": pid})
+
+        await asyncio.gather(*(stop(source, pid) for source, (_, pid) in self.servers.items()))
 
     def summary(self) -> dict[str, Any]:
         served = getattr(self, "served", {})
