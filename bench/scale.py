@@ -33,6 +33,7 @@ from pathlib import Path
 
 import asyncssh
 
+from graylift.core.state import HostState
 from graylift.lab import LabInfo
 from graylift.service import Graylift
 
@@ -103,10 +104,10 @@ def main() -> int:
         gl = Graylift(config)
         rec = gl.store.list_releases(APP, ENV, limit=1)[0]
         runs = gl.store.host_runs(rec.id)
-        on_new = sum(1 for r in runs if r.state.value == "done")
+        on_new = sum(1 for r in runs if r.state is HostState.DONE)
         state, message = rec.state.value, rec.message
         states = dict(Counter(r.state.value for r in runs))
-        failed = {r.host: r.error for r in runs if r.state.counts_as_failure or r.state.value == "skipped"}
+        failed = {r.host: r.error for r in runs if r.state.counts_as_failure or r.state is HostState.SKIPPED}
         gl.close()
         load = os.getloadavg()[0]
     n = args.hosts

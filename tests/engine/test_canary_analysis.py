@@ -16,10 +16,9 @@ from graylift.core.flow import Step
 from graylift.core.model import Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.testing import FAKE_QUERIES, FakeMetrics
-from tests.engine.conftest import APP as APP_NAME
-from tests.engine.conftest import ENV as ENV_NAME
-from tests.engine.conftest import World
+from tests.engine.conftest import APP, ENV, World
 from tests.engine.test_engine_with_fakes import Crash, assert_clean, until_crash
+from tests.engine.test_safety import service
 
 SETTINGS = AnalysisSettings(queries=FAKE_QUERIES, interval=0.2, step=1, min_samples=5, min_requests=300,
                             max_query_errors=2, max_extensions=1)
@@ -175,8 +174,6 @@ def test_a_baseline_that_does_not_come_back_needs_attention_and_a_retry_restarts
     traffic, its alerts fire (unmuted), it is marked needing attention in the release and in the CMDB (every later
     release and `graylift doctor` see it), the release pauses naming it, and `graylift retry` restarts it and bakes
     the canaries again, from the canary phase (the cursor never jumps past the bake)."""
-    from tests.engine.test_safety import service
-
     w = analysed_world(make_world, FakeMetrics())
     version_file = w.folders / "h2" / "releases" / "1.0.0" / "VERSION"
     version_file.write_text("")  # h2 runs 1.0.0 now; restarted, it will not be healthy
@@ -187,7 +184,7 @@ def test_a_baseline_that_does_not_come_back_needs_attention_and_a_retry_restarts
     run = w.store.host_run(rec.id, "h2")
     assert run.state is HostState.NEEDS_ATTENTION and "health" in (run.error or ""), run
     assert "h2" in w.switch.out and "h2" not in w.silencer.muted  # out of traffic, alerts firing
-    assert "h2" in w.store.host_health(APP_NAME, ENV_NAME)  # the CMDB: later releases count it as out
+    assert "h2" in w.store.host_health(APP, ENV)  # the CMDB: later releases count it as out
     assert {h: s for h, s in w.states(rec.id).items() if h not in ("h1", "h2")} == dict.fromkeys(
         ("h3", "h4", "h5", "h6"), HostState.PENDING)  # no other host touched
 

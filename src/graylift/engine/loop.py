@@ -359,11 +359,11 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if isinstance(e, LeaseLost)), leaves[0])
 
 
-__all__ = ["Engine"]
-
-
 def _failed_hosts(runs: dict[str, HostRunRecord], most: int = 3) -> str:
     """The failed hosts and why, for a message: the first ``most`` of them, and how many more."""
     failed = [r for r in runs.values() if r.state.counts_as_failure]
     said = "; ".join(f"{r.host} {r.state.value}: {r.error or 'see its journal'}" for r in failed[:most])
     return said + (f"; {len(failed) - most} more" if len(failed) > most else "")
+
+
+__all__ = ["Engine"]
