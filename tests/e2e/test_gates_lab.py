@@ -67,7 +67,8 @@ def test_a_scheduled_release_is_started_by_a_worker_when_due(d: Deploy, lab: Lab
             [row] = json.loads(d.cli("schedules", APP, "--env", "staging", "-o", "json", check=True).stdout)
             return dict(row)
 
-        wait_until(lambda: started()["state"] != "waiting", 60, "the worker to start the scheduled release")
+        wait_until(lambda: started()["state"] not in ("waiting", "starting"), 60,
+                   "the worker to start the scheduled release")
         row = started()
         assert row["state"] == "started" and isinstance(row["release_id"], int), row
         rid = int(row["release_id"])

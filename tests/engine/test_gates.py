@@ -76,6 +76,46 @@ def test_a_schedule_starts_once_when_due(gl: Graylift) -> None:
     assert gl.start_due_schedules() == []  # started exactly once
 
 
+def test_a_schedule_being_started_reads_starting_never_started_without_its_release(gl: Graylift,
+                                                                                      monkeypatch: Any) -> None:
+    """Between the claim and the release's record (a preflight can take a minute) a reader sees "starting"; the
+    CI once saw "started" with no release there."""
+    sched = gl.schedule_release(APP, ENV, "1.0.0", gl.store.db_now() + timedelta(seconds=0.5), by="ann")
+    seen = []
+    start_release = gl.start_release
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gl.schedule_store().schedule(sched.id))
+        return await start_release(*args, **kwargs)
+
+    monkeypatch.setattr(gl, "start_release", watched)
+    time.sleep(0.6)
+    [started] = gl.start_due_schedules()
+    assert [(s.state, s.release_id) for s in seen] == [("starting", None)]
+    assert started.state == "started" and started.release_id is not None
+
+
+def test_a_schedule_left_starting_by_a_dead_worker_is_settled_by_the_next(gl: Graylift, monkeypatch: Any) -> None:
+    """A worker killed between the claim and the release's record leaves "starting": after STARTING_AT_MOST the
+    next worker records the release the dead one started, or fails the schedule saying why."""
+    from graylift.service import schedules
+
+    store = gl.schedule_store()
+    soon = gl.store.db_now() + timedelta(hours=1)
+    got_there = gl.schedule_release(APP, ENV, "1.0.0", soon, by="ann")
+    died_before = gl.schedule_release(APP, ENV, "1.0.0", soon, by="bob")
+    for sched in (got_there, died_before):
+        assert store.move_schedule(sched.id, "starting", "preflight and start", expect="waiting")
+    rec = asyncio.run(gl.start_release(APP, ENV, "1.0.0", started_by=schedules.started_by(got_there)))
+    assert gl.start_due_schedules() == []  # not yet: a preflight may still be running
+    monkeypatch.setattr(schedules, "STARTING_AT_MOST", timedelta(0))
+    settled = {s.id: s for s in gl.start_due_schedules()}
+    assert (settled[got_there.id].state, settled[got_there.id].release_id) == ("started", rec.id)
+    assert settled[died_before.id].state == "failed" and settled[died_before.id].release_id is None
+    assert "schedule it again" in settled[died_before.id].message
+    assert gl.start_due_schedules() == []
+
+
 def test_a_schedule_that_cannot_start_says_why(gl: Graylift) -> None:
     gl.schedule_release(APP, ENV, "9.9.9", gl.store.db_now() + timedelta(seconds=0.5), by="ann")
     time.sleep(0.6)

@@ -66,7 +66,7 @@ def schedule(app_name: AppArg, version: VersionArg, env: EnvOpt,
 
 def schedules(app_name: Annotated[str | None, typer.Argument(metavar="APP", help="Only this app.")] = None,
               env: MaybeEnvOpt = None, output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
-    """Scheduled releases, newest first: waiting, started (with the release), failed (with why), cancelled."""
+    """Scheduled releases, newest first: waiting, starting, started (with the release), failed (with why), cancelled."""
 
     def body() -> None:
         found = _local(config).schedule_store().schedules(app=app_name, env=env)

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from graylift.errors import GrayliftError, PlanError
 from graylift.service.releases import ReleaseService
 from graylift.store.schedules import Schedule, ScheduleStore
 
 log = logging.getLogger("graylift.schedules")
+
+#: A schedule "starting" for longer than this lost its worker (killed between the claim and the release's record):
+#: the next worker records the release it had started, or fails it with why. A preflight of 1000 hosts takes
+#: about 80 s.
+STARTING_AT_MOST = timedelta(minutes=15)
+
+
+def started_by(due: Schedule) -> str:
+    return f"{due.created_by} (schedule #{due.id})"
 
 
 class ScheduleService(ReleaseService):
@@ -49,20 +58,36 @@ class ScheduleService(ReleaseService):
     def start_due_schedules(self) -> list[Schedule]:
         """Start every waiting schedule that is due (each exactly once across workers); returns them as moved."""
         store = self.schedule_store()
-        moved = []
+        moved = self._settle_lost_starts(store)
         for due in store.due_schedules(self.store.db_now()):
-            if not store.move_schedule(due.id, "started", "starting", expect="waiting"):
-                continue  # another worker took it
-            who = f"{due.created_by} (schedule #{due.id})"
+            if not store.move_schedule(due.id, "starting", "preflight and start", expect="waiting"):
+                continue  # another worker took it; "starting" until the release is recorded, never "started" without it
+            who = started_by(due)
             try:
                 self.check_window(due.app, due.env, self.store.db_now(), version=due.version, scheduling=True)
                 rec = asyncio.run(self.start_release(due.app, due.env, due.version, started_by=who))
             except GrayliftError as exc:
-                store.move_schedule(due.id, "failed", str(exc), expect="started")
+                store.move_schedule(due.id, "failed", str(exc), expect="starting")
                 log.warning("scheduled release #%s of %s %s (%s) did not start: %s", due.id, due.app, due.version,
                             due.env, exc)
             else:
-                store.move_schedule(due.id, "started", f"release #{rec.id}", expect="started", release_id=rec.id)
+                store.move_schedule(due.id, "started", f"release #{rec.id}", expect="starting", release_id=rec.id)
                 log.info("scheduled release #%s started release #%s", due.id, rec.id)
             moved.append(store.schedule(due.id))
         return moved
+
+    def _settle_lost_starts(self, store: ScheduleStore) -> list[Schedule]:
+        """A schedule left "starting" by a dead worker: started if its release was recorded, else failed."""
+        settled = []
+        for lost in store.starting_since(self.store.db_now() - STARTING_AT_MOST):
+            rid = store.release_started_by(started_by(lost))
+            if rid is not None:
+                ok = store.move_schedule(lost.id, "started", f"release #{rid}", expect="starting", release_id=rid)
+            else:
+                ok = store.move_schedule(lost.id, "failed", "the worker starting it stopped before the release was "
+                                         "recorded; schedule it again", expect="starting")
+            if ok:
+                log.warning("scheduled release #%s was left starting by a worker that stopped; now %s", lost.id,
+                            "started" if rid is not None else "failed")
+                settled.append(store.schedule(lost.id))
+        return settled

@@ -1,4 +1,5 @@
-"""Scheduled releases: a row per release to start at a time, moved waiting -> started | failed | cancelled
+"""Scheduled releases: a row per release to start at a time, moved waiting -> starting -> started | failed, or
+waiting -> cancelled,
 exactly once (the move is conditional on the state it expects, so of several workers only one starts it)."""
 
 from __future__ import annotations
@@ -63,6 +64,21 @@ class ScheduleStore(ServerStore):
             rows = conn.execute(sa.select(t.schedules).where(c.state == "waiting", c.run_at <= now)
                                 .order_by(c.run_at, c.id))
             return [_schedule(r) for r in rows]
+
+    def starting_since(self, before: datetime) -> list[Schedule]:
+        """Schedules claimed ("starting") before ``before`` and not moved since: their worker may have died."""
+        c = t.schedules.c
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.schedules).where(c.state == "starting", c.updated_at <= before)
+                                .order_by(c.id))
+            return [_schedule(r) for r in rows]
+
+    def release_started_by(self, started_by: str) -> int | None:
+        """The newest release started by ``started_by`` (a schedule names itself there), or None."""
+        c = t.releases.c
+        with self._read() as conn:
+            return conn.execute(sa.select(c.id).where(c.started_by == started_by).order_by(c.id.desc()).limit(1)
+                                ).scalar()
 
     def move_schedule(self, schedule_id: int, state: str, message: str, *, expect: str,
                       release_id: int | None = None) -> bool:
