@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from graylift.adapters.health import check_all
 from graylift.core.flow import Step
 from graylift.core.layout import Found, prune_plan
 from graylift.core.model import Host, Package, Strategy
@@ -153,13 +154,9 @@ def _ignore(event: str, detail: dict[str, Any]) -> None:
 
 
 async def health(ctx: StepContext) -> ProbeResult:
-    """One pass of every configured probe; the first failure is the result."""
+    """One pass of every configured probe (one command on the host); the first failure is the result."""
     rt = ctx.runtime
-    for probe in rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes:
-        result = await probe.check(ctx.transport)
-        if not result.ok:
-            return ProbeResult(False, f"{probe.name}: {result.detail}")
-    return ProbeResult(True, "all probes pass")
+    return await check_all(list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes), ctx.transport)
 
 
 # --- the steps ---------------------------------------------------------------------------------

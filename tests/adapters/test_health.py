@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe, check_all, probes_from_config
 from graylift.adapters.transport.local import LocalTransport
 from graylift.config import load_config
 from graylift.core.model import Host
 from graylift.lab import services
+from graylift.ports import ProbeResult
 from tests.adapters.conftest import App
 
 
@@ -47,6 +49,48 @@ async def test_health_probes_see_real_app(apps: list[App]) -> None:
     one_bad = await check_all([TcpProbe(port), TcpProbe(closed)], transport)
     assert not one_bad.ok and f"tcp:127.0.0.1:{closed}" in one_bad.detail
     assert (await check_all([], transport)).ok
+
+
+class Counting(LocalTransport):
+    """A local transport that keeps every command it runs and what went to its stdin."""
+
+    def __init__(self) -> None:
+        super().__init__(Host(name="controller", address="127.0.0.1"))
+        self.runs: list[tuple[str, str | None]] = []
+
+    async def run(self, command: str, *, timeout: float, check: bool = True, stdin: str | None = None) -> Any:
+        self.runs.append((command, stdin))
+        return await super().run(command, timeout=timeout, check=check, stdin=stdin)
+
+
+async def test_the_probes_of_a_check_run_in_one_command_and_read_as_each_alone(apps: list[App],
+                                                                               tmp_path: Path) -> None:
+    port, closed = apps[0].port, services.free_port()
+    alone = LocalTransport(Host(name="controller", address="127.0.0.1"))
+    fused = Counting()
+    probes = [ProcessProbe(f"graylift_test_app.py {port} app1"), TcpProbe(port),
+              HttpProbe(f"http://127.0.0.1:{port}/health", body="ok"), CommandProbe("echo fine; true")]
+    assert (await check_all(probes, fused)) == ProbeResult(True, "all probes pass")
+    assert len(fused.runs) == 1 and fused.runs[0][0] == "sh -s"  # the probes' text only on stdin
+    for probe in probes:  # each one's own reading of its output, as when it runs alone
+        assert (await probe.check(alone)).ok
+
+    # (probe, what it says, whether it exits non-zero on the host: then the probes after it do not run)
+    failing = [(ProcessProbe("graylift-no-such-process-4713"), "no process matches", True),
+               (TcpProbe(closed), f"127.0.0.1:{closed} does not accept connections", True),
+               (HttpProbe(f"http://127.0.0.1:{port}/health", status=204), "returned 200, expected 204", False),
+               (HttpProbe(f"http://127.0.0.1:{port}/", body="ok"), "the body lacks 'ok'", False),
+               (CommandProbe("printf 'no newline at the end'; exit 3"), "exited 3: no newline at the end", True),
+               (CommandProbe("sleep 5", timeout=0.3), "timed out after 0.3s", True)]
+    after = tmp_path / "after"
+    for bad, said, stops in failing:
+        fused.runs.clear()
+        result = await check_all([TcpProbe(port), bad, CommandProbe(f"touch {after}")], fused)
+        assert not result.ok and result.detail.startswith(f"{bad.name}: ") and said in result.detail, result
+        assert len(fused.runs) == 1
+        assert (await bad.check(alone)).detail in result.detail  # the same words as alone
+        assert after.exists() is not stops, bad.name
+        after.unlink(missing_ok=True)
 
 
 def test_probes_from_config_are_filled_in_per_host(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ HostUnreachable (and other transport failures) propagate: the host, not the app,
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, model_validator
@@ -76,10 +77,11 @@ class HealthConfig(Section):
         return self
 
 
-async def _run(transport: Transport, command: str, timeout: float) -> CommandResult | None:
+async def _run(transport: Transport, command: str, timeout: float, stdin: str | None = None
+               ) -> CommandResult | None:
     """The probe command's result, whatever its exit status; None when it timed out."""
     try:
-        return await transport.run(command, timeout=timeout, check=False)
+        return await transport.run(command, timeout=timeout, check=False, stdin=stdin)
     except CommandTimeout:
         return None
 
@@ -97,22 +99,37 @@ def _self_proof(pattern: str) -> str:
     return pattern
 
 
-class ProcessProbe:
+class ShellProbe:
+    """A probe that is one shell command on the host and a reading of its result: ``command``, ``timeout``
+    (how long it may take there) and :meth:`read` (None: it timed out). :func:`check_all` runs several in one
+    SSH command."""
+
+    name: str
+    command: str
+    timeout: float
+
+    async def check(self, transport: Transport) -> ProbeResult:
+        return self.read(await _run(transport, self.command, self.timeout))
+
+    def read(self, result: CommandResult | None) -> ProbeResult:
+        raise NotImplementedError
+
+
+class ProcessProbe(ShellProbe):
     """A process whose full command line matches ``pattern`` (pgrep -f regex) is running."""
 
     def __init__(self, pattern: str, timeout: float = 5.0) -> None:
         self.pattern = pattern
         self.timeout = timeout
         self.name = f"process:{pattern}"
-
-    async def check(self, transport: Transport) -> ProbeResult:
         # -A (procps >= 4) skips our ancestors; older pgrep rejects it (exit 2) and the self-proof
-        # pattern does the same job.
+        # pattern does the same job (exec: the shell holding the first pattern is gone by then).
         pat = shlex.quote(self.pattern)
         proof = shlex.quote(_self_proof(self.pattern))
-        command = (f"pgrep -A -f -- {pat} 2>/dev/null; rc=$?; "
-                   f"if [ $rc -eq 2 ]; then exec pgrep -f -- {proof}; fi; exit $rc")
-        result = await _run(transport, command, self.timeout)
+        self.command = (f"pgrep -A -f -- {pat} 2>/dev/null; rc=$?; "
+                        f"if [ $rc -eq 2 ]; then exec pgrep -f -- {proof}; fi; exit $rc")
+
+    def read(self, result: CommandResult | None) -> ProbeResult:
         if result is None:
             return ProbeResult(False, f"pgrep for {self.pattern!r} timed out after {self.timeout:g}s")
         pids = result.stdout.split()
@@ -124,22 +141,23 @@ class ProcessProbe:
                            f"{_tail(result.stdout + result.stderr)}")
 
 
-class TcpProbe:
+class TcpProbe(ShellProbe):
     """Something on the host accepts TCP connections on host:port."""
 
     def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> None:
         if not 0 < int(port) < 65536 or not _HOSTNAME.match(host):
             raise ValueError(f"bad TCP probe target {host}:{port}")
-        self.port, self.host, self.timeout = int(port), host, timeout
+        self.port, self.host, self.limit = int(port), host, timeout
+        self.timeout = timeout + 5
         self.name = f"tcp:{host}:{port}"
-
-    async def check(self, transport: Transport) -> ProbeResult:
-        t = f"{self.timeout:g}"
+        t = f"{timeout:g}"
         py = f"import socket; socket.create_connection(({self.host!r}, {self.port}), {t}).close()"
         script = f": < /dev/tcp/{self.host}/{self.port}"
-        command = (f"if command -v bash >/dev/null 2>&1; then timeout {t} bash -c {shlex.quote(script)}; "
-                   f"else timeout {t} python3 -c {shlex.quote(py)}; fi")
-        result = await _run(transport, command, self.timeout + 5)
+        self.command = (f"if command -v bash >/dev/null 2>&1; then timeout {t} bash -c {shlex.quote(script)}; "
+                        f"else timeout {t} python3 -c {shlex.quote(py)}; fi")
+
+    def read(self, result: CommandResult | None) -> ProbeResult:
+        t = f"{self.limit:g}"
         if result is None:
             return ProbeResult(False, f"connect to {self.host}:{self.port} timed out")
         if result.ok:
@@ -150,21 +168,21 @@ class TcpProbe:
         return ProbeResult(False, f"{self.host}:{self.port} does not accept connections ({seen})")
 
 
-class HttpProbe:
+class HttpProbe(ShellProbe):
     """GET ``url`` from the host itself with curl: status must match, body must contain ``body``."""
 
     def __init__(self, url: str, status: int = 200, body: str | None = None, timeout: float = 5.0) -> None:
-        self.url, self.status, self.body, self.timeout = url, int(status), body, timeout
+        self.url, self.status, self.body, self.limit = url, int(status), body, timeout
+        self.timeout = timeout + 5
         self.name = f"http:{url}"
+        self.command = (f"curl -sS --noproxy '*' --max-time {timeout:g} -o - -w '\\n%{{http_code}}' "
+                        f"-- {shlex.quote(self.url)}")
 
-    async def check(self, transport: Transport) -> ProbeResult:
-        command = (f"curl -sS --noproxy '*' --max-time {self.timeout:g} -o - -w '\\n%{{http_code}}' "
-                   f"-- {shlex.quote(self.url)}")
-        result = await _run(transport, command, self.timeout + 5)
+    def read(self, result: CommandResult | None) -> ProbeResult:
         if result is None:
-            return ProbeResult(False, f"GET {self.url} timed out after {self.timeout:g}s")
+            return ProbeResult(False, f"GET {self.url} timed out after {self.limit:g}s")
         if result.exit_status == 127:
-            return ProbeResult(False, f"curl is not installed on {transport.host.name}")
+            return ProbeResult(False, "curl is not installed on the host")
         body, _, code = result.stdout.rpartition("\n")
         if result.exit_status != 0 or code in ("", "000"):
             seen = _tail(result.stderr) or f"curl exit {result.exit_status}"
@@ -178,15 +196,14 @@ class HttpProbe:
         return ProbeResult(True, f"GET {self.url} returned {code}")
 
 
-class CommandProbe:
+class CommandProbe(ShellProbe):
     """A shell command on the host exits 0."""
 
     def __init__(self, command: str, timeout: float = 5.0) -> None:
         self.command, self.timeout = command, timeout
         self.name = f"command:{command}"
 
-    async def check(self, transport: Transport) -> ProbeResult:
-        result = await _run(transport, self.command, self.timeout)
+    def read(self, result: CommandResult | None) -> ProbeResult:
         if result is None:
             return ProbeResult(False, f"{self.command!r} timed out after {self.timeout:g}s")
         output = _tail(result.stdout + result.stderr)
@@ -196,15 +213,59 @@ class CommandProbe:
         return ProbeResult(False, f"{self.command!r} exited {result.exit_status}{seen}")
 
 
-async def check_all(probes: Iterable[HealthProbe], transport: Transport) -> ProbeResult:
-    """Run every probe in order; ok only when all pass. The detail lists the failures (or all passes)."""
-    results = [(probe.name, await probe.check(transport)) for probe in probes]
-    if not results:
-        return ProbeResult(True, "no health checks configured")
-    failed = [f"{name}: {r.detail}" for name, r in results if not r.ok]
-    if failed:
-        return ProbeResult(False, "; ".join(failed))
-    return ProbeResult(True, "; ".join(f"{name}: {r.detail}" for name, r in results))
+async def check_all(probes: Sequence[HealthProbe], transport: Transport) -> ProbeResult:
+    """Every probe in order; the first failure is the result ("<probe>: <what it saw>").
+
+    Shell probes run together, in ONE command on the host that stops at the first failing one: a health
+    check is one SSH round trip, however many probes the app has (three round trips per attempt before).
+    Any other probe (a fake, one behind the lease) is checked on its own.
+    """
+    if len(probes) > 1 and all(isinstance(p, ShellProbe) for p in probes):
+        shell = [p for p in probes if isinstance(p, ShellProbe)]
+        results = await _run_together(shell, transport)
+        for probe, result in zip(shell, results, strict=False):
+            read = probe.read(result)
+            if not read.ok:
+                return ProbeResult(False, f"{probe.name}: {read.detail}")
+        if len(results) < len(shell):
+            return ProbeResult(False, f"{shell[len(results)].name}: the probes' shell stopped before it")
+        return ProbeResult(True, "all probes pass")
+    for one in probes:
+        seen = await one.check(transport)
+        if not seen.ok:
+            return ProbeResult(False, f"{one.name}: {seen.detail}")
+    return ProbeResult(True, "all probes pass" if probes else "no health checks configured")
+
+
+async def _run_together(probes: Sequence[ShellProbe], transport: Transport) -> list[CommandResult | None]:
+    """Each probe's result (stdout and stderr together), up to and including the first that exits non-zero.
+
+    The script goes in on stdin (``sh -s``), so no process on the host carries a probe's text in its command
+    line (a pgrep pattern would match it); each probe's stdin is /dev/null, so none reads the script. A
+    command probe runs in the user's shell under ``timeout`` (exit 124: it timed out).
+    """
+    marker = f"graylift-probe-{secrets.token_hex(8)}"
+    parts = []
+    for probe in probes:
+        command = probe.command
+        if isinstance(probe, CommandProbe):
+            command = f'timeout -k 1 {probe.timeout:g} "${{SHELL:-/bin/sh}}" -c {shlex.quote(command)}'
+        parts.append(f"( {command}\n) </dev/null 2>&1; rc=$?; printf '\\n{marker} %s\\n' \"$rc\"; "
+                     '[ "$rc" -eq 0 ] || exit 0')
+    result = await _run(transport, "sh -s", sum(p.timeout for p in probes) + 5, stdin="\n".join(parts) + "\n")
+    if result is None:
+        return [None]
+    found: list[CommandResult | None] = []
+    chunks = result.stdout.split(f"\n{marker} ")
+    output = chunks[0]
+    for chunk in chunks[1:]:
+        status, _, rest = chunk.partition("\n")
+        timed_out = isinstance(probes[len(found)], CommandProbe) and status == "124"
+        found.append(None if timed_out else CommandResult(int(status), output, ""))
+        output = rest
+    if not found:  # the shell itself failed (no sh?): what it said, as the first probe's result
+        return [CommandResult(result.exit_status or 1, result.stdout, result.stderr)]
+    return found
 
 
 def probes_from_config(health: HealthConfig, values: Mapping[str, str]) -> list[HealthProbe]:

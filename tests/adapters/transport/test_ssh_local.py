@@ -214,7 +214,7 @@ async def test_local_run_timeout_and_put(tmp_path: Path) -> None:
 @pytest.mark.root
 @needs_root
 async def test_health_probes_over_ssh(sshd: Sshd) -> None:
-    from graylift.adapters.health import CommandProbe, ProcessProbe, TcpProbe
+    from graylift.adapters.health import CommandProbe, ProcessProbe, TcpProbe, check_all
 
     connector = _connector(sshd)
     try:
@@ -231,6 +231,11 @@ async def test_health_probes_over_ssh(sshd: Sshd) -> None:
             sleeper.wait()
         assert (await TcpProbe(sshd.port).check(transport)).ok
         assert not (await CommandProbe("exit 1").check(transport)).ok
+        # all in one command over SSH, the script on stdin: the pattern is nowhere in a command line
+        together = [TcpProbe(sshd.port), ProcessProbe("graylift-no-such-process-4714"), CommandProbe("true")]
+        missing = await check_all(together, transport)
+        assert not missing.ok and missing.detail.startswith("process:graylift-no-such-process-4714: no process")
+        assert (await check_all([TcpProbe(sshd.port), CommandProbe("test -d /")], transport)).ok
     finally:
         await connector.close()
 
