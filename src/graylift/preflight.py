@@ -73,9 +73,7 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
                 ctx = StepContext.open(fleet.runtime, host, transport, target, 0, SystemClock())
                 report.found = await ctx.dir.survey()
                 if with_health and not report.found.fresh:
-                    version = report.found.version or "none"
-                    ctx.target = Target(version, report.found.current_dir or version, None, no_package)
-                    report.healthy = await health(ctx)
+                    report.healthy = await health(ctx.running(report.found))
             except LayoutError as exc:
                 report.problem = str(exc).split(": ", 1)[-1] if str(exc).startswith(host.name) else str(exc)
             except GrayliftError as exc:

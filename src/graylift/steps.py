@@ -8,7 +8,7 @@ step runs and *when*; this module only knows *how*.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,12 @@ class StepContext:
     def version(self) -> str:
         return self.target.version
 
+    def running(self, found: Found) -> StepContext:
+        """This context with the release ``found`` on the host as its target: what a health check before the
+        restart probes (``{version}``, ``{release_dir}`` of the version running, not of the one to come)."""
+        version = found.version or "none"
+        return replace(self, target=Target(version, found.current_dir or version, None, _nothing_to_download))
+
     @property
     def reason(self) -> str:
         return silence_reason(self.release_id, self.runtime.app, self.runtime.env)
@@ -153,6 +159,10 @@ def _ignore(event: str, detail: dict[str, Any]) -> None:
     return None
 
 
+async def _nothing_to_download() -> Package:
+    raise GrayliftError("a health check of the running release downloads nothing")
+
+
 async def health(ctx: StepContext) -> ProbeResult:
     """One pass of every configured probe (one command on the host); the first failure is the result."""
     rt = ctx.runtime
@@ -180,7 +190,7 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
             f"{ctx.host.name} runs {tgt.version} with sha256 {found.sha256[:12]}..., but {tgt.version} is now "
             f"{tgt.sha256[:12]}...: versions are immutable; release a new version number, or set "
             "package.rebuilt_versions: true for rebuilt (e.g. -SNAPSHOT) builds; the host was not touched")
-    result = await health(ctx)
+    result = await health(ctx.running(found))
     detail["healthy"] = result.ok
     if not result.ok and ctx.require_healthy:
         raise HostUnhealthy(f"{ctx.host.name}: unhealthy before release ({result.detail})")

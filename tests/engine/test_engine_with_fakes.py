@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 import graylift.engine.hosts as engine_module
+from graylift.adapters.health import CommandProbe
 from graylift.core.flow import RELEASE_FLOW, Step
 from graylift.core.model import OnFailure, Strategy
 from graylift.core.state import HostState, ReleaseState
+from graylift.schema import render_command
 from tests.engine.conftest import APP, ENV, World, hosts_of
 
 HOSTS = hosts_of(6)
@@ -53,6 +56,24 @@ def test_release_and_the_order_of_steps(world: World) -> None:
     assert done == [s.value for s in RELEASE_FLOW]
     assert world.store.current_version(APP, ENV) == "2.0.0"
     assert {r.previous_version for r in world.store.host_runs(rec.id)} == {"1.0.0"}
+
+
+def test_a_probe_naming_the_version_checks_the_running_one_before_and_the_target_after(world: World) -> None:
+    """``{version}`` in a health probe is the version the host runs at that moment: in the pre-check the one
+    there (a probe of the target's version would find every host unhealthy and skip it), after the start the
+    target."""
+    def probes_for(values: dict[str, str]) -> list[CommandProbe]:
+        return [CommandProbe(render_command("grep -qx {version} {deploy_dir}/running", values))]
+
+    world.fleet.runtime = replace(world.fleet.runtime, probes=[], probes_for=probes_for)
+    assert world.release("1.0.0").state == ReleaseState.SUCCEEDED
+    rec = world.release("2.0.0")
+    assert rec.state == ReleaseState.SUCCEEDED, rec.message
+    assert set(world.states(rec.id).values()) == {HostState.DONE}
+    assert_clean(world, "2.0.0")
+    healthy = [e.detail.get("healthy") for e in world.store.journal_entries(rec.id, "h3")
+               if e.step == "precheck" and e.event == "done"]
+    assert healthy == [True]
 
 
 # the simulated kill leaves asyncio subprocess transports to be collected after their loop closed
