@@ -226,8 +226,15 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
         subprocess.run(graylift_cmd(fleet, "hosts", "import", app, info.hosts_file, "--env", ENV),
                        check=True, capture_output=True)
         wall, _, rc = run_graylift(fleet, VERSIONS[0], workdir / "install.log")
-        if rc != 0 or fleet.problems(VERSIONS[0]):
-            raise RuntimeError(f"installing {app} {VERSIONS[0]} failed: see {workdir / 'install.log'}")
+        problems = fleet.problems(VERSIONS[0])
+        for _ in range(10):  # a first start is UP in HAProxy at its next health check (inter 500ms)
+            if rc != 0 or not problems:
+                break
+            time.sleep(0.5)
+            problems = fleet.problems(VERSIONS[0])
+        if rc != 0 or problems:
+            raise RuntimeError(f"installing {app} {VERSIONS[0]} failed (exit {rc}; {'; '.join(problems[:3])}): "
+                               f"see {workdir / 'install.log'}")
         print(f"{app}:{hosts}: installed {VERSIONS[0]} in {wall:.1f}s; plan {[len(b) for b in fleet.batches]}",
               flush=True)
         limit: dict[str, Any] = {}

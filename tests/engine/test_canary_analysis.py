@@ -13,7 +13,7 @@ import pytest
 import graylift.engine.analysis as analysis_module
 from graylift.core.analysis import AnalysisSettings, OnMetricsDown
 from graylift.core.flow import Step
-from graylift.core.model import Strategy
+from graylift.core.model import OnFailure, Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.testing import FAKE_QUERIES, FakeMetrics
 from tests.engine.conftest import APP, ENV, World
@@ -196,6 +196,25 @@ def test_a_baseline_that_does_not_come_back_needs_attention_and_a_retry_restarts
     assert done.plan["analysis"]["baseline"]["restarted"] is True
     assert verdicts(w, rec.id)[-1] == "pass"
     assert_clean(w, "2.0.0")
+
+
+def test_a_baseline_that_does_not_come_back_under_on_failure_rollback(make_world: Callable[..., World]) -> None:
+    """The same failure with ``on_failure: rollback``: the canary goes back to the old version and into traffic,
+    the baseline host stays out of traffic with its alerts firing (never put back unhealthy, never left muted),
+    and no other host is touched."""
+    w = analysed_world(make_world, FakeMetrics())
+    w.fleet.runtime = replace(w.fleet.runtime, strategy=replace(w.fleet.runtime.strategy,
+                                                                on_failure=OnFailure.ROLLBACK))
+    (w.folders / "h2" / "releases" / "1.0.0" / "VERSION").write_text("")  # restarted, h2 will not be healthy
+    rec = w.release("2.0.0")
+    assert rec.state is ReleaseState.ROLLED_BACK and "h2 needs_attention: the canary analysis's baseline" in \
+        rec.message, rec.message
+    assert (w.current("h1"), w.running("h1")) == ("1.0.0", "1.0.0") and "h1" not in w.switch.out, rec.message
+    assert "h2" in w.switch.out and w.running("h2") == ""  # its own version does not start: kept out
+    assert w.silencer.muted == {}  # nothing left muted
+    assert w.store.host_run(rec.id, "h2").state is HostState.NEEDS_ATTENTION
+    for host in ("h3", "h4", "h5", "h6"):
+        assert (w.current(host), w.running(host)) == ("1.0.0", "1.0.0") and host not in w.switch.out
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
