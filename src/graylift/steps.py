@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from graylift.adapters.health import check_all
+from graylift.adapters.health import check_all, wait_on_host
 from graylift.core.flow import Step
 from graylift.core.layout import Found, prune_plan
 from graylift.core.model import Host, Package, Strategy
@@ -359,6 +359,14 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
     """Health-check the process and the app until it passes, or fail after ``retries`` attempts."""
     rt = ctx.runtime
     started = ctx.clock.now()
+    probes = list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes)
+    waited = await wait_on_host(probes, ctx.transport, retries=rt.health_retries, interval=rt.health_interval)
+    if waited is not None:  # one command on the host, back as soon as the app is healthy
+        attempts, result = waited
+        if result.ok:
+            return {"attempts": attempts, "seconds": round((ctx.clock.now() - started).total_seconds(), 3)}
+        raise HealthCheckFailed(
+            f"{ctx.host.name}: {rt.app} {ctx.version} not healthy after {attempts} checks: {result.detail}")
     result = ProbeResult(False, "no attempt")
     for attempt in range(1, rt.health_retries + 1):
         result = await health(ctx)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
-from graylift.adapters.health import CommandProbe, HttpProbe, ProcessProbe, TcpProbe, check_all, probes_from_config
+from graylift.adapters.health import (
+    CommandProbe,
+    HttpProbe,
+    ProcessProbe,
+    TcpProbe,
+    check_all,
+    probes_from_config,
+    wait_on_host,
+)
 from graylift.adapters.transport.local import LocalTransport
 from graylift.config import load_config
 from graylift.core.model import Host
@@ -78,8 +88,8 @@ async def test_the_probes_of_a_check_run_in_one_command_and_read_as_each_alone(a
     # (probe, what it says, whether it exits non-zero on the host: then the probes after it do not run)
     failing = [(ProcessProbe("graylift-no-such-process-4713"), "no process matches", True),
                (TcpProbe(closed), f"127.0.0.1:{closed} does not accept connections", True),
-               (HttpProbe(f"http://127.0.0.1:{port}/health", status=204), "returned 200, expected 204", False),
-               (HttpProbe(f"http://127.0.0.1:{port}/", body="ok"), "the body lacks 'ok'", False),
+               (HttpProbe(f"http://127.0.0.1:{port}/health", status=204), "returned 200, expected 204", True),
+               (HttpProbe(f"http://127.0.0.1:{port}/", body="ok"), "the body lacks 'ok'", True),
                (CommandProbe("printf 'no newline at the end'; exit 3"), "exited 3: no newline at the end", True),
                (CommandProbe("sleep 5", timeout=0.3), "timed out after 0.3s", True)]
     after = tmp_path / "after"
@@ -114,3 +124,30 @@ def test_probes_from_config_are_filled_in_per_host(tmp_path: Path) -> None:
     assert found[0].pattern == "web-2.0.0.jar"  # type: ignore[attr-defined]
     assert found[1].url == "http://10.0.0.7:8080/health"  # type: ignore[attr-defined]
     assert found[2].command == "test -d /srv/web/releases/2.0.0"  # type: ignore[attr-defined]
+
+
+async def test_a_wait_on_the_host_returns_as_soon_as_the_app_is_healthy(apps: list[App], tmp_path: Path) -> None:
+    """The health step's wait is one command on the host: it polls there every ``interval`` and comes back at
+    the first attempt that passes, with how many it made; never healthy, it comes back after ``retries``."""
+    port = apps[0].port
+    ready = tmp_path / "ready"
+    probes = [TcpProbe(port), HttpProbe(f"http://127.0.0.1:{port}/health", body="ok"),
+              CommandProbe(f"test -e {ready}")]
+    fused = Counting()
+
+    async def make_ready() -> None:
+        await asyncio.sleep(0.6)
+        ready.touch()
+
+    started = time.monotonic()
+    maker = asyncio.create_task(make_ready())
+    attempts, result = await wait_on_host(probes, fused, retries=400, interval=0.05) or (0, None)
+    await maker
+    assert result == ProbeResult(True, "all probes pass") and len(fused.runs) == 1
+    assert 3 <= attempts < 400 and time.monotonic() - started < 5  # polled on the host, back once it passed
+
+    ready.unlink()
+    attempts, result = await wait_on_host(probes, fused, retries=4, interval=0.01) or (0, None)
+    assert attempts == 4 and result is not None and not result.ok
+    assert result.detail == f"command:test -e {ready}: 'test -e {ready}' exited 1"
+    assert await wait_on_host([], fused, retries=1, interval=0) is None  # nothing to run on the host

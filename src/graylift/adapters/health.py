@@ -36,6 +36,7 @@ from graylift.schema import (
 )
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9.:-]+$")
+NL = "\n"  # a newline inside a shell word (a pattern in ${x%...})
 
 
 def _check_status(value: Any) -> Any:
@@ -169,14 +170,25 @@ class TcpProbe(ShellProbe):
 
 
 class HttpProbe(ShellProbe):
-    """GET ``url`` from the host itself with curl: status must match, body must contain ``body``."""
+    """GET ``url`` from the host itself with curl: status must match, body must contain ``body``.
+
+    The host decides too (exit 0 only for the right status and body), so a wait on the host
+    (:func:`wait_on_host`) knows when to stop; :meth:`read` says what was wrong from the output.
+    """
 
     def __init__(self, url: str, status: int = 200, body: str | None = None, timeout: float = 5.0) -> None:
         self.url, self.status, self.body, self.limit = url, int(status), body, timeout
         self.timeout = timeout + 5
         self.name = f"http:{url}"
-        self.command = (f"curl -sS --noproxy '*' --max-time {timeout:g} -o - -w '\\n%{{http_code}}' "
-                        f"-- {shlex.quote(self.url)}")
+        # curl's messages go to stdout too (--stderr -), before the status line that -w writes last
+        lines = [f"out=$(curl -sS --stderr - --noproxy '*' --max-time {timeout:g} -o - -w '\\n%{{http_code}}' "
+                 f"-- {shlex.quote(self.url)}); rc=$?",
+                 'printf %s "$out"',
+                 '[ "$rc" -eq 0 ] || exit "$rc"',
+                 f'[ "${{out##*{NL}}}" = {self.status} ] || exit 1']
+        if body is not None:
+            lines.append(f'case "${{out%{NL}*}}" in *{shlex.quote(body)}*) ;; *) exit 1;; esac')
+        self.command = "\n".join(lines)
 
     def read(self, result: CommandResult | None) -> ProbeResult:
         if result is None:
@@ -184,8 +196,8 @@ class HttpProbe(ShellProbe):
         if result.exit_status == 127:
             return ProbeResult(False, "curl is not installed on the host")
         body, _, code = result.stdout.rpartition("\n")
-        if result.exit_status != 0 or code in ("", "000"):
-            seen = _tail(result.stderr) or f"curl exit {result.exit_status}"
+        if result.exit_status not in (0, 1) or not (len(code) == 3 and code.isdigit()) or code == "000":
+            seen = _tail(body + result.stderr) or f"curl exit {result.exit_status}"
             return ProbeResult(False, f"GET {self.url} failed: {seen}")
         if code != str(self.status):
             return ProbeResult(False, f"GET {self.url} returned {code}, expected {self.status}: "
@@ -221,15 +233,9 @@ async def check_all(probes: Sequence[HealthProbe], transport: Transport) -> Prob
     Any other probe (a fake, one behind the lease) is checked on its own.
     """
     if len(probes) > 1 and all(isinstance(p, ShellProbe) for p in probes):
-        shell = [p for p in probes if isinstance(p, ShellProbe)]
-        results = await _run_together(shell, transport)
-        for probe, result in zip(shell, results, strict=False):
-            read = probe.read(result)
-            if not read.ok:
-                return ProbeResult(False, f"{probe.name}: {read.detail}")
-        if len(results) < len(shell):
-            return ProbeResult(False, f"{shell[len(results)].name}: the probes' shell stopped before it")
-        return ProbeResult(True, "all probes pass")
+        waited = await wait_on_host(probes, transport, retries=1, interval=0)
+        assert waited is not None
+        return waited[1]
     for one in probes:
         seen = await one.check(transport)
         if not seen.ok:
@@ -237,35 +243,55 @@ async def check_all(probes: Sequence[HealthProbe], transport: Transport) -> Prob
     return ProbeResult(True, "all probes pass" if probes else "no health checks configured")
 
 
-async def _run_together(probes: Sequence[ShellProbe], transport: Transport) -> list[CommandResult | None]:
-    """Each probe's result (stdout and stderr together), up to and including the first that exits non-zero.
+async def wait_on_host(probes: Sequence[HealthProbe], transport: Transport, *, retries: int, interval: float
+                       ) -> tuple[int, ProbeResult] | None:
+    """Check the probes on the host up to ``retries`` times, ``interval`` seconds apart, in ONE command that
+    returns as soon as they all pass: (attempts made, the last attempt's result). None when a probe is not a
+    shell probe (then the caller checks attempt by attempt).
 
     The script goes in on stdin (``sh -s``), so no process on the host carries a probe's text in its command
     line (a pgrep pattern would match it); each probe's stdin is /dev/null, so none reads the script. A
     command probe runs in the user's shell under ``timeout`` (exit 124: it timed out).
     """
+    if not probes or not all(isinstance(p, ShellProbe) for p in probes):
+        return None
+    shell = [p for p in probes if isinstance(p, ShellProbe)]
     marker = f"graylift-probe-{secrets.token_hex(8)}"
-    parts = []
-    for probe in probes:
+    lines = ["attempt() {"]
+    for probe in shell:
         command = probe.command
         if isinstance(probe, CommandProbe):
             command = f'timeout -k 1 {probe.timeout:g} "${{SHELL:-/bin/sh}}" -c {shlex.quote(command)}'
-        parts.append(f"( {command}\n) </dev/null 2>&1; rc=$?; printf '\\n{marker} %s\\n' \"$rc\"; "
-                     '[ "$rc" -eq 0 ] || exit 0')
-    result = await _run(transport, "sh -s", sum(p.timeout for p in probes) + 5, stdin="\n".join(parts) + "\n")
+        lines.append(f"( {command}\n) </dev/null 2>&1; rc=$?; printf '\\n{marker} %s\\n' \"$rc\"; "
+                     '[ "$rc" -eq 0 ] || return 1')
+    lines += ["}", "i=0", "while :; do",
+              "  i=$((i+1)); out=$(attempt); passed=$?",
+              f'  if [ "$passed" -eq 0 ] || [ "$i" -ge {int(retries)} ]; then',
+              f"    printf '%s\\n{marker}-attempts %s\\n' \"$out\" \"$i\"; exit 0",
+              "  fi",
+              f"  sleep {max(interval, 0):g}",
+              "done"]
+    per_attempt = sum(p.timeout for p in shell) + max(interval, 0)
+    result = await _run(transport, "sh -s", retries * per_attempt + 5, stdin="\n".join(lines) + "\n")
     if result is None:
-        return [None]
-    found: list[CommandResult | None] = []
-    chunks = result.stdout.split(f"\n{marker} ")
+        return retries, shell[0].read(None)
+    text, _, attempts = result.stdout.rpartition(f"\n{marker}-attempts ")
+    if not attempts.strip().isdigit():  # the shell itself failed (no sh?): what it said, as the first probe's
+        seen = shell[0].read(CommandResult(result.exit_status or 1, result.stdout, result.stderr))
+        return 1, ProbeResult(False, f"{shell[0].name}: {seen.detail}")
+    chunks = text.split(f"\n{marker} ")
     output = chunks[0]
-    for chunk in chunks[1:]:
+    for probe, chunk in zip(shell, chunks[1:], strict=False):
         status, _, rest = chunk.partition("\n")
-        timed_out = isinstance(probes[len(found)], CommandProbe) and status == "124"
-        found.append(None if timed_out else CommandResult(int(status), output, ""))
+        timed_out = isinstance(probe, CommandProbe) and status == "124"
+        seen = probe.read(None if timed_out else CommandResult(int(status), output, ""))
+        if not seen.ok:
+            return int(attempts), ProbeResult(False, f"{probe.name}: {seen.detail}")
         output = rest
-    if not found:  # the shell itself failed (no sh?): what it said, as the first probe's result
-        return [CommandResult(result.exit_status or 1, result.stdout, result.stderr)]
-    return found
+    if len(chunks) - 1 < len(shell):
+        return int(attempts), ProbeResult(False, f"{shell[len(chunks) - 1].name}: the probes' shell stopped "
+                                                 "before it")
+    return int(attempts), ProbeResult(True, "all probes pass")
 
 
 def probes_from_config(health: HealthConfig, values: Mapping[str, str]) -> list[HealthProbe]:
