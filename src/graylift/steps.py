@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from graylift.adapters.health import check_all, wait_on_host
 from graylift.core.flow import Step
 from graylift.core.layout import Found, prune_plan
 from graylift.core.model import Host, Package, Strategy
@@ -165,6 +164,8 @@ async def _nothing_to_download() -> Package:
 
 async def health(ctx: StepContext) -> ProbeResult:
     """One pass of every configured probe (one command on the host); the first failure is the result."""
+    from graylift.adapters.health import check_all  # not at import: `graylift status` never needs the adapters
+
     rt = ctx.runtime
     return await check_all(list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes), ctx.transport)
 
@@ -357,6 +358,8 @@ async def start(ctx: StepContext) -> dict[str, Any]:
 
 async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
     """Health-check the process and the app until it passes, or fail after ``retries`` attempts."""
+    from graylift.adapters.health import wait_on_host
+
     rt = ctx.runtime
     started = ctx.clock.now()
     probes = list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes)
