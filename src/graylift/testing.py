@@ -48,6 +48,8 @@ class FolderTransport(LocalTransport):
             with self.log.open("a") as log:
                 log.write(f"{time.time():.6f} {self.host.name} {command[:80]!r}\n")
         mapped = command.replace(self.deploy_dir, str(self.root))
+        if stdin is not None:  # a script on stdin (the health probes' one command) names the deploy dir too
+            stdin = stdin.replace(self.deploy_dir, str(self.root))
         return await super().run(mapped, timeout=timeout, check=check, stdin=stdin)
 
     async def put(self, local: Path, remote: str) -> None:
