@@ -16,7 +16,7 @@ from graylift.core.layout import Found, LayoutError
 from graylift.core.model import Host, Package
 from graylift.errors import ArtifactError, GrayliftError
 from graylift.ports import Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
-from graylift.steps import StepContext, Target, health
+from graylift.steps import StepContext, Target, health, no_package
 
 SURVEY_PARALLEL = 50
 SURVEY_TIMEOUT = 30.0
@@ -111,8 +111,3 @@ async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None,
         report.problems += check.problems
         report.notes += check.notes
     return report
-
-
-async def no_package() -> Package:
-    """The package of a target that is only read, never staged."""
-    raise ArtifactError("a survey never downloads a package")

@@ -92,6 +92,12 @@ class Target:
     forward: bool = True  # a release's new version (else: going back to an older one)
 
 
+async def no_package() -> Package:
+    """The package of a target that is only read or restarted where it is (a survey, a health check of the
+    running release, a traffic switch, a baseline restart, doctor's walk): it is never staged."""
+    raise ArtifactError("this target is only read or restarted where it is: it never downloads a package")
+
+
 @dataclass
 class StepContext:
     """One host, one pass (release, revert or rollback), one target."""
@@ -125,7 +131,7 @@ class StepContext:
         """This context with the release ``found`` on the host as its target: what a health check before the
         restart probes (``{version}``, ``{release_dir}`` of the version running, not of the one to come)."""
         version = found.version or "none"
-        return replace(self, target=Target(version, found.current_dir or version, None, _nothing_to_download))
+        return replace(self, target=Target(version, found.current_dir or version, None, no_package))
 
     @property
     def reason(self) -> str:
@@ -158,16 +164,17 @@ def _ignore(event: str, detail: dict[str, Any]) -> None:
     return None
 
 
-async def _nothing_to_download() -> Package:
-    raise GrayliftError("a health check of the running release downloads nothing")
-
-
 async def health(ctx: StepContext) -> ProbeResult:
     """One pass of every configured probe (one command on the host); the first failure is the result."""
     from graylift.adapters.health import check_all  # not at import: `graylift status` never needs the adapters
 
+    return await check_all(_probes(ctx), ctx.transport)
+
+
+def _probes(ctx: StepContext) -> list[HealthProbe]:
+    """The app's probes for this host and target (placeholders filled in), or the runtime's fixed ones."""
     rt = ctx.runtime
-    return await check_all(list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes), ctx.transport)
+    return list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes)
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -362,8 +369,7 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
 
     rt = ctx.runtime
     started = ctx.clock.now()
-    probes = list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes)
-    waited = await wait_on_host(probes, ctx.transport, retries=rt.health_retries, interval=rt.health_interval)
+    waited = await wait_on_host(_probes(ctx), ctx.transport, retries=rt.health_retries, interval=rt.health_interval)
     if waited is not None:  # one command on the host, back as soon as the app is healthy
         attempts, result = waited
         if result.ok:

@@ -27,7 +27,7 @@ from graylift.core.state import HostState, ReleaseKind
 from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost, MetricsError, PlanError
 from graylift.ports import MetricsSource
-from graylift.steps import StepContext, Target, run_step
+from graylift.steps import StepContext, Target, no_package, run_step
 from graylift.store import ReleaseRecord
 
 RESTART = (Step.MUTE, Step.TAKE_OUT, Step.QUIET, Step.STOP, Step.START, Step.HEALTH, Step.PUT_BACK, Step.UNMUTE)
@@ -172,7 +172,7 @@ class AnalysisPhase(PhaseBase):
             found = await probe.dir.survey()
             if found.fresh or found.current_dir is None or found.version is None:
                 return f"{host}: nothing installed to restart"
-            target = Target(found.version, found.current_dir, None, _no_package, forward=False)
+            target = Target(found.version, found.current_dir, None, no_package, forward=False)
             ctx = StepContext.open(self.hosts.runtime, run.host_spec, transport, target, rec.id, self.clock,
                                    found=found)
             for step in RESTART:
@@ -254,8 +254,4 @@ class AnalysisPhase(PhaseBase):
 
 
 def _unused_target() -> Target:
-    return Target("", "", None, _no_package, forward=False)
-
-
-async def _no_package() -> Any:
-    raise GrayliftError("a baseline restart never downloads a package")
+    return Target("", "", None, no_package, forward=False)

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from graylift.core.bluegreen import BlueGreen, Phase, phase_of, switch_order
 from graylift.core.flow import Step
-from graylift.core.model import Host, OnFailure, Package
+from graylift.core.model import Host, OnFailure
 from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseState
 from graylift.engine.crash import crash_point
@@ -23,7 +23,7 @@ from graylift.engine.lease import Guarded
 from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost
 from graylift.ports import Transport
-from graylift.steps import StepContext, Target, run_step
+from graylift.steps import StepContext, Target, no_package, run_step
 from graylift.store import ReleaseRecord
 
 IN_STEPS = (Step.PUT_BACK,)  # in every backend, each read back in
@@ -172,13 +172,9 @@ class BlueGreenPhase(PhaseBase):
         """Run the traffic ``steps`` for one host (the steps' own check-then-act), journaled as the switch."""
         self.lease.check()
         transport: Transport = Guarded(await self.fleet.connect(host), self.lease.check)
-        target = Target(rec.version, rec.version, None, _no_package)
+        target = Target(rec.version, rec.version, None, no_package)
         for step in steps:
             ctx = StepContext.open(self.hosts.runtime, host, transport, target, rec.id, self.clock)
             detail = await run_step(step, ctx)
             crash_point("after", f"switch.{step.value}", host.name)
             self.store.journal(rec.id, host.name, "switch", step.value, detail)
-
-
-async def _no_package() -> Package:
-    raise GrayliftError("the switch moves traffic only: it needs no package")

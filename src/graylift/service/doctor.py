@@ -212,8 +212,7 @@ class DoctorService(ReleaseService):
 
     async def _steps(self, fleet: Fleet, report: HostReport, finding: Finding) -> str:
         """Walk the host, on the release ``current`` points at, through the steps the core named."""
-        from graylift.preflight import no_package
-        from graylift.steps import StepContext, Target, run_step
+        from graylift.steps import StepContext, Target, no_package, run_step
 
         found = report.found
         assert found is not None and found.current_dir is not None
