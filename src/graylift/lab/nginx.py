@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,14 @@ def start_nginx(workdir: Path, hosts: Sequence[LabHost], app_ports: Mapping[str,
     try:
         for port in frontends.values():
             services.wait_for_port("127.0.0.1", port, READY_TIMEOUT, log=workdir / "error.log", pid=service.pid)
+        # the master listens before it forks its workers (and before it names itself "nginx: master"): ready
+        # means a worker is there too, so whoever counts the lab's nginx processes next sees them all
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _has_child(service.pid):
+            if time.monotonic() >= deadline:
+                raise GrayliftError(f"nginx {service.pid} started no worker within {READY_TIMEOUT:g}s; log:\n"
+                                    + services.log_tail(workdir / "error.log"))
+            time.sleep(0.02)
     except BaseException:
         services.stop_service(service)
         raise
@@ -212,3 +221,15 @@ def _has_address(device: str, address: str) -> bool:
     done = _ip("-4", "-o", "addr", "show", "dev", device, check=False)
     return any(line.split()[3].split("/")[0] == address for line in done.stdout.splitlines()
                if len(line.split()) > 3)
+
+
+def _has_child(pid: int) -> bool:
+    """Whether a process has ``pid`` as its parent (nginx's master has forked a worker)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    return True
+            except (OSError, ValueError, IndexError):
+                continue
+    return False
