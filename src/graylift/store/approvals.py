@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from graylift.store import tables as t
-from graylift.store.serverbase import AccountError, Missing, ServerStore, newest_first
+from graylift.store.records import from_row
+from graylift.store.serverbase import AccountError, Missing, ServerStore
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,8 @@ class ApprovalStore(ServerStore):
     def requests(self, *, state: str | None = None, app: str | None = None, env: str | None = None,
                  release_id: int | None = None, limit: int = 100) -> list[ReleaseRequest]:
         c = t.release_requests.c
-        query = newest_first(t.release_requests, limit, (c.state, state), (c.app, app), (c.env, env),
-                             (c.release_id, release_id))
-        with self._read() as conn:
-            return [_request(r) for r in conn.execute(query).mappings()]
+        return self.newest(_request, t.release_requests, limit, (c.state, state), (c.app, app), (c.env, env),
+                           (c.release_id, release_id))
 
     def move_request(self, request_id: int, state: str, message: str, *, expect: str,
                      release_id: int | None = None) -> bool:
@@ -178,8 +177,7 @@ class ApprovalStore(ServerStore):
         if ending_after is not None:
             query = query.where(c.ends_at > ending_after)
         with self._read() as conn:
-            return [FreezeWindow(r.id, r.app, r.env, r.starts_at, r.ends_at, r.reason, r.created_by)
-                    for r in conn.execute(query)]
+            return [from_row(FreezeWindow, r) for r in conn.execute(query)]
 
     def delete_freeze(self, freeze_id: int) -> bool:
         with self._write() as conn:
@@ -187,6 +185,4 @@ class ApprovalStore(ServerStore):
 
 
 def _request(r: Any) -> ReleaseRequest:
-    return ReleaseRequest(r["id"], r["app"], r["env"], r["kind"], r["version"], r["reason"], r["ticket"], r["trigger"],
-                          r["requested_by"], r["approvals_needed"], r["state"], r["message"], r["release_id"],
-                          r["created_at"], r["expires_at"])
+    return from_row(ReleaseRequest, r)

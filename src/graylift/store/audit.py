@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from graylift.store import tables as t
-from graylift.store.serverbase import ServerStore, Visible, newest_first
+from graylift.store.records import from_row
+from graylift.store.serverbase import ServerStore, Visible
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,6 @@ class AuditLog(ServerStore):
                       limit: int = 100) -> list[AuditEntry]:
         """Newest first. ``visible`` None: every entry; else only entries of an app/env a pattern matches."""
         c = t.audit_log.c
-        query = newest_first(t.audit_log, limit, (c.actor, actor), (c.action, action), (c.app, app), (c.env, env),
-                             before_id=before_id, visible=visible)
-        with self._read() as conn:
-            return [AuditEntry(r.id, r.at, r.actor, r.via, r.source, r.action, r.target, r.app, r.env, r.outcome,
-                               dict(r.detail or {})) for r in conn.execute(query)]
+        return self.newest(lambda r: from_row(AuditEntry, r, detail=dict(r["detail"] or {})), t.audit_log, limit,
+                           (c.actor, actor), (c.action, action), (c.app, app), (c.env, env),
+                           before_id=before_id, visible=visible)

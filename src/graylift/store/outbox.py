@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from graylift.store import tables as t
+from graylift.store.records import from_row
 from graylift.store.serverbase import AccountError, Missing, ServerStore, newest_first
 
 
@@ -68,8 +69,7 @@ class Outbox(ServerStore):
 
     def webhooks(self) -> list[Webhook]:
         with self._read() as conn:
-            return [Webhook(r.id, r.name, r.channel, r.url, r.secret, r.app, r.env, tuple(r.events or ()),
-                            r.template, bool(r.enabled), r.created_by, r.created_at)
+            return [from_row(Webhook, r, events=tuple(r.events or ()), enabled=bool(r.enabled))
                     for r in conn.execute(sa.select(t.webhooks).order_by(t.webhooks.c.id))]
 
     def set_webhook_enabled(self, hook_id: int, enabled: bool) -> None:
@@ -138,9 +138,7 @@ class Outbox(ServerStore):
         if ids is not None:
             query = query.where(c.id.in_(ids))
         with self._read() as conn:
-            return [Delivery(r.id, r.webhook_id, r.event_key, r.event, r.release_id, dict(r.payload or {}), r.state,
-                             r.attempts, r.next_attempt_at, r.last_error, r.created_at, r.sent_at)
-                    for r in conn.execute(query)]
+            return [from_row(Delivery, r, payload=dict(r["payload"] or {})) for r in conn.execute(query).mappings()]
 
     def delivery_counts(self) -> dict[str, int]:
         c = t.webhook_deliveries.c

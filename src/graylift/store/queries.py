@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from graylift.store import tables as t
 from graylift.store.records import JournalEntry, ReleaseRecord, journal_from_row, release_from_row
-from graylift.store.serverbase import ServerStore, Visible, newest_first
+from graylift.store.serverbase import ServerStore, Visible
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,8 @@ class Queries(ServerStore):
                  limit: int = 50) -> list[ReleaseRecord]:
         """Newest first, filtered; ``before_id`` pages on (the next page starts below the last id seen)."""
         c = t.releases.c
-        query = newest_first(t.releases, limit, (c.app, app), (c.env, env), (c.state, state), (c.kind, kind),
-                             before_id=before_id, visible=visible)
-        with self._read() as conn:
-            return [release_from_row(r) for r in conn.execute(query).mappings()]
+        return self.newest(release_from_row, t.releases, limit, (c.app, app), (c.env, env), (c.state, state),
+                           (c.kind, kind), before_id=before_id, visible=visible)
 
     def app_envs(self) -> list[tuple[str, str]]:
         """Every (app, env) that has had a release or has hosts in the built-in inventory."""

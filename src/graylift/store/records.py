@@ -110,9 +110,11 @@ class HostHealth:
     since: datetime
 
 
-def _record(cls: type[R], row: Mapping[str, Any], **converted: Any) -> R:
-    """A ``cls`` whose fields are the ``row``'s values of the same names, but for those ``converted``."""
-    return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in converted}, **converted)
+def from_row(cls: type[R], row: Any, **converted: Any) -> R:
+    """A ``cls`` whose fields are the ``row``'s values of the same names (a mapping or a SQLAlchemy row; columns
+    the record does not carry are left out), but for those ``converted``."""
+    values: Mapping[str, Any] = getattr(row, "_mapping", row)
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name not in converted}, **converted)
 
 
 def host_to_json(host: Host) -> dict[str, Any]:
@@ -120,22 +122,22 @@ def host_to_json(host: Host) -> dict[str, Any]:
 
 
 def host_from_json(data: dict[str, Any]) -> Host:
-    return _record(Host, data, port=int(data["port"]), tags=dict(data.get("tags") or {}),
+    return from_row(Host, data, port=int(data["port"]), tags=dict(data.get("tags") or {}),
                    in_service=bool(data["in_service"]))
 
 
 def release_from_row(r: Any) -> ReleaseRecord:
-    return _record(ReleaseRecord, r, kind=ReleaseKind(r["kind"]), state=ReleaseState(r["state"]),
+    return from_row(ReleaseRecord, r, kind=ReleaseKind(r["kind"]), state=ReleaseState(r["state"]),
                    requested=Request(r["requested"]) if r["requested"] else None, direction=Direction(r["direction"]))
 
 
 def host_run_from_row(r: Any) -> HostRunRecord:
     spec = r["host_spec"]
-    return _record(HostRunRecord, r, state=HostState(r["state"]), done_steps=tuple(r["done_steps"] or ()),
+    return from_row(HostRunRecord, r, state=HostState(r["state"]), done_steps=tuple(r["done_steps"] or ()),
                    spec=host_from_json(spec) if spec else None,
                    found=Found.from_json(r["found"]) if r["found"] else None,
                    attention=dict(r["attention"]) if r["attention"] else None)
 
 
 def journal_from_row(r: Any) -> JournalEntry:
-    return _record(JournalEntry, r, detail=dict(r["detail"] or {}))
+    return from_row(JournalEntry, r, detail=dict(r["detail"] or {}))

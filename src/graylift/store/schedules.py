@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from graylift.store import tables as t
-from graylift.store.serverbase import Missing, ServerStore, newest_first
+from graylift.store.records import from_row
+from graylift.store.serverbase import Missing, ServerStore
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,7 @@ class Schedule:
 
 
 def _schedule(row: Any) -> Schedule:
-    return Schedule(row.id, row.app, row.env, row.version, row.run_at, row.state, row.message, row.release_id,
-                    row.created_by, row.created_at)
+    return from_row(Schedule, row)
 
 
 class ScheduleStore(ServerStore):
@@ -54,9 +54,7 @@ class ScheduleStore(ServerStore):
     def schedules(self, *, app: str | None = None, env: str | None = None, state: str | None = None,
                   limit: int = 100) -> list[Schedule]:
         c = t.schedules.c
-        with self._read() as conn:
-            return [_schedule(r) for r in conn.execute(newest_first(t.schedules, limit, (c.app, app), (c.env, env),
-                                                                     (c.state, state)))]
+        return self.newest(_schedule, t.schedules, limit, (c.app, app), (c.env, env), (c.state, state))
 
     def due_schedules(self, now: datetime) -> list[Schedule]:
         c = t.schedules.c

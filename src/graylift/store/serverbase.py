@@ -4,8 +4,9 @@ a reader may see)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 
@@ -13,6 +14,8 @@ from graylift.errors import GrayliftError
 from graylift.store.base import StoreBase
 
 ANY = "*"
+
+R = TypeVar("R")
 
 Visible = list[tuple[str, str]]
 """(app pattern, env pattern) pairs a reader may see; ``*`` matches all."""
@@ -34,6 +37,14 @@ class ServerStore(StoreBase):
 
     def now(self) -> datetime:
         return self._now()
+
+    def newest(self, record: Callable[[Any], R], table: sa.Table, limit: int,
+               *equal: tuple[sa.ColumnElement[Any], object], before_id: int | None = None,
+               visible: Visible | None = None) -> list[R]:
+        """The rows :func:`newest_first` selects, each made a ``record``."""
+        query = newest_first(table, limit, *equal, before_id=before_id, visible=visible)
+        with self._read() as conn:
+            return [record(r) for r in conn.execute(query).mappings()]
 
     def move(self, table: sa.Table, row_id: int, state: str, message: str, *, expect: str, **values: Any) -> bool:
         """Move a row (a request, a schedule) from state ``expect`` to ``state`` with ``message`` and the given

@@ -60,6 +60,12 @@ def _release_id(*, key: bool = False, nullable: bool = False, unique: bool | Non
                      unique=unique)
 
 
+def _who_when(verb: str) -> tuple[sa.Column[str], sa.Column[datetime]]:
+    """Who did ``verb`` to the row (a user name) and when: ``created_by``/``created_at``, ``updated_by``/..."""
+    return (sa.Column(f"{verb}_by", sa.String(64), nullable=False),
+            sa.Column(f"{verb}_at", UTCDateTime, nullable=False))
+
+
 hosts = sa.Table(
     "hosts",
     metadata,
@@ -197,8 +203,7 @@ users = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; None: API tokens only (a CI user)
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("created_by", sa.String(64), nullable=False),
+    *_who_when("created"),
 )
 
 # Tokens are shown once: only their SHA-256 is kept (they are 256 random bits, so a fast hash is enough).
@@ -288,8 +293,7 @@ env_policies = sa.Table(
     *_app_env(key=True),  # app "*": every app
     sa.Column("approvals", sa.Integer, nullable=False),  # approvals by people other than the requester
     sa.Column("approve_rollbacks", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("updated_by", sa.String(64), nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    *_who_when("updated"),
 )
 
 freeze_windows = sa.Table(
@@ -300,8 +304,7 @@ freeze_windows = sa.Table(
     sa.Column("starts_at", UTCDateTime, nullable=False),
     sa.Column("ends_at", UTCDateTime, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_by", sa.String(64), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *_who_when("created"),
 )
 
 # Releases to start at a time (`graylift schedule`); the worker pool starts each when it is due.
@@ -315,8 +318,7 @@ schedules = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # waiting | started | failed | cancelled
     sa.Column("message", sa.Text, nullable=False, server_default=""),
     sa.Column("release_id", ID_TYPE, nullable=True),
-    sa.Column("created_by", sa.String(64), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *_who_when("created"),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_schedules_state_run_at", "state", "run_at"),
 )
@@ -350,8 +352,7 @@ webhooks = sa.Table(
     sa.Column("events", sa.JSON, nullable=False),  # event names; empty: every event
     sa.Column("template", sa.Text, nullable=True),  # message template; None: the channel's default
     sa.Column("enabled", sa.Boolean, nullable=False),
-    sa.Column("created_by", sa.String(64), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
+    *_who_when("created"),
 )
 
 webhook_deliveries = sa.Table(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from graylift.store import tables as t
+from graylift.store.records import from_row
 from graylift.store.serverbase import AccountError, Missing, ServerStore, where_given
 
 
@@ -197,9 +198,8 @@ _TOKENS = (sa.select(t.api_tokens, t.users.c.name.label("user"))
 
 
 def _user(r: Any) -> User:
-    return User(r["id"], r["name"], bool(r["disabled"]), bool(r["password_hash"]), r["created_at"], r["created_by"])
+    return from_row(User, r, disabled=bool(r["disabled"]), has_password=bool(r["password_hash"]))
 
 
 def _token(r: Any) -> Token:
-    return Token(r["id"], r["user"], r["name"], r["prefix"], r["created_at"], r["expires_at"], r["last_used_at"],
-                 r["revoked_at"])
+    return from_row(Token, r)
