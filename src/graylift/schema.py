@@ -122,6 +122,20 @@ def _seconds(*, positive: bool) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+_SIZE = re.compile(r"\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def _check_size(value: Any) -> Any:
+    """A positive size in bytes: a whole number, or one with a unit (``64MiB``, ``512 KiB``, ``1GiB``)."""
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match:
+        value = int(match[1]) * _SIZE_UNITS[match[2]]
+    if not is_int(value) or value < 1:
+        raise fail("size", "must be a positive size: bytes, or a number with KiB, MiB or GiB (64MiB)", value)
+    return value
+
+
 def _check_port(value: Any) -> Any:
     if not is_int(value) or not 1 <= value <= 65535:
         raise fail("port", "must be a port number from 1 to 65535", value)
@@ -228,6 +242,7 @@ PlainName = Annotated[str, BeforeValidator(check_text), AfterValidator(_check_pl
 PositiveInt = Annotated[int, int_at_least(1, "a positive whole number")]
 NonNegativeInt = Annotated[int, int_at_least(0, "a whole number >= 0")]
 Port = Annotated[int, BeforeValidator(_check_port)]
+Size = Annotated[int, BeforeValidator(_check_size)]
 Seconds = Annotated[float, _seconds(positive=False)]
 PositiveSeconds = Annotated[float, _seconds(positive=True)]
 Flag = Annotated[bool, BeforeValidator(_check_bool)]

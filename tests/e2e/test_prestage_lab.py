@@ -23,6 +23,7 @@ lab = lab_fixture(APP, hosts=12, name=f"pst{os.getpid() % 10000}")
 
 STRATEGY: dict[str, Any] = {"canary": {"group": "beta", "count": 1, "bake": 0, "promote": "auto"},
                             "batch": {"size": 3}, "prestage": "always",
+                            "prestage_repository_share": 1,  # one download from the repository, then peers
                             "failure_budget": {"per_batch": 1, "total": 1}}
 
 

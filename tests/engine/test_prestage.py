@@ -21,7 +21,8 @@ from graylift.core.state import HostState, ReleaseState
 from graylift.ports import Transport
 from tests.engine.conftest import DEPLOY, World
 
-STRATEGY = Strategy(canary_group="beta", batch_size=2, prestage=PrestageMode.ALWAYS)
+# a share of 1 byte: one host downloads from the repository, whatever the package's size; the others from peers
+STRATEGY = Strategy(canary_group="beta", batch_size=2, prestage=PrestageMode.ALWAYS, prestage_repository_share=1)
 
 
 def prestage_world(make_world: Callable[..., World], n: int = 6, strategy: Strategy = STRATEGY) -> World:
@@ -62,6 +63,19 @@ def test_every_host_is_staged_before_the_canary_and_peers_serve_it(make_world: C
     assert served == {e.host for e in entries(world, rid, "prestage", "server_stopped")}  # every server stopped
     assert no_peer_server_left(world)
     assert all(world.current(h.name) == "2.0.0" for h in world.hosts)
+
+
+def test_a_package_small_for_the_repository_share_goes_to_every_host_from_the_repository_at_once(
+        make_world: Callable[..., World]) -> None:
+    world = prestage_world(make_world, 6, dataclasses.replace(STRATEGY, prestage_repository_share=64 * 2**20))
+    rid = world.start("1.0.0")
+    assert world.drive(rid).state is ReleaseState.SUCCEEDED
+    staged = entries(world, rid, "prestage", "staged")
+    assert sorted(e.host for e in staged) == sorted(h.name for h in world.hosts)
+    assert {e.detail["source"] for e in staged} == {"repository"}
+    assert entries(world, rid, "prestage", "serving") == []  # no peer server was started
+    summary = world.store.get_release(rid).plan["prestage"]
+    assert len(summary["from_repository"]) == 6 and summary["from_peers"] == 0
 
 
 def test_auto_prestages_only_from_the_fleet_size(make_world: Callable[..., World]) -> None:

@@ -218,6 +218,17 @@ def test_config_built_without_a_file_merges_envs() -> None:
     assert config.app_for_env("a", "dev").strategy.pause == 0
 
 
+@pytest.mark.parametrize(("given", "size"), [
+    (None, 64 * 2**20), (1, 1), ("512 KiB", 512 * 2**10), ("100MiB", 100 * 2**20), ("2GiB", 2 * 2**30)])
+def test_the_repository_share_of_pre_staging_is_a_size_in_bytes(given: object, size: int) -> None:
+    strategy = {} if given is None else {"prestage_repository_share": given}
+    config = GrayliftConfig.model_validate({"apps": {"a": {
+        "package": {"type": "jar", "url": "http://x/{app}.{ext}", "sha256": "0" * 64},
+        "deploy": {"dir": "/srv/a"}, "commands": {"start": "start", "stop": "stop"},
+        "health": {"command": "true"}, "strategy": strategy}}})
+    assert config.app_for_env("a", "dev").strategy_model().prestage_repository_share == size
+
+
 def test_unknown_app_lists_the_known_ones() -> None:
     config = load_config(DATA / "valid.yaml")
     with pytest.raises(ConfigError, match=r"unknown app 'nope'; known apps: direct, pyapp, shop"):

@@ -122,6 +122,8 @@ ERROR_CASES = [
     ("top-level-typo", "sssh: {}  # HERE\n", "sssh", "unknown key 'sssh'; allowed keys: state, ssh"),
     ("not-a-number", APP + "    strategy:\n      batch:\n        size: ten  # HERE\n",
      "apps.pyapp.strategy.batch.size", "must be a positive whole number, got 'ten'"),
+    ("size-unit", APP + "    strategy:\n      prestage_repository_share: 10MB  # HERE\n",
+     "apps.pyapp.strategy.prestage_repository_share", "a number with KiB, MiB or GiB (64MiB), got '10MB'"),
     ("kind-unknown", APP + "    strategy:\n      kind: red_black  # HERE\n", "apps.pyapp.strategy.kind",
      "blue_green"),
     ("blue-green-one-group", APP + "    strategy:\n      blue_green:\n        groups: [blue]  # HERE\n",

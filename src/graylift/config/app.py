@@ -171,7 +171,7 @@ class AppConfig(Section):
             rollback_window_seconds=s.blue_green.rollback_window,
             analysis=s.canary.analysis.settings() if s.canary.analysis else None,
             prestage=s.prestage, prestage_min_hosts=s.prestage_min_hosts,
-            prestage_per_source=s.prestage_per_source,
+            prestage_per_source=s.prestage_per_source, prestage_repository_share=s.prestage_repository_share,
         )
 
     def resolved_package(self, config: GrayliftConfig | None = None) -> ResolvedPackage:

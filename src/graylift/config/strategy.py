@@ -24,6 +24,7 @@ from graylift.schema import (
     PositiveSeconds,
     Seconds,
     Section,
+    Size,
     check_text,
     exactly_one,
     fail,
@@ -212,5 +213,6 @@ class StrategyConfig(Section):
     prestage: PrestageMode = PrestageMode.AUTO  # stage on every host before the canary (docs/staging.md)
     prestage_min_hosts: PositiveInt = 20  # auto: from this many hosts
     prestage_per_source: PositiveInt = 1  # peers a staged host serves at once
+    prestage_repository_share: Size = 64 * 2**20  # what the repository serves at once (docs/staging.md)
     kind: StrategyKind = StrategyKind.ROLLING
     blue_green: BlueGreenConfig = Field(default_factory=BlueGreenConfig)

@@ -1,6 +1,7 @@
 """Pre-staging at scale: who fetches the package from whom, so staging time grows with log N, not N.
 
-The first host(s) (``seeds``) download from the artifact repository; every host that has the verified
+The first host(s) (``seeds``: as many as the repository may serve at once for the package's size,
+:func:`repository_seeds`) download from the artifact repository; every host that has the verified
 package then serves it to at most ``per_source`` others at a time. With ``per_source`` 1 the staged hosts
 double each round, so N hosts are staged in ``1 + ceil(log2 N)`` rounds (one download from the repository,
 then doubling) instead of N downloads from one place.
@@ -53,6 +54,21 @@ def rounds_needed(hosts: int, *, seeds: int = 1, per_source: int = 1) -> int:
         staged += staged * per_source
         count += 1
     return count
+
+
+def repository_seeds(hosts: int, *, package_bytes: int | None, repository_share: int) -> int:
+    """How many hosts download from the artifact repository at once: as many as ``repository_share`` bytes in
+    flight allow (at least 1, at most ``hosts``); 1 when the size is unknown. A small package thus reaches
+    every host in one round, straight from the repository, where a fan-out would spend ``1 + log2 N`` rounds
+    of per-transfer set-up on it; a large one still leaves the repository once and fans out host to host.
+
+    >>> [repository_seeds(50, package_bytes=size, repository_share=64 * 2**20)
+    ...  for size in (40 * 2**10, 20 * 2**20, 100 * 2**20, None)]
+    [50, 3, 1, 1]
+    """
+    if package_bytes is None or hosts <= 0:
+        return 1
+    return max(1, min(hosts, repository_share // max(package_bytes, 1)))
 
 
 def disk_refusal(host: str, *, free_bytes: int, package_bytes: int | None,
@@ -192,4 +208,5 @@ def rounds(hosts: Sequence[str], *, staged: Iterable[str] = (), seeds: int = 1, 
     return out
 
 
-__all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "peer_url", "rounds", "rounds_needed"]
+__all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "peer_url", "repository_seeds", "rounds",
+           "rounds_needed"]

@@ -126,6 +126,7 @@ class Strategy:
     prestage: PrestageMode = PrestageMode.AUTO
     prestage_min_hosts: int = 20
     prestage_per_source: int = 1
+    prestage_repository_share: int = 64 * 2**20  # bytes the repository serves at once (fanout.repository_seeds)
 
     def prestages(self, hosts: int) -> bool:
         """Does a release of ``hosts`` hosts pre-stage?

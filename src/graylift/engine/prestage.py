@@ -23,7 +23,7 @@ import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from graylift.core.fanout import FanOut, disk_refusal, peer_url
+from graylift.core.fanout import FanOut, disk_refusal, peer_url, repository_seeds
 from graylift.core.layout import release_dir_name
 from graylift.core.model import Package
 from graylift.core.plan import Plan
@@ -137,8 +137,11 @@ class _Job:
         hosts = list(self.runs)
         seen = await asyncio.gather(*(looked(h) for h in hosts))
         self.present = [h for h, what in zip(hosts, seen, strict=True) if what == "present"]
-        fan = FanOut([h for h, what in zip(hosts, seen, strict=True) if what is None], list(self.present),
-                     per_source=self.phase.strategy.prestage_per_source)
+        waiting = [h for h, what in zip(hosts, seen, strict=True) if what is None]
+        strategy = self.phase.strategy
+        seeds = repository_seeds(len(waiting), package_bytes=self.pkg.size,
+                                 repository_share=strategy.prestage_repository_share)
+        fan = FanOut(waiting, list(self.present), seeds=seeds, per_source=strategy.prestage_per_source)
         tasks: dict[asyncio.Task[tuple[bool, bool]], str] = {}
         stopping = False
         try:
