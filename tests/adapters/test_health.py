@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +138,11 @@ async def test_a_wait_on_the_host_returns_as_soon_as_the_app_is_healthy(apps: li
         await asyncio.sleep(0.6)
         ready.touch()
 
-    started = time.monotonic()
     maker = asyncio.create_task(make_ready())
     attempts, result = await wait_on_host(probes, fused, retries=400, interval=0.05) or (0, None)
     await maker
     assert result == ProbeResult(True, "all probes pass") and len(fused.runs) == 1
-    assert 3 <= attempts < 400 and time.monotonic() - started < 5  # polled on the host, back once it passed
+    assert 3 <= attempts < 400  # polled on the host (several attempts), and back at the first that passed
 
     ready.unlink()
     attempts, result = await wait_on_host(probes, fused, retries=4, interval=0.01) or (0, None)
