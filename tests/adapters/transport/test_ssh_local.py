@@ -90,6 +90,8 @@ async def test_ssh_run_exit_codes_and_reuse(sshd: Sshd) -> None:
         # a cached connection that died is reopened
         conn = transport._conn
         assert conn is not None
+        # AES-GCM is preferred (asyncssh's chacha20-poly1305 costs the controller more CPU per packet)
+        assert conn.get_extra_info("send_cipher") == conn.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
         conn.close()
         await conn.wait_closed()
         assert (await transport.run("echo again", timeout=10)).stdout == "again\n"
