@@ -19,7 +19,7 @@ from graylift.core.model import Host, Package
 
 if TYPE_CHECKING:
     from graylift.adapters.artifacts import ArtifactAuth
-    from graylift.core.layout import Found
+    from graylift.core.layout import Found, ReleaseDirs
     from graylift.steps import AppRuntime
 
 
@@ -228,18 +228,15 @@ class DeployDir(Protocol):
         """The release dir ``current`` points at, or None."""
         ...
 
-    async def release(self, name: str) -> tuple[bool, str | None]:
-        """Whether ``releases/<name>`` exists, and the sha256 graylift recorded in it."""
+    async def release(self, name: str) -> ReleaseDirs:
+        """In one read: whether ``releases/<name>`` exists and the sha256 graylift recorded in it, where
+        ``current`` points, and every release dir, newest first."""
         ...
 
     async def stage(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None, replace: bool,
                     timeout: float) -> None:
         """Fetch ``pkg``, verify its sha256, unpack it into ``releases/<name>`` with its markers (``replace``: an
         unused dir of that name is swapped out). ArtifactError on a mismatch or an unsafe archive."""
-        ...
-
-    async def list_releases(self) -> list[str]:
-        """Release dirs, newest first."""
         ...
 
     async def remove(self, names: list[str]) -> None: ...

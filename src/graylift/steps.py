@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from graylift.core.flow import Step
-from graylift.core.layout import Found, prune_plan
+from graylift.core.layout import Found, ReleaseDirs, prune_plan
 from graylift.core.model import Host, Package, Strategy
 from graylift.errors import ArtifactError, BackendsFailed, GrayliftError, HealthCheckFailed, TrafficError
 from graylift.ports import (
@@ -216,12 +216,13 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
     """
     rt, tgt = ctx.runtime, ctx.target
     final = f"{rt.deploy_dir.rstrip('/')}/releases/{tgt.dir}"
-    present, marker = await ctx.dir.release(tgt.dir)
-    in_use = {n for n in (await ctx.dir.current(), ctx.found.current_dir if ctx.found else None) if n}
+    dirs = await ctx.dir.release(tgt.dir)  # one read: the target's dir, current, every release dir
+    marker = dirs.sha256
+    in_use = {n for n in (dirs.current, ctx.found.current_dir if ctx.found else None) if n}
     replace = False
-    if present:
+    if dirs.present:
         if tgt.sha256 is None or marker == tgt.sha256:
-            return {"reused": final, "sha256": marker, "pruned": await prune(ctx)}
+            return {"reused": final, "sha256": marker, "pruned": await prune(ctx, dirs)}
         if marker is not None:
             raise ArtifactError(
                 f"{ctx.host.name}: releases/{tgt.dir} holds {tgt.version} with sha256 {marker[:12]}..., the "
@@ -239,16 +240,18 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
                             f"the {tgt.sha256[:12]}... recorded for it: versions are immutable")
     await ctx.dir.stage(pkg, tgt.dir, version=tgt.version, auth=rt.artifact_auth, replace=replace,
                         timeout=rt.stage_timeout)
-    return {"staged": final, "sha256": pkg.sha256, "pruned": await prune(ctx)}
+    staged = ReleaseDirs(True, pkg.sha256, dirs.current, (tgt.dir, *(n for n in dirs.listing if n != tgt.dir)))
+    return {"staged": final, "sha256": pkg.sha256, "pruned": await prune(ctx, staged)}
 
 
-async def prune(ctx: StepContext) -> list[str]:
+async def prune(ctx: StepContext, dirs: ReleaseDirs) -> list[str]:
     """Keep ``keep_releases`` release dirs: always the target, the current one and the previous one; then the
-    versions a rollback would go to (``ctx.rollback_versions``, newest first); then the newest others."""
+    versions a rollback would go to (``ctx.rollback_versions``, newest first); then the newest others.
+    ``dirs`` is the stage step's read of the deploy dir (with the target in it)."""
     previous = ctx.found.current_dir if ctx.found else None
-    keep = {ctx.target.dir, *(n for n in (await ctx.dir.current(), previous) if n)}
+    keep = {ctx.target.dir, *(n for n in (dirs.current, previous) if n)}
     version_of = ctx.found.version_of if ctx.found else (lambda n: n)
-    doomed = prune_plan(await ctx.dir.list_releases(), keep=keep, rollback_versions=ctx.rollback_versions,
+    doomed = prune_plan(list(dirs.listing), keep=keep, rollback_versions=ctx.rollback_versions,
                         count=ctx.runtime.keep_releases, version_of=version_of)
     await ctx.dir.remove(doomed)
     return doomed

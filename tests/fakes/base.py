@@ -4,6 +4,7 @@ every fake HTTP server of the tests (``requests`` keeps what each one was asked)
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +45,15 @@ class Response:
         if isinstance(self.body, str) and self.content_type != "application/json":
             return self.body.encode()
         return json.dumps(self.body).encode()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hung up (a timeout test, a closed client) is not an error of the fake: socketserver would
+    print its traceback to whatever sys.stderr is at that moment, another test's captured output included."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -91,7 +101,7 @@ class FakeServer:
                 pass
 
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -69,6 +69,44 @@ class Found:
                    dict(data.get("releases") or {}), dict(data.get("versions") or {}))
 
 
+@dataclass(frozen=True)
+class ReleaseDirs:
+    """One read of ``releases/`` for the stage step: whether ``releases/<name>`` is there and the sha256
+    graylift recorded in it, the release dir ``current`` points at, and every release dir, newest first."""
+
+    present: bool
+    sha256: str | None = None
+    current: str | None = None
+    listing: tuple[str, ...] = ()
+
+
+def release_dirs_script(deploy_dir: str, name: str) -> str:
+    """A read-only shell script for :func:`parse_release_dirs`: ``present SHA`` or ``absent``, ``current
+    LINK``, then ``ls -1t`` of ``releases/``."""
+    d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
+    return (f"if [ -d {final} ]; then echo present $(head -c 64 {final}/{SHA_MARKER} 2>/dev/null); "
+            f"else echo absent; fi; echo \"current $(readlink {d}/current)\"; "
+            f"ls -1t {d}/releases 2>/dev/null; true")
+
+
+def parse_release_dirs(output: str, deploy_dir: str) -> ReleaseDirs:
+    """The :class:`ReleaseDirs` of :func:`release_dirs_script`'s output.
+
+    >>> parse_release_dirs("present " + "a" * 64 + "\\ncurrent releases/1.0\\n2.0\\n.2.1.partial\\n1.0\\n", "/srv/a")
+    ... # doctest: +ELLIPSIS
+    ReleaseDirs(present=True, sha256='aaa...', current='1.0', listing=('2.0', '1.0'))
+    >>> parse_release_dirs("absent\\ncurrent \\n", "/srv/a")
+    ReleaseDirs(present=False, sha256=None, current=None, listing=())
+    """
+    lines = output.splitlines()
+    head = (lines[0] if lines else "").split()
+    present = bool(head) and head[0] == "present"
+    sha = head[1] if present and len(head) > 1 and _SHA.match(head[1]) else None
+    link = lines[1].removeprefix("current").strip() if len(lines) > 1 else ""
+    listing = tuple(n for n in lines[2:] if n and not n.startswith(".") and is_plain_name(n))
+    return ReleaseDirs(present, sha, release_dir_of_link(link, deploy_dir) if link else None, listing)
+
+
 def survey_script(deploy_dir: str) -> str:
     """A read-only shell script printing ``current link|other|none ...`` and one ``release DIR SHA VERSION``
     line per release dir (``-`` for a missing marker)."""

@@ -105,9 +105,9 @@ class _Job:
         """Check before acting: 'present', 'refused', 'failed', or None (it needs the package)."""
         try:
             ddir, peer = await self._dir(host)
-            present, marker = await ddir.release(self.dir)
-            if present:
-                if marker == self.pkg.sha256:
+            dirs = await ddir.release(self.dir)
+            if dirs.present:
+                if dirs.sha256 == self.pkg.sha256:
                     self.journal(host, "present", {"dir": self.dir})
                     return "present"
                 self.failed[host] = f"releases/{self.dir} exists without this build's sha256: its stage step decides"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from graylift.core.layout import Found
+from graylift.core.layout import Found, ReleaseDirs
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import (
     ArtifactError,
@@ -196,12 +196,12 @@ class SimDeployDir:
         await self._done("survey")
         return self.state.current
 
-    async def release(self, name: str) -> tuple[bool, str | None]:
+    async def release(self, name: str) -> ReleaseDirs:
         self._op("survey")
         await self._done("survey")
-        if name in self.state.releases:
-            return True, self.state.releases[name][0]
-        return False, None
+        sha = self.state.releases[name][0] if name in self.state.releases else None
+        return ReleaseDirs(name in self.state.releases, sha, self.state.current,
+                           tuple(reversed(self.state.releases)))
 
     async def stage(self, pkg: Package, name: str, *, version: str, auth: object, replace: bool,
                     timeout: float) -> None:
@@ -213,11 +213,6 @@ class SimDeployDir:
         self.state.releases.pop(name, None)
         self.state.releases[name] = (pkg.sha256, version)
         await self._done("stage")
-
-    async def list_releases(self) -> list[str]:
-        self._op("survey")
-        await self._done("survey")
-        return list(reversed(self.state.releases))
 
     async def remove(self, names: list[str]) -> None:
         self._op("stage")

@@ -17,8 +17,11 @@ from graylift.core.layout import (
     VERSION_MARKER,
     Found,
     LayoutError,
+    ReleaseDirs,
+    parse_release_dirs,
     parse_survey,
     release_dir_of_link,
+    release_dirs_script,
     survey_script,
 )
 from graylift.core.model import Package, PackageKind, is_plain_name
@@ -51,12 +54,8 @@ class ShellDeployDir:
         out = await self._sh(f"readlink {q(self.root)}/current || true")
         return release_dir_of_link(out, self.root) if out else None
 
-    async def release(self, name: str) -> tuple[bool, str | None]:
-        final = f"{self.root}/releases/{name}"
-        out = await self._sh(f"if [ -d {q(final)} ]; then echo present $(head -c 64 {q(final + '/' + SHA_MARKER)} "
-                             "2>/dev/null); else echo absent; fi")
-        words = out.split()
-        return words[0] == "present", (words[1] if len(words) > 1 else None)
+    async def release(self, name: str) -> ReleaseDirs:
+        return parse_release_dirs(await self._sh(release_dirs_script(self.root, name)), self.root)
 
     async def stage(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None, replace: bool,
                     timeout: float) -> None:
@@ -94,10 +93,6 @@ class ShellDeployDir:
             if exc.exit_status == UNSAFE_ARCHIVE_EXIT:
                 raise ArtifactError(f"{self.host}: {pkg.filename} has unsafe paths; refused") from exc
             raise
-
-    async def list_releases(self) -> list[str]:
-        listing = await self._sh(f"ls -1t {q(self.root)}/releases 2>/dev/null || true")
-        return [n for n in listing.splitlines() if n and not n.startswith(".")]
 
     async def remove(self, names: list[str]) -> None:
         doomed = [n for n in names if is_plain_name(n)]
