@@ -20,6 +20,7 @@ class Request:
     headers: dict[str, str]  # names in lower case
     body: bytes
     params: dict[str, list[str]] = field(default_factory=dict)  # every value of each parameter, blanks kept
+    peer: int = 0  # the client's port: one per TCP connection
 
     def form(self) -> dict[str, str]:
         """Query parameters merged with an x-www-form-urlencoded body (body wins)."""
@@ -78,7 +79,7 @@ class FakeServer:
                 request = Request(self.command, url.path, {k: v[-1] for k, v in parse_qs(url.query).items()},
                                   {k.lower(): v for k, v in self.headers.items()},
                                   self.rfile.read(length) if length else b"",
-                                  parse_qs(url.query, keep_blank_values=True))
+                                  parse_qs(url.query, keep_blank_values=True), self.client_address[1])
                 with fake._lock:
                     fake.requests.append(request)
                     try:

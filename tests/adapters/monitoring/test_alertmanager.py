@@ -12,6 +12,7 @@ from graylift.adapters.monitoring.alertmanager import AlertmanagerMonitoring, Al
 from graylift.core.model import Host
 from graylift.errors import SilencerError
 from graylift.lab import services
+from tests.fakes.base import FakeServer, Request, Response
 
 HOST = Host(name="web-7", address="10.213.0.7")
 
@@ -38,6 +39,7 @@ async def test_alertmanager_mute_unmute(alertmanager: services.Service) -> None:
     await silencer.unmute(HOST, reason="release r-1")  # idempotent
     assert not await silencer.is_muted(HOST, reason="release r-1")
     assert _silence(url, first)["status"] == {"state": "expired"}
+    await silencer.close()
 
 
 async def test_alertmanager_silence_lapses_by_itself(alertmanager: services.Service) -> None:
@@ -48,6 +50,7 @@ async def test_alertmanager_silence_lapses_by_itself(alertmanager: services.Serv
         {"name": "addr", "value": "10.213.0.7", "isRegex": False, "isEqual": True}]
     await asyncio.sleep(1.3)
     assert not await silencer.is_muted(HOST, reason="short")
+    await silencer.close()
 
 
 async def test_alertmanager_errors_name_url() -> None:
@@ -62,6 +65,7 @@ async def test_alertmanager_refusal_has_status(alertmanager: services.Service) -
     silencer = AlertmanagerSilencer(entry)
     with pytest.raises(SilencerError, match="HTTP 400"):
         await silencer.mute(HOST, until=datetime.now(UTC) + timedelta(minutes=1), reason="bad")
+    await silencer.close()
 
 
 async def test_alertmanager_preflight_reads_status_only(alertmanager: services.Service) -> None:
@@ -79,3 +83,30 @@ async def test_alertmanager_preflight_reads_status_only(alertmanager: services.S
     (problem,) = (await down.preflight([HOST])).problems
     assert problem.startswith(f"{down.name}: every host: GET /api/v2/status failed: ConnectError")
     assert problem.endswith("is Alertmanager running at that URL?")
+
+
+class CountingAlertmanager(FakeServer):
+    """Just enough of the silences API to mute and unmute; ``requests`` keeps each one's client port."""
+
+    def handle(self, request: Request) -> Response:
+        if request.method == "GET":
+            return Response(body=[])
+        return Response(body={"silenceID": "s-1"})
+
+
+async def test_one_silencer_keeps_one_connection_for_all_its_calls() -> None:
+    fake = CountingAlertmanager()
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=fake.start()))
+    try:
+        until = datetime.now(UTC) + timedelta(minutes=30)
+        for n in range(3):
+            await silencer.mute(Host(name=f"web-{n}", address=f"10.0.0.{n}"), until=until, reason="release r-1")
+        await asyncio.gather(*(silencer.unmute(Host(name=f"web-{n}", address=f"10.0.0.{n}"), reason="release r-1")
+                               for n in range(3)))
+    finally:
+        await silencer.close()
+        fake.stop()
+    assert len(fake.requests) == 9  # each mute a read and a write; each unmute a read (nothing to expire)
+    # the three sequential mutes reuse one connection; the concurrent unmutes may open at most one each
+    assert len({r.peer for r in fake.requests[:6]}) == 1
+    assert len({r.peer for r in fake.requests}) <= 3

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from graylift.adapters._http import call, safe_url, url_secrets
+from graylift.adapters._http import call, new_client, safe_url, url_secrets
 from graylift.adapters._limits import LoopSemaphores
 from graylift.adapters._preflight import every_host
 from graylift.adapters.registry import Backend, Build
@@ -20,6 +20,9 @@ from graylift.core.template import host_values, render
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
 from graylift.schema import HostTemplate, HttpUrl, PositiveSeconds, Section, Text
+
+if TYPE_CHECKING:
+    import httpx
 
 CREATED_BY = "graylift"
 
@@ -51,6 +54,8 @@ class AlertmanagerSilencer:
         self.timeout = timeout
         self.name = f"alertmanager:{safe_url(self.url)}"  # no userinfo: the name lands in messages
         self._secrets = url_secrets(self.url)
+        self._client: httpx.AsyncClient | None = None  # made at the first call in a loop, kept until close()
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_config(cls, cfg: AlertmanagerMonitoring, build: Build) -> AlertmanagerSilencer:
@@ -109,7 +114,18 @@ class AlertmanagerSilencer:
                                 f"{self.cfg.label}=<{self.cfg.value}> for {len(hosts)} hosts",))
 
     async def close(self) -> None:
-        return None  # one HTTP connection per call
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        """One client for every call of this silencer: its connections are kept alive between calls (a mute
+        is a read then a write, an unmute the same, for every host). A client belongs to the event loop it
+        was made in: called from another loop, the silencer makes another."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client, self._client_loop = new_client(timeout=self.timeout), loop
+        return self._client
 
     async def _active(self, host: Host, reason: str) -> list[dict[str, Any]]:
         """Active (or pending) silences graylift made for this host and reason."""
@@ -139,6 +155,7 @@ class AlertmanagerSilencer:
             for attempt in range(1, BUSY_ATTEMPTS + 1):
                 status, answer = await call(SilencerError, self.name, method, self.url + path, json=json,
                                             params=params, timeout=self.timeout, secrets=self._secrets,
+                                            client=self._http(),
                                             ok_statuses=(503,) if attempt < BUSY_ATTEMPTS else (),
                                             hint="is Alertmanager running at that URL?")
                 if status != 503:
