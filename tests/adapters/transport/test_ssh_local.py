@@ -181,6 +181,39 @@ async def test_ssh_host_key_mismatch_refused(sshd: Sshd, tmp_path: Path) -> None
 
 @pytest.mark.root
 @needs_root
+async def test_known_hosts_is_read_once_and_again_when_it_changes(sshd: Sshd, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncssh given a path parses the whole file at every connect (N hosts: N x N keys); the connector
+    reads it once, and again when the file changes, so an edited known_hosts still decides at once."""
+    from graylift.adapters.transport import ssh as ssh_module
+
+    real = ssh_module.asyncssh.read_known_hosts
+    reads: list[str] = []
+
+    def counted(path: str) -> object:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(ssh_module.asyncssh, "read_known_hosts", counted)
+    known = tmp_path / "known_hosts"
+    known.write_bytes(sshd.known_hosts.read_bytes())
+    connector = _connector(sshd, known_hosts=known)
+    try:
+        for _ in range(3):
+            conn = await connector.open_connection(_host(sshd))
+            conn.close()
+        assert reads == [str(known)]
+        other_pub = Path(str(sshd.other_key) + ".pub").read_text().split()
+        known.write_text(f"[127.0.0.1]:{sshd.port} {other_pub[0]} {other_pub[1]}\n")  # another size: re-read
+        with pytest.raises(HostUnreachable, match="host key"):
+            await connector.open_connection(_host(sshd))
+        assert len(reads) == 2
+    finally:
+        await connector.close()
+
+
+@pytest.mark.root
+@needs_root
 async def test_ssh_unreachable_and_auth_failure(sshd: Sshd) -> None:
     from graylift.lab.services import free_port
 
