@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -37,3 +38,19 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+def has_userinfo(url: str) -> bool:
+    """True when ``url`` carries a ``user[:password]@`` before its host."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return mask_url(url) != url
+
+
+def has_password(url: str) -> bool:
+    """True when ``url`` carries ``user:password@`` (a user name alone is no secret)."""
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return has_userinfo(url)

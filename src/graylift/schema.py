@@ -16,7 +16,6 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
@@ -24,7 +23,8 @@ from pydantic_core import PydanticCustomError
 from graylift.core import template as templates
 from graylift.core.model import is_plain_name
 from graylift.core.template import HOST_PLACEHOLDERS
-from graylift.redact import mask_url
+from graylift.redact import has_password as has_password
+from graylift.redact import has_userinfo, mask_url
 
 # The placeholders of the app's commands (start, stop, drain, health): graylift fills them per host.
 COMMAND_PLACEHOLDERS = frozenset({"app", "version", "deploy_dir", "current", "release_dir", "host", "address"})
@@ -162,16 +162,8 @@ def _check_plain(value: str) -> str:
     return value
 
 
-def _has_userinfo(url: str) -> bool:
-    """True when ``url`` carries a ``user[:password]@`` before its host."""
-    try:
-        return "@" in urlsplit(url).netloc
-    except ValueError:
-        return mask_url(url) != url
-
-
 def no_userinfo(value: str, info: ValidationInfo) -> str:
-    if _has_userinfo(value) and not from_snapshot(info):
+    if has_userinfo(value) and not from_snapshot(info):
         raise PydanticCustomError("url_credentials", URL_CREDENTIALS)
     return value
 
@@ -183,14 +175,6 @@ def from_snapshot(info: ValidationInfo) -> bool:
     check or ``none: true``) are not applied to it: a release started before an upgrade can still be resumed.
     """
     return bool((info.context or {}).get("snapshot"))
-
-
-def has_password(url: str) -> bool:
-    """True when ``url`` carries ``user:password@`` (a user name alone is no secret)."""
-    try:
-        return urlsplit(url).password is not None
-    except ValueError:
-        return _has_userinfo(url)
 
 
 def _check_http_url(value: str) -> str:

@@ -80,7 +80,7 @@ class ServiceBase:
             return self._config.state_url(self.config_path)
         state = state_line(self.config_path)
         if state is not None:
-            from graylift.schema import has_password
+            from graylift.redact import has_password
 
             if has_password(state):  # as the config's own validation says it
                 raise ConfigError("a password in the state URL ends up in logs; put the whole URL in the "
