@@ -88,9 +88,17 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
 class LiveFleet:
     """The real adapters of one release (or of a plan's preflight), built from a config snapshot."""
 
-    def __init__(self, snap: dict[str, Any], app: str, env: str, hosts: Sequence[Host]) -> None:
+    def __init__(self, snap: dict[str, Any], app: str, env: str, hosts: Sequence[Host], *,
+                 connectors: dict[str, Any] | None = None) -> None:
+        """``connectors``: SSH connectors shared by several fleets (keyed by their settings), which the
+        sharer closes; without it the fleet has its own and closes it."""
         cfg = app_config(snap)
-        self.connector = SshConnector(SshConfig.model_validate(snap["ssh"]))
+        ssh = SshConfig.model_validate(snap["ssh"])
+        self._owns_connector = connectors is None
+        if connectors is None:
+            self.connector = SshConnector(ssh)
+        else:
+            self.connector = connectors.setdefault(ssh.model_dump_json(), SshConnector(ssh))
         self.runtime = runtime(app, env, cfg, connect=self.connect, hosts=list(hosts))
         self.artifacts = store_from_config(cfg.package)
         self.app = app
@@ -106,7 +114,8 @@ class LiveFleet:
         return await self.artifacts.resolve(self.app, version)
 
     async def close(self) -> None:
-        await self.connector.close()
+        if self._owns_connector:
+            await self.connector.close()
         for switch in self.runtime.switches:
             await switch.close()
         for silencer in self.runtime.silencers:

@@ -322,3 +322,33 @@ async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path,
         assert len(cmdb.requests) == 2
     finally:
         service.close()
+
+
+async def test_fleets_share_one_ssh_connector_only_while_the_service_shares_connections(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`release --wait` starts and drives in one event loop under ``sharing_connections``: the preflight's fleet
+    and the drive's share one connector (each host's SSH connection opened once); it is closed once, at the end,
+    by the service, never by a fleet that shares it. Outside it, each fleet has and closes its own."""
+    from graylift.adapters.transport.ssh import SshConnector
+    from graylift.service import Graylift
+
+    gl = Graylift(write(tmp_path, EVERY_TYPE.split("    traffic:")[0]), db_url=f"sqlite:///{tmp_path}/state.db")
+    snap, hosts = wiring.snapshot(gl.config, "shop", "prod"), [Host("web-1", "10.0.0.1")]
+    closed: list[SshConnector] = []
+
+    async def close(self: SshConnector) -> None:
+        closed.append(self)
+
+    monkeypatch.setattr(SshConnector, "close", close)
+    own = [gl._fleet(snap, "shop", "prod", hosts) for _ in range(2)]
+    assert own[0].connector is not own[1].connector  # type: ignore[attr-defined]
+    await own[0].close()
+    assert closed == [own[0].connector]  # type: ignore[attr-defined]
+    closed.clear()
+    async with gl.sharing_connections():
+        preflight, drive = (gl._fleet(snap, "shop", "prod", hosts) for _ in range(2))
+        assert preflight.connector is drive.connector  # type: ignore[attr-defined]
+        await preflight.close()
+        await drive.close()
+        assert closed == []
+    assert closed == [drive.connector]  # type: ignore[attr-defined]

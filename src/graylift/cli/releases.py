@@ -7,7 +7,8 @@ its own config snapshot, so a broken config file is worked around (and said).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -91,14 +92,32 @@ def run_release(gl: Graylift, rec: ReleaseRecord, wait: bool) -> None:
 
 def _run(gl: Graylift, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState, ...] = GOOD) -> None:
     """Drive here with live progress (``--wait``: exit 0 only if it ends in ``good``), or hand it off."""
-    from graylift.cli.render import printer, render_release
+    from graylift.cli.render import printer
 
     if wait:
-        final = gl.drive(rec.id, printer(console))
-        render_release(console, gl, final)
-        raise typer.Exit(EXIT_OK if final.state in good else EXIT_FAILED)
+        _finish(gl, gl.drive(rec.id, printer(console)), good)
     gl.hand_off(rec.id)
     console.print(f"release #{rec.id} goes on in the background; `graylift status {rec.id} --watch` follows it")
+
+
+def _finish(gl: Graylift, final: ReleaseRecord, good: tuple[ReleaseState, ...]) -> NoReturn:
+    from graylift.cli.render import render_release
+
+    render_release(console, gl, final)
+    raise typer.Exit(EXIT_OK if final.state in good else EXIT_FAILED)
+
+
+def _start_and_drive(gl: Graylift, start: Callable[[], Awaitable[ReleaseRecord]],
+                     good: tuple[ReleaseState, ...] = GOOD) -> NoReturn:
+    """``--wait``: start and drive in one event loop, so the preflight's SSH connections serve the drive."""
+    from graylift.cli.render import printer
+
+    async def both() -> ReleaseRecord:
+        async with gl.sharing_connections():
+            rec = await start()
+            return await gl.drive_here(rec.id, printer(console))
+
+    _finish(gl, run_async(both()), good)
 
 
 def release(app_name: AppArg, version: VersionArg, env: EnvOpt, wait: WaitOpt = False,
@@ -114,10 +133,16 @@ def release(app_name: AppArg, version: VersionArg, env: EnvOpt, wait: WaitOpt = 
     def body() -> None:
         gl = service(config)
         extra = {k: v for k, v in (("outside_window", outside_window), ("migration", migration)) if v is not None}
-        rec = run_async(gl.start_release(app_name, env, version, started_by=who(), **extra))
-        console.print(f"release #{rec.id}: {app_name} {rec.previous_version or '(none)'} -> {version} ({env}), "
-                      f"{len(rec.plan['batches'])} batch(es); preflight passed")
-        _run(gl, rec, wait, (ReleaseState.SUCCEEDED,))
+
+        async def start() -> ReleaseRecord:
+            rec = await gl.start_release(app_name, env, version, started_by=who(), **extra)
+            console.print(f"release #{rec.id}: {app_name} {rec.previous_version or '(none)'} -> {version} ({env}), "
+                          f"{len(rec.plan['batches'])} batch(es); preflight passed")
+            return rec
+
+        if wait:
+            _start_and_drive(gl, start, (ReleaseState.SUCCEEDED,))
+        _run(gl, run_async(start()), wait=False)
 
     guarded(body)
 
@@ -136,12 +161,19 @@ def rollback(app_name: AppArg, env: EnvOpt,
         gl = service(config)
         check_app(gl, app_name, env)
         extra = {"override_migration": override_migration} if override_migration else {}
-        rec = run_async(gl.start_rollback(app_name, env, to_version=to, started_by=who(), **extra))
-        emergency(gl)
-        target = rec.previous_version if rec.kind is ReleaseKind.RELEASE else rec.version
-        console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id} ({rec.state.value})")
-        if wait or rec.kind is ReleaseKind.ROLLBACK or gl.needs_hand_off(rec):
-            _run(gl, rec, wait)
+
+        async def start() -> ReleaseRecord:
+            rec = await gl.start_rollback(app_name, env, to_version=to, started_by=who(), **extra)
+            emergency(gl)
+            target = rec.previous_version if rec.kind is ReleaseKind.RELEASE else rec.version
+            console.print(f"rollback of {app_name} ({env}) to {target}: release #{rec.id} ({rec.state.value})")
+            return rec
+
+        if wait:
+            _start_and_drive(gl, start)
+        rec = run_async(start())
+        if rec.kind is ReleaseKind.ROLLBACK or gl.needs_hand_off(rec):
+            _run(gl, rec, wait=False)
 
     guarded(body)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ class ServiceBase:
         self._store = store
         self._db_url = db_url
         self._fleet_builder = fleet
+        self._connectors: dict[str, Any] | None = None  # while sharing_connections(): SSH settings -> connector
         self.clock = clock
         self.config_problem: str | None = None
         """Why the config file could not be used when only the state database was needed (emergency
@@ -65,8 +67,24 @@ class ServiceBase:
         if self._fleet_builder is None:
             from graylift.wiring import LiveFleet
 
-            self._fleet_builder = LiveFleet
+            def live(snap: dict[str, Any], app: str, env: str, hosts: Sequence[Host]) -> Fleet:
+                return LiveFleet(snap, app, env, hosts, connectors=self._connectors)
+
+            self._fleet_builder = live
         return self._fleet_builder
+
+    @contextlib.asynccontextmanager
+    async def sharing_connections(self) -> AsyncIterator[None]:
+        """Within it (one event loop), the fleets this service builds share one SSH connector per SSH
+        settings: a release's preflight and its drive open each host's connection once, not twice (a
+        handshake costs the controller more CPU than a dozen commands). Closed when it ends."""
+        self._connectors = {}
+        try:
+            yield
+        finally:
+            connectors, self._connectors = self._connectors, None
+            for connector in connectors.values():
+                await connector.close()
 
     @property
     def db_url(self) -> str:

@@ -40,6 +40,11 @@ class WorkerService(ServiceBase):
 
     def drive(self, release_id: int, on_entry: OnEntry | None = None) -> ReleaseRecord:
         """Drive the release in this process until it finishes or pauses; ``on_entry`` sees each journal entry."""
+        return asyncio.run(self.drive_here(release_id, on_entry))
+
+    async def drive_here(self, release_id: int, on_entry: OnEntry | None = None) -> ReleaseRecord:
+        """:meth:`drive` in the running event loop (after a start in the same loop, connections are shared
+        under :meth:`sharing_connections`)."""
         last = 0
 
         def poll() -> None:
@@ -49,15 +54,12 @@ class WorkerService(ServiceBase):
                 if on_entry is not None:
                     on_entry(entry)
 
-        async def run() -> ReleaseRecord:
+        try:
             task = asyncio.create_task(self.engine().drive(release_id))
             while not task.done():
                 poll()
                 await asyncio.sleep(POLL_SECONDS)
             return task.result()
-
-        try:
-            return asyncio.run(run())
         finally:
             poll()
 
