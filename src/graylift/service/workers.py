@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,8 +35,10 @@ class WorkerService(ServiceBase):
         env = os.environ | ({"GRAYLIFT_DB": self._db_url} if self._db_url else {})
         argv = [sys.executable, "-m", "graylift", "-c", str(self.config_path.absolute()), "worker", str(release_id)]
         with os.fdopen(fd, "ab") as log:
-            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                             start_new_session=True)
+            worker = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                      start_new_session=True)
+        # reaped when it ends: a long-lived caller (graylift serve) collects no zombie per release handed off
+        threading.Thread(target=worker.wait, name=f"reap-release-{release_id}", daemon=True).start()
         return path
 
     def drive(self, release_id: int, on_entry: OnEntry | None = None) -> ReleaseRecord:
