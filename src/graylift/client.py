@@ -12,9 +12,11 @@ pauses, and a release that needs approval waits for it (``GRAYLIFT_APPROVAL_WAIT
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +229,16 @@ class RemoteGraylift:
     def drive(self, release_id: int, on_entry: Callable[[JournalEntry], None] | None = None) -> ReleaseRecord:
         """``--wait`` through a server: follow until the release finishes or pauses (the server drives it)."""
         return self.follow(release_id, on_entry or (lambda e: None), until_paused=True)
+
+    async def drive_here(self, release_id: int, on_entry: Callable[[JournalEntry], None] | None = None
+                         ) -> ReleaseRecord:
+        """:meth:`drive` from a running event loop (``release --wait`` starts and drives in one)."""
+        return await asyncio.to_thread(self.drive, release_id, on_entry)
+
+    @contextlib.asynccontextmanager
+    async def sharing_connections(self) -> AsyncIterator[None]:
+        """Nothing to share here: the server holds the hosts' connections."""
+        yield
 
     # --- reads ---------------------------------------------------------------------------------
     def active_releases(self) -> list[ReleaseRecord]:
