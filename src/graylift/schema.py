@@ -23,7 +23,6 @@ from pydantic_core import PydanticCustomError
 from graylift.core import template as templates
 from graylift.core.model import is_plain_name
 from graylift.core.template import HOST_PLACEHOLDERS
-from graylift.redact import has_password as has_password
 from graylift.redact import has_userinfo, mask_url
 
 # The placeholders of the app's commands (start, stop, drain, health): graylift fills them per host.

@@ -98,7 +98,10 @@ class LiveFleet:
         if connectors is None:
             self.connector = SshConnector(ssh)
         else:
-            self.connector = connectors.setdefault(ssh.model_dump_json(), SshConnector(ssh))
+            key = ssh.model_dump_json()
+            if key not in connectors:
+                connectors[key] = SshConnector(ssh)
+            self.connector = connectors[key]
         self.runtime = runtime(app, env, cfg, connect=self.connect, hosts=list(hosts))
         self.artifacts = store_from_config(cfg.package)
         self.app = app

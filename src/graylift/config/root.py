@@ -23,7 +23,8 @@ from graylift.config.package import RepositoryConfig, unknown_repository
 from graylift.config.problems import Source, config_error, problems_of
 from graylift.core.model import is_plain_name
 from graylift.errors import ConfigError
-from graylift.schema import PlainName, Section, has_password
+from graylift.redact import has_password
+from graylift.schema import PlainName, Section
 from graylift.state_location import STATE_ENV_VAR, resolve_state
 
 

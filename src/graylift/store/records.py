@@ -123,20 +123,20 @@ def host_to_json(host: Host) -> dict[str, Any]:
 
 def host_from_json(data: dict[str, Any]) -> Host:
     return from_row(Host, data, port=int(data["port"]), tags=dict(data.get("tags") or {}),
-                   in_service=bool(data["in_service"]))
+                    in_service=bool(data["in_service"]))
 
 
 def release_from_row(r: Any) -> ReleaseRecord:
     return from_row(ReleaseRecord, r, kind=ReleaseKind(r["kind"]), state=ReleaseState(r["state"]),
-                   requested=Request(r["requested"]) if r["requested"] else None, direction=Direction(r["direction"]))
+                    requested=Request(r["requested"]) if r["requested"] else None, direction=Direction(r["direction"]))
 
 
 def host_run_from_row(r: Any) -> HostRunRecord:
     spec = r["host_spec"]
     return from_row(HostRunRecord, r, state=HostState(r["state"]), done_steps=tuple(r["done_steps"] or ()),
-                   spec=host_from_json(spec) if spec else None,
-                   found=Found.from_json(r["found"]) if r["found"] else None,
-                   attention=dict(r["attention"]) if r["attention"] else None)
+                    spec=host_from_json(spec) if spec else None,
+                    found=Found.from_json(r["found"]) if r["found"] else None,
+                    attention=dict(r["attention"]) if r["attention"] else None)
 
 
 def journal_from_row(r: Any) -> JournalEntry:

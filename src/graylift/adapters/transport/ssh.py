@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shlex
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ T = TypeVar("T")
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
+@functools.cache
 def encryption_algs() -> list[str]:
     """The ciphers offered, in order: :data:`PREFERRED_CIPHERS`, then asyncssh's other defaults."""
     from asyncssh.encryption import get_default_encryption_algs
@@ -287,7 +289,6 @@ class SshConnector:
             raise ConfigError(f"cannot load SSH key {self.client_key}: {exc}", field="ssh.key") from exc
         except (asyncssh.Error, ValueError) as exc:
             raise HostUnreachable(host.name, f"SSH to {where} failed: {_reason(exc)}") from exc
-
 
     def _parsed(self, path: Path, read: Callable[[str], T]) -> T:
         """``read(path)``, kept until the file's modification time or size changes."""
