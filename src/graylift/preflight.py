@@ -87,33 +87,26 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
 async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None, with_health: bool = True
                     ) -> Report:
     """Every read-only check of a release of ``version`` (None: no repository check) to ``hosts``; with
-    ``with_health`` each installed host's health too (an unhealthy host is skipped, and counts as out).
-
-    The repository, the hosts and the backends are asked at once (none waits for another: a preflight costs
-    its slowest part, not their sum); the problems are listed in that order, whatever answered first."""
-    backends: list[TrafficSwitch | Silencer] = [*fleet.runtime.switches, *fleet.runtime.silencers]
-
-    async def package() -> tuple[Package | None, list[str]]:
-        if version is None:
-            return None, []
+    ``with_health`` each installed host's health too (an unhealthy host is skipped, and counts as out)."""
+    report = Report()
+    if version is not None:
         try:
-            return await fleet.package(version), []
+            report.package = await fleet.package(version)
         except ArtifactError as exc:
-            return None, [f"repository: {exc}"]
+            report.problems.append(f"repository: {exc}")
         except GrayliftError as exc:
-            return None, [f"repository: cannot check {version}: {exc}"]
-
-    async def backend_check(backend: TrafficSwitch | Silencer) -> Preflight:
+            report.problems.append(f"repository: cannot check {version}: {exc}")
+    report.hosts = await survey_hosts(fleet, hosts, with_health=with_health)
+    for name, host_report in report.hosts.items():
+        if host_report.problem:
+            report.problems.append(f"{name}: {host_report.problem}")
+    checks: list[Preflight] = []
+    backends: list[TrafficSwitch | Silencer] = [*fleet.runtime.switches, *fleet.runtime.silencers]
+    for backend in backends:
         try:
-            return await backend.preflight(hosts)
+            checks.append(await backend.preflight(hosts))
         except GrayliftError as exc:
-            return Preflight(problems=(f"{backend.name}: {exc}",))
-
-    (found, repository_problems), surveyed, checks = await asyncio.gather(
-        package(), survey_hosts(fleet, hosts, with_health=with_health),
-        asyncio.gather(*(backend_check(b) for b in backends)))
-    report = Report(problems=repository_problems, package=found, hosts=surveyed)
-    report.problems += [f"{name}: {r.problem}" for name, r in surveyed.items() if r.problem]
+            checks.append(Preflight(problems=(f"{backend.name}: {exc}",)))
     for check in checks:
         report.problems += check.problems
         report.notes += check.notes
