@@ -61,7 +61,7 @@ class WorkerService(ServiceBase):
             task = asyncio.create_task(self.engine().drive(release_id))
             while not task.done():
                 poll()
-                await asyncio.sleep(POLL_SECONDS)
+                await asyncio.wait({task}, timeout=POLL_SECONDS)  # returns as soon as the drive ends
             return task.result()
         finally:
             poll()
