@@ -3,6 +3,7 @@ receiver given up on and shown, a hanging receiver that never slows a release; e
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -13,13 +14,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from graylift.core.state import ReleaseState
 from graylift.notify.channels import render, text_of, verify_generic
+from graylift.notify.notifier import Notifier
+from graylift.store import Store
+from graylift.store.accounts import AccountStore
 from tests.api.conftest import APP, Server
 
 SECRET = "s3cret-signing-key"
@@ -178,6 +184,33 @@ def test_a_hanging_receiver_never_slows_a_release(server: Server, receiver: Call
     took = time.monotonic() - started
     assert took < alone + 2.0, f"the release took {took:.1f}s with a hanging webhook, {alone:.1f}s without"
     wait_for(lambda: len(slow.got) >= 1)
+
+
+def test_one_webhook_gets_its_events_one_at_a_time_in_the_order_they_happened(
+        tmp_path: Path, receiver: Callable[..., Receiver]) -> None:
+    """Events queued together (a release's "started" and "canary_baking" seen in one scan) reach a receiver in
+    the order they happened, each after the one before it was answered, even when the receiver is slow."""
+    slow = receiver(hang=0.3)
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        accounts = AccountStore.of(store)
+        hook = accounts.add_webhook(name="ops", channel="generic", url=slow.url, secret=None, app="*", env="*",
+                                    events=[], template=None, created_by="admin")
+        events = ["started", "canary_baking", "batch_done", "succeeded"]
+        for n, event in enumerate(events):
+            accounts.enqueue(hook.id, event_key=f"journal:{n}", event=event, release_id=1, payload={"event": event})
+        notifier = Notifier(store)
+
+        async def deliver() -> int:
+            async with httpx.AsyncClient() as client:
+                return await notifier.deliver(client)
+
+        assert asyncio.run(deliver()) == len(events)
+    finally:
+        store.close()
+    assert slow.events() == events
+    gaps = [b - a for a, b in zip(slow.times, slow.times[1:], strict=False)]
+    assert min(gaps) >= 0.25, f"a delivery was sent before the one before it was answered: {gaps}"
 
 
 def test_each_channel_signs_as_its_documentation_says() -> None:

@@ -2,10 +2,11 @@
 
 :meth:`Notifier.scan` reads every release's journal after a cursor kept in the database, turns release events
 (:mod:`.events`) into one queued delivery per matching webhook (an event is queued once per webhook, whichever
-server saw it first), and :meth:`Notifier.deliver` sends the due ones, a few at a time with a short timeout.
-A failed attempt is retried with exponential backoff; after ``max_attempts`` the delivery is ``dead``. Both
-show in the console's webhooks page and in ``GET /api/v1/webhooks/{id}/deliveries``. A release never waits
-for any of it: the engine writes its journal and goes on.
+server saw it first), and :meth:`Notifier.deliver` sends the due ones with a short timeout: in order, one at a
+time per webhook, webhooks side by side. A failed attempt is retried with exponential backoff; after
+``max_attempts`` the delivery is ``dead``. Both show in the console's webhooks page and in
+``GET /api/v1/webhooks/{id}/deliveries``. A release never waits for any of it: the engine writes its journal
+and goes on.
 """
 
 from __future__ import annotations
@@ -114,8 +115,21 @@ class Notifier:
         if not claimed:
             return 0
         hooks = {w.id: w for w in self.accounts.webhooks()}
-        results = await asyncio.gather(*(self._send(client, hooks.get(d.webhook_id), d) for d in claimed))
+        queues: dict[int, list[Delivery]] = {}
+        for delivery in claimed:  # oldest first
+            queues.setdefault(delivery.webhook_id, []).append(delivery)
+        results = await asyncio.gather(*(self._send_in_order(client, hooks.get(hook_id), queue)
+                                         for hook_id, queue in queues.items()))
         return sum(results)
+
+    async def _send_in_order(self, client: httpx.AsyncClient, hook: Webhook | None, queue: list[Delivery]) -> int:
+        """One webhook's deliveries one after another, so a receiver sees a release's events in order (a
+        chat showing "succeeded" above "started" misleads); webhooks are served side by side. A failed one is
+        retried later and does not hold back the ones after it."""
+        sent = 0
+        for delivery in queue:
+            sent += await self._send(client, hook, delivery)
+        return sent
 
     async def _send(self, client: httpx.AsyncClient, hook: Webhook | None, delivery: Delivery) -> bool:
         if hook is None:

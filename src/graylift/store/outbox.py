@@ -112,7 +112,10 @@ class Outbox(ServerStore):
             if ids:
                 conn.execute(sa.update(t.webhook_deliveries).where(c.id.in_(ids))
                              .values(claimed_by=owner, claimed_until=until))
-        return [d for d in self.deliveries(ids=ids)] if ids else []
+        if not ids:
+            return []
+        found = {d.id: d for d in self.deliveries(ids=ids, limit=len(ids))}
+        return [found[i] for i in ids]  # in the order they are due, oldest first
 
     def delivered(self, delivery_id: int) -> None:
         attempts = t.webhook_deliveries.c.attempts + 1
