@@ -370,16 +370,16 @@ def test_every_write_of_a_fenced_store_fails_once_another_controller_holds_the_l
     assert signed == [("ctl-a", epoch)]
 
 
-def test_a_fence_that_expired_on_its_own_clock_writes_nothing(store: Store) -> None:
+def test_a_fence_whose_holder_knows_it_lost_the_lease_writes_nothing(store: Store) -> None:
     rec = new_release(store)
     epoch = store.claim(rec.id, "ctl-a", stale_after=30)
     assert epoch is not None
 
-    def expired() -> None:
-        raise LeaseLost("deadline passed")
+    def lost() -> None:
+        raise LeaseLost("another controller took the lease over")
 
-    a = store.fenced(Fence(rec.id, "ctl-a", epoch, expired))
-    with pytest.raises(LeaseLost, match="deadline passed"):
+    a = store.fenced(Fence(rec.id, "ctl-a", epoch, lost))
+    with pytest.raises(LeaseLost, match="took the lease over"):
         a.journal(rec.id, "web-1", "stage", "begin", {})
     assert store.journal_entries(rec.id, "web-1") == []
 

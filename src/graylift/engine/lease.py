@@ -5,8 +5,12 @@
 * The holder renews it every ``HEARTBEAT_SECONDS``. A failed renewal is retried; a renewal the store refuses
   (another controller holds the lease) stops the driver at once.
 * The holder keeps its own deadline on its monotonic clock: ``STALE_AFTER - SAFETY`` seconds after the last
-  renewal it *sent*. Past it (frozen, cut off from the database) it stops by itself before anyone may take
-  over, and every write it tries is refused by the fence (``Store.fenced``).
+  renewal it *sent*. Past it (frozen, starved of CPU, cut off from the database) it touches no host and no
+  backend until it has asked the database: if its lease is still its own (nobody took over: claims and
+  renewals are conditional updates, serialised by the database), it renews it there, journals the late
+  renewal and goes on; if another controller holds it, or the database does not answer, it stops. Chubby's
+  sessions work the same way (a grace period after the local lease ran out). Every write checks the lease
+  in its own transaction (``Store.fenced``), so a write is safe whatever the local deadline says.
 * The owner id is ``host:pid:random``: two containers with the same hostname and pid do not collide.
 """
 
@@ -57,9 +61,10 @@ class Lease:
 
     def __init__(self, store: Store, rec: ReleaseRecord, owner: str, epoch: int, clock: Clock) -> None:
         self.release_id, self.owner, self.epoch, self.clock = rec.id, owner, epoch, clock
-        self.fence = Fence(rec.id, owner, epoch, self.check)
+        self.fence = Fence(rec.id, owner, epoch, self.raise_if_lost, self.check)
         self.store = store
-        self.deadline = clock.monotonic() + STALE_AFTER_SECONDS - SAFETY_SECONDS
+        self.sent = clock.monotonic()  # when the last renewal that held was sent
+        self.deadline = self.sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
         self.lost: str | None = None
 
     @classmethod
@@ -76,31 +81,46 @@ class Lease:
                 f"`graylift resume {release_id}` takes it over {STALE_AFTER_SECONDS:g}s after that controller stops")
         return cls(store, store.get_release(release_id), owner, epoch, clock)
 
-    def check(self) -> None:
-        """Raise LeaseLost if this lease was lost, or its own deadline passed (the driver must stop)."""
-        if self.lost is None and self.clock.monotonic() > self.deadline:
-            self.lost = (f"release #{self.release_id}: no heartbeat could be written for "
-                         f"{STALE_AFTER_SECONDS - SAFETY_SECONDS:g}s; this controller stops before another may "
-                         "take over")
+    def raise_if_lost(self) -> None:
+        """Raise LeaseLost once this controller knows it lost the lease (the fence of its writes)."""
         if self.lost is not None:
             raise LeaseLost(self.lost)
 
+    def check(self) -> None:
+        """Before acting on a host or a backend: raise LeaseLost if the lease is lost. Past its own deadline
+        the holder first renews in the database (:meth:`_renew_once`) and acts only if that held."""
+        if self.lost is None and self.clock.monotonic() > self.deadline:
+            self._renew_once(give_up=True)
+        self.raise_if_lost()
+
     async def renew(self) -> None:
         """Renew once, retrying store errors until the deadline. Sets ``lost`` when it cannot."""
-        while self.lost is None:
-            sent = self.clock.monotonic()
-            try:
-                held = self.store.heartbeat(self.fence)
-            except StoreError:
-                if self.clock.monotonic() > self.deadline:
-                    self.check()
-                await self.clock.sleep(RETRY_SECONDS)
-                continue
-            if not held:
-                self.lost = f"release #{self.release_id}: another controller took the lease over; this one stops"
-                return
-            self.deadline = sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
-            return
+        while self.lost is None and not self._renew_once(give_up=self.clock.monotonic() > self.deadline):
+            await self.clock.sleep(RETRY_SECONDS)
+
+    def _renew_once(self, *, give_up: bool) -> bool:
+        """One conditional renewal; True when it is settled (renewed, or ``lost`` set). A store error is
+        settled only with ``give_up``: the deadline passed, so the lease is given up."""
+        sent = self.clock.monotonic()
+        try:
+            held = self.store.heartbeat(self.fence)
+        except StoreError:
+            if give_up:
+                self.lost = (f"release #{self.release_id}: no heartbeat could be written for "
+                             f"{STALE_AFTER_SECONDS - SAFETY_SECONDS:g}s; this controller stops before another may "
+                             "take over")
+            return give_up
+        if not held:
+            self.lost = f"release #{self.release_id}: another controller took the lease over; this one stops"
+            return True
+        late = sent > self.deadline
+        silent = sent - self.sent
+        self.sent, self.deadline = sent, sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
+        if late:  # frozen or starved, and nobody took over: said in the journal, then on
+            with contextlib.suppress(StoreError):
+                self.store.fenced(self.fence).journal(self.release_id, None, "lease", "renewed late",
+                                                      {"silent_seconds": round(silent, 1)})
+        return True
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[None]:
@@ -111,11 +131,8 @@ class Lease:
         async def beat() -> None:
             while self.lost is None:
                 await self.clock.sleep(HEARTBEAT_SECONDS)
-                with contextlib.suppress(LeaseLost):
+                with contextlib.suppress(LeaseLost):  # a journal write refused: ``lost`` says why
                     await self.renew()
-                if self.lost is None and self.clock.monotonic() > self.deadline:
-                    with contextlib.suppress(LeaseLost):
-                        self.check()
             body.cancel()
 
         task = asyncio.create_task(beat())

@@ -202,7 +202,8 @@ class Run:
 
     def thaw(self) -> None:
         """The oldest stopped controller runs again, long after its lease went stale (a VM resumed, a SIGCONT):
-        it must stop at once, touching no host and writing nothing."""
+        if another took its release over it must stop at once, touching no host and writing nothing; if nobody
+        did, it renews its lease and goes on."""
         for index, (loop, task, frozen) in enumerate(self.zombies):
             if frozen is None or task.done():
                 continue
@@ -218,9 +219,11 @@ class Run:
             try:
                 loop.run_until_complete(task)
                 self.log("    -> the thawed controller finished its drive")
-            except RuntimeError:
+            except RuntimeError:  # parked (waiting for a person, say): it stops here, as a parked drive does
                 self.zombies.append((loop, task, None))
-                self.log("    -> the thawed controller is still running after 60s")
+                self.log(f"    -> the thawed controller is still running after 60s; parked, {STALE_AFTER_SECONDS:g}s "
+                         "later another may take over")
+                self.clock.advance(STALE_AFTER_SECONDS + 1)
             except GrayliftError as exc:
                 self.log(f"    -> the thawed controller stopped: {type(exc).__name__}: {exc}")
             finally:

@@ -2,8 +2,10 @@
 
 A driver of a release writes through a *fenced* store (:meth:`StoreBase.fenced`): every write transaction
 first reads the release's lease (owner, epoch) under a row lock and fails with :class:`LeaseLost` if another
-controller holds it. So a controller that was frozen or cut off past its lease can never write again, and
-the journal shows one driver per lease epoch.
+controller holds it. So a controller that was frozen or cut off while another took its release over can never
+write again, and the journal shows one driver per lease epoch. That check in the write's own transaction is
+what makes a write safe; the holder's own deadline (:mod:`graylift.engine.lease`) guards what it does outside
+the database.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ def _always_valid() -> None:
 
 @dataclass(frozen=True)
 class Fence:
-    """A driver's lease on one release. ``check`` raises LeaseLost once the holder's own deadline passed."""
+    """A driver's lease on one release. ``check`` raises LeaseLost once the holder knows it lost the lease;
+    it never writes (a fenced write calls it inside its own transaction). ``confirm``, called outside any
+    transaction after a write failed, may ask the database (a holder past its own deadline)."""
 
     release_id: int
     owner: str
     epoch: int
     check: Callable[[], None] = _always_valid
+    confirm: Callable[[], None] = _always_valid
 
 
 class StoreBase:
@@ -96,7 +101,7 @@ class StoreBase:
 
     def _error(self, exc: SQLAlchemyError) -> StoreError:
         if self.fence is not None:
-            self.fence.check()  # frozen past its deadline (the server ended its session): the lease is gone
+            self.fence.confirm()  # a lost lease (frozen past it, the server ended the session) explains it better
         if isinstance(exc, OperationalError) and "locked" not in str(exc):
             return StoreUnreachable(self._failed(exc))
         return StoreError(self._failed(exc))
