@@ -27,8 +27,11 @@ def line_of(entry: JournalEntry, mark: Mark = plain) -> str | None:
     if host is None:
         if step == "release":
             return f"release {mark(event, 'bold')}: {d.get('message', '')}".rstrip(": ")
-        if step == "lease":
-            return None
+        if step == "lease":  # bookkeeping, but a controller silent past its deadline is worth a line
+            if event != "renewed late":
+                return None
+            return (f"lease renewed late: this controller was silent {d.get('silent_seconds')}s; nobody had taken "
+                    "the release over, so it goes on")
         if event == "begin":
             return f"{mark(step, 'bold')}: {words(d.get('hosts'))}"
         if event == "done":
