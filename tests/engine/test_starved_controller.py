@@ -1,0 +1,58 @@
+"""A controller process stopped (SIGSTOP: starved of CPU, a VM paused) past its own lease deadline while nobody
+takes its release over: thawed, it asks the database, finds the lease still its own, renews it there and
+finishes the release. Real processes over folder hosts; the taken-over case is tests/engine/test_two_controllers.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from graylift.core.state import ReleaseState
+from graylift.engine import STALE_AFTER_SECONDS
+from graylift.store import Store
+from graylift.testing import FileSilencer, FileSwitch
+from tests.engine.conftest import hosts_of
+from tests.engine.test_two_controllers import controller, create, output, wait_for
+from tests.engine.world_files import prepare
+
+pytestmark = [pytest.mark.slow]
+
+
+def test_a_controller_stopped_past_its_deadline_that_nobody_replaced_renews_and_finishes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    world = tmp_path / "world"
+    prepare(world)
+    hosts = hosts_of(6)
+    with Store.open(url) as store:
+        first = create(store, "1.0.0", hosts)
+        assert controller(url, world, first, "warm-up").wait(60) == 0, output(world, "warm-up")
+        rid = create(store, "2.0.0", hosts)
+        a = controller(url, world, rid, "controller-a")
+        try:
+            wait_for(lambda: any(e.step == "quiet" and e.event == "begin" and e.host in ("h2", "h3")
+                                 for e in store.journal_entries(rid)), 60, "A to take a host of batch 1 out")
+            os.kill(a.pid, signal.SIGSTOP)
+            time.sleep(STALE_AFTER_SECONDS + 1)  # past its own deadline and the stale window; nobody claims
+            thawed_at = time.time()
+            os.kill(a.pid, signal.SIGCONT)
+            assert a.wait(60) == 0, output(world, "controller-a")
+        finally:
+            if a.poll() is None:
+                os.kill(a.pid, signal.SIGCONT)
+                a.kill()
+        rec = store.get_release(rid)
+        assert rec.state is ReleaseState.SUCCEEDED, rec.message
+        entries = store.journal_entries(rid)
+        late = [e for e in entries if e.step == "lease" and e.event == "renewed late"]
+        assert len(late) == 1 and late[0].detail["silent_seconds"] >= STALE_AFTER_SECONDS, late
+        assert {(e.owner, e.epoch) for e in entries if e.owner} == {("controller-a", 1)}  # one driver, one epoch
+    a_log = (world / "commands-controller-a.log").read_text().splitlines()
+    assert any(float(line.split()[0]) >= thawed_at for line in a_log)  # it went on with the hosts
+    for host in hosts:
+        assert (world / "hosts" / host.name / "current").readlink().name == "2.0.0"
+        assert (world / "hosts" / host.name / "running").read_text().strip() == "2.0.0"
+    assert FileSwitch(world / "lb").out() == set() and FileSilencer(world / "silences").muted() == set()
