@@ -16,7 +16,7 @@ from graylift.engine import STALE_AFTER_SECONDS
 from graylift.store import Store
 from graylift.testing import FileSilencer, FileSwitch
 from tests.engine.conftest import hosts_of
-from tests.engine.test_two_controllers import controller, create, output, wait_for
+from tests.engine.test_two_controllers import controller, create, output, stop_in_batch_1
 from tests.engine.world_files import prepare
 
 pytestmark = [pytest.mark.slow]
@@ -33,9 +33,7 @@ def test_a_controller_stopped_past_its_deadline_that_nobody_replaced_renews_and_
         rid = create(store, "2.0.0", hosts)
         a = controller(url, world, rid, "controller-a")
         try:
-            wait_for(lambda: any(e.step == "quiet" and e.event == "begin" and e.host in ("h2", "h3")
-                                 for e in store.journal_entries(rid)), 60, "A to take a host of batch 1 out")
-            os.kill(a.pid, signal.SIGSTOP)
+            stop_in_batch_1(store, rid, a)
             time.sleep(STALE_AFTER_SECONDS + 1)  # past its own deadline and the stale window; nobody claims
             thawed_at = time.time()
             os.kill(a.pid, signal.SIGCONT)

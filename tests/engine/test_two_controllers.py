@@ -43,6 +43,15 @@ def create(store: Store, version: str, hosts: list[Host]) -> int:
                                 plan=plan.to_dict(), config={}, started_by="test", host_runs=runs).id
 
 
+def stop_in_batch_1(store: Store, rid: int, proc: subprocess.Popen[bytes]) -> float:
+    """SIGSTOP the controller in the middle of batch 1 (after the canary), with a host of it out of the LB;
+    returns when it was stopped."""
+    wait_for(lambda: any(e.step == "quiet" and e.event == "begin" and e.host in ("h2", "h3")
+                         for e in store.journal_entries(rid)), 60, "the controller to take a host of batch 1 out")
+    os.kill(proc.pid, signal.SIGSTOP)
+    return time.time()
+
+
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -64,11 +73,7 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
         rid = create(store, "2.0.0", hosts)
         a = controller(url, world, rid, "controller-a")
         try:
-            # freeze A in the middle of batch 1 (after the canary), with a host of it out of the LB
-            wait_for(lambda: any(e.step == "quiet" and e.event == "begin" and e.host in ("h2", "h3")
-                                 for e in store.journal_entries(rid)), 60, "A to take a host of batch 1 out")
-            os.kill(a.pid, signal.SIGSTOP)
-            frozen_at = time.time()
+            frozen_at = stop_in_batch_1(store, rid, a)
             time.sleep(STALE_AFTER_SECONDS + 1)
             b = controller(url, world, rid, "controller-b")
             assert b.wait(120) == 0, output(world, "controller-b")
