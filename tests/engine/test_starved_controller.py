@@ -31,7 +31,8 @@ def test_a_controller_stopped_past_its_deadline_that_nobody_replaced_renews_and_
         first = create(store, "1.0.0", hosts)
         assert controller(url, world, first, "warm-up").wait(60) == 0, output(world, "warm-up")
         rid = create(store, "2.0.0", hosts)
-        a = controller(url, world, rid, "controller-a")
+        # a command in flight when it is stopped must not time out: the stall tests the lease, not timeouts
+        a = controller(url, world, rid, "controller-a", command_timeout=60)
         try:
             stop_in_batch_1(store, rid, a)
             time.sleep(STALE_AFTER_SECONDS + 1)  # past its own deadline and the stale window; nobody claims

@@ -26,10 +26,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def controller(url: str, world: Path, release_id: int, owner: str) -> subprocess.Popen[bytes]:
+def controller(url: str, world: Path, release_id: int, owner: str,
+               command_timeout: float = 10) -> subprocess.Popen[bytes]:
     with (world / f"{owner}.out").open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "tests.engine.controller_proc", url, str(world),
-                                 str(release_id), owner], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+                                 str(release_id), owner, str(command_timeout)], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 def output(world: Path, owner: str) -> str:
