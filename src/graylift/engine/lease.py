@@ -64,8 +64,12 @@ class Lease:
         self.fence = Fence(rec.id, owner, epoch, self.raise_if_lost, self.check)
         self.store = store
         self.sent = clock.monotonic()  # when the last renewal that held was sent
-        self.deadline = self.sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
         self.lost: str | None = None
+
+    @property
+    def deadline(self) -> float:
+        """The holder's own deadline on its monotonic clock; past it, it asks the database before acting."""
+        return self.sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
 
     @classmethod
     def claim(cls, store: Store, release_id: int, owner: str, clock: Clock) -> Lease:
@@ -115,7 +119,7 @@ class Lease:
             return True
         late = sent > self.deadline
         silent = sent - self.sent
-        self.sent, self.deadline = sent, sent + STALE_AFTER_SECONDS - SAFETY_SECONDS
+        self.sent = sent
         if late:  # frozen or starved, and nobody took over: said in the journal, then on
             with contextlib.suppress(StoreError):
                 self.store.fenced(self.fence).journal(self.release_id, None, "lease", "renewed late",
