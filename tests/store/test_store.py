@@ -466,6 +466,22 @@ def test_deployed_versions(store: Store) -> None:
     assert (v.app, v.env, v.release_id, v.at.tzinfo) == ("order-service", "beta", rec.id, UTC)
 
 
+def test_the_current_version_and_a_versions_sha256_are_the_newest_records_of_a_long_history(store: Store) -> None:
+    rec = new_release(store)
+    for n in range(300):  # a release many times a day, and rollbacks (recorded without a sha256)
+        store.record_deployed("order-service", "prod", f"1.{n}", rec.id, sha256=f"{n:064x}")
+        store.record_deployed("order-service", "prod", f"1.{n // 2}", rec.id, source="rollback")
+    store.record_deployed("order-service", "beta", "1.7", rec.id, sha256="b" * 64)
+    assert store.current_version("order-service", "prod") == "1.149"
+    assert store.current_version("order-service", "test") is None
+    assert store.deployed_sha256("order-service", "prod", "1.149") == f"{149:064x}"
+    assert store.deployed_sha256("order-service", "prod", "1.7") == f"{7:064x}"  # not beta's, not a rollback's None
+    assert store.deployed_sha256("order-service", "prod", "9.9") is None
+    store.record_deployed("order-service", "prod", "1.7", rec.id, sha256="c" * 64)  # rebuilt and released again
+    assert store.deployed_sha256("order-service", "prod", "1.7") == "c" * 64
+    assert store.current_version("order-service", "prod") == "1.7"
+
+
 def test_two_stores_on_one_database_see_each_other(open_store: Callable[[], Store]) -> None:
     a, b = open_store(), open_store()
     rec = new_release(a)

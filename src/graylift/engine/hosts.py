@@ -45,6 +45,7 @@ class HostRunner:
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Callable[[], None]) -> None:
         self.store, self.fleet, self.clock, self.check_lease = store, fleet, clock, check_lease
         self._rollback_versions: tuple[str, ...] | None = None
+        self._deployed_shas: dict[str, str | None] = {}
         rt = fleet.runtime
         deploy_dirs = rt.deploy_dirs
         # every backend, health probe and the deploy dir behind the lease (the transport is, in connect)
@@ -105,10 +106,10 @@ class HostRunner:
         return self._rollback_versions
 
     def _deployed_sha(self, rec: ReleaseRecord, version: str) -> str | None:
-        for deployed in self.store.deployed_versions(rec.app, rec.env):
-            if deployed.version == version and deployed.sha256:
-                return deployed.sha256
-        return None
+        """The sha256 ``version`` last went live with; read once per drive (every step of every host asks)."""
+        if version not in self._deployed_shas:
+            self._deployed_shas[version] = self.store.deployed_sha256(rec.app, rec.env, version)
+        return self._deployed_shas[version]
 
     # --- walking -------------------------------------------------------------------------------
 

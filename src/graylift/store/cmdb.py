@@ -116,8 +116,19 @@ class CmdbStore(StoreBase):
                     for r in conn.execute(query).mappings()]
 
     def current_version(self, app: str, env: str) -> str | None:
-        found = self.deployed_versions(app, env)
-        return found[0].version if found else None
+        """The version that went live last (one row, however long the history)."""
+        c = t.deployed_versions.c
+        query = sa.select(c.version).where(c.app == app, c.env == env).order_by(c.id.desc()).limit(1)
+        with self._read() as conn:
+            return conn.execute(query).scalar()
+
+    def deployed_sha256(self, app: str, env: str, version: str) -> str | None:
+        """The sha256 recorded the last time ``version`` went live with one (what a rollback to it expects)."""
+        c = t.deployed_versions.c
+        query = (sa.select(c.sha256).where(c.app == app, c.env == env, c.version == version, c.sha256.is_not(None))
+                 .order_by(c.id.desc()).limit(1))
+        with self._read() as conn:
+            return conn.execute(query).scalar()
 
     def mark_bad(self, app: str, env: str, version: str, *, release_id: int, reason: str) -> None:
         """A version a rollback left: no later rollback, resume or retry goes to it."""
