@@ -16,7 +16,7 @@ from graylift.core.layout import Found, LayoutError
 from graylift.core.model import Host, Package
 from graylift.errors import ArtifactError, GrayliftError
 from graylift.ports import Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
-from graylift.steps import StepContext, Target, health, no_package
+from graylift.steps import StepContext, Target, no_package, survey_and_health
 
 SURVEY_PARALLEL = 50
 SURVEY_TIMEOUT = 30.0
@@ -71,9 +71,10 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
                 transport = await fleet.connect(host)
                 target = Target("none", "none", None, no_package)
                 ctx = StepContext.open(fleet.runtime, host, transport, target, 0, SystemClock())
-                report.found = await ctx.dir.survey()
-                if with_health and not report.found.fresh:
-                    report.healthy = await health(ctx.running(report.found))
+                if with_health:
+                    report.found, report.healthy = await survey_and_health(ctx)
+                else:
+                    report.found = await ctx.dir.survey()
             except LayoutError as exc:
                 report.problem = str(exc).split(": ", 1)[-1] if str(exc).startswith(host.name) else str(exc)
             except GrayliftError as exc:

@@ -7,6 +7,7 @@ step runs and *when*; this module only knows *how*.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -177,6 +178,47 @@ def _probes(ctx: StepContext) -> list[HealthProbe]:
     return list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes)
 
 
+def _probes_whatever_runs(ctx: StepContext) -> list[HealthProbe] | None:
+    """The host's probes if they read the same whatever version it runs (no ``{version}`` or
+    ``{release_dir}`` in them), else None: then they can only be made once the survey has said what runs."""
+    from graylift.adapters.health import ShellProbe  # not at import: `graylift status` never needs the adapters
+
+    rt = ctx.runtime
+    if rt.probes_for is None:
+        return list(rt.probes)
+    one, other = (_probes(ctx.running(Found("release", name, name))) for name in ("one", "other"))
+    shell = [p for p in one + other if isinstance(p, ShellProbe)]
+    if len(shell) == len(one) + len(other) and [p.command for p in shell[:len(one)]] == [
+            p.command for p in shell[len(one):]]:
+        return one
+    return None
+
+
+async def survey_and_health(ctx: StepContext) -> tuple[Found, ProbeResult | None]:
+    """What the host runs and, unless nothing is installed, whether it is healthy: a pre-check's two reads.
+
+    When the probes do not depend on the version running, both go at once over the host's connection: one
+    round trip on the release's critical path instead of two. Else the health check follows the survey.
+    """
+    probes = _probes_whatever_runs(ctx)
+    if probes is None:
+        found = await ctx.dir.survey()
+        return found, None if found.fresh else await health(ctx.running(found))
+    from graylift.adapters.health import check_all
+
+    checking = asyncio.ensure_future(check_all(probes, ctx.transport))
+    try:
+        found = await ctx.dir.survey()
+    except BaseException:
+        checking.cancel()
+        await asyncio.gather(checking, return_exceptions=True)
+        raise
+    if found.fresh:  # nothing installed: its health says nothing (and its failure is not an error)
+        await asyncio.gather(checking, return_exceptions=True)
+        return found, None
+    return found, await checking
+
+
 # --- the steps ---------------------------------------------------------------------------------
 
 
@@ -186,9 +228,9 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     A fresh host (no ``current``) passes. A host already on the target (same build) and healthy is done
     (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
     """
-    found = await ctx.dir.survey()
+    found, result = await survey_and_health(ctx)
     detail: dict[str, Any] = {"found": found.to_json(), "current": found.version}
-    if found.fresh:
+    if found.fresh or result is None:
         return detail | {"note": "fresh host: nothing installed yet"}
     tgt = ctx.target
     same_version = found.version == tgt.version
@@ -198,7 +240,6 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
             f"{ctx.host.name} runs {tgt.version} with sha256 {found.sha256[:12]}..., but {tgt.version} is now "
             f"{tgt.sha256[:12]}...: versions are immutable; release a new version number, or set "
             "package.rebuilt_versions: true for rebuilt (e.g. -SNAPSHOT) builds; the host was not touched")
-    result = await health(ctx.running(found))
     detail["healthy"] = result.ok
     if not result.ok and ctx.require_healthy:
         raise HostUnhealthy(f"{ctx.host.name}: unhealthy before release ({result.detail})")
