@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import doctest
 import hashlib
+import io
 import shlex
+import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,12 @@ import pytest
 
 from graylift.adapters import artifacts
 from graylift.adapters.artifacts import ArtifactAuth, HttpArtifactStore, download_command
+from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.adapters.transport.local import LocalTransport
-from graylift.core.model import Host, PackageKind
+from graylift.core.layout import SHA_MARKER
+from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ArtifactError, RemoteCommandFailed
+from graylift.testing import FolderTransport
 from tests.adapters.transport.test_ssh_local import argv_holding
 from tests.fakes.artifacts import FakeArtifactServer
 from tests.fakes.base import Request, Response
@@ -280,3 +285,51 @@ def test_auth_refuses_what_it_cannot_carry(kwargs: dict[str, str], message: str)
 def test_docstring_examples() -> None:
     result = doctest.testmod(artifacts)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# ------------------------------------------------------------------------------------------ staging
+
+
+def tarball(version: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("VERSION")
+        info.size = len(version)
+        tar.addfile(info, io.BytesIO(version.encode()))
+    return buf.getvalue()
+
+
+async def test_staging_from_the_repository_is_one_command_on_the_host(tmp_path: Path) -> None:
+    """A fresh partial dir, the download (credentials on stdin), the sha256 check and the unpack: one command.
+    A refused download still fails as the download: its command, curl's exit and words, nothing left behind."""
+    data = tarball("2.0")
+    server = Repository(files={"/app/app-2.0.tar.gz": data}, scheme="bearer", token=TOKEN)
+    server.start()
+    try:
+        root = tmp_path / "host"
+        (root / "releases").mkdir(parents=True)
+        host = FolderTransport(Host("web-1", "10.0.0.1"), root, "/srv/app")
+        deploy = ShellDeployDir(host, "/srv/app")
+        pkg = Package("app", "2.0", PackageKind.TAR_GZ, "app-2.0.tar.gz", hashlib.sha256(data).hexdigest(),
+                      url=server.url + "/app/app-2.0.tar.gz")
+
+        await deploy.stage(pkg, "2.0", version="2.0", auth=ArtifactAuth.bearer(TOKEN), replace=False, timeout=30)
+        assert len(host.commands) == 1 and TOKEN not in host.commands[0]
+        assert (root / "releases" / "2.0" / "VERSION").read_text() == "2.0"
+        assert (root / "releases" / "2.0" / SHA_MARKER).read_text().strip() == pkg.sha256
+
+        with pytest.raises(RemoteCommandFailed) as refused:
+            await deploy.stage(pkg, "2.0b", version="2.0", auth=ArtifactAuth.bearer("not-it-42"), replace=False,
+                               timeout=30)
+        assert refused.value.exit_status == 22 and "401" in str(refused.value)
+        assert refused.value.command.endswith("-o /srv/app/releases/.2.0b.partial/app-2.0.tar.gz "
+                                              f"{server.url}/app/app-2.0.tar.gz")
+        assert "not-it-42" not in str(refused.value) and "graylift:" not in str(refused.value)
+        assert sorted(p.name for p in (root / "releases").iterdir()) == ["2.0"]
+
+        with pytest.raises(ArtifactError, match=r"sha256 of app-2\.0\.tar\.gz does not match"):
+            await deploy.stage(replace(pkg, sha256="0" * 64), "2.0c", version="2.0",
+                               auth=ArtifactAuth.bearer(TOKEN), replace=False, timeout=30)
+        assert sorted(p.name for p in (root / "releases").iterdir()) == ["2.0"]
+    finally:
+        server.stop()

@@ -30,6 +30,8 @@ from graylift.ports import Transport
 
 SHA_MISMATCH_EXIT = 3
 UNSAFE_ARCHIVE_EXIT = 4
+DOWNLOAD_EXIT = 5
+DOWNLOAD_MARK = "graylift: the download exited "
 QUICK = 30.0
 q = shlex.quote
 
@@ -59,16 +61,11 @@ class ShellDeployDir:
 
     async def stage(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None, replace: bool,
                     timeout: float) -> None:
+        """Download (or upload), verify, unpack and rename into place. From a URL that is ONE command on the
+        host (a fresh partial dir, the download, the check, the unpack): three round trips before."""
         final, tmp = f"{self.root}/releases/{name}", f"{self.root}/releases/.{name}.partial"
-        await self._sh(f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}")
+        fresh = f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}"
         archive = f"{tmp}/{pkg.filename}"
-        if pkg.url:
-            fetch, secret_input = download_command(pkg.url, archive, auth)  # the secret goes by stdin
-            await self._sh(fetch, timeout=timeout, stdin=secret_input)
-        elif pkg.local_path:
-            await self.transport.put(Path(pkg.local_path), archive)
-        else:  # pragma: no cover - Package guarantees one of them
-            raise ArtifactError(f"{pkg.app} {pkg.version}: package has neither url nor local path")
         old = final + ".old"
         swap = (f"rm -rf {q(old)} && mv {q(final)} {q(old)} && mv {q(tmp)} {q(final)} && rm -rf {q(old)}"
                 if replace else f"mv {q(tmp)} {q(final)}")
@@ -80,10 +77,26 @@ class ShellDeployDir:
             + f" && echo {q(pkg.sha256)} > {q(tmp + '/' + SHA_MARKER)} && echo {q(version)} > "
             f"{q(tmp + '/' + VERSION_MARKER)} && {swap}"
         )
+        fetch, secret_input = "", None
+        if pkg.url:
+            fetch, secret_input = download_command(pkg.url, archive, auth)  # the secret goes by stdin
+            # the download in a subshell: its own exit (curl's, or 127 without curl) is reported, not taken
+            script = (f"{fresh} || exit 1; ( {fetch} ) || {{ rc=$?; rm -rf {q(tmp)}; echo \"{DOWNLOAD_MARK}$rc\" >&2; "
+                      f"exit {DOWNLOAD_EXIT}; }}; {verify}")
+        elif pkg.local_path:
+            await self._sh(fresh)
+            await self.transport.put(Path(pkg.local_path), archive)
+            script = verify
+        else:  # pragma: no cover - Package guarantees one of them
+            raise ArtifactError(f"{pkg.app} {pkg.version}: package has neither url nor local path")
         try:
-            await self._sh(verify, timeout=timeout)
+            await self._sh(script, timeout=timeout, stdin=secret_input)
         except RemoteCommandFailed as exc:
             await self._sh(f"rm -rf {q(tmp)}", check=False)
+            if exc.exit_status == DOWNLOAD_EXIT and DOWNLOAD_MARK in exc.output:
+                said, _, code = exc.output.rpartition(DOWNLOAD_MARK)
+                status = int(code.strip()) if code.strip().isdigit() else None
+                raise RemoteCommandFailed(self.host, fetch, status, said) from None  # the download's own failure
             if exc.exit_status == SHA_MISMATCH_EXIT:
                 raise ArtifactError(
                     f"{self.host}: sha256 of {pkg.filename} does not match the repository's "
