@@ -20,7 +20,7 @@ from graylift.core.model import Host, Package
 if TYPE_CHECKING:
     from graylift.adapters.artifacts import ArtifactAuth
     from graylift.core.layout import Found, ReleaseDirs
-    from graylift.steps import AppRuntime
+    from graylift.runtime import AppRuntime
 
 
 @dataclass(frozen=True)

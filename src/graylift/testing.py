@@ -26,7 +26,7 @@ from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import ArtifactError, HostUnreachable, MetricsError, SilencerError, TrafficError
 from graylift.ports import CommandResult, Preflight
-from graylift.steps import AppRuntime
+from graylift.runtime import AppRuntime
 
 
 class FolderTransport(LocalTransport):

@@ -25,7 +25,7 @@ from graylift.adapters.transport.ssh import SshConfig, SshConnector
 from graylift.config import AppConfig, GrayliftConfig, render_command
 from graylift.core.model import Host, Package
 from graylift.ports import Inventory, Silencer, TrafficSwitch, Transport
-from graylift.steps import AppRuntime, TrafficCheck
+from graylift.runtime import AppRuntime, TrafficCheck
 from graylift.store import ReleaseRecord, Store
 
 

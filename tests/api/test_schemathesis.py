@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from graylift.api.app import create_app
 from graylift.auth import Desk
 from graylift.core.model import Strategy
-from graylift.steps import AppRuntime
+from graylift.runtime import AppRuntime
 from graylift.testing import FakeFleet, FakeRepository, FakeSilencer, FakeSwitch
 from tests.api.conftest import APP, CONFIG, DEPLOY, Running, add_users, fast_settings
 from tests.engine.conftest import VERSIONS, hosts_of, package_bytes

@@ -23,7 +23,7 @@ from graylift.core.model import Host, Strategy
 from graylift.core.plan import make_plan
 from graylift.core.state import HostState
 from graylift.engine import Engine
-from graylift.steps import AppRuntime
+from graylift.runtime import AppRuntime
 from graylift.store import ReleaseRecord, Store
 from graylift.testing import FakeFleet, FakeRepository, FakeSilencer, FakeSwitch
 

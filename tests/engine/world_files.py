@@ -9,7 +9,7 @@ from graylift.adapters.health import CommandProbe
 from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.config import render_command
 from graylift.core.model import Strategy
-from graylift.steps import AppRuntime
+from graylift.runtime import AppRuntime
 from graylift.testing import FakeFleet, FakeRepository, FileSilencer, FileSwitch
 from tests.engine.conftest import APP, DEPLOY, ENV, VERSIONS, package_bytes
 

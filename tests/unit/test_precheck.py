@@ -20,7 +20,8 @@ from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.config import render_command
 from graylift.core.model import Host, Package, Strategy
 from graylift.ports import CommandResult
-from graylift.steps import AppRuntime, HostUnhealthy, StepContext, Target
+from graylift.runtime import AppRuntime, StepContext, Target
+from graylift.steps import HostUnhealthy
 from graylift.testing import FakeClock, FolderTransport
 
 HOST = Host("web-1", "10.0.0.1")

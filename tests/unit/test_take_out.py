@@ -11,7 +11,7 @@ from graylift import steps
 from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.core.model import Host, Package, Strategy
 from graylift.errors import BackendsFailed
-from graylift.steps import AppRuntime, StepContext, Target
+from graylift.runtime import AppRuntime, StepContext, Target
 from graylift.testing import FakeClock, FakeSwitch, FolderTransport
 
 HOST = Host("web-1", "10.0.0.1")

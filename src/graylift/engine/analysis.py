@@ -27,7 +27,8 @@ from graylift.core.state import HostState, ReleaseKind
 from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost, MetricsError, PlanError
 from graylift.ports import MetricsSource
-from graylift.steps import StepContext, Target, no_package, run_step
+from graylift.runtime import StepContext, Target, no_package
+from graylift.steps import run_step
 from graylift.store import ReleaseRecord
 
 RESTART = (Step.MUTE, Step.TAKE_OUT, Step.QUIET, Step.STOP, Step.START, Step.HEALTH, Step.PUT_BACK, Step.UNMUTE)

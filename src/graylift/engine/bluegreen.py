@@ -23,7 +23,8 @@ from graylift.engine.lease import Guarded
 from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost
 from graylift.ports import Transport
-from graylift.steps import StepContext, Target, no_package, run_step
+from graylift.runtime import StepContext, Target, no_package
+from graylift.steps import run_step
 from graylift.store import ReleaseRecord
 
 IN_STEPS = (Step.PUT_BACK,)  # in every backend, each read back in

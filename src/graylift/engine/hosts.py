@@ -22,7 +22,8 @@ from graylift.engine.crash import crash_point
 from graylift.engine.lease import Guarded
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
-from graylift.steps import HostUnhealthy, StepContext, Target, run_step
+from graylift.runtime import StepContext, Target
+from graylift.steps import HostUnhealthy, run_step
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 
 
@@ -58,7 +59,7 @@ class HostRunner:
     # --- targets -------------------------------------------------------------------------------
 
     async def target(self, rec: ReleaseRecord, run: HostRunRecord) -> Target:
-        """What this pass puts on the host (see :class:`graylift.steps.Target`)."""
+        """What this pass puts on the host (see :class:`graylift.runtime.Target`)."""
         version = run.target_version
 
         async def load() -> Package:

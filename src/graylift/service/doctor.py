@@ -154,7 +154,7 @@ class DoctorService(ReleaseService):
     # --- what the host and its backends say --------------------------------------------------
 
     async def _live(self, fleet: Fleet, report: HostReport, last: _Touched | None) -> Live:
-        from graylift.steps import silence_reason
+        from graylift.runtime import silence_reason
 
         if report.problem is not None or report.found is None:
             return Live(unreadable=report.problem or "not surveyed")
@@ -212,7 +212,8 @@ class DoctorService(ReleaseService):
 
     async def _steps(self, fleet: Fleet, report: HostReport, finding: Finding) -> str:
         """Walk the host, on the release ``current`` points at, through the steps the core named."""
-        from graylift.steps import StepContext, Target, no_package, run_step
+        from graylift.runtime import StepContext, Target, no_package
+        from graylift.steps import run_step
 
         found = report.found
         assert found is not None and found.current_dir is not None

@@ -19,6 +19,7 @@ from graylift.core.model import Host
 from graylift.core.state import ReleaseKind, ReleaseState
 from graylift.engine import STALE_AFTER_SECONDS
 from graylift.errors import GrayliftError
+from graylift.runtime import AppRuntime
 from graylift.service import Graylift
 from graylift.sim.clock import Deadlock, SimClock, VirtualLoop
 from graylift.sim.scenario import Action, Scenario
@@ -34,7 +35,6 @@ from graylift.sim.world import (
     SimTransport,
     World,
 )
-from graylift.steps import AppRuntime
 from graylift.store import Store
 
 ENV = "prod"
