@@ -142,8 +142,6 @@ class StepContext:
         return self.runtime.render(template, self.paths())
 
 
-
-
 def silence_reason(release_id: int, app: str, env: str) -> str:
     """The reason a release's silences carry: how a silencer finds (and lifts) the ones it made."""
     return f"graylift release #{release_id} of {app} ({env})"

@@ -46,11 +46,8 @@ def _probes_whatever_runs(ctx: StepContext) -> list[HealthProbe] | None:
     if rt.probes_for is None:
         return list(rt.probes)
     one, other = (_probes(ctx.running(Found("release", name, name))) for name in ("one", "other"))
-    shell = [p for p in one + other if isinstance(p, ShellProbe)]
-    if len(shell) == len(one) + len(other) and [p.command for p in shell[:len(one)]] == [
-            p.command for p in shell[len(one):]]:
-        return one
-    return None
+    commands = [[p.command if isinstance(p, ShellProbe) else None for p in probes] for probes in (one, other)]
+    return one if None not in commands[0] and commands[0] == commands[1] else None
 
 
 async def survey_and_health(ctx: StepContext) -> tuple[Found, ProbeResult | None]:
@@ -89,7 +86,7 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     """
     found, result = await survey_and_health(ctx)
     detail: dict[str, Any] = {"found": found.to_json(), "current": found.version}
-    if found.fresh or result is None:
+    if result is None:  # a fresh host: no health to read
         return detail | {"note": "fresh host: nothing installed yet"}
     tgt = ctx.target
     same_version = found.version == tgt.version
