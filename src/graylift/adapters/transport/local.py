@@ -31,13 +31,14 @@ class LocalTransport:
         data = stdin.encode("utf-8") if stdin is not None else None
         try:
             out, err = await asyncio.wait_for(process.communicate(data), timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as stopped:
+            # kill the whole group, then reap it (even for a caller that gave up): nothing left running, and no
+            # subprocess transport left for its loop to close later, which a loop ending at once never does
             _kill_group(process.pid)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.communicate(), 5)
-            raise CommandTimeout(self.host.name, command, timeout) from None
-        except asyncio.CancelledError:
-            _kill_group(process.pid)
+                await asyncio.shield(asyncio.wait_for(process.communicate(), 5))
+            if isinstance(stopped, TimeoutError):
+                raise CommandTimeout(self.host.name, command, timeout) from None
             raise
         status = process.returncode if process.returncode is not None else -1
         if status < 0:  # killed by a signal: report it like a shell does
