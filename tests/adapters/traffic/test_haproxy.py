@@ -129,3 +129,44 @@ async def test_haproxy_preflight_problems_for_every_host(haproxy: Haproxy) -> No
     report = await HaproxySwitch(HaproxyTraffic(socket=haproxy.operator_socket, backend="web")).preflight([APP1])
     assert report.problems == (f"haproxy:web: every host: the socket {haproxy.operator_socket} is at level "
                                "operator; graylift sets server states, so use 'stats socket ... level admin'",)
+
+
+def _recording(switch: HaproxySwitch) -> list[tuple[str, str]]:
+    """Every runtime API command the switch sends from now on, with HAProxy's answer."""
+    sent: list[tuple[str, str]] = []
+    command = switch.command
+
+    async def recording(line: str) -> str:
+        answer = await command(line)
+        sent.append((line, answer))
+        return answer
+
+    switch.command = recording  # type: ignore[method-assign]
+    return sent
+
+
+async def test_haproxy_reads_a_servers_sessions_as_its_one_row(haproxy: Haproxy) -> None:
+    """A server's sessions come from its own row of ``show stat`` (by its ids), not from the dump of every
+    proxy and server: the answer and its parsing stay one row however many servers HAProxy has. The frontend
+    named like the backend ("one") is not taken for it."""
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="one"))
+    sent = _recording(switch)
+    await _wait_up(switch, APP1)
+    sent.clear()
+    assert await switch.in_flight(APP1) == 0
+    ((line, answer),) = sent
+    rows = [row for row in answer.splitlines()[1:] if row.strip()]
+    assert line.startswith("show stat ") and len(rows) == 1 and rows[0].startswith("one,app1,"), (line, rows)
+    assert await switch._stat_field("app1", "svname") == "app1"
+
+
+async def test_haproxy_ids_that_point_at_another_server_are_not_trusted(haproxy: Haproxy) -> None:
+    """Ids learnt before HAProxy reloaded with other servers may name another server now: its row is never
+    taken for this one's."""
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
+    await _wait_up(switch, APP1)
+    await _wait_up(switch, APP2)
+    switch._ids["app1"] = switch._ids["app2"]  # what a reload that swapped the two servers would leave
+    assert await switch._stat_field("app1", "svname") == "app1"
+    assert await switch._stat_field("app2", "svname") == "app2"
+    assert await switch.in_flight(APP1) == 0 and await switch.is_in(APP1)

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 from kazoo.client import KazooClient
 
-from graylift.adapters.traffic.zookeeper import ZookeeperSwitch, ZookeeperTraffic
+from graylift.adapters.traffic.zookeeper import ZookeeperSwitch, ZookeeperTraffic, provider_addresses
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -111,3 +111,15 @@ async def test_zookeeper_preflight_one_listing_and_no_write(zookeeper: services.
     (problem,) = (await down.preflight([h1])).problems
     assert problem.startswith(f"zookeeper:/dubbo/{service}: every host: cannot connect to ZooKeeper at 127.0.0.1:")
     await down.close()
+
+
+def test_provider_addresses_read_the_same_every_time() -> None:
+    """The providers' names are parsed once and remembered: a second read (new string objects, as every
+    listing gives) answers the same, and names without an address:port never count."""
+    names = [quote(f"dubbo://{address}:{port}/com.example.Order?side=provider", safe="")
+             for address, port in (("10.0.0.1", 20880), ("[::1]", 20881), ("order-7.example", 20880))]
+    names += ["not%zza-url", quote("dubbo://10.0.0.9/com.example.Order", safe=""), "", "dubbo%3A%2F%2F%3A1"]
+    expected = {("10.0.0.1", 20880), ("::1", 20881), ("order-7.example", 20880)}
+    assert provider_addresses(names) == expected
+    assert provider_addresses(["".join(list(name)) for name in names]) == expected
+    assert provider_addresses(names[:1]) == {("10.0.0.1", 20880)}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import io
 import re
 import time
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 
@@ -34,21 +33,50 @@ CONNECT_ATTEMPTS = 5
 _limit = LoopSemaphores(SOCKET_CONCURRENCY)
 
 
-def parse_servers_state(answer: str, backend: str) -> dict[str, tuple[int, int]]:
-    """{server name: (srv_admin_state, srv_op_state)} of ``backend`` in ``show servers state`` output
-    (version line, ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none."""
+class ServerRow(NamedTuple):
+    """A server's row of ``show servers state``: its state bits and its ids (for ``show stat <iid> 4 <sid>``)."""
+
+    admin: int  # srv_admin_state
+    op: int  # srv_op_state
+    be_id: str
+    srv_id: str
+
+
+def parse_servers_state(answer: str, backend: str, only: str | None = None) -> dict[str, ServerRow]:
+    """{server name: its row} of ``backend`` in ``show servers state`` output (version line,
+    ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none. With ``only``, just
+    that server's row: the other rows are passed over unsplit (a backend of 1000 servers is read for each
+    server's every check)."""
     header: list[str] | None = None
-    servers: dict[str, tuple[int, int]] = {}
+    servers: dict[str, ServerRow] = {}
+    token = f" {only} "
     for line in answer.splitlines():
         if line.startswith("# "):
             header = line[2:].split()
             continue
+        if only is not None and token not in f" {line} ":
+            continue
         fields = line.split()
         if header and len(fields) >= len(header) - 2:
             row = dict(zip(header, fields, strict=False))
-            if row.get("be_name") == backend and "srv_name" in row:
-                servers[row["srv_name"]] = (int(row["srv_admin_state"]), int(row["srv_op_state"]))
+            if row.get("be_name") == backend and "srv_name" in row and only in (None, row["srv_name"]):
+                servers[row["srv_name"]] = ServerRow(int(row["srv_admin_state"]), int(row["srv_op_state"]),
+                                                     row.get("be_id", ""), row.get("srv_id", ""))
     return servers
+
+
+def stat_row(answer: str, backend: str, server: str) -> dict[str, str] | None:
+    """``server``'s row of ``backend`` in ``show stat`` CSV output (its header names the columns), or None.
+    Only the row that starts with ``<backend>,<server>,`` is parsed."""
+    lines = answer.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return None
+    prefix = f"{backend},{server},"
+    for line in lines[1:]:
+        if line.startswith(prefix):
+            header = next(csv.reader([lines[0][2:]]))
+            return dict(zip(header, next(csv.reader([line])), strict=False))
+    return None
 
 
 def _check_socket(value: str) -> str:
@@ -76,6 +104,9 @@ class HaproxySwitch:
         self.cfg = cfg
         self.poll_interval, self.up_timeout = poll_interval, up_timeout
         self.name = f"haproxy:{cfg.backend}"
+        # server name -> (backend id, server id), learnt from `show servers state`: a server's sessions are
+        # then read as its one row of `show stat` (a name would match a frontend of the same name)
+        self._ids: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def from_config(cls, cfg: HaproxyTraffic, build: Build) -> HaproxySwitch:
@@ -145,7 +176,7 @@ class HaproxySwitch:
                 problems.append(f"{self.name}: {host.name}: HAProxy has no server {self.cfg.backend}/{srv}; add it to "
                                 "the haproxy config or fix the 'server' template in graylift's config")
                 continue
-            admin, op = servers[srv]
+            admin, op = servers[srv].admin, servers[srv].op
             if admin & (ADMIN_MAINT | ADMIN_DRAIN):
                 out.append(host.name)
             elif op != OP_RUNNING:
@@ -214,18 +245,26 @@ class HaproxySwitch:
     async def _state(self, srv: str) -> tuple[int, int]:
         """(srv_admin_state, srv_op_state) from ``show servers state <backend>``."""
         answer = await self.command(f"show servers state {self.cfg.backend}")
-        servers = parse_servers_state(answer, self.cfg.backend)
+        servers = parse_servers_state(answer, self.cfg.backend, only=srv)
         if srv not in servers:
-            raise self._unknown(srv, "" if servers else answer)
-        return servers[srv]
+            raise self._unknown(srv, "" if parse_servers_state(answer, self.cfg.backend) else answer)
+        row = servers[srv]
+        self._ids[srv] = (row.be_id, row.srv_id)
+        return row.admin, row.op
 
     async def _stat_row(self, srv: str) -> dict[str, str]:
-        answer = await self.command("show stat")
-        rows = csv.DictReader(io.StringIO(answer.lstrip("# ")))
-        for row in rows:
-            if row.get("pxname") == self.cfg.backend and row.get("svname") == srv:
-                return row
-        raise self._unknown(srv, "")
+        """The server's row of ``show stat``: by its ids, one row (ids a reload changed are learnt again);
+        while they are unknown, or the ids point at another server, read from the whole dump."""
+        if srv not in self._ids:
+            await self._state(srv)
+        be_id, srv_id = self._ids[srv]
+        row = stat_row(await self.command(f"show stat {be_id} 4 {srv_id}"), self.cfg.backend, srv)
+        if row is None:  # the ids moved (HAProxy reloaded with other servers): read the whole dump
+            self._ids.pop(srv, None)
+            row = stat_row(await self.command("show stat"), self.cfg.backend, srv)
+        if row is None:
+            raise self._unknown(srv, "")
+        return row
 
     async def _stat_field(self, srv: str, field: str) -> str:
         return (await self._stat_row(srv)).get(field) or ""

@@ -17,6 +17,7 @@ kazoo is synchronous: its calls run in a worker thread, each bounded by ``timeou
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
@@ -35,15 +36,19 @@ from graylift.schema import Port, Seconds, Section, Text, ZkPath
 
 def provider_addresses(children: Sequence[str]) -> set[tuple[str, int]]:
     """(address, port) of provider nodes (URL-encoded ``dubbo://address:port/service?...`` names)."""
-    found = set()
-    for child in children:
-        try:
-            url = urlsplit(unquote(child))
-            if url.hostname and url.port:
-                found.add((url.hostname, url.port))
-        except ValueError:
-            continue
-    return found
+    return {found for child in children if (found := provider_address(child)) is not None}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def provider_address(child: str) -> tuple[str, int] | None:
+    """(address, port) of one provider node's name, None when it names none. Remembered: every host's put-back
+    reads every provider of the service (1000 names of about 200 characters on a fleet of 1000), and they
+    barely change between two reads."""
+    try:
+        url = urlsplit(unquote(child))
+        return (url.hostname, url.port) if url.hostname and url.port else None
+    except ValueError:
+        return None
 
 
 class ZookeeperTraffic(Section):
