@@ -205,18 +205,19 @@ async def take_out(ctx: StepContext) -> dict[str, Any]:
 async def quiet(ctx: StepContext) -> dict[str, Any]:
     """Wait until traffic has drained: observed (in-flight 0, drain command) where possible, else the period.
 
-    The configured quiet period is the upper bound. Returns how long it waited and why it stopped.
+    The configured quiet period is the upper bound. Returns how long it waited and why it stopped. The first
+    read of the switches' in-flight counts both says whether they can be observed and is the first observation.
     """
     rt = ctx.runtime
     started = ctx.clock.now()
-    observable = rt.drain_command is not None or any(
-        [await s.in_flight(ctx.host) is not None for s in rt.switches]
-    )
+    counts: list[int | None] | None = [await s.in_flight(ctx.host) for s in rt.switches]
+    observable = rt.drain_command is not None or any(count is not None for count in counts or ())
     waited_for = "quiet period"
     while (ctx.clock.now() - started).total_seconds() < rt.quiet_period:
-        if observable and await _drained(ctx):
+        if observable and await _drained(ctx, counts):
             waited_for = "drained"
             break
+        counts = None  # read again after the sleep
         await ctx.clock.sleep(min(0.2, rt.quiet_period))
     seconds = (ctx.clock.now() - started).total_seconds()
     detail: dict[str, Any] = {"waited_seconds": round(seconds, 3), "ended_by": waited_for}
@@ -230,9 +231,12 @@ async def quiet(ctx: StepContext) -> dict[str, Any]:
     return detail
 
 
-async def _drained(ctx: StepContext) -> bool:
-    for switch in ctx.runtime.switches:
-        if (await switch.in_flight(ctx.host) or 0) > 0:
+async def _drained(ctx: StepContext, counts: Sequence[int | None] | None = None) -> bool:
+    """No switch sees a request in flight (``counts``: the switches' counts just read, else read now) and the
+    drain command, if any, says drained."""
+    for index, switch in enumerate(ctx.runtime.switches):
+        count = counts[index] if counts is not None else await switch.in_flight(ctx.host)
+        if (count or 0) > 0:
             return False
     if ctx.runtime.drain_command:
         result = await ctx.transport.run(ctx.command(ctx.runtime.drain_command), timeout=30, check=False)
