@@ -210,8 +210,9 @@ async def quiet(ctx: StepContext) -> dict[str, Any]:
     """
     rt = ctx.runtime
     started = ctx.clock.now()
-    counts: list[int | None] | None = [await s.in_flight(ctx.host) for s in rt.switches]
-    observable = rt.drain_command is not None or any(count is not None for count in counts or ())
+    first = [await s.in_flight(ctx.host) for s in rt.switches]
+    observable = rt.drain_command is not None or any(count is not None for count in first)
+    counts: list[int | None] | None = first
     waited_for = "quiet period"
     while (ctx.clock.now() - started).total_seconds() < rt.quiet_period:
         if observable and await _drained(ctx, counts):
