@@ -170,3 +170,15 @@ async def test_haproxy_ids_that_point_at_another_server_are_not_trusted(haproxy:
     assert await switch._stat_field("app1", "svname") == "app1"
     assert await switch._stat_field("app2", "svname") == "app2"
     assert await switch.in_flight(APP1) == 0 and await switch.is_in(APP1)
+
+
+async def test_haproxy_a_fresh_switch_learns_the_ids_before_reading_one_row(haproxy: Haproxy) -> None:
+    """A controller that took a release over reads a host's sessions (its quiet period) before any state: the
+    switch learns the server's ids from `show servers state` first, then reads the one row."""
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="one"))
+    sent = _recording(switch)
+    assert await switch.in_flight(APP1) == 0
+    assert [line.split()[:2] for line, _ in sent] == [["show", "servers"], ["show", "stat"]]
+    assert sent[0][0] == "show servers state one" and sent[1][0] != "show stat"
+    rows = [row for row in sent[1][1].splitlines()[1:] if row.strip()]
+    assert len(rows) == 1 and rows[0].startswith("one,app1,")
