@@ -84,9 +84,16 @@ def release_dirs_script(deploy_dir: str, name: str) -> str:
     """A read-only shell script for :func:`parse_release_dirs`: ``present SHA`` or ``absent``, ``current
     LINK``, then ``ls -1t`` of ``releases/``."""
     d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
-    return (f"if [ -d {final} ]; then echo present $(head -c 64 {final}/{SHA_MARKER} 2>/dev/null); "
+    sha = _read_line("s", f"{final}/{SHA_MARKER}")
+    return (f"if [ -d {final} ]; then s=; {sha}; echo \"present $s\"; "
             f"else echo absent; fi; echo \"current $(readlink {d}/current)\"; "
             f"ls -1t {d}/releases 2>/dev/null; true")
+
+
+def _read_line(var: str, path: str) -> str:
+    """Shell: the first line of ``path`` (a quoted word) into ``$var``, by the shell's own ``read``: no
+    program started per marker, and never a part of a line; silent if the file cannot be read."""
+    return f"IFS= read -r {var} 2>/dev/null < {path}"
 
 
 def parse_release_dirs(output: str, deploy_dir: str) -> ReleaseDirs:
@@ -111,14 +118,15 @@ def survey_script(deploy_dir: str) -> str:
     """A read-only shell script printing ``current link|other|none ...`` and one ``release DIR SHA VERSION``
     line per release dir (``-`` for a missing marker)."""
     d = shlex.quote(deploy_dir.rstrip("/"))
+    sha, version = _read_line("s", f'"$r/{SHA_MARKER}"'), _read_line("v", f'"$r/{VERSION_MARKER}"')
     return (
         f"d={d}; "
         'if [ -L "$d/current" ]; then echo "current link $(readlink "$d/current")"; '
         'elif [ -e "$d/current" ]; then echo "current other $(stat -c %F "$d/current")"; '
         'else echo "current none"; fi; '
-        'for r in "$d"/releases/*/; do [ -d "$r" ] || continue; n=$(basename "$r"); '
-        f's=$(head -c 64 "$r/{SHA_MARKER}" 2>/dev/null); v=$(head -c 128 "$r/{VERSION_MARKER}" 2>/dev/null); '
-        'echo "release $n ${s:--} ${v:--}"; done'
+        'for r in "$d"/releases/*/; do [ -d "$r" ] || continue; r=${r%/}; s=; v=; '
+        f"{sha}; {version}; "
+        'echo "release ${r##*/} ${s:--} ${v:--}"; done'
     )
 
 

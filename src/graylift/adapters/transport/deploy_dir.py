@@ -42,7 +42,7 @@ class ShellDeployDir:
         self.host = transport.host.name
 
     async def _sh(self, script: str, *, timeout: float = QUICK, check: bool = True, stdin: str | None = None) -> str:
-        result = await self.transport.run("sh -c " + q(script), timeout=timeout, check=check, stdin=stdin)
+        result = await self.transport.run(script, timeout=timeout, check=check, stdin=stdin)  # a shell runs it
         return result.stdout.strip()
 
     async def survey(self) -> Found:

@@ -1,0 +1,124 @@
+"""The deploy dir's reads on a real folder through a real shell (graylift.adapters.transport.deploy_dir).
+
+The survey runs on every host twice per release (preflight, pre-check), the release-dir read once: each is one
+command whose cost on the host should not grow with the number of release dirs. Markers are read with the
+shell's own ``read``, so a marker that is not one line of a sha256 is never half-taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from graylift.adapters.transport.deploy_dir import ShellDeployDir
+from graylift.core.layout import SHA_MARKER, VERSION_MARKER
+from graylift.core.model import Host
+from graylift.testing import FolderTransport
+
+DEPLOY = "/srv/app"
+SHA_A, SHA_B = "a" * 64, "b" * 64
+WATCHED = ("readlink", "head", "basename", "stat", "cat", "ls")
+
+
+@pytest.fixture
+def programs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH starts with wrappers of the usual file programs that log each run to ``ran.log``."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "ran.log"
+    bin_dir.mkdir()
+    log.touch()
+    for name in WATCHED:
+        real = next((Path(d) / name for d in os.environ["PATH"].split(":") if (Path(d) / name).is_file()), None)
+        assert real is not None, name
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\necho {name} >> {log}\nexec {real} "$@"\n')
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return log
+
+
+def _deploy_dir(root: Path) -> ShellDeployDir:
+    return ShellDeployDir(FolderTransport(Host("web-1", "10.0.0.1"), root, DEPLOY), DEPLOY)
+
+
+def _release(root: Path, name: str, sha: str | None = None, version: str | None = None) -> None:
+    d = root / "releases" / name
+    d.mkdir(parents=True)
+    if sha is not None:
+        (d / SHA_MARKER).write_text(sha)
+    if version is not None:
+        (d / VERSION_MARKER).write_text(version)
+
+
+def test_a_survey_runs_one_program_however_many_release_dirs(tmp_path: Path, programs: Path) -> None:
+    root = tmp_path / "host"
+    for n in range(8):
+        _release(root, f"1.0.{n}", SHA_A + "\n", f"1.0.{n}\n")
+    (root / "current").symlink_to("releases/1.0.7")
+    found = asyncio.run(_deploy_dir(root).survey())
+    assert (found.current_dir, found.sha256, len(found.releases)) == ("1.0.7", SHA_A, 8)
+    assert programs.read_text().split() == ["readlink"]  # not a head or basename per release dir
+
+
+def test_the_release_dir_read_runs_no_program_for_the_marker(tmp_path: Path, programs: Path) -> None:
+    root = tmp_path / "host"
+    _release(root, "2.0.0", SHA_B + "\n")
+    _release(root, "1.0.0", SHA_A + "\n")
+    (root / "current").symlink_to("releases/1.0.0")
+    dirs = asyncio.run(_deploy_dir(root).release("2.0.0"))
+    assert (dirs.present, dirs.sha256, dirs.current, sorted(dirs.listing)) == (True, SHA_B, "1.0.0",
+                                                                             ["1.0.0", "2.0.0"])
+    assert sorted(programs.read_text().split()) == ["ls", "readlink"]
+
+
+@pytest.mark.parametrize(("marker", "taken"), [
+    (SHA_A + "\n", SHA_A),
+    (SHA_A, SHA_A),  # no newline at the end (another writer)
+    (SHA_A + "ff\n", None),  # longer than a sha256: not cut down to one
+    ("abc\n" + SHA_A + "\n", None),  # two lines: the first is the marker
+    ("", None),
+])
+def test_a_marker_is_one_whole_line(tmp_path: Path, marker: str, taken: str | None) -> None:
+    root = tmp_path / "host"
+    _release(root, "1.0.0", marker, "1.0.0\n")
+    _release(root, "0.9.0")
+    (root / "current").symlink_to("releases/1.0.0")
+    found = asyncio.run(_deploy_dir(root).survey())
+    assert found.releases == {"1.0.0": taken, "0.9.0": None}  # every release dir is listed, whatever its marker
+    assert asyncio.run(_deploy_dir(root).release("1.0.0")).sha256 == taken
+
+
+def test_an_unreadable_marker_reads_as_none_and_says_nothing(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        marker_dir = tmp_path / "host" / "releases" / "1.0.0"
+        _release(tmp_path / "host", "1.0.0")
+        (marker_dir / SHA_MARKER).mkdir()  # root reads any file: a directory in its place cannot be read
+    else:
+        _release(tmp_path / "host", "1.0.0", SHA_A + "\n")
+        (tmp_path / "host" / "releases" / "1.0.0" / SHA_MARKER).chmod(0)
+    (tmp_path / "host" / "current").symlink_to("releases/1.0.0")
+    transport = FolderTransport(Host("web-1", "10.0.0.1"), tmp_path / "host", DEPLOY)
+    found = asyncio.run(ShellDeployDir(transport, DEPLOY).survey())
+    assert (found.current_dir, found.releases) == ("1.0.0", {"1.0.0": None})
+    from graylift.core.layout import survey_script
+
+    result = asyncio.run(transport.run(survey_script(DEPLOY), timeout=10))
+    assert result.stderr == ""
+
+
+def test_fresh_other_and_dangling_layouts(tmp_path: Path) -> None:
+    from graylift.core.layout import LayoutError
+
+    root = tmp_path / "host"
+    _release(root, "1.0.0", SHA_A + "\n")
+    assert asyncio.run(_deploy_dir(root).survey()).fresh
+    (root / "current").mkdir()
+    with pytest.raises(LayoutError, match="current is a directory, not a symlink"):
+        asyncio.run(_deploy_dir(root).survey())
+    (root / "current").rmdir()
+    (root / "current").symlink_to("releases/2.0.0")
+    with pytest.raises(LayoutError, match="does not exist"):
+        asyncio.run(_deploy_dir(root).survey())
