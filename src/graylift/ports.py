@@ -247,12 +247,9 @@ class DeployDir(Protocol):
 
 
 class PackagePeer(Protocol):
-    """One host as a pre-staging peer (graylift.engine.prestage): its free space, and a short-lived HTTP server
-    that hands the verified package it staged to other hosts of the release. Every method is safe to repeat."""
-
-    async def free_bytes(self) -> int:
-        """Bytes free where releases are staged: ``<deploy dir>/releases`` (or its nearest existing parent)."""
-        ...
+    """One host as a pre-staging peer (graylift.engine.prestage): a short-lived HTTP server that hands the
+    verified package it staged to other hosts of the release (its free space comes with the deploy dir's
+    :meth:`DeployDir.release`). Every method is safe to repeat."""
 
     async def serve(self, name: str, filename: str, *, address: str, token: str, lifetime: float) -> tuple[int, int]:
         """Serve ``releases/<name>/<filename>`` at ``/<token>/<filename>`` on ``address`` (a random free port),

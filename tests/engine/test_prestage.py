@@ -16,6 +16,7 @@ import pytest
 
 from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.adapters.transport.peer import MARKER, ShellPeer
+from graylift.core.layout import ReleaseDirs
 from graylift.core.model import PrestageMode, Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.ports import Transport
@@ -158,11 +159,12 @@ def test_a_peer_that_serves_a_bad_package_is_refused_and_the_host_gets_it_elsewh
 def test_a_host_short_of_disk_is_refused_with_a_named_message(make_world: Callable[..., World]) -> None:
     world = prestage_world(make_world, 5)
 
-    class Full(ShellPeer):
-        async def free_bytes(self) -> int:
-            return 0 if self.host == "h3" else await super().free_bytes()
+    class Full(ShellDeployDir):
+        async def release(self, name: str) -> ReleaseDirs:
+            dirs = await super().release(name)
+            return dataclasses.replace(dirs, free_bytes=0) if self.host == "h3" and not dirs.present else dirs
 
-    world.fleet.runtime.peers = lambda transport: Full(transport, DEPLOY)
+    world.fleet.runtime.deploy_dirs = lambda transport: Full(transport, DEPLOY)
     rid = world.start("1.0.0")
     rec = world.drive(rid)
     assert rec.state is ReleaseState.SUCCEEDED, rec.message  # not fatal: its stage step staged it in its turn
@@ -190,3 +192,13 @@ def test_the_token_never_reaches_the_journal(make_world: Callable[..., World]) -
     assert entries(world, rid, "prestage", "retry")
     text = " ".join(str(e.detail) for e in world.store.journal_entries(rid))
     assert tokens and all(t not in text for t in tokens)
+
+
+def test_each_host_is_looked_at_with_one_command_before_its_download(make_world: Callable[..., World]) -> None:
+    """Check-then-act in one read: the release dir's state and the free space come back together."""
+    world = prestage_world(make_world, 5)
+    rid = world.start("1.0.0")
+    assert world.drive(rid).state is ReleaseState.SUCCEEDED
+    for name, transport in world.fleet.transports.items():
+        download = next(i for i, c in enumerate(transport.commands) if ".partial" in c)
+        assert download == 1, (name, transport.commands[:download])

@@ -72,22 +72,27 @@ class Found:
 @dataclass(frozen=True)
 class ReleaseDirs:
     """One read of ``releases/`` for the stage step: whether ``releases/<name>`` is there and the sha256
-    graylift recorded in it, the release dir ``current`` points at, and every release dir, newest first."""
+    graylift recorded in it, the release dir ``current`` points at, and every release dir, newest first.
+    When ``releases/<name>`` is absent, also the bytes free where it would be staged (``free_bytes``; None
+    when present, or when the host's answer was not a number)."""
 
     present: bool
     sha256: str | None = None
     current: str | None = None
     listing: tuple[str, ...] = ()
+    free_bytes: int | None = None
 
 
 def release_dirs_script(deploy_dir: str, name: str) -> str:
-    """A read-only shell script for :func:`parse_release_dirs`: ``present SHA`` or ``absent``, ``current
-    LINK``, then ``ls -1t`` of ``releases/``."""
+    """A read-only shell script for :func:`parse_release_dirs`: ``present SHA`` or ``absent AVAIL BSIZE`` (the
+    free blocks and their size where it would be staged: ``releases/`` or its nearest existing parent),
+    ``current LINK``, then ``ls -1t`` of ``releases/``."""
     d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
     sha = _read_line("s", f"{final}/{SHA_MARKER}")
+    nearest = f'f={d}/releases; while [ ! -d "$f" ]; do f=${{f%/*}}; f=${{f:-/}}; done'
     return (f"if [ -d {final} ]; then s=; {sha}; echo \"present $s\"; "
-            f"else echo absent; fi; echo \"current $(readlink {d}/current)\"; "
-            f"ls -1t {d}/releases 2>/dev/null; true")
+            f"else {nearest}; echo \"absent $(stat -f -c '%a %S' \"$f\" 2>/dev/null)\"; fi; "
+            f"echo \"current $(readlink {d}/current)\"; ls -1t {d}/releases 2>/dev/null; true")
 
 
 def _read_line(var: str, path: str) -> str:
@@ -101,17 +106,19 @@ def parse_release_dirs(output: str, deploy_dir: str) -> ReleaseDirs:
 
     >>> parse_release_dirs("present " + "a" * 64 + "\\ncurrent releases/1.0\\n2.0\\n.2.1.partial\\n1.0\\n", "/srv/a")
     ... # doctest: +ELLIPSIS
-    ReleaseDirs(present=True, sha256='aaa...', current='1.0', listing=('2.0', '1.0'))
-    >>> parse_release_dirs("absent\\ncurrent \\n", "/srv/a")
-    ReleaseDirs(present=False, sha256=None, current=None, listing=())
+    ReleaseDirs(present=True, sha256='aaa...', current='1.0', listing=('2.0', '1.0'), free_bytes=None)
+    >>> parse_release_dirs("absent 1000 4096\\ncurrent \\n", "/srv/a")
+    ReleaseDirs(present=False, sha256=None, current=None, listing=(), free_bytes=4096000)
     """
     lines = output.splitlines()
     head = (lines[0] if lines else "").split()
     present = bool(head) and head[0] == "present"
     sha = head[1] if present and len(head) > 1 and _SHA.match(head[1]) else None
+    free = int(head[1]) * int(head[2]) if not present and len(head) == 3 and all(
+        n.isdigit() for n in head[1:]) else None
     link = lines[1].removeprefix("current").strip() if len(lines) > 1 else ""
     listing = tuple(n for n in lines[2:] if n and not n.startswith(".") and is_plain_name(n))
-    return ReleaseDirs(present, sha, release_dir_of_link(link, deploy_dir) if link else None, listing)
+    return ReleaseDirs(present, sha, release_dir_of_link(link, deploy_dir) if link else None, listing, free)
 
 
 def survey_script(deploy_dir: str) -> str:

@@ -30,7 +30,7 @@ from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseKind, Request
 from graylift.engine.lease import Guarded
 from graylift.engine.phase import PhaseBase
-from graylift.errors import GrayliftError, LeaseLost
+from graylift.errors import ArtifactError, GrayliftError, LeaseLost
 from graylift.ports import DeployDir, PackagePeer
 from graylift.store import HostRunRecord, ReleaseRecord
 
@@ -104,7 +104,7 @@ class _Job:
     async def look(self, host: str) -> str | None:
         """Check before acting: 'present', 'refused', 'failed', or None (it needs the package)."""
         try:
-            ddir, peer = await self._dir(host)
+            ddir, _ = await self._dir(host)
             dirs = await ddir.release(self.dir)
             if dirs.present:
                 if dirs.sha256 == self.pkg.sha256:
@@ -113,7 +113,9 @@ class _Job:
                 self.failed[host] = f"releases/{self.dir} exists without this build's sha256: its stage step decides"
                 self.journal(host, "skipped", {"reason": self.failed[host]})
                 return "failed"
-            reason = disk_refusal(host, free_bytes=await peer.free_bytes(), package_bytes=self.pkg.size)
+            if dirs.free_bytes is None:
+                raise ArtifactError(f"{host}: could not read the free space of releases/ (or its nearest parent)")
+            reason = disk_refusal(host, free_bytes=dirs.free_bytes, package_bytes=self.pkg.size)
         except LeaseLost:
             raise
         except (GrayliftError, OSError) as exc:

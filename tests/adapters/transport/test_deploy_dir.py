@@ -122,3 +122,15 @@ def test_fresh_other_and_dangling_layouts(tmp_path: Path) -> None:
     (root / "current").symlink_to("releases/2.0.0")
     with pytest.raises(LayoutError, match="does not exist"):
         asyncio.run(_deploy_dir(root).survey())
+
+
+def test_the_release_dir_read_says_the_free_space_when_the_dir_is_to_be_staged(tmp_path: Path) -> None:
+    """Pre-staging checks the disk before it downloads: the same read tells it, no second command."""
+    root = tmp_path / "host"
+    root.mkdir()
+    dirs = asyncio.run(_deploy_dir(root).release("1.0.0"))  # not even releases/ yet: its nearest parent's
+    vfs = os.statvfs(root)
+    assert dirs.present is False and dirs.free_bytes is not None
+    assert abs(dirs.free_bytes - vfs.f_bavail * vfs.f_frsize) < 64 * 2**20  # the same disk, give or take writes
+    _release(root, "1.0.0", SHA_A + "\n")
+    assert asyncio.run(_deploy_dir(root).release("1.0.0")).free_bytes is None  # there: nothing to stage

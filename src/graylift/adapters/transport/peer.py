@@ -62,14 +62,6 @@ class ShellPeer:
         self.transport, self.root = transport, deploy_dir.rstrip("/")
         self.host = transport.host.name
 
-    async def free_bytes(self) -> int:
-        script = (f"d={q(self.root + '/releases')}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
-                  "df -Pk \"$d\" | awk 'NR==2 {print $4}'")
-        out = (await self.transport.run("sh -c " + q(script), timeout=QUICK)).stdout.strip()
-        if not out.isdigit():
-            raise ArtifactError(f"{self.host}: could not read the free space of {self.root} (df said {out!r})")
-        return int(out) * 1024
-
     async def serve(self, name: str, filename: str, *, address: str, token: str, lifetime: float) -> tuple[int, int]:
         path = f"{self.root}/releases/{name}/{filename}"
         command = (f"[ -f {q(path)} ] || {{ echo 'nothing to serve: {path} is missing' >&2; exit 2; }}; "
