@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graylift.cli import config_cmds, doctor, gates, releases
+from graylift.cli import common, config_cmds, doctor, gates, releases
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
 from graylift.cli.lazy import LazyGroup
@@ -58,10 +58,12 @@ def _options(config: Annotated[Path | None, typer.Option(
     """
     if config is not None:
         os.environ["GRAYLIFT_CONFIG"] = str(config)
+    common.freeze_imports()  # the CLI's own modules, imported by now
 
 
 def main() -> Any:
     sys.argv = [sys.argv[0], *take_server_option(sys.argv[1:])]  # --server URL: the same commands, remotely
+    common.FREEZE_IMPORTS = True
     return app()
 
 
