@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,3 +101,29 @@ def test_commands_run_in_process_leave_the_collector_alone(tmp_path: Path) -> No
         assert CliRunner().invoke(app, ["status"]).exit_code == 0
     """, tmp_path)
     assert (frozen, enabled) == (0, True)
+
+
+def test_only_the_command_that_runs_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer reads a command's parameters from its signature when it builds it: for the one that runs, not for
+    every command (about 13 ms of CPU on every start before)."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from graylift.cli import app
+
+    built: list[str] = []
+    real = typer.main.get_command_from_info
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        info = kwargs.get("command_info") or args[0]
+        built.append(info.name or info.callback.__name__)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(typer.main, "get_command_from_info", counting)
+    listing = CliRunner().invoke(app, ["--help"])
+    assert listing.exit_code == 0 and "promote-env" in listing.stdout and built == []
+    assert CliRunner().invoke(app, ["status", "--help"]).exit_code == 0
+    assert built == ["status"]
+    built.clear()
+    assert CliRunner().invoke(app, ["hosts", "list", "--help"]).exit_code == 0
+    assert "list" in built and "status" not in built

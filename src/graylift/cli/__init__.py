@@ -18,23 +18,18 @@ import typer
 from graylift.cli import common, config_cmds, doctor, gates, releases
 from graylift.cli.hosts import hosts_app
 from graylift.cli.lab import lab_app
-from graylift.cli.lazy import LazyGroup
+from graylift.cli.lazy import ON_USE, LazyGroup
 from graylift.client_options import take_server_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(cls=LazyGroup, no_args_is_help=True, add_completion=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False, context_settings=CONTEXT)
-app.add_typer(hosts_app, name="hosts")
-app.add_typer(lab_app, name="lab")
 for command in (config_cmds.init, config_cmds.check, releases.plan, releases.release, releases.rollback,
                 releases.status, releases.promote, releases.pause, releases.abort, releases.resume, releases.retry,
-                releases.history):
-    app.command()(command)
-app.command()(doctor.doctor)
-app.command()(gates.schedule)
-app.command()(gates.schedules)
-app.command()(gates.unschedule)
-app.command("promote-env")(gates.promote_env)
+                releases.history, doctor.doctor, gates.schedule, gates.schedules, gates.unschedule):
+    ON_USE[command.__name__] = command  # built into a click command only when it runs (cli/lazy.py)
+ON_USE["promote-env"] = gates.promote_env
+ON_USE["hosts"], ON_USE["lab"] = hosts_app, lab_app
 
 
 def _version(value: bool) -> None:
