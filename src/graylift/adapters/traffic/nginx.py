@@ -293,7 +293,7 @@ class NginxSwitch:
     async def _run(self, script: str, *, check: bool) -> tuple[int, str, str]:
         transport = await self._connect()
         try:
-            result = await transport.run("sh -c " + shlex.quote(script), timeout=COMMAND_TIMEOUT, check=check)
+            result = await transport.run(script, timeout=COMMAND_TIMEOUT, check=check)  # a shell runs it
         except TransportError as exc:
             raise TrafficError(f"{self.name}: {exc}") from exc
         return result.exit_status, result.stdout, result.stderr
