@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -176,3 +177,26 @@ def test_one_verifying_tls_context_serves_every_client() -> None:
     client = new_client(timeout=1)
     assert client._transport._pool._ssl_context is ctx  # type: ignore[attr-defined]
     assert not client._trust_env
+
+
+async def test_a_request_searches_for_no_module(server: Routes) -> None:
+    """httpcore imports ``sniffio`` at every lock it takes; without that package installed each import failed
+    and searched every folder of sys.path again (about 20 file-system lookups, four or five times per
+    request: 4,222 searches in one 200-host rollback). Once warm, a request searches for no module."""
+    searched: list[str] = []
+
+    class Recorder:
+        @staticmethod
+        def find_spec(name: str, path: object = None, target: object = None) -> None:
+            searched.append(name)
+            return None
+
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(server.url + "/ok")).status_code == 200  # imports whatever it imports once
+        sys.meta_path.insert(0, Recorder)  # type: ignore[arg-type]
+        try:
+            for _ in range(5):
+                assert (await client.get(server.url + "/ok")).status_code == 200
+        finally:
+            sys.meta_path.remove(Recorder)  # type: ignore[arg-type]
+    assert searched == []
