@@ -145,36 +145,84 @@ def _recording(switch: HaproxySwitch) -> list[tuple[str, str]]:
     return sent
 
 
-async def test_haproxy_reads_a_servers_sessions_as_its_one_row(haproxy: Haproxy) -> None:
-    """A server's sessions come from its own row of ``show stat`` (by its ids), not from the dump of every
-    proxy and server: the answer and its parsing stay one row however many servers HAProxy has. The frontend
-    named like the backend ("one") is not taken for it."""
-    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="one"))
+async def test_haproxy_reads_a_servers_sessions_from_its_backends_rows(haproxy: Haproxy) -> None:
+    """A server's sessions come from its backend's rows of ``show stat`` (by the backend's id), not from the
+    dump of every proxy: the frontend named like the backend ("web") is not taken for it."""
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
     sent = _recording(switch)
     await _wait_up(switch, APP1)
     sent.clear()
     assert await switch.in_flight(APP1) == 0
     ((line, answer),) = sent
-    rows = [row for row in answer.splitlines()[1:] if row.strip()]
-    assert line.startswith("show stat ") and len(rows) == 1 and rows[0].startswith("one,app1,"), (line, rows)
+    rows = sorted(row.split(",")[:2] for row in answer.splitlines()[1:] if row.strip())
+    assert line.startswith("show stat ") and line.endswith(" 4 -1") and rows == [["web", "app1"], ["web", "app2"]]
     assert await switch._stat_field("app1", "svname") == "app1"
+    assert await switch._stat_field("app2", "svname") == "app2"
 
 
-async def test_haproxy_ids_that_point_at_another_server_are_not_trusted(haproxy: Haproxy) -> None:
-    """Ids learnt before HAProxy reloaded with other servers may name another server now: its row is never
-    taken for this one's."""
+async def test_haproxy_a_backend_id_that_points_at_another_proxy_is_not_trusted(haproxy: Haproxy) -> None:
+    """An id learnt before HAProxy reloaded with other proxies may name another backend now (here "one", whose
+    server app1 has the same name): its rows are never taken for this backend's."""
+    web = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
+    one = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="one"))
+    await _wait_up(web, APP1)
+    await _wait_up(one, APP1)
+    await one.take_out(APP1)
+    try:
+        web._backend_id = one._backend_id  # what a reload that renumbered the proxies would leave
+        assert await web._stat_field("app1", "pxname") == "web"
+        assert "MAINT" not in await web._stat_field("app1", "status")
+        assert await web._stat_field("app1", "pxname") == "web"  # the id was learnt again
+        assert web._backend_id != one._backend_id
+    finally:
+        await one.put_back(APP1)
+
+
+async def test_haproxy_hosts_waiting_at_once_share_each_read(haproxy: Haproxy) -> None:
+    """A batch's hosts poll their servers at once: they share one read per poll (each answer parsed once),
+    not one read per host. Twenty checks of two servers at once send one or two reads, and all agree."""
     switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
     await _wait_up(switch, APP1)
     await _wait_up(switch, APP2)
-    switch._ids["app1"] = switch._ids["app2"]  # what a reload that swapped the two servers would leave
-    assert await switch._stat_field("app1", "svname") == "app1"
-    assert await switch._stat_field("app2", "svname") == "app2"
-    assert await switch.in_flight(APP1) == 0 and await switch.is_in(APP1)
+    sent = _recording(switch)
+    answers = await asyncio.gather(*(switch.is_in(host) for host in [APP1, APP2] * 10))
+    assert answers == [True] * 20
+    assert 1 <= len(sent) <= 2 and {line for line, _ in sent} == {"show servers state web"}, sent
+    sent.clear()
+    counts = await asyncio.gather(*(switch.in_flight(host) for host in [APP1, APP2] * 10))
+    assert counts == [0] * 20 and 1 <= len(sent) <= 2, [line for line, _ in sent]
 
 
-async def test_haproxy_a_fresh_switch_learns_the_ids_before_reading_one_row(haproxy: Haproxy) -> None:
+async def test_haproxy_a_shared_read_is_never_older_than_the_question(haproxy: Haproxy) -> None:
+    """A caller is answered by a read sent after it asked: one that asks while an earlier read is on its way
+    (answered before the server went to maint) waits for the next read and sees the maint."""
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
+    await _wait_up(switch, APP1)
+    command = switch.command
+    answered = asyncio.Event()
+
+    async def slow(line: str) -> str:
+        answer = await command(line)
+        if not answered.is_set():
+            answered.set()
+            await asyncio.sleep(0.3)  # HAProxy has answered; the answer is still on its way to the callers
+        return answer
+
+    switch.command = slow  # type: ignore[method-assign]
+    try:
+        early = asyncio.create_task(switch.is_out(APP1))
+        await answered.wait()
+        await command("set server web/app1 state maint")
+        assert await switch.is_out(APP1), "a read sent before the maint answered a caller that asked after it"
+        assert await early is False
+    finally:
+        switch.command = command  # type: ignore[method-assign]
+        await switch.put_back(APP1)
+
+
+async def test_haproxy_a_fresh_switch_learns_the_backend_id_before_reading_its_rows(haproxy: Haproxy) -> None:
     """A controller that took a release over reads a host's sessions (its quiet period) before any state: the
-    switch learns the server's ids from `show servers state` first, then reads the one row."""
+    switch learns the backend's id from `show servers state` first, then reads the backend's rows."""
     switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="one"))
     sent = _recording(switch)
     assert await switch.in_flight(APP1) == 0

@@ -1,4 +1,8 @@
-"""HAProxy through its runtime API (stats socket): drain, wait for sessions to end, maint; ready, wait UP."""
+"""HAProxy through its runtime API (stats socket): drain, wait for sessions to end, maint; ready, wait UP.
+
+The reads (``show servers state <backend>``, ``show stat <backend id> 4 -1``) are shared: a batch of hosts
+polling their servers at once sends one read per poll, not one per host (:class:`SharedReads`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import contextlib
 import csv
 import re
 import time
-from collections.abc import Sequence
-from typing import Annotated, Literal, NamedTuple
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 
@@ -33,6 +38,77 @@ CONNECT_ATTEMPTS = 5
 _limit = LoopSemaphores(SOCKET_CONCURRENCY)
 
 
+@dataclass
+class _Key:
+    """What one kind of read has in flight: the callers waiting for the next read, and whether one runs."""
+
+    pending: asyncio.Future[Any] | None = None
+    running: bool = False
+
+
+@dataclass
+class SharedReads:
+    """Reads of the runtime API shared by the callers that want one at once, per event loop.
+
+    A caller gets the answer of a read SENT AFTER IT ASKED, so it sees every change made before it asked (its
+    own ``set server`` included). At most one read of a command runs at a time; the callers that ask
+    meanwhile share the next one, and its answer is parsed once for all of them. The poll loops sleep to a
+    common tick (:func:`tick`), so a batch of 50 hosts waiting for their servers sends one read a tick, not 50.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def read(self, key: tuple[str, str], fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """``fetch()``'s result from a call begun after this one; ``key`` (socket, command) names what is shared."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._keys, self._tasks = loop, {}, set()
+        state = self._keys.setdefault(key, _Key())
+        if state.pending is None:
+            state.pending = loop.create_future()
+            state.pending.add_done_callback(_retrieved)  # a waiter may be gone (cancelled) when it fails
+            if not state.running:
+                state.running = True
+                task = loop.create_task(self._run(state, fetch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(state.pending)
+
+    @staticmethod
+    async def _run(state: _Key, fetch: Callable[[], Awaitable[Any]]) -> None:
+        """Send reads back to back while callers wait for one; each caller's is sent after it asked."""
+        try:
+            while state.pending is not None:
+                waiting, state.pending = state.pending, None  # from here on, a new caller waits for the next
+                try:
+                    result = await fetch()
+                except Exception as exc:
+                    waiting.set_exception(exc)
+                else:
+                    waiting.set_result(result)
+        finally:
+            state.running = False
+            if state.pending is not None and not state.pending.done():  # cancelled with callers waiting
+                state.pending.cancel()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+_reads = SharedReads()
+
+
+async def tick(interval: float) -> None:
+    """Sleep to the next multiple of ``interval`` on the loop's clock: every poller of the process wakes at
+    the same moment, so their reads are shared."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(interval - loop.time() % interval)
+
+
 class ServerRow(NamedTuple):
     """A server's row of ``show servers state``: its state bits and its ids (for ``show stat <iid> 4 <sid>``)."""
 
@@ -42,41 +118,58 @@ class ServerRow(NamedTuple):
     srv_id: str
 
 
-def parse_servers_state(answer: str, backend: str, only: str | None = None) -> dict[str, ServerRow]:
+def parse_servers_state(answer: str, backend: str) -> dict[str, ServerRow]:
     """{server name: its row} of ``backend`` in ``show servers state`` output (version line,
-    ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none. With ``only``, just
-    that server's row: the other rows are passed over unsplit (a backend of 1000 servers is read for each
-    server's every check)."""
+    ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none."""
     header: list[str] | None = None
     servers: dict[str, ServerRow] = {}
-    token = f" {only} "
     for line in answer.splitlines():
         if line.startswith("# "):
             header = line[2:].split()
             continue
-        if only is not None and token not in f" {line} ":
-            continue
         fields = line.split()
         if header and len(fields) >= len(header) - 2:
             row = dict(zip(header, fields, strict=False))
-            if row.get("be_name") == backend and "srv_name" in row and only in (None, row["srv_name"]):
+            if row.get("be_name") == backend and "srv_name" in row:
                 servers[row["srv_name"]] = ServerRow(int(row["srv_admin_state"]), int(row["srv_op_state"]),
                                                      row.get("be_id", ""), row.get("srv_id", ""))
     return servers
 
 
-def stat_row(answer: str, backend: str, server: str) -> dict[str, str] | None:
-    """``server``'s row of ``backend`` in ``show stat`` CSV output (its header names the columns), or None.
-    Only the row that starts with ``<backend>,<server>,`` is parsed."""
-    lines = answer.splitlines()
-    if not lines or not lines[0].startswith("# "):
-        return None
-    prefix = f"{backend},{server},"
-    for line in lines[1:]:
-        if line.startswith(prefix):
-            header = next(csv.reader([lines[0][2:]]))
-            return dict(zip(header, next(csv.reader([line])), strict=False))
-    return None
+@dataclass(frozen=True)
+class ServersState:
+    """One ``show servers state <backend>`` answer, parsed once for every server that reads it."""
+
+    rows: dict[str, ServerRow]
+    answer: str
+
+    @classmethod
+    def parse(cls, answer: str, backend: str) -> ServersState:
+        return cls(parse_servers_state(answer, backend), answer)
+
+
+@dataclass(frozen=True)
+class StatRows:
+    """One ``show stat`` answer: each server's CSV line by (proxy, server), a row parsed when asked for."""
+
+    header: list[str]
+    lines: dict[tuple[str, str], str]
+
+    @classmethod
+    def parse(cls, answer: str) -> StatRows:
+        lines = answer.splitlines()
+        if not lines or not lines[0].startswith("# "):
+            return cls([], {})
+        header = next(csv.reader([lines[0][2:]]))
+        index = {}
+        for line in lines[1:]:
+            proxy, _, rest = line.partition(",")
+            index[(proxy, rest.partition(",")[0])] = line
+        return cls(header, index)
+
+    def row(self, backend: str, server: str) -> dict[str, str] | None:
+        line = self.lines.get((backend, server))
+        return None if line is None else dict(zip(self.header, next(csv.reader([line])), strict=False))
 
 
 def _check_socket(value: str) -> str:
@@ -104,9 +197,9 @@ class HaproxySwitch:
         self.cfg = cfg
         self.poll_interval, self.up_timeout = poll_interval, up_timeout
         self.name = f"haproxy:{cfg.backend}"
-        # server name -> (backend id, server id), learnt from `show servers state`: a server's sessions are
-        # then read as its one row of `show stat` (a name would match a frontend of the same name)
-        self._ids: dict[str, tuple[str, str]] = {}
+        # the backend's id, learnt from `show servers state`: its servers' sessions are read as its rows of
+        # `show stat <id> 4 -1` (a name would match a frontend of the same name)
+        self._backend_id: str | None = None
 
     @classmethod
     def from_config(cls, cfg: HaproxyTraffic, build: Build) -> HaproxySwitch:
@@ -123,7 +216,7 @@ class HaproxySwitch:
             await self._set_state(srv, "drain")
             deadline = time.monotonic() + self.cfg.drain_timeout
             while (await self._scur(srv)) > 0 and time.monotonic() < deadline:
-                await asyncio.sleep(self.poll_interval)
+                await tick(self.poll_interval)
             await self._set_state(srv, "maint")
         if not await self.is_out(host):
             raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is not in maintenance after "
@@ -141,7 +234,7 @@ class HaproxySwitch:
                 raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is ready but not UP after "
                                    f"{self.up_timeout:g}s (status {status}, last check {check or 'none'}); "
                                    "is the app answering HAProxy's health check?")
-            await asyncio.sleep(self.poll_interval)
+            await tick(self.poll_interval)
 
     async def is_out(self, host: Host) -> bool:
         admin, _ = await self._state(self.server(host))
@@ -242,26 +335,35 @@ class HaproxySwitch:
             raise TrafficError(f"{self.name}: 'set server {self.cfg.backend}/{srv} state {state}' was refused: "
                                f"{answer.strip()}")
 
+    async def _read(self, line: str, parse: Callable[[str], Any]) -> Any:
+        """A read-only command's parsed answer, shared with the other callers waiting (:class:`SharedReads`)."""
+
+        async def fetch() -> Any:
+            return parse(await self.command(line))
+
+        return await _reads.read((self.cfg.socket, line), fetch)
+
     async def _state(self, srv: str) -> tuple[int, int]:
         """(srv_admin_state, srv_op_state) from ``show servers state <backend>``."""
-        answer = await self.command(f"show servers state {self.cfg.backend}")
-        servers = parse_servers_state(answer, self.cfg.backend, only=srv)
-        if srv not in servers:
-            raise self._unknown(srv, "" if parse_servers_state(answer, self.cfg.backend) else answer)
-        row = servers[srv]
-        self._ids[srv] = (row.be_id, row.srv_id)
+        backend = self.cfg.backend
+        state: ServersState = await self._read(f"show servers state {backend}",
+                                               lambda answer: ServersState.parse(answer, backend))
+        if srv not in state.rows:
+            raise self._unknown(srv, "" if state.rows else state.answer)
+        row = state.rows[srv]
+        self._backend_id = row.be_id
         return row.admin, row.op
 
     async def _stat_row(self, srv: str) -> dict[str, str]:
-        """The server's row of ``show stat``: by its ids, one row (ids a reload changed are learnt again);
-        while they are unknown, or the ids point at another server, read from the whole dump."""
-        if srv not in self._ids:
+        """The server's row of ``show stat``: from its backend's rows (by the backend's id; an id a reload
+        changed is learnt again); while the id is unknown, or points at another proxy, from the whole dump."""
+        if self._backend_id is None:
             await self._state(srv)
-        be_id, srv_id = self._ids[srv]
-        row = stat_row(await self.command(f"show stat {be_id} 4 {srv_id}"), self.cfg.backend, srv)
-        if row is None:  # the ids moved (HAProxy reloaded with other servers): read the whole dump
-            self._ids.pop(srv, None)
-            row = stat_row(await self.command("show stat"), self.cfg.backend, srv)
+        rows: StatRows = await self._read(f"show stat {self._backend_id} 4 -1", StatRows.parse)
+        row = rows.row(self.cfg.backend, srv)
+        if row is None:  # the id moved (HAProxy reloaded with other proxies): read the whole dump
+            self._backend_id = None
+            row = (await self._read("show stat", StatRows.parse)).row(self.cfg.backend, srv)
         if row is None:
             raise self._unknown(srv, "")
         return row
