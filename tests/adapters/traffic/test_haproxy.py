@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
 import urllib.request
 
@@ -89,11 +91,15 @@ async def test_haproxy_errors_name_backend_server_and_socket(haproxy: Haproxy) -
     assert not await dead.is_in(gone)
 
 
+TICKING = {"srv_time_since_last_change", "srv_check_health"}  # the seconds since a change; the checks' counter
+
+
 async def _servers_state(switch: HaproxySwitch) -> list[list[str]]:
-    """Every server's state row, without the columns that tick by themselves (last change time)."""
+    """Every server's state row, without the columns that change by themselves (``TICKING``)."""
     answer = await switch.command(f"show servers state {switch.cfg.backend}")
+    header = answer.splitlines()[1][2:].split()
     rows = [line.split() for line in answer.splitlines()[2:] if line.strip()]
-    return [row[:12] + row[13:] for row in rows]  # srv_last_time_change is column 12
+    return [[value for name, value in zip(header, row, strict=False) if name not in TICKING] for row in rows]
 
 
 async def test_haproxy_preflight_reads_once_and_changes_nothing(haproxy: Haproxy) -> None:
@@ -230,3 +236,34 @@ async def test_haproxy_a_fresh_switch_learns_the_backend_id_before_reading_its_r
     assert sent[0][0] == "show servers state one" and sent[1][0] != "show stat"
     rows = [row for row in sent[1][1].splitlines()[1:] if row.strip()]
     assert len(rows) == 1 and rows[0].startswith("one,app1,")
+
+
+def test_haproxy_two_event_loops_in_two_threads_share_no_read(haproxy: Haproxy) -> None:
+    """`graylift serve` drives each release in a thread with its own event loop: two releases polling the same
+    socket at once never get a read (a future) or a socket slot (a semaphore) of the other's loop."""
+    errors: list[BaseException] = []
+
+    def release() -> None:
+        async def poll() -> None:
+            switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
+            for _ in range(60):
+                answers = await asyncio.gather(*(switch.is_in(host) for host in [APP1, APP2] * 4),
+                                               *(switch.in_flight(host) for host in [APP1, APP2] * 4))
+                assert answers == [True] * 8 + [0] * 8
+
+        try:
+            asyncio.run(asyncio.wait_for(poll(), 60))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=release) for _ in range(3)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the threads take turns often, as a busy server's do
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and not any(t.is_alive() for t in threads), errors

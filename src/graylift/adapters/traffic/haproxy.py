@@ -12,12 +12,12 @@ import csv
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 
-from graylift.adapters._limits import LoopSemaphores
+from graylift.adapters._limits import LoopSemaphores, PerLoop
 from graylift.adapters._preflight import every_host, listing, names
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
@@ -46,7 +46,6 @@ class _Key:
     running: bool = False
 
 
-@dataclass
 class SharedReads:
     """Reads of the runtime API shared by the callers that want one at once, per event loop.
 
@@ -56,24 +55,24 @@ class SharedReads:
     common tick (:func:`tick`), so a batch of 50 hosts waiting for their servers sends one read a tick, not 50.
     """
 
-    _loop: asyncio.AbstractEventLoop | None = None
-    _keys: dict[tuple[str, str], _Key] = field(default_factory=dict)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    def __init__(self) -> None:
+        # per loop: (socket, command) -> what runs and who waits; the runners (kept referenced until done)
+        self._keys: PerLoop[dict[tuple[str, str], _Key]] = PerLoop(dict)
+        self._tasks: PerLoop[set[asyncio.Task[None]]] = PerLoop(set)
 
     async def read(self, key: tuple[str, str], fetch: Callable[[], Awaitable[Any]]) -> Any:
         """``fetch()``'s result from a call begun after this one; ``key`` (socket, command) names what is shared."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop, self._keys, self._tasks = loop, {}, set()
-        state = self._keys.setdefault(key, _Key())
+        state = self._keys.get().setdefault(key, _Key())
         if state.pending is None:
+            loop = asyncio.get_running_loop()
             state.pending = loop.create_future()
             state.pending.add_done_callback(_retrieved)  # a waiter may be gone (cancelled) when it fails
             if not state.running:
                 state.running = True
                 task = loop.create_task(self._run(state, fetch))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                tasks = self._tasks.get()
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
         return await asyncio.shield(state.pending)
 
     @staticmethod
