@@ -267,3 +267,28 @@ def test_haproxy_two_event_loops_in_two_threads_share_no_read(haproxy: Haproxy) 
     finally:
         sys.setswitchinterval(interval)
     assert errors == [] and not any(t.is_alive() for t in threads), errors
+
+
+async def test_haproxy_a_read_cut_short_leaves_no_caller_waiting(haproxy: Haproxy) -> None:
+    """The task that sends a shared read is cancelled mid-read (its loop ends): its callers are cancelled with
+    it, not left waiting, and the next caller gets a read of its own."""
+    switch = HaproxySwitch(HaproxyTraffic(socket=haproxy.socket, backend="web"))
+    await _wait_up(switch, APP1)
+    command = switch.command
+    started = asyncio.Event()
+
+    async def stuck(line: str) -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    switch.command = stuck  # type: ignore[method-assign]
+    caller = asyncio.create_task(switch.is_in(APP1))
+    await started.wait()
+    for task in asyncio.all_tasks():
+        if task.get_coro().__qualname__.endswith("SharedReads._run"):  # type: ignore[union-attr]
+            task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, 5)
+    switch.command = command  # type: ignore[method-assign]
+    assert await asyncio.wait_for(switch.is_in(APP1), 5)

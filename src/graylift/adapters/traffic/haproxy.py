@@ -78,6 +78,7 @@ class SharedReads:
     @staticmethod
     async def _run(state: _Key, fetch: Callable[[], Awaitable[Any]]) -> None:
         """Send reads back to back while callers wait for one; each caller's is sent after it asked."""
+        waiting: asyncio.Future[Any] | None = None
         try:
             while state.pending is not None:
                 waiting, state.pending = state.pending, None  # from here on, a new caller waits for the next
@@ -87,10 +88,11 @@ class SharedReads:
                     waiting.set_exception(exc)
                 else:
                     waiting.set_result(result)
-        finally:
-            state.running = False
-            if state.pending is not None and not state.pending.done():  # cancelled with callers waiting
-                state.pending.cancel()
+        finally:  # cancelled (the loop ends): no caller is left waiting on a read that will not come
+            for future in (waiting, state.pending):
+                if future is not None and not future.done():
+                    future.cancel()
+            state.pending, state.running = None, False
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -109,7 +111,7 @@ async def tick(interval: float) -> None:
 
 
 class ServerRow(NamedTuple):
-    """A server's row of ``show servers state``: its state bits and its ids (for ``show stat <iid> 4 <sid>``)."""
+    """A server's row of ``show servers state``: its state bits and its ids (the backend's, for ``show stat``)."""
 
     admin: int  # srv_admin_state
     op: int  # srv_op_state
