@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -50,3 +51,75 @@ class LoopSemaphores:
         if key not in semaphores:
             semaphores[key] = asyncio.Semaphore(self.permits)
         return semaphores[key]
+
+
+@dataclass
+class _Key:
+    """What one kind of read has in flight: the callers waiting for the next read, and whether one runs."""
+
+    pending: asyncio.Future[Any] | None = None
+    running: bool = False
+
+
+class SharedReads:
+    """Reads of a backend's state shared by the callers that want one at once, per event loop.
+
+    A caller gets the answer of a read SENT AFTER IT ASKED, so it sees every change made before it asked (its
+    own included: a ``set server``, a PATCH). At most one read of a key runs at a time; the callers that ask
+    meanwhile share the next one, and its answer is parsed once for all of them. The poll loops sleep to a
+    common tick (:func:`tick`), so a batch of 50 hosts waiting for their servers sends one read a tick, not 50
+    (HAProxy's runtime API, nginx Plus's REST API).
+    """
+
+    def __init__(self) -> None:
+        # per loop: key -> what runs and who waits; the runners (kept referenced until done)
+        self._keys: PerLoop[dict[Hashable, _Key]] = PerLoop(dict)
+        self._tasks: PerLoop[set[asyncio.Task[None]]] = PerLoop(set)
+
+    async def read(self, key: Hashable, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """``fetch()``'s result from a call begun after this one; ``key`` names what is shared (the socket and
+        the command, the URL)."""
+        state = self._keys.get().setdefault(key, _Key())
+        if state.pending is None:
+            loop = asyncio.get_running_loop()
+            state.pending = loop.create_future()
+            state.pending.add_done_callback(_retrieved)  # a waiter may be gone (cancelled) when it fails
+            if not state.running:
+                state.running = True
+                task = loop.create_task(self._run(state, fetch))
+                tasks = self._tasks.get()
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        return await asyncio.shield(state.pending)
+
+    @staticmethod
+    async def _run(state: _Key, fetch: Callable[[], Awaitable[Any]]) -> None:
+        """Send reads back to back while callers wait for one; each caller's is sent after it asked."""
+        waiting: asyncio.Future[Any] | None = None
+        try:
+            while state.pending is not None:
+                waiting, state.pending = state.pending, None  # from here on, a new caller waits for the next
+                try:
+                    result = await fetch()
+                except Exception as exc:
+                    waiting.set_exception(exc)
+                else:
+                    waiting.set_result(result)
+        finally:  # cancelled (the loop ends): no caller is left waiting on a read that will not come
+            for future in (waiting, state.pending):
+                if future is not None and not future.done():
+                    future.cancel()
+            state.pending, state.running = None, False
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+
+async def tick(interval: float) -> None:
+    """Sleep to the next multiple of ``interval`` on the loop's clock: every poller of the process wakes at
+    the same moment, so their reads are shared."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(interval - loop.time() % interval)

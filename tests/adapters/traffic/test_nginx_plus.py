@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterator
 
@@ -87,3 +88,22 @@ async def test_preflight_one_read_and_changes_nothing(fake: tuple[FakePlus, str]
     finally:
         await switch.close()
         await missing.close()
+
+
+async def test_hosts_waiting_at_once_share_each_read(fake: tuple[FakePlus, str]) -> None:
+    """A batch's hosts poll their servers at once: one GET of each kind per poll, not one per host; each
+    caller's answer is from a GET sent after it asked, so a PATCH before it is seen."""
+    state, url = fake
+    switch = NginxPlusSwitch(NginxPlusTraffic(url=url, upstream="web", port=8080, poll_interval=0.01))
+    try:
+        assert await switch.is_in(HOSTS[0])
+        seen = len(state.requests)
+        assert await asyncio.gather(*(switch.is_in(host) for host in HOSTS * 10)) == [True] * 20
+        gets = [r.path for r in state.requests[seen:]]
+        assert set(gets) == {"/api/8/http/upstreams/web/servers", "/api/8/http/upstreams/web"}
+        assert len(gets) <= 4, gets  # two kinds, each at most one in flight and one next
+        await switch.take_out(HOSTS[0])
+        out = await asyncio.gather(*(switch.is_out(host) for host in HOSTS * 5))
+        assert out == [True, False] * 5
+    finally:
+        await switch.close()

@@ -1,7 +1,8 @@
 """HAProxy through its runtime API (stats socket): drain, wait for sessions to end, maint; ready, wait UP.
 
 The reads (``show servers state <backend>``, ``show stat <backend id> 4 -1``) are shared: a batch of hosts
-polling their servers at once sends one read per poll, not one per host (:class:`SharedReads`).
+polling their servers at once sends one read per poll, not one per host
+(:class:`graylift.adapters._limits.SharedReads`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import contextlib
 import csv
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 
-from graylift.adapters._limits import LoopSemaphores, PerLoop
+from graylift.adapters._limits import LoopSemaphores, SharedReads, tick
 from graylift.adapters._preflight import every_host, listing, names
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
@@ -36,78 +37,7 @@ SOCKET_TIMEOUT = 5.0
 SOCKET_CONCURRENCY = 4
 CONNECT_ATTEMPTS = 5
 _limit = LoopSemaphores(SOCKET_CONCURRENCY)
-
-
-@dataclass
-class _Key:
-    """What one kind of read has in flight: the callers waiting for the next read, and whether one runs."""
-
-    pending: asyncio.Future[Any] | None = None
-    running: bool = False
-
-
-class SharedReads:
-    """Reads of the runtime API shared by the callers that want one at once, per event loop.
-
-    A caller gets the answer of a read SENT AFTER IT ASKED, so it sees every change made before it asked (its
-    own ``set server`` included). At most one read of a command runs at a time; the callers that ask
-    meanwhile share the next one, and its answer is parsed once for all of them. The poll loops sleep to a
-    common tick (:func:`tick`), so a batch of 50 hosts waiting for their servers sends one read a tick, not 50.
-    """
-
-    def __init__(self) -> None:
-        # per loop: (socket, command) -> what runs and who waits; the runners (kept referenced until done)
-        self._keys: PerLoop[dict[tuple[str, str], _Key]] = PerLoop(dict)
-        self._tasks: PerLoop[set[asyncio.Task[None]]] = PerLoop(set)
-
-    async def read(self, key: tuple[str, str], fetch: Callable[[], Awaitable[Any]]) -> Any:
-        """``fetch()``'s result from a call begun after this one; ``key`` (socket, command) names what is shared."""
-        state = self._keys.get().setdefault(key, _Key())
-        if state.pending is None:
-            loop = asyncio.get_running_loop()
-            state.pending = loop.create_future()
-            state.pending.add_done_callback(_retrieved)  # a waiter may be gone (cancelled) when it fails
-            if not state.running:
-                state.running = True
-                task = loop.create_task(self._run(state, fetch))
-                tasks = self._tasks.get()
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        return await asyncio.shield(state.pending)
-
-    @staticmethod
-    async def _run(state: _Key, fetch: Callable[[], Awaitable[Any]]) -> None:
-        """Send reads back to back while callers wait for one; each caller's is sent after it asked."""
-        waiting: asyncio.Future[Any] | None = None
-        try:
-            while state.pending is not None:
-                waiting, state.pending = state.pending, None  # from here on, a new caller waits for the next
-                try:
-                    result = await fetch()
-                except Exception as exc:
-                    waiting.set_exception(exc)
-                else:
-                    waiting.set_result(result)
-        finally:  # cancelled (the loop ends): no caller is left waiting on a read that will not come
-            for future in (waiting, state.pending):
-                if future is not None and not future.done():
-                    future.cancel()
-            state.pending, state.running = None, False
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-_reads = SharedReads()
-
-
-async def tick(interval: float) -> None:
-    """Sleep to the next multiple of ``interval`` on the loop's clock: every poller of the process wakes at
-    the same moment, so their reads are shared."""
-    loop = asyncio.get_running_loop()
-    await asyncio.sleep(interval - loop.time() % interval)
+_reads = SharedReads()  # keyed by (socket, command): every switch on one socket shares its reads
 
 
 class ServerRow(NamedTuple):
@@ -337,7 +267,7 @@ class HaproxySwitch:
                                f"{answer.strip()}")
 
     async def _read(self, line: str, parse: Callable[[str], Any]) -> Any:
-        """A read-only command's parsed answer, shared with the other callers waiting (:class:`SharedReads`)."""
+        """A read-only command's parsed answer, shared with the other callers waiting at once."""
 
         async def fetch() -> Any:
             return parse(await self.command(line))

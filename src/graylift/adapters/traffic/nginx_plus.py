@@ -3,11 +3,12 @@
 Written against the documented API (``/api/<version>/http/upstreams/<upstream>/servers`` and
 ``.../servers/<id>`` PATCH; peers' ``state`` and ``active`` in ``/api/<version>/http/upstreams/<upstream>``).
 The upstream needs a ``zone`` and the ``api write=on`` location. Tested against a fake that follows the docs.
+The reads are shared by the hosts that wait at once (:class:`graylift.adapters._limits.SharedReads`): a batch
+polling its servers sends one GET per poll, not one per host.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from graylift.adapters._http import call, new_client, safe_url, url_secrets
+from graylift.adapters._limits import SharedReads, tick
 from graylift.adapters._preflight import by_host, every_host, listing
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
@@ -57,6 +59,7 @@ class NginxPlusSwitch:
         self._secrets = (*headers.values(), *url_secrets(cfg.url))
         self.name = cfg.name or f"nginx-plus:{cfg.upstream}"
         self._client = new_client(timeout=cfg.timeout, headers=headers)
+        self._reads = SharedReads()  # this switch's GETs, shared by its hosts waiting at once
 
     @classmethod
     def from_config(cls, cfg: NginxPlusTraffic, build: Build) -> NginxPlusSwitch:
@@ -76,7 +79,7 @@ class NginxPlusSwitch:
         await self._patch(host, server["id"], {"drain": True})
         deadline = time.monotonic() + self.cfg.drain_timeout
         while (await self.in_flight(host) or 0) > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(self.cfg.poll_interval)
+            await tick(self.cfg.poll_interval)
         await self._patch(host, server["id"], {"down": True})
 
     async def put_back(self, host: Host) -> None:
@@ -90,7 +93,7 @@ class NginxPlusSwitch:
                 raise TrafficError(f"{self.name}: {host.name} is enabled but not 'up' after "
                                    f"{self.cfg.up_timeout:g}s (state {', '.join(states)}); is the app "
                                    "passing nginx's health check?")
-            await asyncio.sleep(self.cfg.poll_interval)
+            await tick(self.cfg.poll_interval)
 
     async def is_out(self, host: Host) -> bool:
         server = await self._server(host)
@@ -139,8 +142,12 @@ class NginxPlusSwitch:
                                hint=f"is nginx Plus running with its 'api' location at {self.where}?")
         return answer
 
+    async def _get(self, url: str) -> Any:
+        """A GET shared with this switch's other callers waiting at once (answered by one sent after the ask)."""
+        return await self._reads.read(url, lambda: self._request("GET", url))
+
     async def _server(self, host: Host) -> dict[str, Any]:
-        servers = await self._request("GET", f"{self.base}/servers")
+        servers = await self._get(f"{self.base}/servers")
         wanted = self._addresses(host)
         for server in servers or []:
             if server.get("server") in wanted:
@@ -148,7 +155,7 @@ class NginxPlusSwitch:
         raise TrafficError(f"{self.name}: {self._unknown(host)}")
 
     async def _peers(self, host: Host) -> list[dict[str, Any]]:
-        group = await self._request("GET", self.base)
+        group = await self._get(self.base)
         wanted = self._addresses(host)
         peers = (group or {}).get("peers", [])
         return [p for p in peers if p.get("server") in wanted or p.get("name") in wanted]
