@@ -117,7 +117,6 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-
 async def tick(interval: float) -> None:
     """Sleep to the next multiple of ``interval`` on the loop's clock: every poller of the process wakes at
     the same moment, so their reads are shared."""

@@ -41,12 +41,11 @@ _reads = SharedReads()  # keyed by (socket, command): every switch on one socket
 
 
 class ServerRow(NamedTuple):
-    """A server's row of ``show servers state``: its state bits and its ids (the backend's, for ``show stat``)."""
+    """A server's row of ``show servers state``: its state bits and its backend's id (for ``show stat``)."""
 
     admin: int  # srv_admin_state
     op: int  # srv_op_state
     be_id: str
-    srv_id: str
 
 
 def parse_servers_state(answer: str, backend: str) -> dict[str, ServerRow]:
@@ -63,7 +62,7 @@ def parse_servers_state(answer: str, backend: str) -> dict[str, ServerRow]:
             row = dict(zip(header, fields, strict=False))
             if row.get("be_name") == backend and "srv_name" in row:
                 servers[row["srv_name"]] = ServerRow(int(row["srv_admin_state"]), int(row["srv_op_state"]),
-                                                     row.get("be_id", ""), row.get("srv_id", ""))
+                                                     row.get("be_id", ""))
     return servers
 
 
