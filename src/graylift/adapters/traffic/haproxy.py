@@ -159,8 +159,8 @@ class HaproxySwitch:
         deadline = time.monotonic() + self.up_timeout
         while not await self.is_in(host):
             if time.monotonic() >= deadline:
-                status = await self._stat_field(srv, "status")
-                check = await self._stat_field(srv, "check_status")
+                row = await self._stat_row(srv)  # one read for both fields
+                status, check = row.get("status") or "", row.get("check_status") or ""
                 raise TrafficError(f"{self.name}: server {self.cfg.backend}/{srv} is ready but not UP after "
                                    f"{self.up_timeout:g}s (status {status}, last check {check or 'none'}); "
                                    "is the app answering HAProxy's health check?")
