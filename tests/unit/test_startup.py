@@ -63,6 +63,15 @@ def test_asyncssh_is_imported_without_a_subprocess(tmp_path: Path) -> None:
     assert trace.read_text().count("execve(") == 1  # python itself
 
 
+def test_asyncssh_is_imported_without_a_warning_on_stderr() -> None:
+    """cryptography 51 warns at every use of its DSA names, and asyncssh uses them at import: a graylift command
+    that talks SSH printed ten lines of warnings before its own output."""
+    done = subprocess.run([sys.executable, "-W", "default", "-c",
+                           "import graylift.adapters.transport.ssh as m; m.asyncssh.import_private_key"],
+                          capture_output=True, text=True, check=True)
+    assert done.stderr == ""
+
+
 def collector_after(code: str, cwd: Path) -> tuple[int, bool]:
     """(objects frozen out of the collector's sight, is the collector on) after ``code`` ran in a new process."""
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + textwrap.dedent("""

@@ -5,6 +5,10 @@ At import, asyncssh looks for liboqs (post-quantum key exchange) and nettle (UMA
 usually), ``gcc`` and ``ld`` as well: five to seven processes at every start of a graylift command that talks
 SSH. Here that lookup reads the same directories the dynamic linker searches instead (no process); a library
 installed in one of them is still found and used.
+
+cryptography (from 51) warns at every use of its DSA names, which asyncssh makes at import and when it checks
+a key's type: those warnings, and only those from asyncssh's own modules, are not shown (graylift offers and
+accepts no DSA key).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import ctypes.util
 import glob
 import os
+import warnings
 from collections.abc import Iterator
 
 LINKER_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu",
@@ -51,6 +56,7 @@ def quiet_library_lookup() -> Iterator[None]:
         ctypes.util.find_library = original
 
 
+warnings.filterwarnings("ignore", message="DSA is deprecated", category=UserWarning, module=r"asyncssh\.")
 with quiet_library_lookup():
     import asyncssh
 
