@@ -10,13 +10,13 @@ Each class carries the CLI's exit code (:data:`EXIT_CODES` is the documented tab
 
     GrayliftError
     ├── UsageError          2  a command line that cannot mean anything (e.g. `promote abc`)
+    │   └── ReleaseNotFound 2  no release has that id (or the app/env has none)
     ├── ConfigError         2  a config file, field or value is wrong (names file, line, field)
     ├── InventoryError      2  the CMDB could not give a complete host list
     ├── PlanError           3  a plan breaks a rule (e.g. a batch takes >= 50% of the hosts)
     │   └── PreflightFailed 3
-    ├── ReleaseConflict     3  another release of the same app/env is active
-    ├── ReleaseNotFound     2
     ├── StateError          3  an illegal state transition (e.g. promote a finished release)
+    │   ├── ReleaseConflict 3  another release of the same app/env is active
     │   └── LeaseLost       1  another controller holds the release's lease: this one must stop
     ├── ArtifactError          package missing, checksum mismatch, bad name
     ├── TransportError         talking to a host failed
@@ -83,16 +83,16 @@ class OutsideWindow(PlanError):
     """A release asked for outside its app's release windows."""
 
 
-class ReleaseConflict(GrayliftError):
-    exit_code = EXIT_REFUSED
-
-
-class ReleaseNotFound(GrayliftError):
-    exit_code = EXIT_USAGE
+class ReleaseNotFound(UsageError):
+    """No release has that id, or the app/env has none."""
 
 
 class StateError(GrayliftError):
     exit_code = EXIT_REFUSED
+
+
+class ReleaseConflict(StateError):
+    """Another release of the same app/env is active: one at a time."""
 
 
 class LeaseLost(StateError):
