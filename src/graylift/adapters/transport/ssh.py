@@ -25,6 +25,7 @@ import contextlib
 import functools
 import shlex
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar, cast
@@ -71,7 +72,6 @@ class SshTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
         self.busy = 0
-        self.last_used = time.monotonic()
 
     @property
     def connected(self) -> bool:
@@ -103,7 +103,6 @@ class SshTransport:
         followed by EOF (never into the command line)."""
         wrapped = f"exec timeout -k {KILL_AFTER:g} {timeout:g} sh -c {shlex.quote(command)}"
         self.busy += 1
-        self.last_used = time.monotonic()
         started = time.monotonic()
         try:
             process = await self._open_process(wrapped, stdin)
@@ -177,9 +176,8 @@ class SshTransport:
 
     async def _done(self) -> None:
         self.busy -= 1
-        self.last_used = time.monotonic()
         if self.busy == 0:
-            await self._connector.notify_idle()
+            await self._connector.notify_idle(self)
 
     async def close(self) -> None:
         async with self._lock:
@@ -211,6 +209,9 @@ class SshConnector:
         self.known_hosts = Path(cfg.known_hosts).expanduser()
         self.client_key = Path(cfg.key).expanduser() if cfg.key is not None else None
         self._transports: dict[_Key, SshTransport] = {}
+        # Transports in the order they last went idle, the least recently used first: where room is made. An
+        # entry may have turned busy or lost its connection since; it is looked at and dropped when reached.
+        self._idle: OrderedDict[SshTransport, None] = OrderedDict()
         self._read: dict[Path, tuple[tuple[int, int], object]] = {}  # file -> ((mtime, size), what it holds)
         self._open = 0
         self._slots = asyncio.Condition()
@@ -221,27 +222,44 @@ class SshConnector:
         if transport is None:
             transport = self._transports[key] = SshTransport(self, host)
         await transport.ensure_connected()
+        if transport.busy == 0:
+            self._idle.setdefault(transport)
         return transport
 
     async def close(self) -> None:
         transports = list(self._transports.values())
         self._transports.clear()
+        self._idle.clear()
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
 
     async def acquire_slot(self, requester: SshTransport) -> None:
         async with self._slots:
             while self._open >= self.cfg.max_connections:
-                idle = [t for t in self._transports.values()
-                        if t is not requester and t.connected and t.busy == 0 and not t._lock.locked()]
-                if idle:
-                    min(idle, key=lambda t: t.last_used).drop()
+                idle = self._least_recently_used(but=requester)
+                if idle is not None:
+                    idle.drop()
                     self._open -= 1
                     continue
                 await self._slots.wait()
             self._open += 1
 
-    async def notify_idle(self) -> None:
-        """A transport went idle: a connect waiting for a free slot may now close it."""
+    def _least_recently_used(self, *, but: SshTransport) -> SshTransport | None:
+        """The idle connected transport used longest ago (not ``but``), or None: stale entries on the way are
+        dropped from the order, so each connect looks at a few transports, not at every one."""
+        while self._idle:
+            transport = next(iter(self._idle))
+            del self._idle[transport]
+            if transport is but:
+                continue  # it is connecting (so no longer idle); it comes back when it goes idle again
+            if transport.connected and transport.busy == 0 and not transport._lock.locked():
+                return transport
+        return None
+
+    async def notify_idle(self, transport: SshTransport) -> None:
+        """``transport`` went idle: it joins the end of the order, and a connect waiting for a free slot may
+        now close it."""
+        self._idle.pop(transport, None)
+        self._idle[transport] = None
         async with self._slots:
             self._slots.notify_all()
 
