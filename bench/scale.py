@@ -34,9 +34,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncssh
 import yaml
 
+from graylift.adapters.transport._asyncssh import asyncssh  # without cryptography's DSA warnings on stderr
 from graylift.core.state import HostState
 from graylift.lab import LabInfo
 from graylift.service import Graylift
