@@ -83,7 +83,7 @@ class SshTransport:
                 self._conn = None
                 await self._connector.release_slot()
             if self._conn is None:
-                await self._connector.acquire_slot(self)
+                await self._connector.acquire_slot()
                 try:
                     self._conn = await self._connector.open_connection(self.host)
                 except BaseException:
@@ -232,10 +232,10 @@ class SshConnector:
         self._idle.clear()
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
 
-    async def acquire_slot(self, requester: SshTransport) -> None:
+    async def acquire_slot(self) -> None:
         async with self._slots:
             while self._open >= self.cfg.max_connections:
-                idle = self._least_recently_used(but=requester)
+                idle = self._least_recently_used()
                 if idle is not None:
                     idle.drop()
                     self._open -= 1
@@ -243,14 +243,13 @@ class SshConnector:
                 await self._slots.wait()
             self._open += 1
 
-    def _least_recently_used(self, *, but: SshTransport) -> SshTransport | None:
-        """The idle connected transport used longest ago (not ``but``), or None: stale entries on the way are
-        dropped from the order, so each connect looks at a few transports, not at every one."""
+    def _least_recently_used(self) -> SshTransport | None:
+        """The idle connected transport used longest ago, or None: stale entries on the way (busy, closed, or
+        connecting, as the one asking for a slot is) are dropped from the order, so each connect looks at a few
+        transports, not at every one."""
         while self._idle:
             transport = next(iter(self._idle))
             del self._idle[transport]
-            if transport is but:
-                continue  # it is connecting (so no longer idle); it comes back when it goes idle again
             if transport.connected and transport.busy == 0 and not transport._lock.locked():
                 return transport
         return None
