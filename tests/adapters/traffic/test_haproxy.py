@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from graylift.adapters.traffic.haproxy import HaproxySwitch, HaproxyTraffic
+from graylift.adapters.traffic.haproxy import HaproxySwitch, HaproxyTraffic, ServerRow, ServersState
 from graylift.core.model import Host
 from graylift.errors import TrafficError
 from graylift.lab import services
@@ -20,6 +20,34 @@ APP1 = Host(name="app1", address="127.0.0.1")
 
 
 APP2 = Host(name="app2", address="127.0.0.1")
+
+
+# `show servers state` as HAProxy 2.6 answers it (two backends; columns cut after srv_port)
+SERVERS_STATE = """1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_port
+3 one 1 app1 127.0.0.1 2 0 1 1 8001
+3 one 2 app2 127.0.0.1 0 1 1 1 8002
+4 two 1 app1 127.0.0.1 2 8 1 1 9001
+4 two 2 app3 127.0.0.1 2
+"""
+
+
+def test_haproxy_servers_state_rows_are_the_backends_own() -> None:
+    one = ServersState.parse(SERVERS_STATE, "one")
+    assert sorted(one.lines) == ["app1", "app2"]
+    assert one.row("app1") == ServerRow(admin=0, op=2, be_id="3")
+    assert one.row("app2") == ServerRow(admin=1, op=0, be_id="3")
+    assert one.row("app3") is None  # another backend's server
+    two = ServersState.parse(SERVERS_STATE, "two")
+    assert two.row("app1") == ServerRow(admin=8, op=2, be_id="4")
+    assert two.row("app3") is None  # its line stops before the state columns
+    assert ServersState.parse(SERVERS_STATE, "three").lines == {}
+
+
+def test_haproxy_servers_state_without_a_header_has_no_servers() -> None:
+    state = ServersState.parse("1\n3 one 1 app1 127.0.0.1 2 0 1 1 8001\n", "one")
+    assert state.lines == {} and state.row("app1") is None
+    assert ServersState.parse("No such backend.\n", "one").lines == {}
 
 
 def _get(port: int, path: str = "/") -> tuple[int, str]:

@@ -48,34 +48,48 @@ class ServerRow(NamedTuple):
     be_id: str
 
 
-def parse_servers_state(answer: str, backend: str) -> dict[str, ServerRow]:
-    """{server name: its row} of ``backend`` in ``show servers state`` output (version line,
-    ``# be_id be_name srv_id srv_name ...`` header, one row per server); {} when none."""
-    header: list[str] | None = None
-    servers: dict[str, ServerRow] = {}
-    for line in answer.splitlines():
-        if line.startswith("# "):
-            header = line[2:].split()
-            continue
-        fields = line.split()
-        if header and len(fields) >= len(header) - 2:
-            row = dict(zip(header, fields, strict=False))
-            if row.get("be_name") == backend and "srv_name" in row:
-                servers[row["srv_name"]] = ServerRow(int(row["srv_admin_state"]), int(row["srv_op_state"]),
-                                                     row.get("be_id", ""))
-    return servers
-
-
 @dataclass(frozen=True)
 class ServersState:
-    """One ``show servers state <backend>`` answer, parsed once for every server that reads it."""
+    """One ``show servers state <backend>`` answer (version line, ``# be_id be_name srv_id srv_name ...``
+    header, one line per server), read once for every server that asks: the backend's lines by server name,
+    a row parsed when asked for. A batch's shared read holds every server of the backend (1000 lines at 1000
+    hosts) and each poll's few callers parse only their own."""
 
-    rows: dict[str, ServerRow]
+    columns: dict[str, int]  # header name -> field index
+    lines: dict[str, str]  # server name -> its line (of ``backend`` only)
     answer: str
 
     @classmethod
     def parse(cls, answer: str, backend: str) -> ServersState:
-        return cls(parse_servers_state(answer, backend), answer)
+        columns: dict[str, int] = {}
+        lines: dict[str, str] = {}
+        be_name = srv_name = last = -1
+        for line in answer.splitlines():
+            if line.startswith("# "):
+                columns = {name: index for index, name in enumerate(line[2:].split())}
+                be_name, srv_name = columns.get("be_name", -1), columns.get("srv_name", -1)
+                last = max(be_name, srv_name) if min(be_name, srv_name) >= 0 else -1
+                continue
+            if last < 0:
+                continue
+            fields = line.split(None, last + 1)
+            if len(fields) > last and fields[be_name] == backend:
+                lines[fields[srv_name]] = line
+        return cls(columns, lines, answer)
+
+    def row(self, server: str) -> ServerRow | None:
+        """The server's state bits and backend id; None when the backend has no such server (or the answer
+        lacks the state columns)."""
+        line = self.lines.get(server)
+        if line is None:
+            return None
+        fields = line.split()
+        try:
+            admin, op = self.columns["srv_admin_state"], self.columns["srv_op_state"]
+            return ServerRow(int(fields[admin]), int(fields[op]),
+                             fields[self.columns["be_id"]] if "be_id" in self.columns else "")
+        except (KeyError, IndexError, ValueError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -184,8 +198,8 @@ class HaproxySwitch:
             answer = await self.command(f"show servers state {self.cfg.backend}")
         except TrafficError as exc:
             return Preflight(problems=(every_host(self.name, exc),))
-        servers = parse_servers_state(answer, self.cfg.backend)
-        if not servers:
+        servers = ServersState.parse(answer, self.cfg.backend)
+        if not servers.lines:
             return Preflight(problems=(f"{self.name}: every host: HAProxy has no backend {self.cfg.backend} with "
                                        f"servers ({answer.strip() or 'empty answer'}); check the backend name",))
         problems = []
@@ -195,11 +209,12 @@ class HaproxySwitch:
         out, down = [], []
         for host in hosts:
             srv = self.server(host)
-            if srv not in servers:
+            row = servers.row(srv)
+            if row is None:
                 problems.append(f"{self.name}: {host.name}: HAProxy has no server {self.cfg.backend}/{srv}; add it to "
                                 "the haproxy config or fix the 'server' template in graylift's config")
                 continue
-            admin, op = servers[srv].admin, servers[srv].op
+            admin, op = row.admin, row.op
             if admin & (ADMIN_MAINT | ADMIN_DRAIN):
                 out.append(host.name)
             elif op != OP_RUNNING:
@@ -278,9 +293,9 @@ class HaproxySwitch:
         backend = self.cfg.backend
         state: ServersState = await self._read(f"show servers state {backend}",
                                                lambda answer: ServersState.parse(answer, backend))
-        if srv not in state.rows:
-            raise self._unknown(srv, "" if state.rows else state.answer)
-        row = state.rows[srv]
+        row = state.row(srv)
+        if row is None:
+            raise self._unknown(srv, "" if state.lines else state.answer)
         self._backend_id = row.be_id
         return row.admin, row.op
 
