@@ -401,7 +401,8 @@ def test_lease_ages_are_judged_on_the_database_clock(pg_databases: Any) -> None:
 def test_host_run_steps(store: Store) -> None:
     rec = new_release(store)
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    run = store.update_host_run(rec.id, "web-1", state="running", step="take_out", started_at=t0)
+    store.update_host_run(rec.id, "web-1", state="running", step="take_out", started_at=t0)
+    run = store.host_run(rec.id, "web-1")
     assert (run.state, run.step, run.started_at) == ("running", "take_out", t0)
     store.begin_step(rec.id, "web-1", "take_out", {"version": "2.4.1"})
     run = store.finish_step(run, "take_out", {"out_of": ["lb"]}, then=("stop", {"version": "2.4.1"}))
@@ -410,10 +411,12 @@ def test_host_run_steps(store: Store) -> None:
     assert run.done_steps == ("take_out", "stop") and run == store.host_run(rec.id, "web-1")
     assert [(e.step, e.event) for e in store.journal_entries(rec.id, "web-1")] == [
         ("take_out", "begin"), ("take_out", "done"), ("stop", "begin"), ("stop", "done"), ("take_out", "done")]
-    run = store.update_host_run(rec.id, "web-1", state="failed", error="health check failed", finished_at=t0)
+    store.update_host_run(rec.id, "web-1", state="failed", error="health check failed", finished_at=t0)
+    run = store.host_run(rec.id, "web-1")
     assert (run.state, run.error, run.finished_at) == ("failed", "health check failed", t0)
 
-    run = store.reset_host_run(rec.id, "web-1", target_version="2.4.0", state="pending")
+    store.reset_host_run(rec.id, "web-1", target_version="2.4.0", state="pending")
+    run = store.host_run(rec.id, "web-1")
     assert (run.state, run.target_version, run.done_steps, run.error, run.step, run.started_at) == (
         "pending",
         "2.4.0",
@@ -430,6 +433,23 @@ def test_host_run_steps(store: Store) -> None:
         store.begin_step(rec.id, "web-9", "stop", {})
     with pytest.raises(TypeError):
         store.update_host_run(rec.id, "web-1", done_steps=["x"])
+
+
+def test_finish_step_writes_its_entries_in_order_with_the_row(store: Store) -> None:
+    """A host already on the target: precheck done, the skipped steps counted done, the next step begun;
+    the journal holds the three entries in that order, and the row the done steps."""
+    rec = new_release(store)
+    store.begin_step(rec.id, "web-1", "precheck", {})
+    run = store.host_run(rec.id, "web-1")
+    run = store.finish_step(run, "precheck", {"current": "2.4.1"}, skipped=["stage", "stop", "start"],
+                            then=("put_back", {"version": "2.4.1"}))
+    assert run == store.host_run(rec.id, "web-1")
+    assert run.done_steps == ("precheck", "stage", "stop", "start") and run.step == "put_back"
+    entries = store.journal_entries(rec.id, "web-1")
+    assert [(e.step, e.event) for e in entries] == [
+        ("precheck", "begin"), ("precheck", "done"), ("precheck", "already_on_target"), ("put_back", "begin")]
+    assert entries[2].detail == {"version": "2.4.1", "skipped": ["stage", "stop", "start"]}
+    assert entries[3].detail == {"version": "2.4.1"}
 
 
 # ---------------------------------------------------------------- journal and versions

@@ -38,8 +38,8 @@ class RunStore(CmdbStore):
             value = conn.execute(t.GET_REQUESTED, {"id": release_id}).scalar()
         return Request(value) if value else None
 
-    def update_host_run(self, release_id: int, host: str, **fields: Any) -> HostRunRecord:
-        """Set some of HOST_RUN_FIELDS."""
+    def update_host_run(self, release_id: int, host: str, **fields: Any) -> None:
+        """Set some of HOST_RUN_FIELDS (read the row back with :meth:`host_run`)."""
         unknown = set(fields) - HOST_RUN_FIELDS
         if unknown:
             raise TypeError(f"update_host_run cannot set {sorted(unknown)}; allowed: {sorted(HOST_RUN_FIELDS)}")
@@ -49,14 +49,13 @@ class RunStore(CmdbStore):
             fields["state"] = HostState(fields["state"]).value
         if fields:
             self._update_run_row(release_id, host, fields)
-        return self.host_run(release_id, host)
 
     def begin_step(self, release_id: int, host: str, step: str, detail: dict[str, Any]) -> None:
         """The host's current step, and its ``begin`` journal entry, in one transaction."""
         with self._write() as conn:
             if not conn.execute(t.SET_RUN_STEP, {"b_rid": release_id, "b_host": host, "b_step": step}).rowcount:
                 raise StoreError(f"host {host} is not part of release #{release_id}")
-            self._journal_row(conn, release_id, host, step, "begin", detail)
+            self._journal_rows(conn, release_id, host, [(step, "begin", detail)])
 
     def finish_step(self, run: HostRunRecord, step: str, detail: dict[str, Any], *, found: Found | None = None,
                     skipped: list[str] | None = None, then: tuple[str, dict[str, Any]] | None = None
@@ -73,26 +72,25 @@ class RunStore(CmdbStore):
         if found is not None:
             params |= {"b_found": found.to_json(), "b_previous": found.version}
             changes |= {"found": found, "previous_version": found.version}
+        entries = [(step, "done", detail)]
+        if skipped:
+            entries.append((step, "already_on_target", {"version": detail.get("current"), "skipped": skipped}))
+        if then is not None:
+            entries.append((then[0], "begin", then[1]))
         with self._write() as conn:
             if not conn.execute(t.FINISH_PRECHECK if found is not None else t.FINISH_STEP, params).rowcount:
                 raise StoreError(f"host {run.host} is not part of release #{run.release_id}")
-            self._journal_row(conn, run.release_id, run.host, step, "done", detail)
-            if skipped:
-                self._journal_row(conn, run.release_id, run.host, step, "already_on_target",
-                                  {"version": detail.get("current"), "skipped": skipped})
-            if then is not None:
-                self._journal_row(conn, run.release_id, run.host, then[0], "begin", then[1])
+            self._journal_rows(conn, run.release_id, run.host, entries)
         return replace(run, **changes)
 
     def reset_host_run(self, release_id: int, host: str, *, target_version: str, state: str,
-                       target_dir: str | None = None) -> HostRunRecord:
+                       target_dir: str | None = None) -> None:
         """Start the host over (a retry, a revert or a rollback pass): no done steps, no error, new target.
         What the last pre-check found is kept: it is the source of the undo until the next pre-check."""
         self._update_run_row(release_id, host, {
             "target_version": target_version, "target_dir": target_dir, "state": HostState(state).value,
             "done_steps": [], "step": None, "error": None, "attention": None, "started_at": None,
             "finished_at": None})
-        return self.host_run(release_id, host)
 
     def _update_run_row(self, release_id: int, host: str, values: dict[str, Any]) -> None:
         """One host run's row; a new state is checked against core.state's host transitions in the same
@@ -114,14 +112,16 @@ class RunStore(CmdbStore):
                 detail: dict[str, Any] | None = None) -> None:
         """Append one entry (one short transaction), signed with the writer's lease when fenced."""
         with self._write() as conn:
-            self._journal_row(conn, release_id, host, step, event, detail or {})
+            self._journal_rows(conn, release_id, host, [(step, event, detail or {})])
 
-    def _journal_row(self, conn: sa.Connection, release_id: int, host: str | None, step: str, event: str,
-                     detail: dict[str, Any]) -> None:
-        fence = self.fence
-        conn.execute(t.INSERT_JOURNAL, {
-            "release_id": release_id, "host": host, "step": step, "event": event, "detail": detail,
-            "at": self._now(), "owner": fence.owner if fence else None, "epoch": fence.epoch if fence else None})
+    def _journal_rows(self, conn: sa.Connection, release_id: int, host: str | None,
+                      entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Entries (step, event, detail) in this order, in one statement, signed with the writer's lease."""
+        fence, at = self.fence, self._now()
+        owner, epoch = (fence.owner, fence.epoch) if fence else (None, None)
+        conn.execute(t.INSERT_JOURNAL, [
+            {"release_id": release_id, "host": host, "step": step, "event": event, "detail": detail, "at": at,
+             "owner": owner, "epoch": epoch} for step, event, detail in entries])
 
     def journal_entries(self, release_id: int, host: str | None = None, since_id: int = 0) -> list[JournalEntry]:
         """Entries of a release in write order, optionally of one host and/or after entry ``since_id``."""
