@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from graylift.errors import (
 )
 from graylift.store import Fence, Store
 from graylift.store.records import host_from_json, host_to_json
+from graylift.store.runs import FinishStep
 from graylift.store.tables import metadata
 
 H1 = Host("web-1", "10.213.0.1", port=2201, user="deploy", group="canary", tags={"zone": "a"})
@@ -450,6 +452,27 @@ def test_finish_step_writes_its_entries_in_order_with_the_row(store: Store) -> N
         ("precheck", "begin"), ("precheck", "done"), ("precheck", "already_on_target"), ("put_back", "begin")]
     assert entries[2].detail == {"version": "2.4.1", "skipped": ["stage", "stop", "start"]}
     assert entries[3].detail == {"version": "2.4.1"}
+
+
+def test_finish_steps_writes_several_hosts_in_one_transaction_or_none(store: Store) -> None:
+    rec = new_release(store)
+    for host in ("web-1", "web-2"):
+        store.begin_step(rec.id, host, "stop", {})
+    one, two = store.host_run(rec.id, "web-1"), store.host_run(rec.id, "web-2")
+    written = store.finish_steps([FinishStep(one, "stop", {"stopped": "a"}, then=("switch", {})),
+                                  FinishStep(two, "stop", {"stopped": "b"})])
+    assert written == [store.host_run(rec.id, "web-1"), store.host_run(rec.id, "web-2")]
+    assert [(w.done_steps, w.step) for w in written] == [(("stop",), "switch"), (("stop",), "stop")]
+    assert [(e.host, e.step, e.event) for e in store.journal_entries(rec.id)][-3:] == [
+        ("web-1", "stop", "done"), ("web-1", "switch", "begin"), ("web-2", "stop", "done")]
+
+    # a host not in the release: named, and nothing of the others written either
+    stranger = replace(two, host="web-9")
+    entries = len(store.journal_entries(rec.id))
+    with pytest.raises(StoreError, match=r"host web-9 is not part of release"):
+        store.finish_steps([FinishStep(written[0], "switch", {}), FinishStep(stranger, "switch", {})])
+    assert store.host_run(rec.id, "web-1").done_steps == ("stop",)
+    assert len(store.journal_entries(rec.id)) == entries
 
 
 # ---------------------------------------------------------------- journal and versions

@@ -20,11 +20,13 @@ from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
 from graylift.engine.crash import crash_point
 from graylift.engine.lease import Guarded
+from graylift.engine.writes import StepWrites
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
 from graylift.runtime import StepContext, Target
 from graylift.steps import HostUnhealthy, run_step
 from graylift.store import HostRunRecord, ReleaseRecord, Store
+from graylift.store.runs import FinishStep
 
 
 @dataclass
@@ -45,6 +47,7 @@ class HostRunner:
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Callable[[], None]) -> None:
         self.store, self.fleet, self.clock, self.check_lease = store, fleet, clock, check_lease
+        self.writes = StepWrites(store)
         self._rollback_versions: tuple[str, ...] | None = None
         self._deployed_shas: dict[str, str | None] = {}
         rt = fleet.runtime
@@ -154,8 +157,10 @@ class HostRunner:
                     begin["undo"] = UNDO_OF[step]  # written before the step runs, so a crash cannot lose it
                 if finished is None:
                     self.store.begin_step(rec.id, host, step.value, begin)
-                else:
-                    run = self._finish(run, finished, then=(step.value, begin))
+                else:  # with the other hosts that finish a step in this turn of the loop: one transaction
+                    done, detail, found, skipped = finished
+                    run = await self.writes.finish(FinishStep(run, done.value, detail, found, skipped,
+                                                              then=(step.value, begin)))
                     finished = None
                 started = self.clock.now()
                 crash_point("before", step.value, host)
@@ -179,10 +184,9 @@ class HostRunner:
                 self._finish(run, finished)
         return already
 
-    def _finish(self, run: HostRunRecord, finished: tuple[Step, dict[str, Any], Found | None, list[str]],
-                then: tuple[str, dict[str, Any]] | None = None) -> HostRunRecord:
+    def _finish(self, run: HostRunRecord, finished: tuple[Step, dict[str, Any], Found | None, list[str]]) -> None:
         step, detail, found, skipped = finished
-        return self.store.finish_step(run, step.value, detail, found=found, skipped=skipped, then=then)
+        self.store.finish_step(run, step.value, detail, found=found, skipped=skipped)
 
     def _lease_held(self) -> bool:
         try:

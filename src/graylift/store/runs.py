@@ -3,7 +3,8 @@ every write fenced by the release's lease (:class:`graylift.store.base.Fence`)."
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +17,18 @@ from graylift.store.records import Found, HostRunRecord, JournalEntry, host_run_
 
 HOST_RUN_FIELDS = frozenset({"state", "step", "error", "started_at", "finished_at", "previous_version",
                              "target_version", "batch", "address", "found", "target_dir", "attention"})
+
+
+@dataclass(frozen=True)
+class FinishStep:
+    """One host's finished step, as :meth:`RunStore.finish_step` takes it."""
+
+    run: HostRunRecord
+    step: str
+    detail: dict[str, Any]
+    found: Found | None = None
+    skipped: list[str] = field(default_factory=list)
+    then: tuple[str, dict[str, Any]] | None = None
 
 
 class RunStore(CmdbStore):
@@ -64,24 +77,50 @@ class RunStore(CmdbStore):
         pre-check ``found`` (the host's previous version), ``skipped`` steps counted as done, and (``then``) the
         next step begun with its ``begin`` entry. ``run`` is the host run as the driver last wrote it (a fenced
         driver is its only writer)."""
-        done = list(run.done_steps)
-        done += [s for s in (step, *(skipped or [])) if s not in done]
-        current = then[0] if then else step
-        params: dict[str, Any] = {"b_rid": run.release_id, "b_host": run.host, "b_done": done, "b_step": current}
-        changes: dict[str, Any] = {"done_steps": tuple(done), "step": current}
-        if found is not None:
-            params |= {"b_found": found.to_json(), "b_previous": found.version}
-            changes |= {"found": found, "previous_version": found.version}
-        entries = [(step, "done", detail)]
-        if skipped:
-            entries.append((step, "already_on_target", {"version": detail.get("current"), "skipped": skipped}))
-        if then is not None:
-            entries.append((then[0], "begin", then[1]))
+        return self.finish_steps([FinishStep(run, step, detail, found, skipped or [], then)])[0]
+
+    def finish_steps(self, finishes: Sequence[FinishStep]) -> list[HostRunRecord]:
+        """:meth:`finish_step` for several hosts (each at most once) in ONE transaction: one fence check, the
+        rows and the journal entries each in one statement (the engine gathers the steps its hosts finish in
+        one turn of the event loop). A host not in its release fails the whole transaction (StoreError)."""
+        by_statement: dict[sa.Update, list[dict[str, Any]]] = {}
+        entries: list[dict[str, Any]] = []
+        records = []
+        for f in finishes:
+            run = f.run
+            done = list(run.done_steps)
+            done += [s for s in (f.step, *f.skipped) if s not in done]
+            current = f.then[0] if f.then else f.step
+            params: dict[str, Any] = {"b_rid": run.release_id, "b_host": run.host, "b_done": done,
+                                      "b_step": current}
+            changes: dict[str, Any] = {"done_steps": tuple(done), "step": current}
+            if f.found is not None:
+                params |= {"b_found": f.found.to_json(), "b_previous": f.found.version}
+                changes |= {"found": f.found, "previous_version": f.found.version}
+            by_statement.setdefault(t.FINISH_PRECHECK if f.found is not None else t.FINISH_STEP, []).append(params)
+            entries.append(self._journal_row(run.release_id, run.host, f.step, "done", f.detail))
+            if f.skipped:
+                entries.append(self._journal_row(run.release_id, run.host, f.step, "already_on_target",
+                                                 {"version": f.detail.get("current"), "skipped": f.skipped}))
+            if f.then is not None:
+                entries.append(self._journal_row(run.release_id, run.host, f.then[0], "begin", f.then[1]))
+            records.append(replace(run, **changes))
         with self._write() as conn:
-            if not conn.execute(t.FINISH_PRECHECK if found is not None else t.FINISH_STEP, params).rowcount:
-                raise StoreError(f"host {run.host} is not part of release #{run.release_id}")
-            self._journal_rows(conn, run.release_id, run.host, entries)
-        return replace(run, **changes)
+            for statement, rows in by_statement.items():
+                if conn.execute(statement, rows).rowcount != len(rows):
+                    missing = [f.run.host for f in finishes if f.run.host not in self._hosts_of(conn, finishes)]
+                    raise StoreError(f"host {', '.join(missing) or '?'} is not part of release "
+                                     f"#{finishes[0].run.release_id}")
+            conn.execute(t.INSERT_JOURNAL, entries)
+        return records
+
+    @staticmethod
+    def _hosts_of(conn: sa.Connection, finishes: Sequence[FinishStep]) -> set[str]:
+        """Which of these hosts have a run in their release (to name the ones that do not)."""
+        keys = {(f.run.release_id, f.run.host) for f in finishes}
+        query = sa.select(t.host_runs.c.release_id, t.host_runs.c.host).where(
+            t.host_runs.c.release_id.in_({rid for rid, _ in keys}))
+        return {host for rid, host in conn.execute(query) if (rid, host) in keys}
 
     def reset_host_run(self, release_id: int, host: str, *, target_version: str, state: str,
                        target_dir: str | None = None) -> None:
@@ -116,12 +155,16 @@ class RunStore(CmdbStore):
 
     def _journal_rows(self, conn: sa.Connection, release_id: int, host: str | None,
                       entries: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Entries (step, event, detail) in this order, in one statement, signed with the writer's lease."""
-        fence, at = self.fence, self._now()
-        owner, epoch = (fence.owner, fence.epoch) if fence else (None, None)
-        conn.execute(t.INSERT_JOURNAL, [
-            {"release_id": release_id, "host": host, "step": step, "event": event, "detail": detail, "at": at,
-             "owner": owner, "epoch": epoch} for step, event, detail in entries])
+        """Entries (step, event, detail) in this order, in one statement."""
+        conn.execute(t.INSERT_JOURNAL, [self._journal_row(release_id, host, step, event, detail)
+                                        for step, event, detail in entries])
+
+    def _journal_row(self, release_id: int, host: str | None, step: str, event: str,
+                     detail: dict[str, Any]) -> dict[str, Any]:
+        """One entry's values, signed with the writer's lease when fenced."""
+        fence = self.fence
+        return {"release_id": release_id, "host": host, "step": step, "event": event, "detail": detail,
+                "at": self._now(), "owner": fence.owner if fence else None, "epoch": fence.epoch if fence else None}
 
     def journal_entries(self, release_id: int, host: str | None = None, since_id: int = 0) -> list[JournalEntry]:
         """Entries of a release in write order, optionally of one host and/or after entry ``since_id``."""
