@@ -334,7 +334,7 @@ def test_every_error_is_reported_once_per_line(tmp_path: Path) -> None:
         f"  {path}:11 (apps.pyapp.envs.prod.deploy.keep_releases): must be a whole number >= 2 "
         "(the running release and one to roll back to), got 1",
         f"  {path}:12 (ssh.usr): unknown key 'usr'; allowed keys: user, port, key, known_hosts, "
-        "connect_timeout, command_timeout, max_connections",
+        "connect_timeout, command_timeout, max_connections, keepalive_seconds",
     ]
     assert (caught.value.line, caught.value.field) == (8, "apps.pyapp.strategy.batch.size")
 

@@ -292,3 +292,35 @@ async def test_ssh_max_connections_closes_idle_ones(sshd: Sshd, tmp_path: Path) 
         assert sum(t.connected for t in (first, second)) == 1
     finally:
         await connector.close()
+
+
+async def test_ssh_keepalives_only_while_the_connection_is_in_use(sshd: Sshd, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy connection is kept alive (a host that dies mid-command is noticed); an idle one sends nothing,
+    so a fleet's open connections cost the controller nothing between uses."""
+    from asyncssh.connection import SSHConnection
+
+    sent: list[float] = []
+    request = SSHConnection._make_keepalive_request
+
+    async def counted(self: SSHConnection) -> None:
+        sent.append(time.monotonic())
+        await request(self)
+
+    monkeypatch.setattr(SSHConnection, "_make_keepalive_request", counted)
+    connector = SshConnector(SshConfig(known_hosts=sshd.known_hosts, key=sshd.client_key, connect_timeout=5,
+                                       keepalive_seconds=0.2))
+    try:
+        transport = await connector.connect(_host(sshd))
+        assert (await transport.run("echo idle next", timeout=10)).ok  # (a slow start may take a keepalive)
+        before = len(sent)
+        await asyncio.sleep(1.2)
+        assert len(sent) == before  # six intervals at rest: no keepalive
+        assert (await transport.run("sleep 1.5", timeout=10)).ok  # busy, silent: kept alive
+        assert len(sent) >= before + 3
+        busy = len(sent)
+        await asyncio.sleep(1.2)
+        assert len(sent) == busy  # at rest again
+        assert (await transport.run("echo still here", timeout=10)).stdout == "still here\n"
+    finally:
+        await connector.close()

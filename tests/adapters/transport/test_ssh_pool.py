@@ -25,6 +25,9 @@ class FakeConnection:
     def close(self) -> None:
         self.closed = True
 
+    def set_keepalive(self, interval: float | None = None, count_max: int | None = None) -> None:
+        self.keepalive = interval
+
     async def wait_closed(self) -> None:
         return None
 

@@ -42,6 +42,7 @@ from graylift.schema import LocalPath, PlainName, Port, PositiveInt, PositiveSec
 CLIENT_GRACE = 5.0
 # Seconds between TERM and KILL on the host when a command times out.
 KILL_AFTER = 2.0
+KEEPALIVE_COUNT = 3  # unanswered keepalives before a busy connection is given up
 
 _Key = tuple[str, int, str]
 T = TypeVar("T")
@@ -131,7 +132,7 @@ class SshTransport:
     async def _open_process(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
         """Open a session; if the cached connection turns out dead, reconnect once and retry."""
         for attempt in (1, 2):
-            conn = await self.ensure_connected()
+            conn = self._keepalive(await self.ensure_connected())
             try:
                 # ``input`` is written to the channel, then EOF; without it stdin is /dev/null
                 return await conn.create_process(command, term_type=None, input=stdin or None,
@@ -155,7 +156,7 @@ class SshTransport:
         timeout = self._connector.cfg.command_timeout
         self.busy += 1
         try:
-            conn = await self.ensure_connected()
+            conn = self._keepalive(await self.ensure_connected())
 
             async def upload() -> None:
                 async with conn.start_sftp_client() as sftp:
@@ -174,9 +175,17 @@ class SshTransport:
         finally:
             await self._done()
 
+    def _keepalive(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SSHClientConnection:
+        """Keepalives on while this transport is busy: a connection at rest sends nothing (a fleet's idle
+        connections would otherwise cost the controller a round trip each, every ``keepalive_seconds``)."""
+        conn.set_keepalive(self._connector.cfg.keepalive_seconds)
+        return conn
+
     async def _done(self) -> None:
         self.busy -= 1
         if self.busy == 0:
+            if self._conn is not None and not self._conn.is_closed():
+                self._conn.set_keepalive(0)  # at rest: a dead peer is found by the next use's keepalives
             await self._connector.notify_idle(self)
 
     async def close(self) -> None:
@@ -198,6 +207,9 @@ class SshConfig(Section):
     connect_timeout: PositiveSeconds = 10.0
     command_timeout: PositiveSeconds = 120.0
     max_connections: PositiveInt = 200
+    # while a command or an upload runs, a keepalive after this many seconds without a packet (the third
+    # unanswered one closes the connection: a host that died mid-command is noticed); none on an idle connection
+    keepalive_seconds: PositiveSeconds = 15.0
 
 
 class SshConnector:
@@ -281,8 +293,9 @@ class SshConnector:
             return await asyncio.wait_for(
                 asyncssh.connect(host.address, host.port, username=host.user,
                                  known_hosts=known_hosts, config=[],
-                                 connect_timeout=self.cfg.connect_timeout, keepalive_interval=15,
-                                 keepalive_count_max=3, encryption_algs=encryption_algs(), **options),
+                                 connect_timeout=self.cfg.connect_timeout, keepalive_interval=0,
+                                 keepalive_count_max=KEEPALIVE_COUNT, encryption_algs=encryption_algs(),
+                                 **options),
                 self.cfg.connect_timeout + 1)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostUnreachable(host.name, f"host key of {host.address}:{host.port} is unknown or does not "
