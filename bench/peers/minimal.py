@@ -21,11 +21,14 @@ import csv
 import io
 import shlex
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import asyncssh
-from peers import common
+# cryptography 51 warns at asyncssh's import of its DSA names (as graylift's transport module also silences)
+warnings.filterwarnings("ignore", message="DSA is deprecated", category=UserWarning, module=r"asyncssh\.")
+import asyncssh  # noqa: E402
+from peers import common  # noqa: E402
 
 FINE_POLL = 0.02  # drain poll (controller) and the readiness poll: fine, so the limit stays tight
 HEALTH_POLL = 0.05  # /health poll on the host
