@@ -7,6 +7,7 @@ the release ``current`` points at) is the one source of the host's previous vers
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
@@ -158,10 +159,15 @@ class HostRunner:
                 if finished is None:
                     self.store.begin_step(rec.id, host, step.value, begin)
                 else:  # with the other hosts that finish a step in this turn of the loop: one transaction
-                    done, detail, found, skipped = finished
-                    run = await self.writes.finish(FinishStep(run, done.value, detail, found, skipped,
-                                                              then=(step.value, begin)))
-                    finished = None
+                    (done, detail, found, skipped), finished = finished, None
+                    try:
+                        run = await self.writes.finish(FinishStep(run, done.value, detail, found, skipped,
+                                                                  then=(step.value, begin)))
+                    except asyncio.CancelledError:
+                        raise  # the write was queued: it is committed all the same
+                    except BaseException:
+                        finished = (done, detail, found, skipped)  # not written: the finally tries once more
+                        raise
                 started = self.clock.now()
                 crash_point("before", step.value, host)
                 try:
