@@ -108,7 +108,8 @@ class RunStore(CmdbStore):
         with self._write() as conn:
             for statement, rows in by_statement.items():
                 if conn.execute(statement, rows).rowcount != len(rows):
-                    missing = [f.run.host for f in finishes if f.run.host not in self._hosts_of(conn, finishes)]
+                    known = self._hosts_of(conn, finishes)
+                    missing = [f.run.host for f in finishes if f.run.host not in known]
                     raise StoreError(f"host {', '.join(missing) or '?'} is not part of release "
                                      f"#{finishes[0].run.release_id}")
             conn.execute(t.INSERT_JOURNAL, entries)
