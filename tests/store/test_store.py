@@ -26,6 +26,7 @@ from graylift.errors import (
     UsageError,
 )
 from graylift.store import Fence, Store
+from graylift.store.db import PG_IDLE_TX_MS, pg_connect_args
 from graylift.store.records import host_from_json, host_to_json
 from graylift.store.runs import FinishStep
 from graylift.store.tables import metadata
@@ -397,6 +398,46 @@ def test_lease_ages_are_judged_on_the_database_clock(pg_databases: Any) -> None:
         assert honest.claim(rec.id, "ctl-a", stale_after=10) == 1
         assert skewed.claim(rec.id, "ctl-b", stale_after=10) is None
         assert skewed.get_release(rec.id).owner == "ctl-a"
+
+
+@pytest.mark.postgres
+def test_a_session_frozen_in_a_pipeline_does_not_block_a_takeover(pg_databases: Any) -> None:
+    """A controller frozen (SIGSTOP, a paused VM) in a transaction just after a pipeline's Flush (psycopg sends
+    an executemany as a pipeline) keeps its transaction, and the release's row lock, for good: PostgreSQL stops
+    its idle-in-transaction timer at any message and starts it again only at a Sync. Seen in CI: the session
+    "idle in transaction" 19 s, the takeover's claim failing on the lock. Claiming a stale lease now ends such
+    a session first."""
+    import time
+
+    import psycopg
+
+    url = pg_databases.create()
+    with Store.open(url) as store:
+        rec = new_release(store)
+        assert store.claim(rec.id, "ctl-a", stale_after=30) == 1
+        dsn = sa.make_url(url)
+        frozen = psycopg.connect(host=dsn.host, port=dsn.port, user=dsn.username, dbname=dsn.database,
+                                 **pg_connect_args())
+        frozen.execute("SELECT id FROM releases WHERE id = %s FOR UPDATE", (rec.id,))  # a fenced write's start
+        frozen.pgconn.enter_pipeline_mode()  # then a Flush, and nothing more
+        frozen.pgconn.send_flush_request()
+        frozen.pgconn.flush()
+        pid = frozen.info.backend_pid
+        time.sleep(PG_IDLE_TX_MS / 1000 + 1)
+        with psycopg.connect(host=dsn.host, port=dsn.port, user=dsn.username, dbname=dsn.database) as look:
+            def state() -> str | None:
+                row = look.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+                look.commit()
+                return row[0] if row else None
+
+            assert state() == "idle in transaction"  # past the server's own timeout, still there
+            assert store.claim(rec.id, "ctl-b", stale_after=3600) is None  # a fresh lease: nothing is ended
+            assert state() == "idle in transaction"
+            assert store.claim(rec.id, "ctl-b", stale_after=0) == 2
+            assert state() is None
+        claimed = [e for e in store.journal_entries(rec.id) if e.event == "claimed"][-1]
+        assert (claimed.owner, claimed.detail["ended_sessions"]) == ("ctl-b", [pid])
+        frozen.close()
 
 
 # ---------------------------------------------------------------- host runs

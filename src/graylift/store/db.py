@@ -22,6 +22,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_LOCK_TIMEOUT_MS = 5_000
 PG_IDLE_TX_MS = 5_000  # well inside the lease's stale window (engine.lease.STALE_AFTER_SECONDS)
+APPLICATION_NAME = "graylift"  # every graylift session on PostgreSQL, as pg_stat_activity shows it
 _PG_MIGRATION_LOCK = 0x6772_6C66  # "grlf": serialises concurrent `Store.open` migrations on PostgreSQL
 SUPPORTED = ("sqlite", "postgresql")
 
@@ -33,10 +34,7 @@ def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
         raise ConfigError(f"state database {url.render_as_string(hide_password=True)}: only SQLite "
                           "(sqlite:///path) and PostgreSQL (postgresql+psycopg://...) are supported")
     if backend != "sqlite":
-        # A controller frozen (SIGSTOP, a VM pause) inside a transaction must not hold the release's row lock
-        # past the lease's stale window: the server ends such a session, and nobody waits on a lock forever.
-        options = f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={PG_IDLE_TX_MS}"
-        engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=pg_connect_args())
         return engine, engine
     database = url.database or ""
     if database in ("", ":memory:"):
@@ -53,6 +51,16 @@ def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
     _sqlite_setup(write, begin="BEGIN IMMEDIATE", wal=True)
     _sqlite_setup(read, begin="BEGIN", wal=True)
     return write, read
+
+
+def pg_connect_args() -> dict[str, str]:
+    """How every graylift session on PostgreSQL starts. A controller frozen (SIGSTOP, a VM pause) inside a
+    transaction must not hold the release's row lock past the lease's stale window: the server ends a session
+    idle in a transaction, and nobody waits on a lock forever. The server cannot end one frozen just after a
+    pipeline's Flush (its timer stops at any message and starts again only at a Sync): the claim of a stale
+    lease ends those (:meth:`graylift.store.Store.claim`), found by the application name."""
+    return {"options": f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={PG_IDLE_TX_MS}",
+            "application_name": APPLICATION_NAME}
 
 
 def private_file(path: Path, *, create_dir: bool) -> None:

@@ -35,7 +35,7 @@ from graylift.errors import (
 )
 from graylift.store import tables as t
 from graylift.store.base import Fence, utcnow
-from graylift.store.db import make_engines, migrate, short
+from graylift.store.db import APPLICATION_NAME, PG_IDLE_TX_MS, make_engines, migrate, short
 from graylift.store.records import (
     ReleaseRecord,
     host_to_json,
@@ -245,22 +245,54 @@ class Store(RunStore):
         """Take the release's lease if it is free, ours, or its heartbeat is older than ``stale_after`` seconds
         by the database's clock. Returns the new lease epoch (every claim bumps it), or None."""
         c = t.releases.c
+        query = sa.select(c.owner, c.heartbeat_at, c.lease_epoch, c.finished_at).where(c.id == release_id)
+        ended: list[int] = []
+        if self.is_postgres:  # first without the row lock: whether to claim, and whom a takeover must end first
+            with self._write() as conn:
+                row = conn.execute(query).first()
+                if not _claimable(row, owner, self.db_now(conn), stale_after):
+                    return None
+                if row is not None and row.owner not in (None, owner):
+                    ended = self._end_stuck_sessions(conn)
         with self._write() as conn:
-            query = sa.select(c.owner, c.heartbeat_at, c.lease_epoch, c.finished_at).where(c.id == release_id)
             row = conn.execute(query.with_for_update() if self.is_postgres else query).first()
-            if row is None or row.finished_at is not None:
-                return None
             now = self.db_now(conn)
-            stale = row.heartbeat_at is None or row.heartbeat_at < now - timedelta(seconds=stale_after)
-            if not (row.owner is None or row.owner == owner or stale):
+            if row is None or not _claimable(row, owner, now, stale_after):
                 return None
             epoch = int(row.lease_epoch) + 1
             conn.execute(sa.update(t.releases).where(c.id == release_id).values(
                 owner=owner, heartbeat_at=now, lease_epoch=epoch))
+            detail: dict[str, Any] = {"owner": owner, "epoch": epoch, "previous_owner": row.owner}
+            if ended:
+                detail["ended_sessions"] = ended
             conn.execute(sa.insert(t.journal).values(
                 release_id=release_id, host=None, step="lease", event="claimed", at=now, owner=owner, epoch=epoch,
-                detail={"owner": owner, "epoch": epoch, "previous_owner": row.owner}))
+                detail=detail))
         return epoch
+
+    @staticmethod
+    def _end_stuck_sessions(conn: sa.Connection) -> list[int]:
+        """End the graylift sessions of this database that have waited on their client, inside a transaction
+        holding a lock on the releases table, for longer than the server's idle-in-transaction timeout: their
+        controller froze just after a pipeline's Flush, where the server's timer does not run, and their row
+        lock would block the takeover for as long as it stays frozen. Their transaction rolls back;
+        thawed, that controller finds its lease lost. Returns their process ids."""
+        stuck = conn.execute(sa.text(
+            "SELECT a.pid FROM pg_stat_activity a WHERE a.datname = current_database() "
+            "AND a.pid <> pg_backend_pid() AND a.application_name = :app AND a.xact_start IS NOT NULL "
+            "AND a.wait_event = 'ClientRead' AND a.state_change < now() - make_interval(secs => :idle) "
+            "AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.relation = CAST(:table AS regclass)) "
+            "ORDER BY a.pid"), {"app": APPLICATION_NAME, "idle": PG_IDLE_TX_MS / 1000,
+                                "table": t.releases.name}).scalars().all()
+        ended = []
+        for pid in stuck:
+            try:
+                with conn.begin_nested():  # another role's session, without pg_signal_backend: left to time out
+                    if conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar():
+                        ended.append(pid)
+            except SQLAlchemyError:
+                continue
+        return ended
 
     def heartbeat(self, fence: Fence) -> bool:
         """Renew the lease (by the database's clock); False (and nothing changed) if it is no longer ours."""
@@ -291,3 +323,12 @@ class Store(RunStore):
             done = conn.execute(sa.update(t.releases).where(t.releases.c.id == release_id).values(values)).rowcount
         if not done:
             raise ReleaseNotFound(f"release #{release_id} not found")
+
+
+def _claimable(row: Any, owner: str, now: datetime, stale_after: float) -> bool:
+    """A release's lease may be claimed by ``owner``: the release runs, and the lease is free, ``owner``'s, or
+    its heartbeat is older than ``stale_after`` seconds."""
+    if row is None or row.finished_at is not None:
+        return False
+    stale = row.heartbeat_at is None or row.heartbeat_at < now - timedelta(seconds=stale_after)
+    return bool(row.owner is None or row.owner == owner or stale)
