@@ -24,7 +24,14 @@ from pathlib import Path
 from graylift.adapters.artifacts import LocalDirArtifactStore
 from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host, Package, PackageKind
-from graylift.errors import ArtifactError, HostUnreachable, MetricsError, SilencerError, TrafficError
+from graylift.errors import (
+    ArtifactError,
+    HostUnreachable,
+    MetricsError,
+    RemoteCommandFailed,
+    SilencerError,
+    TrafficError,
+)
 from graylift.ports import CommandResult, Preflight
 from graylift.runtime import AppRuntime
 
@@ -37,20 +44,28 @@ class FolderTransport(LocalTransport):
         self.root, self.deploy_dir = root, deploy_dir.rstrip("/")
         self.commands: list[str] = []
         self.unreachable = False
-        self.log: Path | None = None  # every command, with the time it started, appended here
+        self.log: Path | None = None  # per command: the time it started, the host, its exit status, its end
 
     async def run(self, command: str, *, timeout: float, check: bool = True,
                   stdin: str | None = None) -> CommandResult:
         if self.unreachable:
             raise HostUnreachable(self.host.name, "connection refused (fake)")
         self.commands.append(command)
-        if self.log is not None:
-            with self.log.open("a") as log:
-                log.write(f"{time.time():.6f} {self.host.name} {command[:80]!r}\n")
         mapped = command.replace(self.deploy_dir, str(self.root))
         if stdin is not None:  # a script on stdin (the health probes' one command) names the deploy dir too
             stdin = stdin.replace(self.deploy_dir, str(self.root))
-        return await super().run(mapped, timeout=timeout, check=check, stdin=stdin)
+        started, status = time.time(), "-"
+        try:
+            result = await super().run(mapped, timeout=timeout, check=check, stdin=stdin)
+            status = str(result.exit_status)
+            return result
+        except RemoteCommandFailed as exc:
+            status = str(exc.exit_status)
+            raise
+        finally:
+            if self.log is not None:
+                with self.log.open("a") as log:
+                    log.write(f"{started:.6f} {self.host.name} {status} {command[-80:]!r}\n")
 
     async def put(self, local: Path, remote: str) -> None:
         await super().put(local, remote.replace(self.deploy_dir, str(self.root)))

@@ -108,7 +108,7 @@ def test_migrations_match_the_tables_module(store: Store) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, metadata) == []
-            assert ctx.get_current_revision() == "0004"
+            assert ctx.get_current_revision() == "0005"
     finally:
         engine.dispose()
 
@@ -576,3 +576,36 @@ def test_two_stores_on_one_database_see_each_other(open_store: Callable[[], Stor
     assert a.get_release(rec.id).requested == "promote"
     with pytest.raises(ReleaseConflict):
         new_release(b)
+
+
+def claim_tokens(store: Store) -> list[int]:
+    """Claims of three releases (of other apps), in turn: each epoch is the host-side fencing token."""
+    recs = [new_release(store, app=f"app-{i}") for i in range(3)]
+    tokens = []
+    for rec in recs + recs:
+        epoch = store.claim(rec.id, f"ctl-{rec.id}", stale_after=0)
+        assert epoch is not None
+        tokens.append(epoch)
+    return tokens
+
+
+def test_every_claim_gets_a_token_greater_than_every_earlier_one_sqlite(tmp_path: Path) -> None:
+    """A host refuses a command whose token is lower than the last it saw (docs/safety.md): a doctor's repair
+    under an older release, or any takeover, must outrank every lease that touched the host before."""
+    with Store.open(f"sqlite:///{tmp_path / 'g.db'}") as store:
+        tokens = claim_tokens(store)
+    assert tokens == sorted(set(tokens)), tokens
+
+
+@pytest.mark.postgres
+def test_every_claim_gets_a_token_greater_than_every_earlier_one_postgres(pg_databases: Any) -> None:
+    import concurrent.futures
+
+    url = pg_databases.create()
+    with Store.open(url) as store:
+        tokens = claim_tokens(store)
+        assert tokens == sorted(set(tokens)), tokens
+        recs = [new_release(store, app=f"many-{i}") for i in range(16)]
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:  # claims at once, each on its own session
+            at_once = list(pool.map(lambda r: store.claim(r.id, f"ctl-{r.id}", stale_after=0), recs))
+    assert None not in at_once and len(set(at_once)) == len(at_once) and min(at_once) > max(tokens), at_once

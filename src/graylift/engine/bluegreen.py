@@ -19,10 +19,8 @@ from graylift.core.model import Host, OnFailure
 from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseState
 from graylift.engine.crash import crash_point
-from graylift.engine.lease import Guarded
 from graylift.engine.phase import PhaseBase
 from graylift.errors import GrayliftError, LeaseLost
-from graylift.ports import Transport
 from graylift.runtime import StepContext, Target, no_package
 from graylift.steps import run_step
 from graylift.store import ReleaseRecord
@@ -172,7 +170,7 @@ class BlueGreenPhase(PhaseBase):
     async def _on_backends(self, rec: ReleaseRecord, host: Host, steps: tuple[Step, ...]) -> None:
         """Run the traffic ``steps`` for one host (the steps' own check-then-act), journaled as the switch."""
         self.lease.check()
-        transport: Transport = Guarded(await self.fleet.connect(host), self.lease.check)
+        transport = self.lease.on_host(await self.fleet.connect(host), self.fleet.runtime.deploy_dir)
         target = Target(rec.version, rec.version, None, no_package)
         for step in steps:
             ctx = StepContext.open(self.hosts.runtime, host, transport, target, rec.id, self.clock)

@@ -13,7 +13,7 @@ from graylift.core.plan import Plan
 from graylift.core.policy import BakeOutcome, bake_outcome
 from graylift.core.state import HostState, ReleaseState, Request
 from graylift.engine.analysis import AnalysisPhase
-from graylift.errors import GrayliftError
+from graylift.errors import GrayliftError, LeaseLost
 from graylift.runtime import StepContext
 from graylift.steps import health
 from graylift.store import HostRunRecord, ReleaseRecord
@@ -111,6 +111,8 @@ class CanaryPhase(AnalysisPhase):
                 ctx = StepContext.open(self.hosts.runtime, run.host_spec, transport, target, rec.id, self.clock,
                                        found=run.found)
                 result = await health(ctx)
+            except LeaseLost:
+                raise
             except GrayliftError as exc:
                 healthy, detail = False, f"{run.host}: {exc}"
                 break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from graylift.core.layout import Found, choose_release_dir, release_dir_name
 from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
 from graylift.engine.crash import crash_point
-from graylift.engine.lease import Guarded
+from graylift.engine.lease import Guarded, Lease
 from graylift.engine.writes import StepWrites
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
@@ -46,8 +46,9 @@ ALWAYS_ENSURED = (Step.PUT_BACK, Step.UNMUTE)
 class HostRunner:
     """Moves single hosts. ``store`` is the driver's fenced store; ``check_lease`` raises LeaseLost."""
 
-    def __init__(self, store: Store, fleet: Fleet, clock: Clock, check_lease: Callable[[], None]) -> None:
-        self.store, self.fleet, self.clock, self.check_lease = store, fleet, clock, check_lease
+    def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
+        self.store, self.fleet, self.clock, self.lease = store, fleet, clock, lease
+        self.check_lease = check_lease = lease.check
         self.writes = StepWrites(store)
         self._rollback_versions: tuple[str, ...] | None = None
         self._deployed_shas: dict[str, str | None] = {}
@@ -120,10 +121,10 @@ class HostRunner:
 
     async def connect(self, run: HostRunRecord) -> Transport:
         """The host's transport (the connector keeps one connection per host), behind the lease: a controller
-        that lost its lease runs no further command, even in the middle of a step."""
+        that lost its lease runs no further command, even in the middle of a step, and the host itself refuses
+        one sent after a newer lease touched it (:mod:`graylift.core.fence`)."""
         self.check_lease()
-        transport: Transport = Guarded(await self.fleet.connect(run.host_spec), self.check_lease)
-        return transport
+        return self.lease.on_host(await self.fleet.connect(run.host_spec), self.fleet.runtime.deploy_dir)
 
     async def walk(self, rec: ReleaseRecord, host: str, flow: Sequence[Step]) -> bool:
         """Run the steps of ``flow`` the host has not done yet. True if its pre-check found it already on

@@ -11,6 +11,10 @@
   renewal and goes on; if another controller holds it, or the database does not answer, it stops. Chubby's
   sessions work the same way (a grace period after the local lease ran out). Every write checks the lease
   in its own transaction (``Store.fenced``), so a write is safe whatever the local deadline says.
+* A lease check and the command it guards are two moments, so the hosts check too: every host command goes
+  through :class:`FencedTransport`, which sends it wrapped with the lease's token (its epoch, greater than every
+  one the database issued before, and the database's id); a host a newer lease has touched refuses it
+  (:mod:`graylift.core.fence`), and the controller stops.
 * The owner id is ``host:pid:random``: two containers with the same hostname and pid do not collide.
 """
 
@@ -23,11 +27,13 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+from graylift.core.fence import BUSY_EXIT, fence_path, fenced_command, refused
 from graylift.engine.crash import crash_point
-from graylift.errors import LeaseLost, StateError, StoreError
-from graylift.ports import Clock
+from graylift.errors import CommandTimeout, LeaseLost, RemoteCommandFailed, StateError, StoreError
+from graylift.ports import Clock, CommandResult, Transport
 from graylift.store import Fence, ReleaseRecord, Store
 
 HEARTBEAT_SECONDS = 2.0
@@ -63,6 +69,7 @@ class Lease:
         self.release_id, self.owner, self.epoch, self.clock = rec.id, owner, epoch, clock
         self.fence = Fence(rec.id, owner, epoch, self.raise_if_lost, self.check)
         self.store = store
+        self.database = store.instance_id()  # with the epoch, the fencing token hosts check
         self.sent = clock.monotonic()  # when the last renewal that held was sent
         self.lost: str | None = None
 
@@ -84,6 +91,15 @@ class Lease:
                 f"release #{release_id} is being driven by {rec.owner} (last heartbeat {rec.heartbeat_at}); "
                 f"`graylift resume {release_id}` takes it over {STALE_AFTER_SECONDS:g}s after that controller stops")
         return cls(store, store.get_release(release_id), owner, epoch, clock)
+
+    def lose(self, why: str) -> None:
+        """Known lost without asking the database (a host refused this lease's token): no further act."""
+        self.lost = self.lost or why
+
+    def on_host(self, transport: Transport, deploy_dir: str) -> Transport:
+        """``transport`` behind this lease: checked before every command, and every command fenced on the host
+        by this lease's token (:mod:`graylift.core.fence`)."""
+        return FencedTransport(transport, self, deploy_dir)
 
     def raise_if_lost(self) -> None:
         """Raise LeaseLost once this controller knows it lost the lease (the fence of its writes)."""
@@ -178,3 +194,45 @@ class Guarded:
             return result
 
         return guarded
+
+
+class FencedTransport:
+    """A host's transport behind the lease. The lease is checked before each command (as :class:`Guarded`
+    does) and the host checks it again (:func:`graylift.core.fence.fenced_command`): a command this controller
+    sends after a newer lease touched the host is refused there, and the lease is lost from then on. Errors
+    name the command as the caller wrote it."""
+
+    def __init__(self, inner: Transport, lease: Lease, deploy_dir: str) -> None:
+        self.inner, self.lease, self.deploy_dir = inner, lease, deploy_dir
+        self.host = inner.host
+
+    async def run(self, command: str, *, timeout: float, check: bool = True,
+                  stdin: str | None = None) -> CommandResult:
+        self.lease.check()
+        fenced = fenced_command(self.deploy_dir, self.lease.database, self.lease.epoch, command, wait=timeout)
+        try:
+            result = await self.inner.run(fenced, timeout=timeout, check=check, stdin=stdin)
+        except RemoteCommandFailed as exc:
+            self._raise_if_refused(exc.exit_status, exc.output)
+            said = exc.output
+            if exc.exit_status == BUSY_EXIT and not said.strip():
+                said = (f"waited {timeout:g}s for {fence_path(self.deploy_dir)}: another graylift command held the "
+                        "host's lock all that time; nothing was run")
+            raise RemoteCommandFailed(self.host.name, command, exc.exit_status, said) from None
+        except CommandTimeout:
+            raise CommandTimeout(self.host.name, command, timeout) from None
+        self._raise_if_refused(result.exit_status, result.stderr)
+        return result
+
+    def _raise_if_refused(self, status: int | None, output: str) -> None:
+        line = refused(status, output)
+        if line is not None:
+            self.lease.lose(f"release #{self.lease.release_id}: {self.host.name} refused the command: {line}")
+            raise LeaseLost(self.lease.lost or line)
+
+    async def put(self, local: Path, remote: str) -> None:
+        self.lease.check()  # a copy is not fenced on the host: it only writes a release's .partial dir
+        await self.inner.put(local, remote)
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -82,7 +82,7 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
         self.store, self.fleet, self.clock, self.lease = store, fleet, clock, lease
-        self.hosts = HostRunner(store, fleet, clock, lease.check)
+        self.hosts = HostRunner(store, fleet, clock, lease)
         self.strategy = fleet.runtime.strategy
 
     def move(self, rec: ReleaseRecord, state: ReleaseState, message: str | None = None, **fields: Any

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from graylift.core.fence import MARK, REFUSED_EXIT, unwrap
 from graylift.core.layout import Found, ReleaseDirs
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import (
@@ -40,6 +41,7 @@ class SimHost:
     served: bool = False  # it has served before (a fresh host out of service takes nothing from the cluster)
     reachable: bool = True
     crashes_on_start: bool = False  # the app dies right after it starts (whatever its version)
+    fence: tuple[str, int] | None = None  # the last lease token that touched it (database, epoch): core/fence.py
 
     @property
     def serving_version(self) -> str | None:
@@ -140,10 +142,21 @@ class SimTransport:
 
     async def run(self, command: str, *, timeout: float, check: bool = True,
                   stdin: str | None = None) -> CommandResult:
+        fenced = unwrap(command)  # the host's fence, as core/fence.py's shell check does it
+        if fenced is not None:
+            database, token, command = fenced
         what = f"{self.host.name}: {command}"
         self.world.enter(what)
         if not self.state.reachable:
             raise HostUnreachable(self.host.name, "connection refused (simulated)")
+        if fenced is not None:
+            held = self.state.fence
+            if held is not None and held[0] == database and held[1] > token:
+                said = f"{MARK} refused: the host holds lease token {held[1]}, newer than {token} (simulated)"
+                if check:
+                    raise RemoteCommandFailed(self.host.name, command, REFUSED_EXIT, said)
+                return CommandResult(REFUSED_EXIT, "", said)
+            self.state.fence = (database, token)
         op = command.split()[0]
         if self.world.faults.hangs(op, self.host.name):
             await asyncio.sleep(timeout)

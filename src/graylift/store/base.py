@@ -71,6 +71,12 @@ class StoreBase:
     def is_postgres(self) -> bool:
         return self._write_engine.dialect.name == "postgresql"
 
+    def instance_id(self) -> str:
+        """This database's own id (made by its migration): it names the fencing tokens of its leases on hosts
+        (:mod:`graylift.core.fence`), whose epochs are comparable only within one database."""
+        with self._read() as conn:
+            return str(conn.execute(sa.select(t.instance.c.id)).scalar_one())
+
     def db_now(self, conn: sa.Connection | None = None) -> datetime:
         """The database's clock (PostgreSQL's ``now()``): every lease age is judged on it, never on the
         clock of the controller asking. SQLite lives on this machine: its clock is this machine's."""

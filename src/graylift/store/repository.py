@@ -46,6 +46,7 @@ from graylift.store.runs import RunStore
 RELEASE_FIELDS = frozenset({"cursor", "phase", "wait_until", "message", "requested", "plan", "config",
                             "previous_version"})
 """What ``update_release`` may set; the state and direction change only through ``transition``."""
+CLAIM_LOCK = 0x6772_6C66  # PostgreSQL advisory lock key ("grlf") that serialises the claims' tokens
 
 
 class Store(RunStore):
@@ -243,7 +244,11 @@ class Store(RunStore):
     # ------------------------------------------------------------------ the lease
     def claim(self, release_id: int, owner: str, stale_after: float) -> int | None:
         """Take the release's lease if it is free, ours, or its heartbeat is older than ``stale_after`` seconds
-        by the database's clock. Returns the new lease epoch (every claim bumps it), or None."""
+        by the database's clock. Returns the new lease epoch, or None.
+
+        The epoch is greater than every epoch any claim of any release was given before: it is the fencing
+        token a host checks before it runs a command (``core/layout.py: fenced_command``), so every takeover,
+        and a repair under another release of the app, outranks every lease that touched the host earlier."""
         c = t.releases.c
         query = sa.select(c.owner, c.heartbeat_at, c.lease_epoch, c.finished_at).where(c.id == release_id)
         ended: list[int] = []
@@ -259,7 +264,9 @@ class Store(RunStore):
             now = self.db_now(conn)
             if row is None or not _claimable(row, owner, now, stale_after):
                 return None
-            epoch = int(row.lease_epoch) + 1
+            if self.is_postgres:  # claims of other releases wait here: no two get the same token
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK)))
+            epoch = int(conn.execute(sa.select(sa.func.max(c.lease_epoch))).scalar_one() or 0) + 1
             conn.execute(sa.update(t.releases).where(c.id == release_id).values(
                 owner=owner, heartbeat_at=now, lease_epoch=epoch))
             detail: dict[str, Any] = {"owner": owner, "epoch": epoch, "previous_owner": row.owner}

@@ -384,6 +384,12 @@ notifier_cursor = sa.Table(
     sa.Column("journal_id", ID_TYPE, nullable=False),
 )
 
+instance = sa.Table(  # one row: this database's id, which names its leases' fencing tokens on hosts
+    "instance",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+)
+
 # --- statements the engine runs for every step of every host, built once (bound by name at execution) ---------
 _id: sa.BindParameter[int] = sa.bindparam("id")
 _rid: sa.BindParameter[int] = sa.bindparam("b_rid")
