@@ -145,18 +145,18 @@ class SimTransport:
         fenced = unwrap(command)  # the host's fence, as core/fence.py's shell check does it
         if fenced is not None:
             database, token, command = fenced
-        what = f"{self.host.name}: {command}"
-        self.world.enter(what)
         if not self.state.reachable:
             raise HostUnreachable(self.host.name, "connection refused (simulated)")
         if fenced is not None:
             held = self.state.fence
-            if held is not None and held[0] == database and held[1] > token:
+            if held is not None and held[0] == database and held[1] > token:  # refused: nothing of it runs
                 said = f"{MARK} refused: the host holds lease token {held[1]}, newer than {token} (simulated)"
                 if check:
                     raise RemoteCommandFailed(self.host.name, command, REFUSED_EXIT, said)
                 return CommandResult(REFUSED_EXIT, "", said)
             self.state.fence = (database, token)
+        what = f"{self.host.name}: {command}"
+        self.world.enter(what)
         op = command.split()[0]
         if self.world.faults.hangs(op, self.host.name):
             await asyncio.sleep(timeout)
