@@ -44,7 +44,7 @@ class FolderTransport(LocalTransport):
         self.root, self.deploy_dir = root, deploy_dir.rstrip("/")
         self.commands: list[str] = []
         self.unreachable = False
-        self.log: Path | None = None  # per command: the time it started, the host, its exit status, its end
+        self.log: Path | None = None  # per command: the time it started, the host, its exit status, its tail
 
     async def run(self, command: str, *, timeout: float, check: bool = True,
                   stdin: str | None = None) -> CommandResult:

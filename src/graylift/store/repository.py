@@ -247,7 +247,7 @@ class Store(RunStore):
         by the database's clock. Returns the new lease epoch, or None.
 
         The epoch is greater than every epoch any claim of any release was given before: it is the fencing
-        token a host checks before it runs a command (``core/layout.py: fenced_command``), so every takeover,
+        token a host checks before it runs a command (``core/fence.py: fenced_command``), so every takeover,
         and a repair under another release of the app, outranks every lease that touched the host earlier."""
         c = t.releases.c
         query = sa.select(c.owner, c.heartbeat_at, c.lease_epoch, c.finished_at).where(c.id == release_id)
