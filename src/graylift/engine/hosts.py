@@ -44,7 +44,8 @@ ALWAYS_ENSURED = (Step.PUT_BACK, Step.UNMUTE)
 
 
 class HostRunner:
-    """Moves single hosts. ``store`` is the driver's fenced store; ``check_lease`` raises LeaseLost."""
+    """Moves single hosts. ``store`` is the driver's fenced store; ``lease`` is its lease: ``check_lease`` raises
+    LeaseLost, and every host command carries the lease's token (:meth:`connect`)."""
 
     def __init__(self, store: Store, fleet: Fleet, clock: Clock, lease: Lease) -> None:
         self.store, self.fleet, self.clock, self.lease = store, fleet, clock, lease
