@@ -92,6 +92,8 @@ def markdown(document: dict[str, Any]) -> str:
 def plot(results: Path, png: Path, peers_venv: Path) -> str:
     """Draw the PNG with the peers venv's matplotlib (not a project dependency)."""
     python = peers_venv / "bin" / "python"
+    if not python.exists():
+        return f"plot skipped: no {python} (make the peers venv as bench/vs_peers.py says)"
     done = subprocess.run([str(python), str(PLOT), str(results), str(png)], capture_output=True, text=True,
                           check=False)
     return f"plot: {png}" if done.returncode == 0 else f"plot failed: {done.stderr.strip()[-500:]}"

@@ -15,7 +15,7 @@ from typing import Any
 from graylift.core.flow import Step
 from graylift.core.layout import Found, ReleaseDirs, prune_plan
 from graylift.core.model import Host
-from graylift.errors import ArtifactError, BackendsFailed, GrayliftError, HealthCheckFailed, TrafficError
+from graylift.errors import ArtifactError, BackendsFailed, GrayliftError, HealthCheckFailed, LeaseLost, TrafficError
 from graylift.ports import HealthProbe, ProbeResult, Silencer, TrafficSwitch
 from graylift.runtime import StepContext
 
@@ -247,14 +247,21 @@ async def _drained(ctx: StepContext, counts: Sequence[int | None] | None = None)
 
 async def stop(ctx: StepContext) -> dict[str, Any]:
     """Run the app's stop command (which must succeed when the app is already stopped)."""
+    command, detail = await _stop_command(ctx)
+    if command is not None:
+        await ctx.transport.run(command, timeout=ctx.runtime.command_timeout)
+    return detail
+
+
+async def _stop_command(ctx: StepContext) -> tuple[str | None, dict[str, Any]]:
+    """The stop command for the release ``current`` points at (its version and dir filled in), and the step's
+    detail; no command when nothing is installed."""
     current = await ctx.dir.current()
     if current is None:
-        return {"note": "nothing installed: nothing to stop"}
+        return None, {"note": "nothing installed: nothing to stop"}
     version = ctx.found.version_of(current) if ctx.found else current
     values = ctx.paths() | {"version": version, "release_dir": f"{ctx.paths()['deploy_dir']}/releases/{current}"}
-    await ctx.transport.run(ctx.runtime.render(ctx.runtime.stop_command, values),
-                            timeout=ctx.runtime.command_timeout)
-    return {"stopped": current}
+    return ctx.runtime.render(ctx.runtime.stop_command, values), {"stopped": current}
 
 
 async def switch(ctx: StepContext) -> dict[str, Any]:
@@ -291,6 +298,83 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
     raise HealthCheckFailed(
         f"{ctx.host.name}: {rt.app} {ctx.version} not healthy after {rt.health_retries} checks: {result.detail}"
     )
+
+
+RESTART: tuple[Step, ...] = (Step.STOP, Step.SWITCH, Step.START, Step.HEALTH)
+"""The steps :func:`restart` runs as one command on the host."""
+
+
+class RestartFailed(Exception):
+    """A step of :func:`restart` failed: the ones before it (``done``: step, detail) ran on the host."""
+
+    def __init__(self, step: Step, error: GrayliftError, done: list[tuple[Step, dict[str, Any]]]) -> None:
+        super().__init__(f"{step.value}: {error}")
+        self.step, self.error, self.done = step, error, done
+
+
+def restarts_at_once(ctx: StepContext) -> bool:
+    """Whether :func:`restart` can run the host's restart: the runtime asks for it (a shell deploy dir on a
+    shell host) and the host has health probes, every one a shell probe."""
+    from graylift.adapters.health import ShellProbe
+
+    probes = _probes(ctx) if ctx.runtime.one_command_restart else []
+    return bool(probes) and all(isinstance(p, ShellProbe) for p in probes)
+
+
+async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
+    """Stop, switch, start and the health wait in ONE command on the host, each part what its step does,
+    in order, the first failure ending it: one round trip where there were four (after the read of
+    ``current`` that the stop command is rendered with). Returns each step's detail with the seconds the
+    host measured; raises :class:`RestartFailed` naming the step that failed and the ones done before it.
+
+    The engine journals the four steps begun before the command goes out (their undo is one and the same:
+    :func:`graylift.core.flow.undo_steps`), and done one by one after it.
+    """
+    import secrets
+
+    from graylift.adapters.health import ShellProbe, read_wait, wait_budget, wait_script
+    from graylift.adapters.transport.deploy_dir import QUICK, switch_script
+    from graylift.adapters.transport.parts import Part, budget, run_parts
+    from graylift.errors import CommandTimeout, RemoteCommandFailed
+    from graylift.ports import CommandResult
+
+    rt, host = ctx.runtime, ctx.host.name
+    stop_command, stop_detail = await _stop_command(ctx)
+    shell = [p for p in _probes(ctx) if isinstance(p, ShellProbe)]
+    marker = f"graylift-probe-{secrets.token_hex(8)}"
+    scripts = {Step.STOP: stop_command or ":", Step.SWITCH: switch_script(rt.deploy_dir, ctx.target.dir),
+               Step.START: ctx.command(rt.start_command),
+               Step.HEALTH: wait_script(shell, retries=rt.health_retries, interval=rt.health_interval, marker=marker)}
+    bounds = {Step.STOP: rt.command_timeout, Step.SWITCH: QUICK, Step.START: rt.command_timeout}
+    parts = [Part(s.value, scripts[s], bounds.get(s)) for s in RESTART]
+    timeout = budget(parts, wait_budget(shell, retries=rt.health_retries, interval=rt.health_interval))
+    try:
+        results = await run_parts(ctx.transport, parts, timeout=timeout)
+    except LeaseLost:
+        raise
+    except GrayliftError as exc:  # not run, cut off or timed out: which part is unknown; their undo is the same
+        raise RestartFailed(Step.STOP, exc, []) from exc
+    details = {Step.STOP: stop_detail, Step.SWITCH: {"current": f"releases/{ctx.target.dir}"}, Step.START: {}}
+    done: list[tuple[Step, dict[str, Any]]] = []
+    for step, result in zip(RESTART, results, strict=False):
+        seconds = {} if result.seconds is None else {"seconds": result.seconds}
+        if step is Step.HEALTH:
+            attempts, seen = read_wait(shell, CommandResult(result.exit_status, result.output, ""), marker)
+            if not seen.ok:
+                raise RestartFailed(step, HealthCheckFailed(
+                    f"{host}: {rt.app} {ctx.version} not healthy after {attempts} checks: {seen.detail}"), done)
+            done.append((step, {"attempts": attempts} | seconds))
+        elif result.timed_out:
+            raise RestartFailed(step, CommandTimeout(host, scripts[step], bounds[step]), done)
+        elif result.exit_status != 0:
+            raise RestartFailed(step, RemoteCommandFailed(host, scripts[step], result.exit_status, result.output),
+                                done)
+        else:
+            done.append((step, details[step] | seconds))
+    if len(done) < len(RESTART):
+        missing = RESTART[len(done)]
+        raise RestartFailed(missing, GrayliftError(f"{host}: the host's shell stopped before {missing.value}"), done)
+    return done
 
 
 async def put_back(ctx: StepContext) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from graylift.lab import LabInfo, lab_down, lab_up
 from graylift.lab.files import ZOOKEEPER_SERVICES
 from graylift.lab.inspect import active_silences, haproxy_servers, host_versions, zookeeper_overrides
 from graylift.service import Graylift
+from graylift.steps import RESTART
 from graylift.store import ReleaseRecord
 
 IS_ROOT = os.geteuid() == 0
@@ -130,11 +131,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def hook_steps(monkeypatch: pytest.MonkeyPatch, before: Callable[[Step, Any], None]) -> None:
-    """Call ``before(step, ctx)`` just before the engine runs each step of each host (a fault goes in here)."""
+    """Call ``before(step, ctx)`` just before the engine runs each step of each host (a fault goes in here).
+    Stop, switch, start and health are one host command (``graylift.steps.restart``): each of their hooks is
+    called before that command, in their order."""
     real = hosts_module.run_step  # type: ignore[attr-defined]  # the name the engine calls, patched below
+    real_restart = hosts_module.restart  # type: ignore[attr-defined]
 
     async def run_step(step: Step, ctx: Any) -> dict[str, Any]:
         before(step, ctx)
         return await real(step, ctx)
 
+    async def restart(ctx: Any) -> Any:
+        for step in RESTART:
+            before(step, ctx)
+        return await real_restart(ctx)
+
     monkeypatch.setattr(hosts_module, "run_step", run_step)
+    monkeypatch.setattr(hosts_module, "restart", restart)

@@ -39,9 +39,9 @@ def test_doctor_finds_and_repairs_hosts_after_chaos(lab: LabInfo, tmp_path: Path
     def stopped_mid_batch() -> bool:
         rec = d.gl.store.active_release(APP, "prod")
         return rec is not None and rec.cursor >= 1 and any(
-            r.step == "start" for r in d.gl.store.host_runs(rec.id) if r.batch == rec.cursor)
+            r.step == "stop" for r in d.gl.store.host_runs(rec.id) if r.batch == rec.cursor)
 
-    try:
+    try:  # stop, switch, start and health are one command on the host: the record says "stop" through it
         wait_until(stopped_mid_batch, 180, "a host of a rolling batch to be stopped, starting")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -52,7 +52,7 @@ def test_doctor_finds_and_repairs_hosts_after_chaos(lab: LabInfo, tmp_path: Path
 
     found = d.cli("doctor", APP, "--env", "prod")
     assert found.returncode == 1, found.stdout + found.stderr
-    assert f"release #{rec.id} stopped at start" in found.stdout and host in found.stdout
+    assert f"release #{rec.id} stopped at stop" in found.stdout and host in found.stdout
     listed = json.loads(d.cli("doctor", APP, "--env", "prod", "--output", "json").stdout)
     assert [f["host"] for f in listed] == [host]
     problems = " ".join(listed[0]["problems"])

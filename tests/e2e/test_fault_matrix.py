@@ -150,7 +150,7 @@ def test_sshd_killed_takes_the_host_down_and_the_record_says_so(
     def kill_pid_one() -> None:
         os.kill(lab.host(CANARY).pid, 9)  # the host's PID 1 (sshd): the whole host goes, its app too
 
-    hook_steps(monkeypatch, once(Step.SWITCH, CANARY, kill_pid_one))
+    hook_steps(monkeypatch, once(Step.STOP, CANARY, kill_pid_one))  # as the restart goes out (one command)
     try:
         paused = drive(d, rec)
     finally:
@@ -158,7 +158,7 @@ def test_sshd_killed_takes_the_host_down_and_the_record_says_so(
         restart_host(lab, CANARY)  # the VM comes back, its app not running
     settled(paused, ReleaseState.PAUSED)
     assert attention(d, paused) == (CANARY,)
-    assert "switch" in (runs(d, paused)[CANARY].error or "")
+    assert "stop" in (runs(d, paused)[CANARY].error or "")
     assert outside(d, "1.0.0", exempt=(CANARY,)) == []
     assert not haproxy_servers(lab, APP)[CANARY].serving
     retry = d.cli("retry", str(paused.id), "--wait")  # its app is not running: the retry's pre-check skips it

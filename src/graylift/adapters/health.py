@@ -257,6 +257,23 @@ async def wait_on_host(probes: Sequence[HealthProbe], transport: Transport, *, r
         return None
     shell = [p for p in probes if isinstance(p, ShellProbe)]
     marker = f"graylift-probe-{secrets.token_hex(8)}"
+    script = wait_script(shell, retries=retries, interval=interval, marker=marker)
+    result = await _run(transport, "sh -s", wait_budget(shell, retries=retries, interval=interval),
+                        stdin=script)
+    if result is None:
+        return retries, shell[0].read(None)
+    return read_wait(shell, result, marker)
+
+
+def wait_budget(shell: Sequence[ShellProbe], *, retries: int, interval: float) -> float:
+    """Seconds the script of :func:`wait_script` may take at most (every attempt timing out, and 5 more)."""
+    return retries * (sum(p.timeout for p in shell) + max(interval, 0)) + 5
+
+
+def wait_script(shell: Sequence[ShellProbe], *, retries: int, interval: float, marker: str) -> str:
+    """The shell script of :func:`wait_on_host`: up to ``retries`` attempts, ``interval`` seconds apart, each
+    running the probes in order and stopping at the first failing one; it ends with exit 0 and a line
+    ``<marker>-attempts <n>`` after the last attempt's output (each probe's followed by ``<marker> <rc>``)."""
     lines = ["attempt() {"]
     for probe in shell:
         command = probe.command
@@ -271,10 +288,11 @@ async def wait_on_host(probes: Sequence[HealthProbe], transport: Transport, *, r
               "  fi",
               f"  sleep {max(interval, 0):g}",
               "done"]
-    per_attempt = sum(p.timeout for p in shell) + max(interval, 0)
-    result = await _run(transport, "sh -s", retries * per_attempt + 5, stdin="\n".join(lines) + "\n")
-    if result is None:
-        return retries, shell[0].read(None)
+    return "\n".join(lines) + "\n"
+
+
+def read_wait(shell: Sequence[ShellProbe], result: CommandResult, marker: str) -> tuple[int, ProbeResult]:
+    """(attempts made, the last attempt's result) from what the script of :func:`wait_script` printed."""
     text, _, attempts = result.stdout.rpartition(f"\n{marker}-attempts ")
     if not attempts.strip().isdigit():  # the shell itself failed (no sh?): what it said, as the first probe's
         seen = shell[0].read(CommandResult(result.exit_status or 1, result.stdout, result.stderr))

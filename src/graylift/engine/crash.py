@@ -11,6 +11,10 @@ point for that host (``*`` for any host). The points:
 * ``after:switch.<step>`` - a blue-green switch moved one host (``switch.put_back``, ``switch.take_out``,
   ``switch.quiet``), the switch's other hosts are not moved yet.
 
+With a one-command restart (:func:`graylift.steps.restart`, every configured app) stop, switch, start and
+health go to the host as one command: ``before:stop`` is before it, ``after:health`` after it; the points
+between them (``after:stop`` to ``before:health``) are on the host, where the controller has none.
+
 Example: ``GRAYLIFT_CRASH_AT=after:take_out:pyapp-03:2`` kills the controller once pyapp-03 is out of every
 load balancer for the second time (its revert or a rollback), before the journal says so.
 """
@@ -22,6 +26,10 @@ import signal
 from collections import Counter
 
 ENV = "GRAYLIFT_CRASH_AT"
+
+ON_THE_HOST = frozenset({("after", "stop"), ("before", "switch"), ("after", "switch"), ("before", "start"),
+                         ("after", "start"), ("before", "health")})
+"""(when, step) points inside a one-command restart: never reached by a controller that restarts in one."""
 
 _reached: Counter[tuple[str, str, str]] = Counter()
 

@@ -1,8 +1,10 @@
 """One host through one pass: walk its steps, revert it, roll it back, or leave it needing attention.
 
 Every step is journaled before and after, and the lease is checked before each one acts: a controller
-that lost its lease stops before touching the host again. What the pass's pre-check found (the layout,
-the release ``current`` points at) is the one source of the host's previous version and of its undo.
+that lost its lease stops before touching the host again. Stop, switch, start and health go to the host as
+one command where the runtime allows it (:func:`graylift.steps.restart`): begun together, done one by one.
+What the pass's pre-check found (the layout, the release ``current`` points at) is the one source of the
+host's previous version and of its undo.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from graylift.core.bluegreen import IDLE_FLOW, idle_undo, is_blue_green
 from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, OnStepFailure, Step, on_step_failure, remaining
@@ -25,7 +27,7 @@ from graylift.engine.writes import StepWrites
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
 from graylift.runtime import StepContext, Target
-from graylift.steps import HostUnhealthy, run_step
+from graylift.steps import RESTART, HostUnhealthy, RestartFailed, restart, restarts_at_once, run_step
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 from graylift.store.runs import FinishStep
 
@@ -139,10 +141,11 @@ class HostRunner:
         except GrayliftError as exc:
             raise StepFailed(todo[0], exc) from exc
         already = False
-        finished: tuple[Step, dict[str, Any], Found | None, list[str]] | None = None  # written with the next begin
+        finished: _Finished | None = None  # written with the next begin
+        ran_with: set[Step] = set()  # steps a one-command restart ran with the step before them
         try:
-            for step in todo:
-                if already and step not in ALWAYS_ENSURED:
+            for at, step in enumerate(todo):
+                if step in ran_with or (already and step not in ALWAYS_ENSURED):
                     continue
                 self.check_lease()  # a controller that lost its lease never acts again
                 try:
@@ -155,46 +158,60 @@ class HostRunner:
                     require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE
                     and not is_blue_green(rec.plan),  # an idle host is restarted anyway; its health after counts
                     rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
+                at_once = todo[at:at + len(RESTART)] == RESTART and restarts_at_once(ctx)
                 begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
                 if step in UNDO_OF:
                     begin["undo"] = UNDO_OF[step]  # written before the step runs, so a crash cannot lose it
+                if at_once:  # begun together: one undo covers them (core.flow.undo_steps)
+                    begin["with"] = [s.value for s in RESTART[1:]]
                 if finished is None:
                     self.store.begin_step(rec.id, host, step.value, begin)
                 else:  # with the other hosts that finish a step in this turn of the loop: one transaction
-                    (done, detail, found, skipped), finished = finished, None
+                    writing, finished = finished, None
                     try:
-                        run = await self.writes.finish(FinishStep(run, done.value, detail, found, skipped,
-                                                                  then=(step.value, begin)))
+                        run = await self.writes.finish(writing.step(run, then=(step.value, begin)))
                     except asyncio.CancelledError:
                         raise  # the write was queued: it is committed all the same
                     except BaseException:
-                        finished = (done, detail, found, skipped)  # not written: the finally tries once more
+                        finished = writing  # not written: the finally tries once more
                         raise
                 started = self.clock.now()
                 crash_point("before", step.value, host)
+                also: tuple[tuple[str, dict[str, Any]], ...] = ()
                 try:
-                    detail = await run_step(step, ctx)
+                    if at_once:
+                        (_, detail), *rest = await restart(ctx)
+                        also, ran_with = tuple((s.value, d) for s, d in rest), ran_with | set(RESTART[1:])
+                    else:
+                        detail = await run_step(step, ctx)
                 except LeaseLost:
                     raise
+                except RestartFailed as exc:
+                    self._restart_failed(rec, run, exc)
                 except (GrayliftError, OSError) as exc:
                     self.store.journal(rec.id, host, step.value, "failed", _failure_detail(exc))
                     raise StepFailed(step, exc) from exc
-                crash_point("after", step.value, host)
-                detail["seconds"] = round((self.clock.now() - started).total_seconds(), 3)
+                crash_point("after", RESTART[-1].value if at_once else step.value, host)
+                seconds = round((self.clock.now() - started).total_seconds(), 3)
+                detail = {"seconds": seconds} | detail if at_once else detail | {"seconds": seconds}
                 found = Found.from_json(detail["found"]) if step is Step.PRECHECK else None
                 already = already or bool(found is not None and detail.get("already_on_target"))
                 # nothing to stage or restart on a host already on the target: it is only put back and unmuted
                 skipped = [s.value for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)] if found and already \
                     else []
-                finished = (step, detail, found, skipped)
+                finished = _Finished(step, detail, found, skipped, also)
         finally:
             if finished is not None and self._lease_held():
-                self._finish(run, finished)
+                self.store.finish_steps([finished.step(run)])
         return already
 
-    def _finish(self, run: HostRunRecord, finished: tuple[Step, dict[str, Any], Found | None, list[str]]) -> None:
-        step, detail, found, skipped = finished
-        self.store.finish_step(run, step.value, detail, found=found, skipped=skipped)
+    def _restart_failed(self, rec: ReleaseRecord, run: HostRunRecord, failed: RestartFailed) -> NoReturn:
+        """A one-command restart failed at ``failed.step``: the steps before it are done, that one failed."""
+        if failed.done:
+            (first, detail), *rest = failed.done
+            self.store.finish_step(run, first.value, detail, also=tuple((s.value, d) for s, d in rest))
+        self.store.journal(rec.id, run.host, failed.step.value, "failed", _failure_detail(failed.error))
+        raise StepFailed(failed.step, failed.error) from failed.error
 
     def _lease_held(self) -> bool:
         try:
@@ -374,6 +391,20 @@ class HostRunner:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
                 await self.roll_back(rec, run.host)
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A step that ran (with ``also``: the steps a one-command restart ran with it), not yet written."""
+
+    done: Step
+    detail: dict[str, Any]
+    found: Found | None
+    skipped: list[str]
+    also: tuple[tuple[str, dict[str, Any]], ...]
+
+    def step(self, run: HostRunRecord, then: tuple[str, dict[str, Any]] | None = None) -> FinishStep:
+        return FinishStep(run, self.done.value, self.detail, self.found, self.skipped, then, self.also)
 
 
 def _const(pkg: Package) -> Any:

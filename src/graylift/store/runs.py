@@ -29,6 +29,8 @@ class FinishStep:
     found: Found | None = None
     skipped: list[str] = field(default_factory=list)
     then: tuple[str, dict[str, Any]] | None = None
+    also: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """Steps that ran with ``step``, in the same host command, each done after it with its own detail."""
 
 
 class RunStore(CmdbStore):
@@ -71,13 +73,13 @@ class RunStore(CmdbStore):
             self._journal_rows(conn, release_id, host, [(step, "begin", detail)])
 
     def finish_step(self, run: HostRunRecord, step: str, detail: dict[str, Any], *, found: Found | None = None,
-                    skipped: list[str] | None = None, then: tuple[str, dict[str, Any]] | None = None
-                    ) -> HostRunRecord:
+                    skipped: list[str] | None = None, then: tuple[str, dict[str, Any]] | None = None,
+                    also: tuple[tuple[str, dict[str, Any]], ...] = ()) -> HostRunRecord:
         """In one transaction: ``step`` done (once in ``done_steps``) with its ``done`` journal entry, what a
         pre-check ``found`` (the host's previous version), ``skipped`` steps counted as done, and (``then``) the
-        next step begun with its ``begin`` entry. ``run`` is the host run as the driver last wrote it (a fenced
-        driver is its only writer)."""
-        return self.finish_steps([FinishStep(run, step, detail, found, skipped or [], then)])[0]
+        next step begun with its ``begin`` entry; ``also``: steps that ran with it in one host command, done after
+        it. ``run`` is the host run as the driver last wrote it (a fenced driver is its only writer)."""
+        return self.finish_steps([FinishStep(run, step, detail, found, skipped or [], then, also)])[0]
 
     def finish_steps(self, finishes: Sequence[FinishStep]) -> list[HostRunRecord]:
         """:meth:`finish_step` for several hosts (each at most once) in ONE transaction: one fence check, the
@@ -89,8 +91,8 @@ class RunStore(CmdbStore):
         for f in finishes:
             run = f.run
             done = list(run.done_steps)
-            done += [s for s in (f.step, *f.skipped) if s not in done]
-            current = f.then[0] if f.then else f.step
+            done += [s for s in (f.step, *(name for name, _ in f.also), *f.skipped) if s not in done]
+            current = f.then[0] if f.then else (f.also[-1][0] if f.also else f.step)
             params: dict[str, Any] = {"b_rid": run.release_id, "b_host": run.host, "b_done": done,
                                       "b_step": current}
             changes: dict[str, Any] = {"done_steps": tuple(done), "step": current}
@@ -99,6 +101,7 @@ class RunStore(CmdbStore):
                 changes |= {"found": f.found, "previous_version": f.found.version}
             by_statement.setdefault(t.FINISH_PRECHECK if f.found is not None else t.FINISH_STEP, []).append(params)
             entries.append(self._journal_row(run.release_id, run.host, f.step, "done", f.detail))
+            entries += [self._journal_row(run.release_id, run.host, name, "done", detail) for name, detail in f.also]
             if f.skipped:
                 entries.append(self._journal_row(run.release_id, run.host, f.step, "already_on_target",
                                                  {"version": f.detail.get("current"), "skipped": f.skipped}))

@@ -113,10 +113,16 @@ class ShellDeployDir:
             await self._sh("rm -rf " + " ".join(q(f"{self.root}/releases/{n}") for n in doomed), timeout=60)
 
     async def switch(self, name: str) -> None:
-        release_dir, current, link = f"{self.root}/releases/{name}", f"{self.root}/current", f"{self.root}/.current.tmp"
-        target = f"releases/{name}"
-        await self._sh(
-            f"[ -d {q(release_dir)} ] || {{ echo 'release dir missing: {release_dir}' >&2; exit 2; }}; "
+        await self._sh(switch_script(self.root, name))
+
+
+def switch_script(root: str, name: str) -> str:
+    """Point ``<root>/current`` at ``releases/<name>`` (a new link renamed over it: atomic); nothing when it does
+    already; exit 2 when the release dir is missing."""
+    root = root.rstrip("/")
+    release_dir, current, link = f"{root}/releases/{name}", f"{root}/current", f"{root}/.current.tmp"
+    target = f"releases/{name}"
+    return (f"[ -d {q(release_dir)} ] || {{ echo 'release dir missing: {release_dir}' >&2; exit 2; }}; "
             f"[ \"$(readlink {q(current)})\" = {q(target)} ] && exit 0; "
             f"ln -sfn {q(target)} {q(link)} && mv -Tf {q(link)} {q(current)}")
 
