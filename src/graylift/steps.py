@@ -286,8 +286,7 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
         attempts, result = waited
         if result.ok:
             return {"attempts": attempts, "seconds": round((ctx.clock.now() - started).total_seconds(), 3)}
-        raise HealthCheckFailed(
-            f"{ctx.host.name}: {rt.app} {ctx.version} not healthy after {attempts} checks: {result.detail}")
+        raise _not_healthy(ctx, attempts, result.detail)
     result = ProbeResult(False, "no attempt")
     for attempt in range(1, rt.health_retries + 1):
         result = await health(ctx)
@@ -295,9 +294,13 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
             return {"attempts": attempt, "seconds": round((ctx.clock.now() - started).total_seconds(), 3)}
         if attempt < rt.health_retries:
             await ctx.clock.sleep(rt.health_interval)
-    raise HealthCheckFailed(
-        f"{ctx.host.name}: {rt.app} {ctx.version} not healthy after {rt.health_retries} checks: {result.detail}"
-    )
+    raise _not_healthy(ctx, rt.health_retries, result.detail)
+
+
+def _not_healthy(ctx: StepContext, attempts: int, detail: str) -> HealthCheckFailed:
+    """The health step's failure: the app and version named, with the attempts made and what the last saw."""
+    return HealthCheckFailed(f"{ctx.host.name}: {ctx.runtime.app} {ctx.version} not healthy after {attempts} checks: "
+                             f"{detail}")
 
 
 RESTART: tuple[Step, ...] = (Step.STOP, Step.SWITCH, Step.START, Step.HEALTH)
@@ -361,8 +364,7 @@ async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
         if step is Step.HEALTH:
             attempts, seen = read_wait(shell, CommandResult(result.exit_status, result.output, ""), marker)
             if not seen.ok:
-                raise RestartFailed(step, HealthCheckFailed(
-                    f"{host}: {rt.app} {ctx.version} not healthy after {attempts} checks: {seen.detail}"), done)
+                raise RestartFailed(step, _not_healthy(ctx, attempts, seen.detail), done)
             done.append((step, {"attempts": attempts} | seconds))
         elif result.timed_out:
             raise RestartFailed(step, CommandTimeout(host, scripts[step], bounds[step]), done)

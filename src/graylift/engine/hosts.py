@@ -141,7 +141,7 @@ class HostRunner:
         except GrayliftError as exc:
             raise StepFailed(todo[0], exc) from exc
         already = False
-        finished: _Finished | None = None  # written with the next begin
+        finished: FinishStep | None = None  # written with the next begin (with the run as it is then)
         ran_with: set[Step] = set()  # steps a one-command restart ran with the step before them
         try:
             for at, step in enumerate(todo):
@@ -169,7 +169,7 @@ class HostRunner:
                 else:  # with the other hosts that finish a step in this turn of the loop: one transaction
                     writing, finished = finished, None
                     try:
-                        run = await self.writes.finish(writing.step(run, then=(step.value, begin)))
+                        run = await self.writes.finish(replace(writing, run=run, then=(step.value, begin)))
                     except asyncio.CancelledError:
                         raise  # the write was queued: it is committed all the same
                     except BaseException:
@@ -199,10 +199,10 @@ class HostRunner:
                 # nothing to stage or restart on a host already on the target: it is only put back and unmuted
                 skipped = [s.value for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)] if found and already \
                     else []
-                finished = _Finished(step, detail, found, skipped, also)
+                finished = FinishStep(run, step.value, detail, found, skipped, also=also)
         finally:
             if finished is not None and self._lease_held():
-                self.store.finish_steps([finished.step(run)])
+                self.store.finish_steps([replace(finished, run=run)])
         return already
 
     def _restart_failed(self, rec: ReleaseRecord, run: HostRunRecord, failed: RestartFailed) -> NoReturn:
@@ -391,20 +391,6 @@ class HostRunner:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
                 await self.roll_back(rec, run.host)
-
-
-@dataclass(frozen=True)
-class _Finished:
-    """A step that ran (with ``also``: the steps a one-command restart ran with it), not yet written."""
-
-    done: Step
-    detail: dict[str, Any]
-    found: Found | None
-    skipped: list[str]
-    also: tuple[tuple[str, dict[str, Any]], ...]
-
-    def step(self, run: HostRunRecord, then: tuple[str, dict[str, Any]] | None = None) -> FinishStep:
-        return FinishStep(run, self.done.value, self.detail, self.found, self.skipped, then, self.also)
 
 
 def _const(pkg: Package) -> Any:
