@@ -315,6 +315,15 @@ class RestartFailed(Exception):
         self.step, self.error, self.done = step, error, done
 
 
+def acts_through_the_host(probe: HealthProbe) -> bool:
+    """Whether ``probe`` is a shell probe: a command on the host, sent over the host's transport (which the
+    engine puts behind the lease), so it needs no lease guard of its own and runs with the others in one
+    command (:func:`graylift.adapters.health.check_all`, :func:`restart`)."""
+    from graylift.adapters.health import ShellProbe
+
+    return isinstance(probe, ShellProbe)
+
+
 def restarts_at_once(ctx: StepContext) -> bool:
     """Whether :func:`restart` can run the host's restart: the runtime asks for it (a shell deploy dir on a
     shell host) and the host has health probes, every one a shell probe."""

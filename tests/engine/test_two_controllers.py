@@ -25,14 +25,15 @@ from tests.engine.world_files import prepare
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
+RESTART = ["stop", "switch", "start", "health"]
 
 
 def controller(url: str, world: Path, release_id: int, owner: str,
-               command_timeout: float = 10) -> subprocess.Popen[bytes]:
+               command_timeout: float = 10, *, one_command: bool = False) -> subprocess.Popen[bytes]:
     with (world / f"{owner}.out").open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "tests.engine.controller_proc", url, str(world),
-                                 str(release_id), owner, str(command_timeout)], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                 str(release_id), owner, str(command_timeout)] + ["one-command"] * one_command,
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def output(world: Path, owner: str) -> str:
@@ -46,11 +47,11 @@ def create(store: Store, version: str, hosts: list[Host]) -> int:
                                 plan=plan.to_dict(), config={}, started_by="test", host_runs=runs).id
 
 
-def stop_in_batch_1(store: Store, rid: int, proc: subprocess.Popen[bytes]) -> float:
-    """SIGSTOP the controller in the middle of batch 1 (after the canary), with a host of it out of the LB;
-    returns when it was stopped."""
-    wait_for(lambda: any(e.step == "quiet" and e.event == "begin" and e.host in ("h2", "h3")
-                         for e in store.journal_entries(rid)), 60, "the controller to take a host of batch 1 out")
+def stop_in_batch_1(store: Store, rid: int, proc: subprocess.Popen[bytes], step: str = "quiet") -> float:
+    """SIGSTOP the controller in the middle of batch 1 (after the canary), with a host of it out of the LB,
+    as it begins ``step`` on it; returns when it was stopped."""
+    wait_for(lambda: any(e.step == step and e.event == "begin" and e.host in ("h2", "h3")
+                         for e in store.journal_entries(rid)), 60, f"the controller to begin {step} in batch 1")
     os.kill(proc.pid, signal.SIGSTOP)
     return time.time()
 
@@ -62,24 +63,28 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_databases: Any,
-                                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_command", [False, True], ids=["step-by-step", "one-command-restart"])
+def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_databases: Any, tmp_path: Path,
+                                                                             one_command: bool) -> None:
+    """Step by step, A is frozen as it takes a host out; with the restart as one command (stop..health, each
+    stop a second long), A is frozen while that command runs on the host: B waits for it (the fence's lock),
+    does the restart again, journals it; A, thawed with its command's results, writes none of them."""
     url = pg_databases.create()
     world = tmp_path / "world"
     prepare(world)
     hosts = hosts_of(8)
     with Store.open(url) as store:
         first = create(store, "1.0.0", hosts)
-        done = controller(url, world, first, "warm-up")
+        done = controller(url, world, first, "warm-up", one_command=one_command)
         assert done.wait(60) == 0, output(world, "warm-up")
         assert store.get_release(first).state is ReleaseState.SUCCEEDED
         rid = create(store, "2.0.0", hosts)
-        a = controller(url, world, rid, "controller-a")
+        a = controller(url, world, rid, "controller-a", one_command=one_command)
         started = [a]
         try:
-            frozen_at = stop_in_batch_1(store, rid, a)
+            frozen_at = stop_in_batch_1(store, rid, a, "stop" if one_command else "quiet")
             time.sleep(STALE_AFTER_SECONDS + 1)
-            b = controller(url, world, rid, "controller-b")
+            b = controller(url, world, rid, "controller-b", one_command=one_command)
             started.append(b)
             assert b.wait(120) == 0, output(world, "controller-b")
             assert store.get_release(rid).state is ReleaseState.SUCCEEDED
@@ -110,6 +115,14 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
         a_epoch = next(ep for ep, owners in owners_by_epoch.items() if owners == {"controller-a"})
         b_claim = next(e for e in entries if e.event == "claimed" and e.owner == "controller-b")
         assert all(e.id < b_claim.id for e in entries if e.epoch == a_epoch)  # A wrote nothing after B's claim
+        if one_command:  # the host A froze on: its restart begun by A (as one), done by B, step by step
+            frozen = next(e.host for e in entries if e.step == "stop" and e.event == "begin" and e.owner ==
+                          "controller-a" and e.host in ("h2", "h3"))
+            mine = [(e.step, e.event, e.owner) for e in entries if e.host == frozen and e.step in RESTART]
+            assert mine[0] == ("stop", "begin", "controller-a")
+            assert [m for m in mine if m[1] == "done"] == [(s, "done", "controller-b") for s in RESTART]
+            stops = [(e.host, e.owner, e.detail) for e in entries if e.step == "stop" and e.event == "begin"]
+            assert all(d.get("with") == RESTART[1:] for _, _, d in stops), stops
     for host in hosts:
         assert (world / "hosts" / host.name / "current").readlink().name == "2.0.0"
         assert (world / "hosts" / host.name / "running").read_text().strip() == "2.0.0"

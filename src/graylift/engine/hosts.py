@@ -27,7 +27,15 @@ from graylift.engine.writes import StepWrites
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
 from graylift.runtime import StepContext, Target
-from graylift.steps import RESTART, HostUnhealthy, RestartFailed, restart, restarts_at_once, run_step
+from graylift.steps import (
+    RESTART,
+    HostUnhealthy,
+    RestartFailed,
+    acts_through_the_host,
+    restart,
+    restarts_at_once,
+    run_step,
+)
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 from graylift.store.runs import FinishStep
 
@@ -57,11 +65,12 @@ class HostRunner:
         self._deployed_shas: dict[str, str | None] = {}
         rt = fleet.runtime
         deploy_dirs = rt.deploy_dirs
-        # every backend, health probe and the deploy dir behind the lease (the transport is, in connect)
+        # every backend, health probe and the deploy dir behind the lease (the transport is, in connect: a shell
+        # probe acts only through it, and stays a shell probe, so it goes to the host as the wiring's probes do)
         self.runtime = replace(
             rt, switches=[Guarded(s, check_lease) for s in rt.switches],
             silencers=[Guarded(s, check_lease) for s in rt.silencers],
-            probes=[Guarded(p, check_lease) for p in rt.probes],
+            probes=[p if acts_through_the_host(p) else Guarded(p, check_lease) for p in rt.probes],
             deploy_dirs=(lambda t: Guarded(deploy_dirs(t), check_lease)) if deploy_dirs is not None else None)
 
     # --- targets -------------------------------------------------------------------------------
