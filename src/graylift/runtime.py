@@ -63,7 +63,9 @@ class AppRuntime:
     deploy_dirs: Callable[[Transport], DeployDir] | None = None  # the deploy dir on a host, over its transport
     metrics: MetricsSource | None = None  # the canary analysis's metrics (strategy.canary.analysis)
     peers: Callable[[Transport], PackagePeer] | None = None  # pre-staging peers; None: no pre-stage
-    one_command_restart: bool = False  # stop..health as one host command (graylift.steps.restart): a shell host
+    # a shell deploy dir on a shell host: steps may send several host commands as one (graylift.steps.restart,
+    # graylift.steps.survey_and_health)
+    fuse_host_commands: bool = False
 
 
 @dataclass(frozen=True)

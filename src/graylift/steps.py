@@ -8,15 +8,25 @@ step runs and *when*; this module only knows *how*.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from graylift.core.flow import Step
-from graylift.core.layout import Found, ReleaseDirs, prune_plan
+from graylift.core.layout import Found, LayoutError, ReleaseDirs, parse_survey, prune_plan, survey_script
 from graylift.core.model import Host
-from graylift.errors import ArtifactError, BackendsFailed, GrayliftError, HealthCheckFailed, LeaseLost, TrafficError
-from graylift.ports import HealthProbe, ProbeResult, Silencer, TrafficSwitch
+from graylift.errors import (
+    ArtifactError,
+    BackendsFailed,
+    CommandTimeout,
+    GrayliftError,
+    HealthCheckFailed,
+    LeaseLost,
+    RemoteCommandFailed,
+    TrafficError,
+)
+from graylift.ports import CommandResult, HealthProbe, ProbeResult, Silencer, TrafficSwitch
 from graylift.runtime import StepContext
 
 
@@ -53,13 +63,17 @@ def _probes_whatever_runs(ctx: StepContext) -> list[HealthProbe] | None:
 async def survey_and_health(ctx: StepContext) -> tuple[Found, ProbeResult | None]:
     """What the host runs and, unless nothing is installed, whether it is healthy: a pre-check's two reads.
 
-    When the probes do not depend on the version running, both go at once over the host's connection: one
-    round trip on the release's critical path instead of two. Else the health check follows the survey.
+    When the probes do not depend on the version running, both go at once: as ONE command on a shell host
+    whose probes are all shell probes (:func:`_survey_and_health_in_one`), else as two over the host's
+    connection; one round trip on the release's critical path either way. Else the health check follows the
+    survey.
     """
     probes = _probes_whatever_runs(ctx)
     if probes is None:
         found = await ctx.dir.survey()
         return found, None if found.fresh else await health(ctx.running(found))
+    if ctx.runtime.fuse_host_commands and probes and all(acts_through_the_host(p) for p in probes):
+        return await _survey_and_health_in_one(ctx, probes)
     from graylift.adapters.health import check_all
 
     checking = asyncio.ensure_future(check_all(probes, ctx.transport))
@@ -73,6 +87,33 @@ async def survey_and_health(ctx: StepContext) -> tuple[Found, ProbeResult | None
         await asyncio.gather(checking, return_exceptions=True)
         return found, None
     return found, await checking
+
+
+async def _survey_and_health_in_one(ctx: StepContext, probes: Sequence[HealthProbe]
+                                    ) -> tuple[Found, ProbeResult | None]:
+    """The survey of the deploy dir, then one attempt of every probe, as ONE command on the host
+    (:mod:`graylift.adapters.transport.parts`): one SSH channel and one shell on the host where there were two."""
+    from graylift.adapters.health import ShellProbe, read_wait, wait_budget, wait_script
+    from graylift.adapters.transport.deploy_dir import QUICK
+    from graylift.adapters.transport.parts import Part, run_parts
+
+    shell = [p for p in probes if isinstance(p, ShellProbe)]
+    marker = f"graylift-probe-{secrets.token_hex(8)}"
+    survey = survey_script(ctx.runtime.deploy_dir)
+    parts = [Part("survey", survey), Part("health", wait_script(shell, retries=1, interval=0, marker=marker))]
+    results = await run_parts(ctx.transport, parts, timeout=QUICK + wait_budget(shell, retries=1, interval=0))
+    if not results or results[0].exit_status != 0:
+        raise RemoteCommandFailed(ctx.host.name, survey, results[0].exit_status if results else None,
+                                  results[0].output if results else "the host's shell printed nothing")
+    try:
+        found = parse_survey(results[0].output, ctx.runtime.deploy_dir)
+    except LayoutError as exc:
+        raise LayoutError(f"{ctx.host.name}: {exc}") from None
+    if found.fresh:  # nothing installed: its health says nothing
+        return found, None
+    if len(results) < 2:
+        return found, ProbeResult(False, f"{shell[0].name}: the health check did not run on the host")
+    return found, read_wait(shell, CommandResult(results[1].exit_status, results[1].output, ""), marker)[1]
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -329,7 +370,7 @@ def restarts_at_once(ctx: StepContext) -> bool:
     shell host) and the host has health probes, every one a shell probe."""
     from graylift.adapters.health import ShellProbe
 
-    probes = _probes(ctx) if ctx.runtime.one_command_restart else []
+    probes = _probes(ctx) if ctx.runtime.fuse_host_commands else []
     return bool(probes) and all(isinstance(p, ShellProbe) for p in probes)
 
 
@@ -342,13 +383,9 @@ async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
     The engine journals the four steps begun before the command goes out (their undo is one and the same:
     :func:`graylift.core.flow.undo_steps`), and done one by one after it.
     """
-    import secrets
-
     from graylift.adapters.health import ShellProbe, read_wait, wait_budget, wait_script
     from graylift.adapters.transport.deploy_dir import QUICK, switch_script
     from graylift.adapters.transport.parts import Part, budget, run_parts
-    from graylift.errors import CommandTimeout, RemoteCommandFailed
-    from graylift.ports import CommandResult
 
     rt, host = ctx.runtime, ctx.host.name
     stop_command, stop_detail = await _stop_command(ctx)

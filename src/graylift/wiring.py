@@ -78,7 +78,7 @@ def runtime(app: str, env: str, cfg: AppConfig, *, connect: Connect | None = Non
         quiet_period=cfg.quiet_period, strategy=cfg.strategy_model(), render=render_command,
         artifact_auth=auth_from_config(cfg.package), rebuilt_versions=cfg.package.rebuilt_versions,
         deploy_dirs=lambda transport: ShellDeployDir(transport, cfg.deploy.dir),
-        peers=lambda transport: ShellPeer(transport, cfg.deploy.dir), one_command_restart=True,
+        peers=lambda transport: ShellPeer(transport, cfg.deploy.dir), fuse_host_commands=True,
         traffic_check=(TrafficCheck(cfg.traffic_check.port, cfg.traffic_check.window,
                                     frozenset(cfg.traffic_check.allowed)) if cfg.traffic_check else None),
         metrics=PrometheusMetrics(analysis.prometheus) if (analysis := cfg.strategy.canary.analysis) else None,

@@ -2,7 +2,7 @@
 ONE command, and are journaled step by step with the same undo as when they run one at a time.
 
 The hosts are folders run by a real ``sh`` (graylift.testing.FolderTransport); the runtime asks for the restart
-in one command the way the wiring does for every configured app (``one_command_restart``, probes per host).
+in one command the way the wiring does for every configured app (``fuse_host_commands``, probes per host).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Crash(BaseException):
 def at_once(world: World, **changes: Any) -> World:
     rt = world.fleet.runtime
     probes = list(rt.probes)
-    world.fleet.runtime = replace(rt, probes=[], probes_for=lambda values: probes, one_command_restart=True,
+    world.fleet.runtime = replace(rt, probes=[], probes_for=lambda values: probes, fuse_host_commands=True,
                                   **changes)
     return world
 
@@ -59,7 +59,8 @@ def test_a_restart_is_one_host_command_and_every_step_is_journaled(make_world: A
         sent[name], last[name] = len(w.fleet.transports["h3"].commands) - before, rec.id
         done = [e.step for e in w.store.journal_entries(rec.id, "h3") if e.event == "done"]
         assert done == [s.value for s in RELEASE_FLOW]
-    assert sent["one"] == sent["apart"] - 3  # switch, start and health rode on the stop's command
+    # switch, start and health rode on the stop's command; the pre-check's health on its survey
+    assert sent["one"] == sent["apart"] - 4
     stop_begin = [e for e in one.store.journal_entries(last["one"], "h3") if e.step == "stop" and e.event == "begin"]
     assert stop_begin[0].detail["with"] == ["switch", "start", "health"]
     assert "undo" in stop_begin[0].detail
@@ -120,7 +121,7 @@ def test_a_command_that_never_ran_counts_as_the_whole_restart_begun(world: World
     broken: list[str] = []
 
     async def cut_off(transport: Any, parts: Any, *, timeout: float) -> Any:
-        if transport.host.name == "h1" and not broken:
+        if transport.host.name == "h1" and parts[0].name == "stop" and not broken:  # the restart, not the pre-check
             broken.append("h1")
             raise HostUnreachable("h1", "connection lost (test)")
         return await real(transport, parts, timeout=timeout)
@@ -179,7 +180,7 @@ def test_a_rollback_restarts_each_host_in_one_command_too(world: World) -> None:
 def test_an_app_without_health_probes_restarts_step_by_step(world: World) -> None:
     """No probe to wait on: the steps go one at a time (the health step says none is configured)."""
     world.fleet.runtime = replace(world.fleet.runtime, probes=[], probes_for=lambda values: [],
-                                  one_command_restart=True)
+                                  fuse_host_commands=True)
     rec = world.release("1.0.0")
     assert rec.state == ReleaseState.SUCCEEDED, rec.message
     assert_clean(world, "1.0.0")

@@ -33,6 +33,6 @@ def file_fleet(world: Path, *, log: Path | None = None, quiet: float = 0.5, comm
         probes=[CommandProbe(f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
         switches=[FileSwitch(world / "lb")], silencers=[FileSilencer(world / "silences")], silence_seconds=600,
         quiet_period=quiet, strategy=Strategy(canary_group="beta", batch_size=2), render=render_command,
-        deploy_dirs=lambda transport: ShellDeployDir(transport, DEPLOY), one_command_restart=one_command,
+        deploy_dirs=lambda transport: ShellDeployDir(transport, DEPLOY), fuse_host_commands=one_command,
     )
     return FakeFleet(runtime, world / "hosts", FakeRepository(world / "artifacts"), command_log=log)
