@@ -133,3 +133,27 @@ def test_a_failing_scenario_shrinks_to_the_actions_that_matter(undo: pytest.Monk
     smallest = shrink(noisy)
     assert smallest.actions == CATCHES["no_cap"].actions
     assert not run_scenario(smallest).ok
+
+
+def test_even_seeds_fuse_the_host_commands_as_the_wiring_does() -> None:
+    assert generate(2).fused and not generate(3).fused
+    assert run_scenario(generate(2)).ok and "host commands fused" in generate(2).describe()
+
+
+def test_a_kill_at_every_point_of_a_fused_release_then_a_resume_holds_every_invariant() -> None:
+    """The restart (stop, switch, start, health) and the pre-check (survey, health) as one command each
+    (graylift.sim.shell): the controller killed at each await point of a release in turn (at one inside a
+    host's command, it dies once the host has run the command to its end), then another resumes the release."""
+    def fused(*actions: Action) -> Scenario:
+        return replace(scenario(3, dict(ONE_AT_A_TIME), *actions), fused=True)
+
+    whole = run_scenario(fused(Action("release", version="2.0.0")))
+    assert whole.ok, whole.violations
+    points = whole.ops - run_scenario(fused()).ops  # the await points of the second release alone
+    assert points > 30
+    failed = {}
+    for at in range(1, points + 1):
+        outcome = run_scenario(fused(Action("kill", at=at), Action("release", version="2.0.0"), Action("resume")))
+        if not outcome.ok:
+            failed[at] = outcome.violations
+    assert failed == {}, failed

@@ -23,6 +23,7 @@ from graylift.runtime import AppRuntime
 from graylift.service import Graylift
 from graylift.sim.clock import Deadlock, SimClock, VirtualLoop
 from graylift.sim.scenario import Action, Scenario
+from graylift.sim.shell import SimShellProbe
 from graylift.sim.world import (
     APP,
     Faults,
@@ -119,7 +120,8 @@ class Run:
         self.repository = SimRepository(self.world)
         runtime = AppRuntime(
             app=APP, env=ENV, deploy_dir=DEPLOY, keep_releases=scenario.keep_releases, start_command="start",
-            stop_command="stop", command_timeout=10, drain_command=None, probes=[SimProbe(self.world)],
+            stop_command="stop", command_timeout=10, drain_command=None,
+            probes=[SimShellProbe() if scenario.fused else SimProbe(self.world)], fuse_host_commands=scenario.fused,
             health_retries=3, health_interval=1, switches=self.world.switches, silencers=[self.world.silencer],
             silence_seconds=1800, quiet_period=1, strategy=strategy, render=render_command,
             deploy_dirs=lambda transport: SimDeployDir(self.world, transport))

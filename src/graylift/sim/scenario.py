@@ -51,13 +51,17 @@ class Scenario:
     keep_releases: int
     healthy: frozenset[str]
     actions: tuple[Action, ...] = field(default=())
+    # the host commands fused as the wiring sends them to a shell host (a pre-check's survey and health check
+    # in one command, the restart in one: graylift.sim.shell), or one by one; even seeds fuse
+    fused: bool = False
 
     def without(self, index: int) -> Scenario:
         return replace(self, actions=self.actions[:index] + self.actions[index + 1:])
 
     def describe(self) -> str:
         lines = [f"seed {self.seed}: {self.hosts} hosts ({self.beta} beta), strategy {self.strategy}, "
-                 f"keep {self.keep_releases}, healthy versions {sorted(self.healthy)}"]
+                 f"keep {self.keep_releases}, healthy versions {sorted(self.healthy)}"
+                 + (", host commands fused" if self.fused else "")]
         lines += [f"  {i + 1}. {a}" for i, a in enumerate(self.actions)]
         return "\n".join(lines)
 
@@ -125,4 +129,4 @@ def generate(seed: int) -> Scenario:
             actions.append(Action(rng.choice(["unreachable", "reachable"]), host=rng.choice(host_names)))
         else:
             actions.append(Action(rng.choice(["repo_down", "repo_up"])))
-    return Scenario(seed, hosts, beta, strategy, rng.choice([2, 3, 5]), healthy, tuple(actions))
+    return Scenario(seed, hosts, beta, strategy, rng.choice([2, 3, 5]), healthy, tuple(actions), fused=seed % 2 == 0)

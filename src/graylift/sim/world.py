@@ -26,6 +26,7 @@ from graylift.errors import (
     TrafficError,
 )
 from graylift.ports import CommandResult, ProbeResult, Transport
+from graylift.sim import shell
 from graylift.testing import FakeSilencer, FakeSwitch
 
 APP = "sim"
@@ -99,6 +100,7 @@ class World:
     thawed: bool = False  # a stopped controller runs again (after its lease went to another)
     forbidden: set[str] = field(default_factory=set)  # rolled-back versions no rollback/resume/retry may switch to
     served_at_start: dict[str, str | None] = field(default_factory=dict)  # each host's version when the action began
+    scripts: int = 0  # host commands of several parts in progress (graylift.sim.shell)
 
     def enter(self, what: str) -> None:
         """An operation on a host or a backend begins. A controller thawed after another took its release over
@@ -108,11 +110,15 @@ class World:
 
     async def point(self, what: str) -> None:
         """The await point after an operation's effect: a controller may be killed (or frozen) here, before it
-        writes what it did; requests may arrive."""
+        writes what it did; requests may arrive.
+
+        A host does not stop with its controller: one stopped while commands of several parts run on hosts
+        stops once none does (the hosts ran them to their end), so none goes on if it is thawed; a command it
+        sends in the same turn of its loop goes out when it runs again (:class:`SimTransport`)."""
         self.ops += 1
         if self.on_point is not None:
             self.on_point(self.ops)
-        if self.kill_at is not None and self.ops >= self.kill_at:
+        if self.kill_at is not None and self.ops >= self.kill_at and not self.scripts:
             self.kill_at = None
             loop = asyncio.get_running_loop()
             loop.stop()
@@ -145,6 +151,12 @@ class SimTransport:
         fenced = unwrap(command)  # the host's fence, as core/fence.py's shell check does it
         if fenced is not None:
             database, token, command = fenced
+        sent_late = False
+        if command == "sh -s" and self.world.frozen:
+            # the controller stopped in this turn of its loop, after its lease check for this command: the
+            # command goes out when (if) it runs again, and meets the host's fence then
+            await self.world.frozen[-1]
+            sent_late = True
         if not self.state.reachable:
             raise HostUnreachable(self.host.name, "connection refused (simulated)")
         if fenced is not None:
@@ -155,20 +167,27 @@ class SimTransport:
                     raise RemoteCommandFailed(self.host.name, command, REFUSED_EXIT, said)
                 return CommandResult(REFUSED_EXIT, "", said)
             self.state.fence = (database, token)
+        if command == "sh -s" and stdin is not None:  # several parts as one command (graylift.sim.shell)
+            answer = await shell.run_script(self.world, self.host.name, stdin, timeout, checked=sent_late)
+            if answer is None:
+                raise RemoteCommandFailed(self.host.name, command, 127, "a script the simulation does not know")
+            return answer
         what = f"{self.host.name}: {command}"
         self.world.enter(what)
         op = command.split()[0]
+        if op == shell.PROBE_COMMAND:
+            seen = shell.health_of(self.world, self.host.name)
+            await self.world.point(f"{self.host.name}: health")
+            return CommandResult(0 if seen.ok else 1, seen.detail, "")
         if self.world.faults.hangs(op, self.host.name):
             await asyncio.sleep(timeout)
             raise CommandTimeout(self.host.name, command, timeout)
         if self.world.faults.hit(op, self.host.name):
             raise RemoteCommandFailed(self.host.name, command, 1, f"{op} failed (simulated)")
         if op == "start":
-            if self.state.current is not None and not self.state.crashes_on_start:
-                self.state.running = self.state.releases[self.state.current][1]
-                self.state.served = True
+            shell.start(self.state)
         elif op == "stop":
-            self.state.running = None
+            shell.stop(self.state)
         else:
             raise RemoteCommandFailed(self.host.name, command, 127, f"unknown command {op} (simulated)")
         await self.world.point(what)
@@ -237,12 +256,9 @@ class SimDeployDir:
 
     async def switch(self, name: str) -> None:
         self._op("switch")
-        if name not in self.state.releases:
-            raise RemoteCommandFailed(self.name, "switch", 2, f"release dir missing: releases/{name}")
-        version = self.state.releases[name][1]
-        if version in self.world.forbidden and self.world.served_at_start.get(self.name) != version:
-            self.world.violations.append(f"{self.name}: switched to {version}, a version that was rolled back")
-        self.state.current = name
+        error = shell.switch(self.world, self.state, name)
+        if error is not None:
+            raise RemoteCommandFailed(self.name, "switch", 2, error)
         await self._done("switch")
 
 
@@ -258,16 +274,9 @@ class SimProbe:
         host = transport.host.name
         self.world.enter(f"{host}: health")
         await self.world.point(f"{host}: health")
-        state = self.world.hosts[host]
-        if not state.reachable:
+        if not self.world.hosts[host].reachable:
             raise HostUnreachable(host, "connection refused (simulated)")
-        if self.world.faults.hit("health", host):
-            return ProbeResult(False, "health check failed (simulated)")
-        if state.running is None:
-            return ProbeResult(False, "not running")
-        if state.running not in self.world.healthy_versions:
-            return ProbeResult(False, f"{state.running} answers 500")
-        return ProbeResult(True, "ok")
+        return shell.health_of(self.world, host)
 
 
 @dataclass
