@@ -368,10 +368,8 @@ def acts_through_the_host(probe: HealthProbe) -> bool:
 def restarts_at_once(ctx: StepContext) -> bool:
     """Whether :func:`restart` can run the host's restart: the runtime asks for it (a shell deploy dir on a
     shell host) and the host has health probes, every one a shell probe."""
-    from graylift.adapters.health import ShellProbe
-
     probes = _probes(ctx) if ctx.runtime.fuse_host_commands else []
-    return bool(probes) and all(isinstance(p, ShellProbe) for p in probes)
+    return bool(probes) and all(acts_through_the_host(p) for p in probes)
 
 
 async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
