@@ -8,13 +8,12 @@ step runs and *when*; this module only knows *how*.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from graylift.core.flow import Step
-from graylift.core.layout import Found, LayoutError, ReleaseDirs, parse_survey, prune_plan, survey_script
+from graylift.core.layout import Found, ReleaseDirs, prune_plan, survey_script
 from graylift.core.model import Host
 from graylift.errors import (
     ArtifactError,
@@ -72,7 +71,7 @@ async def survey_and_health(ctx: StepContext) -> tuple[Found, ProbeResult | None
     if probes is None:
         found = await ctx.dir.survey()
         return found, None if found.fresh else await health(ctx.running(found))
-    if ctx.runtime.fuse_host_commands and probes and all(acts_through_the_host(p) for p in probes):
+    if _fused(ctx, probes):
         return await _survey_and_health_in_one(ctx, probes)
     from graylift.adapters.health import check_all
 
@@ -93,27 +92,24 @@ async def _survey_and_health_in_one(ctx: StepContext, probes: Sequence[HealthPro
                                     ) -> tuple[Found, ProbeResult | None]:
     """The survey of the deploy dir, then one attempt of every probe, as ONE command on the host
     (:mod:`graylift.adapters.transport.parts`): one SSH channel and one shell on the host where there were two."""
-    from graylift.adapters.health import ShellProbe, read_wait, wait_budget, wait_script
-    from graylift.adapters.transport.deploy_dir import QUICK
+    from graylift.adapters.health import HostWait
+    from graylift.adapters.transport.deploy_dir import QUICK, read_survey
     from graylift.adapters.transport.parts import Part, run_parts
 
-    shell = [p for p in probes if isinstance(p, ShellProbe)]
-    marker = f"graylift-probe-{secrets.token_hex(8)}"
+    wait = HostWait.of(probes, retries=1, interval=0)
+    assert wait is not None  # the caller asked _fused
     survey = survey_script(ctx.runtime.deploy_dir)
-    parts = [Part("survey", survey), Part("health", wait_script(shell, retries=1, interval=0, marker=marker))]
-    results = await run_parts(ctx.transport, parts, timeout=QUICK + wait_budget(shell, retries=1, interval=0))
+    results = await run_parts(ctx.transport, [Part("survey", survey), Part("health", wait.script)],
+                              timeout=QUICK + wait.budget)
     if not results or results[0].exit_status != 0:
         raise RemoteCommandFailed(ctx.host.name, survey, results[0].exit_status if results else None,
                                   results[0].output if results else "the host's shell printed nothing")
-    try:
-        found = parse_survey(results[0].output, ctx.runtime.deploy_dir)
-    except LayoutError as exc:
-        raise LayoutError(f"{ctx.host.name}: {exc}") from None
+    found = read_survey(results[0].output, ctx.runtime.deploy_dir, ctx.host.name)
     if found.fresh:  # nothing installed: its health says nothing
         return found, None
     if len(results) < 2:
-        return found, ProbeResult(False, f"{shell[0].name}: the health check did not run on the host")
-    return found, read_wait(shell, CommandResult(results[1].exit_status, results[1].output, ""), marker)[1]
+        return found, ProbeResult(False, f"{wait.probes[0].name}: the health check did not run on the host")
+    return found, wait.read(CommandResult(results[1].exit_status, results[1].output, ""))[1]
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -360,16 +356,23 @@ def acts_through_the_host(probe: HealthProbe) -> bool:
     """Whether ``probe`` is a shell probe: a command on the host, sent over the host's transport (which the
     engine puts behind the lease), so it needs no lease guard of its own and runs with the others in one
     command (:func:`graylift.adapters.health.check_all`, :func:`restart`)."""
-    from graylift.adapters.health import ShellProbe
+    from graylift.adapters.health import on_the_host
 
-    return isinstance(probe, ShellProbe)
+    return on_the_host([probe])
+
+
+def _fused(ctx: StepContext, probes: Sequence[HealthProbe]) -> bool:
+    """Whether host commands and these probes may go to the host as one command: the runtime says it is a
+    shell deploy dir on a shell host, and the probes can run there (every one a shell probe)."""
+    from graylift.adapters.health import on_the_host
+
+    return ctx.runtime.fuse_host_commands and on_the_host(probes)
 
 
 def restarts_at_once(ctx: StepContext) -> bool:
-    """Whether :func:`restart` can run the host's restart: the runtime asks for it (a shell deploy dir on a
-    shell host) and the host has health probes, every one a shell probe."""
-    probes = _probes(ctx) if ctx.runtime.fuse_host_commands else []
-    return bool(probes) and all(acts_through_the_host(p) for p in probes)
+    """Whether :func:`restart` can run the host's restart: host commands are fused and the host has health
+    probes, every one a shell probe."""
+    return ctx.runtime.fuse_host_commands and _fused(ctx, _probes(ctx))  # the probes rendered only if fused
 
 
 async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
@@ -381,20 +384,19 @@ async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
     The engine journals the four steps begun before the command goes out (their undo is one and the same:
     :func:`graylift.core.flow.undo_steps`), and done one by one after it.
     """
-    from graylift.adapters.health import ShellProbe, read_wait, wait_budget, wait_script
+    from graylift.adapters.health import HostWait
     from graylift.adapters.transport.deploy_dir import QUICK, switch_script
     from graylift.adapters.transport.parts import Part, budget, run_parts
 
     rt, host = ctx.runtime, ctx.host.name
     stop_command, stop_detail = await _stop_command(ctx)
-    shell = [p for p in _probes(ctx) if isinstance(p, ShellProbe)]
-    marker = f"graylift-probe-{secrets.token_hex(8)}"
+    wait = HostWait.of(_probes(ctx), retries=rt.health_retries, interval=rt.health_interval)
+    assert wait is not None  # the engine asked restarts_at_once
     scripts = {Step.STOP: stop_command or ":", Step.SWITCH: switch_script(rt.deploy_dir, ctx.target.dir),
-               Step.START: ctx.command(rt.start_command),
-               Step.HEALTH: wait_script(shell, retries=rt.health_retries, interval=rt.health_interval, marker=marker)}
+               Step.START: ctx.command(rt.start_command), Step.HEALTH: wait.script}
     bounds = {Step.STOP: rt.command_timeout, Step.SWITCH: QUICK, Step.START: rt.command_timeout}
     parts = [Part(s.value, scripts[s], bounds.get(s)) for s in RESTART]
-    timeout = budget(parts, wait_budget(shell, retries=rt.health_retries, interval=rt.health_interval))
+    timeout = budget(parts, wait.budget)
     try:
         results = await run_parts(ctx.transport, parts, timeout=timeout)
     except LeaseLost:
@@ -406,7 +408,7 @@ async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
     for step, result in zip(RESTART, results, strict=False):
         seconds = {} if result.seconds is None else {"seconds": result.seconds}
         if step is Step.HEALTH:
-            attempts, seen = read_wait(shell, CommandResult(result.exit_status, result.output, ""), marker)
+            attempts, seen = wait.read(CommandResult(result.exit_status, result.output, ""))
             if not seen.ok:
                 raise RestartFailed(step, _not_healthy(ctx, attempts, seen.detail), done)
             done.append((step, {"attempts": attempts} | seconds))

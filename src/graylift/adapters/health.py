@@ -11,6 +11,7 @@ import re
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, model_validator
@@ -225,6 +226,11 @@ class CommandProbe(ShellProbe):
         return ProbeResult(False, f"{self.command!r} exited {result.exit_status}{seen}")
 
 
+def on_the_host(probes: Sequence[HealthProbe]) -> bool:
+    """Whether ``probes`` can run as one script on the host: there is one, and every one is a shell probe."""
+    return bool(probes) and all(isinstance(p, ShellProbe) for p in probes)
+
+
 async def check_all(probes: Sequence[HealthProbe], transport: Transport) -> ProbeResult:
     """Every probe in order; the first failure is the result ("<probe>: <what it saw>").
 
@@ -232,7 +238,7 @@ async def check_all(probes: Sequence[HealthProbe], transport: Transport) -> Prob
     check is one SSH round trip, however many probes the app has (three round trips per attempt before).
     Any other probe (a fake, one behind the lease) is checked on its own.
     """
-    if len(probes) > 1 and all(isinstance(p, ShellProbe) for p in probes):
+    if len(probes) > 1 and on_the_host(probes):
         waited = await wait_on_host(probes, transport, retries=1, interval=0)
         assert waited is not None
         return waited[1]
@@ -253,63 +259,79 @@ async def wait_on_host(probes: Sequence[HealthProbe], transport: Transport, *, r
     line (a pgrep pattern would match it); each probe's stdin is /dev/null, so none reads the script. A
     command probe runs in the user's shell under ``timeout`` (exit 124: it timed out).
     """
-    if not probes or not all(isinstance(p, ShellProbe) for p in probes):
+    wait = HostWait.of(probes, retries=retries, interval=interval)
+    if wait is None:
         return None
-    shell = [p for p in probes if isinstance(p, ShellProbe)]
-    marker = f"graylift-probe-{secrets.token_hex(8)}"
-    script = wait_script(shell, retries=retries, interval=interval, marker=marker)
-    result = await _run(transport, "sh -s", wait_budget(shell, retries=retries, interval=interval),
-                        stdin=script)
+    result = await _run(transport, "sh -s", wait.budget, stdin=wait.script)
     if result is None:
-        return retries, shell[0].read(None)
-    return read_wait(shell, result, marker)
+        return retries, wait.probes[0].read(None)
+    return wait.read(result)
 
 
-def wait_budget(shell: Sequence[ShellProbe], *, retries: int, interval: float) -> float:
-    """Seconds the script of :func:`wait_script` may take at most (every attempt timing out, and 5 more)."""
-    return retries * (sum(p.timeout for p in shell) + max(interval, 0)) + 5
+@dataclass(frozen=True)
+class HostWait:
+    """The wait of :func:`wait_on_host` as a script, alone or as a part of a longer host command
+    (:mod:`graylift.adapters.transport.parts`): up to ``retries`` attempts, ``interval`` seconds apart, each
+    running the probes in order and stopping at the first failing one. The script ends with exit 0 and a line
+    ``<marker>-attempts <n>`` after the last attempt's output (each probe's followed by ``<marker> <rc>``);
+    :meth:`read` reads that."""
 
+    probes: tuple[ShellProbe, ...]
+    retries: int
+    interval: float
+    marker: str = field(default_factory=lambda: f"graylift-probe-{secrets.token_hex(8)}")
 
-def wait_script(shell: Sequence[ShellProbe], *, retries: int, interval: float, marker: str) -> str:
-    """The shell script of :func:`wait_on_host`: up to ``retries`` attempts, ``interval`` seconds apart, each
-    running the probes in order and stopping at the first failing one; it ends with exit 0 and a line
-    ``<marker>-attempts <n>`` after the last attempt's output (each probe's followed by ``<marker> <rc>``)."""
-    lines = ["attempt() {"]
-    for probe in shell:
-        command = probe.command
-        if isinstance(probe, CommandProbe):
-            command = f'timeout -k 1 {probe.timeout:g} "${{SHELL:-/bin/sh}}" -c {shlex.quote(command)}'
-        lines.append(f"( {command}\n) </dev/null 2>&1; rc=$?; printf '\\n{marker} %s\\n' \"$rc\"; "
-                     '[ "$rc" -eq 0 ] || return 1')
-    lines += ["}", "i=0", "while :; do",
-              "  i=$((i+1)); out=$(attempt); passed=$?",
-              f'  if [ "$passed" -eq 0 ] || [ "$i" -ge {int(retries)} ]; then',
-              f"    printf '%s\\n{marker}-attempts %s\\n' \"$out\" \"$i\"; exit 0",
-              "  fi",
-              f"  sleep {max(interval, 0):g}",
-              "done"]
-    return "\n".join(lines) + "\n"
+    @classmethod
+    def of(cls, probes: Sequence[HealthProbe], *, retries: int, interval: float) -> HostWait | None:
+        """The wait for ``probes``; None unless they can run on the host (:func:`on_the_host`)."""
+        if not on_the_host(probes):
+            return None
+        return cls(tuple(p for p in probes if isinstance(p, ShellProbe)), retries, interval)
 
+    @property
+    def budget(self) -> float:
+        """Seconds the script may take at most (every attempt timing out, and 5 more)."""
+        return self.retries * (sum(p.timeout for p in self.probes) + max(self.interval, 0)) + 5
 
-def read_wait(shell: Sequence[ShellProbe], result: CommandResult, marker: str) -> tuple[int, ProbeResult]:
-    """(attempts made, the last attempt's result) from what the script of :func:`wait_script` printed."""
-    text, _, attempts = result.stdout.rpartition(f"\n{marker}-attempts ")
-    if not attempts.strip().isdigit():  # the shell itself failed (no sh?): what it said, as the first probe's
-        seen = shell[0].read(CommandResult(result.exit_status or 1, result.stdout, result.stderr))
-        return 1, ProbeResult(False, f"{shell[0].name}: {seen.detail}")
-    chunks = text.split(f"\n{marker} ")
-    output = chunks[0]
-    for probe, chunk in zip(shell, chunks[1:], strict=False):
-        status, _, rest = chunk.partition("\n")
-        timed_out = isinstance(probe, CommandProbe) and status == "124"
-        seen = probe.read(None if timed_out else CommandResult(int(status), output, ""))
-        if not seen.ok:
-            return int(attempts), ProbeResult(False, f"{probe.name}: {seen.detail}")
-        output = rest
-    if len(chunks) - 1 < len(shell):
-        return int(attempts), ProbeResult(False, f"{shell[len(chunks) - 1].name}: the probes' shell stopped "
-                                                 "before it")
-    return int(attempts), ProbeResult(True, "all probes pass")
+    @property
+    def script(self) -> str:
+        marker = self.marker
+        lines = ["attempt() {"]
+        for probe in self.probes:
+            command = probe.command
+            if isinstance(probe, CommandProbe):
+                command = f'timeout -k 1 {probe.timeout:g} "${{SHELL:-/bin/sh}}" -c {shlex.quote(command)}'
+            lines.append(f"( {command}\n) </dev/null 2>&1; rc=$?; printf '\\n{marker} %s\\n' \"$rc\"; "
+                         '[ "$rc" -eq 0 ] || return 1')
+        lines += ["}", "i=0", "while :; do",
+                  "  i=$((i+1)); out=$(attempt); passed=$?",
+                  f'  if [ "$passed" -eq 0 ] || [ "$i" -ge {int(self.retries)} ]; then',
+                  f"    printf '%s\\n{marker}-attempts %s\\n' \"$out\" \"$i\"; exit 0",
+                  "  fi",
+                  f"  sleep {max(self.interval, 0):g}",
+                  "done"]
+        return "\n".join(lines) + "\n"
+
+    def read(self, result: CommandResult) -> tuple[int, ProbeResult]:
+        """(attempts made, the last attempt's result) from what the script printed."""
+        shell, marker = self.probes, self.marker
+        text, _, attempts = result.stdout.rpartition(f"\n{marker}-attempts ")
+        if not attempts.strip().isdigit():  # the shell itself failed (no sh?): what it said, as the first probe's
+            seen = shell[0].read(CommandResult(result.exit_status or 1, result.stdout, result.stderr))
+            return 1, ProbeResult(False, f"{shell[0].name}: {seen.detail}")
+        chunks = text.split(f"\n{marker} ")
+        output = chunks[0]
+        for probe, chunk in zip(shell, chunks[1:], strict=False):
+            status, _, rest = chunk.partition("\n")
+            timed_out = isinstance(probe, CommandProbe) and status == "124"
+            seen = probe.read(None if timed_out else CommandResult(int(status), output, ""))
+            if not seen.ok:
+                return int(attempts), ProbeResult(False, f"{probe.name}: {seen.detail}")
+            output = rest
+        if len(chunks) - 1 < len(shell):
+            return int(attempts), ProbeResult(False, f"{shell[len(chunks) - 1].name}: the probes' shell stopped "
+                                                     "before it")
+        return int(attempts), ProbeResult(True, "all probes pass")
 
 
 def probes_from_config(health: HealthConfig, values: Mapping[str, str]) -> list[HealthProbe]:

@@ -1,6 +1,6 @@
 """The simulated host's side of the commands graylift sends as one (``sh -s`` with a script on stdin): the parts
 of :mod:`graylift.adapters.transport.parts` (survey, stop, switch, start, the wait for health) and the wait for
-health of :func:`graylift.adapters.health.wait_on_host` on its own.
+health of :func:`graylift.adapters.health.wait_on_host` (:class:`~graylift.adapters.health.HostWait`) on its own.
 
 Each part does to the :class:`~graylift.sim.world.SimHost` what the separate operation does (the same effect,
 the same faults, an await point after it), and prints what the real host prints, so graylift reads the answer
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from graylift.sim.world import SimHost, World
 
 PART = re.compile(r"^printf '\\n%s %s %s %s %s\\n' (\S+) (\S+) ", re.M)  # parts_script's status line
-PROBE = re.compile(r"printf '\\n(\S+) %s\\n'")  # wait_script's line after a probe
+PROBE = re.compile(r"printf '\\n(\S+) %s\\n'")  # HostWait.script: the line after a probe
 RETRIES = re.compile(r'\[ "\$i" -ge (\d+) \]')
 INTERVAL = re.compile(r"^\s*sleep (\S+)$", re.M)
 SWITCH_TO = re.compile(r"\[ -d \S*/releases/([A-Za-z0-9._+-]+) \]")
@@ -148,7 +148,7 @@ async def _part(world: World, host: str, part: str, body: str, timeout: float, c
 
 
 async def _wait(world: World, host: str, script: str, checked: bool) -> str:
-    """wait_script: up to its retries, its interval apart; the last attempt's output and the attempts made."""
+    """HostWait.script: up to its retries, its interval apart; the last attempt's output and the attempts made."""
     marker = PROBE.findall(script)[0]
     retries = int(RETRIES.findall(script)[0])
     sleep = INTERVAL.search(script)

@@ -46,11 +46,7 @@ class ShellDeployDir:
         return result.stdout.strip()
 
     async def survey(self) -> Found:
-        out = await self._sh(survey_script(self.root))
-        try:
-            return parse_survey(out, self.root)
-        except LayoutError as exc:
-            raise LayoutError(f"{self.host}: {exc}") from None
+        return read_survey(await self._sh(survey_script(self.root)), self.root, self.host)
 
     async def current(self) -> str | None:
         out = await self._sh(f"readlink {q(self.root)}/current || true")
@@ -114,6 +110,15 @@ class ShellDeployDir:
 
     async def switch(self, name: str) -> None:
         await self._sh(switch_script(self.root, name))
+
+
+def read_survey(output: str, root: str, host: str) -> Found:
+    """What the survey script (:func:`graylift.core.layout.survey_script`) printed on ``host``; a layout graylift
+    does not manage is a LayoutError naming the host."""
+    try:
+        return parse_survey(output, root)
+    except LayoutError as exc:
+        raise LayoutError(f"{host}: {exc}") from None
 
 
 def switch_script(root: str, name: str) -> str:
