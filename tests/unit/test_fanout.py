@@ -50,6 +50,22 @@ def test_only_seeds_use_the_repository_and_sources_are_staged_and_within_their_s
     assert from_repo == seeds
 
 
+@pytest.mark.parametrize("staged", [[], ["h001", "h002"]])
+def test_a_package_the_repository_can_serve_to_every_host_at_once_comes_from_it_whatever_the_limit(
+        staged: list[str]) -> None:
+    """A small package (seeds >= receivers) reaches every host straight from the repository, even when at most
+    ``limit`` transfers run at once: no peer's server is started for it (each costs a start and a set-up)."""
+    fan = FanOut(names(200), list(staged), seeds=200)
+    sources: list[str | None] = []
+    while not fan.done:
+        now = fan.assign(limit=20)
+        assert 0 < len(now) <= 20
+        for receiver, source in now:
+            sources.append(source)
+            fan.finished(receiver, True)
+    assert len(sources) == 200 - len(staged) and set(sources) == {None}
+
+
 def test_hosts_already_staged_serve_from_the_first_round() -> None:
     schedule = rounds(names(6), staged=["h001", "h002"])
     assert schedule[0] == [("h003", "h001"), ("h004", "h002")]  # nothing from the repository

@@ -132,6 +132,10 @@ class FanOut:
             raise ValueError("seeds, per_source and max_attempts must be at least 1")
         have = set(self.staged)
         self.waiting = [h for h in dict.fromkeys(self.waiting) if h not in have]
+        # the repository may serve every receiver at once (a small package; one seed is also what an unknown size
+        # gives): each gets it from there, also when fewer run at once (``assign``'s limit), and no peer's
+        # server is started for it
+        self.repository_serves_all = 1 < len(self.waiting) <= self.seeds
 
     @property
     def done(self) -> bool:
@@ -141,7 +145,8 @@ class FanOut:
         """Transfers to start now (at most ``limit`` in flight in all), in queue order; each is in flight
         until :meth:`finished`. A receiver gets the staged peer with a free slot that serves fewest now
         (earliest staged first) and that has not failed it; the repository serves ``seeds`` at a time, and
-        only hosts that no staged peer can serve (none staged yet, or every one tried)."""
+        only hosts that no staged peer can serve (none staged yet, or every one tried), unless it may serve
+        every receiver at once (``repository_serves_all``: then all of them)."""
         started: list[Assignment] = []
         free = sorted((h for h in self.staged if h not in self.bad and self.busy.get(h, 0) < self.per_source),
                       key=lambda h: self.busy.get(h, 0))  # stable: earliest staged first among equals
@@ -153,9 +158,9 @@ class FanOut:
             if not free and from_repository >= self.seeds:
                 break  # every peer busy and the repository's slots taken: nothing can start now
             tried = self.tried.get(receiver, set())
-            source = next((h for h in free if h not in tried), None)
+            source = None if self.repository_serves_all else next((h for h in free if h not in tried), None)
             if source is None:
-                if any(h not in tried for h in usable):
+                if not self.repository_serves_all and any(h not in tried for h in usable):
                     continue  # a peer it has not tried will have a free slot soon
                 if from_repository >= self.seeds:
                     continue
