@@ -296,6 +296,11 @@ async def _stop_command(ctx: StepContext) -> tuple[str | None, dict[str, Any]]:
     current = await ctx.dir.current()
     if current is None:
         return None, {"note": "nothing installed: nothing to stop"}
+    return _stop_of(ctx, current)
+
+
+def _stop_of(ctx: StepContext, current: str) -> tuple[str, dict[str, Any]]:
+    """The stop command of the release in ``releases/<current>`` and the step's detail."""
     version = ctx.found.version_of(current) if ctx.found else current
     values = ctx.paths() | {"version": version, "release_dir": f"{ctx.paths()['deploy_dir']}/releases/{current}"}
     return ctx.runtime.render(ctx.runtime.stop_command, values), {"stopped": current}
@@ -377,32 +382,50 @@ def restarts_at_once(ctx: StepContext) -> bool:
 
 async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
     """Stop, switch, start and the health wait in ONE command on the host, each part what its step does,
-    in order, the first failure ending it: one round trip where there were four (after the read of
-    ``current`` that the stop command is rendered with). Returns each step's detail with the seconds the
-    host measured; raises :class:`RestartFailed` naming the step that failed and the ones done before it.
+    in order, the first failure ending it: one round trip where there were five. The stop command is rendered
+    for the release the pass's pre-check found ``current`` pointing at, and the command checks on the host
+    that it still does before it stops anything; where it does not (another tool moved it since), nothing ran:
+    ``current`` is read and the command sent again. Returns each step's detail with the seconds the host
+    measured; raises :class:`RestartFailed` naming the step that failed and the ones done before it.
 
     The engine journals the four steps begun before the command goes out (their undo is one and the same:
     :func:`graylift.core.flow.undo_steps`), and done one by one after it.
     """
     from graylift.adapters.health import HostWait
-    from graylift.adapters.transport.deploy_dir import QUICK, switch_script
+    from graylift.adapters.transport.deploy_dir import (
+        CURRENT_MOVED,
+        CURRENT_MOVED_EXIT,
+        QUICK,
+        current_is_script,
+        switch_script,
+    )
     from graylift.adapters.transport.parts import Part, budget, run_parts
 
     rt, host = ctx.runtime, ctx.host.name
-    stop_command, stop_detail = await _stop_command(ctx)
     wait = HostWait.of(_probes(ctx), retries=rt.health_retries, interval=rt.health_interval)
     assert wait is not None  # the engine asked restarts_at_once
-    scripts = {Step.STOP: stop_command or ":", Step.SWITCH: switch_script(rt.deploy_dir, ctx.target.dir),
-               Step.START: ctx.command(rt.start_command), Step.HEALTH: wait.script}
     bounds = {Step.STOP: rt.command_timeout, Step.SWITCH: QUICK, Step.START: rt.command_timeout}
-    parts = [Part(s.value, scripts[s], bounds.get(s)) for s in RESTART]
-    timeout = budget(parts, wait.budget)
-    try:
-        results = await run_parts(ctx.transport, parts, timeout=timeout)
-    except LeaseLost:
-        raise
-    except GrayliftError as exc:  # not run, cut off or timed out: which part is unknown; their undo is the same
-        raise RestartFailed(Step.STOP, exc, []) from exc
+    found = ctx.found.current_dir if ctx.found is not None else None
+    for expected in ((found,) if found else ()) + (None,):  # the pre-check's, then a fresh read of `current`
+        stop_command, stop_detail = _stop_of(ctx, expected) if expected else await _stop_command(ctx)
+        scripts = {Step.STOP: stop_command or ":", Step.SWITCH: switch_script(rt.deploy_dir, ctx.target.dir),
+                   Step.START: ctx.command(rt.start_command), Step.HEALTH: wait.script}
+        parts = [Part(s.value, scripts[s], bounds.get(s)) for s in RESTART]
+        guard = [Part("current", current_is_script(rt.deploy_dir, expected))] if expected else []
+        try:
+            results = await run_parts(ctx.transport, guard + parts, timeout=budget(parts, wait.budget + QUICK))
+        except LeaseLost:
+            raise
+        except GrayliftError as exc:  # not run, cut off or timed out: which part is unknown; their undo is the same
+            raise RestartFailed(Step.STOP, exc, []) from exc
+        if not guard:
+            break
+        checked, results = (results[0] if results else None), results[1:]
+        if checked is not None and checked.exit_status == 0:
+            break
+        if checked is None or checked.exit_status != CURRENT_MOVED_EXIT or CURRENT_MOVED not in checked.output:
+            status, said = (checked.exit_status, checked.output) if checked else (None, "")
+            raise RestartFailed(Step.STOP, RemoteCommandFailed(host, guard[0].script, status, said), [])
     details = {Step.STOP: stop_detail, Step.SWITCH: {"current": f"releases/{ctx.target.dir}"}, Step.START: {}}
     done: list[tuple[Step, dict[str, Any]]] = []
     for step, result in zip(RESTART, results, strict=False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import graylift.engine.hosts as engine_module
 from graylift.core.flow import RELEASE_FLOW, UNDO_ORDER
 from graylift.core.state import HostState, ReleaseState
 from graylift.errors import HostUnreachable
+from graylift.testing import FakeSwitch
 from tests.engine.conftest import World
 
 RESTART = ["stop", "switch", "start", "health"]
@@ -59,13 +61,46 @@ def test_a_restart_is_one_host_command_and_every_step_is_journaled(make_world: A
         sent[name], last[name] = len(w.fleet.transports["h3"].commands) - before, rec.id
         done = [e.step for e in w.store.journal_entries(rec.id, "h3") if e.event == "done"]
         assert done == [s.value for s in RELEASE_FLOW]
-    # switch, start and health rode on the stop's command; the pre-check's health on its survey
-    assert sent["one"] == sent["apart"] - 4
+    # switch, start and health rode on the stop's command, and so did the read of `current` the stop is
+    # rendered with (checked on the host against the pre-check's); the pre-check's health on its survey
+    assert sent["one"] == sent["apart"] - 5
     stop_begin = [e for e in one.store.journal_entries(last["one"], "h3") if e.step == "stop" and e.event == "begin"]
     assert stop_begin[0].detail["with"] == ["switch", "start", "health"]
     assert "undo" in stop_begin[0].detail
     health = [e for e in one.store.journal_entries(last["one"], "h3") if e.step == "health" and e.event == "done"]
     assert health[0].detail["attempts"] == 1 and health[0].detail["seconds"] >= 0
+
+
+def test_current_moved_after_the_pre_check_the_stop_is_for_what_current_points_at(world: World) -> None:
+    """The restart command checks on the host that ``current`` is still where the pre-check found it before it
+    stops anything; another tool moved it in between (here: while the host was taken out): the command stops
+    nothing, graylift reads ``current`` and stops the release it points at, with that release's version."""
+    at_once(world, stop_command="echo {version} > {deploy_dir}/stopped; rm -f {deploy_dir}/running")
+    world.release("1.0.0")
+    world.release("2.0.0")
+    moved: list[str] = []
+
+    def by_hand(switch: FakeSwitch) -> None:
+        if "h3" in switch.out and not moved:  # h3 is out: another tool points it back at 1.0.0
+            link = world.folders / "h3" / "current"
+            link.unlink()
+            link.symlink_to(Path("releases") / "1.0.0")
+            moved.append("h3")
+
+    world.switch.observe = by_hand
+    sent = {h: len(world.fleet.transports[h].commands) for h in ("h3", "h4")}
+    rec = world.release("4.0.0")
+    assert rec.state == ReleaseState.SUCCEEDED, rec.message
+    assert moved == ["h3"]
+    assert (world.folders / "h3" / "stopped").read_text().strip() == "1.0.0"  # the stop of what ran there
+    assert (world.folders / "h2" / "stopped").read_text().strip() == "2.0.0"
+    stopped = [e.detail for e in world.store.journal_entries(rec.id, "h3") if e.step == "stop" and e.event == "done"]
+    assert stopped[0]["stopped"] == "1.0.0"
+    assert_clean(world, "4.0.0")
+    # two commands more than a host whose `current` stayed: the read, and the restart again after the one that
+    # stopped nothing
+    sent = {h: len(world.fleet.transports[h].commands) - n for h, n in sent.items()}
+    assert sent["h3"] == sent["h4"] + 2
 
 
 def test_a_start_that_fails_inside_the_command_reverts_the_host(world: World) -> None:
@@ -121,7 +156,7 @@ def test_a_command_that_never_ran_counts_as_the_whole_restart_begun(world: World
     broken: list[str] = []
 
     async def cut_off(transport: Any, parts: Any, *, timeout: float) -> Any:
-        if transport.host.name == "h1" and parts[0].name == "stop" and not broken:  # the restart, not the pre-check
+        if transport.host.name == "h1" and "stop" in [p.name for p in parts] and not broken:  # the restart
             broken.append("h1")
             raise HostUnreachable("h1", "connection lost (test)")
         return await real(transport, parts, timeout=timeout)

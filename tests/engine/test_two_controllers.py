@@ -47,11 +47,15 @@ def create(store: Store, version: str, hosts: list[Host]) -> int:
                                 plan=plan.to_dict(), config={}, started_by="test", host_runs=runs).id
 
 
-def stop_in_batch_1(store: Store, rid: int, proc: subprocess.Popen[bytes], step: str = "quiet") -> float:
+def stop_in_batch_1(store: Store, rid: int, proc: subprocess.Popen[bytes], step: str = "quiet",
+                    on_host: Any = None) -> float:
     """SIGSTOP the controller in the middle of batch 1 (after the canary), with a host of it out of the LB,
-    as it begins ``step`` on it; returns when it was stopped."""
+    as it begins ``step`` on it (and, with ``on_host``, once that says its command runs on the host); returns
+    when it was stopped."""
     wait_for(lambda: any(e.step == step and e.event == "begin" and e.host in ("h2", "h3")
                          for e in store.journal_entries(rid)), 60, f"the controller to begin {step} in batch 1")
+    if on_host is not None:
+        wait_for(on_host, 60, f"the {step} command to run on the host")
     os.kill(proc.pid, signal.SIGSTOP)
     return time.time()
 
@@ -82,7 +86,11 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
         a = controller(url, world, rid, "controller-a", one_command=one_command)
         started = [a]
         try:
-            frozen_at = stop_in_batch_1(store, rid, a, "stop" if one_command else "quiet")
+            # one command: frozen while its restart runs on the host (the stop part has begun there), not
+            # while the command is still going out (a host waits for a script it has not had in full)
+            running = (lambda: any((world / "hosts" / h / "stopping-1.0.0").exists() for h in ("h2", "h3"))) \
+                if one_command else None
+            frozen_at = stop_in_batch_1(store, rid, a, "stop" if one_command else "quiet", on_host=running)
             time.sleep(STALE_AFTER_SECONDS + 1)
             b = controller(url, world, rid, "controller-b", one_command=one_command)
             started.append(b)

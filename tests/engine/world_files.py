@@ -24,11 +24,13 @@ def prepare(world: Path) -> None:
 def file_fleet(world: Path, *, log: Path | None = None, quiet: float = 0.5, command_timeout: float = 10,
                one_command: bool = False) -> FakeFleet:
     """``one_command``: each host's stop..health as one command (graylift.steps.restart, as the wiring asks
-    for every configured app), with a stop that takes a second, so a controller can be frozen during it."""
+    for every configured app), with a stop that takes a second and leaves ``stopping-<version>`` in the host's
+    folder as it begins, so a controller can be frozen while it runs on the host."""
     runtime = AppRuntime(
         app=APP, env=ENV, deploy_dir=DEPLOY, keep_releases=3,
         start_command="cat {current}/VERSION > {deploy_dir}/running",
-        stop_command="sleep 1; rm -f {deploy_dir}/running" if one_command else "rm -f {deploy_dir}/running",
+        stop_command="touch {deploy_dir}/stopping-{version}; sleep 1; rm -f {deploy_dir}/running" if one_command
+        else "rm -f {deploy_dir}/running",
         command_timeout=command_timeout, drain_command=None,
         probes=[CommandProbe(f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
         switches=[FileSwitch(world / "lb")], silencers=[FileSilencer(world / "silences")], silence_seconds=600,

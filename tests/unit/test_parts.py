@@ -6,8 +6,12 @@ import asyncio
 import doctest
 import os
 import signal
+from pathlib import Path
+
+import pytest
 
 from graylift.adapters.transport import parts as parts_module
+from graylift.adapters.transport.deploy_dir import CURRENT_MOVED, CURRENT_MOVED_EXIT, current_is_script
 from graylift.adapters.transport.local import LocalTransport
 from graylift.adapters.transport.parts import Part, run_parts
 from graylift.core.model import Host
@@ -69,3 +73,24 @@ def test_a_part_under_a_timeout_that_starts_a_daemon_returns_and_leaves_it_runni
 
 def test_doctest() -> None:
     assert doctest.testmod(parts_module).failed == 0
+
+
+@pytest.mark.parametrize(("link", "ok"), [
+    ("releases/1.0.0", True), ("releases/1.0.0/", True), ("./releases/1.0.0", True),
+    ("{root}/releases/1.0.0", True), ("{root}/releases/1.0.0/", True),
+    ("releases/2.0.0", False), ("releases/1.0.0.old", False), ("/opt/app/releases/1.0.0", False), (None, False),
+])
+def test_the_restart_checks_on_the_host_that_current_is_where_the_pre_check_found_it(
+        tmp_path: Path, link: str | None, ok: bool) -> None:
+    """The first part of a one-command restart: 0 where ``current`` still points at the release the stop is
+    rendered for (each way a link can name it), else exit 86 saying where it points; the parts after it do
+    not run then."""
+    root = tmp_path / "app"
+    (root / "releases" / "1.0.0").mkdir(parents=True)
+    if link is not None:
+        (root / "current").symlink_to(link.format(root=root))
+    results = run([Part("current", current_is_script(str(root), "1.0.0")), Part("stop", "echo stopped")])
+    assert results[0].exit_status == (0 if ok else CURRENT_MOVED_EXIT)
+    assert [r.name for r in results] == (["current", "stop"] if ok else ["current"])
+    if not ok:
+        assert results[0].output.startswith(CURRENT_MOVED)

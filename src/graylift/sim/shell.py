@@ -1,6 +1,7 @@
 """The simulated host's side of the commands graylift sends as one (``sh -s`` with a script on stdin): the parts
-of :mod:`graylift.adapters.transport.parts` (survey, stop, switch, start, the wait for health) and the wait for
-health of :func:`graylift.adapters.health.wait_on_host` (:class:`~graylift.adapters.health.HostWait`) on its own.
+of :mod:`graylift.adapters.transport.parts` (survey, the check of ``current``, stop, switch, start, the wait for
+health) and the wait for health of :func:`graylift.adapters.health.wait_on_host`
+(:class:`~graylift.adapters.health.HostWait`) on its own.
 
 Each part does to the :class:`~graylift.sim.world.SimHost` what the separate operation does (the same effect,
 the same faults, an await point after it), and prints what the real host prints, so graylift reads the answer
@@ -17,6 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from graylift.adapters.health import ShellProbe
+from graylift.adapters.transport.deploy_dir import CURRENT_MOVED, CURRENT_MOVED_EXIT
 from graylift.ports import CommandResult, ProbeResult
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ PROBE = re.compile(r"printf '\\n(\S+) %s\\n'")  # HostWait.script: the line afte
 RETRIES = re.compile(r'\[ "\$i" -ge (\d+) \]')
 INTERVAL = re.compile(r"^\s*sleep (\S+)$", re.M)
 SWITCH_TO = re.compile(r"\[ -d \S*/releases/([A-Za-z0-9._+-]+) \]")
+CURRENT_IS = re.compile(r'case "\$l" in \'?releases/([A-Za-z0-9._+-]+)')  # current_is_script: where it should be
 PROBE_COMMAND = "sim-health"
 TIMED_OUT = 124
 
@@ -125,6 +128,11 @@ async def _part(world: World, host: str, part: str, body: str, timeout: float, c
     state, faults = world.hosts[host], world.faults
     if part == "health":
         return 0, await _wait(world, host, body, checked)
+    if part == "current":  # read-only: no fault of its own
+        expected = CURRENT_IS.search(body)
+        if expected is not None and state.current == expected.group(1):
+            return 0, ""
+        return CURRENT_MOVED_EXIT, f"{CURRENT_MOVED}{f'releases/{state.current}' if state.current else ''}"
     op = {"survey": "survey", "stop": "stop", "switch": "switch", "start": "start"}.get(part)
     if op is None:
         return 127, f"unknown part {part} (simulated)"

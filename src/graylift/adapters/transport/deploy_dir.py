@@ -132,6 +132,21 @@ def switch_script(root: str, name: str) -> str:
             f"ln -sfn {q(target)} {q(link)} && mv -Tf {q(link)} {q(current)}")
 
 
+CURRENT_MOVED_EXIT = 86
+CURRENT_MOVED = "graylift: current points elsewhere: "
+
+
+def current_is_script(root: str, name: str) -> str:
+    """Exit 0 when ``<root>/current`` still points at ``releases/<name>`` (relative or absolute, as
+    :func:`graylift.core.layout.release_dir_of_link` reads it); else print where it points after
+    :data:`CURRENT_MOVED` and exit :data:`CURRENT_MOVED_EXIT`. A check on the host, in the command that acts."""
+    root = root.rstrip("/")
+    links = [f"{prefix}{name}{tail}" for prefix in ("releases/", "./releases/", f"{root}/releases/")
+             for tail in ("", "/")]
+    return (f"l=$(readlink {q(root + '/current')}); case \"$l\" in {' | '.join(q(link) for link in links)}) exit 0;; "
+            f"esac; echo \"{CURRENT_MOVED}$l\"; exit {CURRENT_MOVED_EXIT}")
+
+
 def _unpack_script(kind: PackageKind, archive: str, into: str) -> str:
     a, d = q(archive), q(into)
     if kind is PackageKind.TAR_GZ:
