@@ -103,6 +103,7 @@ class StepContext:
     journal: Callable[[str, dict[str, Any]], None]  # (event, detail) for the running step
     dir: DeployDir  # the app's deploy dir on the host
     found: Found | None = None  # what this pass's pre-check found
+    surveyed_now: bool = False  # that pre-check was the step just before, in this walk (not before a crash)
     require_healthy: bool = True  # a rollback's pre-check only reads: the host may be sick on a bad version
     rollback_versions: tuple[str, ...] = ()  # good versions a rollback would go to, newest first: pruned last
 

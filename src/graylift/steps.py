@@ -150,7 +150,9 @@ async def stage(ctx: StepContext) -> dict[str, Any]:
     """
     rt, tgt = ctx.runtime, ctx.target
     final = f"{rt.deploy_dir.rstrip('/')}/releases/{tgt.dir}"
-    dirs = await ctx.dir.release(tgt.dir)  # one read: the target's dir, current, every release dir
+    # the target's dir, current, every release dir: as the pass's pre-check just read them, else one read
+    surveyed = ctx.found.release_dirs(tgt.dir) if ctx.surveyed_now and ctx.found is not None else None
+    dirs = surveyed or await ctx.dir.release(tgt.dir)
     marker = dirs.sha256
     in_use = {n for n in (dirs.current, ctx.found.current_dir if ctx.found else None) if n}
     replace = False

@@ -395,6 +395,42 @@ def test_rebuilt_versions_stage_into_their_own_directory(world: World) -> None:
     assert world.running("h1") == "2.0.0b"
 
 
+READ_FOR_THE_STAGE = 'echo "present $s"'  # what the deploy dir's read for a stage step (release_dirs_script) runs
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing in the engine catches it."""
+
+
+def test_a_stage_right_after_its_pre_check_reads_the_deploy_dir_from_it_and_a_resumed_one_reads_it_again(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage step right after its pass's pre-check (the same walk) takes the release dirs from the survey
+    the pre-check just read; one resumed after a crash between the two reads the deploy dir itself."""
+    world.release("1.0.0")
+    sent = {h.name: len(world.fleet.transports[h.name].commands) for h in world.hosts}
+    assert world.release("2.0.0").state is ReleaseState.SUCCEEDED
+    for host in world.hosts:
+        commands = world.fleet.transports[host.name].commands[sent[host.name]:]
+        assert not [c for c in commands if READ_FOR_THE_STAGE in c], host.name
+    crashed: list[str] = []
+
+    def crash_before_stage(step: Step, ctx: Any) -> None:
+        if step is Step.STAGE and ctx.host.name == "h1" and not crashed:
+            crashed.append("h1")
+            raise Crash
+
+    hook(monkeypatch, crash_before_stage)
+    rid = world.start("4.0.0")
+    with pytest.raises(Crash):
+        world.drive(rid)
+    sent = {h.name: len(world.fleet.transports[h.name].commands) for h in world.hosts}
+    assert world.drive(rid).state is ReleaseState.SUCCEEDED  # a new controller: h1 goes on at its stage step
+    reads = [c for c in world.fleet.transports["h1"].commands[sent["h1"]:] if READ_FOR_THE_STAGE in c]
+    assert len(reads) == 1
+    assert world.current("h1") == "4.0.0" and world.running("h1") == "4.0.0"
+    assert sorted(p.name for p in (world.folders / "h1" / "releases").iterdir()) == ["1.0.0", "2.0.0", "4.0.0"]
+
+
 def test_stage_never_replaces_an_unverifiable_release_in_use(world: World) -> None:
     for host in world.hosts:
         world.install_by_script(host.name, "4.0.0")  # another tool's 4.0.0, unmarked, in use

@@ -42,7 +42,8 @@ class Found:
 
     ``layout`` is ``fresh`` (no ``current``: nothing installed) or ``release`` (``current`` ->
     ``releases/<current_dir>``). ``releases`` maps each release dir to the sha256 graylift recorded in it
-    (None for a dir another tool made); ``versions`` maps a dir to its version where the dir's name is not it.
+    (None for a dir another tool made); ``versions`` maps a dir to its version where the dir's name is not it;
+    ``newest_first`` lists the release dirs newest first where the survey said so (None: order unknown).
     """
 
     layout: str
@@ -51,6 +52,7 @@ class Found:
     sha256: str | None = None
     releases: dict[str, str | None] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    newest_first: tuple[str, ...] | None = None
 
     @property
     def fresh(self) -> bool:
@@ -59,14 +61,29 @@ class Found:
     def version_of(self, directory: str) -> str:
         return self.versions.get(directory, directory)
 
+    def release_dirs(self, name: str) -> ReleaseDirs | None:
+        """What a read of ``releases/`` for staging ``name`` would say (:class:`ReleaseDirs`, without the free
+        space), from this survey; None when it did not list the dirs newest first.
+
+        >>> Found("release", "1.0", "1.0", None, {"2.0": "a" * 64, "1.0": None}, {}, ("2.0", "1.0")).release_dirs("2.0")
+        ... # doctest: +ELLIPSIS
+        ReleaseDirs(present=True, sha256='aaa...', current='1.0', listing=('2.0', '1.0'), free_bytes=None)
+        """
+        if self.newest_first is None:
+            return None
+        return ReleaseDirs(name in self.releases, self.releases.get(name), self.current_dir, self.newest_first)
+
     def to_json(self) -> dict[str, Any]:
-        return {"layout": self.layout, "current_dir": self.current_dir, "version": self.version,
+        data = {"layout": self.layout, "current_dir": self.current_dir, "version": self.version,
                 "sha256": self.sha256, "releases": dict(self.releases), "versions": dict(self.versions)}
+        return data | ({} if self.newest_first is None else {"newest_first": list(self.newest_first)})
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Found:
+        order = data.get("newest_first")
         return cls(data["layout"], data.get("current_dir"), data.get("version"), data.get("sha256"),
-                   dict(data.get("releases") or {}), dict(data.get("versions") or {}))
+                   dict(data.get("releases") or {}), dict(data.get("versions") or {}),
+                   None if order is None else tuple(order))
 
 
 @dataclass(frozen=True)
@@ -121,9 +138,13 @@ def parse_release_dirs(output: str, deploy_dir: str) -> ReleaseDirs:
     return ReleaseDirs(present, sha, release_dir_of_link(link, deploy_dir) if link else None, listing, free)
 
 
+SURVEY_ORDER = "order newest-first"
+"""The survey's line saying its ``release`` lines come newest first (``ls -1t``)."""
+
+
 def survey_script(deploy_dir: str) -> str:
-    """A read-only shell script printing ``current link|other|none ...`` and one ``release DIR SHA VERSION``
-    line per release dir (``-`` for a missing marker)."""
+    """A read-only shell script printing ``current link|other|none ...``, :data:`SURVEY_ORDER`, and one
+    ``release DIR SHA VERSION`` line per release dir (``-`` for a missing marker), newest first."""
     d = shlex.quote(deploy_dir.rstrip("/"))
     sha, version = _read_line("s", f'"$r/{SHA_MARKER}"'), _read_line("v", f'"$r/{VERSION_MARKER}"')
     return (
@@ -131,9 +152,10 @@ def survey_script(deploy_dir: str) -> str:
         'if [ -L "$d/current" ]; then echo "current link $(readlink "$d/current")"; '
         'elif [ -e "$d/current" ]; then echo "current other $(stat -c %F "$d/current")"; '
         'else echo "current none"; fi; '
-        'for r in "$d"/releases/*/; do [ -d "$r" ] || continue; r=${r%/}; s=; v=; '
-        f"{sha}; {version}; "
-        'echo "release ${r##*/} ${s:--} ${v:--}"; done'
+        f"echo '{SURVEY_ORDER}'; "
+        'ls -1t "$d/releases" 2>/dev/null | while IFS= read -r n; do r="$d/releases/$n"; [ -d "$r" ] || continue; '
+        f"s=; v=; {sha}; {version}; "
+        'echo "release $n ${s:--} ${v:--}"; done'
     )
 
 
@@ -143,17 +165,21 @@ def parse_survey(output: str, deploy_dir: str) -> Found:
     current_kind, link = "none", ""
     releases: dict[str, str | None] = {}
     versions: dict[str, str] = {}
+    ordered = False
     for line in output.splitlines():
         parts = line.split(" ")
         if parts[0] == "current" and len(parts) >= 2:
             current_kind, link = parts[1], " ".join(parts[2:]).strip()
+        elif line == SURVEY_ORDER:
+            ordered = True
         elif parts[0] == "release" and len(parts) == 4 and is_plain_name(parts[1]):
             name, sha, version = parts[1], parts[2], parts[3]
             releases[name] = sha if _SHA.match(sha) else None
             if version != "-" and is_plain_name(version) and version != name:
                 versions[name] = version
+    order = tuple(releases) if ordered else None
     if current_kind == "none":
-        return Found("fresh", releases=releases, versions=versions)
+        return Found("fresh", releases=releases, versions=versions, newest_first=order)
     if current_kind != "link":
         raise LayoutError(f"{d}/current is a {link or current_kind}, not a symlink into {d}/releases/; graylift "
                           "manages current -> releases/<version>: move the install into releases/<version> and "
@@ -165,7 +191,7 @@ def parse_survey(output: str, deploy_dir: str) -> Found:
     if linked not in releases:
         raise LayoutError(f"{d}/current points to releases/{linked}, which does not exist (a dangling link); "
                           "fix the link or reinstall that release")
-    return Found("release", linked, versions.get(linked, linked), releases[linked], releases, versions)
+    return Found("release", linked, versions.get(linked, linked), releases[linked], releases, versions, order)
 
 
 def release_dir_of_link(link: str, deploy_dir: str) -> str | None:

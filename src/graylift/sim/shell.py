@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from graylift.adapters.health import ShellProbe
 from graylift.adapters.transport.deploy_dir import CURRENT_MOVED, CURRENT_MOVED_EXIT
+from graylift.core.layout import SURVEY_ORDER
 from graylift.ports import CommandResult, ProbeResult
 
 if TYPE_CHECKING:
@@ -82,8 +83,9 @@ def switch(world: World, state: SimHost, name: str) -> str | None:
 
 def survey(state: SimHost) -> str:
     """What :func:`graylift.core.layout.survey_script` prints on this host."""
-    lines = [f"current link releases/{state.current}" if state.current else "current none"]
-    lines += [f"release {name} {sha} {version}" for name, (sha, version) in state.releases.items()]
+    lines = [f"current link releases/{state.current}" if state.current else "current none", SURVEY_ORDER]
+    lines += [f"release {name} {state.releases[name][0]} {state.releases[name][1]}"
+              for name in reversed(state.releases)]  # newest first: staged in this order
     return "\n".join(lines)
 
 

@@ -51,10 +51,11 @@ class SimHost:
     def found(self) -> Found:
         releases: dict[str, str | None] = {d: sha for d, (sha, _) in self.releases.items()}
         versions = {d: v for d, (_, v) in self.releases.items() if v != d}
+        newest_first = tuple(reversed(self.releases))  # staged in this order, as release() lists them
         if self.current is None:
-            return Found("fresh", releases=releases, versions=versions)
+            return Found("fresh", releases=releases, versions=versions, newest_first=newest_first)
         sha, version = self.releases[self.current]
-        return Found("release", self.current, version, sha, releases, versions)
+        return Found("release", self.current, version, sha, releases, versions, newest_first)
 
 
 @dataclass

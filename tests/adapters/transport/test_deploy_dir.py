@@ -53,14 +53,20 @@ def _release(root: Path, name: str, sha: str | None = None, version: str | None 
         (d / VERSION_MARKER).write_text(version)
 
 
-def test_a_survey_runs_one_program_however_many_release_dirs(tmp_path: Path, programs: Path) -> None:
+def test_a_survey_runs_two_programs_however_many_release_dirs_and_lists_them_newest_first(
+        tmp_path: Path, programs: Path) -> None:
     root = tmp_path / "host"
     for n in range(8):
         _release(root, f"1.0.{n}", SHA_A + "\n", f"1.0.{n}\n")
+        age = (n * 5) % 8  # staged in another order than their names: 1.0.0 newest, then 1.0.5, 1.0.2, ...
+        os.utime(root / "releases" / f"1.0.{n}", (1_700_000_000 - age * 60,) * 2)
+    (root / "releases" / ".1.0.9.partial").mkdir()  # a download under way is no release dir
     (root / "current").symlink_to("releases/1.0.7")
     found = asyncio.run(_deploy_dir(root).survey())
     assert (found.current_dir, found.sha256, len(found.releases)) == ("1.0.7", SHA_A, 8)
-    assert programs.read_text().split() == ["readlink"]  # not a head or basename per release dir
+    assert found.newest_first == ("1.0.0", "1.0.5", "1.0.2", "1.0.7", "1.0.4", "1.0.1", "1.0.6", "1.0.3")
+    assert found.release_dirs("1.0.4") == asyncio.run(_deploy_dir(root).release("1.0.4"))  # what a read says
+    assert sorted(programs.read_text().split()) == ["ls", "ls", "readlink", "readlink"]  # none per release dir
 
 
 def test_the_release_dir_read_runs_no_program_for_the_marker(tmp_path: Path, programs: Path) -> None:
