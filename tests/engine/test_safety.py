@@ -520,3 +520,18 @@ def test_pruning_keeps_the_versions_a_rollback_would_go_to(world: World) -> None
     world.release("5.0.0")  # keep_releases is 3: the target, the previous (2.0.0), then 1.0.0 over the newer 4.0.0
     kept = sorted(p.name for p in (world.folders / "h3" / "releases").iterdir())
     assert kept == ["1.0.0", "2.0.0", "5.0.0"]
+
+
+def test_pruning_keeps_the_versions_a_rollback_would_go_to_with_rebuilt_versions(world: World) -> None:
+    """The same with ``rebuilt_versions`` (a dir is ``<version>+<sha256 prefix>``): the stage step matches dirs to
+    versions by the markers its pre-check read, so the good 1.0.0 is kept over the newer, rolled-back 4.0.0."""
+    world.fleet.runtime.rebuilt_versions = True
+    for version in ("1.0.0", "2.0.0", "4.0.0"):
+        world.release(version)
+    staged = sorted(p.name for p in (world.folders / "h3" / "releases").iterdir())
+    assert world.drive(world.start("2.0.0", kind="rollback")).state is ReleaseState.SUCCEEDED  # 4.0.0 is bad
+    # the rollback reused the 2.0.0 build the host has (no second 2.0.0 dir, nothing pruned)
+    assert sorted(p.name for p in (world.folders / "h3" / "releases").iterdir()) == staged
+    world.release("5.0.0")
+    kept = sorted(p.name.split("+")[0] for p in (world.folders / "h3" / "releases").iterdir())
+    assert kept == ["1.0.0", "2.0.0", "5.0.0"]

@@ -152,7 +152,7 @@ class HostRunner:
         already = False
         finished: FinishStep | None = None  # written with the next begin (with the run as it is then)
         ran_with: set[Step] = set()  # steps a one-command restart ran with the step before them
-        surveyed: Found | None = None  # this walk's pre-check, the step before: what the host has now
+        surveyed = False  # the step before was this walk's pre-check: what it read is what the host has now
         try:
             for at, step in enumerate(todo):
                 if step in ran_with or (already and step not in ALWAYS_ENSURED):
@@ -164,7 +164,7 @@ class HostRunner:
                     raise StepFailed(step, exc) from exc
                 ctx = StepContext.open(
                     self.runtime, run.host_spec, transport, target, rec.id, self.clock,
-                    self._journal(rec.id, host, step), found=surveyed or run.found, surveyed_now=surveyed is not None,
+                    self._journal(rec.id, host, step), found=run.found, surveyed_now=surveyed,
                     require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE
                     and not is_blue_green(rec.plan),  # an idle host is restarted anyway; its health after counts
                     rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
@@ -204,7 +204,10 @@ class HostRunner:
                 crash_point("after", RESTART[-1].value if at_once else step.value, host)
                 seconds = round((self.clock.now() - started).total_seconds(), 3)
                 detail = {"seconds": seconds} | detail if at_once else detail | {"seconds": seconds}
-                found = surveyed = Found.from_json(detail["found"]) if step is Step.PRECHECK else None
+                found = Found.from_json(detail["found"]) if step is Step.PRECHECK else None
+                if found is not None:  # the next step's target and context: this pre-check's, not the stored one's
+                    run = replace(run, found=found)
+                surveyed = found is not None
                 already = already or bool(found is not None and detail.get("already_on_target"))
                 # nothing to stage or restart on a host already on the target: it is only put back and unmuted
                 skipped = [s.value for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)] if found and already \
