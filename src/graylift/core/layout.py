@@ -194,6 +194,15 @@ def parse_survey(output: str, deploy_dir: str) -> Found:
     return Found("release", linked, versions.get(linked, linked), releases[linked], releases, versions, order)
 
 
+def release_link_prefixes(deploy_dir: str) -> tuple[str, ...]:
+    """How a ``current`` link may name a release dir: ``<prefix><dir>`` (a trailing ``/`` allowed).
+
+    >>> release_link_prefixes("/srv/a/")
+    ('./releases/', 'releases/', '/srv/a/releases/')
+    """
+    return "./releases/", "releases/", f"{deploy_dir.rstrip('/')}/releases/"
+
+
 def release_dir_of_link(link: str, deploy_dir: str) -> str | None:
     """The release dir a ``current`` link names (relative ``releases/X`` or absolute), or None if outside.
 
@@ -203,7 +212,7 @@ def release_dir_of_link(link: str, deploy_dir: str) -> str | None:
     True
     """
     path = link.rstrip("/")
-    for prefix in ("./releases/", "releases/", f"{deploy_dir.rstrip('/')}/releases/"):
+    for prefix in release_link_prefixes(deploy_dir):
         if path.startswith(prefix):
             name = path[len(prefix):]
             return name if is_plain_name(name) and "/" not in name else None

@@ -30,7 +30,7 @@ PROBE = re.compile(r"printf '\\n(\S+) %s\\n'")  # HostWait.script: the line afte
 RETRIES = re.compile(r'\[ "\$i" -ge (\d+) \]')
 INTERVAL = re.compile(r"^\s*sleep (\S+)$", re.M)
 SWITCH_TO = re.compile(r"\[ -d \S*/releases/([A-Za-z0-9._+-]+) \]")
-CURRENT_IS = re.compile(r'case "\$l" in \'?releases/([A-Za-z0-9._+-]+)')  # current_is_script: where it should be
+CURRENT_IS = re.compile(r'case "\$l" in \'?(?:\./)?releases/([A-Za-z0-9._+-]+)')  # current_is_script: its dir
 PROBE_COMMAND = "sim-health"
 TIMED_OUT = 124
 
@@ -84,8 +84,7 @@ def switch(world: World, state: SimHost, name: str) -> str | None:
 def survey(state: SimHost) -> str:
     """What :func:`graylift.core.layout.survey_script` prints on this host."""
     lines = [f"current link releases/{state.current}" if state.current else "current none", SURVEY_ORDER]
-    lines += [f"release {name} {state.releases[name][0]} {state.releases[name][1]}"
-              for name in reversed(state.releases)]  # newest first: staged in this order
+    lines += [f"release {name} {state.releases[name][0]} {state.releases[name][1]}" for name in state.newest_first]
     return "\n".join(lines)
 
 

@@ -48,14 +48,18 @@ class SimHost:
     def serving_version(self) -> str | None:
         return self.running
 
+    @property
+    def newest_first(self) -> tuple[str, ...]:
+        """The release dirs newest first (they were staged in the order ``releases`` holds them)."""
+        return tuple(reversed(self.releases))
+
     def found(self) -> Found:
         releases: dict[str, str | None] = {d: sha for d, (sha, _) in self.releases.items()}
         versions = {d: v for d, (_, v) in self.releases.items() if v != d}
-        newest_first = tuple(reversed(self.releases))  # staged in this order, as release() lists them
         if self.current is None:
-            return Found("fresh", releases=releases, versions=versions, newest_first=newest_first)
+            return Found("fresh", releases=releases, versions=versions, newest_first=self.newest_first)
         sha, version = self.releases[self.current]
-        return Found("release", self.current, version, sha, releases, versions, newest_first)
+        return Found("release", self.current, version, sha, releases, versions, self.newest_first)
 
 
 @dataclass
@@ -233,8 +237,7 @@ class SimDeployDir:
         self._op("survey")
         await self._done("survey")
         sha = self.state.releases[name][0] if name in self.state.releases else None
-        return ReleaseDirs(name in self.state.releases, sha, self.state.current,
-                           tuple(reversed(self.state.releases)))
+        return ReleaseDirs(name in self.state.releases, sha, self.state.current, self.state.newest_first)
 
     async def stage(self, pkg: Package, name: str, *, version: str, auth: object, replace: bool,
                     timeout: float) -> None:

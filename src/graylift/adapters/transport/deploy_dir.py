@@ -22,6 +22,7 @@ from graylift.core.layout import (
     parse_survey,
     release_dir_of_link,
     release_dirs_script,
+    release_link_prefixes,
     survey_script,
 )
 from graylift.core.model import Package, PackageKind, is_plain_name
@@ -141,8 +142,7 @@ def current_is_script(root: str, name: str) -> str:
     :func:`graylift.core.layout.release_dir_of_link` reads it); else print where it points after
     :data:`CURRENT_MOVED` and exit :data:`CURRENT_MOVED_EXIT`. A check on the host, in the command that acts."""
     root = root.rstrip("/")
-    links = [f"{prefix}{name}{tail}" for prefix in ("releases/", "./releases/", f"{root}/releases/")
-             for tail in ("", "/")]
+    links = [f"{prefix}{name}{tail}" for prefix in release_link_prefixes(root) for tail in ("", "/")]
     return (f"l=$(readlink {q(root + '/current')}); case \"$l\" in {' | '.join(q(link) for link in links)}) exit 0;; "
             f"esac; echo \"{CURRENT_MOVED}$l\"; exit {CURRENT_MOVED_EXIT}")
 
