@@ -1,6 +1,8 @@
 """One controller process over folder hosts and file-backed backends (for the two-controller tests).
 
-    python -m tests.engine.controller_proc DB_URL WORLD_DIR RELEASE_ID OWNER [COMMAND_TIMEOUT [one-command]]
+    python -m tests.engine.controller_proc DB_URL WORLD_DIR RELEASE_ID OWNER [COMMAND_TIMEOUT [one-command|stalled]]
+
+``stalled``: the restart as one command, the first one on h2 or h3 stalled half-sent (world_files.StallingFleet).
 
 Every command it runs on a host is logged with its start time in WORLD_DIR/commands-OWNER.log.
 Exit 0 when the release finished or paused, 3 when the controller lost its lease.
@@ -22,8 +24,9 @@ from tests.engine.world_files import file_fleet
 def main() -> int:
     url, world, release_id, owner = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
-    one_command = len(sys.argv) > 6 and sys.argv[6] == "one-command"
-    fleet = file_fleet(world, log=world / f"commands-{owner}.log", command_timeout=timeout, one_command=one_command)
+    mode = sys.argv[6] if len(sys.argv) > 6 else ""
+    fleet = file_fleet(world, log=world / f"commands-{owner}.log", command_timeout=timeout,
+                       one_command=mode in ("one-command", "stalled"), stall_input=mode == "stalled")
 
     async def factory(_: Any) -> Any:
         return fleet

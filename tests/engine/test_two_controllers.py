@@ -29,10 +29,10 @@ RESTART = ["stop", "switch", "start", "health"]
 
 
 def controller(url: str, world: Path, release_id: int, owner: str,
-               command_timeout: float = 10, *, one_command: bool = False) -> subprocess.Popen[bytes]:
+               command_timeout: float = 10, *, mode: str = "") -> subprocess.Popen[bytes]:
     with (world / f"{owner}.out").open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "tests.engine.controller_proc", url, str(world),
-                                 str(release_id), owner, str(command_timeout)] + ["one-command"] * one_command,
+                                 str(release_id), owner, str(command_timeout)] + [mode] * bool(mode),
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -67,36 +67,43 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("one_command", [False, True], ids=["step-by-step", "one-command-restart"])
+@pytest.mark.parametrize("mode", ["", "one-command", "stalled"],
+                         ids=["step-by-step", "one-command-restart", "frozen-while-sending"])
 def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_databases: Any, tmp_path: Path,
-                                                                             one_command: bool) -> None:
+                                                                             mode: str) -> None:
     """Step by step, A is frozen as it takes a host out; with the restart as one command (stop..health, each
     stop a second long), A is frozen while that command runs on the host: B waits for it (the fence's lock),
-    does the restart again, journals it; A, thawed with its command's results, writes none of them."""
+    does the restart again, journals it; A, thawed with its command's results, writes none of them.
+    Frozen while sending: A is frozen with half its restart's script on the host (the rest goes out when it is
+    thawed): the host runs none of it and holds no lock for it meanwhile, B does the restart; the script, whole
+    at last, is refused by the fence."""
+    one_command = bool(mode)
     url = pg_databases.create()
     world = tmp_path / "world"
     prepare(world)
     hosts = hosts_of(8)
     with Store.open(url) as store:
         first = create(store, "1.0.0", hosts)
-        done = controller(url, world, first, "warm-up", one_command=one_command)
+        done = controller(url, world, first, "warm-up", mode="one-command" if one_command else "")
         assert done.wait(60) == 0, output(world, "warm-up")
         assert store.get_release(first).state is ReleaseState.SUCCEEDED
         rid = create(store, "2.0.0", hosts)
-        a = controller(url, world, rid, "controller-a", one_command=one_command)
+        a = controller(url, world, rid, "controller-a", mode=mode)
         started = [a]
         try:
             # one command: frozen while its restart runs on the host (the stop part has begun there), not
             # while the command is still going out (a host waits for a script it has not had in full)
-            running = (lambda: any((world / "hosts" / h / "stopping-1.0.0").exists() for h in ("h2", "h3"))) \
+            marker = "stalled-{}" if mode == "stalled" else "hosts/{}/stopping-1.0.0"
+            running = (lambda: any((world / marker.format(h)).exists() for h in ("h2", "h3"))) \
                 if one_command else None
             frozen_at = stop_in_batch_1(store, rid, a, "stop" if one_command else "quiet", on_host=running)
             time.sleep(STALE_AFTER_SECONDS + 1)
-            b = controller(url, world, rid, "controller-b", one_command=one_command)
+            b = controller(url, world, rid, "controller-b", mode="one-command" if one_command else "")
             started.append(b)
             assert b.wait(120) == 0, output(world, "controller-b")
             assert store.get_release(rid).state is ReleaseState.SUCCEEDED
             thawed_at = time.time()
+            (world / "thawed").touch()  # the rest of A's script goes out
             os.kill(a.pid, signal.SIGCONT)
             assert a.wait(30) == 3, output(world, "controller-a")  # A stopped: its lease was lost
             assert "lease lost" in output(world, "controller-a")
@@ -112,6 +119,10 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
         # frozen (seen 3 times in about 110 runs with every core busy); B has touched every host since, so the
         # host refuses it (exit 75: core/fence.py) and nothing of it runs. Its next check stops it.
         after_thaw = [c for c in a_commands if float(c[0]) >= thawed_at]
+        if mode == "stalled":  # the script A had half sent when it froze: refused by the host once whole, or
+            # (A, thawed, found its lease lost first) cancelled with half of it sent; it ran on the host in neither
+            stalled = next(h for h in ("h2", "h3") if (world / f"stalled-{h}").exists())
+            assert [c[2] for c in a_commands if c[1] == stalled][-1] in (str(REFUSED_EXIT), "-"), a_commands
         assert len(after_thaw) <= 1 and all(c[2] == str(REFUSED_EXIT) for c in after_thaw), after_thaw
         entries = store.journal_entries(rid)
         owners_by_epoch: dict[int, set[str]] = {}

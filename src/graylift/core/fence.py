@@ -28,7 +28,9 @@ import shlex
 FENCE_FILE = ".graylift-fence"
 REFUSED_EXIT = 75
 BUSY_EXIT = 76
+INCOMPLETE_EXIT = 77
 MARK = "graylift-fence:"
+INPUT_END = f"{MARK} end of input"
 
 _CHECK = (
     'f=$1 i=$2 t=$3 fi= c=; read -r fi c < "$f"; [ "$fi" = "$i" ] || c=0; case $c in ""|*[!0-9]*) c=0;; esac; '
@@ -42,18 +44,39 @@ def fence_path(deploy_dir: str) -> str:
     return f"{deploy_dir.rstrip('/')}/{FENCE_FILE}"
 
 
-def fenced_command(deploy_dir: str, database: str, token: int, command: str, *, wait: float) -> str:
+def sealed_input(text: str) -> str:
+    """``text`` as a fenced command that :func:`reads_input` wants it on stdin: with :data:`INPUT_END` after it,
+    which the host takes off again before the command sees it."""
+    return text + INPUT_END
+
+
+def fenced_command(deploy_dir: str, database: str, token: int, command: str, *, wait: float,
+                   reads_input: bool = False) -> str:
     """``command`` for ``sh``, run on the host only if no newer token of ``database`` than ``token`` touched it;
-    the lock is waited for ``wait`` seconds at most (then exit :data:`BUSY_EXIT`)."""
+    the lock is waited for ``wait`` seconds at most (then exit :data:`BUSY_EXIT`).
+
+    With ``reads_input``, the command's stdin (sent as :func:`sealed_input` makes it) is read whole before the
+    lock is taken: a controller frozen, or a connection stalled, while a script is still going out holds no lock
+    on the host, nothing of the script runs before all of it arrived, and input that ends without
+    :data:`INPUT_END` (cut short) runs nothing (exit :data:`INCOMPLETE_EXIT`). It reaches the command through a
+    pipe from the shell's builtin ``printf``: never in an argv."""
     if not database.isalnum():
         raise ValueError(f"a database id is letters and digits, not {database!r}")
     q = shlex.quote
     f = fence_path(deploy_dir)
     args = f"{q(_CHECK)} graylift-fence {q(f)} {database} {int(token)} {q(command)}"
     root = q(deploy_dir.rstrip("/"))  # made only when missing: a test is a builtin, mkdir a process
-    return (f"{{ [ -d {root} ] || mkdir -p {root}; }} && if command -v flock >/dev/null 2>&1; "
-            f"then exec flock -o -w {max(1, round(wait))} -E {BUSY_EXIT} {q(f)} sh -c {args} ; "
-            f"else : >> {q(f)} && exec sh -c {args} ; fi")
+    feed = ""
+    read = ""
+    if reads_input:
+        read = (f"s=$(cat; echo x) && s=${{s%x}} && e={q(INPUT_END)} && case $s in *\"$e\") ;; *) "
+                f"echo {q(f'{MARK} the input was cut short (no end mark): nothing was run')} >&2; "
+                f"exit {INCOMPLETE_EXIT};; esac && ")
+        feed = 'printf %s "${s%\"$e\"}" | '
+    run = "" if reads_input else "exec "
+    return (f"{read}{{ [ -d {root} ] || mkdir -p {root}; }} && if command -v flock >/dev/null 2>&1; "
+            f"then {feed}{run}flock -o -w {max(1, round(wait))} -E {BUSY_EXIT} {q(f)} sh -c {args} ; "
+            f"else : >> {q(f)} && {feed}{run}sh -c {args} ; fi")
 
 
 def unwrap(command: str) -> tuple[str, int, str] | None:
@@ -67,7 +90,7 @@ def unwrap(command: str) -> tuple[str, int, str] | None:
         words = shlex.split(command)
     except ValueError:
         return None
-    if words[:2] != ["{", "["] or "graylift-fence" not in words:
+    if "graylift-fence" not in words:
         return None
     at = words.index("graylift-fence")
     database, token, inner = words[at + 2:at + 5]

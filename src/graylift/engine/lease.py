@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from graylift.core.fence import BUSY_EXIT, fence_path, fenced_command, refused
+from graylift.core.fence import BUSY_EXIT, fence_path, fenced_command, refused, sealed_input
 from graylift.engine.crash import crash_point
 from graylift.errors import CommandTimeout, LeaseLost, RemoteCommandFailed, StateError, StoreError
 from graylift.ports import Clock, CommandResult, Transport
@@ -209,9 +209,11 @@ class FencedTransport:
     async def run(self, command: str, *, timeout: float, check: bool = True,
                   stdin: str | None = None) -> CommandResult:
         self.lease.check()
-        fenced = fenced_command(self.deploy_dir, self.lease.database, self.lease.epoch, command, wait=timeout)
+        fenced = fenced_command(self.deploy_dir, self.lease.database, self.lease.epoch, command, wait=timeout,
+                                reads_input=stdin is not None)
         try:
-            result = await self.inner.run(fenced, timeout=timeout, check=check, stdin=stdin)
+            result = await self.inner.run(fenced, timeout=timeout, check=check,
+                                          stdin=None if stdin is None else sealed_input(stdin))
         except RemoteCommandFailed as exc:
             self._raise_if_refused(exc.exit_status, exc.output)
             said = exc.output

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from graylift.core.fence import MARK, REFUSED_EXIT, unwrap
+from graylift.core.fence import INPUT_END, MARK, REFUSED_EXIT, unwrap
 from graylift.core.layout import Found, ReleaseDirs
 from graylift.core.model import Host, Package, PackageKind
 from graylift.errors import (
@@ -156,6 +156,9 @@ class SimTransport:
         fenced = unwrap(command)  # the host's fence, as core/fence.py's shell check does it
         if fenced is not None:
             database, token, command = fenced
+            if stdin is not None:  # read whole before the fence's lock and check; the end mark taken off
+                assert stdin.endswith(INPUT_END), "a fenced command's input is sealed (core/fence.py)"
+                stdin = stdin.removesuffix(INPUT_END)
         sent_late = False
         if command == "sh -s" and self.world.frozen:
             # the controller stopped in this turn of its loop, after its lease check for this command: the
