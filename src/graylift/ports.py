@@ -239,6 +239,13 @@ class DeployDir(Protocol):
         unused dir of that name is swapped out). ArtifactError on a mismatch or an unsafe archive."""
         ...
 
+    async def stage_if_needed(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None,
+                              min_free: int, timeout: float) -> ReleaseDirs | None:
+        """:meth:`stage` (not ``replace``) unless ``releases/<name>`` is there or fewer than ``min_free`` bytes
+        are free where it would go, looked at in the same round trip as the stage: None when it staged, else
+        what it found (``present``, or absent with ``free_bytes``), nothing fetched."""
+        ...
+
     async def remove(self, names: list[str]) -> None: ...
 
     async def switch(self, name: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.adapters.transport.peer import MARKER, ShellPeer
-from graylift.core.layout import ReleaseDirs
+from graylift.core.layout import SURVEY_ORDER, ReleaseDirs
 from graylift.core.model import PrestageMode, Strategy
 from graylift.core.state import HostState, ReleaseState
 from graylift.ports import Transport
@@ -202,3 +202,42 @@ def test_each_host_is_looked_at_with_one_command_before_its_download(make_world:
     for name, transport in world.fleet.transports.items():
         download = next(i for i, c in enumerate(transport.commands) if ".partial" in c)
         assert download == 1, (name, transport.commands[:download])
+
+
+def test_a_package_the_repository_serves_to_every_host_is_looked_at_in_its_stages_first_command(
+        make_world: Callable[..., World]) -> None:
+    """No look of its own before a download the repository serves every host: the stage's first command
+    looks (there already, room for it) and goes on; a host that had it is not fetched for, one without room is
+    refused, named, before anything is fetched."""
+    small = dataclasses.replace(STRATEGY, prestage_repository_share=64 * 2**20)
+    world = prestage_world(make_world, 6, small)
+    world.release("1.0.0")
+    pkg = asyncio.run(world.fleet.package("2.0.0"))
+    asyncio.run(ShellDeployDir(asyncio.run(world.fleet.connect(world.hosts[1])), DEPLOY).stage(
+        pkg, "2.0.0", version="2.0.0", auth=None, replace=False, timeout=30))  # h2 has it already
+
+    class Full(ShellDeployDir):  # h3's disk is full: its guard answers (tests/adapters/transport/test_deploy_dir.py)
+        async def stage_if_needed(self, *args: Any, **kwargs: Any) -> ReleaseDirs | None:
+            if self.host == "h3":
+                await self.transport.run(f"test -d {DEPLOY}/releases/.2.0.0.partial && exit 1; true", timeout=5)
+                return ReleaseDirs(False, free_bytes=0)
+            return await super().stage_if_needed(*args, **kwargs)
+
+    world.fleet.runtime.deploy_dirs = lambda transport: Full(transport, DEPLOY)
+    for transport in world.fleet.transports.values():
+        transport.commands.clear()
+    rid = world.start("2.0.0")
+    rec = world.drive(rid)
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    assert {e.host for e in entries(world, rid, "prestage", "present")} == {"h2"}
+    [refused] = entries(world, rid, "prestage", "refused")
+    assert refused.host == "h3" and refused.detail["error"].startswith("h3: ") and "needs" in refused.detail["error"]
+    assert sorted(e.host for e in entries(world, rid, "prestage", "staged")) == ["h1", "h4", "h5", "h6"]
+    for name, transport in world.fleet.transports.items():
+        first_walk = next(i for i, c in enumerate(transport.commands) if SURVEY_ORDER in c)
+        prestage = transport.commands[:first_walk]
+        # an upload (the fakes' repository): the look with the fresh partial dir, then the check after the
+        # copy; a host that has it, or no room: the look alone
+        assert len(prestage) == (1 if name in ("h2", "h3") else 2), (name, prestage)
+        assert ".partial" in prestage[0]
+    assert world.current("h3") == "2.0.0"  # its stage step staged it in its turn

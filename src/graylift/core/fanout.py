@@ -71,6 +71,15 @@ def repository_seeds(hosts: int, *, package_bytes: int | None, repository_share:
     return max(1, min(hosts, repository_share // max(package_bytes, 1)))
 
 
+def needed_bytes(package_bytes: int | None, factor: float = UNPACK_FACTOR) -> int:
+    """The free bytes a host needs to pre-stage a package (0 when its size is unknown).
+
+    >>> needed_bytes(100), needed_bytes(None)
+    (300, 0)
+    """
+    return 0 if package_bytes is None else math.ceil(package_bytes * factor)
+
+
 def disk_refusal(host: str, *, free_bytes: int, package_bytes: int | None,
                  factor: float = UNPACK_FACTOR) -> str | None:
     """None when ``host`` has room for the package, else the one-line reason it is not pre-staged.
@@ -82,7 +91,7 @@ def disk_refusal(host: str, *, free_bytes: int, package_bytes: int | None,
     """
     if package_bytes is None:
         return None  # size unknown: the stage itself fails cleanly on a full disk
-    needed = math.ceil(package_bytes * factor)
+    needed = needed_bytes(package_bytes, factor)
     if free_bytes >= needed:
         return None
     return (f"{host}: {_mib(free_bytes)} free in the deploy dir, pre-staging needs {_mib(needed)} "
@@ -213,5 +222,6 @@ def rounds(hosts: Sequence[str], *, staged: Iterable[str] = (), seeds: int = 1, 
     return out
 
 
-__all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "peer_url", "repository_seeds", "rounds",
+__all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "needed_bytes", "peer_url", "repository_seeds",
+           "rounds",
            "rounds_needed"]

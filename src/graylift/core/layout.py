@@ -106,10 +106,27 @@ def release_dirs_script(deploy_dir: str, name: str) -> str:
     ``current LINK``, then ``ls -1t`` of ``releases/``."""
     d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
     sha = _read_line("s", f"{final}/{SHA_MARKER}")
-    nearest = f'f={d}/releases; while [ ! -d "$f" ]; do f=${{f%/*}}; f=${{f:-/}}; done'
     return (f"if [ -d {final} ]; then s=; {sha}; echo \"present $s\"; "
-            f"else {nearest}; echo \"absent $(stat -f -c '%a %S' \"$f\" 2>/dev/null)\"; fi; "
+            f"else {_nearest(d)}; echo \"absent $(stat -f -c '%a %S' \"$f\" 2>/dev/null)\"; fi; "
             f"echo \"current $(readlink {d}/current)\"; ls -1t {d}/releases 2>/dev/null; true")
+
+
+def stage_guard_script(deploy_dir: str, name: str, min_free: int) -> str:
+    """The shell that goes before a stage in the same command when nothing is to be fetched for a dir that is
+    there, or for a disk without ``min_free`` bytes where it would be staged: it prints the first line of
+    :func:`release_dirs_script` (``present SHA`` / ``absent AVAIL BSIZE``) and ends the command (exit 0);
+    else it prints nothing and the stage goes on. An unreadable free space lets the stage go on (it fails
+    cleanly on a full disk)."""
+    d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
+    sha = _read_line("s", f"{final}/{SHA_MARKER}")
+    return (f"if [ -d {final} ]; then s=; {sha}; echo \"present $s\"; exit 0; fi; {_nearest(d)}; "
+            f"set -- $(stat -f -c '%a %S' \"$f\" 2>/dev/null); case \"$#:$1$2\" in 2:*[!0-9]*) ;; "
+            f"2:*) if [ $(($1 * $2)) -lt {int(min_free)} ]; then echo \"absent $1 $2\"; exit 0; fi;; esac; ")
+
+
+def _nearest(quoted_deploy_dir: str) -> str:
+    """Shell: ``$f`` is ``releases/`` or its nearest existing parent (where a release dir would be made)."""
+    return f'f={quoted_deploy_dir}/releases; while [ ! -d "$f" ]; do f=${{f%/*}}; f=${{f:-/}}; done'
 
 
 def _read_line(var: str, path: str) -> str:

@@ -23,8 +23,8 @@ import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from graylift.core.fanout import FanOut, disk_refusal, peer_url, repository_seeds
-from graylift.core.layout import release_dir_name
+from graylift.core.fanout import FanOut, disk_refusal, needed_bytes, peer_url, repository_seeds
+from graylift.core.layout import ReleaseDirs, release_dir_name
 from graylift.core.model import Package
 from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseKind, Request
@@ -91,6 +91,7 @@ class _Job:
         self.present: list[str] = []
         self.failed: dict[str, str] = {}
         self.refused: dict[str, str] = {}
+        self.served: dict[str, str | None] = {}  # staged host -> its source (None: the repository)
 
     def journal(self, host: str | None, event: str, detail: dict[str, Any]) -> None:
         self.phase.store.journal(self.rec.id, host, STEP, event, detail)
@@ -105,31 +106,79 @@ class _Job:
         """Check before acting: 'present', 'refused', 'failed', or None (it needs the package)."""
         try:
             ddir, _ = await self._dir(host)
-            dirs = await ddir.release(self.dir)
-            if dirs.present:
-                if dirs.sha256 == self.pkg.sha256:
-                    self.journal(host, "present", {"dir": self.dir})
-                    return "present"
-                self.failed[host] = f"releases/{self.dir} exists without this build's sha256: its stage step decides"
-                self.journal(host, "skipped", {"reason": self.failed[host]})
-                return "failed"
-            if dirs.free_bytes is None:
-                raise ArtifactError(f"{host}: could not read the free space of releases/ (or its nearest parent)")
-            reason = disk_refusal(host, free_bytes=dirs.free_bytes, package_bytes=self.pkg.size)
+            return self.judge(host, await ddir.release(self.dir))
         except LeaseLost:
             raise
         except (GrayliftError, OSError) as exc:
             self.failed[host] = str(exc)
             self.journal(host, "failed", {"error": str(exc), "note": "its stage step tries again in its turn"})
             return "failed"
+
+    def judge(self, host: str, dirs: ReleaseDirs) -> str | None:
+        """What a look at ``host`` found, journaled: 'present', 'refused', 'failed', or None (to be staged)."""
+        if dirs.present:
+            if dirs.sha256 == self.pkg.sha256:
+                self.journal(host, "present", {"dir": self.dir})
+                return "present"
+            self.failed[host] = f"releases/{self.dir} exists without this build's sha256: its stage step decides"
+            self.journal(host, "skipped", {"reason": self.failed[host]})
+            return "failed"
+        if dirs.free_bytes is None:
+            raise ArtifactError(f"{host}: could not read the free space of releases/ (or its nearest parent)")
+        reason = disk_refusal(host, free_bytes=dirs.free_bytes, package_bytes=self.pkg.size)
         if reason is not None:
             self.refused[host] = reason
             self.journal(host, "refused", {"error": reason})
             return "refused"
         return None
 
+    async def stage_each(self) -> bool:
+        """The repository serves every host at once (a small package: no fan-out, no peer): each host's look
+        goes with its download, in the stage's first command (:meth:`DeployDir.stage_if_needed`), where
+        a look of its own was a round trip per host before it. True if a request stopped it early."""
+        limit = asyncio.Semaphore(self.limit)
+        stopping = False
+
+        async def one(host: str) -> None:
+            nonlocal stopping
+            async with limit:
+                if stopping or self.phase.store.requested(self.rec.id) in (Request.PAUSE, Request.ABORT,
+                                                                            Request.ROLLBACK):
+                    stopping = True
+                    return
+                began = self.phase.clock.monotonic()
+                try:
+                    ddir, _ = await self._dir(host)
+                    found = await ddir.stage_if_needed(
+                        self.pkg, self.dir, version=self.rec.version, auth=self.runtime.artifact_auth,
+                        min_free=needed_bytes(self.pkg.size), timeout=self.runtime.stage_timeout)
+                    if found is not None:  # there already, or no room: nothing was fetched
+                        what = self.judge(host, found)
+                        if what == "present":
+                            self.present.append(host)
+                        elif what is None:
+                            raise ArtifactError(f"{host}: the host found too little free space for the package")
+                        return
+                except LeaseLost:
+                    raise
+                except (GrayliftError, OSError) as exc:
+                    self.failed[host] = str(exc)
+                    self.journal(host, "failed", {"source": "repository", "error": str(exc),
+                                                  "note": "not fatal: its stage step downloads it in its turn"})
+                    return
+                self.served[host] = None
+                self.journal(host, "staged", {"source": "repository", "dir": self.dir,
+                                              "seconds": round(self.phase.clock.monotonic() - began, 3)})
+
+        await asyncio.gather(*(one(h) for h in self.runs))
+        return stopping
+
     async def run(self) -> bool:
         """Fan the package out; True if a request (pause, abort, rollback) stopped it early."""
+        strategy = self.phase.strategy
+        if repository_seeds(len(self.runs), package_bytes=self.pkg.size,
+                            repository_share=strategy.prestage_repository_share) >= len(self.runs):
+            return await self.stage_each()
         limit = asyncio.Semaphore(self.limit)
 
         async def looked(host: str) -> str | None:
@@ -140,7 +189,6 @@ class _Job:
         seen = await asyncio.gather(*(looked(h) for h in hosts))
         self.present = [h for h, what in zip(hosts, seen, strict=True) if what == "present"]
         waiting = [h for h, what in zip(hosts, seen, strict=True) if what is None]
-        strategy = self.phase.strategy
         seeds = repository_seeds(len(waiting), package_bytes=self.pkg.size,
                                  repository_share=strategy.prestage_repository_share)
         fan = FanOut(waiting, list(self.present), seeds=seeds, per_source=strategy.prestage_per_source)
@@ -226,7 +274,7 @@ class _Job:
         await asyncio.gather(*(stop(source, pid) for source, (_, pid) in self.servers.items()))
 
     def summary(self) -> dict[str, Any]:
-        served = getattr(self, "served", {})
+        served = self.served
         return {"dir": self.dir, "staged": len(served), "present": len(self.present),
                 "from_repository": sorted(h for h, s in served.items() if s is None),
                 "from_peers": len([s for s in served.values() if s is not None]),

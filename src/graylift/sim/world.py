@@ -253,6 +253,15 @@ class SimDeployDir:
         self.state.releases[name] = (pkg.sha256, version)
         await self._done("stage")
 
+    async def stage_if_needed(self, pkg: Package, name: str, *, version: str, auth: object, min_free: int,
+                              timeout: float) -> ReleaseDirs | None:
+        if name in self.state.releases:  # looked at in the stage's own command: nothing fetched
+            self._op("stage")
+            await self._done("stage")
+            return ReleaseDirs(True, self.state.releases[name][0], self.state.current, self.state.newest_first)
+        await self.stage(pkg, name, version=version, auth=auth, replace=False, timeout=timeout)
+        return None
+
     async def remove(self, names: list[str]) -> None:
         self._op("stage")
         for name in names:

@@ -8,15 +8,19 @@ shell's own ``read``, so a marker that is not one line of a sha256 is never half
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import os
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from graylift.adapters.transport.deploy_dir import ShellDeployDir
 from graylift.core.layout import SHA_MARKER, VERSION_MARKER
-from graylift.core.model import Host
+from graylift.core.model import Host, Package, PackageKind
+from graylift.errors import ArtifactError
 from graylift.testing import FolderTransport
 
 DEPLOY = "/srv/app"
@@ -140,3 +144,53 @@ def test_the_release_dir_read_says_the_free_space_when_the_dir_is_to_be_staged(t
     assert abs(dirs.free_bytes - vfs.f_bavail * vfs.f_frsize) < 64 * 2**20  # the same disk, give or take writes
     _release(root, "1.0.0", SHA_A + "\n")
     assert asyncio.run(_deploy_dir(root).release("1.0.0")).free_bytes is None  # there: nothing to stage
+
+
+def _tarball(tmp_path: Path, version: str) -> Package:
+    src = tmp_path / f"src-{version}"
+    src.mkdir()
+    (src / "app.py").write_text(f"print({version!r})\n")
+    path = tmp_path / f"app-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(src / "app.py", arcname="app.py")
+    data = path.read_bytes()
+    return Package("app", version, PackageKind.TAR_GZ, path.name, hashlib.sha256(data).hexdigest(),
+                   url=f"file://{path}", size=len(data))
+
+
+@pytest.mark.parametrize("by_url", [True, False], ids=["url", "upload"])
+def test_stage_if_needed_looks_and_stages_in_the_commands_of_a_stage_alone(tmp_path: Path, by_url: bool) -> None:
+    """Pre-staging a package the repository serves to every host: the look (there already? room for it?) goes
+    with the download in ONE host command (from a URL; an upload needs its own copy), and nothing is fetched for
+    a dir that is there or a disk without room."""
+    root = tmp_path / "host"
+    root.mkdir()
+    pkg = _tarball(tmp_path, "2.0.0")
+    if not by_url:
+        pkg = dataclasses.replace(pkg, url=None, local_path=str(tmp_path / pkg.filename))
+    ddir = _deploy_dir(root)
+    assert isinstance(ddir.transport, FolderTransport)
+    no_room = asyncio.run(ddir.stage_if_needed(pkg, "2.0.0", version="2.0.0", auth=None, min_free=2**62, timeout=30))
+    assert no_room is not None and no_room.present is False and no_room.free_bytes is not None
+    assert no_room.free_bytes < 2**62 and not (root / "releases" / "2.0.0").exists()
+    assert not list((root / "releases").glob(".*.partial")) if (root / "releases").exists() else True
+    ddir.transport.commands.clear()
+    staged = asyncio.run(ddir.stage_if_needed(pkg, "2.0.0", version="2.0.0", auth=None, min_free=1, timeout=30))
+    assert staged is None
+    assert (root / "releases" / "2.0.0" / "app.py").read_text() == "print('2.0.0')\n"
+    assert (root / "releases" / "2.0.0" / SHA_MARKER).read_text().strip() == pkg.sha256
+    assert len(ddir.transport.commands) == (1 if by_url else 2), ddir.transport.commands
+    ddir.transport.commands.clear()
+    there = asyncio.run(ddir.stage_if_needed(pkg, "2.0.0", version="2.0.0", auth=None, min_free=1, timeout=30))
+    assert there is not None and there.present and there.sha256 == pkg.sha256
+    assert len(ddir.transport.commands) == 1
+
+
+def test_stage_if_needed_maps_a_bad_download_as_the_stage_does(tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    root.mkdir()
+    pkg = dataclasses.replace(_tarball(tmp_path, "2.0.0"), sha256="c" * 64)
+    with pytest.raises(ArtifactError, match=r"sha256 of app-2\.0\.0\.tar\.gz does not match"):
+        asyncio.run(_deploy_dir(root).stage_if_needed(pkg, "2.0.0", version="2.0.0", auth=None, min_free=1,
+                                                      timeout=30))
+    assert not (root / "releases" / "2.0.0").exists() and not list((root / "releases").glob(".*"))

@@ -23,6 +23,7 @@ from graylift.core.layout import (
     release_dir_of_link,
     release_dirs_script,
     release_link_prefixes,
+    stage_guard_script,
     survey_script,
 )
 from graylift.core.model import Package, PackageKind, is_plain_name
@@ -60,6 +61,23 @@ class ShellDeployDir:
                     timeout: float) -> None:
         """Download (or upload), verify, unpack and rename into place. From a URL that is ONE command on the
         host (a fresh partial dir, the download, the check, the unpack): three round trips before."""
+        await self._stage(pkg, name, version=version, auth=auth, replace=replace, timeout=timeout)
+
+    async def stage_if_needed(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None,
+                              min_free: int, timeout: float) -> ReleaseDirs | None:
+        """:meth:`stage` unless ``releases/<name>`` is there or fewer than ``min_free`` bytes are free where it
+        would go, looked at in the stage's own first command (:func:`stage_guard_script`): None when it staged,
+        else what it found (``present``, or absent with ``free_bytes``), with nothing fetched."""
+        guard = stage_guard_script(self.root, name, min_free)
+        out = await self._stage(pkg, name, version=version, auth=auth, replace=False, timeout=timeout, guard=guard)
+        if out.startswith(("present", "absent")):
+            return parse_release_dirs(out, self.root)
+        return None
+
+    async def _stage(self, pkg: Package, name: str, *, version: str, auth: ArtifactAuth | None, replace: bool,
+                     timeout: float, guard: str = "") -> str:
+        """The stage; ``guard`` goes first in its first command, and what that command printed when the guard
+        ended it is returned ("" when it staged)."""
         final, tmp = f"{self.root}/releases/{name}", f"{self.root}/releases/.{name}.partial"
         fresh = f"rm -rf {q(tmp)} && mkdir -p {q(tmp)}"
         archive = f"{tmp}/{pkg.filename}"
@@ -78,16 +96,18 @@ class ShellDeployDir:
         if pkg.url:
             fetch, secret_input = download_command(pkg.url, archive, auth)  # the secret goes by stdin
             # the download in a subshell: its own exit (curl's, or 127 without curl) is reported, not taken
-            script = (f"{fresh} || exit 1; ( {fetch} ) || {{ rc=$?; rm -rf {q(tmp)}; echo \"{DOWNLOAD_MARK}$rc\" >&2; "
-                      f"exit {DOWNLOAD_EXIT}; }}; {verify}")
+            script = (f"{guard}{fresh} || exit 1; ( {fetch} ) || {{ rc=$?; rm -rf {q(tmp)}; "
+                      f"echo \"{DOWNLOAD_MARK}$rc\" >&2; exit {DOWNLOAD_EXIT}; }}; {verify}")
         elif pkg.local_path:
-            await self._sh(fresh)
+            looked = await self._sh(f"{guard}{fresh}")
+            if looked:
+                return looked
             await self.transport.put(Path(pkg.local_path), archive)
             script = verify
         else:  # pragma: no cover - Package guarantees one of them
             raise ArtifactError(f"{pkg.app} {pkg.version}: package has neither url nor local path")
         try:
-            await self._sh(script, timeout=timeout, stdin=secret_input)
+            return await self._sh(script, timeout=timeout, stdin=secret_input)
         except RemoteCommandFailed as exc:
             await self._sh(f"rm -rf {q(tmp)}", check=False)
             if exc.exit_status == DOWNLOAD_EXIT and DOWNLOAD_MARK in exc.output:
