@@ -241,3 +241,34 @@ def test_a_package_the_repository_serves_to_every_host_is_looked_at_in_its_stage
         assert len(prestage) == (1 if name in ("h2", "h3") else 2), (name, prestage)
         assert ".partial" in prestage[0]
     assert world.current("h3") == "2.0.0"  # its stage step staged it in its turn
+
+
+def test_killed_mid_phase_with_every_host_from_the_repository_nothing_is_fetched_twice(
+        make_world: Callable[..., World]) -> None:
+    world = prestage_world(make_world, 8, dataclasses.replace(STRATEGY, prestage_repository_share=64 * 2**20))
+    staged: list[str] = []
+    dies = True
+
+    class Dying(ShellDeployDir):
+        async def stage_if_needed(self, *args: Any, **kwargs: Any) -> ReleaseDirs | None:
+            found = await super().stage_if_needed(*args, **kwargs)
+            if found is None:
+                staged.append(self.host)
+            if len(staged) == 3 and dies:
+                raise Died
+            return found
+
+    world.fleet.runtime.deploy_dirs = lambda transport: Dying(transport, DEPLOY)
+    rid = world.start("1.0.0")
+    with pytest.raises(Died):
+        world.drive(rid)
+    assert "prestage" not in world.store.get_release(rid).plan
+    first, dies = list(staged), False
+    staged.clear()
+    rec = world.drive(rid)
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    assert not set(first) & set(staged)  # what the dead controller staged was found there, not fetched again
+    present = {e.host for e in entries(world, rid, "prestage", "present")}
+    assert set(first) <= present  # (and any download under way on a host when the controller died)
+    assert set(staged) | present == {h.name for h in world.hosts} and not set(staged) & present
+    assert all(world.states(rid)[h.name] is HostState.DONE for h in world.hosts)
