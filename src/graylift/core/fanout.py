@@ -223,5 +223,4 @@ def rounds(hosts: Sequence[str], *, staged: Iterable[str] = (), seeds: int = 1, 
 
 
 __all__ = ["UNPACK_FACTOR", "Assignment", "FanOut", "disk_refusal", "needed_bytes", "peer_url", "repository_seeds",
-           "rounds",
-           "rounds_needed"]
+           "rounds", "rounds_needed"]

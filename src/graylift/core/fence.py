@@ -45,8 +45,8 @@ def fence_path(deploy_dir: str) -> str:
 
 
 def sealed_input(text: str) -> str:
-    """``text`` as a fenced command that :func:`reads_input` wants it on stdin: with :data:`INPUT_END` after it,
-    which the host takes off again before the command sees it."""
+    """``text`` as the stdin of a command fenced with ``reads_input``: :data:`INPUT_END` after it, which the
+    host checks for and takes off again before the command sees it."""
     return text + INPUT_END
 
 

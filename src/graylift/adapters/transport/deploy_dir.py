@@ -100,8 +100,8 @@ class ShellDeployDir:
                       f"echo \"{DOWNLOAD_MARK}$rc\" >&2; exit {DOWNLOAD_EXIT}; }}; {verify}")
         elif pkg.local_path:
             looked = await self._sh(f"{guard}{fresh}")
-            if looked:
-                return looked
+            if guard and looked.startswith(("present", "absent")):
+                return looked  # the guard ended the command: nothing to fetch
             await self.transport.put(Path(pkg.local_path), archive)
             script = verify
         else:  # pragma: no cover - Package guarantees one of them
