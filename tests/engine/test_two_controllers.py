@@ -108,6 +108,7 @@ def test_a_frozen_controller_is_taken_over_and_stops_without_touching_a_host(pg_
             assert a.wait(30) == 3, output(world, "controller-a")  # A stopped: its lease was lost
             assert "lease lost" in output(world, "controller-a")
         finally:  # a failed assertion leaves no controller running (nor a warning in a later test)
+            (world / "thawed").touch()  # nor a stalled script (world_files.StallingTransport)
             for proc in started:
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGCONT)

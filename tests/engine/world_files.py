@@ -43,8 +43,8 @@ class StallingTransport(FolderTransport):
         StallingTransport.stalled = True
         half, q = len(stdin) // 2, shlex.quote
         marker, thawed = q(str(self.world / f"stalled-{self.host.name}")), q(str(self.world / "thawed"))
-        line = (f"{{ head -c {half}; touch {marker}; while [ ! -e {thawed} ]; do sleep 0.05; done; cat; }} | "
-                f"sh -c {q(command)}")
+        line = (f"{{ head -c {half}; touch {marker}; i=0; while [ ! -e {thawed} ] && [ $i -lt 3000 ]; do "
+                f"sleep 0.05; i=$((i + 1)); done; cat; }} | sh -c {q(command)}")  # never past 150 s
         return await super().run(line, timeout=timeout, check=check, stdin=stdin)
 
 
