@@ -246,9 +246,13 @@ class FakeFleet:
         if host.name not in self.transports:
             root = self.folders / host.name
             root.mkdir(parents=True, exist_ok=True)
-            self.transports[host.name] = FolderTransport(host, root, self.runtime.deploy_dir)
+            self.transports[host.name] = self.transport(host, root)
             self.transports[host.name].log = self.command_log
         return self.transports[host.name]
+
+    def transport(self, host: Host, root: Path) -> FolderTransport:
+        """The transport of a host this fleet connects to for the first time (a subclass may give another)."""
+        return FolderTransport(host, root, self.runtime.deploy_dir)
 
     async def package(self, version: str) -> Package:
         return await self.repository.resolve(self.runtime.app, version)

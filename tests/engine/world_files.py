@@ -52,13 +52,9 @@ class StallingTransport(FolderTransport):
 class StallingFleet(FakeFleet):
     world: Path | None = None
 
-    async def connect(self, host: Host) -> FolderTransport:
-        if host.name not in self.transports and self.world is not None:
-            root = self.folders / host.name
-            root.mkdir(parents=True, exist_ok=True)
-            self.transports[host.name] = StallingTransport(host, root, self.runtime.deploy_dir, self.world)
-            self.transports[host.name].log = self.command_log
-        return await super().connect(host)
+    def transport(self, host: Host, root: Path) -> FolderTransport:
+        assert self.world is not None
+        return StallingTransport(host, root, self.runtime.deploy_dir, self.world)
 
 
 def file_fleet(world: Path, *, log: Path | None = None, quiet: float = 0.5, command_timeout: float = 10,

@@ -104,9 +104,8 @@ def release_dirs_script(deploy_dir: str, name: str) -> str:
     """A read-only shell script for :func:`parse_release_dirs`: ``present SHA`` or ``absent AVAIL BSIZE`` (the
     free blocks and their size where it would be staged: ``releases/`` or its nearest existing parent),
     ``current LINK``, then ``ls -1t`` of ``releases/``."""
-    d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
-    sha = _read_line("s", f"{final}/{SHA_MARKER}")
-    return (f"if [ -d {final} ]; then s=; {sha}; echo \"present $s\"; "
+    d = shlex.quote(deploy_dir.rstrip("/"))
+    return (f"{_if_present(deploy_dir, name)}; "
             f"else {_nearest(d)}; echo \"absent $(stat -f -c '%a %S' \"$f\" 2>/dev/null)\"; fi; "
             f"echo \"current $(readlink {d}/current)\"; ls -1t {d}/releases 2>/dev/null; true")
 
@@ -117,11 +116,17 @@ def stage_guard_script(deploy_dir: str, name: str, min_free: int) -> str:
     :func:`release_dirs_script` (``present SHA`` / ``absent AVAIL BSIZE``) and ends the command (exit 0);
     else it prints nothing and the stage goes on. An unreadable free space lets the stage go on (it fails
     cleanly on a full disk)."""
-    d, final = shlex.quote(deploy_dir.rstrip("/")), shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
-    sha = _read_line("s", f"{final}/{SHA_MARKER}")
-    return (f"if [ -d {final} ]; then s=; {sha}; echo \"present $s\"; exit 0; fi; {_nearest(d)}; "
+    d = shlex.quote(deploy_dir.rstrip("/"))
+    return (f"{_if_present(deploy_dir, name)}; exit 0; fi; {_nearest(d)}; "
             f"set -- $(stat -f -c '%a %S' \"$f\" 2>/dev/null); case \"$#:$1$2\" in 2:*[!0-9]*) ;; "
             f"2:*) if [ $(($1 * $2)) -lt {int(min_free)} ]; then echo \"absent $1 $2\"; exit 0; fi;; esac; ")
+
+
+def _if_present(deploy_dir: str, name: str) -> str:
+    """Shell, an ``if`` left open: when ``releases/<name>`` is there, print ``present SHA`` (the first line
+    :func:`parse_release_dirs` reads; SHA empty without a marker)."""
+    final = shlex.quote(f"{deploy_dir.rstrip('/')}/releases/{name}")
+    return f"if [ -d {final} ]; then s=; {_read_line('s', f'{final}/{SHA_MARKER}')}; echo \"present $s\""
 
 
 def _nearest(quoted_deploy_dir: str) -> str:

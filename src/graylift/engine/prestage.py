@@ -167,8 +167,7 @@ class _Job:
                                                   "note": "not fatal: its stage step downloads it in its turn"})
                     return
                 self.served[host] = None
-                self.journal(host, "staged", {"source": "repository", "dir": self.dir,
-                                              "seconds": round(self.phase.clock.monotonic() - began, 3)})
+                self._staged(host, None, began)
 
         await asyncio.gather(*(one(h) for h in self.runs))
         return stopping
@@ -238,9 +237,12 @@ class _Job:
         except (GrayliftError, OSError) as exc:
             return self._failed(receiver, source, str(exc), blame=source is not None)
         self.failed.pop(receiver, None)
-        self.journal(receiver, "staged", {"source": source or "repository", "dir": self.dir,
-                                          "seconds": round(self.phase.clock.monotonic() - began, 3)})
+        self._staged(receiver, source, began)
         return True, False
+
+    def _staged(self, host: str, source: str | None, began: float) -> None:
+        self.journal(host, "staged", {"source": source or "repository", "dir": self.dir,
+                                      "seconds": round(self.phase.clock.monotonic() - began, 3)})
 
     def _failed(self, receiver: str, source: str | None, error: str, *, blame: bool) -> tuple[bool, bool]:
         error = error.replace(self.token, "***")  # the path token is a capability: never in the journal
