@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from graylift.core.layout import Found, LayoutError
 from graylift.core.model import Host, Package
 from graylift.errors import ArtifactError, GrayliftError
-from graylift.ports import Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
-from graylift.runtime import StepContext, Target, no_package
+from graylift.ports import Clock, Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
+from graylift.runtime import HostRead, StepContext, Target, no_package
 from graylift.steps import survey_and_health
 
 SURVEY_PARALLEL = 50
@@ -31,6 +32,13 @@ class HostReport:
     found: Found | None = None
     healthy: ProbeResult | None = None
     problem: str | None = None
+    read_at: datetime | None = None  # when its survey (and health) answered
+
+    def read(self) -> HostRead | None:
+        """This report as a pre-check's read taken ahead (:class:`graylift.runtime.HostRead`), if it has one."""
+        if self.found is None or self.read_at is None or (self.healthy is None and not self.found.fresh):
+            return None
+        return HostRead(self.found, self.healthy, self.read_at)
 
 
 @dataclass
@@ -61,9 +69,11 @@ class Report:
         return max(counts, key=lambda v: (counts[v], v)) if counts else None
 
 
-async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool) -> dict[str, HostReport]:
+async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool, clock: Clock | None = None
+                       ) -> dict[str, HostReport]:
     """Each host's layout (and, with ``with_health``, a health check), read in parallel."""
     limit = asyncio.Semaphore(SURVEY_PARALLEL)
+    clock = clock or SystemClock()
 
     async def one(host: Host) -> HostReport:
         report = HostReport(host)
@@ -71,9 +81,10 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
             try:
                 transport = await fleet.connect(host)
                 target = Target("none", "none", None, no_package)
-                ctx = StepContext.open(fleet.runtime, host, transport, target, 0, SystemClock())
+                ctx = StepContext.open(fleet.runtime, host, transport, target, 0, clock)
                 if with_health:
                     report.found, report.healthy = await survey_and_health(ctx)
+                    report.read_at = clock.now()
                 else:
                     report.found = await ctx.dir.survey()
             except LayoutError as exc:
@@ -86,8 +97,8 @@ async def survey_hosts(fleet: Fleet, hosts: Sequence[Host], *, with_health: bool
     return {r.host.name: r for r in reports}
 
 
-async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None, with_health: bool = True
-                    ) -> Report:
+async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None, with_health: bool = True,
+                    clock: Clock | None = None) -> Report:
     """Every read-only check of a release of ``version`` (None: no repository check) to ``hosts``; with
     ``with_health`` each installed host's health too (an unhealthy host is skipped, and counts as out)."""
     report = Report()
@@ -98,7 +109,7 @@ async def preflight(fleet: Fleet, hosts: Sequence[Host], *, version: str | None,
             report.problems.append(f"repository: {exc}")
         except GrayliftError as exc:
             report.problems.append(f"repository: cannot check {version}: {exc}")
-    report.hosts = await survey_hosts(fleet, hosts, with_health=with_health)
+    report.hosts = await survey_hosts(fleet, hosts, with_health=with_health, clock=clock)
     for name, host_report in report.hosts.items():
         if host_report.problem:
             report.problems.append(f"{name}: {host_report.problem}")

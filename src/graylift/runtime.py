@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from graylift.core.layout import Found
@@ -16,6 +17,7 @@ from graylift.ports import (
     HealthProbe,
     MetricsSource,
     PackagePeer,
+    ProbeResult,
     Silencer,
     TrafficSwitch,
     Transport,
@@ -90,6 +92,17 @@ async def no_package() -> Package:
     raise ArtifactError("this target is only read or restarted where it is: it never downloads a package")
 
 
+@dataclass(frozen=True)
+class HostRead:
+    """A pre-check's read of a host (its survey, and its health unless nothing is installed), taken ``at``
+    before its turn: by the release's preflight, or while the batch before restarted. A pre-check uses one at
+    most ``strategy.precheck_ahead_seconds`` old (:meth:`graylift.engine.hosts.HostRunner.read_ahead`)."""
+
+    found: Found
+    health: ProbeResult | None
+    at: datetime
+
+
 @dataclass
 class StepContext:
     """One host, one pass (release, revert or rollback), one target."""
@@ -106,6 +119,7 @@ class StepContext:
     surveyed_now: bool = False  # that pre-check was the step just before, in this walk (not before a crash)
     require_healthy: bool = True  # a rollback's pre-check only reads: the host may be sick on a bad version
     rollback_versions: tuple[str, ...] = ()  # good versions a rollback would go to, newest first: pruned last
+    ahead: HostRead | None = None  # the pre-check's read, taken before the host's turn
 
     @classmethod
     def open(cls, runtime: AppRuntime, host: Host, transport: Transport, target: Target, release_id: int,

@@ -121,8 +121,13 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     A fresh host (no ``current``) passes. A host already on the target (same build) and healthy is done
     (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
     """
-    found, result = await survey_and_health(ctx)
+    if ctx.ahead is not None:  # read before its turn (the preflight, or during the batch before): not again
+        found, result = ctx.ahead.found, ctx.ahead.health
+    else:
+        found, result = await survey_and_health(ctx)
     detail: dict[str, Any] = {"found": found.to_json(), "current": found.version}
+    if ctx.ahead is not None:
+        detail["read_ahead_seconds"] = round((ctx.clock.now() - ctx.ahead.at).total_seconds(), 3)
     if result is None:  # a fresh host: no health to read
         return detail | {"note": "fresh host: nothing installed yet"}
     tgt = ctx.target

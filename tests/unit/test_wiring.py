@@ -281,7 +281,8 @@ async def test_release_takes_hosts_from_the_configured_inventory(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMDB_TOKEN", "cmdb-s3cret")
 
-    async def no_hosts_to_reach(fleet: Any, hosts: Any, *, version: str | None, with_health: bool = True) -> Report:
+    async def no_hosts_to_reach(fleet: Any, hosts: Any, *, version: str | None, with_health: bool = True,
+                                clock: Any = None) -> Report:
         return Report(package=await fleet.package(version) if version else None)  # the hosts are not real here
 
     monkeypatch.setattr(service_module, "preflight", no_hosts_to_reach)

@@ -165,6 +165,7 @@ class AppConfig(Section):
             on_failure=s.on_failure,
             on_unhealthy=s.on_unhealthy,
             max_parallel=s.max_parallel,
+            precheck_ahead_seconds=s.precheck_ahead,
             allow_half_or_more=s.allow_half_or_more,
             kind=s.kind,
             blue_green_groups=(s.blue_green.groups[0], s.blue_green.groups[1]),

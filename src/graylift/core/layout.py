@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graylift.core.model import is_plain_name
@@ -72,6 +72,20 @@ class Found:
         if self.newest_first is None:
             return None
         return ReleaseDirs(name in self.releases, self.releases.get(name), self.current_dir, self.newest_first)
+
+    def with_staged(self, directory: str, sha256: str | None, version: str) -> Found:
+        """What a survey would find after ``releases/<directory>`` (of ``version``) was staged: the newest dir.
+
+        >>> Found("release", "1.0", "1.0", None, {"1.0": None}, {}, ("1.0",)).with_staged("2.0-ab", "ab", "2.0")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Found(layout='release', current_dir='1.0', version='1.0', sha256=None,
+              releases={'2.0-ab': 'ab', '1.0': None}, versions={'2.0-ab': '2.0'}, newest_first=('2.0-ab', '1.0'))
+        """
+        versions = {**self.versions, directory: version} if directory != version else dict(self.versions)
+        order = None if self.newest_first is None else \
+            (directory, *(d for d in self.newest_first if d != directory))
+        return replace(self, releases={directory: sha256, **{d: s for d, s in self.releases.items() if d != directory}},
+                       versions=versions, newest_first=order)
 
     def to_json(self) -> dict[str, Any]:
         data = {"layout": self.layout, "current_dir": self.current_dir, "version": self.version,

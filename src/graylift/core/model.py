@@ -117,6 +117,7 @@ class Strategy:
     on_failure: OnFailure = OnFailure.PAUSE
     on_unhealthy: OnUnhealthy = OnUnhealthy.SKIP
     max_parallel: int = 50
+    precheck_ahead_seconds: float = 30.0  # how old a pre-check read ahead may be at its host's turn; 0: none
     allow_half_or_more: bool = False
     kind: StrategyKind = StrategyKind.ROLLING
     blue_green_groups: tuple[str, str] = ("blue", "green")

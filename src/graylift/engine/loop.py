@@ -32,6 +32,7 @@ from graylift.engine.lease import Lease, controller_id
 from graylift.engine.prestage import PrestagePhase
 from graylift.errors import LeaseLost, PlanError
 from graylift.ports import Clock, Fleet, SystemClock
+from graylift.runtime import HostRead
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 
 FleetFactory = Callable[[ReleaseRecord], Awaitable[Fleet]]
@@ -41,11 +42,14 @@ class Engine:
     """Drives releases through the store. One Engine per controller process."""
 
     def __init__(self, store: Store, fleet_factory: FleetFactory, *, clock: Clock | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, reads: dict[int, dict[str, HostRead]] | None = None) -> None:
+        """``reads``: release id -> the reads of its hosts its preflight took in this process, which the first
+        drive of that release here takes (:meth:`HostRunner.seed`)."""
         self.store = store
         self.fleet_factory = fleet_factory
         self.clock: Clock = clock or SystemClock()
         self.owner = owner or controller_id()
+        self.reads = reads if reads is not None else {}
 
     async def drive(self, release_id: int) -> ReleaseRecord:
         """Work on the release until it is finished or paused; returns its final record.
@@ -69,10 +73,15 @@ class Engine:
         try:
             async with lease.kept():
                 fleet = await self.fleet_factory(self.store.get_release(release_id))
+                drive = _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease)
+                drive.hosts.seed(self.reads.pop(release_id, {}))
                 try:
-                    yield _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease)
+                    yield drive
                 finally:
-                    await fleet.close()
+                    try:
+                        await drive.hosts.close()
+                    finally:
+                        await fleet.close()
         finally:
             lease.release()
 
@@ -250,12 +259,23 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
             if batch.canary:
                 await self.canary_batch(rec, Plan.from_dict(rec.plan), pending)
             else:
-                await self.each(pending, self.hosts.release, rec, stop_on_request=True)
+                self.read_next_ahead(rec, batch)
+                try:
+                    await self.each(pending, self.hosts.release, rec, stop_on_request=True)
+                finally:
+                    self.hosts.disarm()
         rec = self.store.get_release(rec.id)
         runs = {r.host: r for r in self.store.host_runs(rec.id)}
         if any(not runs[h].state.settled for h in batch.hosts):
             return None
         return rec, runs
+
+    def read_next_ahead(self, rec: ReleaseRecord, batch: Batch) -> None:
+        """The next batch's pre-checks read their hosts while this batch's last hosts finish (not after a canary:
+        its bake may be long), so they are off the critical path: see :meth:`HostRunner.read_ahead_when_one_is_out`."""
+        batches = Plan.from_dict(rec.plan).batches
+        if batch.index + 1 < len(batches) and not batch.canary:
+            self.hosts.read_ahead_when_one_is_out(rec, batches[batch.index + 1].hosts)
 
     def finish_success(self, rec: ReleaseRecord) -> None:
         runs = self.store.host_runs(rec.id)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from graylift.config import GrayliftConfig
     from graylift.engine import Engine
     from graylift.ports import Clock, Fleet
+from graylift.runtime import HostRead
 
 DEFAULT_CONFIG = Path("graylift.yaml")
 
@@ -47,6 +48,7 @@ class ServiceBase:
         self._db_url = db_url
         self._fleet_builder = fleet
         self._connectors: dict[str, Any] | None = None  # while sharing_connections(): SSH settings -> connector
+        self._reads: dict[int, dict[str, HostRead]] | None = None  # while sharing_connections(): a preflight's reads
         self.clock = clock
         self.config_problem: str | None = None
         """Why the config file could not be used when only the state database was needed (emergency
@@ -77,14 +79,23 @@ class ServiceBase:
     async def sharing_connections(self) -> AsyncIterator[None]:
         """Within it (one event loop), the fleets this service builds share one SSH connector per SSH
         settings: a release's preflight and its drive open each host's connection once, not twice (a
-        handshake costs the controller more CPU than a dozen commands). Closed when it ends."""
-        self._connectors = {}
+        handshake costs the controller more CPU than a dozen commands). Closed when it ends. And a release
+        started within it hands what its preflight read of each host to its drive here: a host whose turn
+        comes soon enough is not read again by its pre-check (``strategy.precheck_ahead``)."""
+        self._connectors, self._reads = {}, {}
         try:
             yield
         finally:
+            self._reads = None
             connectors, self._connectors = self._connectors, None
             for connector in connectors.values():
                 await connector.close()
+
+    def hand_reads_to_drives(self) -> None:
+        """From now on, as within :meth:`sharing_connections`: what a release's preflight read of each host goes
+        to this service's drive of it (the simulation starts and drives as `graylift release --wait` does, each
+        on an event loop of its own)."""
+        self._reads = {}
 
     @property
     def db_url(self) -> str:
@@ -168,7 +179,7 @@ class ServiceBase:
         async def factory(rec: ReleaseRecord) -> Fleet:
             return self._fleet(rec.config, rec.app, rec.env, [r.host_spec for r in store.host_runs(rec.id)])
 
-        return Engine(store, factory, clock=self.clock)
+        return Engine(store, factory, clock=self.clock, reads=self._reads)
 
 
 def _new_sqlite_file(url: str) -> str | None:

@@ -58,7 +58,7 @@ class ReleaseService(ServiceBase):
             fleet = self._fleet(snap, app, env, hosts)
             try:
                 report = await preflight(fleet, [h for h in hosts if h.in_service],
-                                         version=version if kind is ReleaseKind.RELEASE else None)
+                                         version=version if kind is ReleaseKind.RELEASE else None, clock=self.clock)
             finally:
                 await fleet.close()
         unhealthy = report.unhealthy()
@@ -170,6 +170,10 @@ class ReleaseService(ServiceBase):
                                         started_by=started_by, host_runs=runs)
         self.store.journal(rec.id, None, "preflight", "done",
                            {"notes": view.report.notes, "hosts": len(view.report.hosts)})
+        if self._reads is not None:  # driven here next (sharing_connections): its pre-checks may use these
+            reports = view.report.hosts
+            self._reads[rec.id] = {name: read for name in view.plan.hosts
+                                   if name in reports and (read := reports[name].read()) is not None}
         return rec
 
     async def start_rollback(self, app: str, env: str, *, to_version: str | None, started_by: str,

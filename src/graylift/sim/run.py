@@ -130,6 +130,8 @@ class Run:
         self.store = fresh_store(self.clock.now)
         self.gl = Graylift(Path("/nonexistent/sim.yaml"), config=config, store=self.store, clock=self.clock,
                            fleet=lambda snap, app, env, hosts: self.fleet)
+        if scenario.waits:
+            self.gl.hand_reads_to_drives()
         self.gl.import_hosts(APP, ENV, [Host(n, f"10.0.0.{i}", group="beta" if i <= scenario.beta else "prod")
                                         for i, n in enumerate(hosts, start=1)])
         self.zombies: list[tuple[VirtualLoop, asyncio.Task[Any], asyncio.Future[None] | None]] = []

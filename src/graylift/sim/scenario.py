@@ -54,6 +54,9 @@ class Scenario:
     # the host commands fused as the wiring sends them to a shell host (a pre-check's survey and health check
     # in one command, the restart in one: graylift.sim.shell), or one by one; even seeds fuse
     fused: bool = False
+    # every release and rollback is started and driven as `graylift release --wait` does: its drive takes what
+    # its preflight read of each host (a pre-check may use that read: strategy.precheck_ahead); half the seeds
+    waits: bool = False
 
     def without(self, index: int) -> Scenario:
         return replace(self, actions=self.actions[:index] + self.actions[index + 1:])
@@ -61,7 +64,8 @@ class Scenario:
     def describe(self) -> str:
         lines = [f"seed {self.seed}: {self.hosts} hosts ({self.beta} beta), strategy {self.strategy}, "
                  f"keep {self.keep_releases}, healthy versions {sorted(self.healthy)}"
-                 + (", host commands fused" if self.fused else "")]
+                 + (", host commands fused" if self.fused else "")
+                 + (", started as with --wait" if self.waits else "")]
         lines += [f"  {i + 1}. {a}" for i, a in enumerate(self.actions)]
         return "\n".join(lines)
 
@@ -129,4 +133,5 @@ def generate(seed: int) -> Scenario:
             actions.append(Action(rng.choice(["unreachable", "reachable"]), host=rng.choice(host_names)))
         else:
             actions.append(Action(rng.choice(["repo_down", "repo_up"])))
-    return Scenario(seed, hosts, beta, strategy, rng.choice([2, 3, 5]), healthy, tuple(actions), fused=seed % 2 == 0)
+    return Scenario(seed, hosts, beta, strategy, rng.choice([2, 3, 5]), healthy, tuple(actions), fused=seed % 2 == 0,
+                    waits=seed // 2 % 2 == 0)
