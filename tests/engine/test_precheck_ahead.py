@@ -214,3 +214,33 @@ def test_release_wait_hands_the_preflights_reads_to_its_drive_and_a_detached_sta
     assert {h.name: surveys(world, h.name) - before[h.name] for h in world.hosts} == {h.name: 1 for h in world.hosts}
     assert all("read_ahead_seconds" in d for d in prechecks(world, rec.id).values())
     assert gl._reads is None  # nothing kept after it
+
+
+def test_a_rollback_mid_release_reads_every_host_it_moves_back_itself(make_world: Callable[..., World]) -> None:
+    world = make_world(7, strategy=STRATEGY)
+    world.release("1.0.0")
+    rid = world.start("2.0.0")
+    before = {h.name: surveys(world, h.name) for h in world.hosts}
+
+    async def roll_back_after_batch_1() -> ReleaseState:
+        report = await preflight(world.fleet, world.hosts, version="2.0.0")
+        reads = {rid: {name: read for name, r in report.hosts.items() if (read := r.read()) is not None}}
+
+        async def fleet(rec: Any) -> Any:
+            return world.fleet
+
+        drive = asyncio.create_task(Engine(world.store, fleet, reads=reads).drive(rid))
+        while not any(e.step == "batch 1" and e.event == "done" for e in world.store.journal_entries(rid)):
+            await asyncio.sleep(0.005)
+        world.store.request(rid, Request.ROLLBACK.value)
+        return (await drive).state
+
+    assert asyncio.run(roll_back_after_batch_1()) is ReleaseState.ROLLED_BACK
+    moved = [r.host for r in world.store.host_runs(rid) if r.state is HostState.ROLLED_BACK]
+    assert {"h1", "h2", "h3"} <= set(moved)
+    back = [e for e in world.store.journal_entries(rid) if e.step == "precheck" and e.event == "done"
+            and e.host in moved and e.detail.get("current") == "2.0.0"]  # the back pass's pre-checks
+    assert sorted(e.host for e in back) == sorted(moved) and not any("read_ahead_seconds" in e.detail for e in back)
+    for host in moved:  # the preflight's read served its forward pre-check; its back pass read it itself
+        assert surveys(world, host) - before[host] == 2, host
+        assert world.current(host) == "1.0.0"
