@@ -271,8 +271,8 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
         return rec, runs
 
     def read_next_ahead(self, rec: ReleaseRecord, batch: Batch) -> None:
-        """The next batch's pre-checks read their hosts while this batch's last hosts finish (not after a canary:
-        its bake may be long), so they are off the critical path: see :meth:`HostRunner.read_ahead_when_one_is_out`."""
+        """The next batch's hosts are read for their pre-checks while this batch restarts (not after a canary: its
+        bake may be long), off the critical path: see :meth:`HostRunner.read_ahead_when_one_is_out`."""
         batches = Plan.from_dict(rec.plan).batches
         if batch.index + 1 < len(batches) and not batch.canary:
             self.hosts.read_ahead_when_one_is_out(rec, batches[batch.index + 1].hosts)
