@@ -146,17 +146,20 @@ def test_a_pause_leaves_the_hosts_read_ahead_untouched_and_a_resume_reads_them_a
 # --- the preflight's reads ------------------------------------------------------------------------
 
 
+async def with_preflight_reads(world: World, rid: int, version: str) -> Engine:
+    """An engine holding the reads a preflight took just now, as `graylift release --wait` hands them over."""
+    report = await preflight(world.fleet, world.hosts, version=version)
+    reads = {rid: {name: read for name, r in report.hosts.items() if (read := r.read()) is not None}}
+
+    async def fleet(rec: Any) -> Any:
+        return world.fleet
+
+    return Engine(world.store, fleet, reads=reads)
+
+
 def drive_with_preflight_reads(world: World, rid: int, version: str) -> ReleaseState:
-    """Drive the release with the reads a preflight took just before, as `graylift release --wait` does."""
-
     async def both() -> ReleaseState:
-        report = await preflight(world.fleet, world.hosts, version=version)
-        reads = {rid: {name: read for name, r in report.hosts.items() if (read := r.read()) is not None}}
-
-        async def fleet(rec: Any) -> Any:
-            return world.fleet
-
-        return (await Engine(world.store, fleet, reads=reads).drive(rid)).state
+        return (await (await with_preflight_reads(world, rid, version)).drive(rid)).state
 
     return asyncio.run(both())
 
@@ -223,13 +226,7 @@ def test_a_rollback_mid_release_reads_every_host_it_moves_back_itself(make_world
     before = {h.name: surveys(world, h.name) for h in world.hosts}
 
     async def roll_back_after_batch_1() -> ReleaseState:
-        report = await preflight(world.fleet, world.hosts, version="2.0.0")
-        reads = {rid: {name: read for name, r in report.hosts.items() if (read := r.read()) is not None}}
-
-        async def fleet(rec: Any) -> Any:
-            return world.fleet
-
-        drive = asyncio.create_task(Engine(world.store, fleet, reads=reads).drive(rid))
+        drive = asyncio.create_task((await with_preflight_reads(world, rid, "2.0.0")).drive(rid))
         while not any(e.step == "batch 1" and e.event == "done" for e in world.store.journal_entries(rid)):
             await asyncio.sleep(0.005)
         world.store.request(rid, Request.ROLLBACK.value)
