@@ -121,7 +121,9 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     A fresh host (no ``current``) passes. A host already on the target (same build) and healthy is done
     (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
     """
-    if ctx.ahead is not None:  # read before its turn (the preflight, or during the batch before): not again
+    if ctx.ahead is not None:  # read before its turn (the preflight, or during the batch before): not again,
+        # but the host must answer now, before anything is muted or taken out (its connection may have died)
+        await ctx.transport.run("true", timeout=ctx.runtime.command_timeout)
         found, result = ctx.ahead.found, ctx.ahead.health
     else:
         found, result = await survey_and_health(ctx)

@@ -21,6 +21,7 @@ from graylift.core.layout import SURVEY_ORDER
 from graylift.core.model import Strategy
 from graylift.core.state import HostState, ReleaseState, Request
 from graylift.engine import Engine
+from graylift.engine.hosts import HostRunner
 from graylift.preflight import preflight
 from graylift.testing import FolderTransport
 from tests.engine.conftest import APP, ENV, World
@@ -241,3 +242,32 @@ def test_a_rollback_mid_release_reads_every_host_it_moves_back_itself(make_world
     for host in moved:  # the preflight's read served its forward pre-check; its back pass read it itself
         assert surveys(world, host) - before[host] == 2, host
         assert world.current(host) == "1.0.0"
+
+
+def test_a_host_cut_off_after_its_read_fails_its_pre_check_untouched(make_world: Callable[..., World]) -> None:
+    """Its read says it is fine, but its connection died since: found before anything is muted or taken out
+    (pre-staged, the stage step sends nothing: the restart would be its first command)."""
+    world = prestage_world(make_world, 7, dataclasses.replace(PRESTAGE, batch_size=2))
+    world.release("1.0.0")
+    rid = world.start("2.0.0")
+
+    calls_before = len(world.switch.calls)
+
+    async def cut_off_after_the_preflight() -> ReleaseState:
+        engine = await with_preflight_reads(world, rid, "2.0.0")
+        note_staged = HostRunner.note_staged
+
+        def cut_off_once_staged(self: HostRunner, host: str, *args: Any) -> None:
+            note_staged(self, host, *args)
+            if host == "h5":
+                world.fleet.transports["h5"].unreachable = True  # its connection dies after the pre-stage
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(HostRunner, "note_staged", cut_off_once_staged)
+            return (await engine.drive(rid)).state
+
+    assert asyncio.run(cut_off_after_the_preflight()) is ReleaseState.PAUSED  # the failure budget is 0
+    run = {r.host: r for r in world.store.host_runs(rid)}["h5"]
+    assert run.state is HostState.FAILED and run.error is not None and run.error.startswith("precheck:"), run
+    assert not [c for c in world.switch.calls[calls_before:] if c[1] == "h5"] and "h5" not in world.silencer.muted
+    assert world.current("h5") == "1.0.0" and world.running("h5") == "1.0.0"

@@ -102,10 +102,10 @@ CATCHES = {
         "group": "beta", "count": 1, "bake": 0, "promote": "manual"}},
         Action("fault", op="registry.put_back", host="h2", count=2)),
     # a controller frozen mid-release, its release taken over, then thawed: it must not touch a host (the
-    # freeze point counts the engine's scheduling points: it must fall inside a host's walk; 27-29 do since the
-    # stage step right after its pre-check takes the release dirs from that pre-check's survey)
+    # freeze point counts the engine's scheduling points: it must fall inside a host's walk; 29-31 do since the
+    # next batch's hosts are read while the batch before restarts)
     "no_lease_guard": scenario(5, ONE_AT_A_TIME | {"max_parallel": 50, "failure_budget": {"per_batch": 0, "total": 0}},
-                               Action("freeze", at=28), Action("release", version="2.0.0"), Action("resume"),
+                               Action("freeze", at=30), Action("release", version="2.0.0"), Action("resume"),
                                Action("thaw")),
 }
 
