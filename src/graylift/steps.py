@@ -26,7 +26,7 @@ from graylift.errors import (
     TrafficError,
 )
 from graylift.ports import CommandResult, HealthProbe, ProbeResult, Silencer, TrafficSwitch
-from graylift.runtime import StepContext
+from graylift.runtime import StepContext, Target
 
 
 class HostUnhealthy(GrayliftError):
@@ -121,15 +121,18 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     A fresh host (no ``current``) passes. A host already on the target (same build) and healthy is done
     (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
     """
-    if ctx.ahead is not None:  # read before its turn (the preflight, or during the batch before): not again,
+    ahead = ctx.ahead
+    if ahead is not None and _on_target(ahead.found, ctx.target):
+        ahead = None  # a host that would be left as it is (already on the target) is judged on a read of now
+    if ahead is not None:  # read before its turn (the preflight, or during the batch before): not again,
         # but the host must answer now, before anything is muted or taken out (its connection may have died)
         await ctx.transport.run("true", timeout=ctx.runtime.command_timeout)
-        found, result = ctx.ahead.found, ctx.ahead.health
+        found, result = ahead.found, ahead.health
     else:
         found, result = await survey_and_health(ctx)
     detail: dict[str, Any] = {"found": found.to_json(), "current": found.version}
-    if ctx.ahead is not None:
-        detail["read_ahead_seconds"] = round((ctx.clock.now() - ctx.ahead.at).total_seconds(), 3)
+    if ahead is not None:
+        detail["read_ahead_seconds"] = round((ctx.clock.now() - ahead.at).total_seconds(), 3)
     if result is None:  # a fresh host: no health to read
         return detail | {"note": "fresh host: nothing installed yet"}
     tgt = ctx.target
@@ -143,10 +146,15 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     detail["healthy"] = result.ok
     if not result.ok and ctx.require_healthy:
         raise HostUnhealthy(f"{ctx.host.name}: unhealthy before release ({result.detail})")
-    on_target = found.current_dir == tgt.dir or (same_version and (found.sha256 is None or tgt.sha256 is None))
-    if on_target and result.ok:
+    if _on_target(found, tgt) and result.ok:
         detail["already_on_target"] = True
     return detail
+
+
+def _on_target(found: Found, tgt: Target) -> bool:
+    """The host runs the target's build already (its release dir, or its version where a sha256 is unknown)."""
+    same_version = found.version == tgt.version
+    return found.current_dir == tgt.dir or (same_version and (found.sha256 is None or tgt.sha256 is None))
 
 
 async def stage(ctx: StepContext) -> dict[str, Any]:

@@ -271,3 +271,21 @@ def test_a_host_cut_off_after_its_read_fails_its_pre_check_untouched(make_world:
     assert run.state is HostState.FAILED and run.error is not None and run.error.startswith("precheck:"), run
     assert not [c for c in world.switch.calls[calls_before:] if c[1] == "h5"] and "h5" not in world.silencer.muted
     assert world.current("h5") == "1.0.0" and world.running("h5") == "1.0.0"
+
+
+def test_a_host_on_the_target_already_is_judged_on_a_read_of_now(make_world: Callable[..., World]) -> None:
+    """A read ahead would leave it as it is: its app fell over since, so it is read again (and skipped)."""
+    world = make_world(7, strategy=STRATEGY)
+    world.release("1.0.0")
+    world.install_by_script("h4", "2.0.0")  # another tool put 2.0.0 there; healthy when the preflight reads it
+    rid = world.start("2.0.0")
+
+    async def down_after_the_preflight() -> ReleaseState:
+        engine = await with_preflight_reads(world, rid, "2.0.0")
+        (world.folders / "h4" / "running").unlink()
+        return (await engine.drive(rid)).state
+
+    assert asyncio.run(down_after_the_preflight()) is ReleaseState.SUCCEEDED
+    run = {r.host: r for r in world.store.host_runs(rid)}["h4"]
+    assert run.state is HostState.SKIPPED, run  # not `done` on a read from before it fell over
+    assert "unhealthy before release" in (run.error or "")
