@@ -1,8 +1,10 @@
-"""The pre-check read ahead: the next batch's hosts are read while this batch restarts.
+"""The pre-check read ahead: a host's pre-check uses a read of it taken before its turn.
 
 With the real engine, store and steps over folder hosts (graylift.testing). A read ahead is the pre-check's
-own read (survey and health, read-only), taken when the first host of the batch before is out of traffic; a
-host's pre-check uses it when it is at most ``strategy.precheck_ahead_seconds`` old, else reads the host anew.
+own read (survey and health, read-only), taken by the release's preflight (handed to a drive in the same
+process, as `release --wait` does) or when the first host of the batch before is out of traffic; a host's
+pre-check uses it when it is at most ``strategy.precheck_ahead_seconds`` old, else reads the host anew, and
+still asks the host to answer (``true``) before anything is muted or taken out.
 """
 
 from __future__ import annotations
