@@ -96,7 +96,8 @@ async def no_package() -> Package:
 class HostRead:
     """A pre-check's read of a host (its survey, and its health unless nothing is installed), taken ``at``
     before its turn: by the release's preflight, or while the batch before restarted. A pre-check uses one at
-    most ``strategy.precheck_ahead_seconds`` old (:meth:`graylift.engine.hosts.HostRunner.read_ahead`)."""
+    most ``strategy.precheck_ahead_seconds`` old (:class:`graylift.engine.hosts.HostRunner`: ``seed``,
+    ``read_ahead_when_one_is_out``)."""
 
     found: Found
     health: ProbeResult | None

@@ -204,7 +204,7 @@ class StrategyConfig(Section):
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     batch: BatchConfig = Field(default_factory=lambda: BatchConfig(size=1))
     max_parallel: PositiveInt = 50
-    precheck_ahead: Seconds = 30.0  # the next batch's pre-check read while this one finishes; 0: off
+    precheck_ahead: Seconds = 30.0  # how old a pre-check's read taken before its turn may be; 0: off
     pause: Seconds = 0.0
     failure_budget: FailureBudgetConfig = Field(default_factory=FailureBudgetConfig)
     on_failure: OnFailure = OnFailure.PAUSE

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from graylift.config import GrayliftConfig
     from graylift.engine import Engine
     from graylift.ports import Clock, Fleet
-from graylift.runtime import HostRead
+    from graylift.runtime import HostRead
 
 DEFAULT_CONFIG = Path("graylift.yaml")
 
