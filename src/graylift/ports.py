@@ -125,8 +125,10 @@ class Silencer(Protocol):
         """Create (or find, for the same host and reason) an active silence; returns its id."""
         ...
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
-        """Expire every active silence this reason made for the host. Idempotent."""
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
+        """Expire every active silence this reason made for the host. Idempotent. ``silence_id`` is what
+        this silencer's mute of the host answered in the same walk, when known: a mute reuses an active
+        silence, so it is the only one, and a silencer may expire it without looking for others first."""
         ...
 
     async def is_muted(self, host: Host, *, reason: str) -> bool: ...

@@ -3,8 +3,8 @@ on a host, and one host's step context. The steps (:mod:`graylift.steps`) are fu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +121,7 @@ class StepContext:
     require_healthy: bool = True  # a rollback's pre-check only reads: the host may be sick on a bad version
     rollback_versions: tuple[str, ...] = ()  # good versions a rollback would go to, newest first: pruned last
     ahead: HostRead | None = None  # the pre-check's read, taken before the host's turn
+    silences: Mapping[str, str] = field(default_factory=dict)  # silencer -> id its mute answered in this walk
 
     @classmethod
     def open(cls, runtime: AppRuntime, host: Host, transport: Transport, target: Target, release_id: int,

@@ -479,7 +479,7 @@ async def put_back(ctx: StepContext) -> dict[str, Any]:
 
 async def unmute(ctx: StepContext) -> dict[str, Any]:
     async def one(silencer: Silencer) -> None:
-        await silencer.unmute(ctx.host, reason=ctx.reason)
+        await silencer.unmute(ctx.host, reason=ctx.reason, silence_id=ctx.silences.get(silencer.name))
 
     return {"unmuted": await _each(ctx.host, "unmute", ctx.runtime.silencers, one)}
 

@@ -127,6 +127,7 @@ class FakeSilencer:
     muted: dict[str, datetime] = field(default_factory=dict)
     fails: set[tuple[str, str]] = field(default_factory=set)
     reachable: bool = True
+    unmuted_with: dict[str, str | None] = field(default_factory=dict)  # host -> the silence id its unmute got
 
     async def _op(self, op: str, host: Host) -> None:
         """Before ``mute`` / ``unmute`` changes anything: the failure ``fails`` holds for it, if any."""
@@ -138,8 +139,9 @@ class FakeSilencer:
         self.muted[host.name] = until
         return f"silence-{host.name}"
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
         await self._op("unmute", host)
+        self.unmuted_with[host.name] = silence_id
         self.muted.pop(host.name, None)
 
     async def is_muted(self, host: Host, *, reason: str) -> bool:
@@ -201,7 +203,7 @@ class FileSilencer:
         (self.directory / host.name).write_text(until.isoformat())
         return host.name
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
         (self.directory / host.name).unlink(missing_ok=True)
 
     async def is_muted(self, host: Host, *, reason: str) -> bool:

@@ -105,6 +105,35 @@ def test_a_crash_right_after_any_step_is_resumed(world: World, crash_after: Step
     assert [e.event for e in begun] == ["begin", "begin", "done"]  # re-run once, done once
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_unmute_gets_the_silence_its_walks_mute_answered_a_resumed_walk_none(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unmute of a host is handed the id its mute answered in the same walk (the silencer may expire that
+    one directly); a walk resumed after the mute (another controller, a crash) has none, so the silencer looks
+    for the host's silences as before."""
+    rec = world.release("1.0.0")
+    muted = {e.host: e.detail["silences"][world.silencer.name] for e in world.store.journal_entries(rec.id)
+             if e.step == "mute" and e.event == "done"}
+    assert world.silencer.unmuted_with == muted and set(muted) == {h.name for h in HOSTS}
+    rid = world.start("2.0.0")
+    real_run_step = engine_module.run_step
+
+    async def crashing(step: Step, ctx: Any) -> dict[str, Any]:
+        detail = await real_run_step(step, ctx)
+        if step is Step.TAKE_OUT and ctx.host.name == "h1" and world.store.host_run(rid, "h1").step == "take_out":
+            raise Crash  # the canary, once: muted and out, then its controller dies
+        return detail
+
+    monkeypatch.setattr(engine_module, "run_step", crashing)
+    world.silencer.unmuted_with.clear()
+    until_crash(lambda: world.drive(rid))
+    monkeypatch.setattr(engine_module, "run_step", real_run_step)
+    assert world.drive(rid).state == ReleaseState.SUCCEEDED
+    assert_clean(world, "2.0.0")
+    assert world.silencer.unmuted_with["h1"] is None  # its mute was the dead controller's walk
+    assert all(world.silencer.unmuted_with[h.name] == f"silence-{h.name}" for h in HOSTS if h.name != "h1")
+
+
 def test_failed_health_reverts_the_host_and_pauses(world: World) -> None:
     world.release("1.0.0")
     rec = world.release("3.0.0")  # starts, but its health check fails

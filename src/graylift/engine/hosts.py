@@ -237,6 +237,7 @@ class HostRunner:
         finished: FinishStep | None = None  # written with the next begin (with the run as it is then)
         ran_with: set[Step] = set()  # steps a one-command restart ran with the step before them
         surveyed = False  # the step before was this walk's pre-check: what it read is what the host has now
+        muted: dict[str, str] = {}  # silencer -> the silence this walk's mute made or found: its unmute's to expire
         try:
             for at, step in enumerate(todo):
                 if step in ran_with or (already and step not in ALWAYS_ENSURED):
@@ -252,6 +253,7 @@ class HostRunner:
                 ctx = StepContext.open(
                     self.runtime, run.host_spec, transport, target, rec.id, self.clock,
                     self._journal(rec.id, host, step), found=run.found, surveyed_now=surveyed, ahead=ahead,
+                    silences=muted,
                     require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE
                     and not is_blue_green(rec.plan),  # an idle host is restarted anyway; its health after counts
                     rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
@@ -295,6 +297,8 @@ class HostRunner:
                 if found is not None:  # the next step's target and context: this pre-check's, not the stored one's
                     run = replace(run, found=found)
                 surveyed = found is not None
+                if step is Step.MUTE:
+                    muted = dict(detail.get("silences") or {})
                 if step is Step.TAKE_OUT and self._armed is not None:  # the first of its batch out: read the next
                     armed, self._armed = self._armed, None
                     self._read_ahead(*armed)

@@ -357,8 +357,8 @@ class SimSilencer(FakeSilencer):
         await self.world.point(f"{self.name}: muted {host.name}")
         return silence
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
-        await super().unmute(host, reason=reason)
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
+        await super().unmute(host, reason=reason, silence_id=silence_id)
         await self.world.point(f"{self.name}: unmuted {host.name}")
 
 

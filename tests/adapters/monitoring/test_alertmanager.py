@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -110,3 +111,41 @@ async def test_one_silencer_keeps_one_connection_for_all_its_calls() -> None:
     # the three sequential mutes reuse one connection; the concurrent unmutes may open at most one each
     assert len({r.peer for r in fake.requests[:6]}) == 1
     assert len({r.peer for r in fake.requests}) <= 3
+
+
+def _count_requests(silencer: AlertmanagerSilencer) -> Counter[str]:
+    """Every request the silencer's client sends, as "METHOD path" (the real server answers each)."""
+    sent: Counter[str] = Counter()
+
+    async def note(request: httpx.Request) -> None:
+        sent[f"{request.method} {request.url.path}"] += 1
+
+    silencer._http().event_hooks["request"].append(note)
+    return sent
+
+
+async def test_an_unmute_given_its_mutes_silence_id_expires_it_in_one_call(alertmanager: services.Service) -> None:
+    """The id its mute answered is the host's one silence for the reason (a mute reuses an active one): the
+    unmute expires it without reading the silences first. An id Alertmanager refuses to expire falls back to
+    reading the host's active silences and expiring them, as without an id."""
+    url = f"http://127.0.0.1:{alertmanager.port}"
+    silencer = AlertmanagerSilencer(AlertmanagerMonitoring(url=url))
+    sent = _count_requests(silencer)
+    until = datetime.now(UTC) + timedelta(minutes=30)
+    first = await silencer.mute(HOST, until=until, reason="release r-3")
+    sent.clear()
+    await silencer.unmute(HOST, reason="release r-3", silence_id=first)
+    assert sent == Counter({f"DELETE /api/v2/silence/{first}": 1})
+    assert _silence(url, first)["status"] == {"state": "expired"}
+
+    # an id Alertmanager does not know, while the host has an active silence for the reason: found and expired
+    second = await silencer.mute(HOST, until=until, reason="release r-3")
+    assert second != first
+    sent.clear()
+    unknown = "00000000-0000-4000-8000-000000000000"
+    await silencer.unmute(HOST, reason="release r-3", silence_id=unknown)
+    assert sent[f"DELETE /api/v2/silence/{unknown}"] == 1 and sent["GET /api/v2/silences"] >= 1, sent
+    assert sent[f"DELETE /api/v2/silence/{second}"] == 1, sent
+    assert not await silencer.is_muted(HOST, reason="release r-3")
+    await silencer.unmute(HOST, reason="release r-3", silence_id=unknown)  # nothing left: fine
+    await silencer.close()

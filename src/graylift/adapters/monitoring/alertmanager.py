@@ -1,7 +1,8 @@
 """Alertmanager silences (API v2): one silence per host and reason, ending at a fixed time.
 
 A silence graylift made is recognised by createdBy "graylift", matchers exactly {label=value} and
-comment == reason. mute() returns an existing active silence's id unchanged (its end time is not moved).
+comment == reason. mute() returns an existing active silence's id unchanged (its end time is not moved), so a
+host has at most one silence per reason, and unmute() given that id expires it in one call.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from graylift.adapters._http import call, new_client, safe_url, url_secrets
 from graylift.adapters._limits import LoopSemaphores
@@ -87,7 +89,16 @@ class AlertmanagerSilencer:
             raise SilencerError(f"{self.name}: POST /api/v2/silences answered without a silenceID: "
                                 f"{answer!r:.200}") from exc
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
+        """Expire the host's silences for ``reason``: the one its mute answered (``silence_id``), in one call;
+        without an id, or when Alertmanager refuses to expire that one (an id it does not know), every active
+        one found."""
+        if silence_id is not None:
+            try:
+                await self._request("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
+                return  # a mute reuses an active silence of the host and reason: this was the only one
+            except SilencerError:
+                pass  # not a silence it knows (any more): look for what is still active
         for silence in await self._active(host, reason):
             try:
                 await self._request("DELETE", f"/api/v2/silence/{silence['id']}")

@@ -78,7 +78,7 @@ class CommandSilencer:
         first = out.strip().splitlines()[0].strip() if out.strip() else ""
         return first or f"command:{host.name}:{reason}"
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
         status, out = await self._run(self.render(self.cfg.unmute_command, host, reason), host)
         if status != 0:
             raise self._failed("unmute_command", status, out, host)

@@ -107,7 +107,7 @@ class ZabbixSilencer:
             raise SilencerError(f"{self.name}: maintenance.create answered without maintenanceids: "
                                 f"{result!r:.200}") from exc
 
-    async def unmute(self, host: Host, *, reason: str) -> None:
+    async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
         found = await self._find(self.maintenance_name(host, reason))
         if found is not None:
             await self._rpc("maintenance.delete", [found["maintenanceid"]])
