@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tarfile
 import time
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from graylift.core.state import HostState, ReleaseState
 from graylift.errors import ReleaseConflict
 from graylift.lab import LabInfo, partition
 from graylift.lab.load import BackgroundLoad
+from graylift.runtime import silence_reason
 from tests.e2e.conftest import GRAYLIFT, Deploy, lab_fixture, make_deploy, settled, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.slow]
@@ -187,6 +191,51 @@ def test_unreachable_host_is_absorbed_by_the_failure_budget(deploy: Deploy, lab:
     assert versions[victim] == "1.0.0"
     assert {v for h, v in versions.items() if h != victim} == {"2.0.0"}
     d.assert_fleet_clean()
+
+
+def test_release_wait_reads_each_host_ahead_and_a_host_cut_off_after_its_read_is_left_untouched(
+        deploy: Deploy, lab: LabInfo) -> None:
+    """`release --wait` on real sshd hosts: every pre-check takes the read the preflight (or the batch before)
+    took, and still asks the host for `true` first: a host cut off after its read fails its pre-check with
+    nothing muted in Alertmanager, nothing set in HAProxy or ZooKeeper, its release untouched."""
+    d = make_deploy(lab, APP, deploy.config.parent / "ahead", **FAST, commands={"timeout": 5},
+                    failure_budget={"per_batch": 1, "total": 1})
+    began = datetime.now(UTC)  # release ids start again with each database: silences are told apart by time
+    cli = subprocess.Popen([*GRAYLIFT, "-c", str(d.config), "release", APP, "2.0.0", "--env", "prod", "--wait"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    victim = None
+    try:
+        wait_until(lambda: bool(d.gl.store.list_releases(APP, "prod", limit=1)), 60, "the release to start")
+        rid = d.gl.store.list_releases(APP, "prod", limit=1)[0].id
+        victim = d.gl.store.get_release(rid).plan["batches"][-1]["hosts"][0]  # its turn comes last
+        wait_until(lambda: d.gl.store.get_release(rid).cursor >= 1, 120, "the canary to pass")
+        partition(lab, victim, down=True)  # read by now (the preflight), cut off before its turn
+        out, _ = cli.communicate(timeout=300)
+    finally:
+        if victim is not None:
+            partition(lab, victim, down=False)
+        cli.kill()
+    rec = d.gl.store.get_release(rid)
+    settled(rec, ReleaseState.SUCCEEDED)
+    assert cli.returncode == 0, out
+    runs = {r.host: r for r in d.gl.store.host_runs(rid)}
+    assert runs[victim].state == HostState.FAILED, runs[victim]
+    # the victim: its pre-check failed, and nothing else was begun (not muted, not taken out, not stopped)
+    assert {(e.step, e.event) for e in d.gl.store.journal_entries(rid, victim)} <= {
+        ("precheck", "begin"), ("precheck", "failed")}
+    with urllib.request.urlopen(f"{lab.alertmanager_url}/api/v2/silences", timeout=5) as resp:
+        ever = [s for s in json.load(resp) if s.get("comment") == silence_reason(rid, APP, "prod")
+                and datetime.fromisoformat(s["startsAt"].replace("Z", "+00:00")) >= began]
+    muted = {m["value"] for s in ever for m in s["matchers"]}
+    assert victim not in muted and muted == set(runs) - {victim}, muted  # every other host was, once
+    versions = d.versions()
+    assert versions[victim] == "1.0.0" and {v for h, v in versions.items() if h != victim} == {"2.0.0"}
+    d.assert_fleet_clean()  # the victim too: in HAProxy (never set), no ZooKeeper override, no silence
+    # every other host's pre-check took a read taken before its turn (the preflight's, or during the batch before)
+    ahead = {e.host: e.detail.get("read_ahead_seconds") for e in d.gl.store.journal_entries(rid)
+             if e.step == "precheck" and e.event == "done"}
+    assert set(ahead) == set(runs) - {victim}
+    assert all(age is not None and 0 <= age <= 30 for age in ahead.values()), ahead
 
 
 def test_hung_start_times_out_and_host_is_put_back(deploy: Deploy, lab: LabInfo) -> None:
