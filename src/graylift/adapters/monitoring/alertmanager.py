@@ -95,17 +95,20 @@ class AlertmanagerSilencer:
         one found."""
         if silence_id is not None:
             try:
-                await self._request("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
+                await self._expire(silence_id)
                 return  # a mute reuses an active silence of the host and reason: this was the only one
             except SilencerError:
                 pass  # not a silence it knows (any more): look for what is still active
         for silence in await self._active(host, reason):
             try:
-                await self._request("DELETE", f"/api/v2/silence/{silence['id']}")
+                await self._expire(str(silence["id"]))
             except SilencerError:
                 # expired in between (it lapses by itself, or another run expired it): fine if gone now
                 if any(s["id"] == silence["id"] for s in await self._active(host, reason)):
                     raise
+
+    async def _expire(self, silence_id: str) -> None:
+        await self._request("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
 
     async def is_muted(self, host: Host, *, reason: str) -> bool:
         return bool(await self._active(host, reason))
