@@ -457,6 +457,10 @@ def test_host_run_steps(store: Store) -> None:
     assert run.done_steps == ("take_out", "stop") and run == store.host_run(rec.id, "web-1")
     assert [(e.step, e.event) for e in store.journal_entries(rec.id, "web-1")] == [
         ("take_out", "begin"), ("take_out", "done"), ("stop", "begin"), ("stop", "done"), ("take_out", "done")]
+    # the summary's read (`render_release`): only the rows of its steps and event, in write order
+    assert [(e.step, e.detail) for e in store.journal_entries(rec.id, steps=("take_out", "quiet"), event="done")] == [
+        ("take_out", {"out_of": ["lb"]}), ("take_out", {})]
+    assert [e.event for e in store.journal_entries(rec.id, steps=("stop",))] == ["begin", "done"]
     store.update_host_run(rec.id, "web-1", state="failed", error="health check failed", finished_at=t0)
     run = store.host_run(rec.id, "web-1")
     assert (run.state, run.error, run.finished_at) == ("failed", "health check failed", t0)

@@ -80,15 +80,15 @@ def render_release(console: Console, gl: Graylift, rec: ReleaseRecord) -> None:
         batches.add_row(label, str(count), f"{seconds:.1f}" if seconds is not None else "",
                         ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
     show_table(batches)
-    entries = gl.journal(rec.id)
-    waits = [e for e in entries if e.step == "quiet" and e.event == "done"]
+    entries = gl.journal(rec.id, steps=("quiet", "take_out"), event="done")  # not the whole journal again
+    waits = [e for e in entries if e.step == "quiet"]
     if waits:
         avg = sum(float(e.detail.get("waited_seconds", 0)) for e in waits) / len(waits)
         early = sum(1 for e in waits if e.detail.get("ended_by") == "drained")
         console.print(f"  drain waits: {len(waits)}, average {avg:.2f}s ({early} ended early: no sessions left)")
     propagation: dict[str, list[float]] = {}
     for e in entries:
-        if e.step == "take_out" and e.event == "done":
+        if e.step == "take_out":
             for name, seconds in (e.detail.get("propagation_seconds") or {}).items():
                 propagation.setdefault(name, []).append(float(seconds))
     for name, values in propagation.items():

@@ -320,8 +320,9 @@ class ReleaseService(ServiceBase):
     def host_runs(self, release_id: int) -> list[HostRunRecord]:
         return self.store.host_runs(release_id)
 
-    def journal(self, release_id: int, since_id: int = 0) -> list[JournalEntry]:
-        return self.store.journal_entries(release_id, since_id=since_id)
+    def journal(self, release_id: int, since_id: int = 0, *, steps: tuple[str, ...] | None = None,
+                event: str | None = None) -> list[JournalEntry]:
+        return self.store.journal_entries(release_id, since_id=since_id, steps=steps, event=event)
 
     def current_version(self, app: str, env: str) -> str | None:
         return self.store.current_version(app, env)
