@@ -42,6 +42,29 @@ async def test_zabbix_maintenance_is_idempotent_and_ends_at_until(zabbix: FakeZa
     assert zabbix.maintenances == {} and not await silencer.is_muted(H1, reason="release 2.4.1")
 
 
+async def test_zabbix_unmute_given_its_mutes_id_deletes_it_in_one_call(zabbix: FakeZabbix) -> None:
+    """The walk hands the unmute the id its mute answered (the host's one maintenance for the reason: a mute
+    reuses it): one ``maintenance.delete``, no ``maintenance.get`` first. An id Zabbix no longer knows (deleted
+    by hand) falls back to the lookup by name, which still ends a maintenance of the host and reason."""
+    zabbix.api_tokens.add("tok")
+    silencer = ZabbixSilencer(ZabbixMonitoring(url=zabbix.url, token_env="ZBX_TOKEN"), token="tok")
+    until = datetime.now(UTC) + timedelta(minutes=10)
+    mid = await silencer.mute(H1, until=until, reason="r")
+    before = len(zabbix.requests)
+    await silencer.unmute(H1, reason="r", silence_id=mid)
+    assert [r.json()["method"] for r in zabbix.requests[before:]] == ["maintenance.delete"]
+    assert zabbix.maintenances == {}
+
+    gone = await silencer.mute(H1, until=until, reason="r")
+    del zabbix.maintenances[gone]
+    again = await silencer.mute(H1, until=until, reason="r")
+    before = len(zabbix.requests)
+    await silencer.unmute(H1, reason="r", silence_id=gone)
+    assert [r.json()["method"] for r in zabbix.requests[before:]] == [
+        "maintenance.delete", "maintenance.get", "maintenance.delete"]
+    assert again not in zabbix.maintenances and zabbix.maintenances == {}
+
+
 async def test_zabbix_expired_maintenance_is_replaced(zabbix: FakeZabbix) -> None:
     zabbix.api_tokens.add("tok")
     silencer = ZabbixSilencer(ZabbixMonitoring(url=zabbix.url + "/", token_env="ZBX_TOKEN"), token="tok")

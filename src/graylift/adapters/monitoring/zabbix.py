@@ -4,7 +4,8 @@ mute: ``host.get`` (filter by technical host name, ``host_template``), then ``ma
 ``graylift <reason> <host>`` with ``active_since`` = now, ``active_till`` = ``until`` and one one-time
 period (``timeperiod_type`` 0, at least 300 s as Zabbix requires); the maintenance lapses by itself.
 The name makes mute idempotent: an active maintenance with that name is returned as is, an expired
-one is deleted and recreated. unmute: ``maintenance.delete``. is_muted: the named maintenance exists
+one is deleted and recreated. unmute: ``maintenance.delete`` of the id the mute answered (else of the one
+found by name). is_muted: the named maintenance exists
 and now is inside [active_since, active_till).
 
 Auth: an API token, or ``user.login`` (``username``/``password``); the session/token is sent as
@@ -108,6 +109,14 @@ class ZabbixSilencer:
                                 f"{result!r:.200}") from exc
 
     async def unmute(self, host: Host, *, reason: str, silence_id: str | None = None) -> None:
+        """Delete the host's maintenance for ``reason``: the one its mute answered (``silence_id``) in one call;
+        without an id, or when Zabbix refuses that one (an id it no longer knows), the one found by name."""
+        if silence_id is not None:
+            try:
+                await self._rpc("maintenance.delete", [silence_id])
+                return  # a mute reuses the named maintenance while active: this was the host's only one
+            except SilencerError:
+                pass  # deleted meanwhile (by hand, or replaced): look it up by name as without an id
         found = await self._find(self.maintenance_name(host, reason))
         if found is not None:
             await self._rpc("maintenance.delete", [found["maintenanceid"]])
