@@ -259,10 +259,14 @@ class RemoteGraylift:
                               attention=h["attention"])
                 for h in self._call("GET", f"/api/v1/releases/{release_id}/hosts")]
 
-    def journal(self, release_id: int, since_id: int = 0) -> list[JournalEntry]:
+    def journal(self, release_id: int, since_id: int = 0, *, steps: tuple[str, ...] | None = None,
+                event: str | None = None) -> list[JournalEntry]:
+        """As the service's: entries after ``since_id``, of ``steps`` and ``event`` when given (the API sends
+        every entry; they are picked here)."""
         return [JournalEntry(id=e["id"], release_id=release_id, host=e["host"], step=e["step"], event=e["event"],
                              detail=e["detail"], at=_when(e["at"]) or datetime.now(UTC))
-                for e in self._call("GET", f"/api/v1/releases/{release_id}/journal", params={"after": since_id})]
+                for e in self._call("GET", f"/api/v1/releases/{release_id}/journal", params={"after": since_id})
+                if (steps is None or e["step"] in steps) and (event is None or e["event"] == event)]
 
     def current_version(self, app: str, env: str) -> str | None:
         return self._call("GET", f"/api/v1/apps/{app}/envs/{env}")["current_version"]  # type: ignore[no-any-return]
