@@ -120,3 +120,25 @@ def test_hosts_import_through_the_server_cannot_remove_hosts_of_a_running_releas
     assert f"release #{rec.id} of demo (prod) is pending and runs on h2, h3, h4, h5, h6, h7, h8: an import " \
            "cannot remove them" in " ".join(refused.output.split()), refused.output
     assert len(server.gl.list_hosts(APP, "prod")) == len(hosts)
+
+
+def test_every_method_the_client_shares_with_the_service_takes_the_services_parameters() -> None:
+    """The CLI calls the HTTP client where it calls the service (``--server``), and nothing types it as one: a
+    parameter the service gained and the client lacks fails only when that path runs (the summary's
+    ``journal(steps=, event=)`` did, on aa0556d). Every public method of both takes at least the service's."""
+    import inspect
+
+    from graylift.service import Graylift
+
+    shared = [name for name, _ in inspect.getmembers(RemoteGraylift, inspect.isfunction)
+              if not name.startswith("_") and hasattr(Graylift, name)]
+    lacking = {}
+    for name in shared:
+        ours = inspect.signature(getattr(RemoteGraylift, name)).parameters
+        theirs = inspect.signature(getattr(Graylift, name)).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in ours.values()):
+            missing = [p for p, spec in theirs.items() if p not in ours and spec.kind not in (spec.VAR_KEYWORD,
+                                                                                               spec.VAR_POSITIONAL)]
+            if missing:
+                lacking[name] = missing
+    assert len(shared) >= 20 and lacking == {}
