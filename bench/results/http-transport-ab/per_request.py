@@ -120,16 +120,16 @@ async def timed(n: int, post: Any, get: Any, delete: Any) -> dict[str, float]:
 def child(kind: str, port: int, n: int) -> None:
     import httpx
 
-    from graylift.adapters._http import new_client
-    sys.path.insert(0, str(HERE))
-    from aiohttp_transport import AiohttpTransport
+    from graylift.adapters._http import new_client, tls_context
 
-    from graylift.adapters._http import tls_context
     if kind == "reference":
         figures = asyncio.run(bare(port, n))
     elif kind == "aiohttp":
         figures = asyncio.run(with_aiohttp(port, n))
     elif kind == "httpx+aiohttp":
+        sys.path.insert(0, str(HERE))
+        from aiohttp_transport import AiohttpTransport  # beside this file: not part of graylift
+
         client = httpx.AsyncClient(transport=AiohttpTransport(tls_context), trust_env=False, timeout=10)
         figures = asyncio.run(with_httpx(port, n, client))
     else:
