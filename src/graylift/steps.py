@@ -122,8 +122,12 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
     (``already_on_target``). The same version with another sha256 is refused: versions are immutable.
     """
     ahead = ctx.ahead
-    if ahead is not None and _on_target(ahead.found, ctx.target):
-        ahead = None  # a host that would be left as it is (already on the target) is judged on a read of now
+    unhealthy = ahead is not None and ahead.health is not None and not ahead.health.ok
+    if ahead is not None and (_on_target(ahead.found, ctx.target) or unhealthy):
+        # judged on a read of now: a host that would be left as it is (already on the target), and one that
+        # would be skipped (its app may be back since, or the read was wrong): a read ahead only saves a
+        # round trip for a host that is fine
+        ahead = None
     if ahead is not None:  # read before its turn (the preflight, or during the batch before): not again,
         # but the host must answer now, before anything is muted or taken out (its connection may have died)
         await ctx.transport.run("true", timeout=ctx.runtime.command_timeout)

@@ -1,8 +1,10 @@
 """One controller process over folder hosts and file-backed backends (for the two-controller tests).
 
-    python -m tests.engine.controller_proc DB_URL WORLD_DIR RELEASE_ID OWNER [COMMAND_TIMEOUT [one-command|stalled]]
+    python -m tests.engine.controller_proc DB_URL WORLD_DIR RELEASE_ID OWNER [COMMAND_TIMEOUT [MODE]]
 
-``stalled``: the restart as one command, the first one on h2 or h3 stalled half-sent (world_files.StallingFleet).
+MODE: ``one-command``: the restart as one command; ``stalled``: the restart as one command, the first one on
+h2 or h3 stalled half-sent (world_files.StallingFleet).
+``slow-probe``: the health check takes a second on the host.
 
 Every command it runs on a host is logged with its start time in WORLD_DIR/commands-OWNER.log.
 Exit 0 when the release finished or paused, 3 when the controller lost its lease.
@@ -26,7 +28,8 @@ def main() -> int:
     timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 10.0
     mode = sys.argv[6] if len(sys.argv) > 6 else ""
     fleet = file_fleet(world, log=world / f"commands-{owner}.log", command_timeout=timeout,
-                       one_command=mode in ("one-command", "stalled"), stall_input=mode == "stalled")
+                       one_command=mode in ("one-command", "stalled"), stall_input=mode == "stalled",
+                       slow_probe=mode == "slow-probe")
 
     async def factory(_: Any) -> Any:
         return fleet

@@ -291,3 +291,23 @@ def test_a_host_on_the_target_already_is_judged_on_a_read_of_now(make_world: Cal
     run = {r.host: r for r in world.store.host_runs(rid)}["h4"]
     assert run.state is HostState.SKIPPED, run  # not `done` on a read from before it fell over
     assert "unhealthy before release" in (run.error or "")
+
+
+def test_a_host_read_unhealthy_ahead_but_healthy_at_its_turn_is_released(make_world: Callable[..., World]) -> None:
+    """A read ahead saves a round trip for a host that is fine; an unhealthy one is judged on a read of now (its
+    app restarted since, or the read was wrong): a host is skipped only when it is unhealthy at its turn."""
+    world = make_world(7, strategy=STRATEGY)
+    world.release("1.0.0")
+    rid = world.start("2.0.0")
+    running = world.folders / "h5" / "running"
+    running.unlink()  # down when the preflight reads it
+
+    async def back_up_after_the_preflight() -> ReleaseState:
+        engine = await with_preflight_reads(world, rid, "2.0.0")
+        running.write_text("1.0.0\n")  # restarted by its owner
+        return (await engine.drive(rid)).state
+
+    before = surveys(world, "h5")
+    assert asyncio.run(back_up_after_the_preflight()) is ReleaseState.SUCCEEDED
+    assert world.states(rid)["h5"] is HostState.DONE and world.current("h5") == "2.0.0"
+    assert "read_ahead_seconds" not in prechecks(world, rid)["h5"] and surveys(world, "h5") - before == 2

@@ -58,18 +58,21 @@ class StallingFleet(FakeFleet):
 
 
 def file_fleet(world: Path, *, log: Path | None = None, quiet: float = 0.5, command_timeout: float = 10,
-               one_command: bool = False, stall_input: bool = False) -> FakeFleet:
+               one_command: bool = False, stall_input: bool = False, slow_probe: bool = False) -> FakeFleet:
     """``one_command``: each host's stop..health as one command (graylift.steps.restart, as the wiring asks
     for every configured app), with a stop that takes a second and leaves ``stopping-<version>`` in the host's
     folder as it begins, so a controller can be frozen while it runs on the host. ``stall_input``: the first
-    such command on h2 or h3 gets half its script until ``<world>/thawed`` exists (:class:`StallingTransport`)."""
+    such command on h2 or h3 gets half its script until ``<world>/thawed`` exists (:class:`StallingTransport`).
+    ``slow_probe``: the health check takes a second on the host, and leaves ``probing`` in its folder
+    meanwhile (so a controller can be frozen while one runs)."""
     runtime = AppRuntime(
         app=APP, env=ENV, deploy_dir=DEPLOY, keep_releases=3,
         start_command="cat {current}/VERSION > {deploy_dir}/running",
         stop_command="touch {deploy_dir}/stopping-{version}; sleep 1; rm -f {deploy_dir}/running" if one_command
         else "rm -f {deploy_dir}/running",
         command_timeout=command_timeout, drain_command=None,
-        probes=[CommandProbe(f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
+        probes=[CommandProbe((f"touch {DEPLOY}/probing; sleep 1; rm {DEPLOY}/probing; " if slow_probe else "")
+                             + f"test -s {DEPLOY}/running")], health_retries=2, health_interval=0.01,
         switches=[FileSwitch(world / "lb")], silencers=[FileSilencer(world / "silences")], silence_seconds=600,
         quiet_period=quiet, strategy=Strategy(canary_group="beta", batch_size=2), render=render_command,
         deploy_dirs=lambda transport: ShellDeployDir(transport, DEPLOY), fuse_host_commands=one_command,

@@ -9,6 +9,7 @@ import shutil
 import signal
 from pathlib import Path
 
+from graylift.adapters._deadline import within
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, RemoteCommandFailed, TransportError
 from graylift.ports import CommandResult
@@ -30,7 +31,7 @@ class LocalTransport:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
         data = stdin.encode("utf-8") if stdin is not None else None
         try:
-            out, err = await asyncio.wait_for(process.communicate(data), timeout)
+            out, err = await within(process.communicate(data), timeout)
         except (TimeoutError, asyncio.CancelledError) as stopped:
             # kill the whole group, then reap it (even for a caller that gave up): nothing left running, and no
             # subprocess transport left for its loop to close later, which a loop ending at once never does

@@ -32,6 +32,7 @@ from typing import TypeVar, cast
 
 from pydantic import Field
 
+from graylift.adapters._deadline import within
 from graylift.adapters.transport._asyncssh import asyncssh
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
@@ -108,7 +109,7 @@ class SshTransport:
         try:
             process = await self._open_process(wrapped, stdin)
             try:
-                completed = await asyncio.wait_for(process.wait(check=False), timeout + CLIENT_GRACE)
+                completed = await within(process.wait(check=False), timeout + CLIENT_GRACE)
             except TimeoutError:
                 with contextlib.suppress(OSError, asyncssh.Error):
                     process.send_signal("KILL")
@@ -163,7 +164,7 @@ class SshTransport:
                     await sftp.put(str(local), tmp)
                     await sftp.posix_rename(tmp, remote)
 
-            await asyncio.wait_for(upload(), timeout)
+            await within(upload(), timeout)
         except TimeoutError:
             raise CommandTimeout(self.host.name, f"upload {local} -> {remote}", timeout) from None
         except asyncssh.SFTPError as exc:
@@ -290,13 +291,13 @@ class SshConnector:
                 options["client_keys"] = [self._parsed(self.client_key, asyncssh.read_private_key)]
                 options["agent_path"] = None
             known_hosts = self._parsed(self.known_hosts, asyncssh.read_known_hosts)
-            return await asyncio.wait_for(
+            return await within(  # the limit is ours, on this process's running time (asyncssh's is not)
                 asyncssh.connect(host.address, host.port, username=host.user,
                                  known_hosts=known_hosts, config=[],
-                                 connect_timeout=self.cfg.connect_timeout, keepalive_interval=0,
+                                 connect_timeout=None, keepalive_interval=0,
                                  keepalive_count_max=KEEPALIVE_COUNT, encryption_algs=encryption_algs(),
                                  **options),
-                self.cfg.connect_timeout + 1)
+                self.cfg.connect_timeout)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostUnreachable(host.name, f"host key of {host.address}:{host.port} is unknown or does not "
                                   f"match {self.known_hosts} ({exc.reason}); fix known_hosts with the host's "
