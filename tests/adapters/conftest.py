@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,13 @@ from graylift.lab import services
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: sshd with its own host key runs as root")
+
+
+def freeze_soon(seconds: float, after: float = 0.1) -> None:
+    """The controller stops running ``after`` seconds from now, for ``seconds``: its event loop is blocked,
+    which is what a SIGSTOP, a starved CPU or a paused VM look like from inside (every timer goes off late);
+    servers and threads go on. The real SIGSTOP of a controller: tests/engine/test_starved_controller.py."""
+    asyncio.get_running_loop().call_later(after, time.sleep, seconds)
 
 # A tiny HTTP app: /health -> "ok", /slow?s=N -> waits N seconds, / -> its name.
 APP = r'''

@@ -9,6 +9,11 @@ CI: a controller frozen 11 s while its reads ahead ran skipped both hosts of the
 :func:`within` moves a deadline that passed while this process did not run (its timer went off late) on by
 that time, so what arrived meanwhile is read. A host that is really slow still times out: its timer goes
 off on time. On the host, ``timeout`` bounds the command anyway (the SSH transport wraps every one in it).
+
+Every limit the controller puts on a host or backend call goes through it: SSH (connect, run, upload), local
+commands, the command silencer, HAProxy's runtime API, ZooKeeper. Seen failing without it (a frozen event
+loop, tests.adapters.conftest.freeze_soon): an SSH command and connection, a local command, the command
+silencer; not seen failing for HAProxy, ZooKeeper or httpx (asyncio or anyio read their answers first there).
 """
 
 from __future__ import annotations

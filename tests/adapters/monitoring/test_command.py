@@ -13,6 +13,7 @@ from graylift.adapters.monitoring.command import CommandMonitoring, CommandSilen
 from graylift.core.model import Host
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
+from tests.adapters.conftest import freeze_soon
 
 H1 = Host(name="web1", address="10.213.4.1")
 
@@ -79,3 +80,11 @@ async def test_command_silencer_preflight_runs_check_for_every_host(tmp_path: Pa
         "command:slow: command for web1 timed out after 0.3s: sleep 5; fix the check_command or the monitoring "
         "system",)
     await silencer.close()
+
+
+async def test_a_command_that_answered_while_the_controller_was_frozen_is_not_a_timeout() -> None:
+    """The controller frozen (its event loop blocked) past the command's limit while the command ran."""
+    quick = CommandSilencer(CommandMonitoring(mute_command="sleep 0.3; echo sil-1 # {until}", unmute_command="true",
+                                              check_command="true", timeout=1))
+    freeze_soon(2.0)
+    assert await quick.mute(H1, until=datetime.now(UTC) + timedelta(minutes=1), reason="r") == "sil-1"

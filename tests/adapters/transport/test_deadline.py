@@ -1,8 +1,7 @@
-"""A command's time limit counts the controller's running time (graylift.adapters.transport.deadline).
+"""A command's time limit counts the controller's running time (graylift.adapters._deadline).
 
-The controller "not running" is its event loop blocked (``time.sleep`` in a callback), which is what a
-SIGSTOP, a starved CPU or a paused VM look like from inside: every timer goes off late. The real SIGSTOP of a
-controller process: tests/engine/test_starved_controller.py."""
+The controller "not running" is its event loop blocked (tests.adapters.conftest.freeze_soon). The backends'
+own: tests/adapters/traffic/test_haproxy.py, test_zookeeper.py, tests/adapters/monitoring/test_command.py."""
 
 from __future__ import annotations
 
@@ -21,12 +20,7 @@ from graylift.adapters.transport.local import LocalTransport
 from graylift.adapters.transport.ssh import SshConfig, SshConnector
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, GrayliftError
-from tests.adapters.conftest import Sshd, needs_root
-
-
-def freeze_soon(seconds: float, after: float = 0.1) -> None:
-    """The process stops running ``after`` seconds from now, for ``seconds``."""
-    asyncio.get_running_loop().call_later(after, time.sleep, seconds)
+from tests.adapters.conftest import Sshd, freeze_soon, needs_root
 
 
 async def test_an_answer_that_came_while_the_process_did_not_run_is_read() -> None:

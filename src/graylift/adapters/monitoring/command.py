@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
+from graylift.adapters._deadline import within
 from graylift.adapters._preflight import each
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
@@ -116,7 +117,7 @@ class CommandSilencer:
                                                      stdout=asyncio.subprocess.PIPE,
                                                      stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), self.cfg.timeout)
+            out, _ = await within(proc.communicate(), self.cfg.timeout)
         except TimeoutError as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the shell and everything it started

@@ -10,6 +10,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
+from graylift.adapters._deadline import within
 from graylift.errors import TrafficError
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ class ZkSession:
     async def call(self, fn: Callable[[KazooClient], T]) -> T:
         try:
             client = await self._connected()
-            return await asyncio.wait_for(asyncio.to_thread(fn, client), self.timeout)
+            return await within(asyncio.to_thread(fn, client), self.timeout)
         except TrafficError:
             raise
         except (KazooException, KazooTimeoutError, TimeoutError, OSError, ValueError) as exc:

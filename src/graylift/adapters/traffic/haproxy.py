@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 
+from graylift.adapters._deadline import within
 from graylift.adapters._limits import LoopSemaphores, SharedReads, tick
 from graylift.adapters._preflight import every_host, listing, names
 from graylift.adapters.registry import Backend, Build
@@ -252,11 +253,11 @@ class HaproxySwitch:
                 opening = asyncio.open_connection(address, int(port))
             else:
                 opening = asyncio.open_unix_connection(self.cfg.socket)
-            reader, writer = await asyncio.wait_for(opening, SOCKET_TIMEOUT)
+            reader, writer = await within(opening, SOCKET_TIMEOUT)
             try:
                 writer.write(line.encode() + b"\n")
                 await writer.drain()
-                data = await asyncio.wait_for(reader.read(), SOCKET_TIMEOUT)
+                data = await within(reader.read(), SOCKET_TIMEOUT)
             finally:
                 writer.close()
                 with contextlib.suppress(OSError):
