@@ -37,7 +37,7 @@ from graylift.store import HostHealth
 POLL = 0.5
 
 
-def remote_from_env() -> Any:
+def remote_from_env() -> RemoteGraylift | None:
     """A RemoteGraylift when a server is named (GRAYLIFT_SERVER or the client file), else None."""
     server, token = os.environ.get(SERVER_ENV), os.environ.get(TOKEN_ENV)
     path = CLIENT_FILE.expanduser()
@@ -128,10 +128,6 @@ class RemoteGraylift:
 
     def close(self) -> None:
         self.http.close()
-
-    @property
-    def config(self) -> Any:
-        raise errors.ConfigError("`graylift check` reads a config file; run it on the server (without --server)")
 
     # --- planning and starting ---------------------------------------------------------------------
     async def plan(self, app: str, env: str, version: str | None = None, **_: Any) -> PlanView:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -390,3 +393,62 @@ def test_every_usage_line_is_in_one_style() -> None:
         assert result.exit_code == 0 and re.fullmatch(
             r"Usage: \S+( [a-z-]+)+ \[OPTIONS\]( \{[A-Z_]+\}| \[[A-Z_]+\])*( COMMAND \[ARGS\]\.\.\.)?", usage), usage
         assert "<bool>" not in result.stdout and "BOOLEAN" not in result.stdout, path
+
+
+# --- a server named (GRAYLIFT_SERVER, --server, the client file) ----------------------------------------------
+
+LOCAL_ONLY = [("users", "list"), ("tokens", "list"), ("policy", "list"), ("freeze", "list"), ("schedules",),
+              ("unschedule", "1"), ("doctor", "order-service", "--env", "prod"), ("check",)]
+
+
+@pytest.mark.parametrize("args", LOCAL_ONLY, ids=" ".join)
+def test_a_command_on_the_state_database_with_a_server_named_says_to_run_it_where_that_is(
+        site: Site, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]) -> None:
+    """Found by typing the CLI's service as either: `users list`, `tokens list`, `policy list` and `freeze list`
+    failed with "unexpected AttributeError: 'RemoteGraylift' object has no attribute 'store'"."""
+    monkeypatch.setenv("GRAYLIFT_SERVER", "http://127.0.0.1:9")
+    monkeypatch.setenv("GRAYLIFT_TOKEN", "t0ken-of-the-cli")
+    code, out, err = site.run(*args)
+    assert code == 2, (code, out, err)
+    assert len(err.strip().splitlines()) == 1 and "without --server" in err, err
+    assert "unexpected" not in err and "Traceback" not in out + err
+
+
+def _cli(site: Site, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "GRAYLIFT_SERVER": "http://127.0.0.1:9", "GRAYLIFT_TOKEN": "t0ken-of-the-cli",
+           "HOME": str(site.dir / "home")}
+    return subprocess.Popen([sys.executable, "-m", "graylift", "-c", str(site.config), *args], cwd=site.dir,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("args", [("worker", "--interval", "0.2"), ("serve", "--port", "0", "--no-auth")],
+                         ids=["worker", "serve"])
+def test_serve_and_worker_are_the_server_and_ask_no_other(site: Site, args: tuple[str, ...]) -> None:
+    """With a server named for the CLI on the same machine, `graylift worker` died with a traceback
+    (no `start_due_schedules` on the HTTP client) and `graylift serve` with an unexpected AttributeError."""
+    if args[0] == "serve":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            args = ("serve", "--port", str(s.getsockname()[1]), "--no-auth")
+    proc = _cli(site, *args)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(f"graylift {args[0]}"), first + proc.stdout.read() if proc.poll() is not None \
+            else first
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in first + rest and "unexpected" not in first + rest, first + rest
+
+
+def test_users_add_without_a_terminal_asks_for_the_password_another_way(site: Site) -> None:
+    """Run with stdin closed (a script, `< /dev/null`), it printed a getpass warning and "Aborted!" (exit 1)."""
+    code, out, err = site.run("users", "add", "bob", "--role", "admin")
+    assert code == 2 and err.strip() == ("error: no terminal to ask the password on: give it with --password-stdin "
+                                         "(or --no-password for a user of API tokens only)"), (code, out, err)
+    assert site.run("users", "add", "ci", "--no-password")[0] == 0
+    assert "ci" in site.run("users", "list")[1] and "bob" not in site.run("users", "list")[1]

@@ -20,7 +20,12 @@ from graylift.cli.output import console, err, error, warn  # console, err: re-ex
 from graylift.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, GrayliftError, UsageError
 
 if TYPE_CHECKING:
+    from graylift.client import RemoteGraylift
     from graylift.service import Graylift, ReleaseRecord
+
+    Service = Graylift | RemoteGraylift
+    """What a command talks to: this machine's service, or a server's API (``--server``). Typed as either, so
+    mypy checks each call against both; a command that needs this machine's asks :func:`local_service`."""
 
 T = TypeVar("T")
 DEBUG_ENV = "GRAYLIFT_DEBUG"
@@ -110,34 +115,46 @@ def run_async(awaitable: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(awaitable)
 
 
-def service(config: Path | None) -> Graylift:
-    """The service: a server's API with ``--server URL`` (or GRAYLIFT_SERVER), else this machine's. No command
-    but `resume` (and a worker) ever takes a release over. A state database created new is said (a wrong path
+def service(config: Path | None) -> Service:
+    """The service: a server's API with ``--server URL`` (or GRAYLIFT_SERVER, or the client file), else this
+    machine's. No command but `resume` (and a worker) ever takes a release over."""
+    remote = _remote()
+    return remote if remote is not None else local_service(config)
+
+
+def local_service(config: Path | None, refuse_remote: str | None = None) -> Graylift:
+    """This machine's service (its config and state database). ``refuse_remote``: the one line saying why the
+    command must run where the state database is, an error when a server is named; without it a named server
+    is not consulted (`serve` and `worker` are the server). A state database created new is said (a wrong path
     must not look like an empty history)."""
+    if refuse_remote is not None and _server_named():
+        raise UsageError(f"{refuse_remote}: run it where the state database is, without --server "
+                         "(GRAYLIFT_SERVER or ~/.config/graylift/client.yaml name a server here)")
     with imported_for_good():
         from graylift.service import Graylift
 
-    remote: Graylift | None = _remote()
-    if remote is not None:
-        return remote
     gl = Graylift(config)
     gl.on_new_state = lambda path: warn(f"created a new, empty state database {path} (GRAYLIFT_DB or `state:` "
                                         "in the config name another)")
     return gl
 
 
-def _remote() -> Graylift | None:
+def _server_named() -> bool:
     from graylift.client_options import CLIENT_FILE, SERVER_ENV
 
-    if not os.environ.get(SERVER_ENV) and not CLIENT_FILE.expanduser().exists():
+    return bool(os.environ.get(SERVER_ENV)) or CLIENT_FILE.expanduser().exists()
+
+
+def _remote() -> RemoteGraylift | None:
+    if not _server_named():
         return None  # no server named: do not even import the HTTP client
     from graylift.client import remote_from_env
 
-    remote: Graylift | None = remote_from_env()
+    remote: RemoteGraylift | None = remote_from_env()
     return remote
 
 
-def emergency(gl: Graylift) -> None:
+def emergency(gl: Service) -> None:
     """Say, once, that a broken config is being worked around (the release's own snapshot is used)."""
     problem = getattr(gl, "config_problem", None)  # a server has its own config
     if problem:
@@ -145,7 +162,7 @@ def emergency(gl: Graylift) -> None:
         warn(f"the config does not load ({first}); working from the state database alone")
 
 
-def find_release(gl: Graylift, ref: str, env: str | None) -> ReleaseRecord:
+def find_release(gl: Service, ref: str, env: str | None) -> ReleaseRecord:
     """A release by id, or the active (else last) release of ``APP --env ENV``."""
     if ref.isdigit() or env is None:
         return gl.release(release_id(ref))
@@ -153,7 +170,7 @@ def find_release(gl: Graylift, ref: str, env: str | None) -> ReleaseRecord:
     return gl.find(ref, env)
 
 
-def check_app(gl: Graylift, app: str, env: str | None = None) -> None:
+def check_app(gl: Service, app: str, env: str | None = None) -> None:
     """``unknown app 'order-svc'; known apps: order-service`` (a server checks names itself)."""
     check = getattr(gl, "check_app", None)
     if check is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from graylift.cli.common import ConfigOpt, Output, OutputOpt, guarded, service
+from graylift.cli.common import ConfigOpt, Output, OutputOpt, guarded, local_service
 from graylift.cli.output import console, emit_json, line
 from graylift.errors import ConfigError, UsageError
 
@@ -41,8 +41,7 @@ def check(output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
     def body() -> None:
         from graylift.service.checks import check_config
 
-        gl = service(config)
-        report = check_config(gl)
+        report = check_config(local_service(config, "`graylift check` reads a config file"))
         if output is Output.json:
             emit_json({"config": report.config, "state_db": report.state_db, "ok": report.ok,
                        "apps": [vars(a) for a in report.apps], "problems": report.problems})

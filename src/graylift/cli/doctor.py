@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from graylift.cli.common import ConfigOpt, MaybeEnvOpt, Output, OutputOpt, guarded, run_async, service
+from graylift.cli.common import ConfigOpt, MaybeEnvOpt, Output, OutputOpt, guarded, local_service, run_async
 from graylift.cli.output import console, emit_json, line
 from graylift.core.doctor import Repair
-from graylift.errors import ConfigError
 
 if TYPE_CHECKING:
     from graylift.service import Finding
@@ -25,12 +24,7 @@ def doctor(app_name: Annotated[str | None, typer.Argument(metavar="APP", help="O
     say (the journal and a read-only survey); --repair puts them right."""
 
     def body() -> list[Finding]:
-        from graylift.service import Graylift
-
-        gl = service(config)
-        if not isinstance(gl, Graylift):
-            raise ConfigError("doctor reads the hosts themselves: run it where the config and the state database "
-                              "are, without --server")
+        gl = local_service(config, "doctor reads the hosts themselves")
         return run_async(gl.doctor(app_name, env, repair=repair))
 
     findings = guarded(body)

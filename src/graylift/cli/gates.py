@@ -19,8 +19,8 @@ from graylift.cli.common import (
     VersionArg,
     WaitOpt,
     guarded,
+    local_service,
     run_async,
-    service,
     who,
 )
 from graylift.cli.output import console, emit_json, show_table, table
@@ -32,12 +32,7 @@ if TYPE_CHECKING:
 
 
 def _local(config: Path | None) -> Graylift:
-    from graylift.service import Graylift
-
-    gl = service(config)
-    if not isinstance(gl, Graylift):
-        raise UsageError("schedules live in the state database: run this where it is, without --server")
-    return gl
+    return local_service(config, "schedules live in the state database")
 
 
 def parse_time(text: str) -> datetime:

@@ -26,6 +26,7 @@ from graylift.cli.common import (
     emergency,
     find_release,
     guarded,
+    local_service,
     run_async,
     service,
     who,
@@ -35,12 +36,13 @@ from graylift.core.state import Direction, ReleaseKind, ReleaseState
 from graylift.errors import EXIT_FAILED, EXIT_OK, PreflightFailed
 
 if TYPE_CHECKING:
-    from graylift.service import Graylift, ReleaseRecord
+    from graylift.cli.common import Service
+    from graylift.service import ReleaseRecord
 
 GOOD = (ReleaseState.SUCCEEDED, ReleaseState.ROLLED_BACK)
 
 
-def _release_json(gl: Graylift, rec: ReleaseRecord) -> dict[str, Any]:
+def _release_json(gl: Service, rec: ReleaseRecord) -> dict[str, Any]:
     from graylift.api.answers import release_out
 
     return release_out(rec, gone=gl.controller_gone(rec)).model_dump(mode="json")
@@ -85,12 +87,12 @@ def plan(app_name: AppArg, env: EnvOpt, version: Annotated[str | None, typer.Arg
     guarded(body)
 
 
-def run_release(gl: Graylift, rec: ReleaseRecord, wait: bool) -> None:
+def run_release(gl: Service, rec: ReleaseRecord, wait: bool) -> None:
     """Drive a new release here (``--wait``) or hand it off: exit 0 only if it succeeded."""
     _run(gl, rec, wait, (ReleaseState.SUCCEEDED,))
 
 
-def _run(gl: Graylift, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState, ...] = GOOD) -> None:
+def _run(gl: Service, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState, ...] = GOOD) -> None:
     """Drive here with live progress (``--wait``: exit 0 only if it ends in ``good``), or hand it off."""
     from graylift.cli.render import printer
 
@@ -100,14 +102,14 @@ def _run(gl: Graylift, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState,
     console.print(f"release #{rec.id} goes on in the background; `graylift status {rec.id} --watch` follows it")
 
 
-def _finish(gl: Graylift, final: ReleaseRecord, good: tuple[ReleaseState, ...]) -> NoReturn:
+def _finish(gl: Service, final: ReleaseRecord, good: tuple[ReleaseState, ...]) -> NoReturn:
     from graylift.cli.render import render_release
 
     render_release(console, gl, final)
     raise typer.Exit(EXIT_OK if final.state in good else EXIT_FAILED)
 
 
-def _start_and_drive(gl: Graylift, start: Callable[[], Awaitable[ReleaseRecord]],
+def _start_and_drive(gl: Service, start: Callable[[], Awaitable[ReleaseRecord]],
                      good: tuple[ReleaseState, ...] = GOOD) -> NoReturn:
     """``--wait``: start and drive in one event loop, so the preflight's SSH connections serve the drive."""
     from graylift.cli.render import printer
@@ -222,7 +224,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
     guarded(body)
 
 
-def _state_db(gl: Graylift) -> str:
+def _state_db(gl: Service) -> str:
     return str(getattr(gl, "state_location", None) or "the graylift server")
 
 
@@ -319,7 +321,7 @@ def worker(release: int, config: ConfigOpt = None) -> None:
     """Drive one release to a safe stop (spawned by release/resume/retry/rollback and the requests)."""
 
     def body() -> None:
-        rec = service(config).drive(release)
+        rec = local_service(config).drive(release)  # spawned here to drive it here
         print(f"release #{rec.id} {rec.state}: {rec.message}", flush=True)
 
     guarded(body)

@@ -5,7 +5,7 @@ Everything here prints through :mod:`graylift.cli.output` (markup off): a host, 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -13,7 +13,10 @@ from rich.text import Text
 from graylift.cli.output import line, show_table, styled, table
 from graylift.core.plan import Plan
 from graylift.journal_lines import line_of
-from graylift.service import Graylift, JournalEntry, ReleaseRecord, batch_timings
+from graylift.service import JournalEntry, ReleaseRecord, batch_timings
+
+if TYPE_CHECKING:
+    from graylift.cli.common import Service
 
 
 def _styled_line(entry: JournalEntry) -> Text | None:
@@ -65,7 +68,7 @@ def printer(console: Console) -> Any:
     return show
 
 
-def render_release(console: Console, gl: Graylift, rec: ReleaseRecord) -> None:
+def render_release(console: Console, gl: Service, rec: ReleaseRecord) -> None:
     plan = Plan.from_dict(rec.plan)
     runs = gl.host_runs(rec.id)
     console.print(line(f"release #{rec.id} {rec.kind} {rec.app} {rec.previous_version or '(none)'} -> "

@@ -18,8 +18,9 @@ from typing import Annotated, Any
 import typer
 
 from graylift.auth import ANY, Desk, Grant, InputError, Role, local_actor
-from graylift.cli.common import ConfigOpt, guarded, service, who
+from graylift.cli.common import ConfigOpt, guarded, local_service, who
 from graylift.cli.output import console, err, error, show_table, table, warn
+from graylift.errors import UsageError
 
 users_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
                      help="Users of `graylift serve` and their roles per app x env.")
@@ -36,7 +37,7 @@ EnvScope = Annotated[str, typer.Option("--env", "-e", help="An environment, or *
 
 
 def _desk(config: Path | None) -> Desk:
-    return Desk(service(config))
+    return Desk(local_service(config, "users, tokens, policies and freeze windows are kept in the state database"))
 
 
 def _me() -> Any:
@@ -81,7 +82,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on; another 
         raise typer.Exit(2)
 
     def body() -> None:
-        gl = service(config)
+        gl = local_service(config)  # this is the server: a server named for the CLI is not asked
         gl.store  # open and migrate now: a bad database stops the server before it listens  # noqa: B018
         settings = ServerSettings(host=host, port=port, public_url=public_url, auth=not no_auth,
                                   cookie_secure=tls_cert is not None or public_url.startswith("https://"),
@@ -117,7 +118,8 @@ def worker(release: Annotated[int | None, typer.Argument(metavar="RELEASE", help
 
     def body() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        pool = WorkerPool(service(config), max_releases=max_releases, interval=interval, take_over=take_over)
+        pool = WorkerPool(local_service(config),  # a worker drives releases here, whatever server the CLI names
+                           max_releases=max_releases, interval=interval, take_over=take_over)
         signal.signal(signal.SIGTERM, lambda *_: pool.request_stop())
         console.print(f"graylift worker: driving up to {max_releases} release(s); Ctrl-C or SIGTERM stops")
         try:
@@ -134,6 +136,9 @@ def _password(stdin: bool, none: bool) -> str | None:
         return None
     if stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask the password on: give it with --password-stdin (or --no-password "
+                         "for a user of API tokens only)")
     return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
 
 
