@@ -162,7 +162,7 @@ def test_a_host_on_another_version_than_its_record_is_reported(world: World, gl:
 
 def test_the_command_says_it_in_text_and_json_with_its_exit_codes(world: World, gl: Graylift,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_doctor, "service", lambda config: gl)
+    monkeypatch.setattr(cli_doctor, "local_service", lambda config, refuse_remote=None: gl)
 
     def run(*args: str) -> Any:
         return CliRunner().invoke(cli.app, ["doctor", *args], env={"COLUMNS": "200"})

@@ -445,10 +445,15 @@ def test_serve_and_worker_are_the_server_and_ask_no_other(site: Site, args: tupl
     assert "Traceback" not in first + rest and "unexpected" not in first + rest, first + rest
 
 
-def test_users_add_without_a_terminal_asks_for_the_password_another_way(site: Site) -> None:
-    """Run with stdin closed (a script, `< /dev/null`), it printed a getpass warning and "Aborted!" (exit 1)."""
+def test_users_add_with_standard_input_ended_says_how_to_give_the_password(site: Site) -> None:
+    """Run with stdin at its end (a script, `< /dev/null`), it printed a getpass warning and "Aborted!" (exit 1);
+    a password piped in is read as typed (tests/e2e/test_getting_started.py does so)."""
     code, out, err = site.run("users", "add", "bob", "--role", "admin")
-    assert code == 2 and err.strip() == ("error: no terminal to ask the password on: give it with --password-stdin "
-                                         "(or --no-password for a user of API tokens only)"), (code, out, err)
-    assert site.run("users", "add", "ci", "--no-password")[0] == 0
-    assert "ci" in site.run("users", "list")[1] and "bob" not in site.run("users", "list")[1]
+    assert code == 2 and err.strip() == ("error: no password given (standard input ended): type it at the prompt, "
+                                         "or use --password-stdin (or --no-password for a user of API tokens "
+                                         "only)"), (code, out, err)
+    result = site.runner.invoke(app, ["-c", str(site.config), "users", "add", "ann", "--role", "admin"],
+                                input="s3cret-pass\ns3cret-pass\n", env={"GRAYLIFT_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    users = site.run("users", "list")[1]
+    assert "ann" in users and "bob" not in users

@@ -136,10 +136,11 @@ def _password(stdin: bool, none: bool) -> str | None:
         return None
     if stdin:
         return sys.stdin.readline().rstrip("\n")
-    if not sys.stdin.isatty():
-        raise UsageError("no terminal to ask the password on: give it with --password-stdin (or --no-password "
-                         "for a user of API tokens only)")
-    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    try:
+        return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    except typer.Abort:  # standard input ended (a script's `< /dev/null`), or Ctrl-D
+        raise UsageError("no password given (standard input ended): type it at the prompt, or use "
+                         "--password-stdin (or --no-password for a user of API tokens only)") from None
 
 
 @users_app.command("add")
