@@ -128,8 +128,10 @@ def local_service(config: Path | None, refuse_remote: str | None = None) -> Gray
     is not consulted (`serve` and `worker` are the server). A state database created new is said (a wrong path
     must not look like an empty history)."""
     if refuse_remote is not None and _server_named():
+        from graylift.client_options import CLIENT_FILE, SERVER_ENV
+
         raise UsageError(f"{refuse_remote}: run it where the state database is, without --server "
-                         "(GRAYLIFT_SERVER or ~/.config/graylift/client.yaml name a server here)")
+                         f"({SERVER_ENV} or {CLIENT_FILE} name a server here)")
     with imported_for_good():
         from graylift.service import Graylift
 

@@ -1,7 +1,7 @@
 """A command's time limit counts the controller's running time (graylift.adapters._deadline).
 
-The controller "not running" is its event loop blocked (tests.adapters.conftest.freeze_soon). The backends'
-own: tests/adapters/traffic/test_haproxy.py, test_zookeeper.py, tests/adapters/monitoring/test_command.py."""
+The controller "not running" is its event loop blocked (tests.adapters.conftest.freeze_soon). The command
+silencer's: tests/adapters/monitoring/test_command.py."""
 
 from __future__ import annotations
 
@@ -57,13 +57,21 @@ async def test_a_local_command_that_finished_while_the_controller_was_frozen_is_
     assert time.monotonic() - started < 3
 
 
+def _connector(sshd: Sshd, *, connect_timeout: float) -> SshConnector:
+    return SshConnector(SshConfig(known_hosts=sshd.known_hosts, key=sshd.client_key, connect_timeout=connect_timeout,
+                                  command_timeout=30))
+
+
+def _host(sshd: Sshd) -> Host:
+    return Host(name="h1", address="127.0.0.1", port=sshd.port, user="root")
+
+
 @pytest.mark.root
 @needs_root
 async def test_an_ssh_command_that_finished_while_the_controller_was_frozen_is_not_a_timeout(sshd: Sshd) -> None:
-    connector = SshConnector(SshConfig(known_hosts=sshd.known_hosts, key=sshd.client_key, connect_timeout=5,
-                                       command_timeout=30))
+    connector = _connector(sshd, connect_timeout=5)
     try:
-        transport = await connector.connect(Host(name="h1", address="127.0.0.1", port=sshd.port, user="root"))
+        transport = await connector.connect(_host(sshd))
         assert (await transport.run("true", timeout=5)).exit_status == 0  # connected
         freeze_soon(7.0)  # past the command's limit and the client's grace after it (1 + 5 s)
         assert (await transport.run("sleep 0.3; echo ok", timeout=1)).stdout == "ok\n"
@@ -74,11 +82,10 @@ async def test_an_ssh_command_that_finished_while_the_controller_was_frozen_is_n
 @pytest.mark.root
 @needs_root
 async def test_an_ssh_connection_made_while_the_controller_was_frozen_is_not_a_timeout(sshd: Sshd) -> None:
-    connector = SshConnector(SshConfig(known_hosts=sshd.known_hosts, key=sshd.client_key, connect_timeout=2,
-                                       command_timeout=30))
+    connector = _connector(sshd, connect_timeout=2)
     try:
         freeze_soon(3.0, after=0.01)  # in the middle of the handshake, past the connect timeout
-        transport = await connector.connect(Host(name="h1", address="127.0.0.1", port=sshd.port, user="root"))
+        transport = await connector.connect(_host(sshd))
         assert (await transport.run("echo ok", timeout=5)).stdout == "ok\n"
     finally:
         await connector.close()
