@@ -28,12 +28,10 @@ def race(url: str, action: str, args: list[str]) -> list[str]:
         )
         for arg in args
     ]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
+    done = [p.communicate(timeout=120) for p in procs]  # every one reaped before any is judged
+    for p, (_, err) in zip(procs, done, strict=True):
         assert p.returncode == 0, err
-        outs.append(out.strip())
-    return outs
+    return [out.strip() for out, _ in done]
 
 
 @pytest.mark.slow

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -100,6 +103,24 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()
+
+
+def test_a_database_another_process_is_writing_while_it_turns_to_wal_is_waited_for(tmp_path: Path) -> None:
+    """Turning a new database to WAL takes a write lock after a read lock, and SQLite gives up at once (no busy
+    wait, lest two such connections deadlock) when another connection holds the write lock: processes opening
+    one new database at once (CI, test_only_one_of_many_processes_starts_a_release) failed with 'database is
+    locked'. Open waits instead."""
+    db = tmp_path / "g.db"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")  # a write lock, as another process turning it to WAL holds for a moment
+    threading.Timer(1.0, other.execute, ["COMMIT"]).start()
+    try:
+        with Store.open(f"sqlite:///{db}") as store:
+            assert store.list_releases() == []
+    finally:
+        time.sleep(1.1)  # the timer's COMMIT has run
+        other.close()
 
 
 def test_migrations_match_the_tables_module(store: Store) -> None:

@@ -8,6 +8,8 @@ files the database file's mode).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,7 @@ def _sqlite_setup(engine: sa.Engine, *, begin: str, wal: bool) -> None:
         try:
             cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             if wal:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _turn_to_wal(cur)
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -134,6 +136,24 @@ def _sqlite_setup(engine: sa.Engine, *, begin: str, wal: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql(begin)
+
+
+def _turn_to_wal(cur: Any) -> None:
+    """WAL mode is written into the file once. Turning a new database to it takes a write lock while holding a
+    read lock, and SQLite answers 'database is locked' at once, without its busy wait (two such connections would
+    deadlock), when another connection holds the write lock: several processes opening one new database at once.
+    That answer is waited out here, up to the busy timeout, as every other lock is."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.1)
 
 
 def short(exc: BaseException) -> str:
