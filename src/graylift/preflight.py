@@ -17,8 +17,8 @@ from graylift.core.layout import Found, LayoutError
 from graylift.core.model import Host, Package
 from graylift.errors import ArtifactError, GrayliftError
 from graylift.ports import Clock, Fleet, Preflight, ProbeResult, Silencer, SystemClock, TrafficSwitch
+from graylift.reading import survey_and_health
 from graylift.runtime import HostRead, StepContext, Target, no_package
-from graylift.steps import survey_and_health
 
 SURVEY_PARALLEL = 50
 SURVEY_TIMEOUT = 30.0

@@ -66,7 +66,7 @@ class AppRuntime:
     metrics: MetricsSource | None = None  # the canary analysis's metrics (strategy.canary.analysis)
     peers: Callable[[Transport], PackagePeer] | None = None  # pre-staging peers; None: no pre-stage
     # a shell deploy dir on a shell host: steps may send several host commands as one (graylift.steps.restart,
-    # graylift.steps.survey_and_health)
+    # graylift.reading.survey_and_health)
     fuse_host_commands: bool = False
 
 
@@ -96,8 +96,7 @@ async def no_package() -> Package:
 class HostRead:
     """A pre-check's read of a host (its survey, and its health unless nothing is installed), taken ``at``
     before its turn: by the release's preflight, or while the batch before restarted. A pre-check uses one at
-    most ``strategy.precheck_ahead_seconds`` old (:class:`graylift.engine.hosts.HostRunner`: ``seed``,
-    ``read_ahead_when_one_is_out``)."""
+    most ``strategy.precheck_ahead_seconds`` old (:class:`graylift.engine.ahead.ReadsAhead`)."""
 
     found: Found
     health: ProbeResult | None

@@ -7,13 +7,12 @@ step runs and *when*; this module only knows *how*.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from graylift.core.flow import Step
-from graylift.core.layout import Found, ReleaseDirs, prune_plan, survey_script
+from graylift.core.layout import Found, ReleaseDirs, prune_plan
 from graylift.core.model import Host
 from graylift.errors import (
     ArtifactError,
@@ -25,91 +24,13 @@ from graylift.errors import (
     RemoteCommandFailed,
     TrafficError,
 )
-from graylift.ports import CommandResult, HealthProbe, ProbeResult, Silencer, TrafficSwitch
+from graylift.ports import CommandResult, ProbeResult, Silencer, TrafficSwitch
+from graylift.reading import fused, health, probes, survey_and_health
 from graylift.runtime import StepContext, Target
 
 
 class HostUnhealthy(GrayliftError):
     """The pre-check found the service already unhealthy: the host is skipped (or fails, by policy)."""
-
-
-async def health(ctx: StepContext) -> ProbeResult:
-    """One pass of every configured probe (one command on the host); the first failure is the result."""
-    from graylift.adapters.health import check_all  # not at import: `graylift status` never needs the adapters
-
-    return await check_all(_probes(ctx), ctx.transport)
-
-
-def _probes(ctx: StepContext) -> list[HealthProbe]:
-    """The app's probes for this host and target (placeholders filled in), or the runtime's fixed ones."""
-    rt = ctx.runtime
-    return list(rt.probes_for(ctx.paths()) if rt.probes_for else rt.probes)
-
-
-def _probes_whatever_runs(ctx: StepContext) -> list[HealthProbe] | None:
-    """The host's probes if they read the same whatever version it runs (no ``{version}`` or
-    ``{release_dir}`` in them), else None: then they can only be made once the survey has said what runs."""
-    from graylift.adapters.health import ShellProbe  # not at import: `graylift status` never needs the adapters
-
-    rt = ctx.runtime
-    if rt.probes_for is None:
-        return list(rt.probes)
-    one, other = (_probes(ctx.running(Found("release", name, name))) for name in ("one", "other"))
-    commands = [[p.command if isinstance(p, ShellProbe) else None for p in probes] for probes in (one, other)]
-    return one if None not in commands[0] and commands[0] == commands[1] else None
-
-
-async def survey_and_health(ctx: StepContext) -> tuple[Found, ProbeResult | None]:
-    """What the host runs and, unless nothing is installed, whether it is healthy: a pre-check's two reads.
-
-    When the probes do not depend on the version running, both go at once: as ONE command on a shell host
-    whose probes are all shell probes (:func:`_survey_and_health_in_one`), else as two over the host's
-    connection; one round trip on the release's critical path either way. Else the health check follows the
-    survey.
-    """
-    probes = _probes_whatever_runs(ctx)
-    if probes is None:
-        found = await ctx.dir.survey()
-        return found, None if found.fresh else await health(ctx.running(found))
-    if _fused(ctx, probes):
-        return await _survey_and_health_in_one(ctx, probes)
-    from graylift.adapters.health import check_all
-
-    checking = asyncio.ensure_future(check_all(probes, ctx.transport))
-    try:
-        found = await ctx.dir.survey()
-    except BaseException:
-        checking.cancel()
-        await asyncio.gather(checking, return_exceptions=True)
-        raise
-    if found.fresh:  # nothing installed: its health says nothing (and its failure is not an error)
-        await asyncio.gather(checking, return_exceptions=True)
-        return found, None
-    return found, await checking
-
-
-async def _survey_and_health_in_one(ctx: StepContext, probes: Sequence[HealthProbe]
-                                    ) -> tuple[Found, ProbeResult | None]:
-    """The survey of the deploy dir, then one attempt of every probe, as ONE command on the host
-    (:mod:`graylift.adapters.transport.parts`): one SSH channel and one shell on the host where there were two."""
-    from graylift.adapters.health import HostWait
-    from graylift.adapters.transport.deploy_dir import QUICK, read_survey
-    from graylift.adapters.transport.parts import Part, run_parts
-
-    wait = HostWait.of(probes, retries=1, interval=0)
-    assert wait is not None  # the caller asked _fused
-    survey = survey_script(ctx.runtime.deploy_dir)
-    results = await run_parts(ctx.transport, [Part("survey", survey), Part("health", wait.script)],
-                              timeout=QUICK + wait.budget)
-    if not results or results[0].exit_status != 0:
-        raise RemoteCommandFailed(ctx.host.name, survey, results[0].exit_status if results else None,
-                                  results[0].output if results else "the host's shell printed nothing")
-    found = read_survey(results[0].output, ctx.runtime.deploy_dir, ctx.host.name)
-    if found.fresh:  # nothing installed: its health says nothing
-        return found, None
-    if len(results) < 2:
-        return found, ProbeResult(False, f"{wait.probes[0].name}: the health check did not run on the host")
-    return found, wait.read(CommandResult(results[1].exit_status, results[1].output, ""))[1]
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -344,7 +265,7 @@ async def wait_healthy(ctx: StepContext) -> dict[str, Any]:
 
     rt = ctx.runtime
     started = ctx.clock.now()
-    waited = await wait_on_host(_probes(ctx), ctx.transport, retries=rt.health_retries, interval=rt.health_interval)
+    waited = await wait_on_host(probes(ctx), ctx.transport, retries=rt.health_retries, interval=rt.health_interval)
     if waited is not None:  # one command on the host, back as soon as the app is healthy
         attempts, result = waited
         if result.ok:
@@ -378,27 +299,10 @@ class RestartFailed(Exception):
         self.step, self.error, self.done = step, error, done
 
 
-def acts_through_the_host(probe: HealthProbe) -> bool:
-    """Whether ``probe`` is a shell probe: a command on the host, sent over the host's transport (which the
-    engine puts behind the lease), so it needs no lease guard of its own and runs with the others in one
-    command (:func:`graylift.adapters.health.check_all`, :func:`restart`)."""
-    from graylift.adapters.health import on_the_host
-
-    return on_the_host([probe])
-
-
-def _fused(ctx: StepContext, probes: Sequence[HealthProbe]) -> bool:
-    """Whether host commands and these probes may go to the host as one command: the runtime says it is a
-    shell deploy dir on a shell host, and the probes can run there (every one a shell probe)."""
-    from graylift.adapters.health import on_the_host
-
-    return ctx.runtime.fuse_host_commands and on_the_host(probes)
-
-
 def restarts_at_once(ctx: StepContext) -> bool:
     """Whether :func:`restart` can run the host's restart: host commands are fused and the host has health
     probes, every one a shell probe."""
-    return ctx.runtime.fuse_host_commands and _fused(ctx, _probes(ctx))  # the probes rendered only if fused
+    return ctx.runtime.fuse_host_commands and fused(ctx, probes(ctx))  # the probes rendered only if fused
 
 
 async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
@@ -423,7 +327,7 @@ async def restart(ctx: StepContext) -> list[tuple[Step, dict[str, Any]]]:
     from graylift.adapters.transport.parts import Part, budget, run_parts
 
     rt, host = ctx.runtime, ctx.host.name
-    wait = HostWait.of(_probes(ctx), retries=rt.health_retries, interval=rt.health_interval)
+    wait = HostWait.of(probes(ctx), retries=rt.health_retries, interval=rt.health_interval)
     assert wait is not None  # the engine asked restarts_at_once
     bounds = {Step.STOP: rt.command_timeout, Step.SWITCH: QUICK, Step.START: rt.command_timeout}
     found = ctx.found.current_dir if ctx.found is not None else None

@@ -23,7 +23,7 @@ from graylift.core.layout import SURVEY_ORDER
 from graylift.core.model import Strategy
 from graylift.core.state import HostState, ReleaseState, Request
 from graylift.engine import Engine
-from graylift.engine.hosts import HostRunner
+from graylift.engine.ahead import ReadsAhead
 from graylift.preflight import preflight
 from graylift.testing import FolderTransport
 from tests.engine.conftest import APP, ENV, World
@@ -257,15 +257,15 @@ def test_a_host_cut_off_after_its_read_fails_its_pre_check_untouched(make_world:
 
     async def cut_off_after_the_preflight() -> ReleaseState:
         engine = await with_preflight_reads(world, rid, "2.0.0")
-        note_staged = HostRunner.note_staged
+        note_staged = ReadsAhead.note_staged
 
-        def cut_off_once_staged(self: HostRunner, host: str, *args: Any) -> None:
+        def cut_off_once_staged(self: ReadsAhead, host: str, *args: Any) -> None:
             note_staged(self, host, *args)
             if host == "h5":
                 world.fleet.transports["h5"].unreachable = True  # its connection dies after the pre-stage
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(HostRunner, "note_staged", cut_off_once_staged)
+            patch.setattr(ReadsAhead, "note_staged", cut_off_once_staged)
             return (await engine.drive(rid)).state
 
     assert asyncio.run(cut_off_after_the_preflight()) is ReleaseState.PAUSED  # the failure budget is 0

@@ -14,8 +14,8 @@ from graylift.core.policy import BakeOutcome, bake_outcome
 from graylift.core.state import HostState, ReleaseState, Request
 from graylift.engine.analysis import AnalysisPhase
 from graylift.errors import GrayliftError, LeaseLost
+from graylift.reading import health
 from graylift.runtime import StepContext
-from graylift.steps import health
 from graylift.store import HostRunRecord, ReleaseRecord
 
 BAKE_CHECK_SECONDS = 2.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -21,22 +21,15 @@ from graylift.core.flow import undo_steps as plan_undo
 from graylift.core.layout import Found, choose_release_dir, release_dir_name
 from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
+from graylift.engine.ahead import ReadsAhead
 from graylift.engine.crash import crash_point
 from graylift.engine.lease import Guarded, Lease
 from graylift.engine.writes import StepWrites
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
+from graylift.reading import acts_through_the_host, survey_and_health
 from graylift.runtime import HostRead, StepContext, Target
-from graylift.steps import (
-    RESTART,
-    HostUnhealthy,
-    RestartFailed,
-    acts_through_the_host,
-    restart,
-    restarts_at_once,
-    run_step,
-    survey_and_health,
-)
+from graylift.steps import RESTART, HostUnhealthy, RestartFailed, restart, restarts_at_once, run_step
 from graylift.store import HostRunRecord, ReleaseRecord, Store
 from graylift.store.runs import FinishStep
 
@@ -64,8 +57,9 @@ class HostRunner:
         self.writes = StepWrites(store)
         self._rollback_versions: tuple[str, ...] | None = None
         self._deployed_shas: dict[str, str | None] = {}
-        self._ahead: dict[str, asyncio.Future[HostRead | None]] = {}  # host -> its read, taken or on its way
-        self._armed: tuple[ReleaseRecord, tuple[str, ...]] | None = None
+        strategy = fleet.runtime.strategy
+        self.ahead = ReadsAhead(clock, limit=strategy.precheck_ahead_seconds, parallel=strategy.max_parallel,
+                                read=self.read)
         rt = fleet.runtime
         deploy_dirs = rt.deploy_dirs
         # every backend, health probe and the deploy dir behind the lease (the transport is, in connect: a shell
@@ -134,84 +128,23 @@ class HostRunner:
 
     # --- the pre-check read ahead ---------------------------------------------------------------
 
-    @property
-    def _read_limit(self) -> float:
-        return self.fleet.runtime.strategy.precheck_ahead_seconds
-
-    def seed(self, reads: Mapping[str, HostRead]) -> None:
-        """Reads this release's preflight took, in this process (``graylift release --wait``): a host whose
-        turn comes while its read is young enough is not read again by its pre-check."""
-        if self._read_limit > 0:
-            for host, read in reads.items():
-                self._ahead[host] = _done(read)
-
-    def note_staged(self, host: str, directory: str, sha256: str | None, version: str) -> None:
-        """The pre-stage put ``releases/<directory>`` on ``host``: a read taken before says so too."""
-        held = self._ahead.get(host)
-        if held is not None and held.done() and not held.cancelled() and (read := held.result()) is not None:
-            self._ahead[host] = _done(replace(read, found=read.found.with_staged(directory, sha256, version)))
-
-    def read_ahead_when_one_is_out(self, rec: ReleaseRecord, hosts: Sequence[str]) -> None:
-        """Read ``hosts`` (the next batch) ahead when the first host of this batch is out of traffic: while this
-        batch restarts, so the reads are done when the next batch begins and at most its restart old. Off with
-        ``strategy.precheck_ahead_seconds`` 0; a read older than that is not used. Cleared by :meth:`disarm`
-        when the batch ends."""
-        self._armed = (rec, tuple(hosts)) if hosts and self._read_limit > 0 else None
-
-    def disarm(self) -> None:
-        self._armed = None
-
-    def _read_ahead(self, rec: ReleaseRecord, hosts: Sequence[str]) -> None:
-        """Start the pre-check's reads of ``hosts`` that have none young enough (half the limit: it is used a
-        batch later): read-only (the survey and the health probes), journaled with the pre-check that uses one,
-        and lost with this controller (its successor reads again)."""
-        limit = asyncio.Semaphore(max(1, self.fleet.runtime.strategy.max_parallel))
-
-        async def read(host: str) -> HostRead | None:
-            async with limit:
-                try:
-                    run = self.store.host_run(rec.id, host)
-                    if run.state is not HostState.PENDING or run.done_steps or run.step:
-                        return None
-                    transport = await self.connect(run)
-                    ctx = StepContext.open(self.runtime, run.host_spec, transport, await self.target(rec, run),
-                                           rec.id, self.clock)
-                    found, health = await survey_and_health(ctx)
-                except (GrayliftError, OSError):
-                    return None  # the host's own pre-check reads it, and says what is wrong
-                return HostRead(found, health, self.clock.now())
-
-        for host in hosts:
-            if self._age(host, at_most=self._read_limit / 2) is None:
-                self._ahead[host] = asyncio.ensure_future(read(host))
-
-    def _age(self, host: str, *, at_most: float) -> float | None:
-        """Seconds since ``host``'s read was taken (0 while on its way), None without one at most that old."""
-        held = self._ahead.get(host)
-        if held is None or held.cancelled():
+    async def read(self, rec: ReleaseRecord, host: str) -> HostRead | None:
+        """The pre-check's reads of ``host`` (its survey and health), for :class:`ReadsAhead`: None when its pass
+        has begun, or when it cannot be read now (its own pre-check reads it, and says what is wrong)."""
+        try:
+            run = self.store.host_run(rec.id, host)
+            if run.state is not HostState.PENDING or run.done_steps or run.step:
+                return None
+            transport = await self.connect(run)
+            ctx = StepContext.open(self.runtime, run.host_spec, transport, await self.target(rec, run), rec.id,
+                                   self.clock)
+            found, health = await survey_and_health(ctx)
+        except (GrayliftError, OSError):
             return None
-        if not held.done():
-            return 0.0
-        if held.exception() is not None or (read := held.result()) is None:
-            return None
-        age = (self.clock.now() - read.at).total_seconds()
-        return age if age <= at_most else None
-
-    async def _taken_ahead(self, host: str) -> HostRead | None:
-        """The read of ``host`` taken before its turn (waited for, if still on its way), when young enough."""
-        held = self._ahead.get(host)
-        if held is None:
-            return None
-        await asyncio.wait({held})
-        fresh = self._age(host, at_most=self._read_limit) is not None
-        return self._ahead.pop(host).result() if fresh else None
+        return HostRead(found, health, self.clock.now())
 
     async def close(self) -> None:
-        """Reads ahead that no pre-check took (the release paused, or this controller stops) are dropped."""
-        held, self._ahead, self._armed = [f for f in self._ahead.values() if not f.done()], {}, None
-        for future in held:
-            future.cancel()
-        await asyncio.gather(*held, return_exceptions=True)
+        await self.ahead.close()
 
     # --- walking -------------------------------------------------------------------------------
 
@@ -248,8 +181,8 @@ class HostRunner:
                 except GrayliftError as exc:
                     raise StepFailed(step, exc) from exc
                 # a forward pass's pre-check (never a back pass's: its host changed since) may use a read ahead
-                ahead = await self._taken_ahead(host) \
-                    if step is Step.PRECHECK and run.state is HostState.RUNNING and self._ahead else None
+                ahead = await self.ahead.take(host) \
+                    if step is Step.PRECHECK and run.state is HostState.RUNNING and self.ahead else None
                 ctx = StepContext.open(
                     self.runtime, run.host_spec, transport, target, rec.id, self.clock,
                     self._journal(rec.id, host, step), found=run.found, surveyed_now=surveyed, ahead=ahead,
@@ -299,9 +232,8 @@ class HostRunner:
                 surveyed = found is not None
                 if step is Step.MUTE:
                     muted = dict(detail.get("silences") or {})
-                if step is Step.TAKE_OUT and self._armed is not None:  # the first of its batch out: read the next
-                    armed, self._armed = self._armed, None
-                    self._read_ahead(*armed)
+                if step is Step.TAKE_OUT:  # the first of its batch out: the next batch's reads start
+                    self.ahead.first_out()
                 already = already or bool(found is not None and detail.get("already_on_target"))
                 # nothing to stage or restart on a host already on the target: it is only put back and unmuted
                 skipped = [s.value for s in todo if s not in (Step.PRECHECK, *ALWAYS_ENSURED)] if found and already \
@@ -498,12 +430,6 @@ class HostRunner:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
                 await self.roll_back(rec, run.host)
-
-
-def _done(read: HostRead) -> asyncio.Future[HostRead | None]:
-    future: asyncio.Future[HostRead | None] = asyncio.get_running_loop().create_future()
-    future.set_result(read)
-    return future
 
 
 def _const(pkg: Package) -> Any:

@@ -44,7 +44,7 @@ class Engine:
     def __init__(self, store: Store, fleet_factory: FleetFactory, *, clock: Clock | None = None,
                  owner: str | None = None, reads: dict[int, dict[str, HostRead]] | None = None) -> None:
         """``reads``: release id -> the reads of its hosts its preflight took in this process, which the first
-        drive of that release here takes (:meth:`HostRunner.seed`)."""
+        drive of that release here takes (:meth:`graylift.engine.ahead.ReadsAhead.seed`)."""
         self.store = store
         self.fleet_factory = fleet_factory
         self.clock: Clock = clock or SystemClock()
@@ -74,7 +74,7 @@ class Engine:
             async with lease.kept():
                 fleet = await self.fleet_factory(self.store.get_release(release_id))
                 drive = _Drive(self.store.fenced(lease.fence), fleet, self.clock, lease)
-                drive.hosts.seed(self.reads.pop(release_id, {}))
+                drive.hosts.ahead.seed(self.reads.pop(release_id, {}))
                 try:
                     yield drive
                 finally:
@@ -263,7 +263,7 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
                 try:
                     await self.each(pending, self.hosts.release, rec, stop_on_request=True)
                 finally:
-                    self.hosts.disarm()
+                    self.hosts.ahead.disarm()
         rec = self.store.get_release(rec.id)
         runs = {r.host: r for r in self.store.host_runs(rec.id)}
         if any(not runs[h].state.settled for h in batch.hosts):
@@ -272,10 +272,10 @@ class _Drive(CanaryPhase, PrestagePhase, BlueGreenPhase):
 
     def read_next_ahead(self, rec: ReleaseRecord, batch: Batch) -> None:
         """The next batch's hosts are read for their pre-checks while this batch restarts (not after a canary: its
-        bake may be long), off the critical path: see :meth:`HostRunner.read_ahead_when_one_is_out`."""
+        bake may be long), off the critical path: see :meth:`graylift.engine.ahead.ReadsAhead.arm`."""
         batches = Plan.from_dict(rec.plan).batches
         if batch.index + 1 < len(batches) and not batch.canary:
-            self.hosts.read_ahead_when_one_is_out(rec, batches[batch.index + 1].hosts)
+            self.hosts.ahead.arm(rec, batches[batch.index + 1].hosts)
 
     def finish_success(self, rec: ReleaseRecord) -> None:
         runs = self.store.host_runs(rec.id)

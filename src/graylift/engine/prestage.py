@@ -243,7 +243,7 @@ class _Job:
     def _staged(self, host: str, source: str | None, began: float) -> None:
         self.journal(host, "staged", {"source": source or "repository", "dir": self.dir,
                                       "seconds": round(self.phase.clock.monotonic() - began, 3)})
-        self.phase.hosts.note_staged(host, self.dir, self.pkg.sha256, self.rec.version)
+        self.phase.hosts.ahead.note_staged(host, self.dir, self.pkg.sha256, self.rec.version)
 
     def _failed(self, receiver: str, source: str | None, error: str, *, blame: bool) -> tuple[bool, bool]:
         error = error.replace(self.token, "***")  # the path token is a capability: never in the journal
