@@ -107,7 +107,7 @@ class CanaryPhase(AnalysisPhase):
         for run in canaries if healthy else []:
             try:
                 transport = await self.hosts.connect(run)  # behind the lease, like every host command
-                target = await self.hosts.target(rec, run)
+                target = await self.hosts.targets.target(rec, run)
                 ctx = StepContext.open(self.hosts.runtime, run.host_spec, transport, target, rec.id, self.clock,
                                        found=run.found)
                 result = await health(ctx)

@@ -18,12 +18,13 @@ from typing import Any, NoReturn
 from graylift.core.bluegreen import IDLE_FLOW, idle_undo, is_blue_green
 from graylift.core.flow import RELEASE_FLOW, ROLLBACK_FLOW, UNDO_OF, OnStepFailure, Step, on_step_failure, remaining
 from graylift.core.flow import undo_steps as plan_undo
-from graylift.core.layout import Found, choose_release_dir, release_dir_name
+from graylift.core.layout import Found
 from graylift.core.model import Package
 from graylift.core.state import HostState, ReleaseKind
 from graylift.engine.ahead import ReadsAhead
 from graylift.engine.crash import crash_point
 from graylift.engine.lease import Guarded, Lease
+from graylift.engine.targets import Targets
 from graylift.engine.writes import StepWrites
 from graylift.errors import BackendsFailed, GrayliftError, LeaseLost, TransportError
 from graylift.ports import Clock, Fleet, Transport
@@ -55,8 +56,7 @@ class HostRunner:
         self.store, self.fleet, self.clock, self.lease = store, fleet, clock, lease
         self.check_lease = check_lease = lease.check
         self.writes = StepWrites(store)
-        self._rollback_versions: tuple[str, ...] | None = None
-        self._deployed_shas: dict[str, str | None] = {}
+        self.targets = Targets(store, fleet)
         strategy = fleet.runtime.strategy
         self.ahead = ReadsAhead(clock, limit=strategy.precheck_ahead_seconds, parallel=strategy.max_parallel,
                                 read=self.read)
@@ -70,62 +70,6 @@ class HostRunner:
             probes=[p if acts_through_the_host(p) else Guarded(p, check_lease) for p in rt.probes],
             deploy_dirs=(lambda t: Guarded(deploy_dirs(t), check_lease)) if deploy_dirs is not None else None)
 
-    # --- targets -------------------------------------------------------------------------------
-
-    async def target(self, rec: ReleaseRecord, run: HostRunRecord) -> Target:
-        """What this pass puts on the host (see :class:`graylift.runtime.Target`)."""
-        version = run.target_version
-
-        async def load() -> Package:
-            return await self.package(rec.id, version)
-
-        if run.target_dir is not None:  # going back to a release dir a pre-check found on the host
-            sha = run.found.releases.get(run.target_dir) if run.found else None
-            return Target(version, run.target_dir, sha, load, forward=False)
-        pinned = (rec.plan.get("packages") or {}).get(version)
-        if rec.kind is ReleaseKind.RELEASE or run.found is None:
-            if rec.kind is ReleaseKind.ROLLBACK:  # before its pre-check: what is there is good enough
-                return Target(version, version, None, load, forward=False)
-            pkg = Package.from_json(pinned) if pinned else await load()
-            directory = release_dir_name(version, pkg.sha256, rebuilt_versions=self.fleet.runtime.rebuilt_versions)
-            return Target(version, directory, pkg.sha256, _const(pkg))
-        # a rollback release: the dir the host still has, else the repository's build
-        expected = pinned["sha256"] if pinned else self._deployed_sha(rec, version)
-        on_host = choose_release_dir(run.found, version, expected)
-        if on_host is not None:
-            return Target(version, on_host, run.found.releases.get(on_host), load, forward=False)
-        pkg = await load()
-        directory = release_dir_name(version, pkg.sha256, rebuilt_versions=self.fleet.runtime.rebuilt_versions)
-        return Target(version, directory, pkg.sha256, _const(pkg), forward=False)
-
-    async def package(self, release_id: int, version: str) -> Package:
-        """The package of ``version``: pinned in the release's plan, else resolved from the repository and
-        pinned (so every host of the release, and a resumed release, verifies the same sha256)."""
-        pinned = (self.store.get_release(release_id).plan.get("packages") or {}).get(version)
-        if pinned:
-            return Package.from_json(pinned)
-        pkg = await self.fleet.package(version)
-        plan = self.store.get_release(release_id).plan
-        packages = dict(plan.get("packages") or {})
-        packages.setdefault(version, pkg.to_json())
-        self.store.update_release(release_id, plan=plan | {"packages": packages})
-        return Package.from_json(packages[version])
-
-    def rollback_versions(self, rec: ReleaseRecord) -> tuple[str, ...]:
-        """The app's good versions, newest first: where rollbacks go, so a host keeps them when it prunes.
-        Read once per drive (they change only when a release ends)."""
-        if self._rollback_versions is None:
-            bad = self.store.bad_versions(rec.app, rec.env)
-            deployed = self.store.deployed_versions(rec.app, rec.env)
-            self._rollback_versions = tuple(dict.fromkeys(d.version for d in deployed if d.version not in bad))
-        return self._rollback_versions
-
-    def _deployed_sha(self, rec: ReleaseRecord, version: str) -> str | None:
-        """The sha256 ``version`` last went live with; read once per drive (every step of every host asks)."""
-        if version not in self._deployed_shas:
-            self._deployed_shas[version] = self.store.deployed_sha256(rec.app, rec.env, version)
-        return self._deployed_shas[version]
-
     # --- the pre-check read ahead ---------------------------------------------------------------
 
     async def read(self, rec: ReleaseRecord, host: str) -> HostRead | None:
@@ -136,7 +80,7 @@ class HostRunner:
             if run.state is not HostState.PENDING or run.done_steps or run.step:
                 return None
             transport = await self.connect(run)
-            ctx = StepContext.open(self.runtime, run.host_spec, transport, await self.target(rec, run), rec.id,
+            ctx = StepContext.open(self.runtime, run.host_spec, transport, await self.targets.target(rec, run), rec.id,
                                    self.clock)
             found, health = await survey_and_health(ctx)
         except (GrayliftError, OSError):
@@ -177,7 +121,7 @@ class HostRunner:
                     continue
                 self.check_lease()  # a controller that lost its lease never acts again
                 try:
-                    target = await self.target(rec, run)
+                    target = await self.targets.target(rec, run)
                 except GrayliftError as exc:
                     raise StepFailed(step, exc) from exc
                 # a forward pass's pre-check (never a back pass's: its host changed since) may use a read ahead
@@ -189,7 +133,7 @@ class HostRunner:
                     silences=muted,
                     require_healthy=run.state is HostState.RUNNING and rec.kind is ReleaseKind.RELEASE
                     and not is_blue_green(rec.plan),  # an idle host is restarted anyway; its health after counts
-                    rollback_versions=self.rollback_versions(rec) if step is Step.STAGE else ())
+                    rollback_versions=self.targets.rollback_versions(rec) if step is Step.STAGE else ())
                 at_once = todo[at:at + len(RESTART)] == RESTART and restarts_at_once(ctx)
                 begin: dict[str, Any] = {"version": target.version, "dir": target.dir}
                 if step in UNDO_OF:
@@ -430,13 +374,6 @@ class HostRunner:
                 await self.resume_revert(rec, run)
             elif run.state is HostState.ROLLING_BACK and (run.done_steps or run.step):
                 await self.roll_back(rec, run.host)
-
-
-def _const(pkg: Package) -> Any:
-    async def value() -> Package:
-        return pkg
-
-    return value
 
 
 async def _never() -> Package:

@@ -58,7 +58,7 @@ class PrestagePhase(PhaseBase):
         self.store.update_release(rec.id, phase=STEP, message=f"pre-staging {rec.version} on {len(runs)} host(s)")
         self.store.journal(rec.id, None, STEP, "begin", {"hosts": [r.host for r in runs]})
         started = self.clock.monotonic()
-        pkg = await self.hosts.package(rec.id, rec.version)
+        pkg = await self.hosts.targets.package(rec.id, rec.version)
         job = _Job(self, rec, pkg, {r.host: r for r in runs})
         try:
             stopped = await job.run()
