@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from graylift.adapters.health import CommandProbe, HostWait, ProcessProbe
 from graylift.adapters.transport.local import LocalConnector
 from graylift.adapters.transport.ssh import SshConfig, SshConnector
+from graylift.core.fence import fenced_command, sealed_input
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
 from graylift.ports import Transport
@@ -323,4 +325,31 @@ async def test_ssh_keepalives_only_while_the_connection_is_in_use(sshd: Sshd, tm
         assert len(sent) == busy  # at rest again
         assert (await transport.run("echo still here", timeout=10)).stdout == "still here\n"
     finally:
+        await connector.close()
+
+
+@pytest.mark.root
+@needs_root
+async def test_a_process_probe_in_a_fenced_wait_over_ssh_finds_no_process_of_its_own(sshd: Sshd,
+                                                                                     tmp_path: Path) -> None:
+    """A health wait goes to the host on stdin, through the host's fence, as the engine sends it; there its process
+    probe is plain ``pgrep -f`` (no -A): the shells that carry the script must not count as the app."""
+    connector = _connector(sshd)
+    absent = f"graylift-no-such-process-{secrets.token_hex(4)}"
+    present = f"graylift-probe-target-{secrets.token_hex(4)}"
+    app = subprocess.Popen([present, "30"], executable="/bin/sleep")  # the app, by its command line
+    try:
+        transport = await connector.connect(_host(sshd))
+        for pattern, healthy in ((absent, False), (present, True)):
+            wait = HostWait.of([ProcessProbe(pattern), CommandProbe(f"echo {pattern}")], retries=1, interval=0)
+            assert wait is not None and "pgrep -A" not in wait.script
+            command = fenced_command(str(tmp_path / "deploy"), "db1", 1, "sh -s", wait=10, reads_input=True)
+            result = await transport.run(command, timeout=20, check=False, stdin=sealed_input(wait.script))
+            attempts, seen = wait.read(result)
+            assert (attempts, seen.ok) == (1, healthy), seen.detail
+            if not healthy:
+                assert f"no process matches {pattern!r}" in seen.detail
+    finally:
+        app.kill()
+        app.wait()
         await connector.close()
