@@ -57,10 +57,9 @@ class HostRunner:
         self.check_lease = check_lease = lease.check
         self.writes = StepWrites(store)
         self.targets = Targets(store, fleet)
-        strategy = fleet.runtime.strategy
-        self.ahead = ReadsAhead(clock, limit=strategy.precheck_ahead_seconds, parallel=strategy.max_parallel,
-                                read=self.read)
         rt = fleet.runtime
+        self.ahead = ReadsAhead(clock, limit=rt.strategy.precheck_ahead_seconds, parallel=rt.strategy.max_parallel,
+                                read=self.read)
         deploy_dirs = rt.deploy_dirs
         # every backend, health probe and the deploy dir behind the lease (the transport is, in connect: a shell
         # probe acts only through it, and stays a shell probe, so it goes to the host as the wiring's probes do)
