@@ -114,12 +114,13 @@ def test_a_database_another_process_is_writing_while_it_turns_to_wal_is_waited_f
     other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     other.execute("CREATE TABLE t (x)")
     other.execute("BEGIN IMMEDIATE")  # a write lock, as another process turning it to WAL holds for a moment
-    threading.Timer(1.0, other.execute, ["COMMIT"]).start()
+    commit = threading.Timer(1.0, other.execute, ["COMMIT"])
+    commit.start()
     try:
         with Store.open(f"sqlite:///{db}") as store:
             assert store.list_releases() == []
     finally:
-        time.sleep(1.1)  # the timer's COMMIT has run
+        commit.join()
         other.close()
 
 
@@ -428,7 +429,6 @@ def test_a_session_frozen_in_a_pipeline_does_not_block_a_takeover(pg_databases: 
     its idle-in-transaction timer at any message and starts it again only at a Sync. Seen in CI: the session
     "idle in transaction" 19 s, the takeover's claim failing on the lock. Claiming a stale lease now ends such
     a session first."""
-    import time
 
     import psycopg
 
