@@ -112,6 +112,12 @@ class RemoteGraylift:
                                  headers={"Authorization": f"Bearer {token}", "X-Graylift-Trigger": "cli"})
         self._gone: dict[int, bool] = {}
         self.config_path = Path(f"{self.server} (server)")
+        self.config_problem: str | None = None  # the server loads its own config and says what is wrong in it
+        self.state_location = "the graylift server"  # its state database is the server's, not named to clients
+
+    def check_app(self, app: str, env: str | None = None) -> None:
+        """Nothing here: the server checks app and env names itself and answers an unknown one with the names
+        it knows."""
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

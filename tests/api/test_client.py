@@ -75,6 +75,20 @@ def test_the_servers_rules_and_messages_hold_for_the_cli(run: Callable[..., Any]
     assert bad.exit_code == 3 and "preflight found" in bad.output and "9.9.9" in bad.output
 
 
+
+def test_a_misspelt_app_through_a_server_is_answered_with_where_the_user_has_a_role(
+        run: Callable[..., Any]) -> None:
+    """The client checks no name itself (its config is not the server's). The server's answer to a name the
+    user has no role on says where the user has one (a typo is plain), naming nothing of other users'."""
+    local = run("history", "demo-typo", "--env", "test", user=None)
+    assert local.exit_code == 2 and "unknown app 'demo-typo'" in local.output and APP in local.output
+    remote = run("history", "demo-typo", "--env", "test")
+    assert remote.exit_code == 3, remote.output
+    assert " ".join(remote.output.split()) == ("error: rel has no role on demo-typo (test); view needs viewer "
+                                               "(rel is releaser on demo (*))")
+    assert "Traceback" not in remote.output and "does not load" not in remote.output
+
+
 def test_server_option_becomes_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRAYLIFT_SERVER", "")  # recorded, so the values set below are removed afterwards
     assert take_server_option(["--server", "https://gl:8080", "status", "-e", "prod"]) == ["status", "-e", "prod"]

@@ -121,9 +121,17 @@ def check(user: str, grants: Iterable[Grant], action: Action, app: str = ANY, en
     if may(grants, action, app, env):
         return
     role = role_on(grants, app, env)
-    where = "everything (* / *)" if app == ANY and env == ANY else f"{app} ({env})"
+    where = _where(app, env)
     has = f"is {role.value} on {where}" if role else f"has no role on {where}"
-    raise Denied(f"{user} {has}; {action.value.replace('_', ' ')} needs {NEEDS[action].value}")
+    message = f"{user} {has}; {action.value.replace('_', ' ')} needs {NEEDS[action].value}"
+    if role is None:  # perhaps a misspelt app or env: say where the user does have a role (nothing of others')
+        held = sorted({f"{g.role.value} on {_where(g.app, g.env)}" for g in grants})
+        message += f" ({user} is {', '.join(held)})" if held else f" ({user} has no role anywhere yet)"
+    raise Denied(message)
+
+
+def _where(app: str, env: str) -> str:
+    return "everything (* / *)" if app == ANY and env == ANY else f"{app} ({env})"
 
 
 def parse_role(value: str) -> Role:

@@ -158,9 +158,8 @@ def _remote() -> RemoteGraylift | None:
 
 def emergency(gl: Service) -> None:
     """Say, once, that a broken config is being worked around (the release's own snapshot is used)."""
-    problem = getattr(gl, "config_problem", None)  # a server has its own config
-    if problem:
-        first = problem.splitlines()[0]
+    if gl.config_problem:
+        first = gl.config_problem.splitlines()[0]
         warn(f"the config does not load ({first}); working from the state database alone")
 
 
@@ -168,15 +167,8 @@ def find_release(gl: Service, ref: str, env: str | None) -> ReleaseRecord:
     """A release by id, or the active (else last) release of ``APP --env ENV``."""
     if ref.isdigit() or env is None:
         return gl.release(release_id(ref))
-    check_app(gl, ref, env)
+    gl.check_app(ref, env)
     return gl.find(ref, env)
-
-
-def check_app(gl: Service, app: str, env: str | None = None) -> None:
-    """``unknown app 'order-svc'; known apps: order-service`` (a server checks names itself)."""
-    check = getattr(gl, "check_app", None)
-    if check is not None:
-        check(app, env)
 
 
 def who() -> str:
@@ -190,5 +182,5 @@ def release_id(ref: str) -> int:
     return int(ref)
 
 
-__all__ = ["AppArg", "ConfigOpt", "EnvOpt", "MaybeEnvOpt", "Output", "OutputOpt", "RefArg", "WaitOpt", "check_app",
+__all__ = ["AppArg", "ConfigOpt", "EnvOpt", "MaybeEnvOpt", "Output", "OutputOpt", "RefArg", "WaitOpt",
            "console", "emergency", "err", "find_release", "guarded", "release_id", "run_async", "service", "who"]

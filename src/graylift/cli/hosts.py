@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from graylift.cli.common import ConfigOpt, EnvOpt, Output, OutputOpt, check_app, guarded, run_async, service
+from graylift.cli.common import ConfigOpt, EnvOpt, Output, OutputOpt, guarded, run_async, service
 from graylift.cli.output import console, emit_json, show_table, styled, table
 from graylift.errors import UsageError
 
@@ -56,7 +56,7 @@ def hosts_import(first: AppFirst, second: Annotated[str | None, typer.Argument(m
         app_name, name = app_then(first, second, old_app, "graylift hosts import APP FILE --env ENV")
         file = Path(name)
         gl = service(config)
-        check_app(gl, app_name)  # a typo must not create a second app (any env is fine: hosts make it known)
+        gl.check_app(app_name)  # a typo must not create a second app (any env is fine: hosts make it known)
         diff = gl.import_hosts_file(file, app_name, env, dry_run=dry_run)
         for line in diff.lines():
             console.print(line, markup=False)
@@ -75,7 +75,7 @@ def hosts_list(app_arg: MaybeAppFirst = None, env: EnvOpt = ..., output: OutputO
     def body() -> None:
         app_name = app_only(app_arg, old_app, "graylift hosts list APP --env ENV")
         gl = service(config)
-        check_app(gl, app_name, env)
+        gl.check_app(app_name, env)
         hosts = gl.list_hosts(app_name, env)
         if output is Output.json:
             emit_json([{"name": h.name, "address": h.address, "port": h.port, "user": h.user, "group": h.group,
@@ -100,7 +100,7 @@ def hosts_maintenance(first: AppFirst, second: HostArg = None, env: EnvOpt = ...
     def body() -> None:
         app_name, name = app_then(first, second, old_app, "graylift hosts maintenance APP HOST --env ENV [--off]")
         gl = service(config)
-        check_app(gl, app_name, env)
+        gl.check_app(app_name, env)
         gl.set_maintenance(app_name, env, name, in_service=off)
         console.print(f"{name}: {'in service' if off else 'in maintenance'}")
 
@@ -133,7 +133,7 @@ def hosts_clear(first: AppFirst, second: HostArg = None, env: EnvOpt = ...,  # t
     def body() -> None:
         app_name, name = app_then(first, second, old_app, "graylift hosts clear APP HOST --env ENV")
         gl = service(config)
-        check_app(gl, app_name, env)
+        gl.check_app(app_name, env)
         if gl.clear_host(app_name, env, name):
             console.print(f"{name}: no longer counted as needing attention")
         else:

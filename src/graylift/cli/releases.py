@@ -22,7 +22,6 @@ from graylift.cli.common import (
     RefArg,
     VersionArg,
     WaitOpt,
-    check_app,
     emergency,
     find_release,
     guarded,
@@ -161,7 +160,7 @@ def rollback(app_name: AppArg, env: EnvOpt,
 
     def body() -> None:
         gl = service(config)
-        check_app(gl, app_name, env)
+        gl.check_app(app_name, env)
         extra = {"override_migration": override_migration} if override_migration else {}
 
         async def start() -> ReleaseRecord:
@@ -225,7 +224,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
 
 
 def _state_db(gl: Service) -> str:
-    return str(getattr(gl, "state_location", None) or "the graylift server")
+    return gl.state_location
 
 
 def _control(ref: str, env: str | None, action: str, config: ConfigOpt) -> None:
@@ -299,7 +298,7 @@ def history(app_name: AppArg, env: EnvOpt, output: OutputOpt = Output.text, conf
 
     def body() -> None:
         gl = service(config)
-        check_app(gl, app_name, env)
+        gl.check_app(app_name, env)
         releases, current = gl.list_releases(app_name, env), gl.current_version(app_name, env)
         emergency(gl)
         if output is Output.json:
