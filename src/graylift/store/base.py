@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from graylift.errors import LeaseLost, StoreError, StoreUnreachable
 from graylift.store import tables as t
 from graylift.store.db import short
+from graylift.store.statements import GET_LEASE
 
 
 def utcnow() -> datetime:
@@ -114,7 +115,7 @@ class StoreBase:
 
     def _check_fence(self, conn: sa.Connection, fence: Fence) -> None:
         fence.check()
-        query = t.GET_LEASE.with_for_update() if self.is_postgres else t.GET_LEASE
+        query = GET_LEASE.with_for_update() if self.is_postgres else GET_LEASE
         row = conn.execute(query, {"id": fence.release_id}).first()
         if row is None or row.owner != fence.owner or row.lease_epoch != fence.epoch:
             holder = f"{row.owner or 'nobody'} (epoch {row.lease_epoch})" if row is not None else "nobody"

@@ -42,6 +42,7 @@ from graylift.store.records import (
     release_from_row,
 )
 from graylift.store.runs import RunStore
+from graylift.store.statements import GET_RELEASE
 
 RELEASE_FIELDS = frozenset({"cursor", "phase", "wait_until", "message", "requested", "plan", "config",
                             "previous_version"})
@@ -137,7 +138,7 @@ class Store(RunStore):
         if not 0 < release_id < 2**63:
             raise ReleaseNotFound(f"release #{release_id} not found; `graylift history APP --env ENV` lists releases")
         with self._read() as conn:
-            row = conn.execute(t.GET_RELEASE, {"id": release_id}).mappings().first()
+            row = conn.execute(GET_RELEASE, {"id": release_id}).mappings().first()
         if row is None:
             raise ReleaseNotFound(f"release #{release_id} not found; `graylift history APP --env ENV` lists releases")
         return release_from_row(row)

@@ -14,6 +14,15 @@ from graylift.errors import StoreError
 from graylift.store import tables as t
 from graylift.store.cmdb import CmdbStore
 from graylift.store.records import Found, HostRunRecord, JournalEntry, host_run_from_row, journal_from_row
+from graylift.store.statements import (
+    FINISH_PRECHECK,
+    FINISH_STEP,
+    GET_REQUESTED,
+    GET_RUN,
+    GET_RUNS,
+    INSERT_JOURNAL,
+    SET_RUN_STEP,
+)
 
 HOST_RUN_FIELDS = frozenset({"state", "step", "error", "started_at", "finished_at", "previous_version",
                              "target_version", "batch", "address", "found", "target_dir", "attention"})
@@ -38,11 +47,11 @@ class RunStore(CmdbStore):
     def host_runs(self, release_id: int) -> list[HostRunRecord]:
         """The release's host runs, ordered by batch then host name."""
         with self._read() as conn:
-            return [host_run_from_row(r) for r in conn.execute(t.GET_RUNS, {"b_rid": release_id}).mappings()]
+            return [host_run_from_row(r) for r in conn.execute(GET_RUNS, {"b_rid": release_id}).mappings()]
 
     def host_run(self, release_id: int, host: str) -> HostRunRecord:
         with self._read() as conn:
-            row = conn.execute(t.GET_RUN, {"b_rid": release_id, "b_host": host}).mappings().first()
+            row = conn.execute(GET_RUN, {"b_rid": release_id, "b_host": host}).mappings().first()
         if row is None:
             raise StoreError(f"host {host} is not part of release #{release_id}")
         return host_run_from_row(row)
@@ -50,7 +59,7 @@ class RunStore(CmdbStore):
     def requested(self, release_id: int) -> Request | None:
         """Only the release's pending request (read at every safe point)."""
         with self._read() as conn:
-            value = conn.execute(t.GET_REQUESTED, {"id": release_id}).scalar()
+            value = conn.execute(GET_REQUESTED, {"id": release_id}).scalar()
         return Request(value) if value else None
 
     def update_host_run(self, release_id: int, host: str, **fields: Any) -> None:
@@ -68,7 +77,7 @@ class RunStore(CmdbStore):
     def begin_step(self, release_id: int, host: str, step: str, detail: dict[str, Any]) -> None:
         """The host's current step, and its ``begin`` journal entry, in one transaction."""
         with self._write() as conn:
-            if not conn.execute(t.SET_RUN_STEP, {"b_rid": release_id, "b_host": host, "b_step": step}).rowcount:
+            if not conn.execute(SET_RUN_STEP, {"b_rid": release_id, "b_host": host, "b_step": step}).rowcount:
                 raise StoreError(f"host {host} is not part of release #{release_id}")
             self._journal_rows(conn, release_id, host, [(step, "begin", detail)])
 
@@ -99,7 +108,7 @@ class RunStore(CmdbStore):
             if f.found is not None:
                 params |= {"b_found": f.found.to_json(), "b_previous": f.found.version}
                 changes |= {"found": f.found, "previous_version": f.found.version}
-            by_statement.setdefault(t.FINISH_PRECHECK if f.found is not None else t.FINISH_STEP, []).append(params)
+            by_statement.setdefault(FINISH_PRECHECK if f.found is not None else FINISH_STEP, []).append(params)
             entries.append(self._journal_row(run.release_id, run.host, f.step, "done", f.detail))
             entries += [self._journal_row(run.release_id, run.host, name, "done", detail) for name, detail in f.also]
             if f.skipped:
@@ -115,7 +124,7 @@ class RunStore(CmdbStore):
                     missing = [f.run.host for f in finishes if f.run.host not in known]
                     raise StoreError(f"host {', '.join(missing) or '?'} is not part of release "
                                      f"#{finishes[0].run.release_id}")
-            conn.execute(t.INSERT_JOURNAL, entries)
+            conn.execute(INSERT_JOURNAL, entries)
         return records
 
     @staticmethod
@@ -160,7 +169,7 @@ class RunStore(CmdbStore):
     def _journal_rows(self, conn: sa.Connection, release_id: int, host: str | None,
                       entries: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Entries (step, event, detail) in this order, in one statement."""
-        conn.execute(t.INSERT_JOURNAL, [self._journal_row(release_id, host, step, event, detail)
+        conn.execute(INSERT_JOURNAL, [self._journal_row(release_id, host, step, event, detail)
                                         for step, event, detail in entries])
 
     def _journal_row(self, release_id: int, host: str | None, step: str, event: str,
