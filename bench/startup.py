@@ -2,10 +2,13 @@
 """What does starting the `graylift` command cost, beside the tools people know?
 
 CPU seconds (user + system, of the process and everything it starts: resource.getrusage(RUSAGE_CHILDREN)) of
-`graylift --help` and `graylift status` (over a SQLite state database with one app, made beforehand), and as
-references measured in the same run: `python -c pass` (the interpreter alone), `python -c 'import sqlalchemy'`
-(what any command reading the state database pays before doing anything), `ansible --help` and
-`pyinfra --help` when they are installed in the same environment (`pip install ansible-core pyinfra`).
+`graylift --help`, `graylift status` (over a SQLite state database with one app, made beforehand) and the imports
+of `graylift release` (every backend module, the engine, the service), and as references measured in the same
+run: `python -c pass` (the interpreter alone), `python -c 'import sqlalchemy'` (what any command reading the
+state database pays before doing anything), the import of the libraries a release cannot run without
+(asyncssh, httpx, SQLAlchemy with sqlite3, pydantic's BaseModel, PyYAML, Typer, Rich: the floor of its
+start-up), `ansible --help` and `pyinfra --help` when they are installed in the same environment or on PATH
+(`pip install ansible-core pyinfra`).
 Each command runs --runs times after one warm-up run (bytecode caches written); the median is kept.
 
     .venv/bin/python bench/startup.py              # 9 runs each
@@ -43,6 +46,9 @@ apps:
     health: {tcp_port: 8080}
 """
 
+RELEASE_IMPORTS = "import graylift.cli.releases, graylift.service, graylift.wiring, graylift.engine.loop"
+LIBRARIES = "import asyncssh, httpx, sqlalchemy, sqlite3, yaml, typer, rich; from pydantic import BaseModel"
+
 
 def cpu_seconds(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -75,10 +81,16 @@ def main() -> None:
         graylift = str(BIN / "graylift")
         subprocess.run([graylift, "status"], cwd=work, env=env, check=True, capture_output=True)  # makes the db
         measured = {"graylift --help": median_of([graylift, "--help"], args.runs, work, env),
-                    "graylift status": median_of([graylift, "status"], args.runs, work, env)}
+                    "graylift status": median_of([graylift, "status"], args.runs, work, env),
+                    # what `graylift release` loads before it reads its config (every backend module, the engine)
+                    "graylift release's imports": median_of([sys.executable, "-c", RELEASE_IMPORTS], args.runs,
+                                                            work, env)}
         references = {"python -c pass": median_of([sys.executable, "-c", "pass"], args.runs, work, env),
                       # the floor of any command that reads the state database through SQLAlchemy
                       "python -c 'import sqlalchemy'": median_of([sys.executable, "-c", "import sqlalchemy"],
+                                                                 args.runs, work, env),
+                      # the floor of a release's start-up: the libraries it cannot run without, nothing of graylift
+                      "the libraries a release needs": median_of([sys.executable, "-W", "ignore", "-c", LIBRARIES],
                                                                  args.runs, work, env)}
         for tool in ("ansible", "pyinfra"):
             path = BIN / tool if (BIN / tool).exists() else shutil.which(tool)
