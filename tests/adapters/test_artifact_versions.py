@@ -4,6 +4,7 @@ directory indexes, read from a real `python -m http.server` (the lab's artifact 
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from graylift.config import load_config
 from graylift.errors import ArtifactError, ConfigError
 from graylift.lab import services
 from graylift.lab.artifacts import start_artifact_server
+from tests.fakes.trickle import trickle_in_a_thread
 
 MAVEN = """<?xml version="1.0" encoding="UTF-8"?>
 <metadata><groupId>com.example</groupId><artifactId>shop</artifactId>
@@ -79,6 +81,17 @@ def test_a_directory_index_and_maven_metadata_over_http(repository: tuple[str, P
     with pytest.raises(ArtifactError, match="unreachable"):
         list_versions(dead, "x", "war", None)
 
+
+
+def test_a_listing_page_that_never_finishes_is_given_up_at_the_timeout() -> None:
+    """The console's "new release" page asks for the list from a worker thread: a repository (or a proxy)
+    sending a header line now and then held that thread, and the page, without end."""
+    with trickle_in_a_thread() as slow:
+        started = time.monotonic()
+        with pytest.raises(ArtifactError) as caught:
+            list_versions(slow.url + "/pyapp/", "pyapp", "tar.gz", None, timeout=1)
+        assert time.monotonic() - started < 5
+    assert str(caught.value) == f"listing versions of pyapp: {slow.url}/pyapp/ gave no complete answer in 1s"
 
 def config_text(base: str, package: str) -> str:
     return textwrap.dedent(f"""\

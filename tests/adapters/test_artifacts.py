@@ -25,6 +25,7 @@ from graylift.testing import FolderTransport
 from tests.adapters.transport.test_ssh_local import argv_holding
 from tests.fakes.artifacts import FakeArtifactServer
 from tests.fakes.base import Request, Response
+from tests.fakes.trickle import Trickle
 
 USER = "deploy"
 PASSWORD = "p\"w \\$1 'x"  # a double quote, a backslash, a $, a space and a single quote
@@ -160,6 +161,22 @@ async def test_an_unreachable_repository() -> None:
     assert message.startswith(f"pyapp 1.0.0: HEAD {PATH} failed: ConnectError")
     assert message.endswith(f"; is the artifact repository reachable at {url}{PATH}? check the URL and the network")
 
+
+
+async def test_a_repository_that_never_finishes_its_answer_fails_at_the_time_limit() -> None:
+    """Each request to the repository is bounded as a whole (httpx bounds each read): a server that keeps
+    sending a header now and then ends the preflight with one line instead of holding it."""
+    import asyncio
+
+    async with Trickle() as slow:
+        store = HttpArtifactStore(url_template=slow.url + TEMPLATE, kind=PackageKind.TAR_GZ, timeout=1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ArtifactError) as caught:  # the guard ends the old behaviour's wait early
+            await asyncio.wait_for(store.resolve("pyapp", "1.0.0"), 10)
+        assert loop.time() - started < 5 and slow.requests == 1
+    assert one_line(caught) == (f"pyapp 1.0.0: HEAD {PATH} failed: no complete answer in 1s; is the artifact "
+                                f"repository reachable at {slow.url}{PATH}? check the URL and the network")
 
 async def test_urls_in_messages_are_masked(open_repo: Repository) -> None:
     # the config refuses credentials in URLs; an error still never shows one

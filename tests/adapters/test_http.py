@@ -14,6 +14,7 @@ from graylift.adapters._http import Api, Login, call, detail, shown, translated
 from graylift.errors import ArtifactError, TrafficError
 from graylift.lab import services
 from tests.fakes.base import FakeServer, Request, Response
+from tests.fakes.trickle import Trickle
 
 SECRET = "Tok-Secret-3"
 
@@ -200,3 +201,20 @@ async def test_a_request_searches_for_no_module(server: Routes) -> None:
         finally:
             sys.meta_path.remove(Recorder)  # type: ignore[arg-type]
     assert searched == []
+
+
+async def test_a_server_that_never_finishes_its_answer_fails_the_request_at_its_time_limit() -> None:
+    """httpx's timeouts bound each read and write, not the request: a server sending a byte now and then held
+    a step (a mute, a registry call) without end. The time limit is the whole request's."""
+    async with Trickle() as slow:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TrafficError) as caught:  # the guard ends the old behaviour's wait early
+            await asyncio.wait_for(call(TrafficError, "lb:web", "GET", slow.url + f"/v1?token={SECRET}",
+                                        hint="is it running?", timeout=1, secrets=[SECRET]), 10)
+        assert loop.time() - started < 5
+        assert str(caught.value) == "lb:web: GET /v1 failed: no complete answer in 1s; is it running?"
+        async with httpx.AsyncClient() as kept:  # through a client the caller keeps, the same bound
+            with pytest.raises(TrafficError, match=r"^lb:web: GET /v1 failed: no complete answer in 1s"):
+                await asyncio.wait_for(call(TrafficError, "lb:web", "GET", slow.url + "/v1", hint="-", timeout=1,
+                                            client=kept), 10)

@@ -27,6 +27,7 @@ from graylift.notify.notifier import Notifier
 from graylift.store import Store
 from graylift.store.accounts import AccountStore
 from tests.api.conftest import APP, Server
+from tests.fakes.trickle import Trickle
 
 SECRET = "s3cret-signing-key"
 
@@ -212,6 +213,36 @@ def test_one_webhook_gets_its_events_one_at_a_time_in_the_order_they_happened(
     gaps = [b - a for a, b in zip(slow.times, slow.times[1:], strict=False)]
     assert min(gaps) >= 0.25, f"a delivery was sent before the one before it was answered: {gaps}"
 
+
+
+def test_a_receiver_that_never_finishes_its_answer_is_given_up_at_the_timeout_and_holds_no_other(
+        tmp_path: Path, receiver: Callable[..., Receiver]) -> None:
+    """httpx's timeout bounds each read, not the request: a receiver (or a proxy) sending a header line now and
+    then held the notifier's pass, and so every other webhook's deliveries, without end. A delivery has the
+    notifier's timeout in all; it fails (retried later) and the pass goes on."""
+    good = receiver()
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        accounts = AccountStore.of(store)
+
+        async def deliver() -> tuple[int, float]:
+            async with Trickle() as slow, httpx.AsyncClient() as client:
+                for name, url in (("stuck", slow.url + "/hook"), ("ok", good.url)):
+                    hook = accounts.add_webhook(name=name, channel="generic", url=url, secret=None, app="*",
+                                                env="*", events=[], template=None, created_by="admin")
+                    accounts.enqueue(hook.id, event_key="journal:1", event="started", release_id=1,
+                                     payload={"event": "started"})
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                sent = await asyncio.wait_for(Notifier(store, timeout=1).deliver(client), 10)  # guards the old
+                return sent, loop.time() - started
+
+        sent, took = asyncio.run(deliver())
+        failed = [d for d in accounts.deliveries() if d.state != "sent"]
+    finally:
+        store.close()
+    assert sent == 1 and good.events() == ["started"] and took < 5
+    assert len(failed) == 1 and "no complete answer in 1s" in (failed[0].last_error or "")
 
 def test_each_channel_signs_as_its_documentation_says() -> None:
     payload = {"event": "succeeded", "app": "pyapp", "env": "prod", "version": "2.0.0", "from_version": "1.0.0",

@@ -25,14 +25,17 @@ import contextlib
 import functools
 import json
 import ssl
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
+from graylift.adapters._deadline import within
 from graylift.adapters._limits import LoopSemaphores
 from graylift.core.template import render
 from graylift.errors import GrayliftError
+
+T = TypeVar("T")
 
 MASK = "***"
 MIN_SECRET = 4  # shorter "secrets" (a test token "t") would mask letters all over a message
@@ -105,16 +108,34 @@ def detail(response: httpx.Response, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def translated(error_type: type[GrayliftError], name: str, method: str, url: str, *, hint: str,
-               secrets: Iterable[str | None] = (), show_query: bool = False) -> Iterator[None]:
-    """httpx's exceptions raised inside become one ``error_type`` naming the request; nothing else is caught."""
+               secrets: Iterable[str | None] = (), show_query: bool = False,
+               timeout: float | None = None) -> Iterator[None]:
+    """httpx's exceptions raised inside become one ``error_type`` naming the request, and so does the
+    TimeoutError of :func:`bounded` when ``timeout`` (its seconds) is given; nothing else is caught."""
+    def error(why: str) -> GrayliftError:
+        message = f"{name}: {method} {shown(url, show_query=show_query)} failed: {why}"
+        return error_type(scrub(message.rstrip() + f"; {hint}", (*secrets, *url_secrets(url))))
+
     try:
         yield
     except httpx.InvalidURL:
         raise error_type(scrub(f"{name}: {safe_url(url)} is not a valid URL; fix it in the config",
                                (*secrets, *url_secrets(url)))) from None
     except httpx.HTTPError as exc:
-        message = f"{name}: {method} {shown(url, show_query=show_query)} failed: {type(exc).__name__} {exc}"
-        raise error_type(scrub(message.rstrip() + f"; {hint}", (*secrets, *url_secrets(url)))) from None
+        raise error(f"{type(exc).__name__} {exc}") from None
+    except TimeoutError:
+        if timeout is None:
+            raise
+        raise error(f"no complete answer in {timeout:g}s") from None
+
+
+async def bounded(request: Awaitable[T], timeout: float) -> T:
+    """``request`` (an httpx call), which must be over in ``timeout`` seconds of the controller's running time.
+
+    httpx's own timeouts bound each connect, read and write, not the request: a server (or a proxy) that sends
+    a byte now and then held a call, and the release step waiting on it, without end. Raises TimeoutError,
+    which :func:`translated` given the same ``timeout`` turns into the backend's error."""
+    return await within(request, timeout)
 
 
 @functools.cache
@@ -146,12 +167,13 @@ async def call(error_type: type[GrayliftError], name: str, method: str, url: str
     """
     hidden = (*secrets, *url_secrets(url))
     where = f"{name}: {method} {shown(url, show_query=show_query)}"
-    with translated(error_type, name, method, url, hint=hint, secrets=secrets, show_query=show_query):
+    with translated(error_type, name, method, url, hint=hint, secrets=secrets, show_query=show_query,
+                    timeout=timeout):
         if client is not None:
-            response = await client.request(method, url, **kwargs)
+            response = await bounded(client.request(method, url, **kwargs), timeout)
         else:
             async with new_client(timeout=timeout) as own:
-                response = await own.request(method, url, **kwargs)
+                response = await bounded(own.request(method, url, **kwargs), timeout)
     status = response.status_code
     if status in ok_statuses:
         return status, response.text

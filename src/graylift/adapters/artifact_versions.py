@@ -17,6 +17,7 @@ result is newest first by a natural order (``1.10.0`` after ``1.9.2``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from html.parser import HTMLParser
@@ -25,6 +26,7 @@ from xml.etree import ElementTree
 
 import httpx
 
+from graylift.adapters._http import bounded, new_client
 from graylift.adapters.artifacts import ArtifactAuth
 from graylift.core.model import is_plain_name
 from graylift.errors import ArtifactError
@@ -95,11 +97,21 @@ def parse_listing(body: str, content_type: str, app: str, ext: str) -> list[str]
 
 
 def list_versions(url: str, app: str, ext: str, auth: ArtifactAuth | None, timeout: float = 10) -> list[str]:
-    """GET the listing page and read it; an unreachable or failing page is an ArtifactError naming the URL."""
+    """GET the listing page and read it; an unreachable or failing page, or one not answered in full within
+    ``timeout`` seconds, is an ArtifactError naming the URL. (The server's sync handlers call this from their
+    worker threads, which run no event loop: the request gets one of its own.)"""
     try:
-        response = httpx.get(url, auth=auth.httpx_auth() if auth else None, timeout=timeout, follow_redirects=True)
+        response = asyncio.run(_get(url, auth, timeout))
     except httpx.HTTPError as exc:
         raise ArtifactError(f"listing versions of {app}: {url} unreachable: {type(exc).__name__}") from None
+    except TimeoutError:
+        raise ArtifactError(f"listing versions of {app}: {url} gave no complete answer in {timeout:g}s") from None
     if response.status_code != 200:
         raise ArtifactError(f"listing versions of {app}: {url} answered HTTP {response.status_code}")
     return parse_listing(response.text, response.headers.get("content-type", ""), app, ext)
+
+
+async def _get(url: str, auth: ArtifactAuth | None, timeout: float) -> httpx.Response:
+    async with new_client(timeout=timeout, auth=auth.httpx_auth() if auth else None,
+                          follow_redirects=True) as client:
+        return await bounded(client.get(url), timeout)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from graylift.adapters._http import safe_url, translated
+from graylift.adapters._http import bounded, safe_url, translated
 from graylift.adapters.registry import secret
 from graylift.core.model import Package, PackageKind, is_plain_name
 from graylift.core.template import render
@@ -188,25 +188,29 @@ class HttpArtifactStore:
         """httpx's errors of one request, as one ArtifactError (graylift.adapters._http)."""
         return translated(ArtifactError, what, method, url, secrets=self.auth.secrets if self.auth else (),
                           hint=f"is the artifact repository reachable at {safe_url(url)}? check the URL and the "
-                               "network")
+                               "network", timeout=self.timeout)
 
     async def _check_exists(self, client: httpx.AsyncClient, what: str, url: str) -> int | None:
         """The package is there; its size in bytes when the server says (Content-Length)."""
         with self._reaching(what, "HEAD", url):
-            response = await client.head(url)
+            response = await bounded(client.head(url), self.timeout)
         status, length = response.status_code, response.headers.get("content-length")
         if status in (405, 501):  # a server without HEAD: ask for the headers of a GET
             with self._reaching(what, "GET", url):
-                async with client.stream("GET", url) as streamed:
-                    status, length = streamed.status_code, streamed.headers.get("content-length")
+                status, length = await bounded(self._headers_of_get(client, url), self.timeout)
         if status in (404, 410):
             raise self._error(f"{what} is not in the repository ({url}): HTTP {status}; check the version")
         self._check_status(status, what, url)
         return int(length) if length and length.isdigit() else None
 
+    @staticmethod
+    async def _headers_of_get(client: httpx.AsyncClient, url: str) -> tuple[int, str | None]:
+        async with client.stream("GET", url) as streamed:
+            return streamed.status_code, streamed.headers.get("content-length")
+
     async def _fetch_sha256(self, client: httpx.AsyncClient, what: str, sha_url: str) -> str:
         with self._reaching(what, "GET", sha_url):
-            response = await client.get(sha_url)
+            response = await bounded(client.get(sha_url), self.timeout)
         if response.status_code in (404, 410):
             raise self._error(f"{what}: no sha256 at {sha_url} (HTTP {response.status_code}); publish the "
                               ".sha256 next to the package or set package.sha256")
