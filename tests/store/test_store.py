@@ -152,6 +152,38 @@ def test_open_reports_an_unreachable_database_without_traceback() -> None:
     assert "secret" not in str(info.value)
 
 
+
+def test_a_database_server_that_accepts_but_never_answers_is_unreachable_after_the_connect_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that accepts connections and says nothing (a hung server, a proxy or firewall in between) held
+    every command, `graylift status` too, without end: libpq waits for the server's greeting for ever unless
+    told otherwise. graylift tells it PG_CONNECT_TIMEOUT_S (10 s; 2 here), and the URL's own
+    ``connect_timeout`` wins."""
+    import socket
+
+    from graylift.store import db
+
+    monkeypatch.setattr(db, "PG_CONNECT_TIMEOUT_S", 2)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(8)], daemon=True).start()
+    url = f"postgresql+psycopg://postgres:secret@127.0.0.1:{listener.getsockname()[1]}/graylift"
+    try:
+        for given in ("", "?connect_timeout=2"):
+            started = time.monotonic()
+            with pytest.raises(StoreUnreachable) as info:  # the CLI's exit code 4
+                Store.open(url + given)
+            assert time.monotonic() - started < 15 and held
+            assert "timeout" in str(info.value) and "secret" not in str(info.value)
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    args = pg_connect_args(sa.make_url("postgresql+psycopg://u@db/g?connect_timeout=30"))
+    assert "connect_timeout" not in args and args["keepalives_idle"] == "30"  # the URL's goes to libpq as it is
+
 def test_open_reports_a_bad_url_and_an_unwritable_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid"):  # a config error (exit 2), not an unreachable one
         Store.open("not a url")

@@ -23,6 +23,7 @@ from graylift.errors import ConfigError, StoreUnreachable
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_LOCK_TIMEOUT_MS = 5_000
+PG_CONNECT_TIMEOUT_S = 10  # a server that accepts and never answers
 PG_IDLE_TX_MS = 5_000  # well inside the lease's stale window (engine.lease.STALE_AFTER_SECONDS)
 APPLICATION_NAME = "graylift"  # every graylift session on PostgreSQL, as pg_stat_activity shows it
 _PG_MIGRATION_LOCK = 0x6772_6C66  # "grlf": serialises concurrent `Store.open` migrations on PostgreSQL
@@ -36,7 +37,7 @@ def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
         raise ConfigError(f"state database {url.render_as_string(hide_password=True)}: only SQLite "
                           "(sqlite:///path) and PostgreSQL (postgresql+psycopg://...) are supported")
     if backend != "sqlite":
-        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=pg_connect_args())
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=pg_connect_args(url))
         return engine, engine
     database = url.database or ""
     if database in ("", ":memory:"):
@@ -55,14 +56,23 @@ def make_engines(url: URL, *, create_dir: bool) -> tuple[sa.Engine, sa.Engine]:
     return write, read
 
 
-def pg_connect_args() -> dict[str, str]:
+def pg_connect_args(url: URL | None = None) -> dict[str, str]:
     """How every graylift session on PostgreSQL starts. A controller frozen (SIGSTOP, a VM pause) inside a
     transaction must not hold the release's row lock past the lease's stale window: the server ends a session
     idle in a transaction, and nobody waits on a lock forever. The server cannot end one frozen just after a
     pipeline's Flush (its timer stops at any message and starts again only at a Sync): the claim of a stale
-    lease ends those (:meth:`graylift.store.Store.claim`), found by the application name."""
-    return {"options": f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={PG_IDLE_TX_MS}",
+    lease ends those (:meth:`graylift.store.Store.claim`), found by the application name.
+
+    On the client's side: a server that accepts the connection and never answers (hung, or a proxy in front
+    of a dead one) is given up after PG_CONNECT_TIMEOUT_S (libpq waits for ever by default), and a server gone
+    mid-session (its machine off, the network cut) is found by TCP keepalives within about a minute, not the
+    system's two hours. What the URL's query sets itself (``?connect_timeout=3``) is left as it is."""
+    args = {"options": f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={PG_IDLE_TX_MS}",
             "application_name": APPLICATION_NAME}
+    given = url.query if url is not None else {}
+    defaults = {"connect_timeout": str(PG_CONNECT_TIMEOUT_S), "keepalives": "1", "keepalives_idle": "30",
+                "keepalives_interval": "10", "keepalives_count": "3"}
+    return args | {key: value for key, value in defaults.items() if key not in given}
 
 
 def private_file(path: Path, *, create_dir: bool) -> None:
