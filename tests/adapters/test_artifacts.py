@@ -175,7 +175,7 @@ async def test_a_repository_that_never_finishes_its_answer_fails_at_the_time_lim
         with pytest.raises(ArtifactError) as caught:  # the guard ends the old behaviour's wait early
             await asyncio.wait_for(store.resolve("pyapp", "1.0.0"), 10)
         assert loop.time() - started < 5 and slow.requests == 1
-    assert one_line(caught) == (f"pyapp 1.0.0: HEAD {PATH} failed: no complete answer in 1s; is the artifact "
+    assert one_line(caught) == (f"pyapp 1.0.0: HEAD {PATH} failed: no complete answer in 2s; is the artifact "
                                 f"repository reachable at {slow.url}{PATH}? check the URL and the network")
 
 async def test_urls_in_messages_are_masked(open_repo: Repository) -> None:

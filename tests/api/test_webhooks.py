@@ -242,7 +242,7 @@ def test_a_receiver_that_never_finishes_its_answer_is_given_up_at_the_timeout_an
     finally:
         store.close()
     assert sent == 1 and good.events() == ["started"] and took < 5
-    assert len(failed) == 1 and "no complete answer in 1s" in (failed[0].last_error or "")
+    assert len(failed) == 1 and "no complete answer in 2s" in (failed[0].last_error or "")
 
 def test_each_channel_signs_as_its_documentation_says() -> None:
     payload = {"event": "succeeded", "app": "pyapp", "env": "prod", "version": "2.0.0", "from_version": "1.0.0",

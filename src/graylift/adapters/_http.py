@@ -126,16 +126,23 @@ def translated(error_type: type[GrayliftError], name: str, method: str, url: str
     except TimeoutError:
         if timeout is None:
             raise
-        raise error(f"no complete answer in {timeout:g}s") from None
+        raise error(f"no complete answer in {whole_request(timeout):g}s") from None
+
+
+def whole_request(timeout: float) -> float:
+    """The seconds a whole request may take when each connect, read and write may take ``timeout``: a little
+    more, so that a server silent for ``timeout`` fails as httpx names it (ReadTimeout, ConnectTimeout)."""
+    return timeout + 1.0
 
 
 async def bounded(request: Awaitable[T], timeout: float) -> T:
-    """``request`` (an httpx call), which must be over in ``timeout`` seconds of the controller's running time.
+    """``request`` (an httpx call with ``timeout``), over within :func:`whole_request` seconds of the
+    controller's running time.
 
-    httpx's own timeouts bound each connect, read and write, not the request: a server (or a proxy) that sends
-    a byte now and then held a call, and the release step waiting on it, without end. Raises TimeoutError,
+    httpx's timeouts bound each connect, read and write, not the request: a server (or a proxy) that sends a
+    byte now and then held a call, and the release step waiting on it, without end. Raises TimeoutError,
     which :func:`translated` given the same ``timeout`` turns into the backend's error."""
-    return await within(request, timeout)
+    return await within(request, whole_request(timeout))
 
 
 @functools.cache

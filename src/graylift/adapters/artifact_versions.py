@@ -26,7 +26,7 @@ from xml.etree import ElementTree
 
 import httpx
 
-from graylift.adapters._http import bounded, new_client
+from graylift.adapters._http import bounded, new_client, whole_request
 from graylift.adapters.artifacts import ArtifactAuth
 from graylift.core.model import is_plain_name
 from graylift.errors import ArtifactError
@@ -105,7 +105,8 @@ def list_versions(url: str, app: str, ext: str, auth: ArtifactAuth | None, timeo
     except httpx.HTTPError as exc:
         raise ArtifactError(f"listing versions of {app}: {url} unreachable: {type(exc).__name__}") from None
     except TimeoutError:
-        raise ArtifactError(f"listing versions of {app}: {url} gave no complete answer in {timeout:g}s") from None
+        raise ArtifactError(f"listing versions of {app}: {url} gave no complete answer in "
+                            f"{whole_request(timeout):g}s") from None
     if response.status_code != 200:
         raise ArtifactError(f"listing versions of {app}: {url} answered HTTP {response.status_code}")
     return parse_listing(response.text, response.headers.get("content-type", ""), app, ext)

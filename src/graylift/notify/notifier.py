@@ -136,14 +136,15 @@ class Notifier:
             self.accounts.delivery_failed(delivery.id, "the webhook was deleted", retry_at=None)
             return False
         out = render(hook.channel, hook.url, hook.secret, hook.template, delivery.payload, int(time.time() * 1000))
-        try:  # httpx's timeout bounds each read: a receiver sending a byte now and then would hold the pass
+        whole = self.timeout + 1.0  # httpx's timeout bounds each read (a receiver sending a byte now and then
+        try:                        # held the pass); a second more, so a silent one is httpx's ReadTimeout
             answer = await asyncio.wait_for(client.post(out.url, content=out.body, headers=out.headers,
-                                                        timeout=self.timeout), self.timeout)
+                                                        timeout=self.timeout), whole)
             problem = refusal(hook.channel, answer.status_code, answer.content)
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}".replace(hook.url, hook.name)
         except TimeoutError:
-            problem = f"no complete answer in {self.timeout:g}s"
+            problem = f"no complete answer in {whole:g}s"
         if problem is None:
             self.accounts.delivered(delivery.id)
             return True

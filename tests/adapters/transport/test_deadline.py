@@ -28,6 +28,17 @@ async def test_an_answer_that_came_while_the_process_did_not_run_is_read() -> No
     assert await within(asyncio.sleep(0.3, "answer"), 0.5) == "answer"
 
 
+
+@pytest.mark.parametrize("freeze", [0.35, 0.45, 0.5])
+async def test_an_answer_that_came_during_a_freeze_ending_at_the_deadline_is_read(freeze: float) -> None:
+    """The freeze ends at (or just past) the deadline, so the timer is not late enough to be called a stall;
+    the answer is in the socket already (a local command that finished meanwhile) and is read, not called
+    a timeout (seen with an HTTP call, timeout 0.5 s + 1 s, frozen 1.5 s)."""
+    transport = LocalTransport(Host("controller", "127.0.0.1"))
+    command = asyncio.ensure_future(transport.run("sleep 0.1; echo ok", timeout=5))
+    freeze_soon(freeze, after=0.05)
+    assert (await within(command, 0.5)).stdout == "ok\n"
+
 async def test_a_slow_answer_still_times_out_on_time_and_is_cancelled() -> None:
     slow = asyncio.ensure_future(asyncio.sleep(30))
     started = time.monotonic()
@@ -121,7 +132,8 @@ def slow_http_server(delay: float) -> Iterator[str]:
 
 async def test_an_http_answer_that_came_while_the_controller_was_frozen_is_read() -> None:
     """The HTTP backends' neighbour of the commands': httpx (anyio's deadlines) reads what is in the socket
-    before its timer goes off, so it needs no :func:`within` (checked on the code before it too)."""
+    before its timer goes off, and the whole request's bound (``_http.bounded``, 0.5 + 1 s here, due just as
+    the 1.5 s freeze ends) takes it up too before it calls a timeout (it did not before ``_settled``)."""
     with slow_http_server(0.3) as url:
         freeze_soon(1.5)
         assert await call(GrayliftError, "test", "GET", url, hint="h", timeout=0.5) == (200, {"ok": True})
