@@ -4,6 +4,7 @@ driver whose host-side timings give the physical limit (issue 11).
 
     sudo .venv/bin/python bench/vs_peers.py                          # pyapp:50, pyapp:200, shop:6, shop:12
     sudo .venv/bin/python bench/vs_peers.py --fleets pyapp:12,shop:6 --tools graylift,minimal
+    sudo .venv/bin/python bench/vs_peers.py --fleets shop:6 --tools graylift,minimal,pyinfra --rounds 5
 
 Needs pyinfra and matplotlib in their own venv (not project dependencies):
 ``python3 -m venv /var/tmp/graylift-peers && /var/tmp/graylift-peers/bin/pip install 'pyinfra>=3,<4' matplotlib``
@@ -21,6 +22,9 @@ start to exit; controller CPU is RUSAGE_CHILDREN of its process tree (bench/peer
 RUSAGE_THREAD of the thread that runs the in-process minimal driver. Ratio = wall / physical limit, the limit
 measured by the minimal driver in the same run (bench/peers/minimal.py). After every run each host must be on
 the target version and UP in HAProxy; failed requests (non-2xx and socket errors) are counted per run.
+With ``--rounds N`` every tool runs N times on the same lab, interleaved (every other round in reverse
+order), each run's ratio taken to the limit of its own round; the summary gives each tool's median wall,
+ratio and CPU per host, and the plot shows the medians.
 Writes bench/results/vs_peers.json and bench/results/vs_peers.png, prints a markdown table.
 """
 
@@ -217,7 +221,18 @@ def under_load(fleet: Fleet, run: Any) -> tuple[tuple[float, float, int], LoadRe
     return result, loaded
 
 
-def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peers_venv: Path) -> dict[str, Any]:
+def round_order(tools: tuple[str, ...], number: int) -> list[tuple[str, str]]:
+    """The runs of round ``number`` (from 0): graylift's release and then its rollback as one block, each other
+    tool a block; every other round the blocks in reverse, so no tool always runs first or last."""
+    blocks = [[("graylift", "release"), ("graylift", "rollback")]] if "graylift" in tools else []
+    blocks += [[(t, "release")] for t in tools if t != "graylift"]
+    if number % 2:
+        blocks.reverse()
+    return [step for block in blocks for step in block]
+
+
+def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peers_venv: Path,
+               rounds: int = 1) -> dict[str, Any]:
     lab = f"vp{app[:2]}{hosts}"
     lab_down(lab)
     info = lab_up(lab, hosts=hosts, apps=(app,))
@@ -237,12 +252,12 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
                                f"see {workdir / 'install.log'}")
         print(f"{app}:{hosts}: installed {VERSIONS[0]} in {wall:.1f}s; plan {[len(b) for b in fleet.batches]}",
               flush=True)
-        limit: dict[str, Any] = {}
+        limits: list[dict[str, Any]] = [{} for _ in range(rounds)]
         runs: list[dict[str, Any]] = []
-        steps = [("graylift", "release"), ("graylift", "rollback")] if "graylift" in tools else []
-        steps += [(t, "release") for t in tools if t != "graylift"]
+        steps = [(n, tool, kind) for n in range(rounds) for tool, kind in round_order(tools, n)]
         current = VERSIONS[0]
-        for tool, kind in steps:
+        for number, tool, kind in steps:
+            limit = limits[number]
             target = VERSIONS[1] if current == VERSIONS[0] else VERSIONS[0]
             if kind == "release":
                 fleet.reset()
@@ -254,7 +269,7 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
             load_before = os.getloadavg()[0]
             (wall, cpu, rc), loaded = under_load(fleet, call)
             problems = fleet.problems(target)
-            row = {"tool": tool, "kind": kind, "from": current, "to": target, "wall": round(wall, 3),
+            row = {"tool": tool, "kind": kind, "round": number, "from": current, "to": target, "wall": round(wall, 3),
                    "cpu": round(cpu, 3), "cpu_per_host": round(cpu / hosts, 4), "exit": rc,
                    "requests": loaded.sent, "failed": loaded.non_2xx + loaded.errors,
                    "error_kinds": loaded.error_kinds, "loadavg_1m": [load_before, os.getloadavg()[0]],
@@ -264,13 +279,13 @@ def fleet_runs(app: str, hosts: int, tools: tuple[str, ...], workdir: Path, peer
                 row["journal"] = report.graylift_journal(fleet.config, fleet.app, ENV, process["started_at"],
                                                          process["ended_at"])
             runs.append(row)
-            print(f"  {tool} {kind} {current} -> {target}: {wall:.1f}s, cpu {cpu:.2f}s, exit {rc}, "
+            print(f"  round {number + 1}: {tool} {kind} {current} -> {target}: {wall:.1f}s, cpu {cpu:.2f}s, exit {rc}, "
                   f"{loaded.sent} requests, {row['failed']} failed, {len(problems)} hosts wrong", flush=True)
             if problems:  # the fleet is in an unknown state: the runs so far are kept, the next tools skipped
                 row["error"] = f"{tool} left hosts wrong: {problems[:3]}; log {log}"
                 break
             current = target
-        return report.fleet_result(app, hosts, fleet.batches, limit, runs)
+        return report.fleet_result(app, hosts, fleet.batches, limits, runs)
     finally:
         lab_down(lab)
 
@@ -291,6 +306,8 @@ def main() -> int:
     parser.add_argument("--fleets", default=DEFAULT_FLEETS, help=f"APP:HOSTS,... (default {DEFAULT_FLEETS})")
     parser.add_argument("--tools", default=",".join(TOOLS), help="graylift,minimal,pyinfra,ansible")
     parser.add_argument("--peers-venv", type=Path, default=Path("/var/tmp/graylift-peers"))
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every tool per fleet, interleaved; "
+                        "the summary gives each tool's median (default 1)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help=f"logs, configs, state (default {WORKDIR})")
     args = parser.parse_args()
@@ -311,7 +328,7 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
-            results.append(fleet_runs(app, hosts, tools, workdir, args.peers_venv))
+            results.append(fleet_runs(app, hosts, tools, workdir, args.peers_venv, max(1, args.rounds)))
         except Exception as exc:  # one fleet's failure is recorded; the other fleets still run
             errors.append(f"{app}:{hosts}: {type(exc).__name__}: {exc}")
             print(f"{app}:{hosts} FAILED: {exc}", flush=True)

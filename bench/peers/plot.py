@@ -22,7 +22,8 @@ def main() -> None:
     for i, (tool, kind) in enumerate(TOOLS):
         ratios, cpus = [], []
         for f in fleets:
-            run = next((r for r in f["runs"] if r["tool"] == tool and r["kind"] == kind), None)
+            run = next((r for r in f.get("summary") or f["runs"] if r["tool"] == tool and r["kind"] == kind),
+                       None)  # the medians over the rounds, or the one run of an older results file
             ratios.append(run["ratio"] or 0 if run else 0)
             cpus.append(run["cpu_per_host"] if run else 0)
         xs = [x + i * width for x in range(len(fleets))]

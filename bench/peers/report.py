@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -60,17 +61,43 @@ def own_waits_limit(batches: list[dict[str, Any]], per_host: dict[str, dict[str,
                for b in batches)
 
 
-def fleet_result(app: str, hosts: int, batches: list[list[str]], limit: dict[str, Any],
+def fleet_result(app: str, hosts: int, batches: list[list[str]], limits: list[dict[str, Any]],
                  runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add each run's ratio to the physical limit, and the rollback / release ratio."""
-    seconds = limit.get("seconds")
+    """Each run's ratio to the physical limit of its own round (``limits[run["round"]]``), the rollback /
+    release ratio (median over the rounds), and per tool and kind the medians over the rounds."""
     for run in runs:
+        seconds = limits[run.get("round", 0)].get("seconds")
         run["ratio"] = round(run["wall"] / seconds, 3) if seconds else None
-    walls = {(r["tool"], r["kind"]): r["wall"] for r in runs}
-    release, rollback = walls.get(("graylift", "release")), walls.get(("graylift", "rollback"))
-    return {"app": app, "hosts": hosts, "batch_plan": [len(b) for b in batches], "limit_seconds": seconds,
-            "rollback_over_release": round(rollback / release, 3) if release and rollback else None,
-            "limit_hosts": limit.get("hosts", {}), "runs": runs}
+    rollbacks = []
+    for number in range(len(limits)):
+        walls = {(r["tool"], r["kind"]): r["wall"] for r in runs if r.get("round", 0) == number}
+        release, rollback = walls.get(("graylift", "release")), walls.get(("graylift", "rollback"))
+        if release and rollback:
+            rollbacks.append(rollback / release)
+    measured = [limit["seconds"] for limit in limits if limit.get("seconds")]
+    return {"app": app, "hosts": hosts, "batch_plan": [len(b) for b in batches], "rounds": len(limits),
+            "limit_seconds": round(statistics.median(measured), 3) if measured else None,
+            "limits_seconds": [limit.get("seconds") for limit in limits],
+            "rollback_over_release": round(statistics.median(rollbacks), 3) if rollbacks else None,
+            "limit_hosts": limits[-1].get("hosts", {}), "summary": summary(runs), "runs": runs}
+
+
+def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (tool, kind), in the order first run: how many runs, the median wall, ratio and CPU per host, the
+    lowest and highest ratio, and the failed requests of all of them."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["tool"], run["kind"]), []).append(run)
+    rows = []
+    for (tool, kind), group in groups.items():
+        ratios = [r["ratio"] for r in group if r.get("ratio")]
+        rows.append({"tool": tool, "kind": kind, "runs": len(group),
+                     "wall": round(statistics.median(r["wall"] for r in group), 3),
+                     "ratio": round(statistics.median(ratios), 3) if ratios else None,
+                     "ratio_range": [min(ratios), max(ratios)] if ratios else None,
+                     "cpu_per_host": round(statistics.median(r["cpu_per_host"] for r in group), 4),
+                     "failed": sum(r["failed"] for r in group)})
+    return rows
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -82,10 +109,21 @@ def markdown(document: dict[str, Any]) -> str:
         lines.append(f"| {fleet} | {plan} | physical limit | | {f['limit_seconds'] or 0:.1f} | 1.00 | | | | |")
         for r in f["runs"]:
             ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
-            lines.append(f"| {fleet} | {plan} | {r['tool']} | {r['kind']} {r['from']}→{r['to']} | {r['wall']:.1f} | "
-                         f"{ratio} | {r['cpu']:.2f} | {r['cpu_per_host']:.3f} | {r['requests']} | {r['failed']} |")
+            number = f" (round {r['round'] + 1})" if f.get("rounds", 1) > 1 else ""
+            lines.append(f"| {fleet} | {plan} | {r['tool']} | {r['kind']} {r['from']}→{r['to']}{number} | "
+                         f"{r['wall']:.1f} | {ratio} | {r['cpu']:.2f} | {r['cpu_per_host']:.3f} | {r['requests']} | "
+                         f"{r['failed']} |")
         if f["rollback_over_release"]:
             lines.append(f"\n{fleet}: graylift rollback / release = {f['rollback_over_release']:.2f}\n")
+    if any(f.get("rounds", 1) > 1 for f in document["fleets"]):
+        lines += ["", "| fleet | tool | runs | median wall s | median / limit (lowest-highest) | median CPU s / host "
+                  "| failed |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for f in document["fleets"]:
+            for row in f.get("summary", []):
+                low, high = row["ratio_range"] or (0, 0)
+                ratio = f"{row['ratio']:.2f} ({low:.2f}-{high:.2f})" if row["ratio"] else "-"
+                lines.append(f"| {f['app']}:{f['hosts']} | {row['tool']} {row['kind']} | {row['runs']} | "
+                             f"{row['wall']:.1f} | {ratio} | {row['cpu_per_host']:.3f} | {row['failed']} |")
     return "\n".join(lines)
 
 

@@ -95,3 +95,35 @@ def test_switch_step_moves_current_atomically(tmp_path: Path) -> None:
     (tmp_path / "current").symlink_to("releases/1.0.0")
     subprocess.run(["sh", "-c", common.switch_script(str(tmp_path), "2.0.0")], check=True)
     assert (tmp_path / "current").readlink() == Path("releases/2.0.0")
+
+
+def test_rounds_interleave_the_tools_and_the_summary_takes_medians_of_same_round_ratios() -> None:
+    vs_peers = _load("vs_peers_rounds_under_test", BENCH / "vs_peers.py")
+    tools = ("graylift", "minimal", "pyinfra")
+    assert vs_peers.round_order(tools, 0) == [("graylift", "release"), ("graylift", "rollback"),
+                                              ("minimal", "release"), ("pyinfra", "release")]
+    assert vs_peers.round_order(tools, 1) == [("pyinfra", "release"), ("minimal", "release"),
+                                              ("graylift", "release"), ("graylift", "rollback")]
+
+    def run(tool: str, kind: str, number: int, wall: float, cpu: float = 1.0) -> dict[str, object]:
+        return {"tool": tool, "kind": kind, "round": number, "wall": wall, "cpu_per_host": cpu, "failed": 0,
+                "from": "1.0.0", "to": "2.0.0", "cpu": cpu * 3, "requests": 100}
+
+    walls = {0: (10.0, 6.0, 12.0), 1: (30.0, 24.0, 24.0), 2: (12.0, 6.0, 16.0)}  # release, rollback, pyinfra
+    runs = [run(tool, kind, number, wall, 3.0 if (number, tool, kind) == (2, "graylift", "release") else 1.0)
+            for number, three in walls.items()
+            for (tool, kind), wall in zip((("graylift", "release"), ("graylift", "rollback"), ("pyinfra", "release")),
+                                          three, strict=True)]
+    limits = [{"seconds": 5.0}, {"seconds": 20.0}, {"seconds": 8.0, "hosts": {"h1": {}}}]
+    result = report.fleet_result("pyapp", 3, [["h1"], ["h2", "h3"]], limits, runs)
+    assert [r["ratio"] for r in runs[:3]] == [2.0, 1.2, 2.4]  # each to its own round's limit
+    assert result["limit_seconds"] == 8.0 and result["rounds"] == 3 and result["limit_hosts"] == {"h1": {}}
+    assert result["rollback_over_release"] == 0.6  # the median of 0.6, 0.8 and 0.5
+    rows = {(r["tool"], r["kind"]): r for r in result["summary"]}
+    assert rows[("graylift", "release")] == {"tool": "graylift", "kind": "release", "runs": 3, "wall": 12.0,
+                                             "ratio": 1.5, "ratio_range": [1.5, 2.0], "cpu_per_host": 1.0,
+                                             "failed": 0}
+    assert rows[("pyinfra", "release")]["ratio"] == 2.0 and rows[("pyinfra", "release")]["ratio_range"] == [1.2, 2.4]
+    table = report.markdown({"fleets": [result]})
+    assert "| pyapp:3 | graylift release | 3 | 12.0 | 1.50 (1.50-2.00) | 1.000 | 0 |" in table
+    assert "| pyapp:3 | 1+2 | pyinfra | release 1.0.0→2.0.0 (round 2) | 24.0 | 1.20 |" in table
