@@ -193,7 +193,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
             active = gl.active_releases()
             emergency(gl)
             if output is Output.json:
-                emit_json({"state_db": _state_db(gl), "active": [_release_json(gl, r) for r in active]})
+                emit_json({"state_db": gl.state_location, "active": [_release_json(gl, r) for r in active]})
                 return
             if not active:
                 console.print("no active release")
@@ -201,7 +201,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
                 gone = ("  (controller gone: `graylift resume`)", "red") if gl.controller_gone(r) else ""
                 console.print(line(f"#{r.id} {r.app} {r.version} ({r.env}) ", styled(r.state.value),
                                    f" {r.message}", gone))
-            console.print(line(("state: ", "dim"), (_state_db(gl), "dim")))
+            console.print(line(("state: ", "dim"), (gl.state_location, "dim")))
             return
         rec = find_release(gl, ref, env)
         emergency(gl)
@@ -210,7 +210,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
         if output is Output.json:
             from graylift.api.answers import host_run_out
 
-            emit_json({"state_db": _state_db(gl), "release": _release_json(gl, rec),
+            emit_json({"state_db": gl.state_location, "release": _release_json(gl, rec),
                        "hosts": [host_run_out(r).model_dump(mode="json") for r in gl.host_runs(rec.id)]})
             return
         render_release(console, gl, rec)
@@ -218,13 +218,9 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
             since = rec.heartbeat_at or rec.updated_at
             console.print(line(("controller gone", "red"), f" since {since:%Y-%m-%d %H:%M:%S} UTC "
                                f"({rec.owner or 'never claimed'}); run `graylift resume {rec.id}`"))
-        console.print(line(("state: ", "dim"), (_state_db(gl), "dim")))
+        console.print(line(("state: ", "dim"), (gl.state_location, "dim")))
 
     guarded(body)
-
-
-def _state_db(gl: Service) -> str:
-    return gl.state_location
 
 
 def _control(ref: str, env: str | None, action: str, config: ConfigOpt) -> None:
