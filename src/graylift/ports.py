@@ -49,6 +49,11 @@ class Transport(Protocol):
         (a credential in argv is visible in ``ps`` and lands in logs)."""
         ...
 
+    async def ping(self, *, timeout: float) -> None:
+        """A round trip to the host that runs nothing on it (SSH: a keepalive request on the connection, which
+        opens it if needed): returns when the host answered, else raises HostUnreachable or CommandTimeout."""
+        ...
+
     async def put(self, local: Path, remote: str) -> None:
         """Copy a local file to a remote path (the parent directory must exist)."""
         ...

@@ -50,8 +50,10 @@ async def precheck(ctx: StepContext) -> dict[str, Any]:
         # round trip for a host that is fine
         ahead = None
     if ahead is not None:  # read before its turn (the preflight, or during the batch before): not again,
-        # but the host must answer now, before anything is muted or taken out (its connection may have died)
-        await ctx.transport.run("true", timeout=ctx.runtime.command_timeout)
+        # but the host must answer now, before anything is muted or taken out (its connection may have died):
+        # a round trip that runs nothing there (a `true` was a session and five processes on the host, on
+        # every host's critical path: bench/results/ping-ab)
+        await ctx.transport.ping(timeout=ctx.runtime.command_timeout)
         found, result = ahead.found, ahead.health
     else:
         found, result = await survey_and_health(ctx)

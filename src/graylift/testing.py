@@ -35,6 +35,8 @@ from graylift.errors import (
 from graylift.ports import CommandResult, Preflight
 from graylift.runtime import AppRuntime
 
+PING = "(ping)"  # how a FolderTransport lists a ping among its commands
+
 
 class FolderTransport(LocalTransport):
     """A host is a folder: ``deploy_dir`` in every command is mapped to ``root``."""
@@ -66,6 +68,11 @@ class FolderTransport(LocalTransport):
             if self.log is not None:
                 with self.log.open("a") as log:
                     log.write(f"{started:.6f} {self.host.name} {status} {command[-80:]!r}\n")
+
+    async def ping(self, *, timeout: float) -> None:
+        if self.unreachable:
+            raise HostUnreachable(self.host.name, "connection refused (fake)")
+        self.commands.append(PING)
 
     async def put(self, local: Path, remote: str) -> None:
         await super().put(local, remote.replace(self.deploy_dir, str(self.root)))

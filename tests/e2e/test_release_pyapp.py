@@ -196,8 +196,9 @@ def test_unreachable_host_is_absorbed_by_the_failure_budget(deploy: Deploy, lab:
 def test_release_wait_reads_each_host_ahead_and_a_host_cut_off_after_its_read_is_left_untouched(
         deploy: Deploy, lab: LabInfo) -> None:
     """`release --wait` on real sshd hosts: every pre-check takes the read the preflight (or the batch before)
-    took, and still asks the host for `true` first: a host cut off after its read fails its pre-check with
-    nothing muted in Alertmanager, nothing set in HAProxy or ZooKeeper, its release untouched."""
+    took, and still asks the host to answer first (a ping on its connection): a host cut off after its read
+    fails its pre-check with nothing muted in Alertmanager, nothing set in HAProxy or ZooKeeper, its release
+    untouched."""
     d = make_deploy(lab, APP, deploy.config.parent / "ahead", **FAST, commands={"timeout": 5},
                     failure_budget={"per_batch": 1, "total": 1})
     began = datetime.now(UTC)  # release ids start again with each database: silences are told apart by time

@@ -4,7 +4,7 @@ With the real engine, store and steps over folder hosts (graylift.testing). A re
 own read (survey and health, read-only), taken by the release's preflight (handed to a drive in the same
 process, as `release --wait` does) or when the first host of the batch before is out of traffic; a host's
 pre-check uses it when it is at most ``strategy.precheck_ahead_seconds`` old, else reads the host anew, and
-still asks the host to answer (``true``) before anything is muted or taken out.
+still asks the host to answer (a ping, which runs nothing there) before anything is muted or taken out.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from graylift.core.state import HostState, ReleaseState, Request
 from graylift.engine import Engine
 from graylift.engine.ahead import ReadsAhead
 from graylift.preflight import preflight
-from graylift.testing import FolderTransport
+from graylift.testing import PING, FolderTransport
 from tests.engine.conftest import APP, ENV, World
 from tests.engine.test_prestage import STRATEGY as PRESTAGE
 from tests.engine.test_prestage import prestage_world
@@ -57,6 +57,7 @@ def test_the_next_batch_is_read_while_this_one_restarts_and_each_host_is_read_on
 
     monkeypatch.setattr(FolderTransport, "run", run)
     before = {h.name: surveys(world, h.name) for h in world.hosts}
+    sent = {h.name: len(world.fleet.transports[h.name].commands) for h in world.hosts}
     rid = world.start("2.0.0")
     assert world.drive(rid).state is ReleaseState.SUCCEEDED
     done = prechecks(world, rid)
@@ -67,6 +68,10 @@ def test_the_next_batch_is_read_while_this_one_restarts_and_each_host_is_read_on
     for host in ahead:
         assert 0 <= float(done[host]["read_ahead_seconds"]) <= STRATEGY.precheck_ahead_seconds  # type: ignore[arg-type]
         assert done[host]["current"] == "1.0.0" and done[host]["healthy"] is True
+    # a host read ahead was pinged before its turn went on (a round trip, no command); one read now was not
+    pinged = {h.name for h in world.hosts if PING in world.fleet.transports[h.name].commands[sent[h.name]:]}
+    assert pinged == ahead
+    assert not any(c.strip() == "true" for h in world.hosts for c in world.fleet.transports[h.name].commands)
     # one read of each host per release, ahead or not
     assert {h.name: surveys(world, h.name) - before[h.name] for h in world.hosts} == {h.name: 1 for h in world.hosts}
     # and each read went out while the batch before restarted: after its first take-out began, before its end

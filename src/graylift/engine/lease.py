@@ -232,6 +232,10 @@ class FencedTransport:
             self.lease.lose(f"release #{self.lease.release_id}: {self.host.name} refused the command: {line}")
             raise LeaseLost(self.lease.lost or line)
 
+    async def ping(self, *, timeout: float) -> None:
+        self.lease.check()  # it runs nothing on the host: nothing there to fence
+        await self.inner.ping(timeout=timeout)
+
     async def put(self, local: Path, remote: str) -> None:
         self.lease.check()  # a copy is not fenced on the host: it only writes a release's .partial dir
         await self.inner.put(local, remote)

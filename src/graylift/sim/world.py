@@ -196,10 +196,18 @@ class SimTransport:
             shell.start(self.state)
         elif op == "stop":
             shell.stop(self.state)
-        elif op != "true":  # true: a pre-check that took its read ahead asks only whether the host answers
+        else:
             raise RemoteCommandFailed(self.host.name, command, 127, f"unknown command {op} (simulated)")
         await self.world.point(what)
         return CommandResult(0, "", "")
+
+    async def ping(self, *, timeout: float) -> None:
+        """A pre-check that took its read ahead asks only whether the host answers (nothing runs there)."""
+        if not self.state.reachable:
+            raise HostUnreachable(self.host.name, "connection refused (simulated)")
+        what = f"{self.host.name}: ping"
+        self.world.enter(what)
+        await self.world.point(what)
 
     async def put(self, local: object, remote: str) -> None:
         raise RemoteCommandFailed(self.host.name, "put", 1, "the simulation stages through its deploy dir")

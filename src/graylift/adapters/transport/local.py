@@ -49,6 +49,9 @@ class LocalTransport:
             raise RemoteCommandFailed(self.host.name, command, status, stdout + stderr)
         return CommandResult(status, stdout, stderr)
 
+    async def ping(self, *, timeout: float) -> None:
+        return None  # this machine: it answers
+
     async def put(self, local: Path, remote: str) -> None:
         """Copy to ``remote + '.tmp'``, then rename over ``remote``."""
         tmp = remote + ".tmp"

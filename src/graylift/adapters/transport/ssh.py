@@ -130,6 +130,25 @@ class SshTransport:
             raise RemoteCommandFailed(self.host.name, command, status, stdout + stderr)
         return CommandResult(status, stdout, stderr)
 
+    async def ping(self, *, timeout: float) -> None:
+        """The keepalive request OpenSSH answers itself (``keepalive@openssh.com``, as asyncssh's own keepalives
+        send it): one round trip on the connection, no session, no process on the host. A connection that closed
+        under it is no answer (asyncssh fails a pending request with the same reply when it cleans up)."""
+        self.busy += 1
+        try:
+            conn = self._keepalive(await self.ensure_connected())
+            await within(conn._make_global_request(b"keepalive@openssh.com"), timeout)
+            if conn.is_closed():
+                raise HostUnreachable(self.host.name, f"connection to {_where(self.host)} lost while waiting for "
+                                      "it to answer")
+        except TimeoutError:
+            raise CommandTimeout(self.host.name, "a keepalive round trip", timeout) from None
+        except (OSError, asyncssh.Error) as exc:
+            raise HostUnreachable(self.host.name, f"connection to {_where(self.host)} lost while waiting for it "
+                                  f"to answer ({_reason(exc)})") from exc
+        finally:
+            await self._done()
+
     async def _open_process(self, command: str, stdin: str | None) -> asyncssh.SSHClientProcess[str]:
         """Open a session; if the cached connection turns out dead, reconnect once and retry."""
         for attempt in (1, 2):
