@@ -10,7 +10,6 @@
     observer.py   who still sends traffic to a host (the traffic check)
     registry.py   Build, Backend, Registry: a backend found by its config type
     _http.py      every HTTP backend's requests, errors translated once; Api, Login
-    _deadline.py  a time limit on the controller's running time (a stalled controller is not a slow host)
     _preflight.py _limits.py   small shared helpers
 
 A backend module holds its config model, its adapter and ``from_config``; docs/traffic.md says how to add one.

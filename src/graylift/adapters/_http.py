@@ -25,14 +25,14 @@ import contextlib
 import functools
 import json
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
 
-from graylift.adapters._deadline import within
 from graylift.adapters._limits import LoopSemaphores
 from graylift.core.template import render
+from graylift.deadline import bounded, whole_request
 from graylift.errors import GrayliftError
 
 T = TypeVar("T")
@@ -111,7 +111,8 @@ def translated(error_type: type[GrayliftError], name: str, method: str, url: str
                secrets: Iterable[str | None] = (), show_query: bool = False,
                timeout: float | None = None) -> Iterator[None]:
     """httpx's exceptions raised inside become one ``error_type`` naming the request, and so does the
-    TimeoutError of :func:`bounded` when ``timeout`` (its seconds) is given; nothing else is caught."""
+    TimeoutError of :func:`graylift.deadline.bounded` when ``timeout`` (its seconds) is given; nothing else is
+    caught."""
     def error(why: str) -> GrayliftError:
         message = f"{name}: {method} {shown(url, show_query=show_query)} failed: {why}"
         return error_type(scrub(message.rstrip() + f"; {hint}", (*secrets, *url_secrets(url))))
@@ -127,22 +128,6 @@ def translated(error_type: type[GrayliftError], name: str, method: str, url: str
         if timeout is None:
             raise
         raise error(f"no complete answer in {whole_request(timeout):g}s") from None
-
-
-def whole_request(timeout: float) -> float:
-    """The seconds a whole request may take when each connect, read and write may take ``timeout``: a little
-    more, so that a server silent for ``timeout`` fails as httpx names it (ReadTimeout, ConnectTimeout)."""
-    return timeout + 1.0
-
-
-async def bounded(request: Awaitable[T], timeout: float) -> T:
-    """``request`` (an httpx call with ``timeout``), over within :func:`whole_request` seconds of the
-    controller's running time.
-
-    httpx's timeouts bound each connect, read and write, not the request: a server (or a proxy) that sends a
-    byte now and then held a call, and the release step waiting on it, without end. Raises TimeoutError,
-    which :func:`translated` given the same ``timeout`` turns into the backend's error."""
-    return await within(request, whole_request(timeout))
 
 
 @functools.cache

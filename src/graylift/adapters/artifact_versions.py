@@ -26,9 +26,10 @@ from xml.etree import ElementTree
 
 import httpx
 
-from graylift.adapters._http import bounded, new_client, whole_request
+from graylift.adapters._http import new_client
 from graylift.adapters.artifacts import ArtifactAuth
 from graylift.core.model import is_plain_name
+from graylift.deadline import bounded, whole_request
 from graylift.errors import ArtifactError
 
 LIMIT = 200

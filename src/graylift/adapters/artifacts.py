@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from graylift.adapters._http import bounded, safe_url, translated
+from graylift.adapters._http import safe_url, translated
 from graylift.adapters.registry import secret
 from graylift.core.model import Package, PackageKind, is_plain_name
 from graylift.core.template import render
+from graylift.deadline import bounded
 from graylift.errors import ArtifactError, ConfigError
 from graylift.redact import mask_url, redact
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from graylift.deadline import bounded, whole_request
 from graylift.notify.channels import refusal, render
 from graylift.notify.events import event_of
 from graylift.store import JournalEntry, ReleaseRecord, Store
@@ -136,15 +137,15 @@ class Notifier:
             self.accounts.delivery_failed(delivery.id, "the webhook was deleted", retry_at=None)
             return False
         out = render(hook.channel, hook.url, hook.secret, hook.template, delivery.payload, int(time.time() * 1000))
-        whole = self.timeout + 1.0  # httpx's timeout bounds each read (a receiver sending a byte now and then
-        try:                        # held the pass); a second more, so a silent one is httpx's ReadTimeout
-            answer = await asyncio.wait_for(client.post(out.url, content=out.body, headers=out.headers,
-                                                        timeout=self.timeout), whole)
+        try:  # the whole delivery bounded (httpx's timeout bounds each read: a receiver sending a byte now and
+            # then held the pass), on this process's running time
+            answer = await bounded(client.post(out.url, content=out.body, headers=out.headers,
+                                               timeout=self.timeout), self.timeout)
             problem = refusal(hook.channel, answer.status_code, answer.content)
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}".replace(hook.url, hook.name)
         except TimeoutError:
-            problem = f"no complete answer in {whole:g}s"
+            problem = f"no complete answer in {whole_request(self.timeout):g}s"
         if problem is None:
             self.accounts.delivered(delivery.id)
             return True

@@ -1,4 +1,4 @@
-"""A command's time limit counts the controller's running time (graylift.adapters._deadline).
+"""A command's time limit counts the controller's running time (graylift.deadline).
 
 The controller "not running" is its event loop blocked (tests.adapters.conftest.freeze_soon). The command
 silencer's: tests/adapters/monitoring/test_command.py."""
@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from graylift.adapters._deadline import within
 from graylift.adapters._http import call, new_client
 from graylift.adapters.transport.local import LocalTransport
 from graylift.adapters.transport.ssh import SshConfig, SshConnector
 from graylift.core.model import Host
+from graylift.deadline import within
 from graylift.errors import CommandTimeout, GrayliftError
 from tests.adapters.conftest import Sshd, freeze_soon, needs_root
 
@@ -132,7 +132,7 @@ def slow_http_server(delay: float) -> Iterator[str]:
 
 async def test_an_http_answer_that_came_while_the_controller_was_frozen_is_read() -> None:
     """The HTTP backends' neighbour of the commands': httpx (anyio's deadlines) reads what is in the socket
-    before its timer goes off, and the whole request's bound (``_http.bounded``, 0.5 + 1 s here, due just as
+    before its timer goes off, and the whole request's bound (``deadline.bounded``, 0.5 + 1 s here, due just as
     the 1.5 s freeze ends) takes it up too before it calls a timeout (it did not before ``_settled``)."""
     with slow_http_server(0.3) as url:
         freeze_soon(1.5)

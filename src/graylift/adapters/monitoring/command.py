@@ -23,11 +23,11 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
 
-from graylift.adapters._deadline import within
 from graylift.adapters._preflight import each
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
+from graylift.deadline import within
 from graylift.errors import SilencerError
 from graylift.ports import Preflight
 from graylift.schema import PlainName, PositiveSeconds, Section, check_text, placeholders, uses_placeholder

@@ -10,7 +10,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from graylift.adapters._deadline import within
+from graylift.deadline import within
 from graylift.errors import TrafficError
 
 T = TypeVar("T")

@@ -18,12 +18,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
 
-from graylift.adapters._deadline import within
 from graylift.adapters._limits import LoopSemaphores, SharedReads, tick
 from graylift.adapters._preflight import every_host, listing, names
 from graylift.adapters.registry import Backend, Build
 from graylift.core.model import Host
 from graylift.core.template import host_values, render
+from graylift.deadline import within
 from graylift.errors import TrafficError
 from graylift.ports import Preflight
 from graylift.schema import HostTemplate, Seconds, Section, Text, check_text, fail

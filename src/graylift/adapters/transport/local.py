@@ -9,8 +9,8 @@ import shutil
 import signal
 from pathlib import Path
 
-from graylift.adapters._deadline import within
 from graylift.core.model import Host
+from graylift.deadline import within
 from graylift.errors import CommandTimeout, RemoteCommandFailed, TransportError
 from graylift.ports import CommandResult
 

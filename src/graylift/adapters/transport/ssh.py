@@ -32,9 +32,9 @@ from typing import TypeVar, cast
 
 from pydantic import Field
 
-from graylift.adapters._deadline import within
 from graylift.adapters.transport._asyncssh import asyncssh
 from graylift.core.model import Host
+from graylift.deadline import within
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
 from graylift.ports import CommandResult
 from graylift.schema import LocalPath, PlainName, Port, PositiveInt, PositiveSeconds, Section

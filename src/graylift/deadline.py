@@ -1,4 +1,4 @@
-"""A command's time limit counted on the controller's running time.
+"""A command's or request's time limit counted on the controller's running time.
 
 ``asyncio.wait_for`` counts wall time. A controller stopped (SIGSTOP, starved of CPU, a paused VM) while a
 command runs on a host wakes with the command's answer in its socket and its timer past due; the timer runs
@@ -13,7 +13,8 @@ slow still times out: its timer goes off on time. On the host, ``timeout`` bound
 transport wraps every one in it).
 
 Every limit the controller puts on a host or backend call goes through it: SSH (connect, run, upload), local
-commands, the command silencer, HAProxy's runtime API, ZooKeeper, a whole HTTP request (``_http.bounded``).
+commands, the command silencer, HAProxy's runtime API, ZooKeeper, a whole HTTP request (:func:`bounded`), a
+webhook delivery.
 Seen failing without it (a frozen event loop, tests.adapters.conftest.freeze_soon): an SSH command and
 connection, a local command, the command silencer; and without the taking up, a local command and an HTTP
 request whose answer came during a freeze that ended at the deadline (tests/adapters/transport/test_deadline.py).
@@ -71,3 +72,19 @@ async def _settled(task: asyncio.Future[T]) -> bool:
             return True
         await asyncio.sleep(0)
     return task.done()
+
+
+def whole_request(timeout: float) -> float:
+    """The seconds a whole request may take when each connect, read and write may take ``timeout``: a little
+    more, so that a server silent for ``timeout`` fails as httpx names it (ReadTimeout, ConnectTimeout)."""
+    return timeout + 1.0
+
+
+async def bounded(request: Awaitable[T], timeout: float) -> T:
+    """``request`` (an httpx call with ``timeout``), over within :func:`whole_request` seconds of the
+    controller's running time.
+
+    httpx's timeouts bound each connect, read and write, not the request: a server (or a proxy) that sends a
+    byte now and then held a call, and the release step waiting on it, without end. Raises TimeoutError,
+    which ``graylift.adapters._http.translated`` given the same ``timeout`` turns into the backend's error."""
+    return await within(request, whole_request(timeout))
