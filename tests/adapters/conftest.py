@@ -15,10 +15,32 @@ from pathlib import Path
 
 import pytest
 
+from graylift.adapters.transport.ssh import SshConfig, SshConnector
+from graylift.core.model import Host
 from graylift.lab import services
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: sshd with its own host key runs as root")
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of process ``pid`` (from /proc), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def ssh_connector(sshd: Sshd, *, known_hosts: Path | None = None, key: Path | None = None) -> SshConnector:
+    """A connector to the ``sshd`` fixture's server (its known_hosts and client key unless given)."""
+    return SshConnector(SshConfig(known_hosts=known_hosts or sshd.known_hosts, key=key or sshd.client_key,
+                                  connect_timeout=5, command_timeout=30))
+
+
+def ssh_host(sshd: Sshd, port: int | None = None) -> Host:
+    """The ``sshd`` fixture's server as host h1 (root@127.0.0.1, its port unless given)."""
+    return Host(name="h1", address="127.0.0.1", port=port or sshd.port, user="root")
 
 
 def freeze_soon(seconds: float, after: float = 0.1) -> None:

@@ -10,6 +10,7 @@ import warnings
 
 from graylift.adapters.transport.local import LocalTransport
 from graylift.core.model import Host
+from tests.adapters.conftest import parent_of
 
 
 def test_a_cancelled_command_is_killed_and_reaped_before_the_cancellation_returns() -> None:
@@ -36,12 +37,4 @@ def test_a_cancelled_command_is_killed_and_reaped_before_the_cancellation_return
 
 
 def _children() -> set[int]:
-    return {int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent(int(pid)) == os.getpid()}
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    return {int(pid) for pid in os.listdir("/proc") if pid.isdigit() and parent_of(int(pid)) == os.getpid()}

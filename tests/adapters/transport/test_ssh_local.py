@@ -18,7 +18,7 @@ from graylift.core.fence import fenced_command, sealed_input
 from graylift.core.model import Host
 from graylift.errors import CommandTimeout, ConfigError, HostUnreachable, RemoteCommandFailed, TransportError
 from graylift.ports import Transport
-from tests.adapters.conftest import Sshd, needs_root
+from tests.adapters.conftest import Sshd, needs_root, ssh_connector, ssh_host
 
 
 def _running(pattern: str) -> bool:
@@ -63,21 +63,12 @@ async def check_stdin(transport: Transport, tmp_path: Path) -> None:
     assert (await transport.run("cat; echo end", timeout=10, stdin="")).stdout == "end\n"
 
 
-def _connector(sshd: Sshd, *, known_hosts: Path | None = None, key: Path | None = None) -> SshConnector:
-    return SshConnector(SshConfig(known_hosts=known_hosts or sshd.known_hosts, key=key or sshd.client_key,
-                                  connect_timeout=5, command_timeout=30))
-
-
-def _host(sshd: Sshd, port: int | None = None) -> Host:
-    return Host(name="h1", address="127.0.0.1", port=port or sshd.port, user="root")
-
-
 @pytest.mark.root
 @needs_root
 async def test_ssh_run_exit_codes_and_reuse(sshd: Sshd) -> None:
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         result = await transport.run("echo hello; echo err >&2", timeout=10)
         assert (result.exit_status, result.stdout, result.stderr) == (0, "hello\n", "err\n")
         result = await transport.run("exit 3", timeout=10, check=False)
@@ -86,7 +77,7 @@ async def test_ssh_run_exit_codes_and_reuse(sshd: Sshd) -> None:
             await transport.run("echo line-one; echo line-two >&2; exit 7", timeout=10)
         assert failed.value.exit_status == 7 and "line-two" in str(failed.value) and "h1" in str(failed.value)
         # one cached connection per host, shared by concurrent commands
-        assert await connector.connect(_host(sshd)) is transport
+        assert await connector.connect(ssh_host(sshd)) is transport
         outs = await asyncio.gather(*(transport.run(f"echo {i}", timeout=10) for i in range(20)))
         assert [o.stdout.strip() for o in outs] == [str(i) for i in range(20)]
         # a cached connection that died is reopened
@@ -104,9 +95,9 @@ async def test_ssh_run_exit_codes_and_reuse(sshd: Sshd) -> None:
 @pytest.mark.root
 @needs_root
 async def test_ssh_stdin_reaches_the_command_not_its_argv(sshd: Sshd, tmp_path: Path) -> None:
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        await check_stdin(await connector.connect(_host(sshd)), tmp_path)
+        await check_stdin(await connector.connect(ssh_host(sshd)), tmp_path)
     finally:
         await connector.close()
 
@@ -118,9 +109,9 @@ async def test_local_stdin_reaches_the_command_not_its_argv(tmp_path: Path) -> N
 @pytest.mark.root
 @needs_root
 async def test_ssh_timeout_kills_remote_process(sshd: Sshd) -> None:
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         started = time.monotonic()
         with pytest.raises(CommandTimeout) as timed_out:
             await transport.run("sleep 1000.25; echo never", timeout=1)
@@ -142,9 +133,9 @@ async def test_ssh_put_is_atomic_and_checked(sshd: Sshd, tmp_path: Path) -> None
     local.write_bytes(b"x" * 200_000)
     remote_dir = tmp_path / "remote"
     remote_dir.mkdir()
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         await transport.put(local, str(remote_dir / "pkg.tar.gz"))
         await transport.put(local, str(remote_dir / "pkg.tar.gz"))  # overwrite: idempotent
         assert (remote_dir / "pkg.tar.gz").read_bytes() == local.read_bytes()
@@ -162,23 +153,23 @@ async def test_ssh_host_key_mismatch_refused(sshd: Sshd, tmp_path: Path) -> None
     wrong = tmp_path / "known_hosts"
     other_pub = Path(str(sshd.other_key) + ".pub").read_text().split()
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {other_pub[0]} {other_pub[1]}\n")
-    connector = _connector(sshd, known_hosts=wrong)
+    connector = ssh_connector(sshd, known_hosts=wrong)
     try:
         with pytest.raises(HostUnreachable) as refused:
-            await connector.connect(_host(sshd))
+            await connector.connect(ssh_host(sshd))
         message = str(refused.value)
         assert "host key" in message and str(wrong) in message and "fix known_hosts" in message
     finally:
         await connector.close()
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
-    connector = _connector(sshd, known_hosts=empty)
+    connector = ssh_connector(sshd, known_hosts=empty)
     with pytest.raises(HostUnreachable, match="host key"):
-        await connector.connect(_host(sshd))
+        await connector.connect(ssh_host(sshd))
     await connector.close()
-    connector = _connector(sshd, known_hosts=tmp_path / "absent")
+    connector = ssh_connector(sshd, known_hosts=tmp_path / "absent")
     with pytest.raises(ConfigError, match="known_hosts"):
-        await connector.connect(_host(sshd))
+        await connector.connect(ssh_host(sshd))
 
 
 @pytest.mark.root
@@ -199,16 +190,16 @@ async def test_known_hosts_is_read_once_and_again_when_it_changes(sshd: Sshd, tm
     monkeypatch.setattr(ssh_module.asyncssh, "read_known_hosts", counted)
     known = tmp_path / "known_hosts"
     known.write_bytes(sshd.known_hosts.read_bytes())
-    connector = _connector(sshd, known_hosts=known)
+    connector = ssh_connector(sshd, known_hosts=known)
     try:
         for _ in range(3):
-            conn = await connector.open_connection(_host(sshd))
+            conn = await connector.open_connection(ssh_host(sshd))
             conn.close()
         assert reads == [str(known)]
         other_pub = Path(str(sshd.other_key) + ".pub").read_text().split()
         known.write_text(f"[127.0.0.1]:{sshd.port} {other_pub[0]} {other_pub[1]}\n")  # another size: re-read
         with pytest.raises(HostUnreachable, match="host key"):
-            await connector.open_connection(_host(sshd))
+            await connector.open_connection(ssh_host(sshd))
         assert len(reads) == 2
     finally:
         await connector.close()
@@ -219,12 +210,12 @@ async def test_known_hosts_is_read_once_and_again_when_it_changes(sshd: Sshd, tm
 async def test_ssh_unreachable_and_auth_failure(sshd: Sshd) -> None:
     from graylift.lab.services import free_port
 
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     with pytest.raises(HostUnreachable, match="refused"):
-        await connector.connect(_host(sshd, port=free_port()))
-    connector = _connector(sshd, key=sshd.other_key)
+        await connector.connect(ssh_host(sshd, port=free_port()))
+    connector = ssh_connector(sshd, key=sshd.other_key)
     with pytest.raises(HostUnreachable, match="authentication failed"):
-        await connector.connect(_host(sshd))
+        await connector.connect(ssh_host(sshd))
     await connector.close()
 
 
@@ -253,9 +244,9 @@ async def test_local_run_timeout_and_put(tmp_path: Path) -> None:
 async def test_health_probes_over_ssh(sshd: Sshd) -> None:
     from graylift.adapters.health import CommandProbe, ProcessProbe, TcpProbe, check_all
 
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         # the probe's command (and its host-side `timeout` wrapper) carries the pattern: no self-match
         absent = await ProcessProbe("graylift-no-such-process-4712").check(transport)
         assert not absent.ok and "no process matches" in absent.detail
@@ -286,7 +277,7 @@ async def test_ssh_max_connections_closes_idle_ones(sshd: Sshd, tmp_path: Path) 
     connector = SshConnector(SshConfig(known_hosts=known, key=sshd.client_key, connect_timeout=5, command_timeout=30,
                                        max_connections=1))
     try:
-        first = await connector.connect(_host(sshd))
+        first = await connector.connect(ssh_host(sshd))
         second = await connector.connect(Host(name="h2", address="localhost", port=sshd.port))
         assert second.connected and not first.connected  # the idle one made room
         results = await asyncio.gather(first.run("echo a", timeout=10), second.run("echo b", timeout=10))
@@ -313,7 +304,7 @@ async def test_ssh_keepalives_only_while_the_connection_is_in_use(sshd: Sshd, tm
     connector = SshConnector(SshConfig(known_hosts=sshd.known_hosts, key=sshd.client_key, connect_timeout=5,
                                        keepalive_seconds=0.2))
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         assert (await transport.run("echo idle next", timeout=10)).ok  # (a slow start may take a keepalive)
         before = len(sent)
         await asyncio.sleep(1.2)
@@ -334,12 +325,12 @@ async def test_a_process_probe_in_a_fenced_wait_over_ssh_finds_no_process_of_its
                                                                                      tmp_path: Path) -> None:
     """A health wait goes to the host on stdin, through the host's fence, as the engine sends it; there its process
     probe is plain ``pgrep -f`` (no -A): the shells that carry the script must not count as the app."""
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     absent = f"graylift-no-such-process-{secrets.token_hex(4)}"
     present = f"graylift-probe-target-{secrets.token_hex(4)}"
     app = subprocess.Popen([present, "30"], executable="/bin/sleep")  # the app, by its command line
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         for pattern, healthy in ((absent, False), (present, True)):
             wait = HostWait.of([ProcessProbe(pattern), CommandProbe(f"echo {pattern}")], retries=1, interval=0)
             assert wait is not None and "pgrep -A" not in wait.script

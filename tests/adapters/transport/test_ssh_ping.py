@@ -13,24 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from graylift.adapters.transport.ssh import SshConfig, SshConnector
-from graylift.core.model import Host
 from graylift.errors import CommandTimeout, HostUnreachable
 from graylift.lab import services
-from tests.adapters.conftest import Sshd, needs_root
+from tests.adapters.conftest import Sshd, needs_root, parent_of, ssh_connector, ssh_host
 
 pytestmark = [pytest.mark.root, needs_root]
 
 
-def _children(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` (the sshd processes of its connections, and what they run)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended while we looked
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
+    parents = {int(p): parent_of(int(p)) for p in os.listdir("/proc") if p.isdigit()}
     found, todo = [], [pid]
     while todo:
         parent = todo.pop()
@@ -54,24 +46,15 @@ def counting_sshd(sshd: Sshd, tmp_path: Path) -> Iterator[tuple[Sshd, Path]]:
         services.stop_service(service)
 
 
-def _connector(sshd: Sshd) -> SshConnector:
-    return SshConnector(SshConfig(known_hosts=sshd.known_hosts, key=sshd.client_key, connect_timeout=5,
-                                  command_timeout=30))
-
-
-def _host(sshd: Sshd) -> Host:
-    return Host(name="h1", address="127.0.0.1", port=sshd.port, user="root")
-
-
 def _ran(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 async def test_a_ping_is_answered_and_runs_nothing_on_the_host(counting_sshd: tuple[Sshd, Path]) -> None:
     sshd, ran = counting_sshd
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         for _ in range(20):
             await transport.ping(timeout=5)
         assert _ran(ran) == 0
@@ -88,11 +71,11 @@ async def test_a_ping_is_answered_and_runs_nothing_on_the_host(counting_sshd: tu
 
 
 async def test_a_frozen_host_times_out_and_a_connection_lost_meanwhile_is_unreachable(sshd: Sshd) -> None:
-    connector = _connector(sshd)
+    connector = ssh_connector(sshd)
     try:
-        transport = await connector.connect(_host(sshd))
+        transport = await connector.connect(ssh_host(sshd))
         await transport.ping(timeout=5)
-        frozen = _children(sshd.service.pid)  # this connection's sshd processes
+        frozen = _descendants(sshd.service.pid)  # this connection's sshd processes
         assert frozen
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
