@@ -21,6 +21,14 @@ def words(value: object) -> str:
     return " ".join(str(v) for v in value) if isinstance(value, list) else ""
 
 
+def hosts_words(value: object, most: int = 8) -> str:
+    """A batch's hosts as words; past ``most``, the count, the first three and the last (a batch of 100 is one
+    readable line; ``graylift status`` and the console's host table list every host)."""
+    if not isinstance(value, list) or len(value) <= most:
+        return words(value)
+    return f"{len(value)} hosts: {words(value[:3])} ... {value[-1]}"
+
+
 def line_of(entry: JournalEntry, mark: Mark = plain) -> str | None:
     """One journal entry as a log line, or None for bookkeeping entries (lease claims)."""
     host, step, event, d = entry.host, entry.step, entry.event, entry.detail
@@ -33,7 +41,7 @@ def line_of(entry: JournalEntry, mark: Mark = plain) -> str | None:
             return (f"lease renewed late: this controller was silent {d.get('silent_seconds')}s; nobody had taken "
                     "the release over, so it goes on")
         if event == "begin":
-            return f"{mark(step, 'bold')}: {words(d.get('hosts'))}"
+            return f"{mark(step, 'bold')}: {hosts_words(d.get('hosts'))}"
         if event == "done":
             return f"{mark(step, 'bold')} done ({d.get('failed', 0)} failed)"
         if event == "wait":
