@@ -23,7 +23,7 @@ def words(value: object) -> str:
 
 def hosts_words(value: object, most: int = 8) -> str:
     """A batch's hosts as words; past ``most``, the count, the first three and the last (a batch of 100 is one
-    readable line; ``graylift status`` and the console's host table list every host)."""
+    readable line; ``graylift plan``, ``graylift status --output json`` and the console's host grid list every host)."""
     if not isinstance(value, list) or len(value) <= most:
         return words(value)
     return f"{len(value)} hosts: {words(value[:3])} ... {value[-1]}"

@@ -45,7 +45,7 @@ def test_war_release_and_rollback_on_tomcat(lab: LabInfo, tmp_path: Path) -> Non
 
 def test_broken_war_canary_is_reverted(lab: LabInfo, tmp_path: Path) -> None:
     # The lab's health budget (120 tries, 30 s) stays: the revert starts 1.0.0 under the same budget, and a Tomcat
-    # start on a busy 2-CPU machine has taken more than a 5 s budget (the revert then needs attention, not failed).
+    # start on a CI machine running three lab workers can take more than 5 s (the revert then needs attention).
     d = make_deploy(lab, APP, tmp_path, **STRATEGY)
     settled(d.release("1.0.0"), ReleaseState.SUCCEEDED)
     rec = d.release("3.0.0")  # its /health answers 500
