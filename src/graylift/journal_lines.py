@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from graylift.core.names import some
+
 if TYPE_CHECKING:
     from graylift.store.records import JournalEntry
 
@@ -22,11 +24,9 @@ def words(value: object) -> str:
 
 
 def hosts_words(value: object, most: int = 8) -> str:
-    """A batch's hosts as words; past ``most``, the count, the first three and the last (a batch of 100 is one
-    readable line; ``graylift plan``, ``graylift status --output json`` and the console's host grid list every host)."""
-    if not isinstance(value, list) or len(value) <= most:
-        return words(value)
-    return f"{len(value)} hosts: {words(value[:3])} ... {value[-1]}"
+    """A batch's hosts as words, the first ``most`` and how many more (a batch of 100 is one readable line;
+    ``graylift plan``, ``graylift status --output json`` and the console's host grid list every host)."""
+    return some([str(v) for v in value], most, sep=" ") if isinstance(value, list) else ""
 
 
 def line_of(entry: JournalEntry, mark: Mark = plain) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from graylift.core.model import Host
+from graylift.core.names import some
 from graylift.errors import GrayliftError
 
 T = TypeVar("T")
@@ -16,8 +17,7 @@ LISTED = 10  # names shown in one note; the rest are counted
 
 def names(items: Sequence[str]) -> str:
     """``a, b, c`` (at most LISTED names, then ``and N more``)."""
-    shown = ", ".join(items[:LISTED])
-    return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
+    return some(items, LISTED)
 
 
 def listing(name: str, words: str, items: Sequence[str]) -> tuple[str, ...]:

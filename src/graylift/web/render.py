@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from graylift.core.names import some
 from graylift.core.plan import Plan
 from graylift.core.state import HostState, ReleaseKind, Request, decide_request
 from graylift.errors import StateError
@@ -135,5 +136,4 @@ def confirmation(rec: ReleaseRecord, runs: list[HostRunRecord], action: str) -> 
 def _names(label: str, hosts: list[str]) -> str:
     if not hosts:
         return f"{label}: none"
-    shown = ", ".join(hosts[:20])
-    return f"{label}: {shown}" + (f" and {len(hosts) - 20} more" if len(hosts) > 20 else "")
+    return f"{label}: {some(hosts, 20)}"
