@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from graylift.client_options import CLIENT_FILE, SERVER_ENV, TOKEN_ENV
 from graylift.core.model import Host
 from graylift.core.plan import Plan
 from graylift.core.state import Direction, HostState, ReleaseKind, ReleaseState, Request
+from graylift.journal_lines import Shown
 from graylift.preflight import HostReport, Report
 from graylift.service import HostRunRecord, JournalEntry, PlanView, ReleaseRecord, SurveyRow
 from graylift.store import HostHealth
@@ -215,27 +217,35 @@ class RemoteGraylift:
         return self._gone.get(rec.id, False)
 
     def follow(self, release_id: int, on_entry: Callable[[JournalEntry], None], *, poll: float = POLL,
-               until_paused: bool = False) -> ReleaseRecord:
+               until_paused: bool = False, shown: Shown | None = None) -> ReleaseRecord:
+        """Hand ``on_entry`` each new journal entry (of those ``shown``, when given) until the release finishes
+        (or, ``until_paused``, pauses)."""
         last = 0
-        while True:
+
+        def new_entries() -> None:
+            nonlocal last
             for entry in self.journal(release_id, last):
                 last = entry.id
-                on_entry(entry)
+                if shown is None or entry in shown:
+                    on_entry(entry)
+
+        while True:
+            new_entries()
             rec = self.release(release_id)
             if rec.finished or (until_paused and rec.state is ReleaseState.PAUSED):
-                for entry in self.journal(release_id, last):
-                    on_entry(entry)
+                new_entries()
                 return rec
             time.sleep(poll)
 
-    def drive(self, release_id: int, on_entry: Callable[[JournalEntry], None] | None = None) -> ReleaseRecord:
+    def drive(self, release_id: int, on_entry: Callable[[JournalEntry], None] | None = None, *,
+              shown: Shown | None = None) -> ReleaseRecord:
         """``--wait`` through a server: follow until the release finishes or pauses (the server drives it)."""
-        return self.follow(release_id, on_entry or (lambda e: None), until_paused=True)
+        return self.follow(release_id, on_entry or (lambda e: None), until_paused=True, shown=shown)
 
-    async def drive_here(self, release_id: int, on_entry: Callable[[JournalEntry], None] | None = None
-                         ) -> ReleaseRecord:
+    async def drive_here(self, release_id: int, on_entry: Callable[[JournalEntry], None] | None = None, *,
+                         shown: Shown | None = None) -> ReleaseRecord:
         """:meth:`drive` from a running event loop (``release --wait`` starts and drives in one)."""
-        return await asyncio.to_thread(self.drive, release_id, on_entry)
+        return await asyncio.to_thread(functools.partial(self.drive, release_id, on_entry, shown=shown))
 
     @contextlib.asynccontextmanager
     async def sharing_connections(self) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from graylift.cli.render import printer, render_release
+from graylift.cli.render import PROGRESS, printer, render_release
 from graylift.core.state import ReleaseState
 from graylift.lab import LabInfo, lab_down, lab_up
 from graylift.lab.files import ZOOKEEPER_SERVICES
@@ -76,7 +76,7 @@ def run_phase(gl: Graylift, info: LabInfo, console: Console, name: str, version:
             rec = asyncio.run(gl.start_rollback(APP, ENV, to_version=None, started_by="demo"))
         else:
             rec = asyncio.run(gl.start_release(APP, ENV, version, started_by="demo"))
-        rec = gl.drive(rec.id, printer(console))
+        rec = gl.drive(rec.id, printer(console), shown=PROGRESS)
         render_release(console, gl, rec)
     finally:
         report = background.stop() if background else None

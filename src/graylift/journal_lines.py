@@ -4,6 +4,7 @@ the lines that tell progress, in colour. Pure: no I/O, no markup of its own (``m
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from graylift.core.names import some
@@ -13,6 +14,20 @@ if TYPE_CHECKING:
 
 # Styles ``text`` ("bold", "red", "green", "yellow"): rich markup in the CLI; left plain in the console.
 Mark = Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Which journal entries a view may show: every entry of the release itself (no host), and of a host's
+    entries those with one of ``events`` or one of the (step, event) pairs in ``steps``. A reader hands it to the
+    store, which filters in SQL (a release journals some 25 entries a host; the CLI's progress view shows about
+    three of them), and the view tests its entries against it, so the two agree by construction."""
+
+    events: frozenset[str] = frozenset()
+    steps: frozenset[tuple[str, str]] = frozenset()
+
+    def __contains__(self, entry: JournalEntry) -> bool:
+        return entry.host is None or entry.event in self.events or (entry.step, entry.event) in self.steps
 
 
 def plain(text: str, style: str) -> str:

@@ -117,8 +117,11 @@ def test_a_schedule_left_starting_by_a_dead_worker_is_settled_by_the_next(gl: Gr
 
 
 def test_a_schedule_that_cannot_start_says_why(gl: Graylift) -> None:
-    gl.schedule_release(APP, ENV, "9.9.9", gl.store.db_now() + timedelta(seconds=0.5), by="ann")
-    time.sleep(0.6)
+    # far enough ahead that a busy machine does not find it in the past before it is recorded; then past it
+    at = gl.store.db_now() + timedelta(seconds=2)
+    gl.schedule_release(APP, ENV, "9.9.9", at, by="ann")
+    while gl.store.db_now() <= at:
+        time.sleep(0.1)
     [failed] = gl.start_due_schedules()
     assert failed.state == "failed" and "9.9.9" in failed.message and failed.release_id is None
 

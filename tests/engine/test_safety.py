@@ -535,3 +535,13 @@ def test_pruning_keeps_the_versions_a_rollback_would_go_to_with_rebuilt_versions
     world.release("5.0.0")
     kept = sorted(p.name.split("+")[0] for p in (world.folders / "h3" / "releases").iterdir())
     assert kept == ["1.0.0", "2.0.0", "5.0.0"]
+
+
+def test_a_host_a_release_succeeds_on_is_no_longer_marked(make_world: Callable[..., World]) -> None:
+    """The CMDB's needs-attention mark of a host goes with its successful pass (written with its state)."""
+    w = make_world(6, beta=0, strategy=Strategy(batch_size=1))
+    w.release("1.0.0")
+    w.store.mark_needs_attention(APP, ENV, "h6", reason="left out by release #1", backends={}, release_id=1)
+    rec = w.drive(w.start("2.0.0"))
+    assert rec.state is ReleaseState.SUCCEEDED, rec.message
+    assert w.store.host_health(APP, ENV) == {} and w.current("h6") == "2.0.0"

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from graylift.cli.render import PROGRESS, journal_line
 from graylift.core.model import Host
 from graylift.core.state import ReleaseState
 from graylift.errors import (
@@ -28,6 +29,7 @@ from graylift.errors import (
     StoreUnreachable,
     UsageError,
 )
+from graylift.journal_lines import Shown
 from graylift.store import Fence, Store
 from graylift.store.db import PG_IDLE_TX_MS, pg_connect_args
 from graylift.store.records import host_from_json, host_to_json
@@ -666,3 +668,40 @@ def test_every_claim_gets_a_token_greater_than_every_earlier_one_postgres(pg_dat
         with concurrent.futures.ThreadPoolExecutor(16) as pool:  # claims at once, each on its own session
             at_once = list(pool.map(lambda r: store.claim(r.id, f"ctl-{r.id}", stale_after=0), recs))
     assert None not in at_once and len(set(at_once)) == len(at_once) and min(at_once) > max(tokens), at_once
+
+
+def test_journal_shown_is_filtered_in_sql_as_the_view_filters(store: Store) -> None:
+    """A progress view reads back only the entries it may show (``shown``, in SQL), and exactly those: the same
+    entries, in the same order, as the view's own test of every entry; ``since_id`` still counts."""
+    rec = new_release(store)
+    steps = ("precheck", "mute", "take_out", "quiet", "stop", "start", "health", "put_back", "unmute", "revert")
+    events = ("begin", "done", "failed", "needs_attention", "plan", "already_on_target")
+    for host in (None, "web-1", "web-2"):
+        for step in steps:
+            for event in events:
+                store.journal(rec.id, host, step, event, {"n": f"{host}/{step}/{event}"})
+    every = store.journal_entries(rec.id)
+    assert len(every) == 3 * len(steps) * len(events)
+    for view in (PROGRESS, Shown(), Shown(events=frozenset({"failed"})), Shown(steps=frozenset({("quiet", "done")}))):
+        read = store.journal_entries(rec.id, shown=view)
+        assert read == [e for e in every if e in view]
+        middle = read[len(read) // 2].id
+        assert store.journal_entries(rec.id, since_id=middle, shown=view) == [e for e in read if e.id > middle]
+    assert [e.host for e in store.journal_entries(rec.id, shown=Shown())] == [None] * len(steps) * len(events)
+    # the CLI's progress view shows nothing it did not read: every line it prints is of an entry in PROGRESS
+    assert {e.id for e in every if journal_line(e) is not None} <= {e.id for e in every if e in PROGRESS}
+    # of a host's 60 entries here: its 3 x 10 failures, attention and already-on-target, and 4 (step, event) pairs
+    assert sum(e.host is not None for e in store.journal_entries(rec.id, shown=PROGRESS)) == 2 * (3 * 10 + 4)
+
+
+def test_a_host_runs_state_and_its_attention_mark_change_together(store: Store) -> None:
+    rec = new_release(store)
+    store.mark_needs_attention("order-service", "prod", "web-1", reason="x", backends={}, release_id=rec.id)
+    store.mark_needs_attention("order-service", "prod", "web-2", reason="x", backends={}, release_id=rec.id)
+    with pytest.raises(StateError):  # pending -> rolled_back is no transition: nothing of it is written
+        store.update_host_run(rec.id, "web-1", state="rolled_back", forget_attention=("order-service", "prod"))
+    assert set(store.host_health("order-service", "prod")) == {"web-1", "web-2"}
+    store.update_host_run(rec.id, "web-1", state="running")
+    store.update_host_run(rec.id, "web-1", state="done", forget_attention=("order-service", "prod"))
+    assert set(store.host_health("order-service", "prod")) == {"web-2"}
+    assert store.host_run(rec.id, "web-1").state == "done"

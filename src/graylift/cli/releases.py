@@ -93,10 +93,10 @@ def run_release(gl: Service, rec: ReleaseRecord, wait: bool) -> None:
 
 def _run(gl: Service, rec: ReleaseRecord, wait: bool, good: tuple[ReleaseState, ...] = GOOD) -> None:
     """Drive here with live progress (``--wait``: exit 0 only if it ends in ``good``), or hand it off."""
-    from graylift.cli.render import printer
+    from graylift.cli.render import PROGRESS, printer
 
     if wait:
-        _finish(gl, gl.drive(rec.id, printer(console)), good)
+        _finish(gl, gl.drive(rec.id, printer(console), shown=PROGRESS), good)
     gl.hand_off(rec.id)
     console.print(f"release #{rec.id} goes on in the background; `graylift status {rec.id} --watch` follows it")
 
@@ -111,12 +111,12 @@ def _finish(gl: Service, final: ReleaseRecord, good: tuple[ReleaseState, ...]) -
 def _start_and_drive(gl: Service, start: Callable[[], Awaitable[ReleaseRecord]],
                      good: tuple[ReleaseState, ...] = GOOD) -> NoReturn:
     """``--wait``: start and drive in one event loop, so the preflight's SSH connections serve the drive."""
-    from graylift.cli.render import printer
+    from graylift.cli.render import PROGRESS, printer
 
     async def both() -> ReleaseRecord:
         async with gl.sharing_connections():
             rec = await start()
-            return await gl.drive_here(rec.id, printer(console))
+            return await gl.drive_here(rec.id, printer(console), shown=PROGRESS)
 
     _finish(gl, run_async(both()), good)
 
@@ -185,7 +185,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
            watch: Annotated[bool, typer.Option("--watch", help="Follow until it finishes.")] = False,
            output: OutputOpt = Output.text, config: ConfigOpt = None) -> None:
     """Show a release: state, batches, hosts, waits; or every active release. Never takes one over."""
-    from graylift.cli.render import printer, render_release
+    from graylift.cli.render import PROGRESS, printer, render_release
 
     def body() -> None:
         gl = service(config)
@@ -206,7 +206,7 @@ def status(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="Re
         rec = find_release(gl, ref, env)
         emergency(gl)
         if watch and output is Output.text:
-            rec = gl.follow(rec.id, printer(console))
+            rec = gl.follow(rec.id, printer(console), shown=PROGRESS)
         if output is Output.json:
             from graylift.api.answers import host_run_out
 
@@ -254,7 +254,7 @@ def resume(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="A 
                                                      "with --env; none: every orphaned release.")] = None,
            env: MaybeEnvOpt = None, wait: WaitOpt = False, config: ConfigOpt = None) -> None:
     """Go on with a paused release in its own direction; without one, take over every orphaned release."""
-    from graylift.cli.render import printer
+    from graylift.cli.render import PROGRESS, printer
 
     def body() -> None:
         gl = service(config)
@@ -268,7 +268,7 @@ def resume(ref: Annotated[str | None, typer.Argument(metavar="RELEASE", help="A 
             console.print(f"resuming release #{rec.id}: {rec.app} {rec.version} ({rec.env}), {rec.state.value}; "
                           f"it goes on {way}")
         if wait:
-            finals = [gl.drive(r.id, printer(console)) for r in recs]
+            finals = [gl.drive(r.id, printer(console), shown=PROGRESS) for r in recs]
             raise typer.Exit(EXIT_OK if all(f.state in GOOD for f in finals) else EXIT_FAILED)
         for rec in recs:
             gl.hand_off(rec.id)

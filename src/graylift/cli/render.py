@@ -12,7 +12,7 @@ from rich.text import Text
 
 from graylift.cli.output import line, show_table, styled, table
 from graylift.core.plan import Plan
-from graylift.journal_lines import line_of
+from graylift.journal_lines import Shown, line_of
 from graylift.service import JournalEntry, ReleaseRecord, batch_timings
 
 if TYPE_CHECKING:
@@ -40,13 +40,20 @@ def _styled_line(entry: JournalEntry) -> Text | None:
     return text
 
 
+PROGRESS = Shown(events=frozenset({"failed", "needs_attention", "already_on_target"}),
+                 steps=frozenset({("revert", "plan"), ("unmute", "done"), ("quiet", "done"), ("take_out", "done")}))
+"""The entries the progress view may show (:func:`journal_line`): the store reads back only these."""
+
+
 def journal_line(entry: JournalEntry) -> Text | None:
     """One journal entry as a progress line (works on a TTY and in CI logs alike), or None to skip it: the
     console's line in colour (:func:`graylift.journal_lines.line_of`), and of a host's entries only those that
-    tell progress, indented."""
+    tell progress (of :data:`PROGRESS`), indented."""
     host, step, event, detail = entry.host, entry.step, entry.event, entry.detail
     if host is None:
         return _styled_line(entry)
+    if entry not in PROGRESS:
+        return None
     if event in ("failed", "needs_attention", "already_on_target") or (step, event) == ("revert", "plan"):
         return line("  ", _styled_line(entry) or "")
     if step == "unmute" and event == "done":

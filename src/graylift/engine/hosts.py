@@ -238,8 +238,8 @@ class HostRunner:
 
     def succeeded(self, rec: ReleaseRecord, host: str, state: HostState, *, already: bool = False,
                   warning: str | None = None) -> None:
-        self.store.update_host_run(rec.id, host, state=state, finished_at=self.clock.now(), error=warning)
-        self.store.clear_host_health(rec.app, rec.env, host)
+        self.store.update_host_run(rec.id, host, state=state, finished_at=self.clock.now(), error=warning,
+                                   forget_attention=(rec.app, rec.env))
 
     async def failed(self, rec: ReleaseRecord, host: str, failed: StepFailed, *, back: bool) -> None:
         """A step failed: skip, revert, leave needing attention, or warn (:func:`core.flow.on_step_failure`)."""

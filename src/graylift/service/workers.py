@@ -14,6 +14,7 @@ from pathlib import Path
 
 from graylift.core.plan import Plan
 from graylift.core.state import HostState
+from graylift.journal_lines import Shown
 from graylift.service.base import ServiceBase
 from graylift.store import HostRunRecord, JournalEntry, ReleaseRecord
 
@@ -41,21 +42,25 @@ class WorkerService(ServiceBase):
         threading.Thread(target=worker.wait, name=f"reap-release-{release_id}", daemon=True).start()
         return path
 
-    def drive(self, release_id: int, on_entry: OnEntry | None = None) -> ReleaseRecord:
-        """Drive the release in this process until it finishes or pauses; ``on_entry`` sees each journal entry."""
-        return asyncio.run(self.drive_here(release_id, on_entry))
+    def drive(self, release_id: int, on_entry: OnEntry | None = None, *, shown: Shown | None = None
+              ) -> ReleaseRecord:
+        """Drive the release in this process until it finishes or pauses; ``on_entry`` sees each journal entry
+        (of those ``shown``, when given: the store filters them in SQL)."""
+        return asyncio.run(self.drive_here(release_id, on_entry, shown=shown))
 
-    async def drive_here(self, release_id: int, on_entry: OnEntry | None = None) -> ReleaseRecord:
+    async def drive_here(self, release_id: int, on_entry: OnEntry | None = None, *, shown: Shown | None = None
+                         ) -> ReleaseRecord:
         """:meth:`drive` in the running event loop (after a start in the same loop, connections are shared
-        under :meth:`sharing_connections`)."""
+        under :meth:`sharing_connections`). Without ``on_entry`` nobody reads the journal back."""
         last = 0
 
         def poll() -> None:
             nonlocal last
-            for entry in self.store.journal_entries(release_id, since_id=last):
+            if on_entry is None:
+                return
+            for entry in self.store.journal_entries(release_id, since_id=last, shown=shown):
                 last = entry.id
-                if on_entry is not None:
-                    on_entry(entry)
+                on_entry(entry)
 
         try:
             task = asyncio.create_task(self.engine().drive(release_id))
@@ -66,11 +71,13 @@ class WorkerService(ServiceBase):
         finally:
             poll()
 
-    def follow(self, release_id: int, on_entry: OnEntry, *, poll: float = 0.5) -> ReleaseRecord:
-        """Show the journal of a release someone else drives, until it finishes."""
+    def follow(self, release_id: int, on_entry: OnEntry, *, poll: float = 0.5, shown: Shown | None = None
+               ) -> ReleaseRecord:
+        """Show the journal of a release someone else drives (of its entries those ``shown``, when given), until
+        it finishes."""
         last = 0
         while True:
-            for entry in self.store.journal_entries(release_id, since_id=last):
+            for entry in self.store.journal_entries(release_id, since_id=last, shown=shown):
                 last = entry.id
                 on_entry(entry)
             rec = self.store.get_release(release_id)

@@ -87,9 +87,12 @@ class CmdbStore(StoreBase):
 
     def clear_host_health(self, app: str, env: str, host: str) -> bool:
         """Forget a host's needs-attention mark (a release succeeded on it, or `graylift hosts clear`)."""
-        key = (t.host_health.c.app == app, t.host_health.c.env == env, t.host_health.c.host == host)
         with self._write() as conn:
-            return bool(conn.execute(sa.delete(t.host_health).where(*key)).rowcount)
+            return self._clear_host_health(conn, app, env, host)
+
+    def _clear_host_health(self, conn: sa.Connection, app: str, env: str, host: str) -> bool:
+        key = (t.host_health.c.app == app, t.host_health.c.env == env, t.host_health.c.host == host)
+        return bool(conn.execute(sa.delete(t.host_health).where(*key)).rowcount)
 
     def host_health(self, app: str, env: str) -> dict[str, HostHealth]:
         query = sa.select(t.host_health).where(t.host_health.c.app == app, t.host_health.c.env == env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -23,6 +23,9 @@ from graylift.store.statements import (
     INSERT_JOURNAL,
     SET_RUN_STEP,
 )
+
+if TYPE_CHECKING:
+    from graylift.journal_lines import Shown
 
 HOST_RUN_FIELDS = frozenset({"state", "step", "error", "started_at", "finished_at", "previous_version",
                              "target_version", "batch", "address", "found", "target_dir", "attention"})
@@ -62,8 +65,10 @@ class RunStore(CmdbStore):
             value = conn.execute(GET_REQUESTED, {"id": release_id}).scalar()
         return Request(value) if value else None
 
-    def update_host_run(self, release_id: int, host: str, **fields: Any) -> None:
-        """Set some of HOST_RUN_FIELDS (read the row back with :meth:`host_run`)."""
+    def update_host_run(self, release_id: int, host: str, *, forget_attention: tuple[str, str] | None = None,
+                        **fields: Any) -> None:
+        """Set some of HOST_RUN_FIELDS (read the row back with :meth:`host_run`); with ``forget_attention`` (app,
+        env) the host's needs-attention mark goes in the same transaction."""
         unknown = set(fields) - HOST_RUN_FIELDS
         if unknown:
             raise TypeError(f"update_host_run cannot set {sorted(unknown)}; allowed: {sorted(HOST_RUN_FIELDS)}")
@@ -72,7 +77,7 @@ class RunStore(CmdbStore):
         if "state" in fields:
             fields["state"] = HostState(fields["state"]).value
         if fields:
-            self._update_run_row(release_id, host, fields)
+            self._update_run_row(release_id, host, fields, forget_attention)
 
     def begin_step(self, release_id: int, host: str, step: str, detail: dict[str, Any]) -> None:
         """The host's current step, and its ``begin`` journal entry, in one transaction."""
@@ -144,11 +149,14 @@ class RunStore(CmdbStore):
             "done_steps": [], "step": None, "error": None, "attention": None, "started_at": None,
             "finished_at": None})
 
-    def _update_run_row(self, release_id: int, host: str, values: dict[str, Any]) -> None:
+    def _update_run_row(self, release_id: int, host: str, values: dict[str, Any],
+                        forget_attention: tuple[str, str] | None = None) -> None:
         """One host run's row; a new state is checked against core.state's host transitions in the same
         transaction."""
         key = _run_key(release_id, host)
         with self._write() as conn:
+            if forget_attention is not None:
+                self._clear_host_health(conn, *forget_attention, host)
             if "state" in values:
                 query = sa.select(t.host_runs.c.state).where(*key)
                 current = conn.execute(query.with_for_update() if self.is_postgres else query).scalar()
@@ -180,17 +188,22 @@ class RunStore(CmdbStore):
                 "at": self._now(), "owner": fence.owner if fence else None, "epoch": fence.epoch if fence else None}
 
     def journal_entries(self, release_id: int, host: str | None = None, since_id: int = 0, *,
-                        steps: tuple[str, ...] | None = None, event: str | None = None) -> list[JournalEntry]:
+                        steps: tuple[str, ...] | None = None, event: str | None = None,
+                        shown: Shown | None = None) -> list[JournalEntry]:
         """Entries of a release in write order, optionally of one host, after entry ``since_id``, of some
-        ``steps`` and of one ``event`` (filtered in SQL: a summary of 1000 hosts reads only the rows it needs)."""
-        query = (sa.select(t.journal).where(t.journal.c.release_id == release_id, t.journal.c.id > since_id)
-                 .order_by(t.journal.c.id))
+        ``steps``, of one ``event`` and only those a view has ``shown`` (filtered in SQL: a summary or a progress
+        view of 1000 hosts reads only the rows it needs)."""
+        c = t.journal.c
+        query = sa.select(t.journal).where(c.release_id == release_id, c.id > since_id).order_by(c.id)
         if host is not None:
-            query = query.where(t.journal.c.host == host)
+            query = query.where(c.host == host)
         if steps is not None:
-            query = query.where(t.journal.c.step.in_(steps))
+            query = query.where(c.step.in_(steps))
         if event is not None:
-            query = query.where(t.journal.c.event == event)
+            query = query.where(c.event == event)
+        if shown is not None:
+            query = query.where(sa.or_(c.host.is_(None), c.event.in_(sorted(shown.events)),
+                                       *(sa.and_(c.step == s, c.event == e) for s, e in sorted(shown.steps))))
         with self._read() as conn:
             return [journal_from_row(r) for r in conn.execute(query).mappings()]
 
