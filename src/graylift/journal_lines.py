@@ -20,8 +20,8 @@ Mark = Callable[[str, str], str]
 class Shown:
     """Which journal entries a view may show: every entry of the release itself (no host), and of a host's
     entries those with one of ``events`` or one of the (step, event) pairs in ``steps``. A reader hands it to the
-    store, which filters in SQL (a release journals some 25 entries a host; the CLI's progress view shows about
-    three of them), and the view tests its entries against it, so the two agree by construction."""
+    store, which filters in SQL (a release journals a begin and a done of every step of every host; the CLI's
+    progress view shows a few lines a host), and the view tests its entries against it, so the two agree."""
 
     events: frozenset[str] = frozenset()
     steps: frozenset[tuple[str, str]] = frozenset()
