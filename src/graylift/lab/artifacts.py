@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def free_port_on(address: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 def start_artifact_server(workdir: Path, directory: Path, address: str, port: int) -> Path:

@@ -98,7 +98,7 @@ def _bring_up(name: str, count: int, apps: tuple[str, ...], state_dir: Path, lbs
 
     bridge_ip = naming.bridge_address(slot)
     svc_dir = state_dir / "services"
-    art_port = artifacts.free_port_on(bridge_ip)
+    art_port = services.free_port(bridge_ip)
     pidfiles = {"artifacts": str(artifacts.start_artifact_server(svc_dir / "artifacts", artifact_dir,
                                                                   bridge_ip, art_port))}
     zookeeper = services.start_zookeeper(svc_dir / "zookeeper", services.free_port())

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -39,11 +40,29 @@ class Service:
     workdir: Path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_HANDED_OUT: set[tuple[str, int]] = set()
+_HANDING = threading.Lock()
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port on ``address`` that nothing listens on right now and that this process has not handed out
+    before. The kernel may give the same port to two binds in a row once the first socket is closed; seen: a
+    test's HAProxy given one port for two frontends, which then shared each other's requests (HAProxy binds
+    with SO_REUSEPORT, so nothing failed to start)."""
+    held: list[socket.socket] = []
+    try:
+        with _HANDING:
+            while True:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)  # kept bound until a new port is found: the kernel cannot hand it out again
+                sock.bind((address, 0))
+                port = int(sock.getsockname()[1])
+                if (address, port) not in _HANDED_OUT:
+                    _HANDED_OUT.add((address, port))
+                    return port
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def log_tail(log: Path, lines: int = 20) -> str:
