@@ -54,7 +54,7 @@ def journal_line(entry: JournalEntry) -> Text | None:
         return _styled_line(entry)
     if entry not in PROGRESS:
         return None
-    if event in ("failed", "needs_attention", "already_on_target") or (step, event) == ("revert", "plan"):
+    if event in PROGRESS.events or (step, event) == ("revert", "plan"):  # the console's line, indented
         return line("  ", _styled_line(entry) or "")
     if step == "unmute" and event == "done":
         return line("  ", (host, "green"), " done")
